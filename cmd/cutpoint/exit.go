@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+)
+
+// Exit codes; documented in main.go and in the README.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitDamaged     = 3
+	exitNotBuilt    = 4
+	exitStoppedCut  = 5
+	exitStoppedNone = 6
+)
+
+// exitError carries an exit code with the error that caused it.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode marks err with an exit code; nil stays nil.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// usageError marks err as a usage or configuration error (exit 2).
+func usageError(err error) error { return withCode(exitUsage, err) }
+
+// exitCode is the one place that maps errors to exit codes.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailure
+}
