@@ -1,0 +1,266 @@
+// Package launch owns the rank processes of a job on one machine: it starts
+// them with their identity in the environment, reports every exit at once,
+// and kills a rank for certain (the process is reaped) before a replacement
+// may start, which the recovery barrier requires (R13).
+package launch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Exit reports that a rank process ended.
+type Exit struct {
+	Rank   int
+	Spawn  uint64 // which spawn of this rank ended (1 for the first)
+	Code   int    // exit code; -1 when killed by a signal
+	Signal string // signal name when killed by one
+	Killed bool   // the launcher killed it on request
+	At     time.Time
+}
+
+func (e Exit) String() string {
+	if e.Signal != "" {
+		return fmt.Sprintf("rank %d killed by %s", e.Rank, e.Signal)
+	}
+	return fmt.Sprintf("rank %d exited with code %d", e.Rank, e.Code)
+}
+
+// Spawner starts and kills rank processes. Exits delivers every exit exactly
+// once, in the order the processes were reaped.
+type Spawner interface {
+	Spawn(rank int, env []string) error
+	Kill(rank int) error
+	Exits() <-chan Exit
+	Close() error
+}
+
+// Local runs rank processes as children of this process.
+type Local struct {
+	argv   []string
+	env    []string
+	out    io.Writer // rank output, prefixed per line
+	log    *slog.Logger
+	exits  chan Exit
+	mu     sync.Mutex
+	procs  map[int]*proc
+	spawns map[int]uint64
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	spawn  uint64
+	done   chan struct{}
+	killed bool
+}
+
+// NewLocal returns a spawner that runs argv for each rank with the base
+// environment env plus the per-rank variables given to Spawn. Each output
+// line of a rank goes to out prefixed with "[rank N] ".
+func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Local, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("launch: no executable given")
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("launch: executable %q: %w", argv[0], err)
+	}
+	argv = append([]string{path}, argv[1:]...)
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Local{
+		argv:   argv,
+		env:    env,
+		out:    &lockedWriter{w: out},
+		log:    log,
+		exits:  make(chan Exit, 1024),
+		procs:  map[int]*proc{},
+		spawns: map[int]uint64{},
+	}, nil
+}
+
+// Spawn starts rank with env added to the base environment. A rank that is
+// still running must be killed first.
+func (l *Local) Spawn(rank int, env []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("launch: spawner closed")
+	}
+	if p, ok := l.procs[rank]; ok {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("launch: rank %d is still running (pid %d)", rank, p.cmd.Process.Pid)
+		}
+	}
+	cmd := exec.Command(l.argv[0], l.argv[1:]...)
+	cmd.Env = append(append(os.Environ(), l.env...), env...)
+	// Own process group: a kill reaches whatever the rank started. Pdeathsig:
+	// if the launcher dies, its ranks do not linger.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	prefix := fmt.Sprintf("[rank %d] ", rank)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("launch: start rank %d: %w", rank, err)
+	}
+	l.spawns[rank]++
+	p := &proc{cmd: cmd, spawn: l.spawns[rank], done: make(chan struct{})}
+	l.procs[rank] = p
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go l.copyLines(&copies, stdout, prefix)
+	go l.copyLines(&copies, stderr, prefix)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		copies.Wait() // read all output before Wait closes the pipes
+		err := cmd.Wait()
+		ex := Exit{Rank: rank, Spawn: p.spawn, At: time.Now()}
+		l.mu.Lock()
+		ex.Killed = p.killed
+		l.mu.Unlock()
+		ex.Code, ex.Signal = status(cmd, err)
+		close(p.done)
+		l.exits <- ex
+	}()
+	l.log.Debug("rank started", "rank", rank, "pid", cmd.Process.Pid, "spawn", p.spawn)
+	return nil
+}
+
+func status(cmd *exec.Cmd, err error) (int, string) {
+	if cmd.ProcessState == nil {
+		return -1, ""
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal().String()
+	}
+	if err != nil && cmd.ProcessState.ExitCode() == 0 {
+		return 1, ""
+	}
+	return cmd.ProcessState.ExitCode(), ""
+}
+
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
+	defer wg.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fmt.Fprintf(l.out, "%s%s\n", prefix, sc.Bytes())
+	}
+	// Drain whatever a too-long line left, so the child never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// Kill sends SIGKILL to rank's process group and returns once the process
+// has been reaped, so a replacement can never overlap it. Killing a rank
+// that is not running is not an error.
+func (l *Local) Kill(rank int) error {
+	return l.KillContext(context.Background(), rank)
+}
+
+// KillContext is Kill with a bound on the wait.
+func (l *Local) KillContext(ctx context.Context, rank int) error {
+	l.mu.Lock()
+	p, ok := l.procs[rank]
+	if ok {
+		p.killed = true
+	}
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	pid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("launch: kill rank %d (pid %d): %w", rank, pid, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("launch: rank %d (pid %d) not reaped after SIGKILL: %w", rank, pid, ctx.Err())
+	}
+}
+
+// Signal sends sig to a running rank's process group.
+func (l *Local) Signal(rank int, sig syscall.Signal) error {
+	l.mu.Lock()
+	p, ok := l.procs[rank]
+	l.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("launch: rank %d was never started", rank)
+	}
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// Pid returns the pid of rank's current process, or 0.
+func (l *Local) Pid(rank int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p, ok := l.procs[rank]; ok {
+		select {
+		case <-p.done:
+			return 0
+		default:
+			return p.cmd.Process.Pid
+		}
+	}
+	return 0
+}
+
+// Exits delivers rank exits.
+func (l *Local) Exits() <-chan Exit { return l.exits }
+
+// Close kills every rank still running and waits for all of them.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	ranks := make([]int, 0, len(l.procs))
+	for r := range l.procs {
+		ranks = append(ranks, r)
+	}
+	l.mu.Unlock()
+	var errs []error
+	for _, r := range ranks {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, l.KillContext(ctx, r))
+		cancel()
+	}
+	l.wg.Wait()
+	return errors.Join(errs...)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
