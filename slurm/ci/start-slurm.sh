@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# start-slurm.sh: bring up a one-node Slurm (munged, slurmctld, slurmd) on
+# localhost for cutpoint's Slurm tests. Runs as root on Debian 12 without
+# systemd or cgroups; installs the packages when missing. Idempotent.
+#
+# Env: SLURM_CI_DIR   state, spool, logs, pid files (default /var/tmp/cutpoint-slurm)
+#      SLURM_CI_CPUS  CPUs the node advertises (default 8; may exceed nproc so
+#                     that `sbatch -n 4` fits on a 2-core machine)
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+D=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}
+CPUS=${SLURM_CI_CPUS:-8}
+NODE=$(hostname -s)
+CONF=/etc/slurm/slurm.conf
+say() { echo "[start-slurm] $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "start-slurm.sh must run as root" >&2; exit 1; }
+
+have_all() { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null
+if ! have_all; then
+  say "installing slurmctld slurmd slurm-client munge"
+  # The packages' postinst would try to start daemons; keep them from it.
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy_added=1
+  fi
+  apt-cache show slurmctld >/dev/null 2>&1 || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd slurm-client munge >/dev/null
+  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+# munge: key, runtime dirs, daemon as the munge user (it refuses root-owned logs).
+if [ ! -s /etc/munge/munge.key ]; then
+  mungekey --create --keyfile=/etc/munge/munge.key 2>/dev/null ||
+    head -c 1024 /dev/urandom >/etc/munge/munge.key
+fi
+chown munge:munge /etc/munge /etc/munge/munge.key
+chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key
+install -d -o munge -g munge -m 755 /run/munge
+install -d -o munge -g munge -m 700 /var/log/munge
+install -d -o munge -g munge -m 711 /var/lib/munge
+munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+if ! munge_ok; then
+  say "starting munged"
+  runuser -u munge -- /usr/sbin/munged --force
+  for _ in $(seq 50); do munge_ok && break; sleep 0.1; done
+  munge_ok || { echo "munged did not come up" >&2; exit 1; }
+fi
+
+mkdir -p "$D"/state "$D"/spool "$D"/log "$D"/run
+MEM=$(awk '/MemTotal/ {printf "%d", $2/1024*0.9}' /proc/meminfo)
+# Settings and why:
+#  cred_expire=10, sched/bf_interval=5: a requeued job starts again in ~15 s, not ~2 min.
+#  config_overrides + CPUs=$CPUS: `sbatch -n 4` fits even on a 2-core machine.
+#  proctrack/linuxproc, task/none: no cgroups needed.
+#  JobRequeue=1: jobs may be requeued (the preemption path).
+WANT=$(cat <<EOF2
+# written by cutpoint slurm/ci/start-slurm.sh
+ClusterName=cutpoint-ci
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=10
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=5,bf_interval=5
+SwitchType=switch/none
+ReturnToService=2
+JobRequeue=1
+KillWait=10
+Waittime=0
+InactiveLimit=0
+MinJobAge=600
+SlurmctldTimeout=30
+SlurmdTimeout=60
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+SlurmdParameters=config_overrides
+StateSaveLocation=$D/state
+SlurmdSpoolDir=$D/spool
+SlurmctldPidFile=$D/run/slurmctld.pid
+SlurmdPidFile=$D/run/slurmd.pid
+SlurmctldLogFile=$D/log/slurmctld.log
+SlurmdLogFile=$D/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+EOF2
+)
+alive() { [ -s "$1" ] && [ "$(cat /proc/"$(cat "$1")"/comm 2>/dev/null)" = "$2" ]; }
+if [ "$(cat "$CONF" 2>/dev/null)" != "$WANT" ]; then
+  say "writing $CONF"
+  mkdir -p /etc/slurm
+  printf '%s\n' "$WANT" >"$CONF"
+  for d in slurmd slurmctld; do
+    if alive "$D/run/$d.pid" "$d"; then
+      kill "$(cat "$D/run/$d.pid")"
+      for _ in $(seq 100); do alive "$D/run/$d.pid" "$d" || break; sleep 0.1; done
+    fi
+  done
+fi
+alive "$D/run/slurmctld.pid" slurmctld || { say "starting slurmctld"; slurmctld; }
+alive "$D/run/slurmd.pid" slurmd || { say "starting slurmd"; slurmd; }
+
+state=""
+for i in $(seq 120); do
+  state=$(sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null || true)
+  case "$state" in
+    idle|mixed|allocated) say "node $NODE is $state ($(sinfo -V))"; exit 0 ;;
+    down*|drain*) if [ $((i % 10)) = 0 ]; then scontrol update nodename="$NODE" state=resume || true; fi ;;
+  esac
+  sleep 0.5
+done
+echo "[start-slurm] node $NODE not usable after 60 s (state '$state')" >&2
+tail -n 30 "$D"/log/*.log >&2 || true
+exit 1

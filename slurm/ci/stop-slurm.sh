@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# stop-slurm.sh: cancel all jobs and stop slurmd, slurmctld and munged.
+# --purge also deletes the state directory, so the next start recovers no
+# old jobs (a leftover requeued job would otherwise run again).
+set -uo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+D=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}
+alive() { [ -s "$1" ] && [ "$(cat /proc/"$(cat "$1")"/comm 2>/dev/null)" = "$2" ]; }
+stop() {
+  alive "$1" "$2" || return 0
+  local pid; pid=$(cat "$1"); kill "$pid" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+if alive "$D/run/slurmctld.pid" slurmctld; then
+  jobs=$(squeue -h -o %i 2>/dev/null || true)
+  if [ -n "$jobs" ]; then
+    # shellcheck disable=SC2086
+    scancel $jobs 2>/dev/null || true
+    for _ in $(seq 30); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 1; done
+  fi
+fi
+stop "$D/run/slurmd.pid" slurmd
+stop "$D/run/slurmctld.pid" slurmctld
+stop /run/munge/munged.pid munged
+if [ "${1:-}" = --purge ]; then rm -rf "$D"; fi
+echo "[stop-slurm] stopped"
