@@ -50,7 +50,7 @@ func (c *CPU) Alloc(n int64, elemSize int) (Buffer, error) {
 	if n < 0 || n > math.MaxInt-7 {
 		return nil, fmt.Errorf("kernels: cpu: cannot allocate %d bytes", n)
 	}
-	return &HostBuffer{b: alignedBytes(n), elem: elemSize}, nil
+	return &HostBuffer{dev: c, b: alignedBytes(n), elem: elemSize}, nil
 }
 
 // host returns b as a live HostBuffer.
@@ -60,12 +60,21 @@ func host(b Buffer) (*HostBuffer, error) {
 		if b == nil {
 			return nil, errors.New("kernels: cpu: nil buffer")
 		}
-		return nil, fmt.Errorf("kernels: cpu: a %s buffer: %w", b.Device().Name(), ErrWrongDevice)
+		return nil, fmt.Errorf("kernels: cpu: a buffer of %s: %w", DeviceName(b), ErrWrongDevice)
 	}
 	if h.closed.Load() {
 		return nil, fmt.Errorf("kernels: cpu: buffer: %w", ErrClosed)
 	}
 	return h, nil
+}
+
+// DeviceName names the device of b, also for buffers of foreign types that
+// return no device.
+func DeviceName(b Buffer) string {
+	if d := b.Device(); d != nil {
+		return d.Name()
+	}
+	return fmt.Sprintf("an unknown device (%T)", b)
 }
 
 // span checks that [off, off+n) lies within a buffer of length l.

@@ -11,6 +11,7 @@ import (
 // HostFloat64 and HostFloat32 wrap existing Go slices without copying;
 // CPU.Alloc allocates one. A HostBuffer belongs to every CPU device.
 type HostBuffer struct {
+	dev    *CPU // the device that allocated it; the shared one for wrapped slices
 	b      []byte
 	elem   int
 	closed atomic.Bool
@@ -34,8 +35,15 @@ func HostFloat32(s []float32) *HostBuffer {
 	return &HostBuffer{b: Float32Bytes(s), elem: 4}
 }
 
-// Device returns the process's shared CPU device.
-func (h *HostBuffer) Device() Device { return CPUDevice() }
+// Device returns the CPU device that allocated the buffer, or the shared
+// one (CPUDevice) for a wrapped slice. Any CPU device accepts any
+// HostBuffer: host memory is host memory.
+func (h *HostBuffer) Device() Device {
+	if h.dev != nil {
+		return h.dev
+	}
+	return CPUDevice()
+}
 
 // Len is the length in bytes.
 func (h *HostBuffer) Len() int64 { return int64(len(h.b)) }

@@ -452,7 +452,7 @@ func (d *Device) buffer(b kernels.Buffer) (*Buffer, error) {
 		if b == nil {
 			return nil, fmt.Errorf("cuda: %s: nil buffer", d.name)
 		}
-		return nil, fmt.Errorf("cuda: %s: a %s buffer: %w", d.name, b.Device().Name(), kernels.ErrWrongDevice)
+		return nil, fmt.Errorf("cuda: %s: a buffer of %s: %w", d.name, kernels.DeviceName(b), kernels.ErrWrongDevice)
 	}
 	if cb.closed.Load() {
 		return nil, fmt.Errorf("cuda: %s: buffer: %w", d.name, kernels.ErrClosed)

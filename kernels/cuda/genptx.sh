@@ -75,6 +75,21 @@ if [[ ${1:-} == -check ]]; then
     exit 1
   fi
   echo "genptx.sh: kernels.ptx matches kernels.cu ($want)"
+  # Where NVIDIA's assembler is at hand (nvidia-cuda-toolkit), also check
+  # that the PTX assembles for the GPUs we target and that the stencil's
+  # machine code has no fused multiply-add.
+  if command -v ptxas >/dev/null; then
+    for arch in sm_80 sm_90; do
+      ptxas -arch=$arch -o "$tmp.$arch" "$ptx"
+      if command -v cuobjdump >/dev/null && cuobjdump -sass -fun heat2d_step "$tmp.$arch" | grep -q DFMA; then
+        echo "genptx.sh: heat2d_step assembles to DFMA for $arch" >&2
+        rm -f "$tmp".sm_*
+        exit 1
+      fi
+    done
+    rm -f "$tmp".sm_*
+    echo "genptx.sh: ptxas accepts kernels.ptx for sm_80 and sm_90"
+  fi
   exit 0
 fi
 
