@@ -356,3 +356,23 @@ func TestCaptureOptionsValidate(t *testing.T) {
 	}
 	s.Release()
 }
+
+func TestReserveFillsThePool(t *testing.T) {
+	d := NewCPU(2)
+	buf, _ := HostBytes(make([]byte, 3<<20), 8)
+	if err := d.Reserve(buf, CaptureOptions{ChunkSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.staging.free) != 1 || cap(d.staging.free[0]) != 3<<20 {
+		t.Fatalf("pool after Reserve: %d buffers", len(d.staging.free))
+	}
+	reserved := &d.staging.free[0][0]
+	s, _ := d.Capture(buf, CaptureOptions{ChunkSize: 1 << 20})
+	defer s.Release()
+	if &s.(*cpuSnapshot).staging[0] != reserved {
+		t.Error("the first capture did not use the reserved staging")
+	}
+	if err := d.Reserve(buf, CaptureOptions{}); err == nil {
+		t.Error("Reserve accepted chunk size 0")
+	}
+}

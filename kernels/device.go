@@ -55,6 +55,12 @@ type Device interface {
 	// as Capture returns: the snapshot keeps the contents b had when the
 	// work enqueued before Capture finished.
 	Capture(b Buffer, opt CaptureOptions) (Snapshot, error)
+	// Reserve allocates, ahead of the first capture, the staging memory a
+	// capture of b with opt takes (CPU: a copy of b, its pages faulted in;
+	// CUDA: the device staging buffer and the pinned slots), into the
+	// device's pool, so that the first cut costs what every later one does.
+	// Call it when a buffer is protected; it is an optimization only.
+	Reserve(b Buffer, opt CaptureOptions) error
 	// Restore overwrites b with src (len(src) == b.Len()), raw bytes as
 	// the application wrote them (not shuffled), and waits until done.
 	Restore(b Buffer, src []byte) error

@@ -83,6 +83,71 @@ func (d *Device) Capture(b kernels.Buffer, opt kernels.CaptureOptions) (kernels.
 	return s, nil
 }
 
+// Reserve allocates the device staging buffer, the pinned chunk slots and
+// the pinned hash sums a capture of b with opt takes, into the pools, so
+// that the first capture allocates nothing (allocating and pinning memory
+// takes milliseconds, far more than the capture itself).
+func (d *Device) Reserve(b kernels.Buffer, opt kernels.CaptureOptions) error {
+	cb, err := d.buffer(b)
+	if err != nil {
+		return err
+	}
+	if err := opt.Validate(); err != nil {
+		return err
+	}
+	nchunks := kernels.NumChunks(cb.n, opt.ChunkSize)
+	if nchunks == 0 {
+		return nil
+	}
+	unbind, err := d.bind()
+	if err != nil {
+		return err
+	}
+	defer unbind()
+	if d.opt.DirectCapture {
+		p, err := d.getPinned(int(cb.n))
+		if err != nil {
+			return allocError(d.name, "pinned capture staging", cb.n, err)
+		}
+		d.putPinned(p)
+	} else {
+		st, err := d.getStage(cb.n)
+		if err != nil {
+			return err
+		}
+		d.putStage(st)
+		slots := make([]pinnedB, slotCount(opt, nchunks))
+		for i := range slots {
+			if slots[i], err = d.getPinned(opt.ChunkSize); err != nil {
+				for _, p := range slots[:i] {
+					d.putPinned(p)
+				}
+				return allocError(d.name, "pinned chunk slot", int64(opt.ChunkSize), err)
+			}
+		}
+		for _, p := range slots {
+			d.putPinned(p)
+		}
+	}
+	if opt.Incremental {
+		p, err := d.getPinned(nchunks * 8)
+		if err != nil {
+			return allocError(d.name, "pinned hash sums", int64(nchunks)*8, err)
+		}
+		d.putPinned(p)
+	}
+	return nil
+}
+
+// slotCount is the number of pinned chunk slots of a staged capture.
+func slotCount(opt kernels.CaptureOptions, nchunks int) int {
+	slots := opt.Slots
+	if slots == 0 {
+		slots = max(4, runtime.GOMAXPROCS(0)+2)
+	}
+	return min(slots, nchunks)
+}
+
 type chunkState uint8
 
 const (
@@ -181,12 +246,7 @@ func (s *snapshot) enqueue(cb *Buffer, opt kernels.CaptureOptions) error {
 		return s.enqueueDirect(cb)
 	}
 	s.shuf = opt.Shuffle
-	slots := opt.Slots
-	if slots == 0 {
-		slots = max(4, runtime.GOMAXPROCS(0)+2)
-	}
-	slots = min(slots, s.nchunks)
-	s.slots = make([]slot, slots)
+	s.slots = make([]slot, slotCount(opt, s.nchunks))
 	for i := range s.slots {
 		s.slots[i].chunk = -1
 		if s.slots[i].buf, err = d.getPinned(s.chunk); err != nil {

@@ -45,8 +45,13 @@ type Options struct {
 	// no device memory (see Device.Capture). For tests and for GPUs whose
 	// memory the application fills.
 	DirectCapture bool
+	// MaxFreePinned bounds the released pinned host memory kept for reuse
+	// (0: 16 GiB). Pinning is slow (milliseconds per hundred MiB); a
+	// direct capture pins a copy of the whole buffer.
+	MaxFreePinned int64
 	// MaxFreeStaging bounds the released device staging buffers kept for
-	// reuse (0: 2). Each is as large as the buffer it copied.
+	// reuse (0: 8). Each is as large as the buffer it copied; Trim frees
+	// them.
 	MaxFreeStaging int
 }
 
@@ -107,7 +112,10 @@ type pinnedB struct {
 // kernels and creates the compute and drain streams.
 func Open(ordinal int, opt Options) (*Device, error) {
 	if opt.MaxFreeStaging <= 0 {
-		opt.MaxFreeStaging = 2
+		opt.MaxFreeStaging = 8
+	}
+	if opt.MaxFreePinned <= 0 {
+		opt.MaxFreePinned = 16 << 30
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -283,7 +291,7 @@ func (d *Device) trimLocked(all bool) {
 		_ = cu.MemFree(d.stages[0].ptr)
 		d.stages = d.stages[1:]
 	}
-	limit := maxPinnedFree
+	limit := d.opt.MaxFreePinned
 	if all {
 		limit = 0
 	}
@@ -293,9 +301,6 @@ func (d *Device) trimLocked(all bool) {
 		d.pinned = d.pinned[1:]
 	}
 }
-
-// maxPinnedFree bounds the released pinned memory kept for reuse.
-const maxPinnedFree int64 = 1 << 30
 
 // getStage returns a device staging buffer of n bytes; the context is
 // current.

@@ -60,6 +60,9 @@ func TestReport(t *testing.T) {
 		}
 	}
 	cb := buf.(*Buffer)
+	if err := d.Reserve(buf, kernels.CaptureOptions{ChunkSize: chunk, Incremental: true}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Pinned bandwidth: one copy of the whole buffer, best of 5.
 	pinnedBW := func() float64 {

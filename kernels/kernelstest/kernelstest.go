@@ -130,6 +130,7 @@ func Copies(t *testing.T, dev kernels.Device) {
 		"hash chunk 0":       hashErr(dev, b, 0),
 		"hash chunk 65":      hashErr(dev, b, 65),
 		"capture slots < 0":  captureErr(dev, b, kernels.CaptureOptions{ChunkSize: 64, Slots: -1}),
+		"reserve chunk 32":   dev.Reserve(b, kernels.CaptureOptions{ChunkSize: 32}),
 		"other device's buf": dev.CopyFromHost(foreign{}, 0, nil),
 	} {
 		if err == nil {
@@ -261,7 +262,13 @@ func Capture(t *testing.T, dev kernels.Device) {
 				n := 37*chunk + 61 // a short last chunk with a partial element
 				orig := RandBytes(uint64(elem), n)
 				b := alloc(t, dev, orig, elem)
-				s, err := dev.Capture(b, kernels.CaptureOptions{ChunkSize: chunk, Shuffle: shuffle})
+				opt := kernels.CaptureOptions{ChunkSize: chunk, Shuffle: shuffle}
+				if shuffle {
+					if err := dev.Reserve(b, opt); err != nil {
+						t.Fatal(err)
+					}
+				}
+				s, err := dev.Capture(b, opt)
 				if err != nil {
 					t.Fatal(err)
 				}
