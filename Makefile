@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean
 
 all: build
 
@@ -21,6 +21,38 @@ build:
 # (scripts/cuda-headers.sh fetches them) and a GPU to run.
 build-cuda:
 	source scripts/cuda-env.sh && $(GO) build -tags cuda -o $(BIN)/cutpoint-cuda ./cmd/cutpoint
+
+# Packages whose tests need a GPU (cuda-tagged; built here, run on a GPU node).
+GPU_TEST_PKGS := ./kernels/cuda
+GPU_BIN       := $(BIN)/gpu
+
+# cuda-check: what CI can check of the CUDA build without a GPU (after
+# scripts/cuda-headers.sh): vet, build and staticcheck with -tags cuda, the
+# GPU test binaries compile, and the committed PTX matches kernels.cu (when
+# clang-16 or nvcc is installed; skipped with a message otherwise).
+cuda-check:
+	source scripts/cuda-env.sh && $(GO) vet -tags cuda $(PKGS)
+	source scripts/cuda-env.sh && $(GO) build -tags cuda $(PKGS)
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	source scripts/cuda-env.sh && staticcheck -tags cuda ./kernels/... ./cmd/...
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && source scripts/cuda-env.sh && \
+	for p in $(GPU_TEST_PKGS); do $(GO) test -c -tags cuda -o "$$tmp/" $$p; done
+	kernels/cuda/genptx.sh -check
+
+# gpu-test-bin: the GPU test binaries, a cuda cutpoint binary and run.sh in
+# $(GPU_BIN); copy the folder to a GPU machine and run run.sh there.
+gpu-test-bin:
+	rm -rf $(GPU_BIN) && mkdir -p $(GPU_BIN)
+	source scripts/cuda-env.sh && for p in $(GPU_TEST_PKGS); do \
+		name=$$(echo "$${p#./}" | tr / -); \
+		$(GO) test -c -tags cuda -o $(GPU_BIN)/$$name.test $$p; done
+	source scripts/cuda-env.sh && $(GO) build -tags cuda -o $(GPU_BIN)/cutpoint-cuda ./cmd/cutpoint
+	cp scripts/gpu-run.sh $(GPU_BIN)/run.sh
+	@echo "GPU binaries in $(GPU_BIN): copy it to a GPU machine and run $(GPU_BIN)/run.sh there"
+
+# ptx: regenerate kernels/cuda/kernels.ptx from kernels.cu (clang-16 or nvcc).
+ptx:
+	$(GO) generate -tags cuda ./kernels/cuda
 
 deps:
 	scripts/deps.sh
