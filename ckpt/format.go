@@ -157,9 +157,9 @@ func truncName(s string) string {
 
 func epochString(e uint64) string { return fmt.Sprintf("%020d", e) }
 
-func jobDir(job string) string            { return "jobs/" + job }
-func cutsDir(job string) string           { return jobDir(job) + "/cuts" }
-func packsDir(job string) string          { return jobDir(job) + "/packs" }
+func jobDir(job string) string   { return "jobs/" + job }
+func cutsDir(job string) string  { return jobDir(job) + "/cuts" }
+func packsDir(job string) string { return jobDir(job) + "/packs" }
 func manifestName(job string, e uint64) string {
 	return cutsDir(job) + "/" + epochString(e) + ".cut"
 }
