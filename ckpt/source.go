@@ -24,8 +24,9 @@ type Source interface {
 	// nil): the writer references the base chunk without reading. data
 	// stays valid until Done(i). Chunk must honour ctx.
 	Chunk(ctx context.Context, i int) (data []byte, unchanged bool, err error)
-	// Done releases chunk i; the writer calls it exactly once per chunk it
-	// asked for, also for unchanged chunks and on errors.
+	// Done releases chunk i. The writer calls it exactly once for every
+	// Chunk call that returned no error, unchanged chunks included, also
+	// when the writer fails or is aborted; never for a failed Chunk call.
 	Done(i int)
 }
 

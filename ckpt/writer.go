@@ -378,10 +378,9 @@ func (w *ShardWriter) feedStream(ctx context.Context, st *stream, label, baseNam
 		w.reserve()
 		data, unchanged, err := src.Chunk(cctx, i)
 		if err != nil {
-			src.Done(i)
 			w.release()
-			if e := w.stopped(ctx); e != nil && cctx.Err() != nil {
-				return e
+			if cctx.Err() != nil {
+				return w.stopped(ctx)
 			}
 			return w.failf(fmt.Errorf("buffer %s chunk %d: source: %w", label, i, err))
 		}
