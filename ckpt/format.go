@@ -58,21 +58,24 @@ const (
 	packHeaderLen  = 16
 	packTrailerLen = 100
 	hashLen        = 32
-	chunkRefLen    = 4 + 8 + 4 + 1 + hashLen
-	packEntryLen   = 8 + 4 + 4 + 1 + hashLen
+	chunkRefLen    = 4 + 8 + 4 + 1 + 8 + hashLen
+	packEntryLen   = 8 + 4 + 4 + 1 + 8 + hashLen
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // chunkRef locates one chunk: which pack (an index into the shard index's
-// pack table), where, how it is stored, and the BLAKE3-256 of its filtered
-// (shuffled, uncompressed) bytes, which is also its content address. Its raw
-// length follows from its position in the stream.
+// pack table), where, how it is stored, the XXH64 of the stored bytes
+// (checked before they reach a decoder, and catching flips that decompress
+// to the same bytes), and the BLAKE3-256 of its filtered (shuffled,
+// uncompressed) bytes, which is also its content address. Its raw length
+// follows from its position in the stream.
 type chunkRef struct {
 	pack   uint32
 	offset int64
 	stored uint32
 	codec  codecID
+	sum    uint64
 	hash   [hashLen]byte
 }
 
@@ -125,6 +128,7 @@ type packEntry struct {
 	stored uint32
 	raw    uint32
 	codec  codecID
+	sum    uint64
 	hash   [hashLen]byte
 }
 
@@ -364,6 +368,12 @@ func checkPackHeader(p []byte) error {
 	if v := d.u16(); d.err == nil && v != FormatVersion {
 		d.fail("format version %d, this build reads %d", v, FormatVersion)
 	}
+	// The reserved fields are zero in version 1, which keeps every byte of
+	// a pack covered by a check.
+	if r1, r2 := d.u16(), d.u32(); d.err == nil && (r1 != 0 || r2 != 0) {
+		d.fail("reserved header fields %#x %#x are not zero", r1, r2)
+	}
+	d.end("pack header")
 	return d.err
 }
 
@@ -377,6 +387,7 @@ func encodePackIndex(entries []packEntry) []byte {
 		e.u32(c.stored)
 		e.u32(c.raw)
 		e.u8(uint8(c.codec))
+		e.u64(c.sum)
 		e.raw(c.hash[:])
 	}
 	return e.b
@@ -393,7 +404,7 @@ func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, error) {
 	n := d.count(packEntryLen, MaxIndexLen/packEntryLen, "pack index entries")
 	entries := make([]packEntry, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		c := packEntry{offset: d.i64(), stored: d.u32(), raw: d.u32(), codec: codecID(d.u8()), hash: d.hash()}
+		c := packEntry{offset: d.i64(), stored: d.u32(), raw: d.u32(), codec: codecID(d.u8()), sum: d.u64(), hash: d.hash()}
 		if d.err != nil {
 			break
 		}
@@ -478,6 +489,7 @@ func encodeStream(e *encoder, s *stream) {
 		e.i64(c.offset)
 		e.u32(c.stored)
 		e.u8(uint8(c.codec))
+		e.u64(c.sum)
 		e.raw(c.hash[:])
 	}
 }
@@ -550,7 +562,7 @@ func decodeStream(d *decoder, npacks int, what string) stream {
 	}
 	s.chunks = make([]chunkRef, n)
 	for i := range s.chunks {
-		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8()), hash: d.hash()}
+		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8()), sum: d.u64(), hash: d.hash()}
 		if d.err != nil {
 			return s
 		}

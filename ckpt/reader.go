@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
@@ -254,6 +255,9 @@ func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []b
 			return bad(io.ErrUnexpectedEOF)
 		}
 		return err
+	}
+	if xxhash.Sum64(stored) != c.sum {
+		return bad(errors.New("XXH64 mismatch: the stored bytes are damaged"))
 	}
 	// The filtered bytes go straight into out when there is nothing to
 	// unshuffle.

@@ -109,7 +109,7 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 					if _, ok := refs[k]; !ok {
 						refs[k] = c
 						keys = append(keys, k)
-					} else if refs[k].hash != c.hash || refs[k].stored != c.stored || refs[k].codec != c.codec {
+					} else if refs[k].hash != c.hash || refs[k].stored != c.stored || refs[k].codec != c.codec || refs[k].sum != c.sum {
 						report(e, &CorruptError{Job: job, Epoch: e, Rank: ref.Rank, Buffer: ls.label, Chunk: i, File: k.pack, Offset: k.off,
 							Err: errors.New("two indexes describe the chunk at this offset differently")})
 						continue

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
@@ -85,7 +86,7 @@ type ShardWriter struct {
 
 	mu       sync.Mutex // everything below
 	err      error
-	written  map[[hashLen]byte]chunkRef
+	written  map[[hashLen]byte]*pendingChunk // chunks of this pack by hash
 	packs    []string
 	packIdx  map[string]uint32
 	buffers  []*bufferEntry
@@ -104,6 +105,14 @@ const (
 	stateClosed
 	stateAborted
 )
+
+// pendingChunk is a chunk of this pack being compressed and appended; a
+// worker with an identical chunk waits for it instead of storing it twice.
+type pendingChunk struct {
+	done chan struct{}
+	ref  chunkRef
+	ok   bool
+}
 
 type chunkJob struct {
 	st       *stream
@@ -144,7 +153,7 @@ func (s *Store) NewShard(ctx context.Context, spec ShardSpec) (*ShardWriter, err
 	}
 	w := &ShardWriter{
 		s: s, spec: spec,
-		written: map[[hashLen]byte]chunkRef{},
+		written: map[[hashLen]byte]*pendingChunk{},
 		packIdx: map[string]uint32{},
 		names:   map[string]bool{},
 		froms:   map[int]bool{},
@@ -513,12 +522,23 @@ func (w *ShardWriter) process(j *chunkJob) {
 		return
 	}
 	w.mu.Lock()
-	c, ok := w.written[h]
+	p, ok := w.written[h]
+	if !ok {
+		p = &pendingChunk{done: make(chan struct{})}
+		w.written[h] = p
+	}
 	w.mu.Unlock()
 	if ok {
-		j.st.chunks[j.i] = c
-		return
+		select {
+		case <-p.done:
+			if p.ok {
+				j.st.chunks[j.i] = p.ref
+			}
+		case <-w.ctx.Done():
+		}
+		return // if the first copy failed, so did the writer
 	}
+	defer close(p.done)
 	out := w.s.buf(maxCompressed(len(filtered)))
 	defer w.s.putBuf(out)
 	stored, codec, err := w.s.codecs.compress(out, filtered)
@@ -526,18 +546,16 @@ func (w *ShardWriter) process(j *chunkJob) {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
 	}
-	c, err = w.appendChunk(stored, codec, len(filtered), h)
+	c, err := w.appendChunk(stored, codec, len(filtered), xxhash.Sum64(stored), h)
 	if err != nil {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
 	}
 	j.st.chunks[j.i] = c
-	w.mu.Lock()
-	w.written[h] = c
-	w.mu.Unlock()
+	p.ref, p.ok = c, true
 }
 
-func (w *ShardWriter) appendChunk(stored []byte, codec codecID, raw int, h [hashLen]byte) (chunkRef, error) {
+func (w *ShardWriter) appendChunk(stored []byte, codec codecID, raw int, sum uint64, h [hashLen]byte) (chunkRef, error) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if err := w.ctx.Err(); err != nil {
@@ -549,8 +567,8 @@ func (w *ShardWriter) appendChunk(stored []byte, codec codecID, raw int, h [hash
 	if err != nil {
 		return chunkRef{}, err
 	}
-	w.entries = append(w.entries, packEntry{offset: off, stored: uint32(len(stored)), raw: uint32(raw), codec: codec, hash: h})
-	return chunkRef{pack: 0, offset: off, stored: uint32(len(stored)), codec: codec, hash: h}, nil
+	w.entries = append(w.entries, packEntry{offset: off, stored: uint32(len(stored)), raw: uint32(raw), codec: codec, sum: sum, hash: h})
+	return chunkRef{pack: 0, offset: off, stored: uint32(len(stored)), codec: codec, sum: sum, hash: h}, nil
 }
 
 // Close waits for the pipeline, appends the pack index, the shard index
