@@ -83,7 +83,7 @@ func TestFlippedBytes(t *testing.T) {
 			positions := []int{}
 			sparse, dense := 40, 1
 			if raceEnabled || testing.Short() {
-				sparse, dense = 400, 8
+				sparse, dense = 1000, 16
 			}
 			for i := 0; i < len(orig); i++ {
 				// Every byte of the header, the indexes and the trailer, a
