@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean
+.PHONY: all build build-cuda test unit race lint fmt vet staticcheck demo bench soak fuzz fuzz-ckpt deps clean
 
 all: build
 
@@ -54,6 +54,18 @@ bench: build
 
 soak:
 	$(GO) test -count=1 -timeout 120m -run 'Soak' -tags soak ./coordinator/... ./rank/...
+
+# Short fuzzing of every storage-engine decoder and of the shuffle kernels,
+# FUZZTIME per target; the seed corpora under testdata/fuzz run in `make unit`.
+FUZZTIME ?= 10s
+FUZZ_CKPT_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle
+fuzz-ckpt:
+	@for p in $(FUZZ_CKPT_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "fuzz $$p $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(BIN) bench-results demo-store
