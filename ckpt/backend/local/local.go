@@ -104,15 +104,26 @@ type writer struct {
 	final, tmp string
 	f          *os.File
 	done       bool
+	off        int64 // bytes written
+	flushed    int64 // bytes handed to startWriteback
 }
+
+// writebackEvery is how much a writer lets accumulate before it asks the
+// kernel to start writing it out.
+const writebackEvery = 8 << 20
 
 func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, fmt.Errorf("write %s: %w", w.name, backend.ErrFinished)
 	}
 	n, err := w.f.Write(p)
+	w.off += int64(n)
 	if err != nil {
 		return n, fmt.Errorf("write %s: %w", w.name, err)
+	}
+	if w.off-w.flushed >= writebackEvery {
+		startWriteback(w.f, w.flushed, w.off-w.flushed)
+		w.flushed = w.off
 	}
 	return n, nil
 }
