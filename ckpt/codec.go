@@ -36,7 +36,8 @@ func (c codecID) String() string {
 
 func (c codecID) valid() bool { return c <= codecZstd }
 
-// Codec is a store's compression setting: "none", "s2" (the default) or
+// Codec is a store's compression setting: "none", "s2" (the default),
+// "s2-better" (s2's slower, denser encoder: same format, same decoder) or
 // "zstd" with a level 1..19 ("zstd" alone is level 3). klauspost/compress
 // implements four zstd speeds; levels map onto them as
 // zstd.EncoderLevelFromZstd does (1-2 fastest, 3-5 default, 6-9 better,
@@ -46,13 +47,16 @@ type Codec struct {
 	level int
 }
 
-// ParseCodec parses "none", "s2", "zstd", "zstd-N" (N in 1..19).
+// ParseCodec parses "none", "s2", "s2-better", "zstd", "zstd-N" (N in
+// 1..19).
 func ParseCodec(s string) (Codec, error) {
 	switch s {
 	case "none":
 		return Codec{id: codecNone}, nil
 	case "s2", "":
 		return Codec{id: codecS2}, nil
+	case "s2-better":
+		return Codec{id: codecS2, level: 2}, nil
 	case "zstd":
 		return Codec{id: codecZstd, level: 3}, nil
 	}
@@ -62,12 +66,15 @@ func ParseCodec(s string) (Codec, error) {
 			return Codec{id: codecZstd, level: n}, nil
 		}
 	}
-	return Codec{}, fmt.Errorf("codec %q: want none, s2, zstd or zstd-1 .. zstd-19", s)
+	return Codec{}, fmt.Errorf("codec %q: want none, s2, s2-better, zstd or zstd-1 .. zstd-19", s)
 }
 
 func (c Codec) String() string {
-	if c.id == codecZstd {
+	switch {
+	case c.id == codecZstd:
 		return "zstd-" + strconv.Itoa(c.level)
+	case c.id == codecS2 && c.level == 2:
+		return "s2-better"
 	}
 	return c.id.String()
 }
@@ -141,7 +148,11 @@ func (c *codecs) compress(scratch, src []byte) ([]byte, codecID, error) {
 	case codecNone:
 		return src, codecNone, nil
 	case codecS2:
-		out = s2.Encode(scratch[:cap(scratch)], src)
+		if c.codec.level == 2 {
+			out = s2.EncodeBetter(scratch[:cap(scratch)], src)
+		} else {
+			out = s2.Encode(scratch[:cap(scratch)], src)
+		}
 	case codecZstd:
 		enc, err := c.zstdEncoder()
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 )
 
 func TestRoundTripCodecs(t *testing.T) {
-	for _, codec := range []string{"none", "s2", "zstd-1", "zstd-3", "zstd-9", "zstd-19"} {
+	for _, codec := range []string{"none", "s2", "s2-better", "zstd-1", "zstd-3", "zstd-9", "zstd-19"} {
 		t.Run(codec, func(t *testing.T) {
 			opts := testOptions()
 			opts.Codec = codec

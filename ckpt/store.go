@@ -24,8 +24,8 @@ const configName = "cutpoint-store.json"
 
 // Options configure a Store. Zero values take the defaults.
 type Options struct {
-	// Codec for the chunks this Store writes: "none", "s2", "zstd",
-	// "zstd-1".."zstd-19". Empty: the codec the store was created with
+	// Codec for the chunks this Store writes: "none", "s2", "s2-better",
+	// "zstd", "zstd-1".."zstd-19". Empty: the codec the store was created with
 	// (s2 for a new store). Each chunk records its codec, so a store can
 	// hold several.
 	Codec string
