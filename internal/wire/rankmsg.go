@@ -35,17 +35,18 @@ type Status struct {
 	State  RankState
 	Step   int64       // last completed SafePoint (restore step at start)
 	Epoch  uint64      // the rank's current epoch, 0 if none
+	EStep  int64       // the step S of Epoch
 	Phase  EpochPhase  // how far the rank is with Epoch
 	Reason AbortReason // when Phase is PhaseAborted
 	Peer   int         // for ReasonBlocked: the channel it waited on; else -1
 	Cut    uint64      // the committed cut this process restored from, 0 for step 0
+	Total  int64       // the job's last step if the rank knows it, else 0
 	Hello  *Hello
 }
 
 // Hello carries what a rank declares when it joins (R10).
 type Hello struct {
-	Peers      []int // sorted, distinct, excluding the rank itself
-	TotalSteps int64 // the job's last step, 0 if unknown
+	Peers []int // sorted, distinct, excluding the rank itself
 }
 
 // ShardReport says a rank's shard of epoch Epoch is durable (R4 counts
@@ -125,12 +126,13 @@ func (m *Status) Append(b []byte) []byte {
 	b = append(b, byte(m.State))
 	b = putI(b, m.Step)
 	b = putU(b, m.Epoch)
+	b = putI(b, m.EStep)
 	b = append(b, byte(m.Phase), byte(m.Reason))
 	b = putOptRank(b, m.Peer)
 	b = putU(b, m.Cut)
+	b = putI(b, m.Total)
 	b = putBool(b, m.Hello != nil)
 	if m.Hello != nil {
-		b = putI(b, m.Hello.TotalSteps)
 		b = putU(b, uint64(len(m.Hello.Peers)))
 		prev := -1
 		for _, p := range m.Hello.Peers {
@@ -247,6 +249,7 @@ func DecodeRank(b []byte) (RankMsg, error) {
 		}
 		s.Step = r.nonNeg("status.step")
 		s.Epoch = r.uvarint("status.epoch")
+		s.EStep = r.nonNeg("status.estep")
 		s.Phase = EpochPhase(r.byte1("status.phase"))
 		if r.err == nil && s.Phase > PhaseCommitted {
 			r.fail(ErrMalformed, "status.phase", "unknown phase %d", s.Phase)
@@ -254,8 +257,9 @@ func DecodeRank(b []byte) (RankMsg, error) {
 		s.Reason = readReason(r, "status.reason")
 		s.Peer = r.optRank("status.peer")
 		s.Cut = r.uvarint("status.cut")
+		s.Total = r.nonNeg("status.total")
 		if r.boolean("status.hello") {
-			h := &Hello{TotalSteps: r.nonNeg("hello.total")}
+			h := &Hello{}
 			n := r.count("hello.peers", MaxWorld-1, 1)
 			if n > 0 {
 				h.Peers = make([]int, n)

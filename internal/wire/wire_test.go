@@ -10,9 +10,9 @@ import (
 func sampleRankMsgs() []RankMsg {
 	h := RankHeader{Rank: 3, Spawn: 2, G: 5}
 	return []RankMsg{
-		&Status{RankHeader: h, State: StateRunning, Step: 41, Epoch: 7, Phase: PhaseCaptured, Peer: -1},
+		&Status{RankHeader: h, State: StateRunning, Step: 41, Epoch: 7, EStep: 44, Phase: PhaseCaptured, Peer: -1},
 		&Status{RankHeader: h, State: StateWaitGo, Step: 40, Epoch: 0, Phase: PhaseNone, Peer: -1, Cut: 6,
-			Hello: &Hello{Peers: []int{0, 2, 4, 1000, 65535}, TotalSteps: 1000}},
+			Total: 1000, Hello: &Hello{Peers: []int{0, 2, 4, 1000, 65535}}},
 		&Status{RankHeader: h, State: StateRunning, Step: 9, Epoch: 8, Phase: PhaseAborted, Reason: ReasonBlocked, Peer: 2},
 		&Status{RankHeader: RankHeader{Rank: MaxWorld - 1}, State: StateFinished, Peer: -1, Hello: &Hello{}},
 		&ShardReport{RankHeader: h, Epoch: 7, Step: 50, Ref: []byte("pack-5-3-abc"), Bytes: 1 << 30, Stored: 1 << 29,
@@ -131,11 +131,12 @@ func TestDecodeErrors(t *testing.T) {
 			b = append(b, byte(StateRunning))
 			b = putI(b, 0)
 			b = putU(b, 0)
+			b = putI(b, 0)
 			b = append(b, 0, 0)
 			b = putOptRank(b, -1)
 			b = putU(b, 0)
-			b = putBool(b, true)
 			b = putI(b, 0)
+			b = putBool(b, true)
 			return putU(b, 500000) // claims 500,000 peers with no bytes behind
 		}(), func(b []byte) error { _, err := DecodeRank(b); return err }, ErrMalformed, "hello.peers"},
 		{"stop code", []byte{Version, KindStop, 1, 1, 0x80, 0x02, 0}, func(b []byte) error { _, err := DecodeCoord(b); return err }, ErrMalformed, "stop.code"},
