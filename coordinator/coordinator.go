@@ -88,6 +88,7 @@ type member struct {
 	peers     []int
 	finished  bool
 	lost      bool // to be respawned by the next recovery
+	unknown   bool // a process may run that this coordinator never heard (after a restart)
 	ready     bool
 	rbSent    int64 // last time a Rollback was (re)sent
 	// what the rank last said about its epoch (used by the rebuild)

@@ -48,7 +48,10 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 		// No committed cut: everyone restarts from step 0 in a fresh
 		// process (a rank cannot rebuild its initial state in place).
 		// Finished ranks have left their job loop: respawn them too.
-		if target.Epoch == 0 || m.lost || !m.alive || m.finished || (c.ph == phRebuilding && !m.heard) {
+		if c.ph == phRebuilding && !m.heard {
+			m.unknown = true
+		}
+		if target.Epoch == 0 || m.lost || !m.alive || m.finished || m.unknown {
 			m.lost = true
 			lost = append(lost, r)
 		}
@@ -81,10 +84,14 @@ func (c *Coordinator) launch() {
 	ri := c.rec.Recovery
 	for _, r := range ri.Lost {
 		m := &c.ranks[r]
-		if m.alive || m.spawn == 0 {
+		if m.alive || m.unknown {
 			// R13: the suspected process is gone before its replacement
 			// starts (Spawn 0: whatever may run for the rank).
-			c.rd.Kill = append(c.rd.Kill, Process{Rank: r, Spawn: m.spawn})
+			spawn := m.spawn
+			if m.unknown {
+				spawn = 0
+			}
+			c.rd.Kill = append(c.rd.Kill, Process{Rank: r, Spawn: spawn})
 		}
 	}
 	for _, r := range ri.Lost {

@@ -375,7 +375,7 @@ func (p *Participant) wireState() wire.RankState {
 func (p *Participant) sendStatus() {
 	s := &wire.Status{RankHeader: p.hdr(), State: p.wireState(), Step: p.step, Peer: -1, Cut: p.cut, Total: p.cfg.TotalSteps}
 	if e := p.cur; e != nil {
-		s.Epoch, s.Phase, s.Reason, s.Peer = e.id, e.phase, e.reason, e.peer
+		s.Epoch, s.EStep, s.Phase, s.Reason, s.Peer = e.id, e.step, e.phase, e.reason, e.peer
 	}
 	if p.st == stWaitGo {
 		s.Hello = &wire.Hello{Peers: p.cfg.Peers}
@@ -751,9 +751,12 @@ func (p *Participant) learn(id uint64, step int64) *epoch {
 	e := &epoch{id: id, step: step, phase: wire.PhasePending, peer: -1}
 	p.cur = e
 	p.event(EvEpoch, id, -1, wire.ReasonNone, "cut at step %d", step)
-	if p.step >= step {
+	switch {
+	case p.step >= step:
 		// R6: past S already; never hold for this epoch.
 		p.abort(wire.ReasonLate, -1, true, "at step %d when S=%d became known", p.step, step)
+	case p.st == stFinished:
+		p.abort(wire.ReasonFinished, -1, true, "job finished at step %d before S=%d", p.step, step)
 	}
 	return e
 }
