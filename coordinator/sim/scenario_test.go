@@ -60,11 +60,10 @@ type scenario struct {
 	cfg     coordinator.Config
 	c       *coordinator.Coordinator
 	cdead   bool
-	gen     uint64
 	store   *store
 	procs   []*sproc
 	old     []*sproc            // the process a respawn replaced (a zombie if it was not killed)
-	ctl     []smsg            // control messages in flight, in send order
+	ctl     []smsg              // control messages in flight, in send order
 	data    map[[2]int][][]byte // frames in flight per channel
 	pending *coordinator.Manifest
 	out     strings.Builder
