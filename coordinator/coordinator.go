@@ -89,6 +89,7 @@ type member struct {
 	finished  bool
 	lost      bool // to be respawned by the next recovery
 	unknown   bool // a process may run that this coordinator never heard (after a restart)
+	settled   bool // rebuild: heard from a live process, or known lost
 	ready     bool
 	rbSent    int64 // last time a Rollback was (re)sent
 	// what the rank last said about its epoch (used by the rebuild)
@@ -160,6 +161,11 @@ type Coordinator struct {
 	nReady           int
 	peersChecked     bool
 	lastFailureCheck int64
+	lastRates        int64
+	rmax             float64 // fastest step rate, steps per second (refreshRates)
+	minTot           int64   // smallest declared last step, 0 none (refreshRates)
+	nSampled         int     // ranks whose rate was measured since the last Go
+	nSettled         int     // rebuild: ranks settled (see member.settled)
 }
 
 // New returns a coordinator for cfg starting as st says. Its first Ready
@@ -362,6 +368,10 @@ func (c *Coordinator) Tick(now int64) {
 		c.lastBeat = c.now
 		c.beat()
 	}
+	if c.now-c.lastRates >= hb/2 {
+		c.lastRates = c.now
+		c.refreshRates()
+	}
 	switch c.ph {
 	case phRunning:
 		if c.now-c.lastFailureCheck >= hb/2 {
@@ -383,7 +393,7 @@ func (c *Coordinator) Tick(now int64) {
 			c.recover(lost, fmt.Sprintf("%d ranks not ready within %v", len(lost), c.cfg.StartTimeout))
 		}
 	case phRebuilding:
-		if c.now > c.deadline {
+		if c.recAwait == 0 && (c.now > c.deadline || c.nSettled == len(c.ranks)) {
 			c.decideRebuild()
 		}
 	}
@@ -427,23 +437,50 @@ func (c *Coordinator) checkFailures() {
 	}
 }
 
-// progress runs whatever became possible: the end of a rebuild, cuts.
+// progress runs whatever became possible: cuts. It is called after every
+// input, so it must not cost O(N): the O(N) checks (rebuild complete,
+// failures, step rates) run in Tick.
 func (c *Coordinator) progress() {
-	if c.ph == phRebuilding && c.recAwait == 0 {
-		all := true
-		for r := range c.ranks {
-			if m := &c.ranks[r]; !(m.heard && m.alive) && !m.lost {
-				all = false
-				break
-			}
-		}
-		if all {
-			c.decideRebuild()
-		}
+	if c.ph == phRebuilding && c.recAwait == 0 && c.nSettled == len(c.ranks) {
+		c.decideRebuild()
 	}
 	if c.ph == phRunning {
 		c.maybeCut()
 	}
+}
+
+// resettle keeps the count of ranks a rebuild no longer waits for.
+func (c *Coordinator) resettle(m *member) {
+	s := (m.heard && m.alive) || m.lost
+	if s != m.settled {
+		m.settled = s
+		if s {
+			c.nSettled++
+		} else {
+			c.nSettled--
+		}
+	}
+}
+
+// refreshRates recomputes the fastest step rate and the smallest declared
+// last step. O(N), once per heartbeat interval and before a cut.
+func (c *Coordinator) refreshRates() {
+	var rmax float64
+	var total int64
+	sampled := 0
+	for r := range c.ranks {
+		m := &c.ranks[r]
+		if m.rate > rmax {
+			rmax = m.rate
+		}
+		if v := m.total; v > 0 && (total == 0 || v < total) {
+			total = v
+		}
+		if m.sampled {
+			sampled++
+		}
+	}
+	c.rmax, c.minTot, c.nSampled = rmax, total, sampled
 }
 
 // RequestCut asks for a cut as soon as possible. final: the job is being
@@ -497,6 +534,7 @@ func (c *Coordinator) RankExited(rank int, spawn uint64, code int) {
 	if c.ph == phRebuilding {
 		if spawn >= m.spawn {
 			m.alive, m.heard, m.lost = false, false, true
+			c.resettle(m)
 		}
 		return
 	}
@@ -539,9 +577,14 @@ func (c *Coordinator) Receive(b []byte) error {
 			if mem.spawn != 0 {
 				c.fence(h.Rank, mem.spawn, fmt.Sprintf("rank %d runs as spawn %d", h.Rank, h.Spawn))
 			}
+			if mem.settled {
+				c.nSettled--
+			}
 			*mem = member{spawn: h.Spawn}
 		}
 		mem.alive = true
+		mem.heard = true
+		c.resettle(mem)
 	} else if h.Spawn != mem.spawn || !mem.alive {
 		c.fence(h.Rank, h.Spawn, fmt.Sprintf("rank %d runs as spawn %d", h.Rank, mem.spawn))
 		return nil
@@ -576,7 +619,10 @@ func (c *Coordinator) noteStep(m *member, step int64) {
 			} else {
 				m.rate = 0.5*m.rate + 0.5*sample
 			}
-			m.sampled = true
+			if !m.sampled {
+				m.sampled = true
+				c.nSampled++
+			}
 		}
 		m.step = step
 		m.stepAt = c.now
@@ -746,3 +792,6 @@ func (c *Coordinator) onAlarm(rank int, a *wire.Alarm) {
 		}
 	}
 }
+
+// Running reports whether the job runs (Go sent, no recovery in progress).
+func (c *Coordinator) Running() bool { return c.ph == phRunning }

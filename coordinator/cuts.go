@@ -8,28 +8,11 @@ import (
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
-// minTotal is the smallest last step any rank declared (0: none declared).
-func (c *Coordinator) minTotal() int64 {
-	var t int64
-	for r := range c.ranks {
-		if v := c.ranks[r].total; v > 0 && (t == 0 || v < t) {
-			t = v
-		}
-	}
-	return t
-}
-
 // margin is ceil(r_max*(L+H)) + 2, times the factor doubled after late (the
 // whole margin: with no step rate known yet only the +2 would grow).
 func (c *Coordinator) margin() int64 {
-	var rmax float64
-	for r := range c.ranks {
-		if v := c.ranks[r].rate; v > rmax {
-			rmax = v
-		}
-	}
 	window := (c.cfg.RequestLatency + c.cfg.HeartbeatInterval).Seconds()
-	return int64(c.factor) * (int64(math.Ceil(rmax*window)) + 2)
+	return int64(c.factor) * (int64(math.Ceil(c.rmax*window)) + 2)
 }
 
 func (c *Coordinator) maybeCut() {
@@ -37,26 +20,29 @@ func (c *Coordinator) maybeCut() {
 		return
 	}
 	byTime := c.cfg.CutInterval > 0 && c.now-c.lastCutAt >= int64(c.cfg.CutInterval)
-	margin := c.margin()
-	byStep := c.cfg.CutEverySteps > 0 && c.maxStep+margin >= c.lastCutStep+c.cfg.CutEverySteps
+	byStep := c.cfg.CutEverySteps > 0 && c.maxStep+c.margin() >= c.lastCutStep+c.cfg.CutEverySteps
 	if !c.demand && !byTime && !byStep {
 		return
 	}
-	if !c.demand {
+	if !c.demand && c.nSampled < len(c.ranks) {
 		// Scheduled cuts wait until every rank's step rate is known: with
 		// stale steps and no rate the margin is a guess, and a late
 		// abort doubles it for the rest of the job.
-		for r := range c.ranks {
-			if !c.ranks[r].sampled {
-				return
-			}
-		}
+		return
 	}
+	if c.now != c.lastRates {
+		// Fresh rates for the cut (O(N): at most once per instant, since
+		// a cut that cannot start yet is retried on every input).
+		c.lastRates = c.now
+		c.refreshRates()
+	}
+	margin := c.margin()
 	s := c.maxStep + margin
-	if byStep && !c.demand && !byTime && c.lastCutStep+c.cfg.CutEverySteps > s {
-		s = c.lastCutStep + c.cfg.CutEverySteps
+	if !c.demand && !byTime {
+		// Every-steps schedule: aim at the next multiple, not earlier.
+		s = max(s, c.lastCutStep+c.cfg.CutEverySteps)
 	}
-	if t := c.minTotal(); t > 0 && s > t {
+	if t := c.minTot; t > 0 && s > t {
 		// Never cut past the job's last step. A margin grown by late
 		// aborts may shrink back to find a step before the end.
 		if c.factor > 1 {

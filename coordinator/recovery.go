@@ -144,6 +144,7 @@ func (c *Coordinator) goRunning() {
 		m.sampled = false
 		m.finished = false
 	}
+	c.nSampled = 0
 	c.nFinished = 0
 	c.lastCutAt = c.now
 	c.lastCutStep = target.Step
