@@ -81,6 +81,20 @@ func (n *coordNode) drain() {
 		rd := n.c.Ready()
 		n.c.Advance()
 		if rec := rd.JobRecord; rec != nil {
+			// The coordinator waits for the acknowledgement before acting
+			// on a record; a driver that wrote it concurrently would be
+			// correct only by luck.
+			for _, m := range rd.Messages {
+				if cm, err := wire.DecodeCoord(m.Data); err == nil {
+					switch cm.(type) {
+					case *wire.Rollback, *wire.Go:
+						n.w.failf("R15: %T in the same Ready as job record #%d", cm, rec.Seq)
+					}
+				}
+			}
+			if len(rd.Spawn) > 0 || len(rd.Kill) > 0 {
+				n.w.failf("R15: kill or spawn in the same Ready as job record #%d", rec.Seq)
+			}
 			b, err := wire.EncodeJobRecord(*rec)
 			if err != nil {
 				n.w.failf("job record does not encode: %v", err)
@@ -118,6 +132,7 @@ func (n *coordNode) drain() {
 
 func (n *coordNode) execute(rd coordinator.Ready) {
 	w := n.w
+	n.checkDurable(rd)
 	for _, k := range rd.Kill {
 		w.kill(k.Rank, k.Spawn)
 	}
@@ -159,6 +174,36 @@ func (n *coordNode) execute(rd coordinator.Ready) {
 	if o := rd.Outcome; o != nil {
 		w.outcome = o
 		w.eng.tracef("outcome: exit %d: %s", o.Code, o.Reason)
+	}
+}
+
+// checkDurable is R15: an incarnation (and its recovery intent) is in the
+// durable job record before anything of it leaves the coordinator.
+func (n *coordNode) checkDurable(rd coordinator.Ready) {
+	w := n.w
+	rec, err := w.store.jobRecord()
+	if err != nil || rec == nil {
+		if len(rd.Spawn) > 0 || len(rd.Messages) > 0 {
+			w.failf("R15: the coordinator acts before any job record is durable (%v)", err)
+		}
+		return
+	}
+	for _, s := range rd.Spawn {
+		if ri := rec.Recovery; s.G > rec.Incarnation || ri == nil || ri.Epoch != s.Epoch {
+			w.failf("R15: spawn of rank %d at g=%d from cut %d, the durable record says g=%d intent %+v", s.Rank, s.G, s.Epoch, rec.Incarnation, ri)
+		}
+	}
+	for _, m := range rd.Messages {
+		cm, err := wire.DecodeCoord(m.Data)
+		if err != nil {
+			continue // checkOutgoing reports it
+		}
+		if g := cm.Header().G; g > rec.Incarnation {
+			w.failf("R15: %T at g=%d sent while the durable record says g=%d", cm, g, rec.Incarnation)
+		}
+		if rb, ok := cm.(*wire.Rollback); ok && (rec.Recovery == nil || rec.Recovery.Epoch != rb.Epoch) {
+			w.failf("R15: Rollback to cut %d sent while the durable intent is %+v", rb.Epoch, rec.Recovery)
+		}
 	}
 }
 
