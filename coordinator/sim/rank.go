@@ -312,6 +312,15 @@ func (r *rankProc) finish() {
 		r.jobError("Finish", err)
 	}
 	r.drain()
+	if r.w.cfg.ExitAfterFinish {
+		gen := r.appGen
+		r.w.eng.after(2*r.w.cfg.HB, func() {
+			if r.alive && !r.hung && r.appGen == gen {
+				r.w.eng.tracef("rank %d spawn %d exits 0 after finishing", r.rank, r.spawn)
+				r.die(0)
+			}
+		})
+	}
 }
 
 // deliver is the transport's Deliver (in channel order).

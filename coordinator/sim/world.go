@@ -36,6 +36,10 @@ type Config struct {
 	Faults                                         []Fault
 	// ExpectCuttingStopped: the scenario breaks R7 on purpose.
 	ExpectCuttingStopped bool
+	// ExitAfterFinish: a rank's process exits 0 two heartbeats after its
+	// job finished instead of waiting for Stop (a recovery must then
+	// respawn it).
+	ExitAfterFinish bool
 }
 
 func (c *Config) hb() time.Duration { return time.Duration(c.HB) }
@@ -108,6 +112,7 @@ func ConfigFor(seed uint64, profile Profile) Config {
 	c.SpawnMin, c.SpawnMax = 1*ms, e.between(2*ms, 15*ms)
 	c.RestartMin, c.RestartMax = 2*ms, e.between(3*ms, 30*ms)
 	c.Keep = int(e.between(1, 3))
+	c.ExitAfterFinish = e.chance(0.3)
 	if profile == Large {
 		// A thousand ranks take a while to say Ready and to report; cut
 		// often enough that a short job commits.
@@ -134,8 +139,8 @@ func ConfigFor(seed uint64, profile Profile) Config {
 }
 
 func (c Config) String() string {
-	s := fmt.Sprintf("seed=%d n=%d pattern=%s steps=%d interval=%v every=%d window=%d budget=%d loss=%.3f keep=%d",
-		c.Seed, c.N, c.Pattern, c.Steps, time.Duration(c.CutInterval), c.CutEverySteps, c.Window, c.HoldBudget, c.CtlLoss, c.Keep)
+	s := fmt.Sprintf("seed=%d n=%d pattern=%s steps=%d interval=%v every=%d window=%d budget=%d loss=%.3f keep=%d exit-after-finish=%v",
+		c.Seed, c.N, c.Pattern, c.Steps, time.Duration(c.CutInterval), c.CutEverySteps, c.Window, c.HoldBudget, c.CtlLoss, c.Keep, c.ExitAfterFinish)
 	for _, f := range c.Faults {
 		s += " " + f.String()
 	}
