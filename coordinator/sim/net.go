@@ -4,10 +4,12 @@ package sim
 // rank/transport provides): delivery in order, exactly once within an
 // incarnation, with a byte credit window.
 type dataChan struct {
-	lastAt  int64
-	used    int64
-	g       uint64 // incarnation the credit accounting belongs to
-	waiting bool   // the sender's job waits in Acquire
+	lastAt    int64
+	used      int64  // charged at Enqueue, not yet credited back
+	inflight  int64  // bytes of this incarnation's frames on the wire
+	crediting int64  // credit on its way back to the sender
+	g         uint64 // incarnation the credit accounting belongs to
+	waiting   bool   // the sender's job waits in Acquire
 }
 
 type ctlKey struct{ from, to int }
@@ -33,29 +35,42 @@ func (n *network) ch(from, to int) *dataChan {
 	return &n.chans[c]
 }
 
-// acquire takes n bytes of credit on from->to, or reports false (the
-// caller waits). A frame larger than the window passes on an idle channel.
+// acquire waits until the window has room for bytes more (it charges
+// nothing: the transport charges at Enqueue), or reports false (the caller
+// waits). A frame larger than the window passes on an idle channel.
 func (n *network) acquire(from, to int, bytes int64, g uint64) bool {
 	c := n.ch(from, to)
 	if c.g != g {
-		c.g, c.used = g, 0
+		n.resetChan(c, g)
 	}
 	if c.used > 0 && c.used+bytes > n.w.cfg.Window {
 		c.waiting = true
 		return false
 	}
-	c.used += bytes
 	return true
 }
 
-// send puts a frame on from->to; it arrives after a random delay, in order.
+func (n *network) resetChan(c *dataChan, g uint64) {
+	*c = dataChan{lastAt: c.lastAt, g: g}
+}
+
+// send is Enqueue: it charges the frame to the window and puts it on
+// from->to; it arrives after a random delay, in order.
 func (n *network) send(from *rankProc, to int, frame []byte) {
 	c := n.ch(from.rank, to)
+	if c.g != from.g {
+		n.resetChan(c, from.g)
+	}
+	c.used += int64(len(frame))
+	c.inflight += int64(len(frame))
 	at := max(n.w.now()+n.w.between(n.w.cfg.DataDelayMin, n.w.cfg.DataDelayMax), c.lastAt)
 	c.lastAt = at
 	g := from.g
 	src := from.rank
 	n.w.eng.at(at, func() {
+		if c.g == g {
+			c.inflight -= int64(len(frame))
+		}
 		p := n.w.procs[to]
 		if p == nil || !p.alive || p.hung {
 			return
@@ -76,11 +91,15 @@ func (n *network) send(from *rankProc, to int, frame []byte) {
 // the sender after a delay.
 func (n *network) credit(from, to int, bytes int64, g uint64) {
 	d := n.w.between(n.w.cfg.DataDelayMin, n.w.cfg.DataDelayMax)
+	c := n.ch(from, to)
+	if c.g == g {
+		c.crediting += bytes
+	}
 	n.w.eng.after(d, func() {
-		c := n.ch(from, to)
 		if c.g != g {
 			return
 		}
+		c.crediting -= bytes
 		c.used -= bytes
 		if c.used < 0 {
 			n.w.failf("credit on %d->%d below zero", from, to)
@@ -96,9 +115,34 @@ func (n *network) credit(from, to int, bytes int64, g uint64) {
 
 // reset is transport.Reset(g) of rank r: its outgoing accounting starts over.
 func (n *network) reset(r int, g uint64) {
-	for _, q := range append(n.w.prog.Peers(r), r) {
+	for _, q := range n.w.prog.Peers(r) {
 		if c, ok := n.w.ref.Chan(r, q); ok {
-			n.chans[c] = dataChan{lastAt: n.chans[c].lastAt, g: g}
+			n.resetChan(&n.chans[c], g)
+		}
+	}
+}
+
+// auditCredit checks the window accounting of every channel whose two ends
+// run at the same incarnation: what the sender has outstanding is exactly
+// what is on the wire, what the receiver holds uncredited, and credit on
+// its way back. A frame credited twice, or never (a marker, say), shows.
+func (n *network) auditCredit() {
+	for i := range n.w.procs {
+		for _, q := range n.w.prog.Peers(i) {
+			s, r := n.w.procs[i], n.w.procs[q]
+			if s == nil || r == nil || !s.active() || !r.active() || s.g != r.g {
+				continue
+			}
+			ci, _ := n.w.ref.Chan(i, q)
+			c := &n.chans[ci]
+			if c.g != s.g {
+				continue // nothing sent at this incarnation yet
+			}
+			held := int64(r.part.Uncredited(i))
+			if c.used != c.inflight+held+c.crediting {
+				n.w.failf("credit on %d->%d: %d outstanding, but %d in flight + %d uncredited at the receiver + %d credit on its way",
+					i, q, c.used, c.inflight, held, c.crediting)
+			}
 		}
 	}
 }

@@ -11,5 +11,5 @@ func TestSim(t *testing.T) {
 	if *seedsFlag > 0 {
 		n = uint64(*seedsFlag)
 	}
-	runSeeds(t, seedRange{*firstFlag, n, Small}, seedRange{*firstFlag, 6, Large})
+	runSeeds(t, seedRange{*firstFlag, n, Small}, seedRange{*firstFlag, largeSeeds(6), Large})
 }

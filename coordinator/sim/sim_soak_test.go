@@ -10,5 +10,5 @@ func TestSoak(t *testing.T) {
 	if *seedsFlag > 0 {
 		n = uint64(*seedsFlag)
 	}
-	runSeeds(t, seedRange{*firstFlag, n, Small}, seedRange{*firstFlag, 300, Large})
+	runSeeds(t, seedRange{*firstFlag, n, Small}, seedRange{*firstFlag, largeSeeds(300), Large})
 }

@@ -16,6 +16,7 @@ var (
 	traceFlag = flag.Bool("simtrace", false, "with -seed: print every trace line")
 	largeFlag = flag.Bool("large", false, "with -seed: the seed is of the large profile")
 	seedsFlag = flag.Int("seeds", 0, "number of small-profile seeds (default: 2000, or 100000 with -tags soak)")
+	largeN    = flag.Int("large-seeds", -1, "number of large-profile seeds (default: 6, or 300 with -tags soak)")
 	firstFlag = flag.Uint64("first", 1, "first seed")
 )
 
@@ -49,6 +50,13 @@ func runSeed(seed uint64, profile Profile, sink func(string)) (Stats, error) {
 		}
 	}
 	return w.stats, nil
+}
+
+func largeSeeds(def uint64) uint64 {
+	if *largeN >= 0 {
+		return uint64(*largeN)
+	}
+	return def
 }
 
 type seedRange struct {

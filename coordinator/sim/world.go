@@ -260,6 +260,9 @@ func (w *World) deadline() int64 {
 
 func (w *World) loop() {
 	w.eng.run(w.deadline(), func() bool { return w.outcome != nil || len(w.failures) > 0 })
+	if w.outcome != nil && len(w.failures) == 0 {
+		w.net.auditCredit()
+	}
 	w.stats.Events = w.eng.steps
 	w.stats.SimTime = time.Duration(w.now())
 	for _, c := range w.store.committed() {

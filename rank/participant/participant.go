@@ -479,9 +479,7 @@ func (p *Participant) Recv(from int) (payload []byte, ok bool, err error) {
 	m := c.pop()
 	c.delivered = m.seq
 	p.stats.Delivered++
-	if m.credit > 0 {
-		p.rd.Credits = append(p.rd.Credits, Credit{From: from, Bytes: m.credit})
-	}
+	p.credit(from, m.credit)
 	if m.step > p.step && !p.aligned {
 		// R7: received before SafePoint(p.step+1) but sent after the
 		// sender's SafePoint(m.step) >= p.step+1.
@@ -625,6 +623,7 @@ func (p *Participant) Deliver(from int, frame []byte) error {
 	f, err := wire.DecodeFrame(frame)
 	if err != nil {
 		p.stats.Malformed++
+		p.credit(from, len(frame))
 		p.channelFault(c, "malformed frame: %v", err)
 		return err
 	}
@@ -633,15 +632,20 @@ func (p *Participant) Deliver(from int, frame []byte) error {
 		g = f.Marker.G
 	}
 	if g != p.g {
+		// Credit belongs to an incarnation: none for an older one.
 		p.stats.StaleDropped++
 		return nil
 	}
 	if f.Kind == wire.KindMarker {
+		// The transport charged the marker to the window like any
+		// message; nothing waits to consume it.
+		p.credit(from, len(frame))
 		p.onMarker(c, f.Marker)
 		return nil
 	}
 	d := f.Data
 	if d.Seq != c.arrived+1 {
+		p.credit(from, len(frame))
 		p.channelFault(c, "seq %d after %d", d.Seq, c.arrived)
 		return fmt.Errorf("participant: channel from %d: seq %d after %d", from, d.Seq, c.arrived)
 	}
@@ -653,7 +657,7 @@ func (p *Participant) Deliver(from int, frame []byte) error {
 		// After the channel's marker, before this rank's capture: the
 		// message belongs after the cut (R1). Credit it now so the sender
 		// never blocks on a holding receiver (R8).
-		p.rd.Credits = append(p.rd.Credits, Credit{From: from, Bytes: m.credit})
+		p.credit(from, m.credit)
 		m.credit = 0
 		c.held = append(c.held, m)
 		p.stats.Held++
@@ -671,6 +675,32 @@ func (p *Participant) Deliver(from int, frame []byte) error {
 		p.rd.Deliverable = append(p.rd.Deliverable, from)
 	}
 	return nil
+}
+
+func (p *Participant) credit(from, n int) {
+	if n > 0 {
+		p.rd.Credits = append(p.rd.Credits, Credit{From: from, Bytes: n})
+	}
+}
+
+// Uncredited returns the bytes of frames from rank from that sit in the
+// participant waiting for the job and are not yet credited back: exactly
+// what the sender's window still owes to this receiver (for metrics, and
+// to check the credit accounting).
+func (p *Participant) Uncredited(from int) int {
+	i, ok := p.chanIdx(from)
+	if !ok || p.in == nil {
+		return 0
+	}
+	c := &p.in[i]
+	n := 0
+	for _, m := range c.q[c.head:] {
+		n += m.credit
+	}
+	for _, m := range c.held {
+		n += m.credit
+	}
+	return n
 }
 
 // charge counts bytes against the hold budget; true when the epoch is still

@@ -285,10 +285,14 @@ func TestHeldCreditedOnArrival(t *testing.T) {
 	if c := p.Ready().Credits; len(c) != 0 {
 		t.Fatalf("deliverable message credited on arrival: %+v", c)
 	}
-	p.Deliver(0, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 2, Sent: 1}))
+	marker := wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 2, Sent: 1})
+	p.Deliver(0, marker)
 	p.Deliver(0, post)
-	if c := p.Ready().Credits; len(c) != 1 || c[0] != (Credit{From: 0, Bytes: len(post)}) {
-		t.Fatalf("held message: credits %+v", c)
+	if c := p.Ready().Credits; len(c) != 2 || c[0] != (Credit{From: 0, Bytes: len(marker)}) || c[1] != (Credit{From: 0, Bytes: len(post)}) {
+		t.Fatalf("marker and held message: credits %+v", c)
+	}
+	if u := p.Uncredited(0); u != len(pre) {
+		t.Fatalf("uncredited %d, want %d", u, len(pre))
 	}
 	if dl := p.Ready().Deliverable; len(dl) != 1 {
 		t.Fatalf("held message made deliverable: %v", dl)
@@ -307,7 +311,7 @@ func TestHeldCreditedOnArrival(t *testing.T) {
 	if b, _, _ := p.Recv(0); string(b) != "post" {
 		t.Fatalf("got %q", b)
 	}
-	if c := p.Ready().Credits; len(c) != 0 {
-		t.Fatalf("held message credited twice: %+v", c)
+	if c := p.Ready().Credits; len(c) != 0 || p.Uncredited(0) != 0 {
+		t.Fatalf("held message credited twice: %+v, %d uncredited", c, p.Uncredited(0))
 	}
 }

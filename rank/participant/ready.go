@@ -12,13 +12,16 @@ import (
 // runtime's lock before the lock is released.
 type Ready struct {
 	// Frames to put on channels, in order: transport.Enqueue(To, Data),
-	// under the lock, before any later Send can produce frames. Data frames
-	// were paid for by the caller's Acquire (wire.DataHeaderLen+len(payload)
-	// bytes); markers (at most one per channel per epoch, under 40 bytes)
-	// are enqueued without credit and are never credited back.
+	// under the lock, before any later Send can produce frames. Before a
+	// data frame's Send the caller waited in Acquire for
+	// wire.DataHeaderLen+len(payload) bytes; markers (at most one per
+	// channel per epoch, under 40 bytes) are enqueued without waiting. The
+	// transport charges every enqueued frame to the window; the receiver
+	// credits every frame of the current incarnation back exactly once.
 	Frames []Frame
-	// Credits to return: transport.Credit(From, Bytes). Held messages are
-	// credited on arrival (R8), others when the job consumes them.
+	// Credits to return: transport.Credit(From, Bytes). Markers are
+	// credited on arrival, held messages on arrival too (R8), data messages
+	// when the job consumes them; frames of another incarnation never.
 	Credits []Credit
 	// Deliverable lists channels (peer ranks, possibly this rank) that got
 	// messages a waiting Recv can now take; also set when an abort
