@@ -714,6 +714,18 @@ func (p *Participant) charge(e *epoch, n int) bool {
 	return true
 }
 
+// ChannelFault reports that the transport cannot repair the channel from
+// or to rank peer (an unrepairable gap, a broken connection): the
+// coordinator starts a recovery (R14). Reported once per channel.
+func (p *Participant) ChannelFault(peer int, reason string) {
+	if p.st == stExited || p.st == stRollingBack {
+		return
+	}
+	if i, ok := p.chanIdx(peer); ok && i != p.selfIdx {
+		p.channelFault(&p.in[i], "%s", reason)
+	}
+}
+
 func (p *Participant) channelFault(c *inChan, format string, args ...any) {
 	if c.faulted {
 		return

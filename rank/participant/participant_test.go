@@ -130,6 +130,12 @@ func TestChannelFaults(t *testing.T) {
 		t.Fatalf("alarms: %s", got)
 	}
 	p.Advance()
+	p.ChannelFault(1, "unrepairable gap")
+	p.ChannelFault(1, "again")
+	if got := strings.Join(controlKinds(t, p.Ready()), " "); got != "alarm:channel-fault" {
+		t.Fatalf("transport fault: %s", got)
+	}
+	p.Advance()
 	// Another incarnation's frame is dropped silently (R11).
 	if err := p.Deliver(1, wire.AppendData(nil, wire.Data{G: 7, Seq: 1})); err != nil || p.HasReady() || p.Stats().StaleDropped != 1 {
 		t.Fatalf("stale frame: %v, ready %v, stats %+v", err, p.HasReady(), p.Stats())
