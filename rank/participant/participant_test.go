@@ -111,8 +111,8 @@ func TestCallsBeforeGoAndErrors(t *testing.T) {
 }
 
 func TestChannelFaults(t *testing.T) {
-	p := started(t, cfg(0, 1, 2))
-	if err := p.Deliver(3, wire.AppendData(nil, wire.Data{G: 1, Seq: 1})); !errors.Is(err, ErrNotPeer) {
+	p := started(t, Config{Rank: 0, World: 5, Peers: []int{1, 2, 3}, Spawn: 1, Incarnation: 1, HeartbeatInterval: time.Millisecond})
+	if err := p.Deliver(4, wire.AppendData(nil, wire.Data{G: 1, Seq: 1})); !errors.Is(err, ErrNotPeer) {
 		t.Fatalf("frame from undeclared peer: %v", err)
 	}
 	if err := p.Deliver(1, []byte{1, 2, 3}); err == nil {
@@ -130,8 +130,8 @@ func TestChannelFaults(t *testing.T) {
 		t.Fatalf("alarms: %s", got)
 	}
 	p.Advance()
-	p.ChannelFault(1, "unrepairable gap")
-	p.ChannelFault(1, "again")
+	p.ChannelFault(3, "unrepairable gap")
+	p.ChannelFault(3, "again")
 	if got := strings.Join(controlKinds(t, p.Ready()), " "); got != "alarm:channel-fault" {
 		t.Fatalf("transport fault: %s", got)
 	}
