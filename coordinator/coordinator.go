@@ -96,6 +96,7 @@ type member struct {
 	epoch  uint64
 	estep  int64
 	ephase wire.EpochPhase
+	ereas  wire.AbortReason
 	cut    uint64
 	report *wire.ShardReport
 }
@@ -635,7 +636,7 @@ func (c *Coordinator) noteStep(m *member, step int64) {
 func (c *Coordinator) onStatus(rank int, m *member, s *wire.Status) {
 	if c.ph == phRebuilding {
 		m.g, m.state, m.step, m.stepAt, m.total = s.G, s.State, s.Step, c.now, s.Total
-		m.epoch, m.estep, m.ephase, m.cut = s.Epoch, s.EStep, s.Phase, s.Cut
+		m.epoch, m.estep, m.ephase, m.ereas, m.cut = s.Epoch, s.EStep, s.Phase, s.Reason, s.Cut
 		m.finished = s.State == wire.StateFinished
 		if s.Hello != nil {
 			m.peers = s.Hello.Peers
@@ -765,7 +766,7 @@ func (c *Coordinator) onReport(rank int, m *member, s *wire.ShardReport) {
 func (c *Coordinator) onRankAbort(rank int, m *member, a *wire.EpochAbort) {
 	if c.ph == phRebuilding {
 		if a.Epoch >= m.epoch {
-			m.epoch, m.ephase = a.Epoch, wire.PhaseAborted
+			m.epoch, m.ephase, m.ereas = a.Epoch, wire.PhaseAborted, a.Reason
 		}
 		return
 	}

@@ -238,7 +238,11 @@ func (c *Coordinator) decideRebuild() {
 	for r := range c.ranks {
 		m := &c.ranks[r]
 		if m.epoch == top && m.ephase == wire.PhaseAborted {
-			c.abortCur(wire.ReasonCoordinatorRestart, r, -1, "aborted by a rank before the coordinator restart")
+			reason := m.ereas
+			if reason == wire.ReasonNone {
+				reason = wire.ReasonCoordinatorRestart
+			}
+			c.abortCur(reason, r, -1, "aborted by the rank while the coordinator was away")
 			return
 		}
 		if m.report != nil && m.report.Epoch == top && m.report.Step == topStep {

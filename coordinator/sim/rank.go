@@ -130,8 +130,11 @@ func (r *rankProc) drain() {
 		}
 		for _, ev := range rd.Events {
 			r.w.eng.tracef("rank %d: %s", r.rank, ev)
-			if ev.Kind == participant.EvAlignment {
+			switch ev.Kind {
+			case participant.EvAlignment:
 				r.w.stats.Alignment++
+			case participant.EvAborted:
+				r.w.stats.RankAborts[ev.Reason.String()]++
 			}
 		}
 		p.Advance()

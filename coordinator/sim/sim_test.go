@@ -90,6 +90,7 @@ func runSeeds(t *testing.T, ranges ...seedRange) {
 	var mu sync.Mutex
 	var total Stats
 	total.AbortReasons = map[string]int{}
+	total.RankAborts = map[string]int{}
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
@@ -114,6 +115,9 @@ func runSeeds(t *testing.T, ranges ...seedRange) {
 				for k, v := range st.AbortReasons {
 					total.AbortReasons[k] += v
 				}
+				for k, v := range st.RankAborts {
+					total.RankAborts[k] += v
+				}
 				mu.Unlock()
 			}
 		}()
@@ -127,8 +131,8 @@ func runSeeds(t *testing.T, ranges ...seedRange) {
 	}
 	close(jobs)
 	wg.Wait()
-	t.Logf("%d seeds: %d commits, %d aborts %v, %d recoveries, %d rank crashes, %d coordinator crashes, %d control messages lost, %d events",
-		n, total.Commits, total.Aborts, total.AbortReasons, total.Recoveries, total.RankCrashes, total.CoordCrashes, total.CtlLost, total.Events)
+	t.Logf("%d seeds: %d commits, %d aborts %v (ranks' own: %v), %d recoveries, %d rank crashes, %d coordinator crashes, %d control messages lost, %d events",
+		n, total.Commits, total.Aborts, total.AbortReasons, total.RankAborts, total.Recoveries, total.RankCrashes, total.CoordCrashes, total.CtlLost, total.Events)
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d seeds failed", f)
 	}

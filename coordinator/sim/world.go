@@ -111,6 +111,10 @@ func ConfigFor(seed uint64, profile Profile) Config {
 	c.RecordMin, c.RecordMax = 50*us, e.between(100*us, 1*ms)
 	c.SpawnMin, c.SpawnMax = 1*ms, e.between(2*ms, 15*ms)
 	c.RestartMin, c.RestartMax = 2*ms, e.between(3*ms, 30*ms)
+	if e.chance(0.2) {
+		// Longer than the ranks' coordinator-silence limit (10 heartbeats).
+		c.RestartMin, c.RestartMax = 40*ms, 150*ms
+	}
 	c.Keep = int(e.between(1, 3))
 	c.ExitAfterFinish = e.chance(0.3)
 	if profile == Large {
@@ -151,7 +155,8 @@ func (c Config) String() string {
 type Stats struct {
 	Commits, Aborts, Recoveries, CoordCrashes, RankCrashes int
 	CtlLost, Alignment, CuttingStopped                     int
-	AbortReasons                                           map[string]int
+	AbortReasons                                           map[string]int // at the coordinator
+	RankAborts                                             map[string]int // at the ranks (by their own reason)
 	Events                                                 uint64
 	SimTime                                                time.Duration
 	Committed                                              []uint64
@@ -218,6 +223,7 @@ func newWorld(cfg Config, st *store) (*World, error) {
 		procs: make([]*rankProc, cfg.N), finals: make([]uint64, cfg.N), checked: map[uint64]bool{},
 		starting: make([]map[uint64]bool, cfg.N)}
 	w.stats.AbortReasons = map[string]int{}
+	w.stats.RankAborts = map[string]int{}
 	w.net = newNetwork(w)
 	return w, nil
 }
