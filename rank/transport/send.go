@@ -1,0 +1,379 @@
+package transport
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// outFrame is a frame chosen under the lock and encoded and published
+// outside it.
+type outFrame struct {
+	subj    string
+	h       header
+	payload []byte
+}
+
+// writeLoop is the only goroutine that publishes. Acks go out before data
+// in each round, and each channel gets a bounded share of a round, so that
+// one busy channel neither starves the others nor delays acks long.
+func (e *Endpoint) writeLoop() {
+	defer e.wg.Done()
+	tick := time.NewTicker(min(max(e.cfg.AckTimeout/4, time.Millisecond), 50*time.Millisecond))
+	defer tick.Stop()
+	var batch []outFrame
+	var scratch []byte
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.wkick:
+		case <-tick.C:
+			e.checkTimers()
+		}
+		for {
+			batch = e.collect(batch[:0])
+			if len(batch) == 0 {
+				break
+			}
+			for i := range batch {
+				f := &batch[i]
+				scratch = appendFrame(scratch[:0], &f.h, f.payload)
+				e.publish(f.subj, scratch)
+				*f = outFrame{}
+			}
+			select {
+			case <-e.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+func (e *Endpoint) publish(subj string, frame []byte) {
+	if e.cfg.Faults == nil {
+		if err := e.nc.Publish(subj, frame); err != nil {
+			e.publishFailed(subj, err)
+		}
+		return
+	}
+	for _, f := range e.cfg.Faults.Outgoing(subj, frame) {
+		if err := e.nc.Publish(subj, f); err != nil {
+			e.publishFailed(subj, err)
+		}
+	}
+}
+
+// publishFailed needs no repair of its own: the frame stays unacknowledged
+// and goes out again on the retransmission timeout or the reconnect.
+func (e *Endpoint) publishFailed(subj string, err error) {
+	if n := e.st.publishErrors.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ...
+		e.log.Debug("transport publish failed", "subject", subj, "err", err, "count", n)
+	}
+}
+
+// collect picks the next frames to publish.
+func (e *Endpoint) collect(out []outFrame) []outFrame {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return out
+	}
+	for _, rc := range e.ackq {
+		rc.inAckq = false
+		if rc.broken || !rc.ackPending {
+			continue
+		}
+		out = append(out, e.ackFrameLocked(rc))
+	}
+	clear(e.ackq)
+	e.ackq = e.ackq[:0]
+	if e.connDown {
+		// Publishes would only fill the client's reconnect buffer; the
+		// reconnect retransmits what is outstanding anyway.
+		return out
+	}
+	perChan := max(e.frameMax, 256<<10)
+	budget := 4 * perChan
+	now := e.now()
+	for budget > 0 && len(e.ready) > 0 {
+		sc := e.ready[0]
+		e.ready[0] = nil
+		e.ready = e.ready[1:]
+		sc.inReady = false
+		var used int
+		out, used = e.takeFramesLocked(sc, out, perChan, now)
+		budget -= used
+		if sc.hasWork() {
+			e.readyLocked(sc)
+		}
+	}
+	return out
+}
+
+func (e *Endpoint) ackFrameLocked(rc *recvChan) outFrame {
+	h := header{
+		typ: typeAck, from: uint32(e.self), to: uint32(rc.peer), g: e.g, session: e.session,
+		cum: rc.next - 1, credited: rc.credited, peerSession: rc.sess,
+	}
+	if rc.nackAll {
+		h.flags |= flagNackAll
+	}
+	if rc.hello {
+		h.flags |= flagHello
+	}
+	if len(rc.ooo) > 0 {
+		if rc.oooMin == 0 {
+			for s := range rc.ooo {
+				if rc.oooMin == 0 || s < rc.oooMin {
+					rc.oooMin = s
+				}
+			}
+		}
+		h.gapEnd = rc.oooMin
+	}
+	rc.nackAll, rc.hello, rc.ackPending = false, false, false
+	rc.creditSent = rc.credited
+	rc.bytesSinceAck = 0
+	e.st.acksSent.Add(1)
+	return outFrame{subj: rc.ackSubj, h: h}
+}
+
+// takeFramesLocked appends sc's control frames, retransmissions and new
+// frames, up to about budget payload bytes.
+func (e *Endpoint) takeFramesLocked(sc *sendChan, out []outFrame, budget int, now int64) ([]outFrame, int) {
+	ctl := header{from: uint32(e.self), to: uint32(sc.peer), g: e.g, session: e.session}
+	if sc.gone {
+		sc.gone = false
+		h := ctl
+		h.typ = typeGone
+		out = append(out, outFrame{subj: sc.subj, h: h})
+	}
+	if sc.broken {
+		return out, 0
+	}
+	if sc.probe {
+		sc.probe = false
+		h := ctl
+		h.typ = typeProbe
+		out = append(out, outFrame{subj: sc.subj, h: h})
+		e.st.probes.Add(1)
+	}
+	used := 0
+	data := func(seq uint64, f *frag) {
+		h := ctl
+		h.typ = typeData
+		h.seq, h.msgLen, h.offset = seq, uint64(len(f.msg)), uint64(f.off)
+		out = append(out, outFrame{subj: sc.subj, h: h, payload: f.msg[f.off : f.off+f.n]})
+		f.sent = now
+		used += f.n + dataHdrLen
+	}
+	if sc.retxFrom < sc.base {
+		sc.retxFrom = sc.base
+	}
+	if sc.retxTo > sc.nextSend {
+		sc.retxTo = sc.nextSend
+	}
+	for sc.retxFrom < sc.retxTo && used < budget {
+		seq := sc.retxFrom
+		sc.retxFrom++
+		f := &sc.frags[seq-sc.base]
+		if !sc.retxForce && now-f.sent < e.holdoff {
+			continue
+		}
+		data(seq, f)
+		e.st.retransmits.Add(1)
+	}
+	if sc.retxFrom >= sc.retxTo {
+		sc.retxFrom, sc.retxTo, sc.retxForce = 0, 0, false
+	}
+	for sc.nextSend < sc.nextSeq && used < budget {
+		if sc.nextSend == sc.base {
+			sc.lastProgress = now // the retransmission clock starts with the first frame in flight
+		}
+		data(sc.nextSend, &sc.frags[sc.nextSend-sc.base])
+		sc.nextSend++
+		e.st.framesSent.Add(1)
+	}
+	return out, used
+}
+
+// retxLocked asks for [from, to) to be retransmitted; force skips the
+// holdoff that keeps repeated NACKs from resending a fragment many times.
+func (e *Endpoint) retxLocked(sc *sendChan, from, to uint64, force bool) {
+	from = max(from, sc.base)
+	to = min(to, sc.nextSend)
+	if from >= to {
+		return
+	}
+	if sc.retxFrom >= sc.retxTo {
+		sc.retxFrom, sc.retxTo = from, to
+	} else {
+		sc.retxFrom, sc.retxTo = min(sc.retxFrom, from), max(sc.retxTo, to)
+	}
+	sc.retxForce = sc.retxForce || force
+	e.readyLocked(sc)
+}
+
+// checkTimers fires retransmission timeouts and credit probes.
+func (e *Endpoint) checkTimers() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.connDown {
+		return
+	}
+	now := e.now()
+	kick := false
+	for _, sc := range e.sendList {
+		if sc.broken {
+			continue
+		}
+		switch {
+		case sc.base < sc.nextSend:
+			if time.Duration(now-sc.lastProgress) >= sc.rto {
+				e.retxLocked(sc, sc.base, sc.nextSend, true)
+				sc.lastProgress = now
+				sc.rto = min(2*sc.rto, e.cfg.MaxBackoff)
+				e.st.timeouts.Add(1)
+				kick = true
+			}
+		case sc.wait != nil && time.Duration(now-sc.lastAck) >= sc.rto:
+			// An Acquire waits and nothing is in flight: the ack that
+			// would carry the credit may have been lost. Ask for it.
+			sc.probe = true
+			sc.lastAck = now
+			sc.rto = min(2*sc.rto, e.cfg.MaxBackoff)
+			e.readyLocked(sc)
+			kick = true
+		}
+	}
+	if kick {
+		e.kickWriter()
+	}
+}
+
+// onAck runs on the ack subscription's goroutine.
+func (e *Endpoint) onAck(m *nats.Msg) {
+	if f := e.cfg.Faults; f != nil && !f.Incoming(m.Subject, m.Data) {
+		return
+	}
+	h, _, err := decodeFrame(m.Data, e.maxMsg)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.malformedLocked(-1, err)
+		return
+	}
+	if e.closed || !e.checkIncarnationLocked(&h) {
+		return
+	}
+	if h.typ != typeAck {
+		e.malformedLocked(int(h.from), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.typ))
+		return
+	}
+	if int(h.to) != e.self {
+		e.malformedLocked(int(h.from), fmt.Errorf("%w: ack for rank %d delivered to rank %d", ErrMalformedFrame, h.to, e.self))
+		return
+	}
+	sc := e.send[int(h.from)]
+	if sc == nil {
+		e.malformedLocked(-1, fmt.Errorf("%w: ack from undeclared rank %d", ErrMalformedFrame, h.from))
+		return
+	}
+	e.st.acksRecvd.Add(1)
+	e.handleAckLocked(sc, &h)
+}
+
+func (e *Endpoint) handleAckLocked(sc *sendChan, h *header) {
+	if sc.broken {
+		return
+	}
+	if h.peerSession != 0 && h.peerSession != e.session {
+		// It acknowledges a session of ours that is gone; its numbers
+		// mean nothing to this one.
+		return
+	}
+	if h.peerSession == 0 && h.cum != 0 {
+		e.malformedLocked(sc.peer, fmt.Errorf("%w: ack of seq %d without a session", ErrMalformedFrame, h.cum))
+		return
+	}
+	if h.cum >= sc.nextSend {
+		e.malformedLocked(sc.peer, fmt.Errorf("%w: ack of seq %d, only %d sent", ErrMalformedFrame, h.cum, sc.nextSend-1))
+		return
+	}
+	if sc.peerSess != h.session {
+		if sc.peerSess != 0 && sc.base > 1 {
+			// The receiver acknowledged fragments under another session
+			// and restarted within this incarnation: whatever it had
+			// received and not yet handed up is gone, and we no longer
+			// hold it.
+			e.breakSendLocked(sc, fmt.Errorf("rank %d restarted its receiver (session %#x -> %#x) after acknowledging %d fragments",
+				sc.peer, sc.peerSess, h.session, sc.base-1))
+			return
+		}
+		sc.peerSess = h.session
+	}
+	now := e.now()
+	sc.lastAck = now
+	if h.cum >= sc.base {
+		k := int(h.cum - sc.base + 1)
+		clear(sc.frags[:k])
+		sc.frags = sc.frags[k:]
+		sc.base = h.cum + 1
+		sc.rto = e.cfg.AckTimeout
+		sc.lastProgress = now
+	}
+	if h.credited > sc.credited {
+		sc.credited = h.credited
+		sc.rto = e.cfg.AckTimeout
+		sc.wake()
+	}
+	switch {
+	case h.flags&flagNackAll != 0:
+		e.retxLocked(sc, sc.base, sc.nextSend, false)
+	case h.gapEnd != 0:
+		e.retxLocked(sc, h.cum+1, h.gapEnd, false)
+	}
+	if sc.inReady {
+		e.kickWriter()
+	}
+}
+
+// breakSendLocked marks sc broken after an unrepairable gap, tells the
+// receiver (gone frame) and reports it.
+func (e *Endpoint) breakSendLocked(sc *sendChan, err error) {
+	sc.broken = true
+	clear(sc.frags)
+	sc.frags = nil
+	sc.base = sc.nextSeq
+	sc.nextSend = sc.nextSeq
+	sc.retxFrom, sc.retxTo = 0, 0
+	sc.gone = true
+	sc.wake()
+	e.readyLocked(sc)
+	e.kickWriter()
+	e.st.gaps.Add(1)
+	e.emitLocked(Event{Kind: EventGap, Peer: sc.peer, Err: err}, false)
+}
+
+// checkIncarnationLocked drops frames not of the current incarnation.
+func (e *Endpoint) checkIncarnationLocked(h *header) bool {
+	switch {
+	case h.g == e.g:
+		return true
+	case h.g < e.g:
+		e.st.staleDropped.Add(1)
+		e.emitLocked(Event{Kind: EventStale, Peer: int(h.from),
+			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.typ, h.g)}, true)
+	default:
+		e.st.futureDropped.Add(1)
+	}
+	return false
+}
+
+func (e *Endpoint) malformedLocked(peer int, err error) {
+	e.st.malformed.Add(1)
+	e.emitLocked(Event{Kind: EventMalformed, Peer: peer, Err: err}, true)
+}
