@@ -18,7 +18,9 @@ type recorder struct {
 	got  chan struct{}
 }
 
-func newRecorder() *recorder { return &recorder{msgs: map[int][][]byte{}, got: make(chan struct{}, 1024)} }
+func newRecorder() *recorder {
+	return &recorder{msgs: map[int][][]byte{}, got: make(chan struct{}, 1024)}
+}
 
 func (r *recorder) Deliver(from int, _ uint64, msg []byte) {
 	r.mu.Lock()

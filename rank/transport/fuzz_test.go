@@ -71,7 +71,7 @@ func (nopHandler) Event(Event)                 {}
 // buffers within their bounds, and only hands up messages whose length was
 // announced and that were assembled from consecutive fragments.
 func FuzzReceive(f *testing.F) {
-	f.Add([]byte{0, 0, 1, 10, 0, 0, 0, 10})                        // a whole 10-byte message
+	f.Add([]byte{0, 0, 1, 10, 0, 0, 0, 10})                            // a whole 10-byte message
 	f.Add([]byte{0, 0, 1, 20, 0, 0, 0, 10, 0, 0, 2, 20, 0, 10, 0, 10}) // two fragments
 	f.Add([]byte{0, 0, 2, 20, 0, 10, 0, 10, 0, 0, 1, 20, 0, 0, 0, 10}) // reordered
 	f.Add([]byte{0, 0, 1, 5, 0, 0, 0, 5, 0, 1, 1, 5, 0, 0, 0, 5})      // session change

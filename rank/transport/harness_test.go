@@ -79,7 +79,6 @@ type tRank struct {
 
 	mu        sync.Mutex
 	g         uint64 // the incarnation deliveries must carry
-	base      map[int]int
 	next      map[int]int // per sender: index of the next message expected
 	want      int         // messages expected per sender
 	remaining int
