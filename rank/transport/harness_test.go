@@ -78,7 +78,7 @@ type tRank struct {
 	ep *transport.Endpoint
 
 	mu        sync.Mutex
-	g         uint64 // the incarnation deliveries must carry
+	g         uint64      // the incarnation deliveries must carry
 	next      map[int]int // per sender: index of the next message expected
 	want      int         // messages expected per sender
 	remaining int
