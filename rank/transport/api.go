@@ -20,6 +20,9 @@ var (
 	// ErrReset: a Reset happened while Acquire waited; the credit it waited
 	// for belonged to the previous incarnation.
 	ErrReset = errors.New("transport: endpoint reset while waiting")
+	// ErrConnClosed: the NATS connection is closed for good (it gave up
+	// reconnecting, or its owner closed it); nothing can be sent any more.
+	ErrConnClosed = errors.New("transport: NATS connection closed")
 	// ErrStaleIncarnation: Reset to an incarnation older than the current one.
 	ErrStaleIncarnation = errors.New("transport: incarnation older than the current one")
 )

@@ -209,3 +209,52 @@ func TestOptionsValidation(t *testing.T) {
 	_, err = transport.Open(context.Background(), nil, ok, newRecorder())
 	wantErr(t, "nil conn", err, transport.ErrInvalidOptions)
 }
+
+func TestConnectionClosedForGood(t *testing.T) {
+	srv := natstest.Run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc := natstest.Connect(t, srv.URL())
+	h := &eventRecorder{recorder: newRecorder()}
+	ep, err := transport.Open(ctx, nc, transport.Options{Job: "unit", Self: 0, Peers: []int{1}, G: 1, Window: 100}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	if err := ep.Enqueue(1, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ep.Acquire(ctx, 1, 100) }() // waits: rank 1 never credits
+	nc.Close()
+	wantErr(t, "Acquire waiting when the connection closed", <-done, transport.ErrConnClosed)
+	wantErr(t, "Enqueue after the connection closed", ep.Enqueue(1, nil), transport.ErrConnClosed)
+	if err := ep.Enqueue(0, []byte("self")); err != nil {
+		t.Errorf("self-channel after the connection closed: %v", err)
+	}
+	waitFor(ctx, t, "a disconnect event", func() bool { return h.count(transport.EventDisconnect) > 0 })
+}
+
+type eventRecorder struct {
+	*recorder
+	mu     sync.Mutex
+	events []transport.Event
+}
+
+func (r *eventRecorder) Event(ev transport.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func (r *eventRecorder) count(k transport.EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.events {
+		if ev.Kind == k {
+			n++
+		}
+	}
+	return n
+}

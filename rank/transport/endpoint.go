@@ -46,6 +46,7 @@ type Endpoint struct {
 	epoch     uint64 // bumped by Reset, so that Acquire notices one
 	closed    bool
 	connDown  bool
+	connGone  bool // the connection is closed for good
 	send      map[int]*sendChan
 	sendList  []*sendChan // send, by peer, for the timer scan
 	recv      map[int]*recvChan
@@ -476,7 +477,7 @@ func (e *Endpoint) FrameSize() int { return e.frameMax }
 //
 // It returns nil when there is room; ctx's error (wrapped) when ctx ends;
 // ErrReset if the endpoint was Reset while it waited; ErrBroken,
-// ErrUnknownPeer, ErrTooLarge (n > MaxMessage) or ErrClosed.
+// ErrUnknownPeer, ErrTooLarge (n > MaxMessage), ErrConnClosed or ErrClosed.
 func (e *Endpoint) Acquire(ctx context.Context, to, n int) error {
 	if n < 0 {
 		return fmt.Errorf("transport: Acquire of %d bytes", n)
@@ -494,6 +495,10 @@ func (e *Endpoint) Acquire(ctx context.Context, to, n int) error {
 		if e.epoch != epoch {
 			e.mu.Unlock()
 			return ErrReset
+		}
+		if e.connGone {
+			e.mu.Unlock()
+			return ErrConnClosed
 		}
 		var w *window
 		if to == e.self {
@@ -533,7 +538,8 @@ func (e *Endpoint) Acquire(ctx context.Context, to, n int) error {
 // afterwards (the endpoint reads it until every fragment is acknowledged;
 // a self-channel message is handed to Deliver as is).
 //
-// Errors: ErrUnknownPeer, ErrTooLarge, ErrBroken, ErrClosed.
+// Errors: ErrUnknownPeer, ErrTooLarge, ErrBroken, ErrConnClosed (not for
+// the self-channel), ErrClosed.
 func (e *Endpoint) Enqueue(to int, msg []byte) error {
 	if len(msg) > e.cfg.MaxMessage {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(msg), e.cfg.MaxMessage)
@@ -544,6 +550,10 @@ func (e *Endpoint) Enqueue(to int, msg []byte) error {
 		return ErrClosed
 	}
 	n := len(msg)
+	if e.connGone && to != e.self {
+		e.mu.Unlock()
+		return ErrConnClosed
+	}
 	if to == e.self {
 		e.selfW.charged += uint64(n)
 		e.pushLocked(upcall{from: e.self, g: e.g, msg: msg})
@@ -772,10 +782,18 @@ func (e *Endpoint) watchConn() {
 func (e *Endpoint) onDisconnect(st nats.Status) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.connDown && st == nats.RECONNECTING {
+	if e.connGone || (e.connDown && st == nats.RECONNECTING) {
 		return
 	}
 	e.connDown = true
+	if st == nats.CLOSED || st == nats.DISCONNECTED {
+		// No reconnect will come: fail the senders instead of letting
+		// them wait for credit forever.
+		e.connGone = true
+		for _, sc := range e.sendList {
+			sc.wake()
+		}
+	}
 	e.st.disconnects.Add(1)
 	err := fmt.Errorf("NATS connection %s: %v", st, e.nc.LastError())
 	e.emitLocked(Event{Kind: EventDisconnect, Peer: -1, Err: err}, false)

@@ -24,7 +24,7 @@ func (e *Endpoint) onData(m *nats.Msg) {
 		return
 	}
 	if int(h.to) != e.self {
-		e.malformedLocked(int(h.from), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.to, e.self))
+		e.malformedLocked(e.peerLocked(h.from), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.to, e.self))
 		return
 	}
 	rc := e.recv[int(h.from)]

@@ -95,8 +95,10 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 		// reconnect retransmits what is outstanding anyway.
 		return out
 	}
-	perChan := max(e.frameMax, 256<<10)
-	budget := 4 * perChan
+	// About one full frame of data per round: publishing a frame holds the
+	// connection's lock for the socket write, and acks (this rank's credit
+	// to its peers) must not wait behind more than that.
+	budget := max(e.frameMax, 64<<10)
 	now := e.now()
 	for budget > 0 && len(e.ready) > 0 {
 		sc := e.ready[0]
@@ -104,7 +106,7 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 		e.ready = e.ready[1:]
 		sc.inReady = false
 		var used int
-		out, used = e.takeFramesLocked(sc, out, perChan, now)
+		out, used = e.takeFramesLocked(sc, out, budget, now)
 		budget -= used
 		if sc.hasWork() {
 			e.readyLocked(sc)
@@ -270,11 +272,11 @@ func (e *Endpoint) onAck(m *nats.Msg) {
 		return
 	}
 	if h.typ != typeAck {
-		e.malformedLocked(int(h.from), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.typ))
+		e.malformedLocked(e.peerLocked(h.from), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.typ))
 		return
 	}
 	if int(h.to) != e.self {
-		e.malformedLocked(int(h.from), fmt.Errorf("%w: ack for rank %d delivered to rank %d", ErrMalformedFrame, h.to, e.self))
+		e.malformedLocked(e.peerLocked(h.from), fmt.Errorf("%w: ack for rank %d delivered to rank %d", ErrMalformedFrame, h.to, e.self))
 		return
 	}
 	sc := e.send[int(h.from)]
@@ -365,7 +367,7 @@ func (e *Endpoint) checkIncarnationLocked(h *header) bool {
 		return true
 	case h.g < e.g:
 		e.st.staleDropped.Add(1)
-		e.emitLocked(Event{Kind: EventStale, Peer: int(h.from),
+		e.emitLocked(Event{Kind: EventStale, Peer: e.peerLocked(h.from),
 			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.typ, h.g)}, true)
 	default:
 		e.st.futureDropped.Add(1)
@@ -376,4 +378,14 @@ func (e *Endpoint) checkIncarnationLocked(h *header) bool {
 func (e *Endpoint) malformedLocked(peer int, err error) {
 	e.st.malformed.Add(1)
 	e.emitLocked(Event{Kind: EventMalformed, Peer: peer, Err: err}, true)
+}
+
+// peerLocked names the sender of a frame in an event: its rank if it is a
+// declared peer, else -1 (so that hostile frames cannot grow the event
+// rate limiter's map).
+func (e *Endpoint) peerLocked(from uint32) int {
+	if _, ok := e.recv[int(from)]; ok {
+		return int(from)
+	}
+	return -1
 }
