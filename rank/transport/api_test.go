@@ -3,7 +3,9 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +259,59 @@ func (r *eventRecorder) count(k transport.EventKind) int {
 		}
 	}
 	return n
+}
+
+// ackDropper drops this rank's outgoing acks while on.
+type ackDropper struct {
+	on      atomic.Bool
+	dropped atomic.Int64
+}
+
+func (d *ackDropper) Outgoing(subj string, f []byte) [][]byte {
+	if d.on.Load() && strings.Contains(subj, ".a.") {
+		d.dropped.Add(1)
+		return nil
+	}
+	return [][]byte{f}
+}
+func (d *ackDropper) Incoming(string, []byte) bool { return true }
+
+// A lost ack that carried credit must not leave a sender waiting forever:
+// with nothing in flight to retransmit, it probes.
+func TestLostCreditIsProbedFor(t *testing.T) {
+	srv := natstest.Run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	drop := &ackDropper{}
+	var eps [2]*transport.Endpoint
+	var recs [2]*recorder
+	for i := range eps {
+		recs[i] = newRecorder()
+		o := transport.Options{Job: "unit", Self: i, Peers: []int{0, 1}, G: 1, Window: 1000,
+			AckTimeout: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+		if i == 1 {
+			o.Faults = drop
+		}
+		ep, err := transport.Open(ctx, natstest.Connect(t, srv.URL()), o, recs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ep.Close()
+		eps[i] = ep
+	}
+	if err := eps[0].Enqueue(1, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	<-recs[1].got
+	waitFor(ctx, t, "the message to be acknowledged", func() bool { return transport.Unacked(eps[0]) == 0 })
+	drop.on.Store(true)
+	eps[1].Credit(0, 1000) // its ack is dropped
+	waitFor(ctx, t, "the credit ack to be dropped", func() bool { return drop.dropped.Load() > 0 })
+	drop.on.Store(false)
+	if err := eps[0].Acquire(ctx, 1, 1000); err != nil {
+		t.Fatalf("Acquire after a lost credit ack: %v", err)
+	}
+	if p := eps[0].Stats().Probes; p == 0 {
+		t.Errorf("credit came back without a probe: %+v", eps[0].Stats())
+	}
 }
