@@ -106,6 +106,14 @@ func (t *trNet) send(from, to int, msg []byte) {
 }
 
 func (t *trNet) close() {
+	if os.Getenv("BENCH_STATS") != "" {
+		var rt, to, dup uint64
+		for _, ep := range t.eps {
+			s := ep.Stats()
+			rt, to, dup = rt+s.Retransmits, to+s.Timeouts, dup+s.Duplicates
+		}
+		fmt.Fprintf(os.Stderr, "retransmits %d timeouts %d duplicates %d\n", rt, to, dup)
+	}
 	for _, ep := range t.eps {
 		ep.Close()
 	}

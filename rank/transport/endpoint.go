@@ -111,7 +111,8 @@ type sendChan struct {
 	retxForce bool // ignore the NACK holdoff for this range
 
 	peerSess     uint64 // the receiver session acknowledging us (0: none yet)
-	rto          time.Duration
+	rto          time.Duration // current retransmission timeout (backed off)
+	srtt, rttvar time.Duration // smoothed ack delay and its variation (0: no sample yet)
 	lastProgress int64 // ns: last ack progress, or first send after idle
 	lastAck      int64 // ns: last ack heard, or last probe sent
 	probe        bool
@@ -125,6 +126,7 @@ type frag struct {
 	off  int
 	n    int
 	sent int64 // ns of the last transmission, 0: never
+	retx bool  // transmitted more than once: its ack delay is no RTT sample (Karn)
 }
 
 func (sc *sendChan) hasWork() bool {

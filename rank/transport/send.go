@@ -165,6 +165,9 @@ func (e *Endpoint) takeFramesLocked(sc *sendChan, out []outFrame, budget int, no
 	}
 	used := 0
 	data := func(seq uint64, f *frag) {
+		if f.sent != 0 {
+			f.retx = true
+		}
 		h := ctl
 		h.typ = typeData
 		h.seq, h.msgLen, h.offset = seq, uint64(len(f.msg)), uint64(f.off)
@@ -235,7 +238,10 @@ func (e *Endpoint) checkTimers() {
 		switch {
 		case sc.base < sc.nextSend:
 			if time.Duration(now-sc.lastProgress) >= sc.rto {
-				e.retxLocked(sc, sc.base, sc.nextSend, true)
+				// Resend only the oldest fragment: if the acks were just
+				// slow that costs one frame, and if frames were lost its
+				// ack shows which (see handleAckLocked).
+				e.retxLocked(sc, sc.base, sc.base+1, true)
 				sc.lastProgress = now
 				sc.rto = min(2*sc.rto, e.cfg.MaxBackoff)
 				e.st.timeouts.Add(1)
@@ -321,15 +327,36 @@ func (e *Endpoint) handleAckLocked(sc *sendChan, h *header) {
 	sc.lastAck = now
 	if h.cum >= sc.base {
 		k := int(h.cum - sc.base + 1)
+		acked := sc.frags[k-1]
+		if !acked.retx {
+			// A valid sample; without one the backed-off timeout stays
+			// (Karn), or a timeout shorter than the ack delay would make
+			// every fragment a retransmission and no sample valid.
+			e.sampleRTTLocked(sc, time.Duration(now-acked.sent))
+			sc.rto = e.rtoLocked(sc)
+		}
 		clear(sc.frags[:k])
 		sc.frags = sc.frags[k:]
 		sc.base = h.cum + 1
-		sc.rto = e.cfg.AckTimeout
 		sc.lastProgress = now
+		// NATS delivers one publisher's frames in order, so a fragment
+		// published before the one just acknowledged and still not
+		// acknowledged itself was lost (or dropped by the receiver): no
+		// need to wait for a timeout.
+		var lost uint64
+		for i := range sc.frags {
+			f := &sc.frags[i]
+			if sc.base+uint64(i) >= sc.nextSend || f.sent >= acked.sent {
+				break
+			}
+			lost++
+		}
+		if lost > 0 {
+			e.retxLocked(sc, sc.base, sc.base+lost, true)
+		}
 	}
 	if h.credited > sc.credited {
 		sc.credited = h.credited
-		sc.rto = e.cfg.AckTimeout
 		sc.wake()
 	}
 	switch {
@@ -388,4 +415,26 @@ func (e *Endpoint) peerLocked(from uint32) int {
 		return int(from)
 	}
 	return -1
+}
+
+// sampleRTTLocked folds one ack delay into the channel's estimate
+// (Jacobson/Karels, RFC 6298).
+func (e *Endpoint) sampleRTTLocked(sc *sendChan, r time.Duration) {
+	if sc.srtt == 0 {
+		sc.srtt, sc.rttvar = r, r/2
+		return
+	}
+	d := sc.srtt - r
+	if d < 0 {
+		d = -d
+	}
+	sc.rttvar = (3*sc.rttvar + d) / 4
+	sc.srtt = (7*sc.srtt + r) / 8
+}
+
+// rtoLocked is the retransmission timeout without backoff: the ack delay
+// plus four deviations, never below AckTimeout (which so is the floor as
+// well as the first timeout) nor above MaxBackoff.
+func (e *Endpoint) rtoLocked(sc *sendChan) time.Duration {
+	return min(max(sc.srtt+4*sc.rttvar, e.cfg.AckTimeout), e.cfg.MaxBackoff)
 }
