@@ -110,11 +110,11 @@ type sendChan struct {
 	retxTo    uint64
 	retxForce bool // ignore the NACK holdoff for this range
 
-	peerSess     uint64 // the receiver session acknowledging us (0: none yet)
+	peerSess     uint64        // the receiver session acknowledging us (0: none yet)
 	rto          time.Duration // current retransmission timeout (backed off)
 	srtt, rttvar time.Duration // smoothed ack delay and its variation (0: no sample yet)
-	lastProgress int64 // ns: last ack progress, or first send after idle
-	lastAck      int64 // ns: last ack heard, or last probe sent
+	lastProgress int64         // ns: last ack progress, or first send after idle
+	lastAck      int64         // ns: last ack heard, or last probe sent
 	probe        bool
 	gone         bool
 	broken       bool
