@@ -102,13 +102,13 @@ type sendChan struct {
 	peer int
 	subj string
 
-	frags     []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
-	base      uint64 // seq of frags[0]: everything below is acknowledged
-	nextSeq   uint64 // seq the next fragment gets
-	nextSend  uint64 // lowest seq never transmitted
-	retxFrom  uint64 // [retxFrom, retxTo): seqs to retransmit
-	retxTo    uint64
-	retxForce bool // ignore the NACK holdoff for this range
+	frags    []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
+	base     uint64 // seq of frags[0]: everything below is acknowledged
+	nextSeq  uint64 // seq the next fragment gets
+	nextSend uint64 // lowest seq never transmitted
+	retxFrom uint64 // [retxFrom, retxTo) holds every fragment marked for resending
+	retxTo   uint64
+	nextTx   uint64 // transmission id of the next frame published
 
 	peerSess     uint64        // the receiver session acknowledging us (0: none yet)
 	rto          time.Duration // current retransmission timeout (backed off)
@@ -122,11 +122,12 @@ type sendChan struct {
 }
 
 type frag struct {
-	msg  []byte // the whole message (owned by the endpoint since Enqueue)
-	off  int
-	n    int
-	sent int64 // ns of the last transmission, 0: never
-	retx bool  // transmitted more than once: its ack delay is no RTT sample (Karn)
+	msg    []byte // the whole message (owned by the endpoint since Enqueue)
+	off    int
+	n      int
+	sent   int64  // ns of the last transmission, 0: never
+	tx     uint64 // transmission id of the last transmission
+	resend bool   // to be retransmitted
 }
 
 func (sc *sendChan) hasWork() bool {
@@ -140,6 +141,7 @@ type recvChan struct {
 
 	sess     uint64 // the sender session we receive from (0: none yet)
 	received bool   // a data frame of sess arrived
+	maxTx    uint64 // highest transmission id received from sess
 	next     uint64 // next seq to accept in order
 	ooo      map[uint64]heldFrag
 	oooBytes int
@@ -279,7 +281,7 @@ func (e *Endpoint) installLocked(g uint64) {
 			peer:    p,
 			subj:    dataSubject(e.job, g, p, e.self),
 			base:    1,
-			nextSeq: 1, nextSend: 1,
+			nextSeq: 1, nextSend: 1, nextTx: 1,
 			rto: e.cfg.AckTimeout,
 		}
 		e.send[p] = sc
@@ -465,9 +467,10 @@ func (e *Endpoint) G() uint64 {
 	return e.g
 }
 
-// FrameSize is the size of a full data frame (header included); messages
-// longer than FrameSize()-56 bytes are fragmented.
-func (e *Endpoint) FrameSize() int { return e.frameMax }
+// FragmentSize is the payload of a full data frame: messages longer than
+// that are fragmented. It is the connection's max payload (or
+// Options.MaxFrame if smaller) less the 64-byte frame header.
+func (e *Endpoint) FragmentSize() int { return e.fragPayload }
 
 // Acquire blocks until the channel Self->to has room for n more bytes in
 // its credit window, that is until the bytes enqueued and not yet credited
@@ -813,8 +816,8 @@ func (e *Endpoint) onReconnect() {
 	e.connDown = false
 	e.st.reconnects.Add(1)
 	for _, sc := range e.sendList {
-		if !sc.broken && sc.base < sc.nextSend {
-			e.retxLocked(sc, sc.base, sc.nextSend, true)
+		if !sc.broken {
+			e.resendLocked(sc, sc.base, sc.nextSend, 0)
 		}
 	}
 	for _, rc := range e.recvList {

@@ -21,10 +21,10 @@ func Session(e *Endpoint) uint64 {
 	return e.session
 }
 
-// DataFrame encodes a data frame as the endpoint would.
+// DataFrame encodes a data frame as the endpoint would (transmission id seq).
 func DataFrame(from, to int, g, session, seq, msgLen, offset uint64, payload []byte) []byte {
 	h := header{typ: typeData, from: uint32(from), to: uint32(to), g: g, session: session,
-		seq: seq, msgLen: msgLen, offset: offset}
+		seq: seq, msgLen: msgLen, offset: offset, tx: seq}
 	return appendFrame(nil, &h, payload)
 }
 

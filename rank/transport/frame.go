@@ -20,18 +20,25 @@ import (
 //	 16    8 g: incarnation, >= 1
 //	 24    8 session: the publisher's session id, != 0 (new at Open and Reset)
 //
-// data (header 56 bytes, then the payload, which is the rest of the frame):
+// data (header 64 bytes, then the payload, which is the rest of the frame):
 //
 //	32    8 seq: fragment sequence number on the channel from->to, >= 1
 //	40    8 msgLen: length of the whole message this fragment belongs to
 //	48    8 offset: where this fragment's payload starts in the message
+//	56    8 tx: transmission id, >= 1, new for every (re)transmission on
+//	          the channel and increasing in publication order
 //
-// ack (exactly 64 bytes), published by a receiver to the sender of a channel:
+// ack (exactly 72 bytes), published by a receiver to the sender of a channel:
 //
 //	32    8 cum: every fragment up to and including cum has been received
 //	40    8 credited: cumulative message bytes the receiver's upper layer returned
 //	48    8 gapEnd: 0, or the lowest seq held beyond a gap (cum+1..gapEnd-1 missing)
 //	56    8 peerSession: the sender session being acknowledged (0: none yet)
+//	64    8 lastTx: the highest transmission id received from that session (0: none)
+//
+// Since NATS delivers one publisher's messages in order, a fragment whose
+// last transmission id is below lastTx and that the ack does not cover was
+// lost: the sender resends it without waiting for a timeout.
 //
 // probe and gone are the common header alone (32 bytes). A probe asks the
 // receiver for an ack; gone tells it the sender cannot repair its gap.
@@ -44,8 +51,8 @@ const (
 	typeGone  = 4
 
 	commonHdrLen = 32
-	dataHdrLen   = 56
-	ackFrameLen  = 64
+	dataHdrLen   = 64
+	ackFrameLen  = 72
 
 	// flagNackAll asks the sender to retransmit every unacknowledged
 	// fragment after cum (sent after a reconnect or a slow-consumer drop,
@@ -74,12 +81,14 @@ type header struct {
 	seq    uint64
 	msgLen uint64
 	offset uint64
+	tx     uint64
 
 	// ack
 	cum         uint64
 	credited    uint64
 	gapEnd      uint64
 	peerSession uint64
+	lastTx      uint64
 }
 
 func malformed(format string, args ...any) error {
@@ -125,11 +134,12 @@ func decodeFrame(b []byte, maxMsg uint64) (h header, payload []byte, err error) 
 		h.seq = binary.LittleEndian.Uint64(b[32:])
 		h.msgLen = binary.LittleEndian.Uint64(b[40:])
 		h.offset = binary.LittleEndian.Uint64(b[48:])
+		h.tx = binary.LittleEndian.Uint64(b[56:])
 		payload = b[dataHdrLen:]
 		n := uint64(len(payload))
 		switch {
-		case h.seq == 0:
-			return h, nil, malformed("data frame with seq 0")
+		case h.seq == 0 || h.tx == 0:
+			return h, nil, malformed("data frame with seq %d, transmission %d", h.seq, h.tx)
 		case h.msgLen > maxMsg:
 			return h, nil, malformed("message length %d over the limit %d", h.msgLen, maxMsg)
 		case h.offset > h.msgLen || n > h.msgLen-h.offset:
@@ -149,6 +159,7 @@ func decodeFrame(b []byte, maxMsg uint64) (h header, payload []byte, err error) 
 		h.credited = binary.LittleEndian.Uint64(b[40:])
 		h.gapEnd = binary.LittleEndian.Uint64(b[48:])
 		h.peerSession = binary.LittleEndian.Uint64(b[56:])
+		h.lastTx = binary.LittleEndian.Uint64(b[64:])
 		if h.gapEnd != 0 && (h.cum == math.MaxUint64 || h.gapEnd <= h.cum+1) {
 			return h, nil, malformed("ack gap end %d not beyond cum+1 (cum %d)", h.gapEnd, h.cum)
 		}
@@ -197,12 +208,14 @@ func appendFrame(dst []byte, h *header, payload []byte) []byte {
 		binary.LittleEndian.PutUint64(b[32:], h.seq)
 		binary.LittleEndian.PutUint64(b[40:], h.msgLen)
 		binary.LittleEndian.PutUint64(b[48:], h.offset)
+		binary.LittleEndian.PutUint64(b[56:], h.tx)
 		dst = append(dst, payload...)
 	case typeAck:
 		binary.LittleEndian.PutUint64(b[32:], h.cum)
 		binary.LittleEndian.PutUint64(b[40:], h.credited)
 		binary.LittleEndian.PutUint64(b[48:], h.gapEnd)
 		binary.LittleEndian.PutUint64(b[56:], h.peerSession)
+		binary.LittleEndian.PutUint64(b[64:], h.lastTx)
 	}
 	return dst
 }

@@ -10,12 +10,12 @@ import (
 )
 
 func seedFrames() [][]byte {
-	d := header{typ: typeData, from: 1, to: 2, g: 3, session: 0xabc, seq: 7, msgLen: 10, offset: 4}
+	d := header{typ: typeData, from: 1, to: 2, g: 3, session: 0xabc, seq: 7, msgLen: 10, offset: 4, tx: 9}
 	a := header{typ: typeAck, flags: flagNackAll | flagHello, from: 2, to: 1, g: 3, session: 0xdef,
-		cum: 5, credited: 4096, gapEnd: 9, peerSession: 0xabc}
+		cum: 5, credited: 4096, gapEnd: 9, peerSession: 0xabc, lastTx: 12}
 	p := header{typ: typeProbe, from: 1, to: 2, g: 3, session: 0xabc}
 	g := header{typ: typeGone, from: 1, to: 2, g: 3, session: 0xabc}
-	e := header{typ: typeData, from: 0, to: 0, g: 1, session: 1, seq: 1}
+	e := header{typ: typeData, from: 0, to: 0, g: 1, session: 1, seq: 1, tx: 1}
 	full := appendFrame(nil, &d, []byte("fragm6"))
 	return [][]byte{
 		full,
@@ -84,10 +84,10 @@ func FuzzReceive(f *testing.F) {
 		e := newEndpoint(nil, cfg, minFrame+32, nopHandler{})
 		defer e.ackTimer.Stop()
 		sessions := [2]uint64{0x1111, 0x2222}
-		for len(in) >= 8 {
+		for tx := uint64(1); len(in) >= 8; tx++ {
 			r := in[:8]
 			in = in[8:]
-			h := header{typ: typeData, from: 1, to: 0, g: 1, session: sessions[r[1]&1]}
+			h := header{typ: typeData, from: 1, to: 0, g: 1, session: sessions[r[1]&1], tx: tx}
 			switch r[0] % 8 {
 			case 3:
 				h.typ = typeProbe

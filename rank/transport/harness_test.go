@@ -214,7 +214,7 @@ func newWorld(t *testing.T, srv *natstest.Server, seed uint64, wo worldOpts) *wo
 		r.ep = ep
 		w.ranks = append(w.ranks, r)
 	}
-	w.frag = w.ranks[0].ep.FrameSize() - 56
+	w.frag = w.ranks[0].ep.FragmentSize()
 	w.maxSize = 8*int(w.ranks[0].nc.MaxPayload()) + 100
 	return w
 }

@@ -70,6 +70,7 @@ func (e *Endpoint) adoptSessionLocked(rc *recvChan, h *header) bool {
 	}
 	rc.sess = h.session
 	rc.next = 1
+	rc.maxTx = 0
 	rc.ooo, rc.oooBytes, rc.oooMin = nil, 0, 0
 	rc.asm, rc.asmLen, rc.asmOn = nil, 0, false
 	return true
@@ -77,6 +78,7 @@ func (e *Endpoint) adoptSessionLocked(rc *recvChan, h *header) bool {
 
 func (e *Endpoint) dataLocked(rc *recvChan, h *header, payload []byte) {
 	cost := len(payload) + dataHdrLen
+	rc.maxTx = max(rc.maxTx, h.tx)
 	switch {
 	case h.seq < rc.next:
 		// A retransmission of something we have: our ack was lost or slow.

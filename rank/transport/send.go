@@ -118,7 +118,7 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 func (e *Endpoint) ackFrameLocked(rc *recvChan) outFrame {
 	h := header{
 		typ: typeAck, from: uint32(e.self), to: uint32(rc.peer), g: e.g, session: e.session,
-		cum: rc.next - 1, credited: rc.credited, peerSession: rc.sess,
+		cum: rc.next - 1, credited: rc.credited, peerSession: rc.sess, lastTx: rc.maxTx,
 	}
 	if rc.nackAll {
 		h.flags |= flagNackAll
@@ -165,34 +165,28 @@ func (e *Endpoint) takeFramesLocked(sc *sendChan, out []outFrame, budget int, no
 	}
 	used := 0
 	data := func(seq uint64, f *frag) {
-		if f.sent != 0 {
-			f.retx = true
-		}
 		h := ctl
 		h.typ = typeData
 		h.seq, h.msgLen, h.offset = seq, uint64(len(f.msg)), uint64(f.off)
+		f.sent, f.tx = now, sc.nextTx
+		sc.nextTx++
+		h.tx = f.tx
 		out = append(out, outFrame{subj: sc.subj, h: h, payload: f.msg[f.off : f.off+f.n]})
-		f.sent = now
 		used += f.n + dataHdrLen
 	}
-	if sc.retxFrom < sc.base {
-		sc.retxFrom = sc.base
-	}
-	if sc.retxTo > sc.nextSend {
-		sc.retxTo = sc.nextSend
-	}
+	sc.retxFrom = max(sc.retxFrom, sc.base)
+	sc.retxTo = min(sc.retxTo, sc.nextSend)
 	for sc.retxFrom < sc.retxTo && used < budget {
 		seq := sc.retxFrom
 		sc.retxFrom++
-		f := &sc.frags[seq-sc.base]
-		if !sc.retxForce && now-f.sent < e.holdoff {
-			continue
+		if f := &sc.frags[seq-sc.base]; f.resend {
+			f.resend = false
+			data(seq, f)
+			e.st.retransmits.Add(1)
 		}
-		data(seq, f)
-		e.st.retransmits.Add(1)
 	}
 	if sc.retxFrom >= sc.retxTo {
-		sc.retxFrom, sc.retxTo, sc.retxForce = 0, 0, false
+		sc.retxFrom, sc.retxTo = 0, 0
 	}
 	for sc.nextSend < sc.nextSeq && used < budget {
 		if sc.nextSend == sc.base {
@@ -205,21 +199,53 @@ func (e *Endpoint) takeFramesLocked(sc *sendChan, out []outFrame, budget int, no
 	return out, used
 }
 
-// retxLocked asks for [from, to) to be retransmitted; force skips the
-// holdoff that keeps repeated NACKs from resending a fragment many times.
-func (e *Endpoint) retxLocked(sc *sendChan, from, to uint64, force bool) {
-	from = max(from, sc.base)
-	to = min(to, sc.nextSend)
-	if from >= to {
+// resendLocked marks the transmitted fragments in [from, to) whose last
+// transmission is at least minAge ns old for retransmission. The age limit
+// keeps a NACK that carries no position (a hello, a reconnect) from
+// resending what was just sent.
+func (e *Endpoint) resendLocked(sc *sendChan, from, to uint64, minAge int64) {
+	from, to = max(from, sc.base), min(to, sc.nextSend)
+	now := e.now()
+	for seq := from; seq < to; seq++ {
+		if f := &sc.frags[seq-sc.base]; now-f.sent >= minAge {
+			e.markResendLocked(sc, seq, f)
+		}
+	}
+}
+
+func (e *Endpoint) markResendLocked(sc *sendChan, seq uint64, f *frag) {
+	if f.resend {
 		return
 	}
+	f.resend = true
 	if sc.retxFrom >= sc.retxTo {
-		sc.retxFrom, sc.retxTo = from, to
+		sc.retxFrom, sc.retxTo = seq, seq+1
 	} else {
-		sc.retxFrom, sc.retxTo = min(sc.retxFrom, from), max(sc.retxTo, to)
+		sc.retxFrom, sc.retxTo = min(sc.retxFrom, seq), max(sc.retxTo, seq+1)
 	}
-	sc.retxForce = sc.retxForce || force
 	e.readyLocked(sc)
+}
+
+// markLostLocked marks what an ack proves lost: fragments it does not
+// cover (before the receiver's first gap, if it has one) whose last
+// transmission preceded the latest one the receiver got. One publisher's
+// frames arrive in order, so those will not arrive any more.
+func (e *Endpoint) markLostLocked(sc *sendChan, h *header) {
+	limit := sc.nextSend
+	if h.gapEnd != 0 {
+		limit = min(limit, h.gapEnd)
+	}
+	for seq := max(sc.base, h.cum+1); seq < limit; seq++ {
+		f := &sc.frags[seq-sc.base]
+		if f.tx < h.lastTx {
+			e.markResendLocked(sc, seq, f)
+		} else if h.gapEnd == 0 {
+			// In flight. Past it, fragments are nearly always in
+			// flight too; a rare loss behind a retransmission is
+			// found by the next ack.
+			break
+		}
+	}
 }
 
 // checkTimers fires retransmission timeouts and credit probes.
@@ -241,7 +267,7 @@ func (e *Endpoint) checkTimers() {
 				// Resend only the oldest fragment: if the acks were just
 				// slow that costs one frame, and if frames were lost its
 				// ack shows which (see handleAckLocked).
-				e.retxLocked(sc, sc.base, sc.base+1, true)
+				e.resendLocked(sc, sc.base, sc.base+1, 0)
 				sc.lastProgress = now
 				sc.rto = min(2*sc.rto, e.cfg.MaxBackoff)
 				e.st.timeouts.Add(1)
@@ -307,8 +333,9 @@ func (e *Endpoint) handleAckLocked(sc *sendChan, h *header) {
 		e.malformedLocked(sc.peer, fmt.Errorf("%w: ack of seq %d without a session", ErrMalformedFrame, h.cum))
 		return
 	}
-	if h.cum >= sc.nextSend {
-		e.malformedLocked(sc.peer, fmt.Errorf("%w: ack of seq %d, only %d sent", ErrMalformedFrame, h.cum, sc.nextSend-1))
+	if h.cum >= sc.nextSend || h.lastTx >= sc.nextTx {
+		e.malformedLocked(sc.peer, fmt.Errorf("%w: ack of seq %d, transmission %d: only %d and %d sent",
+			ErrMalformedFrame, h.cum, h.lastTx, sc.nextSend-1, sc.nextTx-1))
 		return
 	}
 	if sc.peerSess != h.session {
@@ -327,44 +354,25 @@ func (e *Endpoint) handleAckLocked(sc *sendChan, h *header) {
 	sc.lastAck = now
 	if h.cum >= sc.base {
 		k := int(h.cum - sc.base + 1)
-		acked := sc.frags[k-1]
-		if !acked.retx {
-			// A valid sample; without one the backed-off timeout stays
-			// (Karn), or a timeout shorter than the ack delay would make
-			// every fragment a retransmission and no sample valid.
+		if acked := &sc.frags[k-1]; acked.tx == h.lastTx {
+			// The ack answers exactly that transmission: a clean sample
+			// of the ack delay, even for a retransmitted fragment.
 			e.sampleRTTLocked(sc, time.Duration(now-acked.sent))
 			sc.rto = e.rtoLocked(sc)
-		}
+		} // else the backed-off timeout stays until a clean sample
 		clear(sc.frags[:k])
 		sc.frags = sc.frags[k:]
 		sc.base = h.cum + 1
 		sc.lastProgress = now
-		// NATS delivers one publisher's frames in order, so a fragment
-		// published before the one just acknowledged and still not
-		// acknowledged itself was lost (or dropped by the receiver): no
-		// need to wait for a timeout.
-		var lost uint64
-		for i := range sc.frags {
-			f := &sc.frags[i]
-			if sc.base+uint64(i) >= sc.nextSend || f.sent >= acked.sent {
-				break
-			}
-			lost++
-		}
-		if lost > 0 {
-			e.retxLocked(sc, sc.base, sc.base+lost, true)
-		}
 	}
 	if h.credited > sc.credited {
 		sc.credited = h.credited
 		sc.wake()
 	}
-	switch {
-	case h.flags&flagNackAll != 0:
-		e.retxLocked(sc, sc.base, sc.nextSend, false)
-	case h.gapEnd != 0:
-		e.retxLocked(sc, h.cum+1, h.gapEnd, false)
+	if h.flags&flagNackAll != 0 {
+		e.resendLocked(sc, sc.base, sc.nextSend, e.holdoff)
 	}
+	e.markLostLocked(sc, h)
 	if sc.inReady {
 		e.kickWriter()
 	}
