@@ -215,6 +215,26 @@ func Register(name string, open Opener) {
 // Open opens the device named "cpu", "cuda" or "cuda:N" (GPU ordinal N).
 // "cpu" is always available and returns the process's shared CPU device;
 // on a build without the cuda tag "cuda" fails with ErrNotBuilt.
+// Check reports, without opening it, whether the device name is one this
+// build can open: nil, an ErrNotBuilt error naming the build to use, or an
+// ErrUnknownDevice error.
+func Check(name string) error {
+	base, _, _ := strings.Cut(name, ":")
+	if base == "cpu" {
+		return nil
+	}
+	registry.Lock()
+	_, ok := registry.m[base]
+	registry.Unlock()
+	if ok {
+		return nil
+	}
+	if how, known := knownDevices[base]; known {
+		return fmt.Errorf("kernels: device %q is only in %s: %w", base, how, ErrNotBuilt)
+	}
+	return fmt.Errorf("kernels: device %q (known: %s): %w", name, strings.Join(deviceNames(), ", "), ErrUnknownDevice)
+}
+
 func Open(name string) (Device, error) {
 	base, arg, _ := strings.Cut(name, ":")
 	if base == "cpu" {

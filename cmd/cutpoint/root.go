@@ -66,6 +66,10 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 // commands lists the constructors of the subcommands; each lives in its own
 // cmd_<verb>.go file.
 var commands = []func(*GlobalOptions) *cobra.Command{
+	newRunCommand,
+	newCoordinatorCommand,
+	newRankCommand,
+	newNatsCommand,
 	newLsCommand,
 	newVerifyCommand,
 	newGcCommand,

@@ -16,6 +16,7 @@ import (
 	"math"
 
 	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/rank"
 )
 
 // Comm is what the workload needs from the rank runtime (*rank.Rank).
@@ -33,11 +34,14 @@ type Comm interface {
 	// SafePoint is called after each step; it returns the step to go on
 	// from, which differs from step after a rollback.
 	SafePoint(ctx context.Context, step int64) (int64, error)
+	// Finish hands the job's result to the coordinator and waits for the
+	// other ranks; ErrRolledBack means the job goes on from SafePoint.
+	Finish(ctx context.Context, result []byte) error
 }
 
-// ErrRolledBack must be what Comm's Send and Recv return (wrapped or not)
-// when a rollback interrupts them; the loop then calls SafePoint.
-var ErrRolledBack = errors.New("rolled back")
+// ErrRolledBack is what Comm's calls return (wrapped or not) when a
+// rollback interrupts them; the loop then calls SafePoint.
+var ErrRolledBack = rank.ErrRolledBack
 
 // Config describes one heat2d job.
 type Config struct {
@@ -174,28 +178,45 @@ func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, e
 		return nil, err
 	}
 	ex := newExchanger(l)
-	for step < cfg.Steps {
-		cur, next := bufs[step%2], bufs[(step+1)%2]
-		if err := ex.exchange(ctx, c, dev, cur); err != nil {
-			if errors.Is(err, ErrRolledBack) {
-				if step, err = c.SafePoint(ctx, step); err != nil {
-					return nil, err
+	for {
+		for step < cfg.Steps {
+			cur, next := bufs[step%2], bufs[(step+1)%2]
+			if err := ex.exchange(ctx, c, dev, cur); err != nil {
+				if errors.Is(err, ErrRolledBack) {
+					if step, err = c.SafePoint(ctx, step); err != nil {
+						return nil, err
+					}
+					continue
 				}
-				continue
+				return nil, fmt.Errorf("heat2d: rank %d step %d: halo exchange: %w", l.Rank, step+1, err)
 			}
-			return nil, fmt.Errorf("heat2d: rank %d step %d: halo exchange: %w", l.Rank, step+1, err)
+			if err := dev.Heat2DStep(next, cur, t, cfg.Alpha); err != nil {
+				return nil, fmt.Errorf("heat2d: rank %d step %d: %w", l.Rank, step+1, err)
+			}
+			if step, err = c.SafePoint(ctx, step+1); err != nil {
+				return nil, err
+			}
 		}
-		if err := dev.Heat2DStep(next, cur, t, cfg.Alpha); err != nil {
-			return nil, fmt.Errorf("heat2d: rank %d step %d: %w", l.Rank, step+1, err)
-		}
-		if step, err = c.SafePoint(ctx, step+1); err != nil {
+		if err := dev.Synchronize(); err != nil {
 			return nil, err
 		}
+		digest, err := gather(ctx, c, dev, l, bufs[step%2])
+		if err == nil {
+			err = c.Finish(ctx, digest)
+		}
+		if errors.Is(err, ErrRolledBack) {
+			// A rank failed after this one's last step: go on from the
+			// cut the job rolled back to.
+			if step, err = c.SafePoint(ctx, step); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return digest, nil
 	}
-	if err := dev.Synchronize(); err != nil {
-		return nil, err
-	}
-	return gather(ctx, c, dev, l, bufs[step%2])
 }
 
 // exchanger holds the edge buffers reused every step.

@@ -53,6 +53,7 @@ func (c *memComm) Recv(_ context.Context, from int) ([]byte, error) {
 func (c *memComm) ProtectFunc(string, int, func(int64) kernels.Buffer) error { return nil }
 func (c *memComm) Start(context.Context) (int64, error)                      { return 0, nil }
 func (c *memComm) SafePoint(_ context.Context, s int64) (int64, error)       { return s, nil }
+func (c *memComm) Finish(context.Context, []byte) error                      { return nil }
 
 func runJob(t *testing.T, n int, cfg Config) string {
 	t.Helper()

@@ -16,12 +16,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Exit reports that a rank process ended.
 type Exit struct {
 	Rank   int
-	Spawn  uint64 // which spawn of this rank ended (1 for the first)
+	Spawn  uint64 // the spawn id given to Spawn
 	Code   int    // exit code; -1 when killed by a signal
 	Signal string // signal name when killed by one
 	Killed bool   // the launcher killed it on request
@@ -38,11 +40,17 @@ func (e Exit) String() string {
 // Spawner starts and kills rank processes. Exits delivers every exit exactly
 // once, in the order the processes were reaped.
 type Spawner interface {
-	Spawn(rank int, env []string) error
-	Kill(rank int) error
+	// Spawn starts rank as process spawn (an id the caller chooses, e.g.
+	// the incarnation; exits report it).
+	Spawn(rank int, spawn uint64, env []string) error
+	// Kill kills rank's process spawn (0: whatever process of rank runs)
+	// and returns once it is gone.
+	Kill(ctx context.Context, rank int, spawn uint64) error
 	Exits() <-chan Exit
 	Close() error
 }
+
+var _ Spawner = (*Local)(nil)
 
 // Local runs rank processes as children of this process.
 type Local struct {
@@ -53,7 +61,6 @@ type Local struct {
 	exits  chan Exit
 	mu     sync.Mutex
 	procs  map[int]*proc
-	spawns map[int]uint64
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -81,19 +88,18 @@ func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Lo
 		log = slog.Default()
 	}
 	return &Local{
-		argv:   argv,
-		env:    env,
-		out:    &lockedWriter{w: out},
-		log:    log,
-		exits:  make(chan Exit, 1024),
-		procs:  map[int]*proc{},
-		spawns: map[int]uint64{},
+		argv:  argv,
+		env:   env,
+		out:   &lockedWriter{w: out},
+		log:   log,
+		exits: make(chan Exit, 1024),
+		procs: map[int]*proc{},
 	}, nil
 }
 
-// Spawn starts rank with env added to the base environment. A rank that is
-// still running must be killed first.
-func (l *Local) Spawn(rank int, env []string) error {
+// Spawn starts rank as process spawn with env added to the base
+// environment. A rank that is still running must be killed first.
+func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -123,8 +129,7 @@ func (l *Local) Spawn(rank int, env []string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("launch: start rank %d: %w", rank, err)
 	}
-	l.spawns[rank]++
-	p := &proc{cmd: cmd, spawn: l.spawns[rank], done: make(chan struct{})}
+	p := &proc{cmd: cmd, spawn: spawn, done: make(chan struct{})}
 	l.procs[rank] = p
 	var copies sync.WaitGroup
 	copies.Add(2)
@@ -152,7 +157,7 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 		return -1, ""
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -1, ws.Signal().String()
+		return -1, unix.SignalName(ws.Signal())
 	}
 	if err != nil && cmd.ProcessState.ExitCode() == 0 {
 		return 1, ""
@@ -171,17 +176,16 @@ func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
 	_, _ = io.Copy(io.Discard, r)
 }
 
-// Kill sends SIGKILL to rank's process group and returns once the process
-// has been reaped, so a replacement can never overlap it. Killing a rank
-// that is not running is not an error.
-func (l *Local) Kill(rank int) error {
-	return l.KillContext(context.Background(), rank)
-}
-
-// KillContext is Kill with a bound on the wait.
-func (l *Local) KillContext(ctx context.Context, rank int) error {
+// Kill sends SIGKILL to the process group of rank's process spawn (0: the
+// current process) and returns once the process has been reaped, so a
+// replacement can never overlap it. Killing a rank that is not running, or
+// a spawn that is not the current one, is not an error.
+func (l *Local) Kill(ctx context.Context, rank int, spawn uint64) error {
 	l.mu.Lock()
 	p, ok := l.procs[rank]
+	if ok && spawn != 0 && p.spawn != spawn {
+		ok = false
+	}
 	if ok {
 		p.killed = true
 	}
@@ -247,7 +251,7 @@ func (l *Local) Close() error {
 	var errs []error
 	for _, r := range ranks {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errs = append(errs, l.KillContext(ctx, r))
+		errs = append(errs, l.Kill(ctx, r, 0))
 		cancel()
 	}
 	l.wg.Wait()

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 	}
 	defer l.Close()
 	for r := 0; r < 3; r++ {
-		if err := l.Spawn(r, []string{"CUTPOINT_RANK=" + string(rune('0'+r))}); err != nil {
+		if err := l.Spawn(r, 1, []string{"CUTPOINT_RANK=" + string(rune('0'+r))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,44 +62,51 @@ func TestExitCodesAndOutput(t *testing.T) {
 }
 
 func TestKillReapsBeforeRespawn(t *testing.T) {
+	ctx := context.Background()
 	l, err := NewLocal([]string{"sleep", "60"}, nil, &buf{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := l.Spawn(2, nil); err != nil {
+	if err := l.Spawn(2, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Spawn(2, nil); err == nil {
+	if err := l.Spawn(2, 2, nil); err == nil {
 		t.Fatal("second spawn of a running rank succeeded")
 	}
 	pid := l.Pid(2)
 	if pid == 0 {
 		t.Fatal("no pid")
 	}
-	if err := l.Kill(2); err != nil {
+	if err := l.Kill(ctx, 2, 7); err != nil {
+		t.Fatal(err)
+	}
+	if l.Pid(2) != pid {
+		t.Fatal("Kill of another spawn id killed the current process")
+	}
+	if err := l.Kill(ctx, 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	if l.Pid(2) != 0 {
 		t.Fatal("rank still running after Kill returned")
 	}
 	e := nextExit(t, l)
-	if e.Rank != 2 || !e.Killed || e.Signal != "killed" {
+	if e.Rank != 2 || !e.Killed || e.Signal != "SIGKILL" {
 		t.Fatalf("exit after kill: %+v", e)
 	}
-	if err := l.Spawn(2, nil); err != nil {
+	if err := l.Spawn(2, 2, nil); err != nil {
 		t.Fatalf("respawn after kill: %v", err)
 	}
 	if got := l.Pid(2); got == 0 || got == pid {
 		t.Fatalf("respawned pid %d (old %d)", got, pid)
 	}
-	if err := l.Kill(2); err != nil {
+	if err := l.Kill(ctx, 2, 0); err != nil {
 		t.Fatal(err)
 	}
 	if e := nextExit(t, l); e.Spawn != 2 {
 		t.Fatalf("want spawn 2, got %+v", e)
 	}
-	if err := l.Kill(7); err != nil {
+	if err := l.Kill(ctx, 7, 0); err != nil {
 		t.Fatalf("kill of a never-started rank: %v", err)
 	}
 }

@@ -155,7 +155,10 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 		nats.ReconnectBufSize(64 << 20),
 		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(3),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil && nc.IsClosed() {
+				return // closed by its owner
+			}
 			st.Disconnects.Add(1)
 			log.Warn("nats disconnected", "conn", o.Name, "err", err)
 			if o.OnDisconnect != nil {

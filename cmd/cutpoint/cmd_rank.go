@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cutpoint/cutpoint/internal/heat2d"
+	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/rank"
+)
+
+type rankOptions struct {
+	nats      natsOptions
+	workload  workloadOptions
+	Job       string
+	Store     string
+	Rank      int
+	World     int
+	Heartbeat time.Duration
+	Codec     string
+}
+
+func (o *rankOptions) AddFlags(f *pflag.FlagSet) {
+	o.nats.AddFlags(f, "NATS URL (set by the launcher)")
+	o.workload.AddFlags(f)
+	f.StringVar(&o.Job, "job", "", "job name (set by the launcher)")
+	f.StringVar(&o.Store, "store", "", "checkpoint store directory (set by the launcher)")
+	f.IntVar(&o.Rank, "rank", -1, "this rank (default: CUTPOINT_RANK, or SLURM_PROCID under srun)")
+	f.IntVar(&o.World, "world", 0, "number of ranks (default: CUTPOINT_WORLD, or SLURM_NTASKS under srun)")
+	f.DurationVar(&o.Heartbeat, "heartbeat-interval", 0, "heartbeat interval (must match the coordinator's)")
+	f.StringVar(&o.Codec, "codec", "", "compression of this rank's shards (default: the store's)")
+}
+
+func newRankCommand(g *GlobalOptions) *cobra.Command {
+	var o rankOptions
+	cmd := &cobra.Command{
+		Use:   "rank [flags]",
+		Short: "Run one rank of the built-in heat2d workload (started by run, the coordinator or srun)",
+		Long: `Run one rank of the built-in heat2d workload. The launcher (cutpoint run, a
+coordinator's spawner, or srun in the Slurm script) sets the rank's identity
+and the job's NATS URL, store and restore point in the environment
+(CUTPOINT_*; under srun SLURM_PROCID and SLURM_NTASKS give the rank and the
+world size); flags override them.
+
+Exit codes: 0 the job finished; the coordinator's code when it stopped the
+job (5 after a final cut); 1 failure or this process was fenced;
+2 usage error; 4 --device cuda without the cuda build.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRank(cmd.Context(), g, cmd.Flags(), o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOptions) error {
+	ro, err := rank.OptionsFromEnv()
+	if err != nil {
+		return usageError(err)
+	}
+	if fs.Changed("nats") {
+		ro.NATS = o.nats.URL
+	}
+	if fs.Changed("nats-token") {
+		ro.Auth.Token = o.nats.Token
+	}
+	if fs.Changed("nats-nkey") {
+		ro.Auth.NkeySeedFile = o.nats.Nkey
+	}
+	if fs.Changed("job") {
+		ro.Job = o.Job
+	}
+	if fs.Changed("store") {
+		ro.Store = o.Store
+	}
+	if fs.Changed("rank") {
+		ro.Rank = o.Rank
+	}
+	if fs.Changed("world") {
+		ro.World = o.World
+	}
+	if fs.Changed("heartbeat-interval") {
+		ro.HeartbeatInterval = o.Heartbeat
+	}
+	if fs.Changed("codec") {
+		ro.Codec = o.Codec
+	}
+	if err := o.workload.check(); err != nil {
+		return usageError(err)
+	}
+	if err := checkDevice(o.workload.Device); err != nil {
+		return err
+	}
+	if ro.World < 1 || ro.Rank < 0 || ro.Rank >= ro.World {
+		return usageError(fmt.Errorf("rank %d of %d: set --rank/--world or CUTPOINT_RANK/CUTPOINT_WORLD", ro.Rank, ro.World))
+	}
+	dev, err := kernels.Open(o.workload.Device)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+
+	ro.Logger = g.Logger
+	ro.Peers = heat2d.NewLayout(ro.Rank, ro.World, o.workload.Size).Peers()
+	ro.TotalSteps = o.workload.Steps
+	r, err := rank.Join(ctx, ro)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = heat2d.Run(ctx, r, dev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
+	var ee *rank.ExitError
+	if errors.As(err, &ee) {
+		if errors.Is(err, rank.ErrFenced) {
+			return withCode(exitFailure, err)
+		}
+		if ee.Code == 0 {
+			return nil
+		}
+		return withCode(ee.Code, err)
+	}
+	return err
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutpoint/cutpoint/coordinator"
+	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+)
+
+type runOptions struct {
+	jobOptions
+	workloadOptions
+	Kill     []string // RANK@STEP: SIGKILL rank when the job reaches step
+	Progress string
+}
+
+func newRunCommand(g *GlobalOptions) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run [flags] [-- EXECUTABLE ARGS...]",
+		Short: "Launch a job of N ranks with consistent cuts and automatic recovery",
+		Long: `Launch a job: start NATS (an embedded server on a random loopback port, or
+--nats URL), the coordinator, and --ranks rank processes. Without an
+executable each rank runs the built-in heat2d workload (--steps, --size,
+--device); any executable that links the rank library can be given after --.
+
+While the job runs, cuts are taken every --interval or --every-steps and
+committed to --store. A rank that exits or goes silent is killed and
+respawned from the latest committed cut while the others roll back in place.
+SIGUSR1 takes a cut now. SIGTERM or SIGINT takes a final cut and stops the
+job (a second signal, or --grace running out, stops it at once). --restore
+resumes a job from its latest committed cut.
+
+The last line on stdout is "result <hex digest>" when rank 0 reported a
+result (heat2d: SHA-256 of the final global grid).
+
+Exit codes: 0 finished; 1 failed; 2 usage or configuration error;
+4 --device cuda without the cuda build; 5 stopped by a signal after a final
+cut (resume with --restore); 6 stopped without a final cut.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd.Context(), g, o, args)
+		},
+	}
+	o.nats.AddFlags(cmd.Flags(), "external NATS URL (default: an embedded server on a random loopback port)")
+	o.jobOptions.AddFlags(cmd.Flags())
+	o.workloadOptions.AddFlags(cmd.Flags())
+	cmd.Flags().StringSliceVar(&o.Kill, "kill", nil, "fault injection: SIGKILL rank R when the job reaches step S (R@S, repeatable)")
+	cmd.Flags().StringVar(&o.Progress, "progress", "auto", "live progress line on stderr: auto (on a terminal), always, never")
+	return cmd
+}
+
+type killPlan struct {
+	rank int
+	step int64
+	done bool
+}
+
+func parseKills(specs []string, ranks int) ([]*killPlan, error) {
+	var out []*killPlan
+	for _, s := range specs {
+		r, st, ok := strings.Cut(s, "@")
+		rk, err1 := strconv.Atoi(r)
+		step, err2 := strconv.ParseInt(st, 10, 64)
+		if !ok || err1 != nil || err2 != nil || rk < 0 || rk >= ranks || step < 1 {
+			return nil, fmt.Errorf("--kill %q: want RANK@STEP with 0 <= RANK < %d and STEP >= 1", s, ranks)
+		}
+		out = append(out, &killPlan{rank: rk, step: step})
+	}
+	return out, nil
+}
+
+func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) error {
+	if o.Job == "" {
+		o.Job = defaultJobName(args)
+	}
+	return runJob(ctx, g, jobRun{
+		job: o.jobOptions, workload: o.workloadOptions, args: args, kills: o.Kill,
+		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local",
+	})
+}
+
+func defaultJobName(args []string) string {
+	if len(args) > 0 {
+		return sanitizeJob(filepath.Base(args[0]))
+	}
+	return "heat2d"
+}
+
+// jobRun is what `run` and `coordinator` have in common: a coordinator for
+// one job, on an embedded or external NATS, with a spawner.
+type jobRun struct {
+	job      jobOptions
+	workload workloadOptions
+	args     []string // the ranks' executable; empty: `cutpoint rank`
+	kills    []string
+	progress string
+	embedded bool   // start an embedded nats-server
+	spawn    string // local | none
+	rejoin   bool
+}
+
+func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
+	o := &j.job
+	if err := o.check(); err != nil {
+		return usageError(err)
+	}
+	if len(j.args) == 0 && j.spawn != "none" {
+		if err := j.workload.check(); err != nil {
+			return usageError(err)
+		}
+		if err := checkDevice(j.workload.Device); err != nil {
+			return err
+		}
+	}
+	kills, err := parseKills(j.kills, o.Ranks)
+	if err != nil {
+		return usageError(err)
+	}
+	progress, err := newProgressPrinter(g, j.progress)
+	if err != nil {
+		return usageError(err)
+	}
+
+	store, err := o.openStore(ctx, g, !o.Restore && !j.rejoin)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	natsURL := o.nats.URL
+	if j.embedded {
+		// The embedded server takes a random token: only this job's
+		// processes can talk on it.
+		tok := make([]byte, 16)
+		_, _ = rand.Read(tok)
+		o.nats.Token = hex.EncodeToString(tok)
+		srv, err := natsutil.StartServer(natsutil.ServerOptions{Token: o.nats.Token})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		natsURL = srv.ClientURL()
+		g.Logger.Debug("embedded nats-server", "url", natsURL)
+	}
+	nc, err := natsutil.Connect(natsURL, natsutil.ConnectOptions{Name: "cutpoint coordinator " + o.Job, Auth: o.nats.auth(), Logger: g.Logger})
+	if err != nil {
+		return usageError(fmt.Errorf("--nats: %w", err))
+	}
+	defer nc.Close()
+
+	var spawner *launch.Local
+	var drvSpawner driver.Spawner
+	if j.spawn == "local" {
+		argv := j.args
+		if len(argv) == 0 {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			argv = append([]string{self, "rank"}, j.workload.args()...)
+		}
+		spawner, err = launch.NewLocal(argv, o.rankEnv(natsURL), g.Stderr, g.Logger)
+		if err != nil {
+			return usageError(err)
+		}
+		defer spawner.Close()
+		drvSpawner = spawner
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metrics, err := serveMetrics(ctx, g, o.Metrics)
+	if err != nil {
+		return err
+	}
+	var killMu sync.Mutex
+	onProgress := func(p driver.Progress) {
+		progress.update(p)
+		killMu.Lock()
+		defer killMu.Unlock()
+		for _, k := range kills {
+			if !k.done && p.Step >= k.step && spawner != nil {
+				k.done = true
+				g.Logger.Warn("fault injection: SIGKILL", "rank", k.rank, "step", p.Step)
+				if err := spawner.Signal(k.rank, syscall.SIGKILL); err != nil {
+					g.Logger.Error("fault injection failed", "rank", k.rank, "err", err)
+				}
+			}
+		}
+	}
+	mode := o.mode()
+	if j.rejoin {
+		mode = coordinator.ModeRejoin
+	}
+	res, err := driver.Run(ctx, driver.Config{
+		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
+		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
+		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
+	})
+	progress.done()
+	if err != nil {
+		return jobSetupError(err)
+	}
+	if err := outcomeError(res.Outcome); err != nil {
+		return err
+	}
+	if res.JobResult != nil {
+		fmt.Fprintf(g.Stdout, "result %s\n", hex.EncodeToString(res.JobResult))
+	}
+	return nil
+}
+
+// jobSetupError marks the errors a user can fix (wrong store, job, ranks)
+// as usage errors.
+func jobSetupError(err error) error {
+	switch {
+	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrWorldMismatch),
+		errors.Is(err, coordinator.ErrConfig):
+		return usageError(err)
+	}
+	return err
+}
+
+// sanitizeJob turns an executable name into a valid job name.
+func sanitizeJob(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	if len(b) == 0 {
+		return "job"
+	}
+	return string(b)
+}

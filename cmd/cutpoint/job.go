@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator"
+	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/heat2d"
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/rank"
+)
+
+// natsOptions select the NATS server and credentials.
+type natsOptions struct {
+	URL   string
+	Token string
+	Nkey  string
+}
+
+func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
+	f.StringVar(&o.URL, "nats", "", help)
+	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port)")
+	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
+}
+
+func (o natsOptions) auth() natsutil.Auth { return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey} }
+
+// workloadOptions are the flags of the built-in heat2d workload.
+type workloadOptions struct {
+	Steps  int64
+	Size   int
+	Device string
+}
+
+func (o *workloadOptions) AddFlags(f *pflag.FlagSet) {
+	f.Int64Var(&o.Steps, "steps", 2000, "heat2d: steps to run")
+	f.IntVar(&o.Size, "size", 512, "heat2d: grid edge per rank (cells)")
+	f.StringVar(&o.Device, "device", "cpu", "device of the ranks: cpu or cuda (cuda needs the cuda build)")
+}
+
+func (o workloadOptions) check() error {
+	if err := (heat2d.Config{Size: o.Size, Steps: o.Steps, Alpha: heat2d.DefaultAlpha}).Validate(); err != nil {
+		return err
+	}
+	if o.Device != "cpu" && o.Device != "cuda" && !strings.HasPrefix(o.Device, "cuda:") {
+		return fmt.Errorf("--device %q: want cpu or cuda", o.Device)
+	}
+	return nil
+}
+
+// args renders the workload flags for a spawned `cutpoint rank`.
+func (o workloadOptions) args() []string {
+	return []string{"--steps", strconv.FormatInt(o.Steps, 10), "--size", strconv.Itoa(o.Size), "--device", o.Device}
+}
+
+// jobOptions configure the coordinator side of a job (run, coordinator).
+type jobOptions struct {
+	nats        natsOptions
+	Store       string
+	Job         string
+	Ranks       int
+	Restore     bool
+	Interval    time.Duration
+	EverySteps  int64
+	Keep        int
+	Codec       string
+	ChunkSize   int
+	Heartbeat   time.Duration
+	FailTimeout time.Duration
+	Grace       time.Duration
+	Metrics     string
+	MaxRecover  int
+	StopWorld   bool
+}
+
+func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
+	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
+	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
+	f.BoolVar(&o.Restore, "restore", false, "resume the job from its latest committed cut in --store")
+	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
+	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut every N steps (0: off)")
+	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
+	f.StringVar(&o.Codec, "codec", "s2", "compression: none, s2, s2-better, zstd, zstd-1..zstd-19")
+	f.IntVar(&o.ChunkSize, "chunk-size", 0, "chunk size in bytes for a new store (default 4 MiB)")
+	f.DurationVar(&o.Heartbeat, "heartbeat-interval", rank.DefaultHeartbeatInterval, "rank heartbeat interval")
+	f.DurationVar(&o.FailTimeout, "failure-timeout", 0, "a rank silent this long is lost (default 5 heartbeats)")
+	f.DurationVar(&o.Grace, "grace", time.Minute, "after SIGTERM: how long to wait for the final cut before stopping")
+	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
+	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
+	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+}
+
+func (o *jobOptions) check() error {
+	var errs []error
+	if o.Ranks < 1 || o.Ranks > 1<<20 {
+		errs = append(errs, fmt.Errorf("--ranks %d: want 1..1048576", o.Ranks))
+	}
+	if o.Job != "" {
+		if err := ckpt.ValidJobName(o.Job); err != nil {
+			errs = append(errs, fmt.Errorf("--job: %w", err))
+		}
+	}
+	if o.Interval < 0 {
+		errs = append(errs, fmt.Errorf("--interval %v: must be >= 0", o.Interval))
+	}
+	if o.EverySteps < 0 {
+		errs = append(errs, fmt.Errorf("--every-steps %d: must be >= 0", o.EverySteps))
+	}
+	if o.Keep < 1 {
+		errs = append(errs, fmt.Errorf("--keep %d: must be >= 1", o.Keep))
+	}
+	if _, err := ckpt.ParseCodec(o.Codec); err != nil {
+		errs = append(errs, fmt.Errorf("--codec: %w", err))
+	}
+	if o.Heartbeat < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want >= 10ms", o.Heartbeat))
+	}
+	if o.FailTimeout != 0 && o.FailTimeout < 2*o.Heartbeat {
+		errs = append(errs, fmt.Errorf("--failure-timeout %v: want >= 2 heartbeats (%v)", o.FailTimeout, 2*o.Heartbeat))
+	}
+	if o.nats.URL != "" {
+		if err := natsutil.CheckURL(o.nats.URL); err != nil {
+			errs = append(errs, fmt.Errorf("--nats: %w", err))
+		}
+	}
+	if o.MaxRecover < 1 {
+		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *jobOptions) mode() coordinator.Mode {
+	if o.Restore {
+		return coordinator.ModeRestore
+	}
+	return coordinator.ModeNew
+}
+
+func (o *jobOptions) coordConfig() coordinator.Config {
+	return coordinator.Config{
+		Job: o.Job, World: o.Ranks, HeartbeatInterval: o.Heartbeat, FailureTimeout: o.FailTimeout,
+		CutInterval: o.Interval, CutEverySteps: o.EverySteps, Keep: o.Keep, MaxRecoveries: o.MaxRecover,
+	}
+}
+
+// openStore opens the job's store: a new job may create it, a restore
+// needs it to exist (a mistyped --store must not look like an empty job).
+func (o *jobOptions) openStore(ctx context.Context, g *GlobalOptions, create bool) (*ckpt.Store, error) {
+	if o.Store == "" {
+		return nil, usageError(errors.New("--store DIR is required"))
+	}
+	if create {
+		if err := os.MkdirAll(o.Store, 0o755); err != nil {
+			return nil, usageError(fmt.Errorf("--store %s: %w", o.Store, err))
+		}
+	}
+	s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, ChunkSize: o.ChunkSize, Create: create, Logger: g.Logger})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("--store: %w", err))
+	}
+	if err := checkWritable(o.Store); err != nil {
+		s.Close()
+		return nil, usageError(err)
+	}
+	return s, nil
+}
+
+// checkWritable fails early, with the directory named, when the store
+// cannot take a file (read-only mount, permissions).
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".cutpoint-probe-*")
+	if err != nil {
+		return fmt.Errorf("store %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// rankEnv is the environment every rank of the job gets.
+func (o *jobOptions) rankEnv(natsURL string) []string {
+	store, _ := filepath.Abs(o.Store)
+	env := []string{
+		rank.EnvNATS + "=" + natsURL,
+		rank.EnvJob + "=" + o.Job,
+		rank.EnvWorld + "=" + strconv.Itoa(o.Ranks),
+		rank.EnvStore + "=" + store,
+		rank.EnvHeartbeat + "=" + o.Heartbeat.String(),
+		rank.EnvCodec + "=" + o.Codec,
+	}
+	if o.nats.Token != "" {
+		env = append(env, rank.EnvNATSToken+"="+o.nats.Token)
+	}
+	if o.nats.Nkey != "" {
+		nk, _ := filepath.Abs(o.nats.Nkey)
+		env = append(env, rank.EnvNATSNkey+"="+nk)
+	}
+	if o.StopWorld {
+		env = append(env, rank.EnvStopTheWorld+"=1")
+	}
+	return env
+}
+
+// spawnEnv adds what distinguishes one spawned process.
+func spawnEnv(s coordinator.Spawn) []string {
+	return []string{
+		rank.EnvRank + "=" + strconv.Itoa(s.Rank),
+		rank.EnvSpawn + "=" + strconv.FormatUint(s.G, 10),
+		rank.EnvRestoreEpoch + "=" + strconv.FormatUint(s.Epoch, 10),
+		rank.EnvRestoreStep + "=" + strconv.FormatInt(s.Step, 10),
+	}
+}
+
+// serveMetrics serves Prometheus metrics on addr until ctx ends.
+func serveMetrics(ctx context.Context, g *GlobalOptions, addr string) (*driver.Metrics, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	reg := prometheus.NewRegistry()
+	m := driver.NewMetrics(reg)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("--metrics %s: %w", addr, err))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	g.Logger.Info("serving metrics", "addr", ln.Addr().String())
+	return m, nil
+}
+
+// signalRequests turns SIGUSR1 into a cut now and SIGTERM/SIGINT into a
+// final cut (then, after grace or a second signal, a stop).
+func signalRequests(ctx context.Context, g *GlobalOptions, grace time.Duration) <-chan driver.Request {
+	out := make(chan driver.Request, 4)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		defer signal.Stop(sigs)
+		var deadline <-chan time.Time
+		terms := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-deadline:
+				g.Logger.Warn("final cut not committed within the grace period; stopping", "grace", grace)
+				out <- driver.Request{Stop: true}
+				deadline = nil
+			case s := <-sigs:
+				switch s {
+				case syscall.SIGUSR1:
+					out <- driver.Request{}
+				default:
+					terms++
+					if terms == 1 {
+						g.Logger.Warn("signal: taking a final cut, then stopping", "signal", s.String())
+						out <- driver.Request{Final: true}
+						deadline = time.After(grace)
+					} else {
+						g.Logger.Warn("second signal: stopping now", "signal", s.String())
+						out <- driver.Request{Stop: true}
+					}
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// outcomeError maps how the job ended to the command's error and exit code.
+func outcomeError(out coordinator.Outcome) error {
+	switch out.Code {
+	case coordinator.CodeFinished:
+		return nil
+	case coordinator.CodeStoppedWithCut:
+		return withCode(exitStoppedCut, fmt.Errorf("job stopped after committing cut %d (%s); resume with --restore", out.Epoch, out.Reason))
+	case coordinator.CodeStoppedNoCut:
+		return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); the previous cut (%d) is intact", out.Reason, out.Epoch))
+	default:
+		return withCode(exitFailure, fmt.Errorf("job failed: %s", out.Reason))
+	}
+}

@@ -1,0 +1,579 @@
+// Package driver binds the pure coordinator to the world: NATS for the
+// ranks' control messages, a ticker for time, the store for the job record
+// and the cut manifests, and a launcher that spawns and kills rank
+// processes. It holds no protocol logic: it turns inputs into calls on the
+// coordinator and executes each Ready in the order the coordinator
+// documents (persist before send).
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator"
+	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+	"github.com/cutpoint/cutpoint/internal/wire"
+)
+
+// JobRecordFile is the name of the coordinator's write-ahead record in the
+// job's folder of the store.
+const JobRecordFile = "job.json"
+
+// Spawner starts and kills rank processes (internal/launch.Local, the Slurm
+// spawner). Spawn ids are the coordinator's incarnation numbers.
+type Spawner interface {
+	Spawn(rank int, spawn uint64, env []string) error
+	Kill(ctx context.Context, rank int, spawn uint64) error
+	Exits() <-chan launch.Exit
+}
+
+// Errors for the launcher to map to exit codes.
+var (
+	// ErrJobExists: a new job's name already has a record or cuts in the
+	// store.
+	ErrJobExists = errors.New("job already exists in the store")
+	// ErrNoJob: a restore or rejoin found no job record.
+	ErrNoJob = errors.New("no such job in the store")
+	// ErrWorldMismatch: the store's job has another number of ranks.
+	ErrWorldMismatch = errors.New("number of ranks differs from the store's job")
+	// ErrCannotSpawn: the coordinator must start a rank but has no
+	// launcher (ranks are started elsewhere).
+	ErrCannotSpawn = errors.New("a rank must be (re)started but this coordinator has no launcher")
+)
+
+// Config configures a driver run.
+type Config struct {
+	Coord coordinator.Config
+	Mode  coordinator.Mode
+	Store *ckpt.Store
+	NC    *nats.Conn
+	// Spawner starts ranks; nil when ranks are started by someone else
+	// (then a needed respawn fails the job clearly).
+	Spawner Spawner
+	// RankEnv returns the environment of a spawned rank (identity,
+	// restore point) on top of the spawner's base environment.
+	RankEnv func(s coordinator.Spawn) []string
+	// CutMeta is recorded with every cut (GOARCH, device model).
+	CutMeta map[string]string
+	// Requests delivers on-demand cuts (SIGUSR1) and final cuts (SIGTERM).
+	Requests <-chan Request
+	// OnProgress is called from the driver's goroutine after every change
+	// of the progress figures.
+	OnProgress func(Progress)
+	Metrics    *Metrics
+	Logger     *slog.Logger
+	// Tick is the period of the coordinator's clock (default 10ms).
+	Tick time.Duration
+}
+
+// Request asks for a cut now; Final for preemption (the job stops after
+// it commits). Stop stops the job at once (the grace period is over).
+type Request struct {
+	Final bool
+	Stop  bool
+}
+
+// Progress is what a person watching the job sees.
+type Progress struct {
+	Step            int64 // the slowest rank's last completed step
+	Steps           int64 // the job's last step, 0 if unknown
+	Cuts            int   // cuts committed by this coordinator
+	LastCut         uint64
+	LastCutStep     int64
+	LastCutBytes    uint64
+	LastCutStored   uint64
+	LastCutTime     time.Duration
+	Recoveries      int
+	Incarnation     uint64
+	Running         bool
+	RecoveringSince time.Time
+}
+
+// Result is how the job ended.
+type Result struct {
+	Outcome coordinator.Outcome
+	// JobResult is rank 0's result from the incarnation that finished
+	// the job (nil when the job did not finish or reported none).
+	JobResult []byte
+}
+
+type driver struct {
+	cfg   Config
+	log   *slog.Logger
+	c     *coordinator.Coordinator
+	job   string
+	t0    time.Time
+	inbox chan []byte
+
+	manifests chan manifestResult
+	gcBusy    sync.Mutex
+
+	resMu   sync.Mutex
+	results map[int]wire.Result
+
+	steps    map[int]int64
+	progress Progress
+	cutStart map[uint64]time.Time
+}
+
+type manifestResult struct {
+	epoch uint64
+	info  ckpt.CutInfo
+	err   error
+}
+
+// Run runs the coordinator until the job ends or ctx is cancelled. The
+// error is for setup failures (bad store, job mismatch); how the job ended
+// is in Result.Outcome.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	d := &driver{
+		cfg: cfg, log: cfg.Logger.With("component", "coordinator"), job: cfg.Coord.Job, t0: time.Now(),
+		inbox: make(chan []byte, 65536), manifests: make(chan manifestResult, 16),
+		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
+	}
+	if err := d.start(ctx); err != nil {
+		return Result{}, err
+	}
+	// A callback subscription decouples the NATS client from the loop;
+	// the pending limit is raised so a burst of heartbeats from many
+	// ranks is not dropped as a slow consumer.
+	sub, err := cfg.NC.Subscribe(subjects.ToCoordinator(d.job), func(m *nats.Msg) {
+		select {
+		case d.inbox <- m.Data:
+		default:
+			d.log.Warn("coordinator inbox full; rank message dropped (it will be repeated)")
+		}
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.ToCoordinator(d.job), err)
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, 256<<20)
+	rsub, err := cfg.NC.Subscribe(subjects.Result(d.job), d.onResult)
+	if err != nil {
+		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.Result(d.job), err)
+	}
+	defer rsub.Unsubscribe()
+	if err := cfg.NC.Flush(); err != nil {
+		return Result{}, fmt.Errorf("nats flush: %w", err)
+	}
+	return d.loop(ctx)
+}
+
+// start reads the store, checks the job against the mode, claims a
+// coordinator generation and builds the coordinator.
+func (d *driver) start(ctx context.Context) error {
+	st := d.cfg.Store
+	if err := ckpt.ValidJobName(d.job); err != nil {
+		return err
+	}
+	var rec *wire.JobRecord
+	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
+	switch {
+	case err == nil:
+		r, err := wire.DecodeJobRecord(b)
+		if err != nil {
+			return fmt.Errorf("job %q: %s in store %s: %w", d.job, JobRecordFile, st, err)
+		}
+		rec = &r
+	case errors.Is(err, ckpt.ErrNotFound):
+	default:
+		return fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
+	}
+	cuts, err := st.List(ctx, d.job)
+	if err != nil && !errors.Is(err, ckpt.ErrNotFound) {
+		return fmt.Errorf("job %q: list cuts: %w", d.job, err)
+	}
+	var committed []coordinator.CommittedCut
+	for _, c := range cuts {
+		if c.World != d.cfg.Coord.World {
+			return fmt.Errorf("job %q: cut %d has %d ranks, this run has %d: %w", d.job, c.Epoch, c.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		committed = append(committed, coordinator.CommittedCut{Epoch: c.Epoch, Step: c.Step})
+	}
+	switch d.cfg.Mode {
+	case coordinator.ModeNew:
+		if rec != nil || len(cuts) > 0 {
+			return fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore or pick another --job",
+				d.job, st, len(cuts), ErrJobExists)
+		}
+	default:
+		if rec == nil {
+			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
+		}
+		if rec.World != d.cfg.Coord.World {
+			return fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+	}
+	gen := uint64(1)
+	if rec != nil {
+		gen = rec.Generation + 1
+	}
+	for tries := 0; ; tries++ {
+		err := st.CreateJobFile(ctx, d.job, fmt.Sprintf("gen-%08d", gen), []byte(fmt.Sprintf("%d\n", gen)))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ckpt.ErrExist) || tries > 1000 {
+			return fmt.Errorf("job %q: claim coordinator generation %d: %w", d.job, gen, err)
+		}
+		gen++
+	}
+	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
+		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen,
+	})
+	if err != nil {
+		return err
+	}
+	d.c = c
+	d.log.Info("coordinator started", "job", d.job, "generation", gen, "mode", modeName(d.cfg.Mode),
+		"world", d.cfg.Coord.World, "committed_cuts", len(committed))
+	return nil
+}
+
+func modeName(m coordinator.Mode) string {
+	switch m {
+	case coordinator.ModeNew:
+		return "new"
+	case coordinator.ModeRestore:
+		return "restore"
+	case coordinator.ModeRejoin:
+		return "rejoin"
+	}
+	return fmt.Sprint(int(m))
+}
+
+func (d *driver) mono() int64 { return int64(time.Since(d.t0)) }
+
+func (d *driver) loop(ctx context.Context) (Result, error) {
+	tick := time.NewTicker(d.cfg.Tick)
+	defer tick.Stop()
+	var exits <-chan launch.Exit
+	if d.cfg.Spawner != nil {
+		exits = d.cfg.Spawner.Exits()
+	}
+	for {
+		out, err := d.drain(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		if out != nil {
+			return d.finish(*out), nil
+		}
+		select {
+		case <-ctx.Done():
+			d.c.StopNow("coordinator cancelled: " + context.Cause(ctx).Error())
+		case b := <-d.inbox:
+			d.observe(b)
+			if err := d.c.Receive(b); err != nil {
+				d.log.Debug("rank message dropped", "err", err)
+			}
+		case ex := <-exits:
+			code := ex.Code
+			if ex.Signal != "" {
+				code = -1
+			}
+			d.log.Info("rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+			d.c.RankExited(ex.Rank, ex.Spawn, code)
+		case <-tick.C:
+			d.c.Tick(d.mono())
+		case m := <-d.manifests:
+			if m.err != nil {
+				d.log.Error("manifest commit failed", "epoch", m.epoch, "err", m.err)
+				d.c.ManifestFailed(m.epoch, m.err)
+			} else {
+				d.onCommitted(m)
+				d.c.ManifestCommitted(m.epoch)
+			}
+		case req := <-d.cfg.Requests:
+			switch {
+			case req.Stop:
+				d.c.StopNow("stop requested")
+			default:
+				d.log.Info("cut requested", "final", req.Final)
+				d.c.RequestCut(req.Final)
+			}
+		}
+	}
+}
+
+// drain executes every pending Ready in the coordinator's documented
+// order; it returns the outcome when the job is over.
+func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
+	for d.c.HasReady() {
+		rd := d.c.Ready()
+		d.c.Advance()
+		if rec := rd.JobRecord; rec != nil {
+			// Persist before anything that depends on it (R15).
+			if err := d.writeRecord(ctx, *rec); err != nil {
+				d.log.Error("job record write failed", "err", err)
+				d.c.JobRecordFailed(rec.Seq, err)
+			} else {
+				d.c.JobRecordWritten(rec.Seq)
+			}
+		}
+		for _, k := range rd.Kill {
+			d.kill(ctx, k)
+		}
+		for _, s := range rd.Spawn {
+			if err := d.spawn(s); err != nil {
+				return nil, err
+			}
+		}
+		for _, m := range rd.Messages {
+			subj := subjects.ToAll(d.job)
+			if m.To != coordinator.Broadcast {
+				subj = subjects.ToRank(d.job, m.To)
+			}
+			if err := d.cfg.NC.Publish(subj, m.Data); err != nil {
+				d.log.Debug("control publish failed", "subject", subj, "err", err)
+			}
+		}
+		if man := rd.Commit; man != nil {
+			d.commit(*man)
+		}
+		if gc := rd.GC; gc != nil {
+			d.gc(*gc)
+		}
+		for _, ev := range rd.Events {
+			d.event(ev)
+		}
+		if rd.Outcome != nil {
+			_ = d.cfg.NC.Flush()
+			out := *rd.Outcome
+			return &out, nil
+		}
+	}
+	return nil, nil
+}
+
+func (d *driver) writeRecord(ctx context.Context, rec wire.JobRecord) error {
+	b, err := wire.EncodeJobRecord(rec)
+	if err != nil {
+		return err
+	}
+	return d.cfg.Store.PutJobFile(ctx, d.job, JobRecordFile, b)
+}
+
+func (d *driver) kill(ctx context.Context, k coordinator.Process) {
+	if d.cfg.Spawner == nil {
+		return // ranks started elsewhere: they are fenced by incarnation
+	}
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.cfg.Spawner.Kill(kctx, k.Rank, k.Spawn); err != nil {
+		d.log.Error("kill failed", "rank", k.Rank, "spawn", k.Spawn, "err", err)
+	}
+}
+
+func (d *driver) spawn(s coordinator.Spawn) error {
+	if d.cfg.Spawner == nil {
+		if s.G == 1 && s.Epoch == 0 {
+			return nil // the first launch: the ranks' own launcher starts them
+		}
+		// Tell the ranks, so they do not wait for a recovery that cannot
+		// happen.
+		stop := &wire.Stop{CoordHeader: wire.CoordHeader{CGen: d.c.Generation(), G: d.c.Incarnation()}, Code: coordinator.CodeFailed,
+			Reason: fmt.Sprintf("rank %d must be restarted but the coordinator has no launcher", s.Rank)}
+		_ = d.cfg.NC.Publish(subjects.ToAll(d.job), wire.EncodeCoord(stop))
+		_ = d.cfg.NC.Flush()
+		return fmt.Errorf("rank %d (incarnation %d, cut %d): %w; restart the job with --restore", s.Rank, s.G, s.Epoch, ErrCannotSpawn)
+	}
+	var env []string
+	if d.cfg.RankEnv != nil {
+		env = d.cfg.RankEnv(s)
+	}
+	if err := d.cfg.Spawner.Spawn(s.Rank, s.G, env); err != nil {
+		d.log.Error("spawn failed", "rank", s.Rank, "g", s.G, "err", err)
+		d.c.RankExited(s.Rank, s.G, 127)
+		return nil
+	}
+	d.log.Debug("rank spawned", "rank", s.Rank, "g", s.G, "cut", s.Epoch, "step", s.Step)
+	return nil
+}
+
+// commit writes the manifest in the background; the result comes back
+// through d.manifests.
+func (d *driver) commit(m coordinator.Manifest) {
+	spec := ckpt.CutSpec{Job: m.Job, Epoch: m.Epoch, Step: m.Step, World: m.World, Incarnation: m.G, Meta: d.cutMeta(m)}
+	for r, b := range m.Shards {
+		ref, err := ckpt.UnmarshalShardRef(b)
+		if err != nil {
+			d.manifests <- manifestResult{epoch: m.Epoch, err: fmt.Errorf("rank %d's shard reference: %w", r, err)}
+			return
+		}
+		spec.Shards = append(spec.Shards, ref)
+	}
+	go func() {
+		info, err := d.cfg.Store.Commit(context.Background(), spec)
+		d.manifests <- manifestResult{epoch: m.Epoch, info: info, err: err}
+	}()
+}
+
+func (d *driver) cutMeta(m coordinator.Manifest) map[string]string {
+	meta := map[string]string{"goarch": runtime.GOARCH}
+	for k, v := range d.cfg.CutMeta {
+		meta[k] = v
+	}
+	if m.Final {
+		meta["final"] = "true"
+	}
+	return meta
+}
+
+// gc runs in the background, one at a time; a request while one runs is
+// skipped (the next commit asks again).
+func (d *driver) gc(g coordinator.GC) {
+	if !d.gcBusy.TryLock() {
+		return
+	}
+	go func() {
+		defer d.gcBusy.Unlock()
+		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins})
+		if err != nil {
+			d.log.Warn("gc failed", "err", err)
+			return
+		}
+		d.log.Debug("gc", "report", fmt.Sprintf("%+v", rep))
+	}()
+}
+
+func (d *driver) onResult(m *nats.Msg) {
+	r, err := wire.DecodeResult(m.Data)
+	if err != nil {
+		d.log.Warn("malformed result dropped", "err", err)
+		return
+	}
+	d.resMu.Lock()
+	if old, ok := d.results[r.Rank]; !ok || r.G >= old.G {
+		d.results[r.Rank] = r
+	}
+	d.resMu.Unlock()
+	_ = m.Respond([]byte("ok"))
+}
+
+func (d *driver) finish(out coordinator.Outcome) Result {
+	res := Result{Outcome: out}
+	if out.Code == coordinator.CodeFinished {
+		d.resMu.Lock()
+		if r, ok := d.results[0]; ok && r.G == d.c.Incarnation() {
+			res.JobResult = r.Data
+		}
+		d.resMu.Unlock()
+	}
+	d.log.Info("job over", "code", out.Code, "reason", out.Reason, "last_cut", out.Epoch)
+	return res
+}
+
+// observe reads rank status messages for the progress display only; the
+// coordinator gets the same bytes.
+func (d *driver) observe(b []byte) {
+	if len(b) < 2 || b[1] != wire.KindStatus {
+		return
+	}
+	m, err := wire.DecodeRank(b)
+	if err != nil {
+		return
+	}
+	st, ok := m.(*wire.Status)
+	if !ok || st.G != d.c.Incarnation() {
+		return
+	}
+	d.steps[st.Rank] = st.Step
+	if st.Total > 0 {
+		d.progress.Steps = st.Total
+	}
+	if len(d.steps) == d.cfg.Coord.World {
+		low := int64(-1)
+		for _, s := range d.steps {
+			if low < 0 || s < low {
+				low = s
+			}
+		}
+		if low != d.progress.Step {
+			d.progress.Step = low
+			d.notify()
+		}
+	}
+}
+
+func (d *driver) notify() {
+	d.progress.Incarnation = d.c.Incarnation()
+	d.progress.Running = d.c.Running()
+	if d.cfg.OnProgress != nil {
+		d.cfg.OnProgress(d.progress)
+	}
+}
+
+func (d *driver) onCommitted(m manifestResult) {
+	p := &d.progress
+	p.Cuts++
+	p.LastCut = m.epoch
+	p.LastCutStep = m.info.Step
+	p.LastCutBytes = uint64(m.info.RawBytes)
+	p.LastCutStored = uint64(m.info.NewBytes)
+	if t, ok := d.cutStart[m.epoch]; ok {
+		p.LastCutTime = time.Since(t)
+		delete(d.cutStart, m.epoch)
+	}
+	if d.cfg.Metrics != nil {
+		d.cfg.Metrics.cutCommitted(m.info, p.LastCutTime)
+	}
+	d.log.Info("cut committed", "epoch", m.epoch, "step", m.info.Step, "raw_bytes", m.info.RawBytes,
+		"new_bytes", m.info.NewBytes, "took", p.LastCutTime.Round(time.Millisecond))
+	d.notify()
+}
+
+func (d *driver) event(ev coordinator.Event) {
+	lvl := slog.LevelDebug
+	switch ev.Kind {
+	case coordinator.EvCutAborted, coordinator.EvRankLost, coordinator.EvRecoveryStarted, coordinator.EvFenced, coordinator.EvProtocol:
+		lvl = slog.LevelWarn
+	case coordinator.EvRecoveryFinished, coordinator.EvJobRunning, coordinator.EvJobFinished, coordinator.EvJobStopped, coordinator.EvRebuilt, coordinator.EvJobStarting:
+		lvl = slog.LevelInfo
+	}
+	if ev.Loud() {
+		lvl = slog.LevelError
+	}
+	d.log.Log(context.Background(), lvl, ev.String())
+	m := d.cfg.Metrics
+	switch ev.Kind {
+	case coordinator.EvCutStarted:
+		d.cutStart[ev.Epoch] = time.Now()
+	case coordinator.EvCutAborted:
+		delete(d.cutStart, ev.Epoch)
+		if m != nil {
+			m.cutAborted(ev.Reason.String())
+		}
+	case coordinator.EvRankLost:
+		if m != nil {
+			m.failures.Inc()
+		}
+	case coordinator.EvRecoveryStarted:
+		d.progress.Recoveries++
+		d.progress.RecoveringSince = time.Now()
+		d.steps = map[int]int64{}
+		d.notify()
+	case coordinator.EvRecoveryFinished:
+		if m != nil {
+			m.recovered(time.Duration(ev.Duration))
+		}
+		d.progress.RecoveringSince = time.Time{}
+		d.notify()
+	}
+}

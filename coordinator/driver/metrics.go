@@ -1,0 +1,72 @@
+package driver
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+)
+
+// Metrics are the coordinator's Prometheus metrics (`--metrics ADDR`).
+type Metrics struct {
+	cuts         prometheus.Counter
+	aborts       *prometheus.CounterVec
+	bytesRaw     prometheus.Counter
+	bytesStored  prometheus.Counter
+	cutSeconds   prometheus.Histogram
+	failures     prometheus.Counter
+	recoveries   prometheus.Counter
+	recoverySecs prometheus.Histogram
+	lastCutStep  prometheus.Gauge
+	lastCutRatio prometheus.Gauge
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		cuts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_cuts_committed_total", Help: "Cuts committed."}),
+		aborts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cutpoint_cuts_aborted_total", Help: "Cuts aborted, by reason."}, []string{"reason"}),
+		bytesRaw: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_cut_bytes_raw_total", Help: "Logical bytes of committed cuts (state and channel state)."}),
+		bytesStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_cut_bytes_stored_total", Help: "Bytes written to the store by committed cuts (new chunks, compressed)."}),
+		cutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cutpoint_cut_duration_seconds", Help: "From a cut's start to its commit.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_rank_failures_total", Help: "Ranks lost (exit, missed heartbeats, no progress)."}),
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_recoveries_total", Help: "Recoveries finished."}),
+		recoverySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cutpoint_recovery_duration_seconds", Help: "From the detection of a loss to all ranks running again.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
+		lastCutStep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_last_cut_step", Help: "Step of the latest committed cut."}),
+		lastCutRatio: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_last_cut_ratio", Help: "Raw over stored bytes of the latest committed cut."}),
+	}
+	reg.MustRegister(m.cuts, m.aborts, m.bytesRaw, m.bytesStored, m.cutSeconds, m.failures,
+		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio)
+	return m
+}
+
+func (m *Metrics) cutCommitted(info ckpt.CutInfo, took time.Duration) {
+	m.cuts.Inc()
+	m.bytesRaw.Add(float64(info.RawBytes))
+	m.bytesStored.Add(float64(info.NewBytes))
+	if took > 0 {
+		m.cutSeconds.Observe(took.Seconds())
+	}
+	m.lastCutStep.Set(float64(info.Step))
+	m.lastCutRatio.Set(info.Ratio())
+}
+
+func (m *Metrics) cutAborted(reason string) { m.aborts.WithLabelValues(reason).Inc() }
+
+func (m *Metrics) recovered(d time.Duration) {
+	m.recoveries.Inc()
+	m.recoverySecs.Observe(d.Seconds())
+}

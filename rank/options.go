@@ -1,0 +1,179 @@
+package rank
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+)
+
+// Environment variables the launcher (cutpoint run, the coordinator's
+// spawner, the Slurm script) sets for every rank process. OptionsFromEnv
+// reads them; under srun, SLURM_PROCID and SLURM_NTASKS stand in for the
+// rank and the world size when CUTPOINT_RANK and CUTPOINT_WORLD are unset.
+const (
+	EnvNATS          = "CUTPOINT_NATS"          // NATS URL
+	EnvNATSToken     = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
+	EnvNATSNkey      = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
+	EnvJob           = "CUTPOINT_JOB"           // job name
+	EnvRank          = "CUTPOINT_RANK"          // this rank, 0..world-1
+	EnvWorld         = "CUTPOINT_WORLD"         // number of ranks
+	EnvStore         = "CUTPOINT_STORE"         // store directory
+	EnvSpawn         = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
+	EnvRestoreEpoch  = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
+	EnvRestoreStep   = "CUTPOINT_RESTORE_STEP"  // its step
+	EnvHeartbeat     = "CUTPOINT_HEARTBEAT_INTERVAL"
+	EnvCodec         = "CUTPOINT_CODEC"          // store codec for this rank's shards
+	EnvWorkers       = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
+	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
+	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
+	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	envSlurmProcID   = "SLURM_PROCID"
+	envSlurmNTasks   = "SLURM_NTASKS"
+	envSlurmRestarts = "SLURM_RESTART_COUNT"
+)
+
+// Options configure a rank. Zero values take the defaults.
+type Options struct {
+	NATS string        // NATS URL (required)
+	Auth natsutil.Auth // NATS credentials
+	Job  string        // job name (required)
+	Rank int
+	// World is the number of ranks (required).
+	World int
+	// Store is the store directory (required).
+	Store string
+	// Peers are the ranks this one exchanges messages with, in both
+	// directions; nil means all other ranks (warned about above 64).
+	Peers []int
+	// TotalSteps is the job's last step if known; the coordinator never
+	// cuts past it.
+	TotalSteps int64
+	// Spawn is the incarnation the launcher started this process at;
+	// RestoreEpoch and RestoreStep the committed cut it must restore
+	// (0: a fresh start at step 0).
+	Spawn        uint64
+	RestoreEpoch uint64
+	RestoreStep  int64
+	// HeartbeatInterval between the rank's status messages; default 500ms.
+	// It must match the coordinator's.
+	HeartbeatInterval time.Duration
+	// Codec of this rank's shards ("" keeps the store's).
+	Codec string
+	// WriterWorkers run the shard writer's shuffle, hash and compression;
+	// default GOMAXPROCS.
+	WriterWorkers int
+	// HoldBudget bounds held plus recorded message bytes per epoch.
+	HoldBudget int64
+	// Window is the per-channel credit window in bytes.
+	Window int
+	// StopTheWorld makes SafePoint wait, after a capture, until the shard
+	// is durable: the classic blocking coordinated checkpoint, for
+	// comparison in benchmarks.
+	StopTheWorld bool
+	Logger       *slog.Logger
+}
+
+// DefaultHeartbeatInterval is the rank's and the coordinator's default.
+const DefaultHeartbeatInterval = 500 * time.Millisecond
+
+// OptionsFromEnv reads the rank's options from the environment the launcher
+// set. Every malformed value is an error naming the variable.
+func OptionsFromEnv() (Options, error) {
+	var o Options
+	var errs []error
+	str := func(name string) string { return os.Getenv(name) }
+	num := func(name string, dst *int64) {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	o.NATS = str(EnvNATS)
+	o.Auth = natsutil.Auth{Token: str(EnvNATSToken), NkeySeedFile: str(EnvNATSNkey)}
+	o.Job = str(EnvJob)
+	o.Store = str(EnvStore)
+	o.Codec = str(EnvCodec)
+	var rank, world, spawn, epoch, hold, window, workers int64 = -1, 0, 0, 0, 0, 0, 0
+	if _, ok := os.LookupEnv(EnvRank); ok {
+		num(EnvRank, &rank)
+	} else {
+		num(envSlurmProcID, &rank)
+	}
+	if _, ok := os.LookupEnv(EnvWorld); ok {
+		num(EnvWorld, &world)
+	} else {
+		num(envSlurmNTasks, &world)
+	}
+	num(EnvSpawn, &spawn)
+	num(EnvRestoreEpoch, &epoch)
+	num(EnvRestoreStep, &o.RestoreStep)
+	num(EnvHoldBudget, &hold)
+	num(EnvWindow, &window)
+	num(EnvWorkers, &workers)
+	o.Rank, o.World, o.Spawn, o.RestoreEpoch = int(rank), int(world), uint64(spawn), uint64(epoch)
+	o.HoldBudget, o.Window, o.WriterWorkers = hold, int(window), int(workers)
+	if v := str(EnvHeartbeat); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvHeartbeat, v, err))
+		}
+		o.HeartbeatInterval = d
+	}
+	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	if err := errors.Join(errs...); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func (o *Options) check() error {
+	var errs []error
+	if o.NATS == "" {
+		errs = append(errs, fmt.Errorf("no NATS URL (%s)", EnvNATS))
+	}
+	if o.Job == "" {
+		errs = append(errs, fmt.Errorf("no job name (%s)", EnvJob))
+	}
+	if o.Store == "" {
+		errs = append(errs, fmt.Errorf("no store directory (%s)", EnvStore))
+	}
+	if o.World < 1 {
+		errs = append(errs, fmt.Errorf("world size %d (%s or %s)", o.World, EnvWorld, envSlurmNTasks))
+	}
+	if o.Rank < 0 || (o.World >= 1 && o.Rank >= o.World) {
+		errs = append(errs, fmt.Errorf("rank %d out of 0..%d (%s or %s)", o.Rank, o.World-1, EnvRank, envSlurmProcID))
+	}
+	if o.RestoreEpoch > 0 && o.RestoreStep < 0 {
+		errs = append(errs, fmt.Errorf("restore step %d < 0", o.RestoreStep))
+	}
+	for _, p := range o.Peers {
+		if p < 0 || p >= o.World {
+			errs = append(errs, fmt.Errorf("peer %d out of 0..%d", p, o.World-1))
+		}
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.HeartbeatInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v < 1ms", o.HeartbeatInterval))
+	}
+	if o.Spawn == 0 {
+		o.Spawn = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rank options: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,767 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/rank/participant"
+	"github.com/cutpoint/cutpoint/rank/transport"
+)
+
+// Errors returned to the job. Test with errors.Is.
+var (
+	// ErrRolledBack: the job was rolled back to a committed cut while the
+	// call was blocked or before it. The job must return to its loop and
+	// call SafePoint, which restores the state and returns the cut's step.
+	ErrRolledBack = errors.New("rank: rolled back to a committed cut; call SafePoint")
+	// ErrStopped: the coordinator stopped the job (it finished elsewhere,
+	// was preempted after a final cut, or failed). The process should exit;
+	// Exit tells the code.
+	ErrStopped = errors.New("rank: job stopped by the coordinator")
+	// ErrFenced: this process was replaced by a newer one (R13). It must
+	// exit at once without touching the store.
+	ErrFenced = errors.New("rank: process fenced (replaced by a newer one)")
+	// ErrNotStarted: Send, Recv or SafePoint before Start.
+	ErrNotStarted = errors.New("rank: Start has not been called")
+	// ErrProtectAfterStart: Protect after Start.
+	ErrProtectAfterStart = errors.New("rank: Protect after Start")
+	// ErrClosed: the rank was closed.
+	ErrClosed = errors.New("rank: closed")
+)
+
+// ExitError carries the exit code the coordinator asked for with ErrStopped
+// or ErrFenced.
+type ExitError struct {
+	Code   int
+	Reason string
+	fenced bool
+}
+
+func (e *ExitError) Error() string {
+	if e.fenced {
+		return fmt.Sprintf("%v: %s", ErrFenced, e.Reason)
+	}
+	return fmt.Sprintf("%v (code %d): %s", ErrStopped, e.Code, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrStopped / ErrFenced) work.
+func (e *ExitError) Is(target error) bool {
+	return (target == ErrFenced && e.fenced) || (target == ErrStopped && !e.fenced)
+}
+
+// Rank is one rank of a job: its channels to peers, its protected state and
+// its part in the snapshot protocol. Send, Recv, SafePoint and Finish are
+// called by the job; Send and Recv may be called from several goroutines
+// (one receiver per channel), SafePoint from one.
+type Rank struct {
+	o     Options
+	log   *slog.Logger
+	t0    time.Time
+	nc    *nats.Conn
+	ownNC bool
+	store *ckpt.Store
+	ep    *transport.Endpoint
+	subs  []*nats.Subscription
+	peers []int
+
+	tickStop chan struct{}
+	tickDone chan struct{}
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	p        *participant.Participant
+	prot     []*protected
+	started  bool // Start returned
+	running  bool // Go received by the current participant
+	rollback *participant.Rollback
+	exit     *ExitError
+	fault    error // the connection is gone for good
+	writers  map[uint64]*shardWriter
+	// committed is the latest committed cut holding this rank's shard: the
+	// base of the next incremental shard.
+	committed uint64
+	// initial holds the protected state at step 0 until the first cut
+	// commits, for a rollback before any commit.
+	initial [][]byte
+	closed  bool
+	stats   Stats
+}
+
+// Stats count what a rank did, for logs and benchmarks.
+type Stats struct {
+	Captures      int
+	CaptureTime   time.Duration // app-visible time spent capturing
+	Rollbacks     int
+	RestoreTime   time.Duration
+	ShardsWritten int
+	ShardBytes    int64 // logical bytes of durable shards
+	ShardStored   int64 // stored bytes of durable shards
+	LastShardTime time.Duration
+}
+
+type protected struct {
+	name     string
+	elemSize int
+	buf      func(step int64) kernels.Buffer
+	// Device chunk hashes, for incremental capture on devices where the
+	// copy to the host is the cost (not the CPU): base is the hashes of
+	// committed cut baseEpoch; pending those of epochs not yet committed.
+	base      *kernels.ChunkHashes
+	baseEpoch uint64
+	pending   map[uint64]*kernels.ChunkHashes
+}
+
+// Join connects to NATS and the store as rank o.Rank of job o.Job. The job
+// then protects its state buffers and calls Start.
+func Join(ctx context.Context, o Options) (*Rank, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	log := o.Logger.With("rank", o.Rank)
+	store, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, Workers: o.WriterWorkers, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: store %s: %w", o.Rank, o.Store, err)
+	}
+	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
+		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
+	}
+	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}}
+	r.cond = sync.NewCond(&r.mu)
+	r.peers = o.Peers
+	if r.peers == nil {
+		for i := 0; i < o.World; i++ {
+			if i != o.Rank {
+				r.peers = append(r.peers, i)
+			}
+		}
+		if o.World > 64 {
+			log.Warn("no peers declared: every rank is a peer; declare neighbours to avoid N^2 markers", "world", o.World)
+		}
+	}
+	r.peers = slices.DeleteFunc(slices.Clone(r.peers), func(p int) bool { return p == o.Rank })
+	slices.Sort(r.peers)
+	r.peers = slices.Compact(r.peers)
+	return r, nil
+}
+
+// ID is this rank's number.
+func (r *Rank) ID() int { return r.o.Rank }
+
+// World is the number of ranks.
+func (r *Rank) World() int { return r.o.World }
+
+// Device returns the device of a protected buffer's first capture; helper
+// for callers that protect host memory.
+func (r *Rank) Options() Options { return r.o }
+
+// Protect registers buf as state: it is captured at every cut and restored
+// on a rollback. Call it before Start.
+func (r *Rank) Protect(name string, buf kernels.Buffer) error {
+	return r.ProtectFunc(name, buf.ElemSize(), func(int64) kernels.Buffer { return buf })
+}
+
+// ProtectFunc registers state that lives in a buffer chosen by step, e.g.
+// one half of a double buffer: fn(step) names the buffer holding the state
+// after step. It is called at capture (with the cut's step) and at restore
+// (with the restored step, before the job resumes). Every buffer fn returns
+// must have the same length and element size.
+func (r *Rank) ProtectFunc(name string, elemSize int, fn func(step int64) kernels.Buffer) error {
+	if !kernels.ValidElemSize(elemSize) {
+		return fmt.Errorf("rank: protect %q: element size %d (want 1, 2, 4 or 8)", name, elemSize)
+	}
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("rank: protect: buffer name %q must have 1 to 255 bytes", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return ErrProtectAfterStart
+	}
+	for _, p := range r.prot {
+		if p.name == name {
+			return fmt.Errorf("rank: protect %q: name already protected", name)
+		}
+	}
+	r.prot = append(r.prot, &protected{name: name, elemSize: elemSize, buf: fn, pending: map[uint64]*kernels.ChunkHashes{}})
+	b := fn(0)
+	if b.ElemSize() != elemSize {
+		return fmt.Errorf("rank: protect %q: buffer element size %d, declared %d", name, b.ElemSize(), elemSize)
+	}
+	// Staging memory allocated now costs nothing at the first cut.
+	if err := b.Device().Reserve(b, r.captureOptions(r.prot[len(r.prot)-1])); err != nil {
+		r.log.Warn("staging reservation failed; the first cut will allocate", "buffer", name, "err", err)
+	}
+	return nil
+}
+
+func (r *Rank) captureOptions(p *protected) kernels.CaptureOptions {
+	opt := kernels.CaptureOptions{ChunkSize: r.store.ChunkSize()}
+	if _, cpu := p.buf(0).Device().(*kernels.CPU); !cpu {
+		// Devices shuffle before the copy and skip unchanged chunks; on
+		// the CPU the writer's cores shuffle and the store deduplicates.
+		opt.Shuffle = true
+		opt.Incremental = true
+		if p.base != nil && p.baseEpoch == r.committed {
+			opt.Base = p.base
+		}
+	}
+	return opt
+}
+
+func (r *Rank) mono() int64 { return int64(time.Since(r.t0)) }
+
+// Start joins the job's protocol: it restores the state when the launcher
+// asks for it, opens the channels, registers with the coordinator and
+// waits until the coordinator lets the job run (Go). It returns the step
+// the state is at: 0 for a fresh start, the cut's step after a restore.
+func (r *Rank) Start(ctx context.Context) (int64, error) {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return 0, errors.New("rank: Start called twice")
+	}
+	r.started = true
+	r.mu.Unlock()
+
+	g := r.o.Spawn
+	restore, err := r.load(ctx, r.o.RestoreEpoch, r.o.RestoreStep)
+	if err != nil {
+		return 0, err
+	}
+	if r.o.RestoreEpoch == 0 {
+		if err := r.keepInitial(); err != nil {
+			return 0, err
+		}
+	}
+	ep, err := transport.Open(ctx, r.nc, transport.Options{
+		Job: r.o.Job, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log,
+	}, handler{r})
+	if err != nil {
+		return 0, fmt.Errorf("rank %d: open channels: %w", r.o.Rank, err)
+	}
+	r.ep = ep
+	for _, subj := range []string{subjects.ToRank(r.o.Job, r.o.Rank), subjects.ToAll(r.o.Job)} {
+		sub, err := r.nc.Subscribe(subj, r.onControl)
+		if err != nil {
+			return 0, fmt.Errorf("rank %d: subscribe %s: %w", r.o.Rank, subj, err)
+		}
+		r.subs = append(r.subs, sub)
+	}
+	if err := r.nc.FlushWithContext(withTimeout(ctx, 10*time.Second)); err != nil {
+		return 0, fmt.Errorf("rank %d: flush subscriptions: %w", r.o.Rank, err)
+	}
+	p, err := r.newParticipant(g, restore)
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.p = p
+	r.process()
+	r.mu.Unlock()
+	r.tickStop, r.tickDone = make(chan struct{}), make(chan struct{})
+	go r.ticker()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	step := r.o.RestoreStep
+	if r.o.RestoreEpoch == 0 {
+		step = 0
+	}
+	return r.waitRunning(ctx, step)
+}
+
+func (r *Rank) newParticipant(g uint64, restore *participant.Restore) (*participant.Participant, error) {
+	p, err := participant.New(participant.Config{
+		Rank: r.o.Rank, World: r.o.World, Peers: r.peers,
+		Spawn: r.o.Spawn, Incarnation: g, TotalSteps: r.o.TotalSteps,
+		HoldBudget: r.o.HoldBudget, HeartbeatInterval: r.o.HeartbeatInterval,
+		Now: r.mono(), Restore: restore,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: %w", r.o.Rank, err)
+	}
+	return p, nil
+}
+
+// waitRunning waits (r.mu held) until the current participant received Go,
+// applying rollbacks that arrive meanwhile; it returns the step the state
+// is at.
+func (r *Rank) waitRunning(ctx context.Context, step int64) (int64, error) {
+	stop := context.AfterFunc(ctx, r.wake)
+	defer stop()
+	for {
+		if err := r.terminalErr(); err != nil {
+			return 0, err
+		}
+		if r.rollback != nil {
+			s, err := r.applyRollback(ctx)
+			if err != nil {
+				return 0, err
+			}
+			step = s
+			continue
+		}
+		if r.running {
+			return step, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		r.cond.Wait()
+	}
+}
+
+func (r *Rank) wake() {
+	r.mu.Lock()
+	r.cond.Broadcast()
+	r.mu.Unlock()
+}
+
+// terminalErr is the error every call returns once the process must exit.
+func (r *Rank) terminalErr() error {
+	switch {
+	case r.closed:
+		return ErrClosed
+	case r.exit != nil:
+		return r.exit
+	case r.fault != nil:
+		return r.fault
+	}
+	return nil
+}
+
+// Send sends msg to rank to. It blocks while the channel's credit window is
+// full (the receiver has not consumed enough), and returns ErrRolledBack
+// when a rollback interrupts it. msg may be reused when Send returns.
+func (r *Rank) Send(ctx context.Context, to int, msg []byte) error {
+	n := wire.DataHeaderLen + len(msg)
+	for {
+		r.mu.Lock()
+		if err := r.callState(); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		ep := r.ep
+		r.mu.Unlock()
+		if to != r.o.Rank {
+			if err := ep.Acquire(ctx, to, n); err != nil {
+				if errors.Is(err, transport.ErrReset) {
+					continue // a rollback happened: callState reports it
+				}
+				return fmt.Errorf("rank %d: send to %d: %w", r.o.Rank, to, err)
+			}
+		}
+		r.mu.Lock()
+		if err := r.callState(); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		if r.ep != ep {
+			r.mu.Unlock()
+			continue
+		}
+		err := r.p.Send(to, msg)
+		r.process()
+		r.mu.Unlock()
+		return r.mapErr(err)
+	}
+}
+
+// callState returns why the job's calls may not proceed now (r.mu held).
+func (r *Rank) callState() error {
+	if err := r.terminalErr(); err != nil {
+		return err
+	}
+	if r.p == nil {
+		return ErrNotStarted
+	}
+	if r.rollback != nil || !r.running {
+		return ErrRolledBack
+	}
+	return nil
+}
+
+func (r *Rank) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, participant.ErrRolledBack), errors.Is(err, participant.ErrNotStarted):
+		return ErrRolledBack
+	case errors.Is(err, participant.ErrExited):
+		if e := r.terminalErr(); e != nil {
+			return e
+		}
+		return &ExitError{Code: 1, Reason: err.Error()}
+	}
+	return fmt.Errorf("rank %d: %w", r.o.Rank, err)
+}
+
+// Recv returns the next message from rank from, waiting for one. It
+// returns ErrRolledBack when a rollback interrupts it. The message belongs
+// to the caller.
+func (r *Rank) Recv(ctx context.Context, from int) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stop := context.AfterFunc(ctx, r.wake)
+	defer stop()
+	for {
+		if err := r.callState(); err != nil {
+			return nil, err
+		}
+		msg, ok, err := r.p.Recv(from)
+		r.process()
+		if err != nil {
+			return nil, r.mapErr(err)
+		}
+		if ok {
+			return msg, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("rank %d: recv from %d: %w", r.o.Rank, from, err)
+		}
+		r.cond.Wait()
+	}
+}
+
+// SafePoint is called by the job after it finished step (steps increase).
+// The state must be consistent: no request in flight, buffers written.
+// SafePoint takes the rank's part of a cut scheduled at step (capturing the
+// protected buffers and returning at once while the shard is written in
+// the background), and applies a rollback if one was ordered: the buffers
+// are restored in place and the cut's step is returned. Otherwise it
+// returns step.
+func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.terminalErr(); err != nil {
+		return 0, err
+	}
+	if r.p == nil {
+		return 0, ErrNotStarted
+	}
+	if r.rollback != nil || !r.running {
+		return r.waitRunning(ctx, step)
+	}
+	act, err := r.p.SafePoint(step, 0)
+	if err != nil {
+		r.process()
+		if errors.Is(err, participant.ErrRolledBack) {
+			return r.waitRunning(ctx, step)
+		}
+		return 0, r.mapErr(err)
+	}
+	var w *shardWriter
+	if act.Capture {
+		w = r.capture(act.Epoch, act.Step)
+	}
+	r.process()
+	if w != nil && r.o.StopTheWorld {
+		r.mu.Unlock()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+	}
+	return step, nil
+}
+
+// capture snapshots every protected buffer for epoch e at step (r.mu held)
+// and starts the epoch's shard writer.
+func (r *Rank) capture(e uint64, step int64) *shardWriter {
+	t := time.Now()
+	snaps := make([]capturedBuffer, 0, len(r.prot))
+	for _, p := range r.prot {
+		b := p.buf(step)
+		s, err := b.Device().Capture(b, r.captureOptions(p))
+		if err != nil {
+			for _, c := range snaps {
+				c.snap.Release()
+			}
+			r.log.Error("capture failed", "epoch", e, "buffer", p.name, "err", err)
+			r.p.CaptureFailed(e, fmt.Errorf("capture %q: %w", p.name, err))
+			return nil
+		}
+		snaps = append(snaps, capturedBuffer{p: p, snap: s})
+	}
+	r.stats.Captures++
+	r.stats.CaptureTime += time.Since(t)
+	var base *ckpt.BaseRef
+	if r.committed > 0 {
+		base = &ckpt.BaseRef{Epoch: r.committed}
+	}
+	w := r.startWriter(ckpt.ShardSpec{
+		Job: r.o.Job, Epoch: e, Rank: r.o.Rank, Incarnation: r.p.Incarnation(), Step: step, Base: base,
+	}, snaps)
+	return w
+}
+
+// Finish tells the job's protocol that the job's code is done: result
+// (the job's answer, e.g. a digest; rank 0's is printed by the launcher)
+// is handed to the coordinator, and the rank waits until every rank is
+// done. It returns nil when the job ended, ErrRolledBack when a failure
+// elsewhere rolled the job back (the job must go on from SafePoint), or
+// the error that stopped it.
+func (r *Rank) Finish(ctx context.Context, result []byte) error {
+	r.mu.Lock()
+	if err := r.callState(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	g := r.p.Incarnation()
+	r.mu.Unlock()
+	if result != nil {
+		if err := r.sendResult(ctx, g, result); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.callState(); err != nil {
+		return err
+	}
+	if err := r.p.Finish(); err != nil {
+		r.process()
+		return r.mapErr(err)
+	}
+	r.process()
+	stop := context.AfterFunc(ctx, r.wake)
+	defer stop()
+	for {
+		if r.exit != nil {
+			if r.exit.Code == 0 && !r.exit.fenced {
+				return nil
+			}
+			return r.exit
+		}
+		if err := r.terminalErr(); err != nil {
+			return err
+		}
+		if r.rollback != nil {
+			return ErrRolledBack
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r.cond.Wait()
+	}
+}
+
+// Close leaves the job: writers are cancelled, channels and connections
+// closed. A rank that Close does not follow Finish for looks failed to the
+// coordinator.
+func (r *Rank) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	writers := r.writers
+	r.writers = map[uint64]*shardWriter{}
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	for _, w := range writers {
+		w.stop()
+	}
+	if r.tickStop != nil {
+		close(r.tickStop)
+		<-r.tickDone
+	}
+	for _, s := range r.subs {
+		_ = s.Unsubscribe()
+	}
+	var errs []error
+	if r.ep != nil {
+		errs = append(errs, r.ep.Close())
+	}
+	if r.ownNC {
+		// Let queued control messages (the last status) reach the server.
+		_ = r.nc.FlushTimeout(time.Second)
+		r.nc.Close()
+	}
+	errs = append(errs, r.store.Close())
+	return errors.Join(errs...)
+}
+
+// Stats returns the rank's counters.
+func (r *Rank) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+func (r *Rank) ticker() {
+	defer close(r.tickDone)
+	period := min(r.o.HeartbeatInterval/4, 50*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.tickStop:
+			return
+		case <-t.C:
+			r.mu.Lock()
+			if r.p != nil {
+				r.p.Tick(r.mono())
+				r.process()
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *Rank) onControl(m *nats.Msg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p == nil || r.closed {
+		return
+	}
+	if err := r.p.HandleControl(m.Data); err != nil {
+		r.log.Debug("control message dropped", "err", err)
+	}
+	r.process()
+}
+
+// handler receives the transport's arrivals.
+type handler struct{ r *Rank }
+
+func (h handler) Deliver(from int, g uint64, msg []byte) {
+	r := h.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p == nil || g != r.p.Incarnation() {
+		return
+	}
+	if err := r.p.Deliver(from, msg); err != nil {
+		r.log.Debug("frame dropped", "from", from, "err", err)
+	}
+	r.process()
+}
+
+func (h handler) Event(ev transport.Event) {
+	r := h.r
+	switch ev.Kind {
+	case transport.EventGap:
+		r.log.Error("channel broken", "peer", ev.Peer, "g", ev.G, "err", ev.Err)
+		r.mu.Lock()
+		if r.p != nil && ev.G == r.p.Incarnation() {
+			r.p.ChannelFault(ev.Peer, fmt.Sprint(ev.Err))
+			r.process()
+		}
+		r.mu.Unlock()
+	case transport.EventDisconnect:
+		r.log.Warn("transport event", "kind", ev.Kind, "err", ev.Err)
+		if errors.Is(ev.Err, transport.ErrConnClosed) || r.nc.IsClosed() {
+			r.mu.Lock()
+			r.fault = fmt.Errorf("rank %d: NATS connection closed for good: %w", r.o.Rank, transport.ErrConnClosed)
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		}
+	default:
+		r.log.Debug("transport event", "kind", ev.Kind, "peer", ev.Peer, "err", ev.Err)
+	}
+}
+
+// process executes the participant's Ready (r.mu held), in field order.
+func (r *Rank) process() {
+	p := r.p
+	for p != nil && p.HasReady() {
+		rd := p.Ready()
+		p.Advance()
+		for _, f := range rd.Frames {
+			if err := r.ep.Enqueue(f.To, f.Data); err != nil {
+				r.log.Warn("enqueue failed", "to", f.To, "err", err)
+				if errors.Is(err, transport.ErrBroken) {
+					p.ChannelFault(f.To, err.Error())
+				}
+			}
+		}
+		for _, c := range rd.Credits {
+			r.ep.Credit(c.From, c.Bytes)
+		}
+		if len(rd.Deliverable) > 0 {
+			r.cond.Broadcast()
+		}
+		if rd.Started {
+			r.running = true
+			r.cond.Broadcast()
+		}
+		for _, m := range rd.Control {
+			if err := r.nc.Publish(subjects.ToCoordinator(r.o.Job), m); err != nil {
+				r.log.Debug("control publish failed", "err", err)
+			}
+		}
+		if rd.Seal != nil {
+			if w := r.writers[rd.Seal.Epoch]; w != nil {
+				w.seal <- rd.Seal
+			} else {
+				r.log.Warn("seal for an epoch without a writer", "epoch", rd.Seal.Epoch)
+			}
+		}
+		for _, e := range rd.Cancel {
+			if w := r.writers[e]; w != nil {
+				delete(r.writers, e)
+				w.cancel()
+			}
+		}
+		if rd.Committed > r.committed {
+			r.onCommitted(rd.Committed)
+		}
+		for _, ev := range rd.Events {
+			lvl := slog.LevelDebug
+			switch ev.Kind {
+			case participant.EvAborted, participant.EvAlignment, participant.EvChannelFault, participant.EvProtocol:
+				lvl = slog.LevelWarn
+			}
+			r.log.Log(context.Background(), lvl, ev.String())
+		}
+		if rd.Rollback != nil {
+			rb := *rd.Rollback
+			r.rollback = &rb
+			r.running = false
+			r.cond.Broadcast()
+		}
+		if rd.Exit != nil {
+			fenced := rd.Exit.Code != 0 && isFence(rd.Exit.Reason)
+			r.exit = &ExitError{Code: rd.Exit.Code, Reason: rd.Exit.Reason, fenced: fenced}
+			r.running = false
+			r.cond.Broadcast()
+		}
+	}
+}
+
+// isFence tells a fence (this process was replaced) from a job stop.
+func isFence(reason string) bool { return strings.HasPrefix(reason, "fenced: ") }
+
+func (r *Rank) onCommitted(e uint64) {
+	r.committed = e
+	r.initial = nil // a rollback now goes to a committed cut
+	for _, p := range r.prot {
+		if h, ok := p.pending[e]; ok {
+			p.base, p.baseEpoch = h, e
+		}
+		for k := range p.pending {
+			if k <= e {
+				delete(p.pending, k)
+			}
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package rank
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/rank/participant"
+)
+
+// load reads this rank's shard of committed cut epoch into the protected
+// buffers (the ones fn(step) names) and returns what the participant
+// restores: its meta and the recorded channel state. Epoch 0 is the fresh
+// start: nil.
+func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant.Restore, error) {
+	if epoch == 0 {
+		return nil, nil
+	}
+	t := time.Now()
+	sr, err := r.store.OpenShard(ctx, r.o.Job, epoch, r.o.Rank)
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: restore cut %d: %w", r.o.Rank, epoch, err)
+	}
+	defer sr.Close()
+	if sr.Step() != step {
+		return nil, fmt.Errorf("rank %d: restore cut %d: the cut is at step %d, the launcher said %d", r.o.Rank, epoch, sr.Step(), step)
+	}
+	stored := map[string]int64{}
+	for _, b := range sr.Buffers() {
+		stored[b.Name] = b.Len
+	}
+	for _, p := range r.prot {
+		b := p.buf(step)
+		n, ok := stored[p.name]
+		if !ok {
+			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q is not in the cut (the job protects other state than the one that wrote it)", r.o.Rank, epoch, p.name)
+		}
+		if n != b.Len() {
+			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q has %d bytes in the cut, %d in the job (different sizes?)", r.o.Rank, epoch, p.name, n, b.Len())
+		}
+		delete(stored, p.name)
+		if h, ok := b.(*kernels.HostBuffer); ok {
+			// Host memory: decompress straight into the job's buffer.
+			err = sr.ReadBuffer(ctx, p.name, h.Bytes())
+		} else {
+			tmp := make([]byte, n)
+			if err = sr.ReadBuffer(ctx, p.name, tmp); err == nil {
+				err = b.Device().Restore(b, tmp)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rank %d: restore cut %d buffer %q: %w", r.o.Rank, epoch, p.name, err)
+		}
+		opt := r.captureOptions(p)
+		if opt.Incremental {
+			// The restored contents are the base of the next incremental
+			// capture (the cut restored from is committed).
+			if h, err := b.Device().Hash(b, opt.ChunkSize); err == nil {
+				p.base, p.baseEpoch = h, epoch
+			}
+		}
+	}
+	for name := range stored {
+		return nil, fmt.Errorf("rank %d: restore cut %d: the cut has buffer %q the job does not protect", r.o.Rank, epoch, name)
+	}
+	chans, err := sr.Channels(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: restore cut %d channel state: %w", r.o.Rank, epoch, err)
+	}
+	rs := &participant.Restore{Epoch: epoch, Step: step, Meta: sr.Meta()}
+	for _, c := range chans {
+		rs.Channels = append(rs.Channels, participant.ChannelState{From: c.From, FirstSeq: c.FirstSeq, Msgs: c.Messages})
+	}
+	r.mu.Lock()
+	r.committed = epoch
+	r.stats.RestoreTime += time.Since(t)
+	r.mu.Unlock()
+	r.log.Info("restored", "cut", epoch, "step", step, "took", time.Since(t).Round(time.Millisecond))
+	return rs, nil
+}
+
+// keepInitial copies the protected state at step 0, the state a rollback
+// returns to before any cut commits. It is dropped at the first commit.
+func (r *Rank) keepInitial() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.initial = make([][]byte, len(r.prot))
+	for i, p := range r.prot {
+		b := p.buf(0)
+		r.initial[i] = make([]byte, b.Len())
+		if err := b.Device().CopyToHost(r.initial[i], b, 0); err != nil {
+			return fmt.Errorf("rank %d: keep initial state of %q: %w", r.o.Rank, p.name, err)
+		}
+	}
+	return nil
+}
+
+// applyRollback executes the pending rollback (r.mu held; released during
+// the I/O): writers stop, devices drain, channels move to the new
+// incarnation, the state is reloaded, and a new participant reports
+// Ready(g). It returns the restored step; the caller then waits for Go.
+func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
+	rb := *r.rollback
+	r.rollback = nil
+	r.running = false
+	r.stats.Rollbacks++
+	writers := r.writers
+	r.writers = map[uint64]*shardWriter{}
+	initial := r.initial
+	r.mu.Unlock()
+	relock := true
+	defer func() {
+		if relock {
+			r.mu.Lock()
+		}
+	}()
+	r.log.Info("rolling back", "g", rb.G, "cut", rb.Epoch, "step", rb.Step)
+	t := time.Now()
+	for _, w := range writers {
+		w.stop()
+	}
+	// No stale kernel may write a buffer after it is reloaded (R12).
+	for _, p := range r.prot {
+		if err := p.buf(rb.Step).Device().Synchronize(); err != nil {
+			return 0, fmt.Errorf("rank %d: rollback: synchronize device: %w", r.o.Rank, err)
+		}
+	}
+	if err := r.ep.Reset(ctx, rb.G); err != nil {
+		return 0, fmt.Errorf("rank %d: rollback: reset channels to incarnation %d: %w", r.o.Rank, rb.G, err)
+	}
+	var restore *participant.Restore
+	if rb.Epoch == 0 {
+		if initial == nil {
+			return 0, fmt.Errorf("rank %d: rollback to step 0 after the initial state was dropped (a cut committed)", r.o.Rank)
+		}
+		for i, p := range r.prot {
+			b := p.buf(0)
+			if err := b.Device().Restore(b, initial[i]); err != nil {
+				return 0, fmt.Errorf("rank %d: rollback to step 0: %w", r.o.Rank, err)
+			}
+		}
+	} else {
+		var err error
+		if restore, err = r.load(ctx, rb.Epoch, rb.Step); err != nil {
+			return 0, err
+		}
+	}
+	p, err := r.newParticipant(rb.G, restore)
+	if err != nil {
+		return 0, err
+	}
+	relock = false
+	r.mu.Lock()
+	r.p = p
+	r.process()
+	r.log.Info("rolled back", "g", rb.G, "cut", rb.Epoch, "step", rb.Step, "took", time.Since(t).Round(time.Millisecond))
+	return rb.Step, nil
+}

@@ -1,0 +1,167 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/rank/participant"
+)
+
+type capturedBuffer struct {
+	p    *protected
+	snap kernels.Snapshot
+}
+
+// shardWriter writes one epoch's shard in the background: the captured
+// buffers stream into the store at once, the channel state follows when the
+// participant seals the epoch (every marker in).
+type shardWriter struct {
+	epoch  uint64
+	owner  *participant.Participant
+	seal   chan *participant.Seal
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *shardWriter) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// startWriter starts the writer of spec.Epoch (r.mu held).
+func (r *Rank) startWriter(spec ckpt.ShardSpec, snaps []capturedBuffer) *shardWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &shardWriter{
+		epoch: spec.Epoch, owner: r.p, seal: make(chan *participant.Seal, 1),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	r.writers[spec.Epoch] = w
+	go r.runWriter(w, spec, snaps)
+	return w
+}
+
+func (r *Rank) runWriter(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedBuffer) {
+	defer close(w.done)
+	t := time.Now()
+	ref, err := r.writeShard(w, spec, snaps)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.writers[w.epoch] == w {
+		delete(r.writers, w.epoch)
+	}
+	if r.p != w.owner || w.ctx.Err() != nil {
+		return // rolled back or cancelled: the pack is left to GC
+	}
+	if err != nil {
+		r.log.Error("shard write failed", "epoch", w.epoch, "err", err)
+		r.p.ShardFailed(w.epoch, err)
+		r.process()
+		return
+	}
+	b, err := ref.MarshalBinary()
+	if err != nil {
+		r.p.ShardFailed(w.epoch, err)
+		r.process()
+		return
+	}
+	r.stats.ShardsWritten++
+	r.stats.ShardBytes += ref.RawBytes
+	r.stats.ShardStored += ref.NewBytes
+	r.stats.LastShardTime = time.Since(t)
+	if err := r.p.ShardDurable(w.epoch, b, uint64(ref.RawBytes), uint64(ref.NewBytes)); err != nil {
+		r.log.Debug("shard report refused", "epoch", w.epoch, "err", err)
+	}
+	r.process()
+}
+
+// writeShard streams the snapshots into a new shard, waits for the seal,
+// adds the channel state and meta and makes the shard durable. Snapshots
+// are released whatever happens.
+func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedBuffer) (ref ckpt.ShardRef, err error) {
+	defer func() {
+		for _, c := range snaps {
+			c.snap.Release()
+		}
+	}()
+	sw, err := r.store.NewShard(w.ctx, spec)
+	if err != nil {
+		return ref, err
+	}
+	defer func() {
+		if err != nil {
+			sw.Abort()
+		}
+	}()
+	for _, c := range snaps {
+		if err := sw.AddBuffer(w.ctx, c.p.name, c.snap); err != nil {
+			return ref, fmt.Errorf("buffer %q: %w", c.p.name, err)
+		}
+		if r.captureOptions(c.p).Incremental {
+			if h, err := c.snap.Hashes(w.ctx); err == nil {
+				r.mu.Lock()
+				c.p.pending[spec.Epoch] = h
+				r.mu.Unlock()
+			}
+		}
+		c.snap.Release()
+	}
+	snaps = nil
+	var seal *participant.Seal
+	select {
+	case seal = <-w.seal:
+	case <-w.ctx.Done():
+		return ref, w.ctx.Err()
+	}
+	for _, cs := range seal.Channels {
+		if err := sw.AddChannel(w.ctx, ckpt.ChannelState{From: cs.From, FirstSeq: cs.FirstSeq, Messages: cs.Msgs}); err != nil {
+			return ref, fmt.Errorf("channel state from %d: %w", cs.From, err)
+		}
+	}
+	if err := sw.SetMeta(seal.Meta); err != nil {
+		return ref, err
+	}
+	return sw.Close(w.ctx)
+}
+
+// sendResult hands the job's result to the coordinator driver, which
+// acknowledges it; control messages may be lost, so it retries.
+func (r *Rank) sendResult(ctx context.Context, g uint64, result []byte) error {
+	msg, err := wire.EncodeResult(wire.Result{Rank: r.o.Rank, G: g, Data: result})
+	if err != nil {
+		return fmt.Errorf("rank %d: result: %w", r.o.Rank, err)
+	}
+	for {
+		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.o.Job), msg)
+		if err == nil && string(reply.Data) == "ok" {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("rank %d: result: %w", r.o.Rank, err)
+		}
+		r.mu.Lock()
+		terr := r.callState()
+		r.mu.Unlock()
+		if terr != nil {
+			return terr
+		}
+		r.log.Debug("result not acknowledged yet", "err", err)
+	}
+}
+
+func withTimeout(ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	context.AfterFunc(c, cancel)
+	return c
+}
