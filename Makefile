@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt
 
 all: build
 
@@ -86,6 +86,24 @@ bench: build
 
 soak:
 	$(GO) test -count=1 -timeout 120m -run 'Soak' -tags soak ./coordinator/... ./rank/...
+
+# Storage-engine benchmarks (docs/benchmarks.md, "Storage engine"): 1 GiB per
+# data set for the record; BENCH_SIZE=33554432 for a quick look.
+BENCH_SIZE ?= 1073741824
+bench-ckpt:
+	CUTPOINT_BENCH_SIZE=$(BENCH_SIZE) $(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./ckpt
+
+# Short fuzzing of every storage-engine decoder and of the shuffle kernels,
+# FUZZTIME per target; the seed corpora under testdata/fuzz run in `make unit`.
+FUZZTIME ?= 10s
+FUZZ_CKPT_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle
+fuzz-ckpt:
+	@for p in $(FUZZ_CKPT_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "fuzz $$p $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(BIN) bench-results demo-store

@@ -65,7 +65,12 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 
 // commands lists the constructors of the subcommands; each lives in its own
 // cmd_<verb>.go file.
-var commands = []func(*GlobalOptions) *cobra.Command{}
+var commands = []func(*GlobalOptions) *cobra.Command{
+	newLsCommand,
+	newVerifyCommand,
+	newGcCommand,
+	newInspectCommand,
+}
 
 func (g *GlobalOptions) setupLogging() error {
 	var lvl slog.Level

@@ -1,0 +1,80 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cutpoint/cutpoint/ckpt/backend"
+	"github.com/cutpoint/cutpoint/ckpt/backend/backendtest"
+)
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backend.Backend {
+		b, err := New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+func TestNewNeedsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "typo")
+	if _, err := New(missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("New(missing) = %v, want an error naming %s", err, missing)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := New(file); err == nil {
+		t.Fatal("New(file) succeeded")
+	}
+	if err := MkdirAll(missing); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(missing); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForeignEntriesSkipped: files the store did not write (NFS silly
+// renames, symlinks, editors' backups) are not listed, and a symlink cannot
+// be used to read outside the root.
+func TestForeignEntriesSkipped(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o644)
+	b, _ := New(root)
+	ctx := context.Background()
+	if err := b.Replace(ctx, "d/ok", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "d", ".nfs000123"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "d", "with space"), nil, 0o644)
+	os.Symlink(filepath.Join(outside, "secret"), filepath.Join(root, "d", "link"))
+	var names []string
+	b.List(ctx, "d", func(fi backend.FileInfo) error { names = append(names, fi.Name); return nil })
+	if len(names) != 1 || names[0] != "d/ok" {
+		t.Fatalf("List = %v, want only d/ok", names)
+	}
+}
+
+func TestRemovePrunesEmptyDirs(t *testing.T) {
+	root := t.TempDir()
+	b, _ := New(root)
+	ctx := context.Background()
+	b.Replace(ctx, "a/b/c/f", nil)
+	b.Replace(ctx, "a/g", nil)
+	if err := b.Remove(ctx, "a/b/c/f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a", "b")); !os.IsNotExist(err) {
+		t.Fatalf("a/b not pruned: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a", "g")); err != nil {
+		t.Fatal("pruned too much")
+	}
+}

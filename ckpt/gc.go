@@ -1,0 +1,228 @@
+package ckpt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cutpoint/cutpoint/ckpt/backend"
+)
+
+// GCOptions choose what GC keeps.
+type GCOptions struct {
+	// Keep is how many of the latest committed cuts to keep (>= 1).
+	Keep int
+	// Pin lists committed cuts to keep as well: the base of every
+	// incremental epoch in flight.
+	Pin []uint64
+	// Aborted lists epochs newer than the latest committed cut that are
+	// known to be aborted: their packs are deleted.
+	Aborted []uint64
+	// InFlightHorizon, when > 0, deletes packs of epochs newer than the
+	// latest committed cut once they are older than this. Zero keeps them:
+	// they may belong to an epoch in flight, which no manifest names yet.
+	InFlightHorizon time.Duration
+	// TempHorizon is the age after which a temporary file is taken to be
+	// left by a killed writer and deleted; default one hour. A live writer
+	// whose temporary file is deleted fails at its commit, nothing else.
+	TempHorizon time.Duration
+	// DryRun reports what would be deleted without deleting it.
+	DryRun bool
+}
+
+// GCReport says what GC kept and deleted.
+type GCReport struct {
+	Kept         []uint64 // committed cuts kept
+	DeletedCuts  []uint64
+	DeletedPacks int
+	DeletedBytes int64 // bytes of the deleted packs
+	DeletedTemps int
+	// KeptUnreferenced counts packs of epochs newer than the latest
+	// committed cut that were kept as possibly in flight.
+	KeptUnreferenced int
+}
+
+// GC deletes the job's committed cuts beyond the latest opts.Keep (and not
+// pinned), then every pack no kept cut references, and temporary files of
+// killed writers. Run it only where cuts are committed (the coordinator):
+// it is serialized with Commit within the process, and a pin is only
+// known to the process that set it.
+//
+// Crash safety: at every instant, every manifest present names only packs
+// that exist. GC removes manifests first, each removal durable (directory
+// fsync) before the next step, and only then removes packs that no
+// remaining kept manifest references. A pack of an epoch not newer than the
+// latest committed cut is either referenced by a manifest or garbage, since
+// Commit refuses epochs that are not newer than the latest; packs of newer
+// epochs may belong to the epoch in flight and are left alone unless
+// opts.Aborted or opts.InFlightHorizon say otherwise. A GC killed at any
+// point leaves a state the next GC finishes. docs/format.md spells this out.
+//
+// If a kept cut's manifest or shard index cannot be read, what it
+// references is unknown: GC then deletes no packs and returns an error
+// naming the damage (old cuts beyond Keep are still removed).
+func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, error) {
+	var rep GCReport
+	if err := ValidJobName(job); err != nil {
+		return rep, err
+	}
+	if opts.Keep < 1 {
+		return rep, fmt.Errorf("gc job %s: keep %d: at least the latest cut must be kept", job, opts.Keep)
+	}
+	if opts.TempHorizon == 0 {
+		opts.TempHorizon = time.Hour
+	}
+	mu := s.jobLock(job)
+	mu.Lock()
+	defer mu.Unlock()
+
+	epochs, err := s.committedEpochs(ctx, job)
+	if err != nil {
+		return rep, err
+	}
+	var latest uint64
+	if len(epochs) > 0 {
+		latest = epochs[len(epochs)-1]
+	}
+	keep := map[uint64]bool{}
+	for i, e := range epochs {
+		if i >= len(epochs)-opts.Keep || slices.Contains(opts.Pin, e) {
+			keep[e] = true
+		}
+	}
+	for _, p := range opts.Pin {
+		if !slices.Contains(epochs, p) {
+			s.log.Warn("gc: pinned cut is not committed", "job", job, "epoch", p)
+		}
+	}
+
+	// The live set: every pack a kept cut references.
+	live := map[string]bool{}
+	var unreadable []error
+	for _, e := range epochs {
+		if !keep[e] {
+			continue
+		}
+		rep.Kept = append(rep.Kept, e)
+		m, err := s.loadManifest(ctx, job, e)
+		if errors.Is(err, ErrCorrupt) {
+			unreadable = append(unreadable, err)
+			continue
+		}
+		if err != nil {
+			return rep, err
+		}
+		for _, ref := range m.shards {
+			idx, err := s.readShardIndex(ctx, ref)
+			if errors.Is(err, ErrCorrupt) {
+				unreadable = append(unreadable, err)
+				continue
+			}
+			if err != nil {
+				return rep, err
+			}
+			for _, p := range idx.packs {
+				live[jobDir(job)+"/"+p] = true
+			}
+		}
+	}
+
+	// Manifests first: once these removals are durable no cut refers to
+	// the packs that only they used.
+	for _, e := range epochs {
+		if keep[e] {
+			continue
+		}
+		if !opts.DryRun {
+			if err := s.b.Remove(ctx, manifestName(job, e)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+				return rep, fmt.Errorf("gc job %s: %w", job, err)
+			}
+		}
+		rep.DeletedCuts = append(rep.DeletedCuts, e)
+		s.log.Debug("gc: cut deleted", "job", job, "epoch", e)
+	}
+
+	now := s.now()
+	removeTemp := func(fi backend.FileInfo) error {
+		if !fi.Temp || now.Sub(fi.ModTime) < opts.TempHorizon {
+			return nil
+		}
+		if !opts.DryRun {
+			if err := s.b.Remove(ctx, fi.Name); err != nil && !errors.Is(err, backend.ErrNotExist) {
+				return err
+			}
+		}
+		rep.DeletedTemps++
+		return nil
+	}
+	for _, dir := range []string{jobDir(job), cutsDir(job)} {
+		err := s.b.List(ctx, dir, removeTemp)
+		if err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return rep, fmt.Errorf("gc job %s: %w", job, err)
+		}
+	}
+
+	// Then packs.
+	packsOK := len(unreadable) == 0
+	var epochDirs []backend.FileInfo
+	err = s.b.List(ctx, packsDir(job), func(fi backend.FileInfo) error {
+		if fi.IsDir {
+			epochDirs = append(epochDirs, fi)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, backend.ErrNotExist) {
+		return rep, fmt.Errorf("gc job %s: %w", job, err)
+	}
+	for _, d := range epochDirs {
+		var files []backend.FileInfo
+		err := s.b.List(ctx, d.Name, func(fi backend.FileInfo) error {
+			files = append(files, fi)
+			return nil
+		})
+		if errors.Is(err, backend.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("gc job %s: %w", job, err)
+		}
+		for _, fi := range files {
+			if fi.Temp {
+				if err := removeTemp(fi); err != nil {
+					return rep, fmt.Errorf("gc job %s: %w", job, err)
+				}
+				continue
+			}
+			rel := fi.Name[len(jobDir(job))+1:]
+			id, err := parsePackRel(rel)
+			if err != nil || fi.IsDir {
+				continue // not ours: leave it
+			}
+			if live[fi.Name] || !packsOK {
+				continue
+			}
+			if id.epoch > latest {
+				old := opts.InFlightHorizon > 0 && now.Sub(fi.ModTime) > opts.InFlightHorizon
+				if !slices.Contains(opts.Aborted, id.epoch) && !old {
+					rep.KeptUnreferenced++
+					continue
+				}
+			}
+			if !opts.DryRun {
+				if err := s.b.Remove(ctx, fi.Name); err != nil && !errors.Is(err, backend.ErrNotExist) {
+					return rep, fmt.Errorf("gc job %s: %w", job, err)
+				}
+			}
+			rep.DeletedPacks++
+			rep.DeletedBytes += fi.Size
+		}
+	}
+	s.log.Info("gc", "job", job, "kept", len(rep.Kept), "deleted_cuts", len(rep.DeletedCuts),
+		"deleted_packs", rep.DeletedPacks, "deleted_bytes", rep.DeletedBytes, "deleted_temps", rep.DeletedTemps)
+	if !packsOK {
+		return rep, fmt.Errorf("gc job %s: no packs deleted, a kept cut cannot be read: %w", job, errors.Join(unreadable...))
+	}
+	return rep, nil
+}

@@ -1,0 +1,92 @@
+package ckpt
+
+import (
+	"context"
+)
+
+// StreamDetail describes one buffer or channel of a shard.
+type StreamDetail struct {
+	Name     string // buffer name, or "channel from N"
+	Len      int64
+	ElemSize int
+	Messages int // channels only
+	Chunks   int
+	// NewChunks are stored in the shard's own pack, ReusedChunks in the
+	// pack of an older cut.
+	NewChunks, ReusedChunks int
+	StoredBytes             int64          // stored size of all its chunks
+	NewStoredBytes          int64          // of which in the shard's own pack
+	Codecs                  map[string]int // chunks per codec
+}
+
+// Ratio is Len / StoredBytes.
+func (d StreamDetail) Ratio() float64 {
+	if d.StoredBytes == 0 {
+		return 1
+	}
+	return float64(d.Len) / float64(d.StoredBytes)
+}
+
+// RankDetail describes one rank's shard of a cut.
+type RankDetail struct {
+	Ref       ShardRef
+	Packs     []string // store-relative; the first is the shard's own
+	MetaBytes int
+	Buffers   []StreamDetail
+	Channels  []StreamDetail
+	Err       error // the shard index could not be read (Buffers is then empty)
+}
+
+// CutDetail is a committed cut down to its chunks' placement.
+type CutDetail struct {
+	CutInfo
+	Ranks []RankDetail
+}
+
+// Inspect describes a committed cut per rank and buffer: sizes, chunks,
+// new versus reused, codecs. It reads the manifest and the shard indexes,
+// not the chunks; an unreadable shard index is reported in that rank's Err.
+func (s *Store) Inspect(ctx context.Context, job string, epoch uint64) (*CutDetail, error) {
+	cut, err := s.LoadCut(ctx, job, epoch)
+	if err != nil {
+		return nil, err
+	}
+	d := &CutDetail{CutInfo: cut.CutInfo}
+	for _, ref := range cut.Shards {
+		rd := RankDetail{Ref: ref}
+		idx, err := s.readShardIndex(ctx, ref)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			rd.Err = err
+			d.Ranks = append(d.Ranks, rd)
+			continue
+		}
+		for _, p := range idx.packs {
+			rd.Packs = append(rd.Packs, jobDir(job)+"/"+p)
+		}
+		rd.MetaBytes = len(idx.meta)
+		for _, ls := range idx.streams() {
+			sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks), Codecs: map[string]int{}}
+			for _, c := range ls.s.chunks {
+				sd.StoredBytes += int64(c.stored)
+				sd.Codecs[c.codec.String()]++
+				if c.pack == 0 {
+					sd.NewChunks++
+					sd.NewStoredBytes += int64(c.stored)
+				} else {
+					sd.ReusedChunks++
+				}
+			}
+			if len(rd.Buffers) < len(idx.buffers) {
+				rd.Buffers = append(rd.Buffers, sd)
+			} else {
+				sd.Messages = len(idx.channels[len(rd.Channels)].lengths)
+				rd.Channels = append(rd.Channels, sd)
+			}
+		}
+		d.Ranks = append(d.Ranks, rd)
+	}
+	return d, nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+)
+
+type inspectOptions struct {
+	storeOptions
+	Cut uint64
+}
+
+func (o *inspectOptions) AddFlags(f *pflag.FlagSet) {
+	o.storeOptions.AddFlags(f)
+	f.Uint64Var(&o.Cut, "cut", 0, "cut (epoch) to describe; default the latest")
+}
+
+func newInspectCommand(g *GlobalOptions) *cobra.Command {
+	var o inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect --store DIR [--job NAME] --cut E",
+		Short: "Describe a committed cut per rank and buffer",
+		Long: `Describe a committed cut: its step, ranks and metadata, then one line per
+rank and buffer (and recorded channel) with its size, element size, chunks,
+how many chunks are new in this cut and how many are reused from older cuts,
+stored size, compression ratio and codecs. It reads indexes, not chunks
+(use verify for that).
+
+Exit codes: 0 described; 2 no such store, job or cut; 3 the cut's manifest
+or a shard index is damaged.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInspect(cmd.Context(), g, o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
+	s, err := o.openStore(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	job, err := o.oneJob(ctx, s)
+	if err != nil {
+		return err
+	}
+	epoch := o.Cut
+	if epoch == 0 {
+		cuts, err := s.List(ctx, job)
+		if len(cuts) == 0 {
+			if err != nil {
+				return withCode(exitDamaged, err)
+			}
+			return usageError(fmt.Errorf("job %s has no committed cut", job))
+		}
+		epoch = cuts[len(cuts)-1].Epoch
+	}
+	d, err := s.Inspect(ctx, job, epoch)
+	switch {
+	case errors.Is(err, ckpt.ErrNotFound):
+		return usageError(fmt.Errorf("job %s has no committed cut %d", job, epoch))
+	case errors.Is(err, ckpt.ErrCorrupt):
+		return withCode(exitDamaged, err)
+	case err != nil:
+		return err
+	}
+	w := g.Stdout
+	fmt.Fprintf(w, "job %s cut %d: step %d, %d ranks, incarnation %d, committed %s\n",
+		job, d.Epoch, d.Step, d.World, d.Incarnation, d.Time.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "raw %s, stored %s (ratio %.2f), new in this cut %s\n",
+		humanBytes(d.RawBytes), humanBytes(d.StoredBytes), d.Ratio(), humanBytes(d.NewBytes))
+	if len(d.Meta) > 0 {
+		keys := make([]string, 0, len(d.Meta))
+		for k := range d.Meta {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + d.Meta[k]
+		}
+		fmt.Fprintf(w, "meta: %s\n", strings.Join(parts, " "))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tBUFFER\tBYTES\tELEM\tCHUNKS\tNEW\tREUSED\tSTORED\tRATIO\tCODECS")
+	var damaged []error
+	for _, r := range d.Ranks {
+		if r.Err != nil {
+			fmt.Fprintf(tw, "%d\t(unreadable)\t\t\t\t\t\t\t\t%v\n", r.Ref.Rank, r.Err)
+			damaged = append(damaged, r.Err)
+			continue
+		}
+		rows := append(append([]ckpt.StreamDetail(nil), r.Buffers...), r.Channels...)
+		for _, b := range rows {
+			elem := fmt.Sprint(b.ElemSize)
+			name := b.Name
+			if b.Messages > 0 || strings.HasPrefix(b.Name, "channel from ") {
+				elem = "-"
+				name = fmt.Sprintf("%s (%d messages)", b.Name, b.Messages)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%.2f\t%s\n", r.Ref.Rank, name, b.Len, elem,
+				b.Chunks, b.NewChunks, b.ReusedChunks, b.StoredBytes, b.Ratio(), codecSummary(b.Codecs))
+		}
+	}
+	tw.Flush()
+	if len(damaged) > 0 {
+		return withCode(exitDamaged, errors.Join(damaged...))
+	}
+	return nil
+}
+
+func codecSummary(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s:%d", k, m[k])
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+)
+
+// storeOptions are the flags of the store commands (ls, verify, gc,
+// inspect).
+type storeOptions struct {
+	Store string
+	Job   string
+}
+
+func (o *storeOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Store, "store", "", "checkpoint store directory (required)")
+	f.StringVar(&o.Job, "job", "", "job name (default: the store's only job)")
+}
+
+// openStore opens an existing store; a missing or mistyped --store is a
+// usage error (exit 2) that names the directory.
+func (o *storeOptions) openStore(ctx context.Context, g *GlobalOptions) (*ckpt.Store, error) {
+	if o.Store == "" {
+		return nil, usageError(errors.New("--store DIR is required"))
+	}
+	s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Logger: g.Logger})
+	if errors.Is(err, ckpt.ErrNoStore) {
+		return nil, usageError(err)
+	}
+	return s, err
+}
+
+// jobs returns the jobs a command works on: --job if given (it must exist),
+// else every job in the store.
+func (o *storeOptions) jobs(ctx context.Context, s *ckpt.Store) ([]string, error) {
+	all, err := s.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if o.Job == "" {
+		if len(all) == 0 {
+			return nil, fmt.Errorf("store %s holds no jobs", o.Store)
+		}
+		return all, nil
+	}
+	if err := ckpt.ValidJobName(o.Job); err != nil {
+		return nil, usageError(err)
+	}
+	for _, j := range all {
+		if j == o.Job {
+			return []string{j}, nil
+		}
+	}
+	return nil, usageError(fmt.Errorf("store %s has no job %q (jobs: %s)", o.Store, o.Job, listOrNone(all)))
+}
+
+// oneJob is jobs for commands that need exactly one.
+func (o *storeOptions) oneJob(ctx context.Context, s *ckpt.Store) (string, error) {
+	jobs, err := o.jobs(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if len(jobs) > 1 {
+		return "", usageError(fmt.Errorf("store %s holds several jobs (%s): pick one with --job", o.Store, strings.Join(jobs, ", ")))
+	}
+	return jobs[0], nil
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+type lsOptions struct {
+	storeOptions
+}
+
+func newLsCommand(g *GlobalOptions) *cobra.Command {
+	var o lsOptions
+	cmd := &cobra.Command{
+		Use:   "ls --store DIR [--job NAME]",
+		Short: "List the committed cuts of a store",
+		Long: `List the committed cuts of a job, oldest first: one line per cut,
+beginning with its epoch, after a header line. Columns: epoch, step, ranks,
+raw bytes, stored bytes (compressed size of every chunk the cut references),
+ratio (raw / stored) and commit time (UTC). Without --job every job of the
+store is listed, each after a "job NAME" line.
+
+Exit codes: 0 listed; 2 no such store or job; 3 a manifest is damaged (the
+readable cuts are still listed).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runLs(cmd.Context(), g, o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runLs(ctx context.Context, g *GlobalOptions, o lsOptions) error {
+	s, err := o.openStore(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	jobs, err := o.jobs(ctx, s)
+	if err != nil {
+		return err
+	}
+	var damaged []error
+	for _, job := range jobs {
+		cuts, err := s.List(ctx, job)
+		if err != nil && !errors.Is(err, ckpt.ErrCorrupt) {
+			return err
+		}
+		if err != nil {
+			damaged = append(damaged, err)
+		}
+		if len(jobs) > 1 {
+			fmt.Fprintf(g.Stdout, "job %s\n", job)
+		}
+		printCuts(g.Stdout, cuts)
+	}
+	if len(damaged) > 0 {
+		return withCode(exitDamaged, errors.Join(damaged...))
+	}
+	return nil
+}
+
+func printCuts(w io.Writer, cuts []ckpt.CutInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EPOCH\tSTEP\tRANKS\tRAW\tSTORED\tRATIO\tTIME")
+	for _, c := range cuts {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%.2f\t%s\n", c.Epoch, c.Step, c.World, c.RawBytes, c.StoredBytes, c.Ratio(), c.Time.UTC().Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+// humanBytes renders a byte count with binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
