@@ -1,0 +1,189 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for the zero values of Options.
+const (
+	// DefaultWindow is the per-channel credit window. With the in-degree of
+	// a 2-D halo (4) it keeps a rank's worst-case inbound backlog at 32 MiB,
+	// under nats-server's default max_pending of 64 MiB, so a stalled rank
+	// is not cut off by the server as a slow consumer.
+	DefaultWindow = 8 << 20
+	// DefaultMaxMessage bounds a message, and so the reassembly buffer.
+	DefaultMaxMessage = 256 << 20
+	// MaxMaxMessage is the largest MaxMessage accepted.
+	MaxMaxMessage = 16 << 30
+	// DefaultAckTimeout is the first retransmission timeout of a channel;
+	// it doubles on every timeout without progress up to MaxBackoff.
+	DefaultAckTimeout = 200 * time.Millisecond
+	// DefaultMaxBackoff caps the retransmission and probe timeout.
+	DefaultMaxBackoff = 2 * time.Second
+	// DefaultAckDelay is how long a receiver may sit on an ack that is not
+	// urgent (no gap, less than 1/16 of the window unacknowledged or
+	// uncredited), so that small messages do not cost one ack each.
+	DefaultAckDelay = time.Millisecond
+	// DefaultFlushTimeout bounds Open's and Reset's Flush when their
+	// context has no deadline.
+	DefaultFlushTimeout = 10 * time.Second
+	// minFrame is the smallest usable frame: the data header plus 8 bytes.
+	minFrame = dataHdrLen + 8
+)
+
+// ErrInvalidOptions is wrapped by every error Open returns for bad Options.
+var ErrInvalidOptions = errors.New("transport: invalid options")
+
+// Options configure an Endpoint. Window and MaxMessage must be the same on
+// every rank of a job: a sender assumes the receiver's window, and a
+// receiver rejects messages over its own MaxMessage.
+type Options struct {
+	// Job names the job; it must match [A-Za-z0-9._-]{1,64}.
+	Job string
+	// Self is this rank.
+	Self int
+	// Peers are the declared peers: a channel exists in both directions
+	// with each. Self may be listed (it is ignored: the self-channel always
+	// exists). Enqueue/Acquire to any other rank fail with ErrUnknownPeer,
+	// and frames from any other rank are malformed.
+	Peers []int
+	// G is the incarnation to start in, >= 1.
+	G uint64
+
+	// Window is the credit window of each channel in message bytes
+	// (default DefaultWindow).
+	Window int
+	// MaxMessage bounds a message's length (default DefaultMaxMessage, at
+	// most MaxMaxMessage).
+	MaxMessage int
+	// MaxFrame caps a frame's size; 0 or anything above the server's max
+	// payload (nc.MaxPayload(), read at Open) means the server's max
+	// payload. At least 64 bytes.
+	MaxFrame int
+	// AckTimeout is the initial retransmission timeout (default
+	// DefaultAckTimeout).
+	AckTimeout time.Duration
+	// MaxBackoff caps the exponential backoff of retransmissions and probes
+	// (default DefaultMaxBackoff, at least AckTimeout).
+	MaxBackoff time.Duration
+	// AckDelay is how long a non-urgent ack may wait (default DefaultAckDelay).
+	AckDelay time.Duration
+	// PendingBytesLimit overrides the NATS client's pending-bytes limit of
+	// the data subscription. 0 derives it: 2 x in-degree x (Window + one
+	// frame), at least 8 MiB. The message-count limit is off (the byte limit
+	// bounds memory; frames of tiny messages would hit a count limit first).
+	PendingBytesLimit int
+
+	// Logger receives warnings (gaps, slow consumers, disconnects) and
+	// debug detail; nil discards.
+	Logger *slog.Logger
+	// Faults intercepts frames for fault-injection tests; nil in production.
+	Faults Faults
+}
+
+var jobRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// config is Options validated and completed with defaults.
+type config struct {
+	Options
+	peers []int // sorted, unique, without Self
+}
+
+func (o Options) normalize() (config, error) {
+	bad := func(format string, args ...any) (config, error) {
+		return config{}, fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, args...))
+	}
+	if !jobRE.MatchString(o.Job) {
+		return bad("Job %q does not match [A-Za-z0-9._-]{1,64}", o.Job)
+	}
+	if o.Self < 0 || o.Self > maxRankOnWire {
+		return bad("Self %d out of range", o.Self)
+	}
+	if o.G == 0 {
+		return bad("G must be >= 1")
+	}
+	c := config{Options: o}
+	seen := map[int]bool{}
+	for _, p := range o.Peers {
+		if p < 0 || p > maxRankOnWire {
+			return bad("peer %d out of range", p)
+		}
+		if seen[p] {
+			return bad("peer %d declared twice", p)
+		}
+		seen[p] = true
+		if p != o.Self {
+			c.peers = append(c.peers, p)
+		}
+	}
+	slices.Sort(c.peers)
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Window < 0 {
+		return bad("Window %d < 0", o.Window)
+	}
+	if c.MaxMessage == 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.MaxMessage < 0 || c.MaxMessage > MaxMaxMessage {
+		return bad("MaxMessage %d outside [1, %d]", o.MaxMessage, MaxMaxMessage)
+	}
+	if c.MaxFrame != 0 && c.MaxFrame < minFrame {
+		return bad("MaxFrame %d < %d", o.MaxFrame, minFrame)
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.AckTimeout)
+	}
+	if c.AckDelay == 0 {
+		c.AckDelay = DefaultAckDelay
+	}
+	if c.AckTimeout < 0 || c.MaxBackoff < c.AckTimeout || c.AckDelay < 0 {
+		return bad("timeouts must be positive and MaxBackoff >= AckTimeout (AckTimeout %v, MaxBackoff %v, AckDelay %v)",
+			c.AckTimeout, c.MaxBackoff, c.AckDelay)
+	}
+	if c.PendingBytesLimit < 0 {
+		return bad("PendingBytesLimit %d < 0", o.PendingBytesLimit)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// jobToken makes a subject token of a job name. Job names may contain '.',
+// the NATS token separator; '~' is not in the job alphabet, so replacing
+// '.' by '~' keeps distinct jobs on distinct subjects.
+func jobToken(job string) string { return strings.ReplaceAll(job, ".", "~") }
+
+// Subjects of incarnation g (job token J):
+//
+//	cp.J.g.d.<to>.<from>   data, probe and gone frames of channel from->to
+//	cp.J.g.a.<to>.<from>   acks from rank from to the sender rank to
+//
+// A rank subscribes to cp.J.g.d.<self>.* and cp.J.g.a.<self>.*.
+func dataSubject(job string, g uint64, to, from int) string {
+	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".d." + strconv.Itoa(to) + "." + strconv.Itoa(from)
+}
+
+func ackSubject(job string, g uint64, to, from int) string {
+	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".a." + strconv.Itoa(to) + "." + strconv.Itoa(from)
+}
+
+func dataWildcard(job string, g uint64, self int) string {
+	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".d." + strconv.Itoa(self) + ".*"
+}
+
+func ackWildcard(job string, g uint64, self int) string {
+	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".a." + strconv.Itoa(self) + ".*"
+}
