@@ -254,7 +254,11 @@ func BenchmarkBaselineZstdCLI(b *testing.B) {
 			}
 			out := filepath.Join(dir, "in.zst")
 			b.SetBytes(int64(size))
+			var ru0, ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru0)
+			n := 0
 			for b.Loop() {
+				n++
 				cmd := exec.Command(zstd, "-1", "-T2", "-q", "-f", in, "-o", out)
 				if msg, err := cmd.CombinedOutput(); err != nil {
 					b.Fatalf("zstd: %v: %s", err, msg)
@@ -267,6 +271,11 @@ func BenchmarkBaselineZstdCLI(b *testing.B) {
 					b.Fatal(err)
 				}
 				f.Close()
+			}
+			syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			if cpu > 0 {
+				b.ReportMetric(float64(size)*float64(n)/1e6/cpu.Seconds(), "MB/cpu-s")
 			}
 			fi, err := os.Stat(out)
 			if err != nil {

@@ -153,10 +153,12 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 		w := units[ui]
 		pack := keys[w.lo].pack
 		p, err := s.b.Open(ctx, pack)
-		var p0 backend.Reader = p
-		if err == nil {
-			defer p0.Close()
-		} else if !errors.Is(err, backend.ErrNotExist) {
+		switch {
+		case err == nil:
+			defer p.Close()
+		case errors.Is(err, backend.ErrNotExist):
+			p = nil // every chunk in it is reported missing below
+		default:
 			return err
 		}
 		for _, k := range keys[w.lo:w.hi] {
@@ -170,11 +172,11 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 			bad := func(err error) error {
 				return &CorruptError{Job: job, Epoch: u.epoch, Rank: u.rank, Buffer: u.label, Chunk: u.chunk, File: k.pack, Offset: k.off, Err: err}
 			}
-			if p0 == nil {
+			if p == nil {
 				cerr = bad(errors.New("pack missing"))
 			} else {
 				out := s.buf(raw)
-				cerr = s.readVerified(p0, c, 1, out, bad)
+				cerr = s.readVerified(p, c, 1, out, bad)
 				s.putBuf(out)
 				if cerr != nil && !errors.Is(cerr, ErrCorrupt) {
 					return cerr

@@ -30,9 +30,11 @@ var (
 // Handler receives what arrives. Both methods are called on one goroutine
 // owned by the Endpoint, one call at a time, in arrival order (messages of
 // one channel in channel order). They may take the caller's locks and call
-// Credit, Enqueue, Stats and Acquire-free methods of the Endpoint, but must
-// not block for long (a blocked Handler holds up every channel's delivery,
-// not the NATS client: frames keep being received, acknowledged and queued).
+// the Endpoint's Credit, Enqueue, Stats, G, Reset and Close, but not Acquire
+// (it may wait for credit only this goroutine could free), and must not
+// block for long: a blocked Handler holds up every channel's delivery,
+// though not the NATS client (frames keep being received, acknowledged and
+// queued, within the credit windows).
 type Handler interface {
 	// Deliver hands up message msg of channel from->Self, of incarnation g,
 	// exactly once and in channel order. msg belongs to the Handler from

@@ -260,9 +260,9 @@ func makeNet(b *testing.B, impl string, n int, peers func(int) []int, f onMsg) b
 	case "tcp":
 		return newTCPNet(b, n, peers, f)
 	case "nats":
-		return newNatsNet(b, benchServer(b), n, f, transport.DefaultWindow)
+		return newNatsNet(b, benchServer(b), n, f, benchWindow())
 	default:
-		return newTrNet(b, benchServer(b), n, peers, f, transport.DefaultWindow)
+		return newTrNet(b, benchServer(b), n, peers, f, benchWindow())
 	}
 }
 
@@ -423,6 +423,16 @@ func BenchmarkHalo(b *testing.B) {
 	}
 }
 
+// BENCH_WINDOW sets the window (bytes) of the transport and of the raw
+// NATS pacing; default transport.DefaultWindow.
+func benchWindow() int {
+	if n, _ := strconv.Atoi(os.Getenv("BENCH_WINDOW")); n > 0 {
+		return n
+	}
+	return transport.DefaultWindow
+}
+
+// BENCH_MAXFRAME caps the transport's frames (Options.MaxFrame).
 func benchMaxFrame() int {
 	n, _ := strconv.Atoi(os.Getenv("BENCH_MAXFRAME"))
 	return n

@@ -35,7 +35,7 @@ type Endpoint struct {
 	urgentBytes int   // unacknowledged or uncredited bytes that make an ack urgent
 	oooLimit    int   // bytes a receive channel may hold out of order
 	maxAhead    int64 // how far past the next expected seq a held frame may be
-	holdoff     int64 // ns: a fragment is not resent for a NACK within this time of its last send
+	holdoff     int64 // ns: a NACK-all (hello, reconnect of the peer) does not resend what was sent this recently
 	t0          time.Time
 
 	resetMu sync.Mutex // serializes Reset and Close
@@ -62,13 +62,12 @@ type Endpoint struct {
 	dataSub   *nats.Subscription
 	ackSub    *nats.Subscription
 
-	wkick     chan struct{}
-	dkick     chan struct{}
-	stop      chan struct{}
-	delivDone chan struct{}
-	wg        sync.WaitGroup
-	ackTimer  *time.Timer
-	statusCh  chan nats.Status
+	wkick    chan struct{}
+	dkick    chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ackTimer *time.Timer
+	statusCh chan nats.Status
 
 	st counters
 }
@@ -244,7 +243,6 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) *Endpoint {
 		wkick:       make(chan struct{}, 1),
 		dkick:       make(chan struct{}, 1),
 		stop:        make(chan struct{}),
-		delivDone:   make(chan struct{}),
 	}
 	e.maxAhead = int64(e.oooLimit / dataHdrLen)
 	e.pendBytes = cfg.PendingBytesLimit
@@ -315,8 +313,8 @@ func newSession() uint64 {
 
 func (e *Endpoint) now() int64 { return int64(time.Since(e.t0)) }
 
-// subscribe makes the subscriptions of incarnation g, flushes, and then
-// drops those of the previous incarnation.
+// subscribe makes the subscriptions of incarnation g, drops those of the
+// previous incarnation, and flushes.
 func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
 	ds, err := e.nc.Subscribe(dataWildcard(e.job, g, e.self), e.onData)
 	if err != nil {
@@ -706,7 +704,6 @@ func (e *Endpoint) emitLocked(ev Event, limited bool) {
 
 // deliverLoop is the one goroutine that calls the Handler.
 func (e *Endpoint) deliverLoop() {
-	defer close(e.delivDone)
 	for {
 		select {
 		case <-e.stop:

@@ -24,7 +24,7 @@ const (
 	MaxMaxMessage = 16 << 30
 	// DefaultAckTimeout is the first retransmission timeout of a channel;
 	// it doubles on every timeout without progress up to MaxBackoff.
-	DefaultAckTimeout = 100 * time.Millisecond
+	DefaultAckTimeout = 200 * time.Millisecond
 	// DefaultMaxBackoff caps the retransmission and probe timeout.
 	DefaultMaxBackoff = 2 * time.Second
 	// DefaultAckDelay is how long a receiver may sit on an ack that is not
