@@ -1,0 +1,109 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cutpoint/cutpoint/internal/wire"
+)
+
+// ErrConfig wraps every configuration error New returns.
+var ErrConfig = errors.New("coordinator: invalid configuration")
+
+// Config configures a Coordinator. Durations are plain values; the machine
+// reads no clock (the driver passes instants to Tick).
+type Config struct {
+	Job   string
+	World int
+	// HeartbeatInterval of the ranks' Status messages, and of the
+	// coordinator's Beat broadcast. Required.
+	HeartbeatInterval time.Duration
+	// FailureTimeout: a running rank not heard from for this long is lost.
+	// Default 5 heartbeats.
+	FailureTimeout time.Duration
+	// StartTimeout: after a launch or rollback, every rank must be Ready(g)
+	// within this; after a coordinator restart, every rank must be heard
+	// within this. Default 60s.
+	StartTimeout time.Duration
+	// CutInterval starts a cut this long after the previous commit (or
+	// start); 0 disables. CutEverySteps starts one every that many steps;
+	// 0 disables. Both may be set.
+	CutInterval   time.Duration
+	CutEverySteps int64
+	// EpochTimeout aborts an epoch that has not committed after this long.
+	// Default 20 heartbeats.
+	EpochTimeout time.Duration
+	// RequestLatency (L) estimates how long a Cut takes to reach the ranks;
+	// used in the margin S = max step + ceil(r_max*(L+H)) + 2. Default one
+	// heartbeat.
+	RequestLatency time.Duration
+	// MaxMarginFactor caps the doubling of the margin after `late` aborts.
+	// Default 64.
+	MaxMarginFactor int
+	// MaxBlockedAborts (K): after K consecutive aborts blocked on the same
+	// channel, cutting stops and the job is told loudly (R7). Default 5.
+	MaxBlockedAborts int
+	// Keep is the number of committed cuts a GC keeps. Default 2.
+	Keep int
+	// EpochBlock is how many epoch ids one job record write reserves.
+	// Default 1024.
+	EpochBlock uint64
+	// MaxRecoveries: more recoveries than this without a commit in between
+	// fail the job. Default 10.
+	MaxRecoveries int
+	// ProgressTimeout: a running rank whose step does not advance for this
+	// long is lost (heartbeats prove liveness, this proves progress); 0
+	// disables.
+	ProgressTimeout time.Duration
+}
+
+func (cfg *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if !wire.ValidJobName(cfg.Job) {
+		return bad("job name %q is not [A-Za-z0-9._-]{1,64}", cfg.Job)
+	}
+	if cfg.World < 1 || cfg.World > wire.MaxWorld {
+		return bad("world %d out of 1..%d", cfg.World, wire.MaxWorld)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		return bad("heartbeat interval %v", cfg.HeartbeatInterval)
+	}
+	for name, d := range map[string]time.Duration{"failure timeout": cfg.FailureTimeout, "start timeout": cfg.StartTimeout,
+		"cut interval": cfg.CutInterval, "epoch timeout": cfg.EpochTimeout, "request latency": cfg.RequestLatency,
+		"progress timeout": cfg.ProgressTimeout} {
+		if d < 0 {
+			return bad("%s %v < 0", name, d)
+		}
+	}
+	if cfg.CutEverySteps < 0 || cfg.MaxMarginFactor < 0 || cfg.MaxBlockedAborts < 0 || cfg.Keep < 0 || cfg.MaxRecoveries < 0 {
+		return bad("negative count")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.FailureTimeout, 5*cfg.HeartbeatInterval)
+	def(&cfg.StartTimeout, 60*time.Second)
+	def(&cfg.EpochTimeout, 20*cfg.HeartbeatInterval)
+	def(&cfg.RequestLatency, cfg.HeartbeatInterval)
+	if cfg.MaxMarginFactor == 0 {
+		cfg.MaxMarginFactor = 64
+	}
+	if cfg.MaxBlockedAborts == 0 {
+		cfg.MaxBlockedAborts = 5
+	}
+	if cfg.Keep == 0 {
+		cfg.Keep = 2
+	}
+	if cfg.EpochBlock == 0 {
+		cfg.EpochBlock = 1024
+	}
+	if cfg.MaxRecoveries == 0 {
+		cfg.MaxRecoveries = 10
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Package coordinator is cutpoint's coordinator as a pure state machine:
+// membership, failure detection, cut scheduling, commit and abort, recovery
+// decisions and the rebuild after its own restart. It reads no clock,
+// starts no goroutine, touches no socket or file and draws no random
+// number. Package coordinator/driver binds it to NATS, timers, the store
+// and the launcher; coordinator/sim drives it in a deterministic
+// simulation, which is also the reference for how a driver executes it.
+//
+// # Inputs
+//
+//	New(cfg, Start{Mode, Now, Record, Committed, Generation})
+//	Receive(bytes)                   a rank's message (Status, ShardReport, EpochAbort, Alarm)
+//	RankExited(rank, spawn, code)    the launcher saw a process exit
+//	Tick(now)                        time passes (call it every few ms)
+//	RequestCut(final)                on demand; final: preemption
+//	StopNow(reason)                  the preemption grace ran out
+//	JobRecordWritten(seq) / JobRecordFailed(seq, err)
+//	ManifestCommitted(epoch) / ManifestFailed(epoch, err)
+//
+// # The Ready loop
+//
+// After every input the driver takes Ready(), calls Advance(), and executes
+// the fields in this order:
+//
+//  1. JobRecord: write it durably (temp file, fsync, rename, fsync the
+//     directory), then call JobRecordWritten(Seq) before executing the
+//     rest of the Ready. The coordinator never puts anything that depends
+//     on the record into the same Ready: a new incarnation's Kill, Spawn
+//     and Rollback, the Go after a recovery, and the first epoch of a new
+//     id block all wait for the acknowledgement (R15: persist before
+//     broadcast). A failed write: JobRecordFailed; the job fails.
+//  2. Kill: kill each process and wait until it is gone, including one the
+//     launcher is still starting, before any Spawn (R13). Spawn 0 means
+//     whatever process of that rank may run.
+//  3. Spawn: start each rank process at incarnation G (also its spawn id)
+//     restoring cut Epoch at Step (Epoch 0: from step 0). Report every
+//     exit with RankExited(rank, G, code).
+//  4. Messages: publish in order; To is a rank (its control subject,
+//     which every process of that rank listens on) or Broadcast.
+//  5. Commit: write the manifest (temp, fsync, rename, fsync dir: the
+//     rename is the commit) and report ManifestCommitted or
+//     ManifestFailed. It may run in the background; the coordinator waits.
+//  6. GC: keep the newest Keep cuts and the Pins; background.
+//  7. Events: log them (Loud ones at error level) and count them.
+//  8. Outcome: the job is over: after the Messages (a Stop broadcast) the
+//     driver stops the launcher's processes and exits with Outcome.Code
+//     (0 finished, 1 failed, 5 stopped after a final cut, 6 without).
+//
+// Generation: before New, the driver claims the next coordinator generation
+// in the store by exclusive create and passes it in Start.Generation.
+package coordinator
