@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
 
 all: build
 
@@ -84,6 +84,12 @@ demo: build
 bench: build
 	$(BIN)/cutpoint bench --out bench-results
 
+# The protocol simulation alone: 2,000 seeds and the scenario scripts (also
+# part of `unit` and `race`). A failing seed prints its reproduction command.
+sim:
+	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./coordinator/sim
+
+# 100,000 simulation seeds (and 300 with up to 1024 ranks).
 soak:
 	$(GO) test -count=1 -timeout 120m -run 'Soak' -tags soak ./coordinator/... ./rank/...
 
@@ -104,6 +110,10 @@ fuzz-ckpt:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 	  done; \
 	done
+
+# The coordinator's cost per epoch and per heartbeat round up to 65,536 ranks.
+bench-coordinator:
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkCoordinator -benchtime 10x ./coordinator
 
 clean:
 	rm -rf $(BIN) bench-results demo-store

@@ -25,5 +25,8 @@
 //   - epoch ids strictly increase over the whole run, coordinator restarts
 //     included (R3); a rank is never spawned while a process of it is
 //     alive (R13); no data frame reaches a rank at an incarnation it has
-//     not started (R12); GC never removes a cut that is later restored.
+//     not started (R12); a Ready holding a job record holds nothing that
+//     depends on it, and nothing of an incarnation leaves the coordinator
+//     before its record is durable (R15); GC never removes a cut that is
+//     later restored; at the end every channel's credit window balances.
 package sim

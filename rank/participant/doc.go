@@ -28,10 +28,14 @@
 //     released. This is what makes capture and marker emission atomic with
 //     respect to Send (R2): a marker is enqueued behind every data frame
 //     sent before the capture and ahead of every frame sent after it. Data
-//     frames were paid for by Acquire(to, wire.DataHeaderLen+len(payload))
-//     before Send (without the lock); markers are enqueued without credit.
-//  2. Credits: transport.Credit(From, Bytes). A held message is credited on
-//     arrival (R8), any other when the job consumes it.
+//     frames were waited for with Acquire(to, wire.DataHeaderLen+len(payload))
+//     before Send (without the lock); markers are enqueued without waiting.
+//     The self-channel never reaches the transport (R9): no Acquire, no
+//     Enqueue for it.
+//  2. Credits: transport.Credit(From, Bytes). Every frame of the current
+//     incarnation is credited exactly once: a marker and a held message
+//     on arrival (R8), any other when the job consumes it; a frame of
+//     another incarnation never.
 //  3. Deliverable, Started: wake a Recv waiting on one of those channels, or
 //     a job waiting for Go; it calls Recv/Send/SafePoint again.
 //  4. Control: publish to the coordinator (at most once is fine: whatever

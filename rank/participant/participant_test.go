@@ -321,3 +321,22 @@ func TestHeldCreditedOnArrival(t *testing.T) {
 		t.Fatalf("held message credited twice: %+v, %d uncredited", c, p.Uncredited(0))
 	}
 }
+
+// TestLateWhenLearned is R6: a rank already at S when it learns of the cut
+// answers late at once and never holds for it (a marker of that epoch
+// does not make later messages held).
+func TestLateWhenLearned(t *testing.T) {
+	p := started(t, cfg(1, 0))
+	p.SafePoint(1, 0)
+	p.SafePoint(2, 0)
+	p.Advance()
+	p.Deliver(0, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 4, Step: 2}))
+	if got := strings.Join(controlKinds(t, p.Ready()), " "); got != "abort:late" {
+		t.Fatalf("control: %s", got)
+	}
+	p.Advance()
+	p.Deliver(0, wire.AppendData(nil, wire.Data{G: 1, Seq: 1, Step: 2, Payload: []byte("x")}))
+	if b, ok, _ := p.Recv(0); !ok || string(b) != "x" {
+		t.Fatalf("message after the marker of a late epoch held: %q %v", b, ok)
+	}
+}

@@ -117,7 +117,6 @@ const (
 	EvCommitted                         // epoch committed
 	EvAlignment                         // R7 violation (first one only)
 	EvChannelFault                      // lost, duplicated or malformed frame
-	EvStale                             // frame or control message of another incarnation dropped
 	EvProtocol                          // a peer or the coordinator broke the protocol; ignored
 )
 
@@ -133,7 +132,7 @@ type Event struct {
 func (e Event) String() string {
 	names := map[EventKind]string{EvEpoch: "epoch", EvCaptured: "captured", EvSealed: "sealed", EvReported: "reported",
 		EvAborted: "aborted", EvCommitted: "committed", EvAlignment: "alignment", EvChannelFault: "channel-fault",
-		EvStale: "stale", EvProtocol: "protocol"}
+		EvProtocol: "protocol"}
 	s := fmt.Sprintf("%s e=%d", names[e.Kind], e.Epoch)
 	if e.Reason != wire.ReasonNone {
 		s += " reason=" + e.Reason.String()
