@@ -75,7 +75,9 @@ type Options struct {
 	// is durable: the classic blocking coordinated checkpoint, for
 	// comparison in benchmarks.
 	StopTheWorld bool
-	Logger       *slog.Logger
+	// Fault is a fault-injection spec (see EnvFault); empty in production.
+	Fault  string
+	Logger *slog.Logger
 }
 
 // DefaultHeartbeatInterval is the rank's and the coordinator's default.
@@ -129,6 +131,7 @@ func OptionsFromEnv() (Options, error) {
 		o.HeartbeatInterval = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	o.Fault = str(EnvFault)
 	if err := errors.Join(errs...); err != nil {
 		return o, err
 	}

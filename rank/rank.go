@@ -98,6 +98,7 @@ type Rank struct {
 	initial [][]byte
 	closed  bool
 	stats   Stats
+	faults  *faults
 }
 
 // Stats count what a rank did, for logs and benchmarks.
@@ -131,9 +132,9 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		return nil, err
 	}
 	log := o.Logger.With("rank", o.Rank)
-	store, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, Workers: o.WriterWorkers, Logger: log})
+	store, err := openStore(ctx, o, log)
 	if err != nil {
-		return nil, fmt.Errorf("rank %d: store %s: %w", o.Rank, o.Store, err)
+		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
 		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log,
@@ -142,7 +143,13 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		store.Close()
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
-	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}}
+	flt, err := parseFaults(o.Fault, o.Rank, o.Spawn)
+	if err != nil {
+		nc.Close()
+		store.Close()
+		return nil, err
+	}
+	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
 	r.peers = o.Peers
 	if r.peers == nil {
@@ -159,6 +166,25 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	slices.Sort(r.peers)
 	r.peers = slices.Compact(r.peers)
 	return r, nil
+}
+
+// storeWait bounds how long a rank waits for its coordinator to create the
+// store: ranks launched on their own (srun, a test) may start first.
+const storeWait = 30 * time.Second
+
+func openStore(ctx context.Context, o Options, log *slog.Logger) (*ckpt.Store, error) {
+	deadline := time.Now().Add(storeWait)
+	for {
+		s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, Workers: o.WriterWorkers, Logger: log})
+		if err == nil || !errors.Is(err, ckpt.ErrNoStore) || time.Now().After(deadline) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // ID is this rank's number.
@@ -500,6 +526,7 @@ func (r *Rank) capture(e uint64, step int64) *shardWriter {
 			return nil
 		}
 		snaps = append(snaps, capturedBuffer{p: p, snap: s})
+		r.faults.hit("capture")
 	}
 	r.stats.Captures++
 	r.stats.CaptureTime += time.Since(t)

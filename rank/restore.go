@@ -40,6 +40,7 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q has %d bytes in the cut, %d in the job (different sizes?)", r.o.Rank, epoch, p.name, n, b.Len())
 		}
 		delete(stored, p.name)
+		r.faults.hit("restore")
 		if h, ok := b.(*kernels.HostBuffer); ok {
 			// Host memory: decompress straight into the job's buffer.
 			err = sr.ReadBuffer(ctx, p.name, h.Bytes())

@@ -73,6 +73,7 @@ func (r *Rank) runWriter(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedBu
 		r.process()
 		return
 	}
+	r.faults.hit("durable")
 	r.stats.ShardsWritten++
 	r.stats.ShardBytes += ref.RawBytes
 	r.stats.ShardStored += ref.NewBytes
@@ -81,6 +82,10 @@ func (r *Rank) runWriter(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedBu
 		r.log.Debug("shard report refused", "epoch", w.epoch, "err", err)
 	}
 	r.process()
+	if r.faults != nil {
+		_ = r.nc.Flush() // let the report leave before the fault point
+		r.faults.hit("reported")
+	}
 }
 
 // writeShard streams the snapshots into a new shard, waits for the seal,
@@ -105,6 +110,7 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 		if err := sw.AddBuffer(w.ctx, c.p.name, c.snap); err != nil {
 			return ref, fmt.Errorf("buffer %q: %w", c.p.name, err)
 		}
+		r.faults.hit("write")
 		if r.captureOptions(c.p).Incremental {
 			if h, err := c.snap.Hashes(w.ctx); err == nil {
 				r.mu.Lock()

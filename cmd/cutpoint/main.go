@@ -17,8 +17,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 )
 
 func main() {
@@ -26,11 +24,10 @@ func main() {
 }
 
 func run(args []string) int {
-	// Commands that want signals (run, coordinator) install their own
-	// handlers; this context only covers the rest.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+	// No signal handling here: run and coordinator turn SIGTERM into a
+	// final cut, nats into a clean shutdown; every other command is safe
+	// to kill at any point.
+	ctx := context.Background()
 	g := &GlobalOptions{Stdout: os.Stdout, Stderr: os.Stderr}
 	root := newRootCommand(g)
 	root.SetArgs(args)

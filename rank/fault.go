@@ -1,0 +1,79 @@
+package rank
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// EnvFault injects faults for tests and demos: a comma-separated list of
+// RANK:POINT[:N] kills rank RANK with SIGKILL (a real, uncatchable kill of
+// its own process) the N-th time (default 1) it passes POINT, in the process
+// the launcher started first (spawn 1; a replacement runs clean). Points:
+//
+//	capture   in the middle of capturing the protected buffers
+//	write     in the middle of writing a shard (after its first buffer)
+//	durable   after a shard is durable, before it is reported
+//	reported  after the shard report went out, before the commit is known
+//	restore   in the middle of restoring a cut
+const EnvFault = "CUTPOINT_FAULT"
+
+// faults counts passes through fault points (nil: none configured).
+type faults struct {
+	at    map[string]int // point -> pass that kills
+	count map[string]int
+}
+
+func parseFaults(spec string, rank int, spawn uint64) (*faults, error) {
+	if spec == "" || spawn > 1 {
+		return nil, nil
+	}
+	f := &faults{at: map[string]int{}, count: map[string]int{}}
+	for _, item := range strings.Split(spec, ",") {
+		parts := strings.Split(strings.TrimSpace(item), ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("%s=%q: want RANK:POINT[:N]", EnvFault, spec)
+		}
+		r, err := strconv.Atoi(parts[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: rank %q", EnvFault, spec, parts[0])
+		}
+		switch parts[1] {
+		case "capture", "write", "durable", "reported", "restore":
+		default:
+			return nil, fmt.Errorf("%s=%q: unknown point %q", EnvFault, spec, parts[1])
+		}
+		n := 1
+		if len(parts) == 3 {
+			if n, err = strconv.Atoi(parts[2]); err != nil || n < 1 {
+				return nil, fmt.Errorf("%s=%q: count %q", EnvFault, spec, parts[2])
+			}
+		}
+		if r == rank {
+			f.at[parts[1]] = n
+		}
+	}
+	if len(f.at) == 0 {
+		return nil, nil
+	}
+	return f, nil
+}
+
+// hit kills the process when point is reached for the configured time.
+func (f *faults) hit(point string) {
+	if f == nil {
+		return
+	}
+	n, ok := f.at[point]
+	if !ok {
+		return
+	}
+	f.count[point]++
+	if f.count[point] == n {
+		fmt.Fprintf(os.Stderr, "fault injection: SIGKILL at %s #%d\n", point, n)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+}
