@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
 
 all: build
 
@@ -57,7 +57,11 @@ ptx:
 deps:
 	scripts/deps.sh
 
-test: deps lint unit race
+# test is what CI runs (.ci/run): lint, every package's tests (the protocol
+# simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
+# and storage packages again under the race detector, the CUDA build checked
+# without a GPU, and bounded soaks.
+test: deps lint unit race cuda-check soak-ci
 	@echo "make test: all checks passed"
 
 unit:
@@ -89,15 +93,35 @@ bench: build
 sim:
 	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./coordinator/sim
 
-# 100,000 simulation seeds (and 300 with up to 1024 ranks).
+# soak: 100,000 simulation seeds (and 300 with up to 1024 ranks), the
+# transport under every fault at once (CUTPOINT_SOAK_DURATION, default in the
+# test), and 50 end-to-end jobs with random SIGKILLs (CUTPOINT_E2E_ROUNDS).
 soak:
-	$(GO) test -count=1 -timeout 120m -run 'Soak' -tags soak ./coordinator/... ./rank/...
+	$(GO) test -count=1 -timeout 180m -run 'Soak' -tags soak ./coordinator/... ./rank/... ./cmd/cutpoint
+
+# soak-ci: the same soaks with bounded counts, for CI.
+SOAK_CI_SEEDS ?= 5000
+soak-ci:
+	$(GO) test -count=1 -timeout 30m -run 'Soak' -tags soak ./coordinator/sim -first=2001 -seeds=$(SOAK_CI_SEEDS) -large-seeds=20
+	CUTPOINT_SOAK_DURATION=20s $(GO) test -count=1 -timeout 10m -run 'Soak' -tags soak ./rank/transport
+	CUTPOINT_E2E_ROUNDS=8 $(GO) test -count=1 -timeout 20m -run 'Soak' -tags soak ./cmd/cutpoint
 
 # Storage-engine benchmarks (docs/benchmarks.md, "Storage engine"): 1 GiB per
 # data set for the record; BENCH_SIZE=33554432 for a quick look.
 BENCH_SIZE ?= 1073741824
 bench-ckpt:
 	CUTPOINT_BENCH_SIZE=$(BENCH_SIZE) $(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./ckpt
+
+# fuzz: a short run of every fuzz target (FUZZTIME each); the seed corpora
+# under testdata/fuzz also run in `make unit`.
+FUZZ_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle ./internal/wire ./rank/transport ./rank/participant ./coordinator
+fuzz:
+	@for p in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "fuzz $$p $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+	  done; \
+	done
 
 # Short fuzzing of every storage-engine decoder and of the shuffle kernels,
 # FUZZTIME per target; the seed corpora under testdata/fuzz run in `make unit`.
