@@ -485,3 +485,26 @@ func listTree(dir string) string {
 	})
 	return b.String()
 }
+
+// TestRunUserExecutable launches a job that is not cutpoint itself (the
+// ring example, built here) and kills one of its ranks.
+func TestRunUserExecutable(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ring")
+	build := exec.Command("go", "build", "-o", bin, "github.com/cutpoint/cutpoint/rank/examples/ring")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the ring example: %v\n%s", err, out)
+	}
+	base := []string{"--ranks", "3", "--heartbeat-interval", "100ms", "--interval", "0"}
+	plain := runOK(t, nil, append(append([]string{"run", "--store", filepath.Join(t.TempDir(), "s")}, base...), "--", bin)...)
+	store := filepath.Join(t.TempDir(), "store")
+	hurt := runOK(t, nil, append(append([]string{"run", "--store", store, "--every-steps", "400", "--kill", "1@6000"}, base...), "--", bin)...)
+	if plain.stdout != hurt.stdout || !strings.HasPrefix(plain.stdout, "result ") {
+		t.Fatalf("ring results differ: %q vs %q", plain.stdout, hurt.stdout)
+	}
+	if !strings.Contains(hurt.stderr, "recovery-finished") {
+		t.Fatalf("no recovery:\n%s", tail(hurt.stderr, 30))
+	}
+	if cuts := committed(t, store, "ring"); len(cuts) == 0 {
+		t.Fatal("no cut of job \"ring\" (named after the executable)")
+	}
+}
