@@ -53,7 +53,7 @@ if [[ -x $cp_bin ]] && "$cp_bin" run --help 2>/dev/null | grep -q -- '--device';
   for dev in cuda cpu; do
     store=$(mktemp -d)
     note "heat2d end to end on $dev"
-    if "$cp_bin" run --device "$dev" --ranks 2 --steps 300 --size 512 --every-steps 50 --store "$store" --job gpu-e2e >"$out/e2e-$dev.log" 2>&1; then
+    if "$cp_bin" run --device "$dev" --ranks 2 --steps 3000 --size 512 --every-steps 200 --interval 0 --kill 1@1500 --store "$store" --job gpu-e2e >"$out/e2e-$dev.log" 2>&1; then
       tail -n 1 "$out/e2e-$dev.log" >"$out/e2e-$dev.result"
     else
       note "e2e on $dev: FAIL (see e2e-$dev.log)"
