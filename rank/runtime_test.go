@@ -39,8 +39,6 @@ type goSpawner struct {
 
 	mu    sync.Mutex
 	procs map[int]*goProc
-	// onStep lets a test kill a rank at a step.
-	killAt map[int]int64
 }
 
 type goProc struct {

@@ -508,3 +508,46 @@ func TestRunUserExecutable(t *testing.T) {
 		t.Fatal("no cut of job \"ring\" (named after the executable)")
 	}
 }
+
+// TestStoreCommandsOnARealRun: ls, inspect, verify and gc behave as the
+// contract says on a store written by `cutpoint run`.
+func TestStoreCommandsOnARealRun(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	runOK(t, nil, append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "40", "--keep", "3"}, job...)...)
+	cuts := committed(t, store, "heat2d")
+	if len(cuts) < 2 {
+		t.Fatalf("want >= 2 committed cuts, have %d", len(cuts))
+	}
+	out, errs, code := runCLI(t, "ls", "--store", store, "--job", "heat2d")
+	if code != 0 {
+		t.Fatalf("ls: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(cuts)+1 {
+		t.Fatalf("ls printed %d lines for %d cuts:\n%s", len(lines), len(cuts), out)
+	}
+	for i, c := range cuts {
+		f := strings.Fields(lines[i+1])
+		if f[0] != fmt.Sprint(c.Epoch) || f[1] != fmt.Sprint(c.Step) || f[2] != "4" {
+			t.Fatalf("ls line %q: want epoch %d step %d ranks 4", lines[i+1], c.Epoch, c.Step)
+		}
+	}
+	last := cuts[len(cuts)-1]
+	out, errs, code = runCLI(t, "inspect", "--store", store, "--job", "heat2d", "--cut", fmt.Sprint(last.Epoch))
+	if code != 0 || !strings.Contains(out, "u") {
+		t.Fatalf("inspect: exit %d\n%s%s", code, out, errs)
+	}
+	verifyStore(t, store)
+	if _, errs, code = runCLI(t, "gc", "--store", store, "--job", "heat2d", "--keep", "1"); code != 0 {
+		t.Fatalf("gc: exit %d: %s", code, errs)
+	}
+	if n := len(committed(t, store, "heat2d")); n != 1 {
+		t.Fatalf("after gc --keep 1: %d cuts", n)
+	}
+	verifyStore(t, store)
+	// The cut left restores: resume the finished job from it and compare.
+	r := runOK(t, nil, append([]string{"run", "--store", store, "--interval", "0", "--restore"}, job...)...)
+	if got, want := r.digest(t), reference(t); got != want {
+		t.Fatalf("restore after gc: digest %s, want %s", got, want)
+	}
+}
