@@ -13,7 +13,8 @@ import (
 // its own process) the N-th time (default 1) it passes POINT, in the process
 // the launcher started first (spawn 1; a replacement runs clean). Points:
 //
-//	capture   in the middle of capturing the protected buffers
+//	capture   during a capture: after the first buffer is copied, before the
+//	          markers go out
 //	write     in the middle of writing a shard (after its first buffer)
 //	durable   after a shard is durable, before it is reported
 //	reported  after the shard report went out, before the commit is known
