@@ -10,11 +10,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -289,7 +293,13 @@ func TestSignals(t *testing.T) {
 	want := reference(t)
 	store := filepath.Join(t.TempDir(), "store")
 	long := job
-	args := append([]string{"run", "--store", store, "--interval", "0"}, long...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	args := append([]string{"run", "--store", store, "--interval", "0", "--metrics", metricsAddr}, long...)
 	cmd := cutpoint(t, nil, args...)
 	var errb, outb syncBuf
 	cmd.Stderr, cmd.Stdout = &errb, &outb
@@ -300,6 +310,21 @@ func TestSignals(t *testing.T) {
 	waitLog(t, &errb, "job-running")
 	syscall.Kill(cmd.Process.Pid, syscall.SIGUSR1)
 	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	// The coordinator's Prometheus metrics count the cut (once the
+	// driver has seen the manifest land, a moment after the rename).
+	counted := regexp.MustCompile(`(?m)^cutpoint_cuts_committed_total [1-9]`)
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); !counted.Match(body); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics do not count the committed cut:\n%s", body)
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
 	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != exitStoppedCut {
