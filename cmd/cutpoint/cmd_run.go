@@ -114,6 +114,10 @@ type jobRun struct {
 }
 
 func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
+	// SIGTERM and SIGINT are this command's own (signalRequests: a final
+	// cut, then a stop); the root context, which the same signals cancel,
+	// must not stop the job before that cut.
+	ctx = context.WithoutCancel(ctx)
 	o := &j.job
 	if err := o.check(); err != nil {
 		return usageError(err)
