@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
+.PHONY: slurm-test all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
 
 all: build
 
@@ -114,6 +114,12 @@ fuzz-ckpt:
 # The coordinator's cost per epoch and per heartbeat round up to 65,536 ranks.
 bench-coordinator:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkCoordinator -benchtime 10x ./coordinator
+
+# The Slurm integration against real daemons on localhost (as root: it
+# installs and starts munged, slurmctld and slurmd; slurm/ci/start-slurm.sh),
+# a few minutes; slurm/test.sh lists the cases.
+slurm-test:
+	bash slurm/test.sh
 
 clean:
 	rm -rf $(BIN) bench-results demo-store

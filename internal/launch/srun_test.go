@@ -194,9 +194,9 @@ func TestSrunInAllocation(t *testing.T) {
 	if e := next(); e.Rank != 1 || e.Spawn != 2 || e.Code != 7 {
 		t.Errorf("single step exit %+v", e)
 	}
-	if !strings.Contains(out.String(), "[rank 1] r=1 p=0 b=b x=x\n") {
-		t.Errorf("single step output:\n%s", out.String())
-	}
+	// srun may report a task's exit before it forwarded the task's last
+	// output lines.
+	waitOutput(t, &out, "[rank 1] r=1 p=0 b=b x=x\n")
 
 	// Kill one task of a running world step (by pid on its node), then a
 	// rank running as its own step (scancel of the step).
@@ -269,4 +269,14 @@ func waitStarted(t *testing.T, s *Srun, ranks ...int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("ranks %v did not start", ranks)
+}
+
+func waitOutput(t *testing.T, out *buf, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(out.String(), want) {
+			return
+		}
+	}
+	t.Errorf("no %q in the output:\n%s", want, out.String())
 }
