@@ -89,7 +89,9 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 		if o.Ranks > tasks {
 			return usageError(fmt.Errorf("--ranks %d but the allocation has %d tasks (SLURM_NTASKS): submit with sbatch -n %d", o.Ranks, tasks, o.Ranks))
 		}
-		if o.Job == "" && len(args) == 0 {
+		// Stable across requeues, new for every submission: a job of the
+		// same executable submitted again must not restore this one.
+		if o.Job == "" {
 			o.Job = "slurm-" + os.Getenv("SLURM_JOB_ID")
 		}
 	}
