@@ -13,17 +13,20 @@
 #   hang      one rank task SIGSTOPped: found silent, killed, recovered
 #   bad       no CUTPOINT_STORE, a missing one, a read-only one, too few
 #             tasks for the store's job: FAILED at once, nothing requeued
+#   nodeloss  on a two-node cluster (two slurmd on this host), the node
+#             that is not the batch host dies (its slurmd, step daemons and
+#             ranks SIGKILLed): its ranks come back on the other node
 #   timelimit (not by default: 3 to 5 minutes) --time=2 --signal=B:USR1@60:
 #             the warning before the time limit requeues the job
 #
-# Env: SLURM_TEST_CASES (default "spawner plain usr1 kill hang bad"),
-#      SLURM_TEST_STEPS / SLURM_TEST_SIZE (heat2d job, default 30000 / 128),
+# Env: SLURM_TEST_CASES (default "spawner plain usr1 kill hang bad nodeloss"),
+#      SLURM_TEST_STEPS / SLURM_TEST_SIZE (heat2d job, default 20000 / 128),
 #      SLURM_TEST_KEEP=1 keeps the work directory and the cluster.
 set -euo pipefail
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CASES=${SLURM_TEST_CASES:-spawner plain usr1 kill hang bad}
-STEPS=${SLURM_TEST_STEPS:-30000}
+CASES=${SLURM_TEST_CASES:-spawner plain usr1 kill hang bad nodeloss}
+STEPS=${SLURM_TEST_STEPS:-20000}
 SIZE=${SLURM_TEST_SIZE:-128}
 RANKS=4
 JOBFLAGS=(--steps "$STEPS" --size "$SIZE" --interval 1s)
@@ -132,7 +135,7 @@ bash "$ROOT/slurm/ci/stop-slurm.sh" --purge >/dev/null
 bash "$ROOT/slurm/ci/start-slurm.sh"
 
 has() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
-if has plain || has usr1 || has kill || has hang; then
+if has plain || has usr1 || has kill || has hang || has nodeloss; then
   log "reference: cutpoint run --ranks $RANKS ${JOBFLAGS[*]}"
   REF=$(cutpoint run --ranks "$RANKS" --store "$W/ref" "${JOBFLAGS[@]}" 2>"$W/ref.err" | sed -n 's/^result //p')
   [ -n "$REF" ] || { cat "$W/ref.err" >&2; fail "" "cutpoint run printed no result"; }
@@ -228,6 +231,35 @@ if has bad; then
     [ "$(field "$j" JobState)" = FAILED ] || fail "$j" "state changed to $(field "$j" JobState)"
   done
   log "case bad: passed (jobs ${!want[*]})"
+fi
+
+if has nodeloss; then
+  log "case nodeloss: restarting the cluster with two nodes"
+  bash "$ROOT/slurm/ci/stop-slurm.sh" --purge >/dev/null
+  SLURM_CI_NODES=2 bash "$ROOT/slurm/ci/start-slurm.sh"
+  mkdir -p "$W/nodeloss"
+  j=$(submit "$W/nodeloss" -N 2 -n "$RANKS" -- "${JOBFLAGS[@]}")
+  wait_for "$j" 'cut committed.*component=coordinator' 120
+  batch=$(field "$j" BatchHost)
+  lost=""
+  for n in $(scontrol show hostnames "$(field "$j" NodeList)"); do [ "$n" != "$batch" ] && lost=$n; done
+  [ -n "$lost" ] || fail "$j" "no node besides the batch host $batch"
+  tasks=""
+  for p in $(pgrep -f 'cutpoint rank' || true); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURMD_NODENAME=$lost" &&
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$j"; then tasks+=" $p"; fi
+  done
+  [ -n "$tasks" ] || fail "$j" "no rank runs on $lost"
+  stepds=$(for p in $tasks; do ps -o ppid= -p "$p"; done | sort -u | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  kill -9 "$(cat "${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}/run/slurmd-$lost.pid")" $stepds $tasks
+  log "case nodeloss: node $lost killed (slurmd, step daemons $stepds, ranks$tasks) under job $j"
+  wait_end "$j" 240
+  check_done "$j" 0
+  for p in "rank's node unreachable: excluded from new steps.*node=$lost" 'recovery-finished'; do
+    grep -qE "$p" "$W/job-$j.out" || fail "$j" "no /$p/ in the output"
+  done
+  log "case nodeloss: passed (job $j)"
 fi
 
 if has timelimit; then

@@ -75,10 +75,15 @@ type SrunConfig struct {
 // (scancel --signal=KILL JOB.STEP). Kill of one task of a multi-task step
 // runs `kill -9` on its node in a one-task --overlap step, after checking
 // in /proc that the pid still is that task, and waits for srun to report
-// it; if it does not within KillWait, or the pid is unknown, the whole step
-// is cancelled and its other ranks are reported lost (the coordinator then
-// respawns them too). A rank on a node that Slurm reports down is taken as
-// gone.
+// it; if srun does not within KillWait, or the pid is unknown, the whole
+// step is cancelled and its other ranks are reported lost (the coordinator
+// then respawns them too). A rank on a node that Slurm reports down is
+// taken as gone. When the kill step cannot run on the rank's node (the
+// node died before Slurm noticed), the node is left out of later steps,
+// the rank is reported lost and Kill returns an error: its death is not
+// confirmed, and should it still run behind a partition, the coordinator
+// fences it by its spawn id. Steps run with --no-kill, so a lost node does
+// not end the world step on the other nodes.
 type Srun struct {
 	cfg   SrunConfig
 	log   *slog.Logger
@@ -296,7 +301,8 @@ const wrapper = `echo "@cutpoint-task $0 ${SLURMD_NODENAME:-$(hostname -s)} $$ $
 func (s *Srun) startStep(procs []Proc, env []string, group bool, exclude []string) error {
 	n := len(procs)
 	name := fmt.Sprintf("rank %d", procs[0].Rank)
-	args := []string{"--ntasks=" + strconv.Itoa(n), "--kill-on-bad-exit=0", "--wait=0", "--overlap", "--label", "--export=ALL"}
+	// --no-kill: the loss of one node does not end the step on the others.
+	args := []string{"--ntasks=" + strconv.Itoa(n), "--kill-on-bad-exit=0", "--wait=0", "--no-kill", "--overlap", "--label", "--export=ALL"}
 	if group {
 		name = fmt.Sprintf("ranks 0-%d", n-1)
 		args = append(args, "--job-name=cutpoint-ranks")
@@ -381,15 +387,19 @@ func (s *Srun) watch(st *srunStep, r *os.File) {
 	s.mu.Unlock()
 	if len(rest) > 0 && sig != "" && st.id != "" {
 		// srun itself was killed: the step may still run. Cancel it, so
-		// that the ranks reported gone below really are.
-		s.scancel(st.id)
+		// that the ranks reported gone below really are (in the
+		// background: with a node that does not answer, scancel waits).
+		go s.scancel(st.id)
 	}
 	for _, t := range rest {
 		ex := Exit{Code: 0}
 		s.mu.Lock()
-		started := t.node != ""
+		started, lostNode := t.node != "", s.failed[t.node]
 		s.mu.Unlock()
 		switch {
+		case lostNode:
+			// srun reports no task of a failed node; it did not finish.
+			ex.Code, ex.Signal = -1, "node "+t.node+" failed"
 		case sig != "":
 			ex.Code, ex.Signal = -1, "srun "+sig
 		case code != 0 && !started:
@@ -499,21 +509,39 @@ func (s *Srun) Kill(ctx context.Context, rank int, spawn uint64) error {
 		return nil
 	}
 	if !single && pid > 0 && stepID != "" {
-		err := s.killPid(ctx, t, node, pid, stepID)
-		if err == nil {
-			wait, cancel := context.WithTimeout(ctx, s.cfg.KillWait)
-			select {
-			case <-t.gone:
-				cancel()
-				return nil
-			case <-wait.Done():
-			}
-			cancel()
-			err = errors.New("not reported gone in time")
+		if err := s.killPid(ctx, t, node, pid, stepID); err != nil {
+			// The kill could not run on the node: it is unreachable
+			// (a node lost before Slurm noticed). Waiting for the
+			// world step would take as long as Slurm's node timeout
+			// and cancelling it would take the healthy ranks down.
+			return s.unreachable(t, node, err)
 		}
-		s.log.Warn("could not kill one task of the step: cancelling the whole step", "rank", rank, "step", st.label(), "err", err)
+		wait, cancel := context.WithTimeout(ctx, s.cfg.KillWait)
+		select {
+		case <-t.gone:
+			cancel()
+			return nil
+		case <-wait.Done():
+		}
+		cancel()
+		s.log.Warn("killed task not reported gone: cancelling the whole step", "rank", rank, "step", st.label(), "wait", s.cfg.KillWait)
 	}
 	return s.cancelStep(ctx, st, t)
+}
+
+// unreachable gives up on confirming that t is gone: its node is left
+// out of new steps and t reported lost, so the replacement can start
+// elsewhere. Should the process still run behind a partition, the
+// coordinator fences it by its spawn id when it speaks.
+func (s *Srun) unreachable(t *srunTask, node string, err error) error {
+	s.mu.Lock()
+	if node != "" {
+		s.failed[node] = true
+	}
+	s.mu.Unlock()
+	s.log.Warn("rank's node unreachable: excluded from new steps, the rank taken as lost", "rank", t.rank, "node", node, "err", err)
+	s.report(t, Exit{Code: -1, Signal: "node " + node + " unreachable"})
+	return fmt.Errorf("launch: rank %d on node %s not confirmed gone: %w", t.rank, node, err)
 }
 
 // killPid kills one task of a multi-task step on its node, from a
@@ -537,31 +565,45 @@ func (s *Srun) killPid(ctx context.Context, t *srunTask, node string, pid int, s
 }
 
 // cancelStep kills a whole step and waits until srun has ended and t is
-// reported gone.
+// reported gone. srun waits for every node of the step, so a step with a
+// task on a node that does not answer may not end; after 2 x KillWait
+// srun is killed and the error says the step was not confirmed gone.
 func (s *Srun) cancelStep(ctx context.Context, st *srunStep, t *srunTask) error {
 	s.mu.Lock()
 	id := st.id
 	s.mu.Unlock()
 	if id != "" {
-		s.scancel(id)
+		// In the background: scancel may wait for slurmctld to reach
+		// the step's nodes, and the wait below is what counts.
+		go s.scancel(id)
 	} else {
 		// No task announced itself: the step may not exist yet. SIGTERM
 		// makes srun give up a pending step or forward the signal to
 		// tasks it started; the wait below covers both.
 		_ = st.cmd.Process.Signal(syscall.SIGTERM)
 	}
+	wait, cancel := context.WithTimeout(ctx, 2*s.cfg.KillWait)
+	defer cancel()
 	select {
 	case <-st.done:
-	case <-ctx.Done():
-		_ = st.cmd.Process.Kill()
-		return fmt.Errorf("launch: rank %d: step %s not gone after cancel: %w", t.rank, st.label(), ctx.Err())
+		<-t.gone
+		return nil
+	case <-wait.Done():
 	}
-	<-t.gone
-	return nil
+	_ = st.cmd.Process.Kill()
+	<-st.done
+	s.mu.Lock()
+	node := t.node
+	if len(st.tasks) == 1 && node != "" {
+		// t is the step's only task: its node is the one not answering.
+		s.failed[node] = true
+	}
+	s.mu.Unlock()
+	return fmt.Errorf("launch: rank %d (node %s): step %s not gone %v after scancel; srun killed", t.rank, node, st.label(), 2*s.cfg.KillWait)
 }
 
 func (s *Srun) scancel(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.KillWait)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, s.cfg.Scancel, "--signal=KILL", id).CombinedOutput()
 	if err != nil {
@@ -625,8 +667,11 @@ func (s *Srun) nodeStates(ctx context.Context) (map[string]string, error) {
 }
 
 // Close lets running steps end by themselves for CloseWait (the ranks were
-// told to stop), then cancels the rest and waits for every srun. Exits not
-// yet received may be dropped. A second Close does nothing more.
+// told to stop), then cancels the rest, gives them KillWait, kills the
+// srun of any still waiting (for a node that does not answer: srun reports
+// no exit 0, so the spawner cannot tell which of its tasks still run) and
+// waits for every srun. Exits not yet received may be dropped. A second
+// Close does nothing more.
 func (s *Srun) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -635,25 +680,51 @@ func (s *Srun) Close() error {
 		steps = append(steps, st)
 	}
 	s.mu.Unlock()
-	deadline := time.After(s.cfg.CloseWait)
-	var errs []error
+	grace, stop := context.WithTimeout(context.Background(), s.cfg.CloseWait)
+	defer stop()
+	var left []*srunStep
 	for _, st := range steps {
 		select {
 		case <-st.done:
+		case <-grace.Done():
+			left = append(left, st)
+		}
+	}
+	for _, st := range left {
+		s.mu.Lock()
+		id := st.id
+		s.mu.Unlock()
+		if id != "" {
+			go s.scancel(id)
+		} else {
+			_ = st.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	wait := time.After(s.cfg.KillWait)
+	var errs []error
+	for _, st := range left {
+		select {
+		case <-st.done:
 			continue
-		case <-deadline:
+		case <-wait:
+			wait = closedTime
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := s.cancelStep(ctx, st, st.tasks[0]); err != nil {
-			errs = append(errs, err)
-		}
-		cancel()
+		_ = st.cmd.Process.Kill()
+		<-st.done
+		errs = append(errs, fmt.Errorf("launch: step %s not gone %v after scancel; srun killed", st.label(), s.cfg.KillWait))
 	}
 	s.wg.Wait()
 	s.stopOnce.Do(func() { close(s.stopQ) })
 	s.qwg.Wait()
 	return errors.Join(errs...)
 }
+
+// closedTime is a channel that is always ready.
+var closedTime = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
 
 // parseLabel splits a line that srun --label prefixed with a task id.
 func parseLabel(l string) (int, string, bool) {
