@@ -17,6 +17,9 @@ CPUS=${SLURM_CI_CPUS:-8}
 NNODES=${SLURM_CI_NODES:-1}
 NODE=$(hostname -s)
 case "$NNODES" in '' | *[!0-9]* | 0) echo "SLURM_CI_NODES=$NNODES: want a number >= 1" >&2; exit 1 ;; esac
+# With several nodes a test loses one: Slurm then declares it down after
+# SlurmdTimeout, and a job that used it completes only then.
+SLURMD_TIMEOUT=60
 if [ "$NNODES" = 1 ]; then
   NAMES=("$NODE")
   SLURMD_FILES="SlurmdSpoolDir=$D/spool
@@ -31,6 +34,7 @@ else
     NODELINES+="NodeName=$NODE-$i NodeHostname=$NODE NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=$CPUS RealMemory=@MEM@ State=UNKNOWN
 "
   done
+  SLURMD_TIMEOUT=15
   SLURMD_FILES="SlurmdSpoolDir=$D/spool/%n
 SlurmdPidFile=$D/run/slurmd-%n.pid
 SlurmdLogFile=$D/log/slurmd-%n.log"
@@ -105,7 +109,7 @@ Waittime=0
 InactiveLimit=0
 MinJobAge=600
 SlurmctldTimeout=30
-SlurmdTimeout=60
+SlurmdTimeout=$SLURMD_TIMEOUT
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
