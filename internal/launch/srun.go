@@ -368,12 +368,7 @@ func (st *srunStep) label() string {
 func (s *Srun) watch(st *srunStep, r *os.File) {
 	defer s.wg.Done()
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		s.line(st, sc.Text())
-	}
-	_, _ = io.Copy(io.Discard, r)
+	readLines(r, maxLine, func(l string) { s.line(st, l) })
 	err := st.cmd.Wait()
 	code, sig := status(st.cmd, err)
 	s.mu.Lock()
@@ -414,6 +409,35 @@ func (s *Srun) watch(st *srunStep, r *os.File) {
 		s.log.Debug("srun ended", "step", st.label(), "code", code, "signal", sig)
 	}
 	close(st.done)
+}
+
+// maxLine bounds one line of srun's output; a longer one (a rank printing
+// a huge line) is cut, and the lines after it are still read.
+const maxLine = 64 << 10
+
+// readLines calls fn for each line of r (without its newline), cutting
+// lines longer than limit, until EOF or a read error.
+func readLines(r io.Reader, limit int, fn func(string)) {
+	br := bufio.NewReaderSize(r, 4096)
+	var line []byte
+	for {
+		frag, isPrefix, err := br.ReadLine()
+		if len(line)+len(frag) <= limit {
+			line = append(line, frag...)
+		} else if len(line) < limit {
+			line = append(line, frag[:limit-len(line)]...)
+		}
+		if err != nil {
+			if len(line) > 0 {
+				fn(string(line))
+			}
+			return
+		}
+		if !isPrefix {
+			fn(string(line))
+			line = line[:0]
+		}
+	}
 }
 
 // line handles one line of srun's output.

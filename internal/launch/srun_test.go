@@ -86,6 +86,17 @@ func TestParseLabelAndStart(t *testing.T) {
 	}
 }
 
+func TestReadLines(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	in := "a\n" + long + "\n\nsrun: error: vm: task 1: Killed\n" + long + "tail"
+	var got []string
+	readLines(strings.NewReader(in), 100, func(l string) { got = append(got, l) })
+	want := []string{"a", long[:100], "", "srun: error: vm: task 1: Killed", long[:100]}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %d lines %q", len(got), got)
+	}
+}
+
 func TestNodeStates(t *testing.T) {
 	m := parseNodeStates("n1 idle\nn2 down*\nn3 alloc\nn3 alloc\nn4 drain\nn5 mix*\nn6 idle~\n\nbroken\n")
 	want := map[string]bool{"n1": false, "n2": true, "n3": false, "n4": false, "n5": true, "n6": true}
@@ -279,4 +290,50 @@ func waitOutput(t *testing.T, out *buf, want string) {
 		}
 	}
 	t.Errorf("no %q in the output:\n%s", want, out.String())
+}
+
+// FuzzSrunOutput feeds arbitrary lines (a rank's output passes through
+// srun) to every parser of srun's output: none may panic or return more
+// than it may.
+func FuzzSrunOutput(f *testing.F) {
+	for _, s := range []string{
+		"srun: error: vm: task 1: Killed",
+		"srun: error: n-7: tasks 0,2-4: Exited with exit code 3",
+		"srun: error: Node failure on n2",
+		"3: @cutpoint-task abc vm 42 7.1",
+		"n1 down*\nn2 idle",
+		"srun: error: vm: tasks 0-1048575: Killed",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if te, ok := parseTaskExit(s); ok {
+			if len(te.tasks) == 0 || len(te.tasks) > 1<<20 {
+				t.Fatalf("%q: %d tasks", s, len(te.tasks))
+			}
+			for _, i := range te.tasks {
+				if i < 0 {
+					t.Fatalf("%q: negative task id", s)
+				}
+			}
+		}
+		if idx, _, ok := parseLabel(s); ok && idx < 0 {
+			t.Fatalf("%q: label %d", s, idx)
+		}
+		if _, pid, _, ok := parseStart(s, "abc"); ok && pid <= 0 {
+			t.Fatalf("%q: pid %d", s, pid)
+		}
+		_ = parseNodeFailure(s)
+		_ = parseNodeStates(s)
+		n := 0
+		readLines(strings.NewReader(s), 16, func(l string) {
+			n++
+			if len(l) > 16 {
+				t.Fatalf("line of %d bytes", len(l))
+			}
+		})
+		if n > strings.Count(s, "\n")+1 {
+			t.Fatalf("%d lines from %d newlines", n, strings.Count(s, "\n"))
+		}
+	})
 }
