@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
 
 all: build
 
@@ -61,7 +61,7 @@ deps:
 # simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
 # and storage packages again under the race detector, the CUDA build checked
 # without a GPU, and bounded soaks.
-test: deps lint unit race cuda-check soak-ci
+test: deps lint unit race cuda-check soak-ci slurm-test
 	@echo "make test: all checks passed"
 
 unit:
@@ -138,6 +138,12 @@ fuzz-ckpt:
 # The coordinator's cost per epoch and per heartbeat round up to 65,536 ranks.
 bench-coordinator:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkCoordinator -benchtime 10x ./coordinator
+
+# The Slurm integration against real daemons on localhost (as root: it
+# installs and starts munged, slurmctld and slurmd; slurm/ci/start-slurm.sh),
+# a few minutes; slurm/test.sh lists the cases.
+slurm-test:
+	bash slurm/test.sh
 
 clean:
 	rm -rf $(BIN) bench-results demo-store

@@ -19,6 +19,7 @@ import (
 	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/rank"
 )
 
 type runOptions struct {
@@ -109,11 +110,16 @@ type jobRun struct {
 	kills    []string
 	progress string
 	embedded bool   // start an embedded nats-server
-	spawn    string // local | none
+	spawn    string // local | srun | none
+	srunArgs []string
 	rejoin   bool
 }
 
 func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
+	// SIGTERM and SIGINT are this command's own (signalRequests: a final
+	// cut, then a stop); the root context, which the same signals cancel,
+	// must not stop the job before that cut.
+	ctx = context.WithoutCancel(ctx)
 	o := &j.job
 	if err := o.check(); err != nil {
 		return usageError(err)
@@ -164,7 +170,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 
 	var spawner *launch.Local
 	var drvSpawner driver.Spawner
-	if j.spawn == "local" {
+	if j.spawn == "local" || j.spawn == "srun" {
 		argv := j.args
 		if len(argv) == 0 {
 			self, err := os.Executable()
@@ -173,12 +179,22 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
-		spawner, err = launch.NewLocal(argv, o.rankEnv(natsURL), g.Stderr, g.Logger)
-		if err != nil {
-			return usageError(err)
+		if j.spawn == "srun" {
+			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: o.rankEnv(natsURL), RankVar: rank.EnvRank,
+				Args: j.srunArgs, Out: g.Stderr, Log: g.Logger})
+			if err != nil {
+				return usageError(err)
+			}
+			defer sp.Close()
+			drvSpawner = sp
+		} else {
+			spawner, err = launch.NewLocal(argv, o.rankEnv(natsURL), g.Stderr, g.Logger)
+			if err != nil {
+				return usageError(err)
+			}
+			defer spawner.Close()
+			drvSpawner = spawner
 		}
-		defer spawner.Close()
-		drvSpawner = spawner
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -36,6 +36,15 @@ type Spawner interface {
 	Exits() <-chan launch.Exit
 }
 
+// GroupSpawner is a Spawner that starts several ranks in one launch: the
+// Slurm spawner runs a whole world as one job step. When a Ready holds
+// more than one Spawn, the driver hands them all to SpawnGroup, which must
+// act as Spawn called for each; on error none of them was started.
+type GroupSpawner interface {
+	Spawner
+	SpawnGroup(procs []launch.Proc) error
+}
+
 // Errors for the launcher to map to exit codes.
 var (
 	// ErrJobExists: a new job's name already has a record or cuts in the
@@ -330,9 +339,13 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 		for _, k := range rd.Kill {
 			d.kill(ctx, k)
 		}
-		for _, s := range rd.Spawn {
-			if err := d.spawn(s); err != nil {
-				return nil, err
+		if gs, ok := d.cfg.Spawner.(GroupSpawner); ok && len(rd.Spawn) > 1 {
+			d.spawnGroup(gs, rd.Spawn)
+		} else {
+			for _, s := range rd.Spawn {
+				if err := d.spawn(s); err != nil {
+					return nil, err
+				}
 			}
 		}
 		for _, m := range rd.Messages {
@@ -405,6 +418,24 @@ func (d *driver) spawn(s coordinator.Spawn) error {
 	}
 	d.log.Debug("rank spawned", "rank", s.Rank, "g", s.G, "cut", s.Epoch, "step", s.Step)
 	return nil
+}
+
+func (d *driver) spawnGroup(gs GroupSpawner, spawns []coordinator.Spawn) {
+	procs := make([]launch.Proc, len(spawns))
+	for i, s := range spawns {
+		procs[i] = launch.Proc{Rank: s.Rank, Spawn: s.G}
+		if d.cfg.RankEnv != nil {
+			procs[i].Env = d.cfg.RankEnv(s)
+		}
+	}
+	if err := gs.SpawnGroup(procs); err != nil {
+		d.log.Error("spawn failed", "ranks", len(spawns), "g", spawns[0].G, "err", err)
+		for _, s := range spawns {
+			d.c.RankExited(s.Rank, s.G, 127)
+		}
+		return
+	}
+	d.log.Debug("ranks spawned", "ranks", len(spawns), "g", spawns[0].G, "cut", spawns[0].Epoch, "step", spawns[0].Step)
 }
 
 // commit writes the manifest in the background; the result comes back

@@ -1,7 +1,3 @@
-// Package launch owns the rank processes of a job on one machine: it starts
-// them with their identity in the environment, reports every exit at once,
-// and kills a rank for certain (the process is reaped) before a replacement
-// may start, which the recovery barrier requires (R13).
 package launch
 
 import (
@@ -35,6 +31,14 @@ func (e Exit) String() string {
 		return fmt.Sprintf("rank %d killed by %s", e.Rank, e.Signal)
 	}
 	return fmt.Sprintf("rank %d exited with code %d", e.Rank, e.Code)
+}
+
+// Proc is one rank process to start: its rank, spawn id and the variables
+// added to the spawner's base environment.
+type Proc struct {
+	Rank  int
+	Spawn uint64
+	Env   []string
 }
 
 // Spawner starts and kills rank processes. Exits delivers every exit exactly

@@ -1,16 +1,46 @@
 #!/usr/bin/env bash
-# start-slurm.sh: bring up a one-node Slurm (munged, slurmctld, slurmd) on
+# start-slurm.sh: bring up a Slurm cluster (munged, slurmctld, slurmd) on
 # localhost for cutpoint's Slurm tests. Runs as root on Debian 12 without
 # systemd or cgroups; installs the packages when missing. Idempotent.
 #
 # Env: SLURM_CI_DIR   state, spool, logs, pid files (default /var/tmp/cutpoint-slurm)
-#      SLURM_CI_CPUS  CPUs the node advertises (default 8; may exceed nproc so
+#      SLURM_CI_CPUS  CPUs each node advertises (default 8; may exceed nproc so
 #                     that `sbatch -n 4` fits on a 2-core machine)
+#      SLURM_CI_NODES number of nodes (default 1). Above 1, that many slurmd
+#                     run on this host as nodes HOST-1..HOST-N, each on its
+#                     own port, so that tests can lose a node (kill its
+#                     slurmd and processes) while the others run on.
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 D=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}
 CPUS=${SLURM_CI_CPUS:-8}
+NNODES=${SLURM_CI_NODES:-1}
 NODE=$(hostname -s)
+case "$NNODES" in '' | *[!0-9]* | 0) echo "SLURM_CI_NODES=$NNODES: want a number >= 1" >&2; exit 1 ;; esac
+# With several nodes a test loses one: Slurm then declares it down after
+# SlurmdTimeout, and a job that used it completes only then.
+SLURMD_TIMEOUT=60
+if [ "$NNODES" = 1 ]; then
+  NAMES=("$NODE")
+  SLURMD_FILES="SlurmdSpoolDir=$D/spool
+SlurmdPidFile=$D/run/slurmd.pid
+SlurmdLogFile=$D/log/slurmd.log"
+  NODELINES="NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=@MEM@ State=UNKNOWN"
+else
+  NAMES=()
+  NODELINES=""
+  for i in $(seq "$NNODES"); do
+    NAMES+=("$NODE-$i")
+    NODELINES+="NodeName=$NODE-$i NodeHostname=$NODE NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=$CPUS RealMemory=@MEM@ State=UNKNOWN
+"
+  done
+  SLURMD_TIMEOUT=15
+  SLURMD_FILES="SlurmdSpoolDir=$D/spool/%n
+SlurmdPidFile=$D/run/slurmd-%n.pid
+SlurmdLogFile=$D/log/slurmd-%n.log"
+fi
+# pidfile NAME: the pid file of the slurmd of node NAME
+pidfile() { if [ "$NNODES" = 1 ]; then echo "$D/run/slurmd.pid"; else echo "$D/run/slurmd-$1.pid"; fi; }
 CONF=/etc/slurm/slurm.conf
 say() { echo "[start-slurm] $*"; }
 
@@ -79,20 +109,18 @@ Waittime=0
 InactiveLimit=0
 MinJobAge=600
 SlurmctldTimeout=30
-SlurmdTimeout=60
+SlurmdTimeout=$SLURMD_TIMEOUT
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 SlurmdParameters=config_overrides
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool
 SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+$SLURMD_FILES
 SlurmctldDebug=info
 SlurmdDebug=info
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+${NODELINES//@MEM@/$MEM}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF2
 )
@@ -101,25 +129,37 @@ if [ "$(cat "$CONF" 2>/dev/null)" != "$WANT" ]; then
   say "writing $CONF"
   mkdir -p /etc/slurm
   printf '%s\n' "$WANT" >"$CONF"
-  for d in slurmd slurmctld; do
-    if alive "$D/run/$d.pid" "$d"; then
-      kill "$(cat "$D/run/$d.pid")"
-      for _ in $(seq 100); do alive "$D/run/$d.pid" "$d" || break; sleep 0.1; done
+  for f in "$D"/run/slurmd*.pid "$D/run/slurmctld.pid"; do
+    d=$(basename "$f" .pid); d=${d%%-*}
+    if alive "$f" "$d"; then
+      kill "$(cat "$f")"
+      for _ in $(seq 100); do alive "$f" "$d" || break; sleep 0.1; done
     fi
   done
 fi
 alive "$D/run/slurmctld.pid" slurmctld || { say "starting slurmctld"; slurmctld; }
-alive "$D/run/slurmd.pid" slurmd || { say "starting slurmd"; slurmd; }
-
-state=""
-for i in $(seq 120); do
-  state=$(sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null || true)
-  case "$state" in
-    idle|mixed|allocated) say "node $NODE is $state ($(sinfo -V))"; exit 0 ;;
-    down*|drain*) if [ $((i % 10)) = 0 ]; then scontrol update nodename="$NODE" state=resume || true; fi ;;
-  esac
-  sleep 0.5
+for n in "${NAMES[@]}"; do
+  if ! alive "$(pidfile "$n")" slurmd; then
+    say "starting slurmd for node $n"
+    if [ "$NNODES" = 1 ]; then slurmd; else mkdir -p "$D/spool/$n"; slurmd -N "$n"; fi
+  fi
 done
-echo "[start-slurm] node $NODE not usable after 60 s (state '$state')" >&2
-tail -n 30 "$D"/log/*.log >&2 || true
-exit 1
+
+for n in "${NAMES[@]}"; do
+  state=""
+  for i in $(seq 120); do
+    state=$(sinfo -h -N -n "$n" -o '%T' 2>/dev/null || true)
+    case "$state" in
+      idle|mixed|allocated) break ;;
+      down*|drain*) if [ $((i % 10)) = 0 ]; then scontrol update nodename="$n" state=resume || true; fi ;;
+    esac
+    sleep 0.5
+  done
+  case "$state" in
+    idle|mixed|allocated) say "node $n is $state ($(sinfo -V))" ;;
+    *)
+      echo "[start-slurm] node $n not usable after 60 s (state '$state')" >&2
+      tail -n 30 "$D"/log/*.log >&2 || true
+      exit 1 ;;
+  esac
+done

@@ -20,7 +20,7 @@ if alive "$D/run/slurmctld.pid" slurmctld; then
     for _ in $(seq 30); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 1; done
   fi
 fi
-stop "$D/run/slurmd.pid" slurmd
+for f in "$D"/run/slurmd*.pid; do stop "$f" slurmd; done
 stop "$D/run/slurmctld.pid" slurmctld
 stop /run/munge/munged.pid munged
 if [ "${1:-}" = --purge ]; then rm -rf "$D"; fi
