@@ -66,8 +66,6 @@ type harness struct {
 	seq     int
 	exe     string
 	devs    map[string]kernels.Device
-	// pipe caches the engine-without-storage rate per store setting.
-	pipe map[string]float64
 }
 
 // Run runs the plan, writes results.json, results.md and the plots into
@@ -81,7 +79,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, fmt.Errorf("bench: output folder: %w", err)
 	}
 	var err error
-	h := &harness{cfg: cfg, log: cfg.Log, data: newDataCache(), devs: map[string]kernels.Device{}, pipe: map[string]float64{}}
+	h := &harness{cfg: cfg, log: cfg.Log, data: newDataCache(), devs: map[string]kernels.Device{}}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -153,6 +151,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	h.res.Machine.LoadEnd = loadAvg()
 	h.res.Machine.LoadMax = max(loadMax, h.res.Machine.LoadEnd[0])
 	h.res.Machine.Devices = h.deviceNames()
+	// Limit rows measured by several tasks (the engine without storage
+	// for the same setting) become one row with their spread.
+	h.res.Records = mergeByName(h.res.Records)
 	h.compare()
 	h.res.Goals = evaluateGoals(h.res)
 	h.res.Finished = time.Now().UTC()
@@ -273,26 +274,42 @@ func (h *harness) plan() []task {
 	const defRanks = 2
 	var tasks []task
 	seen := map[string]bool{}
+	// reps is how often a store task repeats its measurements: the rows
+	// the goals are read from (256 MiB and 1 GiB) several times in a full
+	// run.
+	reps := func(size int64) int {
+		if h.cfg.Quick || size < 256*MiB || size > GiB {
+			return 1
+		}
+		return 3
+	}
 	addStore := func(sp storeSpec) {
 		if seen[sp.name()] {
 			return
 		}
 		seen[sp.name()] = true
 		h.data.plan(sp.Kind, sp.Size)
+		n := 1
+		if sp.Changed == 1 && sp.Ranks == defRanks && sp.Codec == "s2" && sp.Shuffle || sp.Workers == 1 {
+			n = reps(sp.Size)
+		}
 		tasks = append(tasks, task{name: sp.name(), kinds: []datagen.Kind{sp.Kind}, size: sp.Size, run: func(ctx context.Context) ([]Record, error) {
 			var recs []Record
-			if sp.Changed == 1 && sp.Workers == 0 && sp.Device == "cpu" {
-				if r, err := h.pipelineLimit(ctx, sp); err != nil {
-					return nil, err
-				} else if r != nil {
-					recs = append(recs, *r)
+			for range n {
+				if sp.Changed == 1 && sp.Workers == 0 && sp.Device == "cpu" {
+					r, err := h.pipelineGBps(ctx, sp)
+					if err != nil {
+						return nil, err
+					}
+					recs = append(recs, h.pipelineRecord(sp, r))
 				}
+				rec, err := h.storeScenario(ctx, sp)
+				if err != nil {
+					return mergeByName(recs), err
+				}
+				recs = append(recs, rec)
 			}
-			rec, err := h.storeScenario(ctx, sp)
-			if err != nil {
-				return recs, err
-			}
-			return append(recs, rec), nil
+			return mergeByName(recs), nil
 		}})
 	}
 	addRefs := func(kind datagen.Kind, size int64) {
@@ -303,31 +320,34 @@ func (h *harness) plan() []task {
 		seen[key] = true
 		h.data.plan(kind, size)
 		tasks = append(tasks, task{name: key, kinds: []datagen.Kind{kind}, size: size, run: func(ctx context.Context) ([]Record, error) {
-			recs := []Record{h.limitMemcpy(kind, size)}
-			disk, err := h.limitDisk(kind, size)
-			if err != nil {
-				return recs, err
+			var recs []Record
+			for range reps(size) {
+				recs = append(recs, h.limitMemcpy(kind, size))
+				disk, err := h.limitDisk(kind, size)
+				if err != nil {
+					return mergeByName(recs), err
+				}
+				recs = append(recs, disk)
+				z, err := h.baselineZstd(ctx, kind, size)
+				if err != nil {
+					return mergeByName(recs), err
+				}
+				recs = append(recs, z)
 			}
-			recs = append(recs, disk)
-			z, err := h.baselineZstd(ctx, kind, size)
-			if err != nil {
-				return recs, err
-			}
-			return append(recs, z), nil
+			return mergeByName(recs), nil
 		}})
 		// Single-threaded: the same engine on one worker, one rank.
 		addStore(storeSpec{Kind: kind, Size: size, Ranks: 1, Codec: "s2", Shuffle: true, Changed: 1, Device: "cpu", Workers: 1})
 	}
 
-	devices := []string{"cpu"}
+	devices := h.devices()
+	if h.want("kernels") {
+		h.data.plan(datagen.Heat, gridSize)
+		tasks = append(tasks, task{name: "kernels/shuffle+hash", kinds: []datagen.Kind{datagen.Heat}, size: gridSize, run: func(ctx context.Context) ([]Record, error) {
+			return h.kernelRates(gridSize), nil
+		}})
+	}
 	if h.want(FamilyStore) {
-		devices = h.devices()
-		if h.want("kernels") {
-			h.data.plan(datagen.Heat, gridSize)
-			tasks = append(tasks, task{name: "kernels/shuffle+hash", kinds: []datagen.Kind{datagen.Heat}, size: gridSize, run: func(ctx context.Context) ([]Record, error) {
-				return h.kernelRates(gridSize), nil
-			}})
-		}
 		for _, sw := range sweeps {
 			for _, size := range sw.sizes {
 				addRefs(sw.kind, size)

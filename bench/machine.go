@@ -39,7 +39,7 @@ func describeMachine(scratch string) Machine {
 	}
 	m.ScratchFS = fsType(scratch)
 	if v, ok := zstdVersion(); ok {
-		m.ZstdCLI = v
+		m.ZstdCLI = strings.Trim(v, "* ")
 	}
 	m.LoadStart = loadAvg()
 	return m

@@ -398,23 +398,15 @@ func (h *harness) pipelineGBps(ctx context.Context, sp storeSpec) (float64, erro
 	return gbps(sp.Size, time.Since(t0)), nil
 }
 
-// pipelineLimit measures the engine without storage once per data, size,
-// codec and shuffle (nil when already measured).
-func (h *harness) pipelineLimit(ctx context.Context, sp storeSpec) (*Record, error) {
-	name := fmt.Sprintf("limit/engine-no-storage/%s/%s/%s/%v", sp.Kind, sizeName(sp.Size), sp.Codec, sp.Shuffle)
-	if _, ok := h.pipe[name]; ok {
-		return nil, nil
-	}
-	r, err := h.pipelineGBps(ctx, sp)
-	if err != nil {
-		return nil, err
-	}
-	h.pipe[name] = r
-	return &Record{
-		Name: name, Family: FamilyStore, Role: RoleLimit, What: "engine, no storage",
+// pipelineRecord is the limit row of the engine without storage for the
+// data, size, codec and shuffle of sp.
+func (h *harness) pipelineRecord(sp storeSpec, r float64) Record {
+	return Record{
+		Name: fmt.Sprintf("limit/engine-no-storage/%s/%s/%s/%v", sp.Kind, sizeName(sp.Size), sp.Codec, sp.Shuffle), Family: FamilyStore,
+		Role: RoleLimit, What: "engine, no storage",
 		Kind: sp.Kind.String(), StateBytes: sp.Size, Ranks: 1, Codec: sp.Codec, Shuffle: boolp(sp.Shuffle), Device: "cpu", Reps: 1,
 		RawGBps: one(r), Note: "shuffle, hash, compress on all cores into a backend that drops the bytes",
-	}, nil
+	}
 }
 
 // nullBackend keeps small files in memory and drops what Create writes.

@@ -145,3 +145,20 @@ func TestDecodeResults(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeReps(t *testing.T) {
+	recs := []Record{
+		{Name: "a", RawGBps: one(1), Ratio: one(1.5)},
+		{Name: "b", RawGBps: one(7)},
+		{Name: "a", RawGBps: one(3), Ratio: one(1.5)},
+		{Name: "a", RawGBps: one(2)},
+	}
+	got := mergeByName(recs)
+	if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" {
+		t.Fatalf("merged %+v", got)
+	}
+	a := got[0]
+	if a.Reps != 3 || *a.RawGBps != (Stat{Median: 2, Min: 1, Max: 3, N: 3}) || a.Ratio.N != 2 || a.BlockingMs != nil {
+		t.Fatalf("merged a: reps %d raw %+v ratio %+v", a.Reps, a.RawGBps, a.Ratio)
+	}
+}
