@@ -111,6 +111,10 @@ func TestQuick(t *testing.T) {
 	}
 	for _, r := range byWhat["recovery"] {
 		positive(r, "recovery s", r.RecoveryS)
+		positive(r, "respawn s", r.RespawnS)
+		if r.RespawnS != nil && r.RecoveryS != nil && r.RespawnS.Median > r.RecoveryS.Median {
+			t.Errorf("%s: the replacement started %.2f s after the kill, after the recovery ended (%.2f s)", r.Name, r.RespawnS.Median, r.RecoveryS.Median)
+		}
 		if r.RecoveryS != nil && r.RecoveryS.Median > 60 {
 			t.Errorf("%s: recovery %.1f s", r.Name, r.RecoveryS.Median)
 		}

@@ -169,12 +169,22 @@ func (j jobRun) maxRSS() float64 {
 // rank computed from the restored cut (a survivor's SafePoint returning the
 // cut's step, the replacement's Start returning), and the slowest rank's
 // read of the cut.
-func (j jobRun) recovery() (recovery, restore, coord float64, err error) {
+// recoveryTimes are the phases of one recovery, in seconds.
+type recoveryTimes struct {
+	total   float64 // kill to every rank computing again
+	restore float64 // the slowest rank's read of the cut
+	coord   float64 // coordinator: loss detected to every rank told to go
+	respawn float64 // kill to the replacement's rank command started
+}
+
+func (j jobRun) recovery() (recoveryTimes, error) {
+	var t recoveryTimes
 	if len(j.run.Kills) == 0 {
-		return 0, 0, 0, errors.New("no kill recorded (the job ended before the kill step?)")
+		return t, errors.New("no kill recorded (the job ended before the kill step?)")
 	}
 	kill := j.run.Kills[0].AtNs
 	resumed := map[int]int64{}
+	var respawned int64
 	for _, r := range j.ranks {
 		for _, e := range r.Resumes {
 			if e.AtNs > kill && (resumed[r.Rank] == 0 || e.AtNs < resumed[r.Rank]) {
@@ -182,18 +192,23 @@ func (j jobRun) recovery() (recovery, restore, coord float64, err error) {
 			}
 		}
 		if r.Spawn > 1 || r.Rollbacks > 0 {
-			restore = max(restore, float64(r.RestoreNs)/1e9)
+			t.restore = max(t.restore, float64(r.RestoreNs)/1e9)
+		}
+		if r.Spawn > 1 && r.StartNs > kill && (respawned == 0 || r.StartNs < respawned) {
+			respawned = r.StartNs
 		}
 	}
 	if len(resumed) != j.args.Ranks {
-		return 0, 0, 0, fmt.Errorf("%d of %d ranks resumed after the kill (stats files: %d)", len(resumed), j.args.Ranks, len(j.ranks))
+		return t, fmt.Errorf("%d of %d ranks resumed after the kill (stats files: %d)", len(resumed), j.args.Ranks, len(j.ranks))
 	}
-	last := slices.Max(mapValues(resumed))
-	recovery = float64(last-kill) / 1e9
+	t.total = float64(slices.Max(mapValues(resumed))-kill) / 1e9
 	if len(j.run.Recoveries) > 0 && j.run.Recoveries[0].EndNs > 0 {
-		coord = float64(j.run.Recoveries[0].EndNs-j.run.Recoveries[0].StartNs) / 1e9
+		t.coord = float64(j.run.Recoveries[0].EndNs-j.run.Recoveries[0].StartNs) / 1e9
 	}
-	return recovery, restore, coord, nil
+	if respawned > 0 {
+		t.respawn = float64(respawned-kill) / 1e9
+	}
+	return t, nil
 }
 
 func mapValues(m map[int]int64) []int64 {

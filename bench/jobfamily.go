@@ -187,21 +187,24 @@ func (f *jobFamily) records(prefix string) []Record {
 	if len(f.recov) > 0 {
 		r := common("recovery", "recovery", RoleScenario, jobVariant{})
 		r.Reps = len(f.recov)
-		var rec, rest, coord, minus, rgb []float64
+		var rec, rest, coord, minus, rgb, respawn []float64
 		var notes []string
 		for _, j := range f.recov {
-			a, b, c, err := j.recovery()
+			t, err := j.recovery()
 			if err != nil {
 				notes = append(notes, err.Error())
 				continue
 			}
-			rec, rest, coord, minus = append(rec, a), append(rest, b), append(coord, c), append(minus, a-b)
-			if b > 0 {
-				rgb = append(rgb, float64(f.state)/float64(f.p.Ranks)/b/1e9)
+			rec, rest, coord, minus = append(rec, t.total), append(rest, t.restore), append(coord, t.coord), append(minus, t.total-t.restore)
+			if t.respawn > 0 {
+				respawn = append(respawn, t.respawn)
+			}
+			if t.restore > 0 {
+				rgb = append(rgb, float64(f.state)/float64(f.p.Ranks)/t.restore/1e9)
 			}
 		}
 		r.RecoveryS, r.RestoreS, r.CoordRecoveryS, r.RecoveryMinusRestoreS = statOf(rec...), statOf(rest...), statOf(coord...), statOf(minus...)
-		r.RestoreGBps = statOf(rgb...)
+		r.RespawnS, r.RestoreGBps = statOf(respawn...), statOf(rgb...)
 		r.Note = "SIGKILL of the last rank at 60% of the steps, cuts every quarter; recovery = kill to every rank computing again; restore = the slowest rank's read of the cut (one rank's state)"
 		if len(notes) > 0 {
 			r.Note += "; " + fmt.Sprint(notes)

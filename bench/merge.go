@@ -40,6 +40,10 @@ func mergeByName(recs []Record) []Record {
 	}
 	out := make([]Record, 0, len(names))
 	for _, n := range names {
+		if len(by[n]) == 1 {
+			out = append(out, by[n][0]) // already a summary: keep its spread
+			continue
+		}
 		out = append(out, mergeReps(by[n]))
 	}
 	return out

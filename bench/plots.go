@@ -278,8 +278,8 @@ func plotRecovery(res *Results) (*plot.Plot, error) {
 	if r == nil {
 		return nil, nil
 	}
-	labels := []string{"kill → all computing", "restore I/O", "beyond restore", "coordinator"}
-	stats := []*Stat{r.RecoveryS, r.RestoreS, r.RecoveryMinusRestoreS, r.CoordRecoveryS}
+	labels := []string{"kill → computing", "respawn", "restore I/O", "beyond restore", "coordinator"}
+	stats := []*Stat{r.RecoveryS, r.RespawnS, r.RestoreS, r.RecoveryMinusRestoreS, r.CoordRecoveryS}
 	vals := make(plotter.Values, len(stats))
 	var e errPoints
 	for i, s := range stats {
@@ -294,7 +294,7 @@ func plotRecovery(res *Results) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Recovery after SIGKILL of one rank (%s, %d ranks, %d runs)", sizeName(r.StateBytes), r.Ranks, r.Reps)
 	p.Y.Label.Text = "seconds (median, min-max)"
-	bars, err := plotter.NewBarChart(vals, vg.Points(30))
+	bars, err := plotter.NewBarChart(vals, vg.Points(26))
 	if err != nil {
 		return nil, err
 	}

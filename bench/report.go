@@ -94,11 +94,11 @@ func Markdown(res *Results, plotDir string) string {
 		b.WriteString("\n")
 	}
 	if rows := filter(res, func(r Record) bool { return r.What == "recovery" }); len(rows) > 0 {
-		b.WriteString("Recovery (SIGKILL of one rank by `--kill`; *recovery*: the kill to every rank computing again, from the ranks' own clocks; *restore*: the slowest rank's read of the cut; *coordinator*: loss detected to every rank told to go):\n\n")
-		b.WriteString("| state | ranks | reps | recovery s | restore s | beyond restore s | coordinator s | restore GB/s (one rank) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("Recovery (SIGKILL of one rank by `--kill`; *recovery*: the kill to every rank computing again, from the ranks' own clocks; *restore*: the slowest rank's read of the cut; *coordinator*: loss detected to every rank told to go; *respawn*: the kill to the replacement's rank command starting):\n\n")
+		b.WriteString("| state | ranks | reps | recovery s | restore s | beyond restore s | coordinator s | respawn s | restore GB/s (one rank) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %s |\n", sizeName(r.StateBytes), r.Ranks, r.Reps,
-				f(r.RecoveryS, 2), f(r.RestoreS, 2), f(r.RecoveryMinusRestoreS, 2), f(r.CoordRecoveryS, 2), f(r.RestoreGBps, 3))
+			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", sizeName(r.StateBytes), r.Ranks, r.Reps,
+				f(r.RecoveryS, 2), f(r.RestoreS, 2), f(r.RecoveryMinusRestoreS, 2), f(r.CoordRecoveryS, 2), f(r.RespawnS, 2), f(r.RestoreGBps, 3))
 		}
 		b.WriteString("\n")
 	}

@@ -127,6 +127,7 @@ type Record struct {
 	CoordRecoveryS        *Stat `json:"coordinator_recovery_s,omitempty"` // coordinator: loss detected to all told to run
 	RestoreS              *Stat `json:"restore_s,omitempty"`              // slowest rank's read of the cut during the recovery
 	RecoveryMinusRestoreS *Stat `json:"recovery_minus_restore_s,omitempty"`
+	RespawnS              *Stat `json:"respawn_s,omitempty"` // kill to the replacement rank's command started
 	WallS                 *Stat `json:"wall_s,omitempty"`
 
 	// Rank transport (RawGBps is the transport's).

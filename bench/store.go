@@ -66,7 +66,7 @@ type cutResult struct {
 
 // rankBufs are the ranks' buffers on the scenario's device.
 type rankBufs struct {
-	dev   kernels.Device
+	devs  []kernels.Device // per rank
 	bufs  []kernels.Buffer
 	parts [][]byte // host copies (the data)
 	close func()
@@ -76,9 +76,12 @@ func (h *harness) openBufs(sp storeSpec, data []byte) (*rankBufs, error) {
 	parts := split(data, sp.Ranks, sp.Kind.ElemSize())
 	rb := &rankBufs{parts: parts}
 	if sp.Device == "cpu" {
-		// A CPU device of its own: its staging pool goes with it.
-		rb.dev = kernels.NewCPU(0)
 		for _, p := range parts {
+			// A CPU device per rank, as each rank process has its own:
+			// its staging pool holds that rank's reserved staging (one
+			// shared pool would hand one reservation to two ranks), and
+			// goes away with the scenario.
+			rb.devs = append(rb.devs, kernels.NewCPU(0))
 			b, err := kernels.HostBytes(p, sp.elem())
 			if err != nil {
 				return nil, err
@@ -92,7 +95,9 @@ func (h *harness) openBufs(sp storeSpec, data []byte) (*rankBufs, error) {
 	if err != nil {
 		return nil, err
 	}
-	rb.dev = dev
+	for range parts {
+		rb.devs = append(rb.devs, dev)
+	}
 	rb.close = func() {
 		for _, b := range rb.bufs {
 			b.Close()
@@ -149,9 +154,9 @@ func (h *harness) cut(ctx context.Context, st *ckpt.Store, sp storeSpec, rb *ran
 			if base != nil {
 				b = base[i]
 			}
-			opt := captureOptions(rb.dev, st.ChunkSize(), sp.Shuffle, b)
+			opt := captureOptions(rb.devs[i], st.ChunkSize(), sp.Shuffle, b)
 			tc := time.Now()
-			snap, err := rb.dev.Capture(rb.bufs[i], opt)
+			snap, err := rb.devs[i].Capture(rb.bufs[i], opt)
 			blocking[i] = time.Since(tc)
 			if err != nil {
 				errs[i] = fmt.Errorf("rank %d: capture: %w", i, err)
@@ -274,9 +279,9 @@ func (h *harness) storeScenario(ctx context.Context, sp storeSpec) (Record, erro
 		return rec, err
 	}
 	defer st.Close()
-	for _, b := range rb.bufs {
+	for i, b := range rb.bufs {
 		// As Protect does: the first capture must not pay page faults.
-		_ = rb.dev.Reserve(b, captureOptions(rb.dev, st.ChunkSize(), sp.Shuffle, nil))
+		_ = rb.devs[i].Reserve(b, captureOptions(rb.devs[i], st.ChunkSize(), sp.Shuffle, nil))
 	}
 	rec.MemcpyMs = one(ms(h.memcpyParts(rb.parts)))
 
@@ -292,7 +297,7 @@ func (h *harness) storeScenario(ctx context.Context, sp storeSpec) (Record, erro
 			flips = append(flips, ch)
 			flipChunks(p, st.ChunkSize(), ch)
 			if sp.Device != "cpu" {
-				if err := rb.dev.CopyFromHost(rb.bufs[i], 0, p); err != nil {
+				if err := rb.devs[i].CopyFromHost(rb.bufs[i], 0, p); err != nil {
 					return rec, err
 				}
 			}

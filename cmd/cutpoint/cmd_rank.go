@@ -64,6 +64,7 @@ job (5 after a final cut); 1 failure or this process was fenced;
 }
 
 func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOptions) error {
+	started := time.Now()
 	ro, err := rank.OptionsFromEnv()
 	if err != nil {
 		return usageError(err)
@@ -125,7 +126,7 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	var comm heat2d.Comm = r
 	var rec *jobstats.Recorder
 	if statsDir != "" {
-		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name())
+		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name(), started)
 		comm = &statsComm{Rank: r, rec: rec}
 	}
 	_, err = heat2d.Run(ctx, comm, dev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})

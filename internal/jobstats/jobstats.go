@@ -113,6 +113,9 @@ type Rank struct {
 	Spawn   uint64 `json:"spawn"`
 	Pid     int    `json:"pid"`
 	Device  string `json:"device"`
+	// StartNs is when the rank command started (its process, give or take
+	// the runtime's start-up).
+	StartNs int64 `json:"start_unix_ns"`
 
 	// From the rank runtime (rank.Stats).
 	Captures      int   `json:"captures"`
@@ -146,9 +149,10 @@ type Recorder struct {
 	r  Rank
 }
 
-// NewRecorder starts the record of rank r's process spawned at g.
-func NewRecorder(rank int, spawn uint64, device string) *Recorder {
-	return &Recorder{r: Rank{Version: Version, Rank: rank, Spawn: spawn, Pid: os.Getpid(), Device: device}}
+// NewRecorder starts the record of rank r's process spawned at g, whose
+// command started at start.
+func NewRecorder(rank int, spawn uint64, device string, start time.Time) *Recorder {
+	return &Recorder{r: Rank{Version: Version, Rank: rank, Spawn: spawn, Pid: os.Getpid(), Device: device, StartNs: start.UnixNano()}}
 }
 
 func appendCapped[T any](s []T, v T) []T {

@@ -10,7 +10,7 @@ import (
 )
 
 func TestRecorder(t *testing.T) {
-	rec := NewRecorder(1, 2, "cpu")
+	rec := NewRecorder(1, 2, "cpu", time.Unix(99, 0))
 	t0 := time.Unix(100, 0)
 	rec.Started(10, t0)
 	rec.SafePoint(11, 11, time.Millisecond, t0.Add(time.Second), false)
@@ -40,7 +40,7 @@ func TestRecorder(t *testing.T) {
 }
 
 func TestRecorderCapsLists(t *testing.T) {
-	rec := NewRecorder(0, 1, "cpu")
+	rec := NewRecorder(0, 1, "cpu", time.Now())
 	for i := range maxEvents + 10 {
 		rec.SafePoint(int64(i), int64(i), 0, time.Unix(0, int64(i)+1), true)
 	}
@@ -64,7 +64,7 @@ func TestRunRecorderAndReadDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for r := range 2 {
-		rec := NewRecorder(r, 1, "cpu")
+		rec := NewRecorder(r, 1, "cpu", time.Now())
 		if err := WriteFile(dir, RankFileName(r, 1), rec.Snapshot(nil)); err != nil {
 			t.Fatal(err)
 		}
