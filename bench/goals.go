@@ -41,12 +41,12 @@ func evaluateGoals(res *Results) []Goal {
 		add(2, "heat field ratio >= 1.5 with shuffle", fmt.Sprintf("%.3f with s2%s; best %.3f with %s", heat.Ratio.med(), at, best, bestCodec),
 			boolp(heat.Ratio.med() >= 1.5), ratioNote(heat.Ratio.med(), best))
 		if heat.VsZstdCLI != nil {
-			add(2, "write >= 3x the zstd CLI", fmt.Sprintf("%.2fx (%.3f GB/s)%s", heat.VsZstdCLI.Median, heat.RawGBps.med(), at), boolp(heat.VsZstdCLI.Median >= 3), "")
+			add(2, "write >= 3x the zstd CLI", fmt.Sprintf("%.3fx (min %.3f, max %.3f; %.3f GB/s)%s", heat.VsZstdCLI.Median, heat.VsZstdCLI.Min, heat.VsZstdCLI.Max, heat.RawGBps.med(), at), boolp(heat.VsZstdCLI.Median >= 3), "")
 		} else {
 			unknown(2, "write >= 3x the zstd CLI", "no zstd CLI row for this data (zstd not installed?)")
 		}
 		if heat.VsDiskLimit != nil {
-			add(2, "write >= 80% of min(disk x ratio, cores x codec speed)", fmt.Sprintf("%.0f%%%s", heat.VsDiskLimit.Median*100, at), boolp(heat.VsDiskLimit.Median >= 0.8), "")
+			add(2, "write >= 80% of min(disk x ratio, cores x codec speed)", fmt.Sprintf("%.0f%% (min %.0f, max %.0f)%s", heat.VsDiskLimit.Median*100, heat.VsDiskLimit.Min*100, heat.VsDiskLimit.Max*100, at), boolp(heat.VsDiskLimit.Median >= 0.8), "")
 		}
 		if heat.RestoreVsWrite != nil {
 			add(2, "restore >= write", fmt.Sprintf("%.2fx (restore %.3f GB/s from disk, page cache dropped)%s", heat.RestoreVsWrite.Median, heat.RestoreGBps.med(), at), boolp(heat.RestoreVsWrite.Median >= 1), "")
