@@ -109,9 +109,16 @@ func TestQuick(t *testing.T) {
 		positive(r, "steps/s", r.StepsPerS)
 		positive(r, "rank peak RSS", r.PeakRSSBytes)
 	}
+	for _, r := range byWhat["overhead"] {
+		if r.Cuts != nil && r.Cuts.Median > 0 {
+			positive(r, "blocking per cut", r.BlockingMs)
+			positive(r, "capture copy", r.CaptureCopyMs)
+		}
+	}
 	for _, r := range byWhat["recovery"] {
 		positive(r, "recovery s", r.RecoveryS)
 		positive(r, "respawn s", r.RespawnS)
+		positive(r, "replacement start-up s", r.ReplacementStartS)
 		if r.RespawnS != nil && r.RecoveryS != nil && r.RespawnS.Median > r.RecoveryS.Median {
 			t.Errorf("%s: the replacement started %.2f s after the kill, after the recovery ended (%.2f s)", r.Name, r.RespawnS.Median, r.RecoveryS.Median)
 		}

@@ -158,18 +158,24 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	h.res.Goals = evaluateGoals(h.res)
 	h.res.Finished = time.Now().UTC()
 	h.res.DurationS = h.res.Finished.Sub(h.res.Started).Seconds()
-	plots, err := writePlots(h.res, cfg.Out)
+	return h.res, Render(h.res, cfg.Out)
+}
+
+// Render writes results.json, results.md and the plots of res into out;
+// `cutpoint bench --from` uses it to redraw a finished run.
+func Render(res *Results, out string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	plots, err := writePlots(res, out)
 	if err != nil {
-		h.skip("plots", err.Error())
+		res.Skipped = append(res.Skipped, Skip{What: "plots", Why: err.Error()})
 	}
-	h.res.Plots = plots
-	if err := writeJSON(cfg.Out, ResultsFile, h.res); err != nil {
-		return h.res, err
+	res.Plots = plots
+	if err := writeJSON(out, ResultsFile, res); err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Out, TableFile), []byte(Markdown(h.res, "")), 0o644); err != nil {
-		return h.res, err
-	}
-	return h.res, nil
+	return os.WriteFile(filepath.Join(out, TableFile), []byte(Markdown(res, "")), 0o644)
 }
 
 func (h *harness) skip(what, why string) {

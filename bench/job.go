@@ -156,6 +156,17 @@ func (j jobRun) captureToCommit() (afterCapture, afterRequest []float64) {
 	return afterCapture, afterRequest
 }
 
+// captureCopies is every rank's mean capture copy per cut, ms.
+func (j jobRun) captureCopies() []float64 {
+	var out []float64
+	for _, r := range j.ranks {
+		if r.Captures > 0 {
+			out = append(out, float64(r.CaptureNs)/float64(r.Captures)/1e6)
+		}
+	}
+	return out
+}
+
 // maxRSS is the largest rank process's peak RSS.
 func (j jobRun) maxRSS() float64 {
 	var m int64
@@ -175,6 +186,7 @@ type recoveryTimes struct {
 	restore float64 // the slowest rank's read of the cut
 	coord   float64 // coordinator: loss detected to every rank told to go
 	respawn float64 // kill to the replacement's rank command started
+	startup float64 // the replacement's command start to its Start returning
 }
 
 func (j jobRun) recovery() (recoveryTimes, error) {
@@ -184,7 +196,7 @@ func (j jobRun) recovery() (recoveryTimes, error) {
 	}
 	kill := j.run.Kills[0].AtNs
 	resumed := map[int]int64{}
-	var respawned int64
+	var respawned, replStart int64
 	for _, r := range j.ranks {
 		for _, e := range r.Resumes {
 			if e.AtNs > kill && (resumed[r.Rank] == 0 || e.AtNs < resumed[r.Rank]) {
@@ -196,6 +208,13 @@ func (j jobRun) recovery() (recoveryTimes, error) {
 		}
 		if r.Spawn > 1 && r.StartNs > kill && (respawned == 0 || r.StartNs < respawned) {
 			respawned = r.StartNs
+			replStart = 0
+			for _, e := range r.Resumes {
+				if !e.Rollback {
+					replStart = e.AtNs
+					break
+				}
+			}
 		}
 	}
 	if len(resumed) != j.args.Ranks {
@@ -207,6 +226,9 @@ func (j jobRun) recovery() (recoveryTimes, error) {
 	}
 	if respawned > 0 {
 		t.respawn = float64(respawned-kill) / 1e9
+		if replStart > respawned {
+			t.startup = float64(replStart-respawned) / 1e9
+		}
 	}
 	return t, nil
 }

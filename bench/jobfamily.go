@@ -155,7 +155,7 @@ func (f *jobFamily) records(prefix string) []Record {
 		}
 		r := common(v.label, what, role, v)
 		r.Reps = len(runs)
-		var rates, walls, rss, lrss, cuts, over, wover, stalls, afterCap, afterReq []float64
+		var rates, walls, rss, lrss, cuts, over, wover, stalls, copies, afterCap, afterReq []float64
 		for i, j := range runs {
 			rates = append(rates, j.stepRate())
 			walls = append(walls, j.wall.Seconds())
@@ -163,6 +163,7 @@ func (f *jobFamily) records(prefix string) []Record {
 			lrss = append(lrss, float64(j.run.Self.MaxRSSBytes))
 			cuts = append(cuts, float64(len(j.run.Cuts)))
 			stalls = append(stalls, j.stalls()...)
+			copies = append(copies, j.captureCopies()...)
 			ac, ar := j.captureToCommit()
 			afterCap, afterReq = append(afterCap, ac...), append(afterReq, ar...)
 			if v.interval > 0 && i < len(none) {
@@ -174,7 +175,7 @@ func (f *jobFamily) records(prefix string) []Record {
 		if v.interval > 0 {
 			r.Cuts = statOf(cuts...)
 			r.OverheadPct, r.WallOverheadPct = statOf(over...), statOf(wover...)
-			r.BlockingMs = statOf(stalls...)
+			r.BlockingMs, r.CaptureCopyMs = statOf(stalls...), statOf(copies...)
 			r.CommittedMs, r.CutRequestToCommitMs = statOf(afterCap...), statOf(afterReq...)
 			if r.BlockingMs != nil && f.memcpyMs > 0 {
 				r.MemcpyMs = one(f.memcpyMs)
@@ -187,7 +188,7 @@ func (f *jobFamily) records(prefix string) []Record {
 	if len(f.recov) > 0 {
 		r := common("recovery", "recovery", RoleScenario, jobVariant{})
 		r.Reps = len(f.recov)
-		var rec, rest, coord, minus, rgb, respawn []float64
+		var rec, rest, coord, minus, rgb, respawn, startup []float64
 		var notes []string
 		for _, j := range f.recov {
 			t, err := j.recovery()
@@ -199,12 +200,15 @@ func (f *jobFamily) records(prefix string) []Record {
 			if t.respawn > 0 {
 				respawn = append(respawn, t.respawn)
 			}
+			if t.startup > 0 {
+				startup = append(startup, t.startup)
+			}
 			if t.restore > 0 {
 				rgb = append(rgb, float64(f.state)/float64(f.p.Ranks)/t.restore/1e9)
 			}
 		}
 		r.RecoveryS, r.RestoreS, r.CoordRecoveryS, r.RecoveryMinusRestoreS = statOf(rec...), statOf(rest...), statOf(coord...), statOf(minus...)
-		r.RespawnS, r.RestoreGBps = statOf(respawn...), statOf(rgb...)
+		r.RespawnS, r.ReplacementStartS, r.RestoreGBps = statOf(respawn...), statOf(startup...), statOf(rgb...)
 		r.Note = "SIGKILL of the last rank at 60% of the steps, cuts every quarter; recovery = kill to every rank computing again; restore = the slowest rank's read of the cut (one rank's state)"
 		if len(notes) > 0 {
 			r.Note += "; " + fmt.Sprint(notes)

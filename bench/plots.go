@@ -126,6 +126,27 @@ func logAxes(p *plot.Plot, x, y bool) {
 	}
 }
 
+// sizeTicks labels the state sizes the series have (in MiB), on a log axis
+// whose default ticks would label only powers of ten.
+func sizeTicks(series ...plotter.XYs) plot.ConstantTicks {
+	seen := map[float64]bool{}
+	var ticks plot.ConstantTicks
+	for _, s := range series {
+		for _, p := range s {
+			if !seen[p.X] {
+				seen[p.X] = true
+				ticks = append(ticks, plot.Tick{Value: p.X, Label: sizeName(int64(p.X * (1 << 20)))})
+			}
+		}
+	}
+	slices.SortFunc(ticks, func(a, b plot.Tick) int { return cmpF(a.Value, b.Value) })
+	return ticks
+}
+
+// roomForLegend raises a log Y axis's top so that the legend in the upper
+// corner does not cover the highest line.
+func roomForLegend(p *plot.Plot) { p.Y.Max *= 6 }
+
 func plotThroughput(res *Results) (*plot.Plot, error) {
 	heat := series(res, mainCut("heat-f64"), raw)
 	uni := series(res, mainCut("uniform-f64"), raw)
@@ -134,7 +155,7 @@ func plotThroughput(res *Results) (*plot.Plot, error) {
 	}
 	p := plot.New()
 	p.Title.Text = "Cut throughput vs state size (s2 + shuffle, 2 ranks)"
-	p.X.Label.Text = "state (MiB)"
+	p.X.Label.Text = "total state"
 	p.Y.Label.Text = "raw GB/s to durable"
 	restore := series(res, mainCut("heat-f64"), func(r Record) *Stat { return r.RestoreGBps })
 	err := addLines(p,
@@ -148,6 +169,8 @@ func plotThroughput(res *Results) (*plot.Plot, error) {
 		"memcpy", series(res, what("memcpy"), raw),
 	)
 	logAxes(p, true, true)
+	roomForLegend(p)
+	p.X.Tick.Marker = sizeTicks(heat, uni)
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
 	return p, err
@@ -161,7 +184,7 @@ func plotBlocking(res *Results) (*plot.Plot, error) {
 	}
 	p := plot.New()
 	p.Title.Text = "Blocking per cut (heat-f64, 2 ranks, CPU)"
-	p.X.Label.Text = "state (MiB)"
+	p.X.Label.Text = "total state"
 	p.Y.Label.Text = "ms the job waits"
 	err := addLines(p,
 		"cutpoint (capture)", block,
@@ -186,6 +209,8 @@ func plotBlocking(res *Results) (*plot.Plot, error) {
 		p.Legend.Add("heat2d job (cutpoint run)", s)
 	}
 	logAxes(p, true, true)
+	roomForLegend(p)
+	p.X.Tick.Marker = sizeTicks(block, jobPts)
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
@@ -278,8 +303,8 @@ func plotRecovery(res *Results) (*plot.Plot, error) {
 	if r == nil {
 		return nil, nil
 	}
-	labels := []string{"kill → computing", "respawn", "restore I/O", "beyond restore", "coordinator"}
-	stats := []*Stat{r.RecoveryS, r.RespawnS, r.RestoreS, r.RecoveryMinusRestoreS, r.CoordRecoveryS}
+	labels := []string{"kill → computing", "respawn", "repl. start-up", "restore I/O", "coordinator"}
+	stats := []*Stat{r.RecoveryS, r.RespawnS, r.ReplacementStartS, r.RestoreS, r.CoordRecoveryS}
 	vals := make(plotter.Values, len(stats))
 	var e errPoints
 	for i, s := range stats {

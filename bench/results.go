@@ -95,6 +95,7 @@ type Record struct {
 
 	// Cuts.
 	BlockingMs           *Stat `json:"blocking_per_cut_ms,omitempty"`      // app-visible, per rank and cut (max over ranks in the store family)
+	CaptureCopyMs        *Stat `json:"capture_copy_ms,omitempty"`          // job: the capture's copy alone (the runtime's CaptureTime / Captures), per rank and run
 	MemcpyMs             *Stat `json:"memcpy_ms,omitempty"`                // the same state copied the same way (store family), or the limit row
 	BlockingVsMemcpy     *Stat `json:"blocking_vs_memcpy,omitempty"`       // ratio
 	DurableMs            *Stat `json:"durable_ms,omitempty"`               // capture start to every shard durable
@@ -127,7 +128,8 @@ type Record struct {
 	CoordRecoveryS        *Stat `json:"coordinator_recovery_s,omitempty"` // coordinator: loss detected to all told to run
 	RestoreS              *Stat `json:"restore_s,omitempty"`              // slowest rank's read of the cut during the recovery
 	RecoveryMinusRestoreS *Stat `json:"recovery_minus_restore_s,omitempty"`
-	RespawnS              *Stat `json:"respawn_s,omitempty"` // kill to the replacement rank's command started
+	RespawnS              *Stat `json:"respawn_s,omitempty"`             // kill to the replacement rank's command started
+	ReplacementStartS     *Stat `json:"replacement_startup_s,omitempty"` // the replacement's command start to computing (set-up, restore, waiting for the others)
 	WallS                 *Stat `json:"wall_s,omitempty"`
 
 	// Rank transport (RawGBps is the transport's).

@@ -24,6 +24,7 @@ type benchOptions struct {
 	JobRanks int
 	Doc      string
 	DocPlots string
+	From     string
 }
 
 func newBenchCommand(g *GlobalOptions) *cobra.Command {
@@ -63,6 +64,7 @@ harness could not run; 2 usage error.`,
 	f.IntVar(&o.JobRanks, "job-ranks", 0, "ranks of the job runs (default 2)")
 	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
 	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")
+	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
 	return cmd
 }
 
@@ -92,11 +94,20 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			o.DocPlots = filepath.Join(filepath.Dir(o.Doc), "bench")
 		}
 	}
-	res, err := bench.Run(ctx, bench.Config{
-		Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
-		JobState: state, JobRanks: o.JobRanks, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
-		Log: g.Logger, Progress: g.Stderr,
-	})
+	var res *bench.Results
+	var err error
+	if o.From != "" {
+		if res, err = bench.ReadResults(o.From); err != nil {
+			return usageError(fmt.Errorf("--from: %w", err))
+		}
+		err = bench.Render(res, o.Out)
+	} else {
+		res, err = bench.Run(ctx, bench.Config{
+			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
+			JobState: state, JobRanks: o.JobRanks, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			Log: g.Logger, Progress: g.Stderr,
+		})
+	}
 	if err != nil {
 		return err
 	}
