@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
+.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
 
 all: build
 
@@ -85,8 +85,18 @@ staticcheck:
 demo: build
 	scripts/demo.sh
 
+# The benchmark harness (package bench): a full run takes 20 to 30 minutes on
+# two cores and writes up to about 12 GiB under bench-results/; results.json,
+# results.md and the plots land there. BENCH_FLAGS adds flags, e.g.
+# BENCH_FLAGS='--doc docs/benchmarks.md' to regenerate the Harness section.
+BENCH_FLAGS ?=
 bench: build
-	$(BIN)/cutpoint bench --out bench-results
+	$(BIN)/cutpoint bench --out bench-results $(BENCH_FLAGS)
+
+# The quick plan (under two minutes on two cores); `make unit` runs it too,
+# as TestQuick in ./bench (skipped with -short).
+bench-quick: build
+	$(BIN)/cutpoint bench --quick --out bench-results-quick $(BENCH_FLAGS)
 
 # The protocol simulation alone: 2,000 seeds and the scenario scripts (also
 # part of `unit` and `race`). A failing seed prints its reproduction command.
@@ -146,4 +156,4 @@ slurm-test:
 	bash slurm/test.sh
 
 clean:
-	rm -rf $(BIN) bench-results demo-store
+	rm -rf $(BIN) bench-results bench-results-quick demo-store

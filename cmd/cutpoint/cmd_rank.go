@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/cutpoint/cutpoint/internal/heat2d"
+	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank"
 )
@@ -23,6 +25,7 @@ type rankOptions struct {
 	World     int
 	Heartbeat time.Duration
 	Codec     string
+	StatsDir  string
 }
 
 func (o *rankOptions) AddFlags(f *pflag.FlagSet) {
@@ -34,6 +37,7 @@ func (o *rankOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.World, "world", 0, "number of ranks (default: CUTPOINT_WORLD, or SLURM_NTASKS under srun)")
 	f.DurationVar(&o.Heartbeat, "heartbeat-interval", 0, "heartbeat interval (must match the coordinator's)")
 	f.StringVar(&o.Codec, "codec", "", "compression of this rank's shards (default: the store's)")
+	f.StringVar(&o.StatsDir, "stats-dir", "", "write this process's figures (cut stalls, restores, step times, peak RSS) as JSON into this directory at exit (default: "+jobstats.EnvDir+")")
 }
 
 func newRankCommand(g *GlobalOptions) *cobra.Command {
@@ -60,6 +64,7 @@ job (5 after a final cut); 1 failure or this process was fenced;
 }
 
 func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOptions) error {
+	started := time.Now()
 	ro, err := rank.OptionsFromEnv()
 	if err != nil {
 		return usageError(err)
@@ -114,7 +119,22 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		return err
 	}
 	defer r.Close()
-	_, err = heat2d.Run(ctx, r, dev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
+	statsDir := o.StatsDir
+	if !fs.Changed("stats-dir") {
+		statsDir = os.Getenv(jobstats.EnvDir)
+	}
+	var comm heat2d.Comm = r
+	var rec *jobstats.Recorder
+	if statsDir != "" {
+		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name(), started)
+		comm = &statsComm{Rank: r, rec: rec}
+	}
+	_, err = heat2d.Run(ctx, comm, dev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
+	if rec != nil {
+		if werr := writeRankStats(statsDir, r, rec, err); werr != nil {
+			g.Logger.Warn("stats file not written", "err", werr)
+		}
+	}
 	var ee *rank.ExitError
 	if errors.As(err, &ee) {
 		if errors.Is(err, rank.ErrFenced) {

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
 	"github.com/cutpoint/cutpoint/rank"
@@ -27,6 +29,7 @@ type runOptions struct {
 	workloadOptions
 	Kill     []string // RANK@STEP: SIGKILL rank when the job reaches step
 	Progress string
+	StatsDir string
 }
 
 func newRunCommand(g *GlobalOptions) *cobra.Command {
@@ -61,6 +64,7 @@ cut (resume with --restore); 6 stopped without a final cut.`,
 	o.workloadOptions.AddFlags(cmd.Flags())
 	cmd.Flags().StringSliceVar(&o.Kill, "kill", nil, "fault injection: SIGKILL rank R when the job reaches step S (R@S, repeatable)")
 	cmd.Flags().StringVar(&o.Progress, "progress", "auto", "live progress line on stderr: auto (on a terminal), always, never")
+	cmd.Flags().StringVar(&o.StatsDir, "stats-dir", "", "write run.json (cuts, kills, recoveries, usage) and one JSON file per rank process (cut stalls, restores, step times, peak RSS) into this directory")
 	return cmd
 }
 
@@ -90,7 +94,7 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	}
 	return runJob(ctx, g, jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, kills: o.Kill,
-		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local",
+		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local", statsDir: o.StatsDir,
 	})
 }
 
@@ -113,6 +117,7 @@ type jobRun struct {
 	spawn    string // local | srun | none
 	srunArgs []string
 	rejoin   bool
+	statsDir string // --stats-dir: run.json here, and the ranks' files
 }
 
 func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
@@ -179,8 +184,16 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
+		env := o.rankEnv(natsURL)
+		if j.statsDir != "" {
+			abs, err := filepath.Abs(j.statsDir)
+			if err != nil {
+				return usageError(fmt.Errorf("--stats-dir: %w", err))
+			}
+			env = append(env, jobstats.EnvDir+"="+abs)
+		}
 		if j.spawn == "srun" {
-			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: o.rankEnv(natsURL), RankVar: rank.EnvRank,
+			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: env, RankVar: rank.EnvRank,
 				Args: j.srunArgs, Out: g.Stderr, Log: g.Logger})
 			if err != nil {
 				return usageError(err)
@@ -188,7 +201,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			defer sp.Close()
 			drvSpawner = sp
 		} else {
-			spawner, err = launch.NewLocal(argv, o.rankEnv(natsURL), g.Stderr, g.Logger)
+			spawner, err = launch.NewLocal(argv, env, g.Stderr, g.Logger)
 			if err != nil {
 				return usageError(err)
 			}
@@ -203,9 +216,18 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return err
 	}
+	var stats *runStats
+	if j.statsDir != "" {
+		if stats, err = newRunStats(j.statsDir, o.Job, o.Ranks); err != nil {
+			return err
+		}
+	}
 	var killMu sync.Mutex
 	onProgress := func(p driver.Progress) {
 		progress.update(p)
+		if stats != nil {
+			stats.progress(p)
+		}
 		killMu.Lock()
 		defer killMu.Unlock()
 		for _, k := range kills {
@@ -214,6 +236,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 				g.Logger.Warn("fault injection: SIGKILL", "rank", k.rank, "step", p.Step)
 				if err := spawner.Signal(k.rank, syscall.SIGKILL); err != nil {
 					g.Logger.Error("fault injection failed", "rank", k.rank, "err", err)
+				} else if stats != nil {
+					stats.rec.Killed(k.rank, p.Step, time.Now())
 				}
 			}
 		}
@@ -231,8 +255,17 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return jobSetupError(err)
 	}
-	if err := outcomeError(res.Outcome); err != nil {
-		return err
+	outErr := outcomeError(res.Outcome)
+	if stats != nil {
+		// The ranks write their files as they exit: give them a moment
+		// before the spawner's Close kills whatever still runs.
+		waitExited(spawner, o.Ranks, 10*time.Second)
+		if err := stats.finish(errOutcome(outErr)); err != nil {
+			g.Logger.Error("stats file not written", "err", err)
+		}
+	}
+	if outErr != nil {
+		return outErr
 	}
 	if res.JobResult != nil {
 		fmt.Fprintf(g.Stdout, "result %s\n", hex.EncodeToString(res.JobResult))

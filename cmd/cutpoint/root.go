@@ -74,6 +74,7 @@ var commands = []func(*GlobalOptions) *cobra.Command{
 	newVerifyCommand,
 	newGcCommand,
 	newInspectCommand,
+	newBenchCommand,
 }
 
 func (g *GlobalOptions) setupLogging() error {

@@ -1,0 +1,277 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/rank/transport"
+)
+
+// transportRates measures one rank transport channel against raw core NATS
+// on the same embedded server, in the same run: throughput for 64 KiB and
+// 1 MiB messages and the one-way latency of a 64-byte message (issue 8).
+// The raw NATS subscriber has no pending limit and the publisher no
+// pacing: an ideal the reliable layer, with its acknowledgements and
+// credit, cannot reach.
+func (h *harness) transportRates(ctx context.Context) ([]Record, error) {
+	srv, err := natsutil.StartServer(natsutil.ServerOptions{MaxPayload: 8 << 20, MaxPending: 512 << 20})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Shutdown()
+	conn := func(name string) (*nats.Conn, error) {
+		return natsutil.Connect(srv.ClientURL(), natsutil.ConnectOptions{Name: name, Logger: h.quiet})
+	}
+	total := int64(256 << 20)
+	rtts := 2000
+	if h.cfg.Quick {
+		total, rtts = 32<<20, 300
+	}
+	var out []Record
+	for _, size := range []int{64 << 10, 1 << 20} {
+		raw, err := rawNATSThroughput(ctx, conn, size, total)
+		if err != nil {
+			return out, fmt.Errorf("raw nats %s: %w", sizeName(int64(size)), err)
+		}
+		tr, err := transportThroughput(ctx, conn, size, total)
+		if err != nil {
+			return out, fmt.Errorf("transport %s: %w", sizeName(int64(size)), err)
+		}
+		out = append(out, Record{
+			Name: "transport/channel/" + sizeName(int64(size)), Family: "transport", Role: RoleScenario, What: "one channel",
+			StateBytes: total, Reps: 1, RawGBps: one(tr), RawNATSGBps: one(raw), VsRawNATS: one(tr / raw),
+			Note: fmt.Sprintf("%s messages back to back; raw NATS unpaced with no pending limit", sizeName(int64(size))),
+		})
+	}
+	rawLat, err := rawNATSLatency(ctx, conn, rtts)
+	if err != nil {
+		return out, fmt.Errorf("raw nats latency: %w", err)
+	}
+	trLat, err := transportLatency(ctx, conn, rtts)
+	if err != nil {
+		return out, fmt.Errorf("transport latency: %w", err)
+	}
+	out = append(out, Record{
+		Name: "transport/latency/64B", Family: "transport", Role: RoleScenario, What: "one-way latency",
+		StateBytes: 64, Reps: rtts, OneWayUs: one(trLat), RawNATSOneWayUs: one(rawLat), AddedLatencyUs: one(trLat - rawLat),
+		Note: "half the round trip of a ping-pong, median over the round trips",
+	})
+	return out, nil
+}
+
+type connFunc func(name string) (*nats.Conn, error)
+
+func rawNATSThroughput(ctx context.Context, conn connFunc, size int, total int64) (float64, error) {
+	pub, err := conn("bench-pub")
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Close()
+	subc, err := conn("bench-sub")
+	if err != nil {
+		return 0, err
+	}
+	defer subc.Close()
+	var got atomic.Int64
+	done := make(chan struct{})
+	sub, err := subc.Subscribe("bench.raw", func(m *nats.Msg) {
+		if got.Add(int64(len(m.Data))) >= total {
+			select {
+			case <-done:
+			default:
+				close(done)
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := subc.Flush(); err != nil {
+		return 0, err
+	}
+	msg := make([]byte, size)
+	t0 := time.Now()
+	for sent := int64(0); sent < total; sent += int64(size) {
+		if err := pub.Publish("bench.raw", msg); err != nil {
+			return 0, err
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		return 0, err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("only %d of %d bytes arrived (dropped by a slow consumer?)", got.Load(), total)
+	}
+	return gbps(total, time.Since(t0)), nil
+}
+
+// sink counts what a transport endpoint delivers, crediting it at once,
+// and optionally echoes each message back.
+type sink struct {
+	ep    atomic.Pointer[transport.Endpoint]
+	got   atomic.Int64
+	want  int64
+	done  chan struct{}
+	echo  bool
+	pongs chan struct{}
+}
+
+func (s *sink) Deliver(from int, g uint64, msg []byte) {
+	ep := s.ep.Load()
+	if ep == nil {
+		return
+	}
+	ep.Credit(from, len(msg))
+	if s.echo {
+		_ = ep.Enqueue(from, msg)
+		return
+	}
+	if s.pongs != nil {
+		s.pongs <- struct{}{}
+		return
+	}
+	if s.got.Add(int64(len(msg))) >= s.want && s.done != nil {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+}
+
+func (s *sink) Event(transport.Event) {}
+
+// pair opens ranks 0 and 1 of a job on their own connections.
+func pair(ctx context.Context, conn connFunc, h0, h1 *sink) (e0, e1 *transport.Endpoint, closeAll func(), err error) {
+	c0, err := conn("bench-rank0")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c1, err := conn("bench-rank1")
+	if err != nil {
+		c0.Close()
+		return nil, nil, nil, err
+	}
+	job := fmt.Sprintf("bench%d", time.Now().UnixNano())
+	e0, err = transport.Open(ctx, c0, transport.Options{Job: job, Self: 0, Peers: []int{1}, G: 1}, h0)
+	if err == nil {
+		h0.ep.Store(e0)
+		e1, err = transport.Open(ctx, c1, transport.Options{Job: job, Self: 1, Peers: []int{0}, G: 1}, h1)
+	}
+	closeAll = func() {
+		if e0 != nil {
+			e0.Close()
+		}
+		if e1 != nil {
+			e1.Close()
+		}
+		c0.Close()
+		c1.Close()
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	h1.ep.Store(e1)
+	return e0, e1, closeAll, nil
+}
+
+func transportThroughput(ctx context.Context, conn connFunc, size int, total int64) (float64, error) {
+	recv := &sink{want: total, done: make(chan struct{})}
+	e0, _, closeAll, err := pair(ctx, conn, &sink{}, recv)
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll()
+	msg := make([]byte, size)
+	t0 := time.Now()
+	for sent := int64(0); sent < total; sent += int64(size) {
+		if err := e0.Acquire(ctx, 1, size); err != nil {
+			return 0, err
+		}
+		if err := e0.Enqueue(1, msg); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-recv.done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("only %d of %d bytes delivered", recv.got.Load(), total)
+	}
+	return gbps(total, time.Since(t0)), nil
+}
+
+func rawNATSLatency(ctx context.Context, conn connFunc, n int) (float64, error) {
+	a, err := conn("bench-ping")
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	b, err := conn("bench-pong")
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	if _, err := b.Subscribe("bench.ping", func(m *nats.Msg) { _ = b.Publish("bench.pong", m.Data) }); err != nil {
+		return 0, err
+	}
+	pongs := make(chan struct{}, 1)
+	if _, err := a.Subscribe("bench.pong", func(*nats.Msg) { pongs <- struct{}{} }); err != nil {
+		return 0, err
+	}
+	if err := a.Flush(); err != nil {
+		return 0, err
+	}
+	if err := b.Flush(); err != nil {
+		return 0, err
+	}
+	msg := make([]byte, 64)
+	return pingPong(ctx, n, func() error { return a.Publish("bench.ping", msg) }, pongs)
+}
+
+func transportLatency(ctx context.Context, conn connFunc, n int) (float64, error) {
+	pongs := make(chan struct{}, 1)
+	e0, _, closeAll, err := pair(ctx, conn, &sink{pongs: pongs}, &sink{echo: true})
+	if err != nil {
+		return 0, err
+	}
+	defer closeAll()
+	return pingPong(ctx, n, func() error { return e0.Enqueue(1, make([]byte, 64)) }, pongs)
+}
+
+// pingPong sends n pings one after the other, each after the previous
+// pong, and returns half the median round trip in microseconds (the first
+// tenth warms up and is not counted).
+func pingPong(ctx context.Context, n int, ping func() error, pongs <-chan struct{}) (float64, error) {
+	var rtts []float64
+	for i := range n {
+		t0 := time.Now()
+		if err := ping(); err != nil {
+			return 0, err
+		}
+		select {
+		case <-pongs:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("no answer within 10s")
+		}
+		if i >= n/10 {
+			rtts = append(rtts, float64(time.Since(t0).Nanoseconds())/1e3)
+		}
+	}
+	return statOf(rtts...).Median / 2, nil
+}

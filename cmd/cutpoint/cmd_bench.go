@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutpoint/cutpoint/bench"
+)
+
+type benchOptions struct {
+	Out      string
+	Scratch  string
+	Quick    bool
+	Families []string
+	Reps     int
+	JobState string
+	JobRanks int
+	Doc      string
+	DocPlots string
+	From     string
+}
+
+func newBenchCommand(g *GlobalOptions) *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench [--quick] [--out DIR]",
+		Short: "Measure cuts, overhead and recovery next to the machine's limits and the usual tools",
+		Long: `Run the benchmark harness: cuts written by the storage engine over state
+size, ranks, codec, shuffle, data kind, changed fraction and device; heat2d
+jobs under "cutpoint run" without cuts, with cuts and stop-the-world, and
+with a rank SIGKILLed; beside them, in the same run, memcpy and write+fsync
+of the same bytes, the zstd command line tool (when installed), the engine
+on one core, and raw NATS for the rank transport.
+
+Writes results.json, results.md and PNG plots into --out. --quick runs a
+small plan (under two minutes on two cores). The job runs start this
+executable's "run" command. --doc FILE writes the report into FILE's
+generated "Harness" section and copies the plots to --doc-plots.
+
+A full run takes about 20 to 30 minutes on two cores and writes up to
+about 12 GiB to --scratch; run it on a quiet machine.
+
+Exit codes: 0 done (failed scenarios are listed in the results); 1 the
+harness could not run; 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), g, o, cmd.Flags().Args())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Out, "out", "bench-results", "output folder: results.json, results.md, plots")
+	f.StringVar(&o.Scratch, "scratch", "", "folder on the disk to measure (default: under --out)")
+	f.BoolVar(&o.Quick, "quick", false, "small plan, under two minutes")
+	f.StringSliceVar(&o.Families, "families", nil, "run only these: store, kernels, transport, job (default all)")
+	f.IntVar(&o.Reps, "reps", 0, "repetitions of each job variant and of the recovery (default: 3, quick 1)")
+	f.StringVar(&o.JobState, "job-state", "", "total heat2d state of the job runs, e.g. 1GiB or 256MiB (default 1GiB, quick 8MiB)")
+	f.IntVar(&o.JobRanks, "job-ranks", 0, "ranks of the job runs (default 2)")
+	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
+	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")
+	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
+	return cmd
+}
+
+func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string) error {
+	for _, fam := range o.Families {
+		switch fam {
+		case bench.FamilyStore, bench.FamilyJob, "kernels", "transport":
+		default:
+			return usageError(fmt.Errorf("--families %q: want store, kernels, transport or job", fam))
+		}
+	}
+	if o.Reps < 0 || o.JobRanks < 0 {
+		return usageError(errors.New("--reps and --job-ranks must be >= 0"))
+	}
+	var state int64
+	if o.JobState != "" {
+		var err error
+		if state, err = parseSize(o.JobState); err != nil {
+			return usageError(fmt.Errorf("--job-state: %w", err))
+		}
+	}
+	if o.Doc != "" {
+		if _, err := os.Stat(o.Doc); err != nil {
+			return usageError(fmt.Errorf("--doc: %w", err))
+		}
+		if o.DocPlots == "" {
+			o.DocPlots = filepath.Join(filepath.Dir(o.Doc), "bench")
+		}
+	}
+	var res *bench.Results
+	var err error
+	if o.From != "" {
+		if res, err = bench.ReadResults(o.From); err != nil {
+			return usageError(fmt.Errorf("--from: %w", err))
+		}
+		err = bench.Render(res, o.Out)
+	} else {
+		res, err = bench.Run(ctx, bench.Config{
+			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
+			JobState: state, JobRanks: o.JobRanks, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			Log: g.Logger, Progress: g.Stderr,
+		})
+	}
+	if err != nil {
+		return err
+	}
+	if o.Doc != "" {
+		if err := bench.UpdateDoc(o.Doc, res, o.Out, o.DocPlots); err != nil {
+			return fmt.Errorf("--doc: %w", err)
+		}
+	}
+	fmt.Fprintf(g.Stdout, "%d records, %d goals, %d skipped; see %s\n", len(res.Records), len(res.Goals), len(res.Skipped),
+		filepath.Join(o.Out, bench.TableFile))
+	return nil
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if strings.HasSuffix(s, u.suf) {
+			num, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q: want a positive byte count, optionally with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
+}
