@@ -5,6 +5,9 @@
 #   - staticcheck (go install, pinned)
 #   - cuda.h and the stub libcuda.so for the `-tags cuda` checks, extracted
 #     from Debian's nvidia-cuda-dev into .cache/cuda (nothing installed)
+#   - the zstd command-line tool, the baseline `cutpoint bench` compares
+#     against (its quick plan runs in `make test`; without zstd that row is
+#     skipped)
 # The Slurm tests install their own daemons (slurm/ci/start-slurm.sh).
 set -euo pipefail
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -15,5 +18,11 @@ go mod download
 if ! command -v staticcheck >/dev/null; then
   log "installing staticcheck"
   go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+if ! command -v zstd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing zstd"
+  (apt-get install -y --no-install-recommends zstd >/dev/null 2>&1 ||
+    { apt-get update >/dev/null && apt-get install -y --no-install-recommends zstd >/dev/null; }) ||
+    log "could not install zstd; the zstd CLI baseline will be skipped"
 fi
 scripts/cuda-headers.sh
