@@ -354,6 +354,8 @@ func TestAbsurdSizes(t *testing.T) {
 		"pack out of table":    func(x *shardIndex) { x.buffers[0].chunks[0].pack = 7 },
 		"offset in header":     func(x *shardIndex) { x.buffers[0].chunks[0].offset = 3 },
 		"unknown codec":        func(x *shardIndex) { x.buffers[0].chunks[0].codec = 9 },
+		"unknown filter":       func(x *shardIndex) { x.buffers[0].elemSize = 8; x.buffers[0].chunks[0].filter = 2 },
+		"delta on bytes":       func(x *shardIndex) { x.buffers[0].chunks[0].filter = filterDelta },
 		"raw stored shorter":   func(x *shardIndex) { x.buffers[0].chunks[0].stored = 9 },
 		"meta too large":       func(x *shardIndex) { x.meta = make([]byte, MaxMeta+1) },
 		"rank too large":       func(x *shardIndex) { x.rank = MaxWorld },

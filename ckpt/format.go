@@ -12,9 +12,16 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// FormatVersion is the version of every structure below; docs/format.md is
-// its specification. A reader refuses versions it does not know.
+// FormatVersion is the version of the store (its layout and
+// cutpoint-store.json) and of every structure below but the shard index;
+// docs/format.md is its specification. A reader refuses versions it does
+// not know.
 const FormatVersion = 1
+
+// shardIndexVersion is the version of the shard indexes this build
+// writes. Version 2 added the per-chunk filter byte to chunk references;
+// version 1 indexes (every chunk plain shuffle) are still read.
+const shardIndexVersion = 2
 
 // Limits of the format. Decoders enforce them on hostile input; writers
 // refuse to produce anything beyond them.
@@ -58,23 +65,26 @@ const (
 	packHeaderLen  = 16
 	packTrailerLen = 100
 	hashLen        = 32
-	chunkRefLen    = 4 + 8 + 4 + 1 + 8 + hashLen
+	chunkRefLen    = 4 + 8 + 4 + 1 + 1 + 8 + hashLen // shard index version 2
+	chunkRefLenV1  = chunkRefLen - 1                 // version 1: no filter byte
 	packEntryLen   = 8 + 4 + 4 + 1 + 8 + hashLen
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // chunkRef locates one chunk: which pack (an index into the shard index's
-// pack table), where, how it is stored, the XXH64 of the stored bytes
-// (checked before they reach a decoder, and catching flips that decompress
-// to the same bytes), and the BLAKE3-256 of its filtered (shuffled,
-// uncompressed) bytes, which is also its content address. Its raw length
-// follows from its position in the stream.
+// pack table), where, how it is stored, the filter that turns its decoded
+// bytes back into the buffer's, the XXH64 of the stored bytes (checked
+// before they reach a decoder, and catching flips that decompress to the
+// same bytes), and the BLAKE3-256 of its filtered (uncompressed) bytes,
+// which is also the stored chunk's content address. Its raw length follows
+// from its position in the stream.
 type chunkRef struct {
 	pack   uint32
 	offset int64
 	stored uint32
 	codec  codecID
+	filter filterID
 	sum    uint64
 	hash   [hashLen]byte
 }
@@ -489,6 +499,7 @@ func encodeStream(e *encoder, s *stream) {
 		e.i64(c.offset)
 		e.u32(c.stored)
 		e.u8(uint8(c.codec))
+		e.u8(uint8(c.filter))
 		e.u64(c.sum)
 		e.raw(c.hash[:])
 	}
@@ -497,7 +508,7 @@ func encodeStream(e *encoder, s *stream) {
 func encodeShardIndex(x *shardIndex) []byte {
 	e := encoder{b: make([]byte, 0, 4096)}
 	e.raw([]byte(magicShardIndex))
-	e.u16(FormatVersion)
+	e.u16(shardIndexVersion)
 	e.str8(x.job)
 	e.u64(x.epoch)
 	e.u32(uint32(x.rank))
@@ -530,7 +541,8 @@ func encodeShardIndex(x *shardIndex) []byte {
 	return e.b
 }
 
-func decodeStream(d *decoder, npacks int, what string) stream {
+// decodeStream decodes a stream of a shard index of the given version.
+func decodeStream(d *decoder, npacks int, what string, version uint16) stream {
 	var s stream
 	length := d.u64()
 	s.elemSize = int(d.u8())
@@ -552,7 +564,11 @@ func decodeStream(d *decoder, npacks int, what string) stream {
 		return s
 	}
 	want := ceilDiv(s.length, s.chunkSize)
-	n := d.count(chunkRefLen, MaxIndexLen/chunkRefLen, what+" chunks")
+	refLen := chunkRefLen
+	if version == 1 {
+		refLen = chunkRefLenV1
+	}
+	n := d.count(refLen, MaxIndexLen/refLen, what+" chunks")
 	if d.err != nil {
 		return s
 	}
@@ -562,7 +578,11 @@ func decodeStream(d *decoder, npacks int, what string) stream {
 	}
 	s.chunks = make([]chunkRef, n)
 	for i := range s.chunks {
-		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8()), sum: d.u64(), hash: d.hash()}
+		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8())}
+		if version > 1 {
+			c.filter = filterID(d.u8())
+		}
+		c.sum, c.hash = d.u64(), d.hash()
 		if d.err != nil {
 			return s
 		}
@@ -572,6 +592,8 @@ func decodeStream(d *decoder, npacks int, what string) stream {
 			d.fail("%s chunk %d: pack %d of %d", what, i, c.pack, npacks)
 		case !c.codec.valid():
 			d.fail("%s chunk %d: unknown codec %d", what, i, c.codec)
+		case !c.filter.validFor(s.elemSize):
+			d.fail("%s chunk %d: filter %d with element size %d", what, i, c.filter, s.elemSize)
 		case c.stored == 0 || int64(c.stored) > int64(raw) || (c.codec == codecNone && int(c.stored) != raw):
 			d.fail("%s chunk %d: stored %d bytes with codec %s for %d raw", what, i, c.stored, c.codec, raw)
 		case c.offset < packHeaderLen || c.offset > 1<<62:
@@ -588,8 +610,9 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 	}
 	d := decoder{b: b}
 	d.magic(magicShardIndex, "shard index")
-	if v := d.u16(); d.err == nil && v != FormatVersion {
-		d.fail("format version %d, this build reads %d", v, FormatVersion)
+	version := d.u16()
+	if d.err == nil && (version < 1 || version > shardIndexVersion) {
+		d.fail("format version %d, this build reads 1 to %d", version, shardIndexVersion)
 	}
 	x := &shardIndex{}
 	x.job = d.str8()
@@ -649,7 +672,7 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 			}
 			names[name] = true
 		}
-		s := decodeStream(&d, len(x.packs), fmt.Sprintf("buffer %q", name))
+		s := decodeStream(&d, len(x.packs), fmt.Sprintf("buffer %q", name), version)
 		x.buffers = append(x.buffers, bufferEntry{name: name, stream: s})
 	}
 	nc := d.count(4+8+4+8+1+4+4, MaxChannels, "channels")
@@ -672,7 +695,7 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 			total += l
 			c.lengths = append(c.lengths, uint32(l))
 		}
-		c.stream = decodeStream(&d, len(x.packs), fmt.Sprintf("channel from %d", c.from))
+		c.stream = decodeStream(&d, len(x.packs), fmt.Sprintf("channel from %d", c.from), version)
 		if d.err == nil && (uint64(c.length) != total || c.elemSize != 1) {
 			d.fail("channel from %d: %d message bytes, stream of %d (element size %d)", c.from, total, c.length, c.elemSize)
 		}

@@ -52,7 +52,7 @@ func FuzzDecodeShardIndex(f *testing.F) {
 				t.Fatalf("%s: chunk count not checked", ls.label)
 			}
 			for i, c := range ls.s.chunks {
-				if int(c.stored) > ls.s.rawLen(i) || int(c.pack) >= len(x.packs) {
+				if int(c.stored) > ls.s.rawLen(i) || int(c.pack) >= len(x.packs) || !c.filter.validFor(ls.s.elemSize) {
 					t.Fatalf("%s chunk %d not checked: %+v", ls.label, i, c)
 				}
 			}
@@ -150,9 +150,13 @@ func FuzzDecompress(f *testing.F) {
 }
 
 // FuzzReadPack replaces a real shard's pack with fuzzed bytes: opening and
-// reading it must fail cleanly or give back exactly the original data.
+// reading it must fail cleanly or give back exactly the original data. The
+// shard's buffers of 4- and 8-byte elements are filtered with
+// delta+shuffle, its bytes and channel with plain shuffle, so both
+// inverses see the damaged chunks.
 func FuzzReadPack(f *testing.F) {
 	s, b := newMemStore(f, testOptions())
+	s.filters = filterOnlyDelta
 	d := makeRank(1, 0, 9000)
 	ref := writeShard(f, s, ShardSpec{Job: "fz", Epoch: 1, Incarnation: 1}, d)
 	orig := readFile(f, b, ref.Pack())
@@ -181,13 +185,17 @@ func FuzzReadPack(f *testing.F) {
 }
 
 // TestWriteFuzzCorpus regenerates the committed seed corpus from real
-// encodings.
+// encodings (seed-N). The v1-seed-N files hold version-1 shard indexes and
+// packs written by the format-1 writer; they are kept, not regenerated.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("CUTPOINT_WRITE_FUZZ_CORPUS") == "" {
 		t.Skip("set CUTPOINT_WRITE_FUZZ_CORPUS=1 to regenerate testdata/fuzz")
 	}
 	s, b := newMemStore(t, testOptions())
 	writeCut(t, s, "seed", 1, 2, 6000, 0)
+	// Cut 2's shard indexes have both filters: delta+shuffle for the
+	// buffers of 4- and 8-byte elements.
+	s.filters = filterOnlyDelta
 	writeCut(t, s, "seed", 2, 2, 6000, 1)
 	cut, _ := s.LoadCut(bg, "seed", 2)
 	refBytes, _ := cut.Shards[1].MarshalBinary()

@@ -17,7 +17,12 @@ type StreamDetail struct {
 	StoredBytes             int64          // stored size of all its chunks
 	NewStoredBytes          int64          // of which in the shard's own pack
 	Codecs                  map[string]int // chunks per codec
+	Filters                 map[string]int // chunks per filter ("shuffle", "delta+shuffle")
 }
+
+// DeltaChunks is the number of its chunks stored with the delta+shuffle
+// filter; the others have plain shuffle.
+func (d StreamDetail) DeltaChunks() int { return d.Filters[filterDelta.String()] }
 
 // Ratio is Len / StoredBytes.
 func (d StreamDetail) Ratio() float64 {
@@ -44,8 +49,9 @@ type CutDetail struct {
 }
 
 // Inspect describes a committed cut per rank and buffer: sizes, chunks,
-// new versus reused, codecs. It reads the manifest and the shard indexes,
-// not the chunks; an unreadable shard index is reported in that rank's Err.
+// new versus reused, filters, codecs. It reads the manifest and the shard
+// indexes, not the chunks; an unreadable shard index is reported in that
+// rank's Err.
 func (s *Store) Inspect(ctx context.Context, job string, epoch uint64) (*CutDetail, error) {
 	cut, err := s.LoadCut(ctx, job, epoch)
 	if err != nil {
@@ -68,10 +74,12 @@ func (s *Store) Inspect(ctx context.Context, job string, epoch uint64) (*CutDeta
 		}
 		rd.MetaBytes = len(idx.meta)
 		for _, ls := range idx.streams() {
-			sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks), Codecs: map[string]int{}}
+			sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks),
+				Codecs: map[string]int{}, Filters: map[string]int{}}
 			for _, c := range ls.s.chunks {
 				sd.StoredBytes += int64(c.stored)
 				sd.Codecs[c.codec.String()]++
+				sd.Filters[c.filter.String()]++
 				if c.pack == 0 {
 					sd.NewChunks++
 					sd.NewStoredBytes += int64(c.stored)

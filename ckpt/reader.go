@@ -11,7 +11,6 @@ import (
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
-	"github.com/cutpoint/cutpoint/kernels/shuffle"
 )
 
 // readShardIndex reads and checks the shard index a ShardRef points at: the
@@ -179,7 +178,8 @@ func (r *ShardReader) pack(ctx context.Context, i uint32) (backend.Reader, strin
 
 // ReadBuffer restores buffer name into dst, whose length must be the
 // buffer's. Chunks are read, decompressed, checked against their BLAKE3
-// hash and unshuffled on all workers. A damaged chunk is a *CorruptError
+// hash and unfiltered (each by the filter its reference records) on all
+// workers. A damaged chunk is a *CorruptError
 // naming job, cut, rank, buffer, chunk, file and offset; dst is then partly
 // written.
 func (r *ShardReader) ReadBuffer(ctx context.Context, name string, dst []byte) error {
@@ -243,7 +243,10 @@ func (r *ShardReader) readChunk(ctx context.Context, label string, st *stream, i
 }
 
 // readVerified reads a stored chunk from pack p, decompresses it, checks its
-// hash and unshuffles it into out; bad wraps damage into a CorruptError.
+// hash and inverts its filter into out; bad wraps damage into a
+// CorruptError. With elemSize 1 out receives the filtered bytes, which is
+// what Verify asks for: the hash covers them, and every filter's inverse
+// accepts any bytes.
 func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []byte, bad func(error) error) error {
 	if c.offset+int64(c.stored) > p.Size() {
 		return bad(fmt.Errorf("chunk of %d bytes at %d beyond the end of the %d-byte pack (truncated)", c.stored, c.offset, p.Size()))
@@ -260,7 +263,7 @@ func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []b
 		return bad(errors.New("XXH64 mismatch: the stored bytes are damaged"))
 	}
 	// The filtered bytes go straight into out when there is nothing to
-	// unshuffle.
+	// invert.
 	filtered := out
 	if elemSize > 1 {
 		filtered = s.buf(len(out))
@@ -276,7 +279,7 @@ func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []b
 		return bad(errors.New("BLAKE3 mismatch: the chunk's bytes are not what was written"))
 	}
 	if elemSize > 1 {
-		shuffle.Unshuffle(out, filtered, elemSize)
+		invertFilter(out, filtered, elemSize, c.filter)
 	}
 	return nil
 }

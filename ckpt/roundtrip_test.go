@@ -465,25 +465,52 @@ func (s *unchangedSource) Chunk(context.Context, int) ([]byte, bool, error) {
 }
 
 // TestPreShuffledSource: a source that shuffles on its own (the GPU path)
-// yields the same chunks, hashes and restore as the CPU path.
+// gets plain shuffle, whatever the writer would choose for the same bytes;
+// with plain shuffle on both paths it yields the same chunks, hashes and
+// restore as the CPU path.
 func TestPreShuffledSource(t *testing.T) {
-	s, _ := newMemStore(t, testOptions())
 	data := datagen.New(datagen.Heat, 10*testChunk+24, 5)
-	w, _ := s.NewShard(bg, ShardSpec{Job: "gpu", Epoch: 1, Incarnation: 1})
-	w.AddBuffer(bg, "cpu", BytesSource(data, 8))
-	w.AddBuffer(bg, "gpu", &shuffledSource{data: data, elem: 8})
-	ref, err := w.Close(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Identical filtered chunks are stored once.
-	if ref.NewChunks != 11 || ref.Chunks != 22 {
-		t.Fatalf("chunks %d, new %d: CPU and GPU paths address chunks differently", ref.Chunks, ref.NewChunks)
-	}
-	r, _ := s.OpenShardRef(bg, ref)
-	got := make([]byte, len(data))
-	if err := r.ReadBuffer(bg, "gpu", got); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("restore of the pre-shuffled buffer: %v", err)
+	for _, policy := range []filterPolicy{filterOnlyShuffle, filterAuto} {
+		s, _ := newMemStore(t, testOptions())
+		s.filters = policy
+		w, _ := s.NewShard(bg, ShardSpec{Job: "gpu", Epoch: 1, Incarnation: 1})
+		w.AddBuffer(bg, "cpu", BytesSource(data, 8))
+		w.AddBuffer(bg, "gpu", &shuffledSource{data: data, elem: 8})
+		ref, err := w.Close(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := w.Stats()
+		switch policy {
+		case filterOnlyShuffle:
+			// Identical filtered chunks are stored once.
+			if ref.NewChunks != 11 || ref.Chunks != 22 || st.Delta != 0 {
+				t.Fatalf("chunks %d, new %d, delta %d: CPU and GPU paths address chunks differently", ref.Chunks, ref.NewChunks, st.Delta)
+			}
+		case filterAuto:
+			// The heat field takes delta+shuffle on the CPU path, never on
+			// the pre-shuffled one.
+			if ref.Chunks != 22 || st.Delta == 0 {
+				t.Fatalf("chunks %d, delta %d", ref.Chunks, st.Delta)
+			}
+			x, err := s.readShardIndex(bg, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range x.buffers[1].chunks {
+				if c.filter != filterShuffle {
+					t.Fatalf("pre-shuffled chunk %d has filter %s", i, c.filter)
+				}
+			}
+		}
+		r, _ := s.OpenShardRef(bg, ref)
+		for _, name := range []string{"cpu", "gpu"} {
+			got := make([]byte, len(data))
+			if err := r.ReadBuffer(bg, name, got); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("policy %d: restore of buffer %s: %v", policy, name, err)
+			}
+		}
+		r.Close()
 	}
 }
 

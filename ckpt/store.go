@@ -72,6 +72,7 @@ type Store struct {
 	log       *slog.Logger
 	now       func() time.Time
 	codecs    *codecs
+	filters   filterPolicy // filterAuto but in tests and benchmarks
 
 	jobLocks sync.Map // job name -> *sync.Mutex
 	bufPool  sync.Pool

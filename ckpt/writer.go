@@ -12,7 +12,6 @@ import (
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
-	"github.com/cutpoint/cutpoint/kernels/shuffle"
 )
 
 // ShardSpec names the shard a rank writes for one cut.
@@ -47,13 +46,15 @@ type WriterStats struct {
 	PeakInFlight int64 // most pipeline bytes reserved at once (<= MaxInFlight)
 	Chunks       int   // chunks handed to the pipeline
 	Reused       int   // of which referenced from the base shard
+	Delta        int   // of which referenced with the delta+shuffle filter
 }
 
 // ShardWriter writes one rank's shard of one cut into a new pack file. The
 // buffers' chunks go through a pipeline on Store.Workers goroutines:
-// shuffle (by element size), hash (BLAKE3-256 of the shuffled bytes),
-// compress, append to the pack. Chunks equal to a base chunk or to one
-// already in this pack are referenced, not written again.
+// filter (shuffle by element size, or delta+shuffle where a sample says it
+// compresses better), hash (BLAKE3-256 of the filtered bytes), compress,
+// append to the pack. Chunks whose filtered bytes equal a base chunk's or
+// one already in this pack are referenced, not written again.
 //
 // AddBuffer, AddChannel, SetMeta and Close are called from one goroutine;
 // Abort may be called from any goroutine at any time. The first error is
@@ -78,6 +79,7 @@ type ShardWriter struct {
 	peak      atomic.Int64
 	nChunks   atomic.Int64
 	nReused   atomic.Int64
+	nDelta    atomic.Int64
 
 	wmu     sync.Mutex // the pack file
 	w       backend.Writer
@@ -228,7 +230,7 @@ func (w *ShardWriter) loadBase(ctx context.Context) error {
 
 // Stats reports the writer's counters.
 func (w *ShardWriter) Stats() WriterStats {
-	return WriterStats{PeakInFlight: w.peak.Load(), Chunks: int(w.nChunks.Load()), Reused: int(w.nReused.Load())}
+	return WriterStats{PeakInFlight: w.peak.Load(), Chunks: int(w.nChunks.Load()), Reused: int(w.nReused.Load()), Delta: int(w.nDelta.Load())}
 }
 
 // fail records the first error and stops the pipeline.
@@ -458,8 +460,12 @@ func (w *ShardWriter) referenceBase(st *stream, name string, i int) error {
 	if b == nil || b.chunkSize != st.chunkSize || i >= len(b.chunks) || b.rawLen(i) != st.rawLen(i) {
 		return fmt.Errorf("source reports the chunk unchanged but base cut %d has no matching chunk %d", w.base.epoch, i)
 	}
+	// The base reference keeps its filter: the data is the base's.
 	st.chunks[i] = w.remapBase(b.chunks[i])
 	w.nReused.Add(1)
+	if st.chunks[i].filter == filterDelta {
+		w.nDelta.Add(1)
+	}
 	return nil
 }
 
@@ -508,16 +514,28 @@ func (w *ShardWriter) process(j *chunkJob) {
 	}
 	filtered := j.data
 	elem := j.st.elemSize
+	// A source that shuffles on the device gets plain shuffle: its bytes
+	// arrive filtered.
+	filter := filterShuffle
 	if !j.shuffled && elem > 1 {
+		filter = w.s.chooseFilter(j.data, elem)
 		scratch := w.s.buf(len(j.data))
 		defer w.s.putBuf(scratch)
-		shuffle.Shuffle(scratch, j.data, elem)
+		applyFilter(scratch, j.data, elem, filter)
 		done()
 		filtered = scratch
 	}
+	if filter == filterDelta {
+		w.nDelta.Add(1)
+	}
+	// Equal hashes mean equal filtered bytes, which is all a stored chunk
+	// holds; the reference records this chunk's own filter, so that the
+	// stored bytes of a chunk filtered otherwise still restore this data.
 	h := blake3.Sum256(filtered)
 	if c, ok := w.baseByHash[h]; ok {
-		j.st.chunks[j.i] = w.remapBase(c)
+		c = w.remapBase(c)
+		c.filter = filter
+		j.st.chunks[j.i] = c
 		w.nReused.Add(1)
 		return
 	}
@@ -532,7 +550,9 @@ func (w *ShardWriter) process(j *chunkJob) {
 		select {
 		case <-p.done:
 			if p.ok {
-				j.st.chunks[j.i] = p.ref
+				c := p.ref
+				c.filter = filter
+				j.st.chunks[j.i] = c
 			}
 		case <-w.ctx.Done():
 		}
@@ -551,6 +571,7 @@ func (w *ShardWriter) process(j *chunkJob) {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
 	}
+	c.filter = filter
 	j.st.chunks[j.i] = c
 	p.ref, p.ok = c, true
 }

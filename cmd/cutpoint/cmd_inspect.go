@@ -33,8 +33,9 @@ func newInspectCommand(g *GlobalOptions) *cobra.Command {
 		Long: `Describe a committed cut: its step, ranks and metadata, then one line per
 rank and buffer (and recorded channel) with its size, element size, chunks,
 how many chunks are new in this cut and how many are reused from older cuts,
-stored size, compression ratio and codecs. It reads indexes, not chunks
-(use verify for that).
+how many are stored with the delta+shuffle filter (the others with plain
+shuffle), stored size, compression ratio and codecs. It reads indexes, not
+chunks (use verify for that).
 
 Exit codes: 0 described; 2 no such store, job or cut; 3 the cut's manifest
 or a shard index is damaged.`,
@@ -95,11 +96,11 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		fmt.Fprintf(w, "meta: %s\n", strings.Join(parts, " "))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RANK\tBUFFER\tBYTES\tELEM\tCHUNKS\tNEW\tREUSED\tSTORED\tRATIO\tCODECS")
+	fmt.Fprintln(tw, "RANK\tBUFFER\tBYTES\tELEM\tCHUNKS\tNEW\tREUSED\tDELTA\tSTORED\tRATIO\tCODECS")
 	var damaged []error
 	for _, r := range d.Ranks {
 		if r.Err != nil {
-			fmt.Fprintf(tw, "%d\t(unreadable)\t\t\t\t\t\t\t\t%v\n", r.Ref.Rank, r.Err)
+			fmt.Fprintf(tw, "%d\t(unreadable)\t\t\t\t\t\t\t\t\t%v\n", r.Ref.Rank, r.Err)
 			damaged = append(damaged, r.Err)
 			continue
 		}
@@ -111,8 +112,8 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 				elem = "-"
 				name = fmt.Sprintf("%s (%d messages)", b.Name, b.Messages)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%.2f\t%s\n", r.Ref.Rank, name, b.Len, elem,
-				b.Chunks, b.NewChunks, b.ReusedChunks, b.StoredBytes, b.Ratio(), codecSummary(b.Codecs))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%s\n", r.Ref.Rank, name, b.Len, elem,
+				b.Chunks, b.NewChunks, b.ReusedChunks, b.DeltaChunks(), b.StoredBytes, b.Ratio(), codecSummary(b.Codecs))
 		}
 	}
 	tw.Flush()

@@ -201,15 +201,30 @@ func TestInspect(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"job heat cut 2: step 20, 2 ranks", "meta: goarch=amd64", "RANK", "REUSED", "channel from 1 (1 messages)"} {
+	for _, want := range []string{"job heat cut 2: step 20, 2 ranks", "meta: goarch=amd64", "RANK", "REUSED", "DELTA", "channel from 1 (1 messages)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
 	}
+	// The DELTA column is the store's count of delta+shuffle chunks.
+	s, err := ckpt.OpenDir(context.Background(), dir, ckpt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Inspect(context.Background(), "heat", 2)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta := map[string]string{}
+	for _, b := range d.Ranks[0].Buffers {
+		delta[b.Name] = fmt.Sprint(b.DeltaChunks())
+	}
 	// Buffer w never changes: in cut 2 all its chunks are reused; u is new.
+	rows := 0
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) < 10 || f[0] != "0" {
+		if len(f) < 11 || f[0] != "0" {
 			continue
 		}
 		switch f[1] {
@@ -221,7 +236,16 @@ func TestInspect(t *testing.T) {
 			if f[5] != "0" || f[6] != f[4] {
 				t.Errorf("w: new %s reused %s of %s, want all reused", f[5], f[6], f[4])
 			}
+		default:
+			continue
 		}
+		rows++
+		if f[7] != delta[f[1]] {
+			t.Errorf("%s: delta %s, the store says %s", f[1], f[7], delta[f[1]])
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d rows of rank 0 for u and w:\n%s", rows, out)
 	}
 	// Without --cut: the latest.
 	if latest, _, _ := runCLI(t, "inspect", "--store", dir); latest != out {

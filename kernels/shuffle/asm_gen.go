@@ -19,6 +19,17 @@
 //
 // Unshuffle runs the inverse: loads by plane, (bits-3) stages (the
 // rotation's complement), the inverse in-register permutation, stores.
+//
+// The delta kernels of the delta+shuffle filter:
+//
+//   - deltaNAVX2 subtracts from each element the one before it: two
+//     overlapping loads, s bytes apart, and one VPSUB per 32 bytes.
+//   - undeltaNAVX2 turns differences back into running sums, 32 bytes per
+//     register: a prefix sum inside each 128-bit lane in log2(16/s) shift
+//     and add steps, then the low lane's last element is added to the high
+//     lane. The carried sum (broadcast in Y15) is added to each register
+//     and advanced by the register's total (its last element, broadcast),
+//     so the only serial dependency is one VPADD per register.
 package main
 
 import (
@@ -52,9 +63,14 @@ func main() {
 		emitMask(w, fmt.Sprintf("fwd%d", k.s), fwd)
 		emitMask(w, fmt.Sprintf("inv%d", k.s), inv)
 	}
+	emitMask(w, "last2", lastWordMask())
 	for _, k := range kernels {
 		emitShuffle(w, k)
 		emitUnshuffle(w, k)
+	}
+	for _, k := range kernels {
+		emitDelta(w, k.s)
+		emitUndelta(w, k.s)
 	}
 	if err := os.WriteFile("shuffle_amd64.s", b.Bytes(), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -234,5 +250,121 @@ func emitUnshuffle(w func(string, ...any), k kernel) {
 	w("\tJNZ loop")
 	w("\tVZEROUPPER")
 	w("done:")
+	w("\tRET")
+}
+
+// Lane-wise instructions by element size.
+var (
+	vpsub = map[int]string{2: "VPSUBW", 4: "VPSUBD", 8: "VPSUBQ"}
+	vpadd = map[int]string{2: "VPADDW", 4: "VPADDD", 8: "VPADDQ"}
+	vpbc  = map[int]string{2: "VPBROADCASTW", 4: "VPBROADCASTD", 8: "VPBROADCASTQ"}
+)
+
+// lastWordMask is the VPSHUFB mask that copies the last 16-bit word of each
+// 128-bit lane into every word of the lane.
+func lastWordMask() (m [16]byte) {
+	for i := 0; i < 16; i += 2 {
+		m[i], m[i+1] = 14, 15
+	}
+	return m
+}
+
+// emitDelta writes deltaSAVX2(dst, src []byte, n int): for the n bytes of
+// dst (a multiple of 128), dst[j] = src[j+s] - src[j] element-wise; src
+// holds n+s bytes.
+func emitDelta(w func(string, ...any), s int) {
+	w("")
+	w("// func delta%dAVX2(dst, src []byte, n int)", s)
+	w("TEXT ·delta%dAVX2(SB), NOSPLIT, $0-56", s)
+	w("\tMOVQ dst_base+0(FP), DI")
+	w("\tMOVQ src_base+24(FP), SI")
+	w("\tMOVQ n+48(FP), CX")
+	w("\tTESTQ CX, CX")
+	w("\tJEQ done")
+	w("loop:")
+	for r := 0; r < 4; r++ {
+		w("\tVMOVDQU %d(SI), Y%d", 32*r+s, r)
+	}
+	for r := 0; r < 4; r++ {
+		w("\t%s %s, Y%d, Y%d", vpsub[s], offset(32*r, "(SI)"), r, r)
+	}
+	for r := 0; r < 4; r++ {
+		w("\tVMOVDQU Y%d, %s", r, offset(32*r, "(DI)"))
+	}
+	w("\tADDQ $128, SI")
+	w("\tADDQ $128, DI")
+	w("\tSUBQ $128, CX")
+	w("\tJNZ loop")
+	w("\tVZEROUPPER")
+	w("done:")
+	w("\tRET")
+}
+
+// emitUndelta writes undeltaSAVX2(b []byte, prev uint64) uint64: the
+// elements of b (len(b) a multiple of 128) become their running sums
+// starting from prev; it returns the last sum (its low s bytes).
+func emitUndelta(w func(string, ...any), s int) {
+	w("")
+	w("// func undelta%dAVX2(b []byte, prev uint64) uint64", s)
+	w("TEXT ·undelta%dAVX2(SB), NOSPLIT, $0-40", s)
+	w("\tMOVQ b_base+0(FP), SI")
+	w("\tMOVQ b_len+8(FP), CX")
+	w("\tTESTQ CX, CX")
+	w("\tJEQ done")
+	w("\tVMOVQ prev+24(FP), X15")
+	w("\t%s X15, Y15", vpbc[s])
+	if s == 2 {
+		w("\tVMOVDQU last2<>(SB), Y14")
+	}
+	// lastInLane broadcasts each lane's last element over the lane.
+	lastInLane := func(src, dst int) {
+		switch s {
+		case 2:
+			w("\tVPSHUFB Y14, Y%d, Y%d", src, dst)
+		case 4:
+			w("\tVPSHUFD $0xff, Y%d, Y%d", src, dst)
+		case 8:
+			w("\tVPSHUFD $0xee, Y%d, Y%d", src, dst)
+		}
+	}
+	w("loop:")
+	for r := 0; r < 4; r++ {
+		w("\tVMOVDQU %s, Y%d", offset(32*r, "(SI)"), r)
+	}
+	// Prefix sums inside each lane: registers 0..3, temporaries 4..7.
+	for sh := s; sh < 16; sh *= 2 {
+		for r := 0; r < 4; r++ {
+			w("\tVPSLLDQ $%d, Y%d, Y%d", sh, r, r+4)
+		}
+		for r := 0; r < 4; r++ {
+			w("\t%s Y%d, Y%d, Y%d", vpadd[s], r+4, r, r)
+		}
+	}
+	// Low lane's total into the high lane.
+	for r := 0; r < 4; r++ {
+		lastInLane(r, r+4)
+		w("\tVPERM2I128 $0x08, Y%d, Y%d, Y%d", r+4, r+4, r+4)
+		w("\t%s Y%d, Y%d, Y%d", vpadd[s], r+4, r, r)
+	}
+	// Register totals broadcast (8..11), then the carry chain.
+	for r := 0; r < 4; r++ {
+		lastInLane(r, r+8)
+		w("\tVPERM2I128 $0x11, Y%d, Y%d, Y%d", r+8, r+8, r+8)
+	}
+	for r := 0; r < 4; r++ {
+		w("\t%s Y15, Y%d, Y%d", vpadd[s], r, r)
+		w("\t%s Y%d, Y15, Y15", vpadd[s], r+8)
+		w("\tVMOVDQU Y%d, %s", r, offset(32*r, "(SI)"))
+	}
+	w("\tADDQ $128, SI")
+	w("\tSUBQ $128, CX")
+	w("\tJNZ loop")
+	w("\tVMOVQ X15, AX")
+	w("\tVZEROUPPER")
+	w("\tMOVQ AX, ret+32(FP)")
+	w("\tRET")
+	w("done:")
+	w("\tMOVQ prev+24(FP), AX")
+	w("\tMOVQ AX, ret+32(FP)")
 	w("\tRET")
 }

@@ -12,6 +12,15 @@
 // and the n%s trailing bytes are copied unchanged to the end. s = 1 is the
 // identity.
 //
+// DeltaShuffle and DeltaUnshuffle are the format's second filter,
+// delta+shuffle, for s in {2, 4, 8}: each whole element, read as a
+// little-endian unsigned integer, is first replaced by its difference from
+// the previous element (the first from 0), modulo 2^(8s), and the
+// differences are shuffled as above. On smooth data it turns the high
+// planes into runs of 0x00 and 0xff. The difference pass runs on 8 KiB
+// blocks that the shuffle kernel reads while they are in L1, so it costs
+// no extra pass over memory.
+//
 // The transform is blocked: 64-byte tiles are transposed as 8x8 byte
 // matrices held in eight 64-bit registers, so each input byte is loaded and
 // stored once as part of a word, never one byte at a time. The package

@@ -18,15 +18,7 @@ func Shuffle(dst, src []byte, elemSize int) {
 		copy(dst, src)
 		return
 	}
-	i := shuffleFast(dst, src, elemSize, m)
-	switch elemSize {
-	case 2:
-		shuffle2(dst, src, m, i)
-	case 4:
-		shuffle4(dst, src, m, i)
-	case 8:
-		shuffle8(dst, src, m, i)
-	}
+	shuffleRange(dst, src, elemSize, m, m)
 	tail := m * elemSize
 	copy(dst[tail:], src[tail:])
 }
@@ -40,17 +32,38 @@ func Unshuffle(dst, src []byte, elemSize int) {
 		copy(dst, src)
 		return
 	}
-	i := unshuffleFast(dst, src, elemSize, m)
-	switch elemSize {
-	case 2:
-		unshuffle2(dst, src, m, i)
-	case 4:
-		unshuffle4(dst, src, m, i)
-	case 8:
-		unshuffle8(dst, src, m, i)
-	}
+	unshuffleRange(dst, src, elemSize, m, m)
 	tail := m * elemSize
 	copy(dst[tail:], src[tail:])
+}
+
+// shuffleRange shuffles the n elements of src into planes m bytes apart
+// (m >= n): dst[p*m+i] = src[i*s+p] for i < n. Shuffle passes the whole
+// chunk (n = m); DeltaShuffle one block at a time.
+func shuffleRange(dst, src []byte, s, m, n int) {
+	i := shuffleFast(dst, src, s, m, n)
+	switch s {
+	case 2:
+		shuffle2(dst, src, m, n, i)
+	case 4:
+		shuffle4(dst, src, m, n, i)
+	case 8:
+		shuffle8(dst, src, m, n, i)
+	}
+}
+
+// unshuffleRange is the inverse of shuffleRange: dst[i*s+p] = src[p*m+i]
+// for i < n.
+func unshuffleRange(dst, src []byte, s, m, n int) {
+	i := unshuffleFast(dst, src, s, m, n)
+	switch s {
+	case 2:
+		unshuffle2(dst, src, m, n, i)
+	case 4:
+		unshuffle4(dst, src, m, n, i)
+	case 8:
+		unshuffle8(dst, src, m, n, i)
+	}
 }
 
 // ValidElemSize reports whether s is an element size the filter supports.
@@ -127,10 +140,13 @@ func transpose8(w0, w1, w2, w3, w4, w5, w6, w7 uint64) (uint64, uint64, uint64, 
 
 var le = binary.LittleEndian
 
+// The portable kernels below handle elements i..n-1 of src, whose planes
+// lie m bytes apart in dst (m >= n).
+
 // shuffle8 handles 8 elements (one 64-byte tile) per round: the tile's rows
 // are the elements, its columns the planes.
-func shuffle8(dst, src []byte, m, i int) {
-	for ; i+8 <= m; i += 8 {
+func shuffle8(dst, src []byte, m, n, i int) {
+	for ; i+8 <= n; i += 8 {
 		t := src[i*8 : i*8+64 : i*8+64]
 		w0, w1, w2, w3, w4, w5, w6, w7 := transpose8(
 			le.Uint64(t[0:]), le.Uint64(t[8:]), le.Uint64(t[16:]), le.Uint64(t[24:]),
@@ -145,15 +161,15 @@ func shuffle8(dst, src []byte, m, i int) {
 		le.PutUint64(d[6*m:], w6)
 		le.PutUint64(d[7*m:], w7)
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		for p := range 8 {
 			dst[p*m+i] = src[i*8+p]
 		}
 	}
 }
 
-func unshuffle8(dst, src []byte, m, i int) {
-	for ; i+8 <= m; i += 8 {
+func unshuffle8(dst, src []byte, m, n, i int) {
+	for ; i+8 <= n; i += 8 {
 		s := src[i : 7*m+i+8]
 		w0, w1, w2, w3, w4, w5, w6, w7 := transpose8(
 			le.Uint64(s[0:]), le.Uint64(s[m:]), le.Uint64(s[2*m:]), le.Uint64(s[3*m:]),
@@ -168,7 +184,7 @@ func unshuffle8(dst, src []byte, m, i int) {
 		le.PutUint64(t[48:], w6)
 		le.PutUint64(t[56:], w7)
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		for p := range 8 {
 			dst[i*8+p] = src[p*m+i]
 		}
@@ -185,8 +201,8 @@ func pair32(t []byte, r int) uint64 {
 // i+r in its low half and element i+8+r in its high half, so after the
 // transpose word p is plane p of elements i..i+7 and word 4+p plane p of
 // elements i+8..i+15.
-func shuffle4(dst, src []byte, m, i int) {
-	for ; i+16 <= m; i += 16 {
+func shuffle4(dst, src []byte, m, n, i int) {
+	for ; i+16 <= n; i += 16 {
 		t := src[i*4 : i*4+64 : i*4+64]
 		w0, w1, w2, w3, w4, w5, w6, w7 := transpose8(
 			pair32(t, 0), pair32(t, 1), pair32(t, 2), pair32(t, 3),
@@ -201,15 +217,15 @@ func shuffle4(dst, src []byte, m, i int) {
 		le.PutUint64(d[3*m:], w3)
 		le.PutUint64(d[3*m+8:], w7)
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		for p := range 4 {
 			dst[p*m+i] = src[i*4+p]
 		}
 	}
 }
 
-func unshuffle4(dst, src []byte, m, i int) {
-	for ; i+16 <= m; i += 16 {
+func unshuffle4(dst, src []byte, m, n, i int) {
+	for ; i+16 <= n; i += 16 {
 		s := src[i : 3*m+i+16]
 		w0, w1, w2, w3, w4, w5, w6, w7 := transpose8(
 			le.Uint64(s[0:]), le.Uint64(s[m:]), le.Uint64(s[2*m:]), le.Uint64(s[3*m:]),
@@ -232,7 +248,7 @@ func unshuffle4(dst, src []byte, m, i int) {
 		le.PutUint32(t[56:], uint32(w6>>32))
 		le.PutUint32(t[60:], uint32(w7>>32))
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		for p := range 4 {
 			dst[i*4+p] = src[p*m+i]
 		}
@@ -241,27 +257,27 @@ func unshuffle4(dst, src []byte, m, i int) {
 
 // shuffle2 unzips 8 elements (two words) per round: the even bytes of the
 // 16 are plane 0, the odd bytes plane 1.
-func shuffle2(dst, src []byte, m, i int) {
-	for ; i+8 <= m; i += 8 {
+func shuffle2(dst, src []byte, m, n, i int) {
+	for ; i+8 <= n; i += 8 {
 		t := src[i*2 : i*2+16 : i*2+16]
 		a, b := le.Uint64(t), le.Uint64(t[8:])
 		le.PutUint64(dst[i:], compact(a)|compact(b)<<32)
 		le.PutUint64(dst[m+i:], compact(a>>8)|compact(b>>8)<<32)
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		dst[i] = src[i*2]
 		dst[m+i] = src[i*2+1]
 	}
 }
 
-func unshuffle2(dst, src []byte, m, i int) {
-	for ; i+8 <= m; i += 8 {
+func unshuffle2(dst, src []byte, m, n, i int) {
+	for ; i+8 <= n; i += 8 {
 		lo, hi := le.Uint64(src[i:]), le.Uint64(src[m+i:])
 		t := dst[i*2 : i*2+16 : i*2+16]
 		le.PutUint64(t, spread(lo)|spread(hi)<<8)
 		le.PutUint64(t[8:], spread(lo>>32)|spread(hi>>32)<<8)
 	}
-	for ; i < m; i++ {
+	for ; i < n; i++ {
 		dst[i*2] = src[i]
 		dst[i*2+1] = src[m+i]
 	}

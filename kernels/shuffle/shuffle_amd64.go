@@ -31,13 +31,14 @@ func unshuffle4AVX2(dst, src []byte, m, n int)
 //go:noescape
 func unshuffle8AVX2(dst, src []byte, m, n int)
 
-// shuffleFast shuffles the leading elements it can with AVX2 and returns
-// how many it did; the portable code finishes the rest.
-func shuffleFast(dst, src []byte, s, m int) int {
+// shuffleFast shuffles the leading elements of the count elements it can
+// with AVX2 (planes m bytes apart) and returns how many it did; the
+// portable code finishes the rest.
+func shuffleFast(dst, src []byte, s, m, count int) int {
 	if !hasAVX2 {
 		return 0
 	}
-	n := m / (256 / s) * (256 / s)
+	n := count / (256 / s) * (256 / s)
 	if n == 0 {
 		return 0
 	}
@@ -52,11 +53,11 @@ func shuffleFast(dst, src []byte, s, m int) int {
 	return n
 }
 
-func unshuffleFast(dst, src []byte, s, m int) int {
+func unshuffleFast(dst, src []byte, s, m, count int) int {
 	if !hasAVX2 {
 		return 0
 	}
-	n := m / (256 / s) * (256 / s)
+	n := count / (256 / s) * (256 / s)
 	if n == 0 {
 		return 0
 	}
@@ -69,4 +70,63 @@ func unshuffleFast(dst, src []byte, s, m int) int {
 		unshuffle8AVX2(dst, src, m, n)
 	}
 	return n
+}
+
+// The delta kernels handle a multiple of 128 bytes; see asm_gen.go.
+//
+//go:noescape
+func delta2AVX2(dst, src []byte, n int)
+
+//go:noescape
+func delta4AVX2(dst, src []byte, n int)
+
+//go:noescape
+func delta8AVX2(dst, src []byte, n int)
+
+//go:noescape
+func undelta2AVX2(b []byte, prev uint64) uint64
+
+//go:noescape
+func undelta4AVX2(b []byte, prev uint64) uint64
+
+//go:noescape
+func undelta8AVX2(b []byte, prev uint64) uint64
+
+// deltaFast differences the leading elements of src it can with AVX2 (the
+// first one against prev) and returns how many bytes it did.
+func deltaFast(dst, src []byte, s int, prev uint64) int {
+	if !hasAVX2 || len(src) < s+128 {
+		return 0
+	}
+	// The first element needs prev; every later one reads its
+	// predecessor from src, s bytes back.
+	putElem(dst, s, elem(src, s)-prev)
+	n := (len(src) - s) / 128 * 128
+	switch s {
+	case 2:
+		delta2AVX2(dst[s:s+n], src[:s+n], n)
+	case 4:
+		delta4AVX2(dst[s:s+n], src[:s+n], n)
+	case 8:
+		delta8AVX2(dst[s:s+n], src[:s+n], n)
+	}
+	return s + n
+}
+
+// undeltaFast turns the leading differences of b it can into running sums
+// with AVX2 and returns how many bytes it did and the last sum.
+func undeltaFast(b []byte, s int, prev uint64) (int, uint64) {
+	n := len(b) / 128 * 128
+	if !hasAVX2 || n == 0 {
+		return 0, prev
+	}
+	switch s {
+	case 2:
+		prev = undelta2AVX2(b[:n], prev)
+	case 4:
+		prev = undelta4AVX2(b[:n], prev)
+	case 8:
+		prev = undelta8AVX2(b[:n], prev)
+	}
+	return n, prev
 }
