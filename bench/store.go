@@ -410,7 +410,7 @@ func (h *harness) pipelineRecord(sp storeSpec, r float64) Record {
 		Name: fmt.Sprintf("limit/engine-no-storage/%s/%s/%s/%v", sp.Kind, sizeName(sp.Size), sp.Codec, sp.Shuffle), Family: FamilyStore,
 		Role: RoleLimit, What: "engine, no storage",
 		Kind: sp.Kind.String(), StateBytes: sp.Size, Ranks: 1, Codec: sp.Codec, Shuffle: boolp(sp.Shuffle), Device: "cpu", Reps: 1,
-		RawGBps: one(r), Note: "shuffle, hash, compress on all cores into a backend that drops the bytes",
+		RawGBps: one(r), Note: "filter, hash, compress on all cores into a backend that drops the bytes",
 	}
 }
 
