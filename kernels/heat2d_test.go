@@ -234,3 +234,28 @@ func TestHeat2DValue(t *testing.T) {
 		t.Errorf("background: %v", v)
 	}
 }
+
+// TestHeat2DInitMatchesValue: the parallel, table-driven Heat2DInit gives
+// Heat2DValue of every cell to the bit, for tiles anywhere in the grid (the
+// digests of every earlier run depend on it).
+func TestHeat2DInitMatchesValue(t *testing.T) {
+	for _, tl := range []Tile{
+		{NX: 37, NY: 53, X0: 0, Y0: 0, GX: 37, GY: 53},
+		{NX: 40, NY: 24, X0: 40, Y0: 24, GX: 120, GY: 48},
+		{NX: 300, NY: 700, X0: 300, Y0: 0, GX: 600, GY: 1400},
+		{NX: 1, NY: 1, X0: 2, Y0: 3, GX: 4, GY: 5},
+	} {
+		got := make([]float64, tl.Elems())
+		if err := Heat2DInit(got, tl); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < tl.NY+2; j++ {
+			for i := 0; i < tl.NX+2; i++ {
+				want := Heat2DValue(tl.X0+i-1, tl.Y0+j-1, tl.GX, tl.GY)
+				if g := got[tl.Index(i, j)]; math.Float64bits(g) != math.Float64bits(want) {
+					t.Fatalf("tile %+v cell (%d, %d): %v, Heat2DValue gives %v", tl, i, j, g, want)
+				}
+			}
+		}
+	}
+}
