@@ -277,6 +277,9 @@ func plotOverhead(res *Results) (*plot.Plot, error) {
 	zero.Width = vg.Points(0.5)
 	p.Add(zero)
 	p.X.Min = 0
+	// Functions do not widen the axes: keep the goal and zero in view.
+	p.Y.Min = min(p.Y.Min, 0)
+	p.Y.Max = max(p.Y.Max, 3)
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
 	return p, nil
@@ -337,5 +340,7 @@ func plotRecovery(res *Results) (*plot.Plot, error) {
 	p.Legend.TextStyle.Font.Size = vg.Points(7)
 	p.NominalX(labels...)
 	p.Y.Min = 0
+	// The goal line is a function, which does not widen the axis.
+	p.Y.Max = max(p.Y.Max, 1.15*(2+r.RestoreS.med()))
 	return p, nil
 }
