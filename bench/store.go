@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/cutpoint/cutpoint/ckpt"
-	"github.com/cutpoint/cutpoint/ckpt/backend"
-	"github.com/cutpoint/cutpoint/ckpt/backend/mem"
+	"github.com/cutpoint/cutpoint/ckpt/backend/discard"
 	"github.com/cutpoint/cutpoint/internal/datagen"
 	"github.com/cutpoint/cutpoint/kernels"
 )
@@ -383,7 +382,7 @@ func (h *harness) memcpyParts(parts [][]byte) time.Duration {
 // pack bytes: the "cores x codec speed" side of the storage goal.
 func (h *harness) pipelineGBps(ctx context.Context, sp storeSpec) (float64, error) {
 	data := h.data.get(sp.Kind, sp.Size)
-	st, err := ckpt.Open(ctx, &nullBackend{mem.New()}, ckpt.Options{Create: true, Codec: sp.Codec, Logger: h.quiet})
+	st, err := ckpt.Open(ctx, discard.New(), ckpt.Options{Create: true, Codec: sp.Codec, Logger: h.quiet})
 	if err != nil {
 		return 0, err
 	}
@@ -413,19 +412,6 @@ func (h *harness) pipelineRecord(sp storeSpec, r float64) Record {
 		RawGBps: one(r), Note: "filter, hash, compress on all cores into a backend that drops the bytes",
 	}
 }
-
-// nullBackend keeps small files in memory and drops what Create writes.
-type nullBackend struct{ *mem.Backend }
-
-func (n *nullBackend) Create(ctx context.Context, name string) (backend.Writer, error) {
-	return nullWriter{}, ctx.Err()
-}
-
-type nullWriter struct{}
-
-func (nullWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (nullWriter) Commit() error               { return nil }
-func (nullWriter) Abort() error                { return nil }
 
 func (h *harness) scratchDir(prefix string) string {
 	h.seq++
