@@ -85,8 +85,9 @@ staticcheck:
 demo: build
 	scripts/demo.sh
 
-# The benchmark harness (package bench): a full run takes 20 to 30 minutes on
-# two cores and writes up to about 12 GiB under bench-results/; results.json,
+# The benchmark harness (package bench): a full run took 13 to 14 minutes on
+# two cores and writes several GiB under bench-results/ (the largest
+# scenario holds 4 GiB of state); results.json,
 # results.md and the plots land there. BENCH_FLAGS adds flags, e.g.
 # BENCH_FLAGS='--doc docs/benchmarks.md' to regenerate the Harness section.
 BENCH_FLAGS ?=

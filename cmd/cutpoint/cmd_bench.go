@@ -44,8 +44,9 @@ small plan (under two minutes on two cores). The job runs start this
 executable's "run" command. --doc FILE writes the report into FILE's
 generated "Harness" section and copies the plots to --doc-plots.
 
-A full run takes about 20 to 30 minutes on two cores and writes up to
-about 12 GiB to --scratch; run it on a quiet machine.
+A full run took 13 to 14 minutes on two cores and writes several GiB to
+--scratch (the largest scenario holds 4 GiB of state); run it on a quiet
+machine.
 
 Exit codes: 0 done (failed scenarios are listed in the results); 1 the
 harness could not run; 2 usage error.`,
