@@ -588,24 +588,28 @@ func (s *Srun) killPid(ctx context.Context, t *srunTask, node string, pid int, s
 	return nil
 }
 
+// stopStep asks a step to end without waiting: scancel when the step's id
+// is known, in the background (scancel may wait for slurmctld to reach the
+// step's nodes; callers wait for the step themselves). Before any task
+// announced itself the step may not exist yet: SIGTERM makes srun give up
+// a pending step or forward the signal to the tasks it started.
+func (s *Srun) stopStep(st *srunStep) {
+	s.mu.Lock()
+	id := st.id
+	s.mu.Unlock()
+	if id != "" {
+		go s.scancel(id)
+		return
+	}
+	_ = st.cmd.Process.Signal(syscall.SIGTERM)
+}
+
 // cancelStep kills a whole step and waits until srun has ended and t is
 // reported gone. srun waits for every node of the step, so a step with a
 // task on a node that does not answer may not end; after 2 x KillWait
 // srun is killed and the error says the step was not confirmed gone.
 func (s *Srun) cancelStep(ctx context.Context, st *srunStep, t *srunTask) error {
-	s.mu.Lock()
-	id := st.id
-	s.mu.Unlock()
-	if id != "" {
-		// In the background: scancel may wait for slurmctld to reach
-		// the step's nodes, and the wait below is what counts.
-		go s.scancel(id)
-	} else {
-		// No task announced itself: the step may not exist yet. SIGTERM
-		// makes srun give up a pending step or forward the signal to
-		// tasks it started; the wait below covers both.
-		_ = st.cmd.Process.Signal(syscall.SIGTERM)
-	}
+	s.stopStep(st)
 	wait, cancel := context.WithTimeout(ctx, 2*s.cfg.KillWait)
 	defer cancel()
 	select {
@@ -715,14 +719,7 @@ func (s *Srun) Close() error {
 		}
 	}
 	for _, st := range left {
-		s.mu.Lock()
-		id := st.id
-		s.mu.Unlock()
-		if id != "" {
-			go s.scancel(id)
-		} else {
-			_ = st.cmd.Process.Signal(syscall.SIGTERM)
-		}
+		s.stopStep(st)
 	}
 	wait := time.After(s.cfg.KillWait)
 	var errs []error
