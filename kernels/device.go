@@ -149,9 +149,11 @@ func (o CaptureOptions) Validate() error {
 // i of the capture whose hashes were CaptureOptions.Base.
 //
 // Release frees the snapshot's memory (staging memory belongs to the
-// snapshot until then and returns to the device's pool); call it once, after
-// the writer is done or to abandon the snapshot. Chunk then fails with
-// ErrReleased.
+// snapshot until then and returns to the device's pool); call it after the
+// writer has taken every chunk it needs, or to abandon the snapshot. Chunk
+// then fails with ErrReleased. Chunks still held at Release keep their
+// bytes until their Done (the shard writer returns from AddBuffer with the
+// last chunks still being compressed); a second Release is ignored.
 type Snapshot interface {
 	Len() int64
 	ElemSize() int

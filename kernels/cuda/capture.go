@@ -197,6 +197,14 @@ type snapshot struct {
 	hashes   []uint64
 	released bool
 	err      error
+	// held counts the chunks handed out by Chunk and not yet given back
+	// by Done. Release may come first (the shard writer hands out every
+	// chunk before the last ones are compressed): the pinned memory of
+	// held chunks then stays in kept (host, when direct) until their
+	// Done, and the snapshot stays live on the device until held is 0.
+	held     int
+	kept     map[int]pinnedB
+	keptHost pinnedB
 
 	wake       chan struct{} // nudges the drain goroutine
 	stop       chan struct{} // closed by Release
@@ -346,13 +354,14 @@ func (s *snapshot) free() {
 	}
 	d.putPinned(s.sumsH)
 	s.sumsH = pinnedB{}
-	held := false
-	for _, c := range s.chunks {
-		held = held || c.holds > 0
-	}
 	for i := range s.slots {
 		sl := &s.slots[i]
-		if sl.chunk < 0 || s.chunks[sl.chunk].holds == 0 {
+		if sl.chunk >= 0 && s.chunks[sl.chunk].holds > 0 {
+			if s.kept == nil {
+				s.kept = map[int]pinnedB{}
+			}
+			s.kept[sl.chunk] = sl.buf
+		} else {
 			d.putPinned(sl.buf)
 		}
 		if sl.ev != (cu.Event{}) {
@@ -360,7 +369,9 @@ func (s *snapshot) free() {
 		}
 	}
 	s.slots = nil
-	if !held {
+	if s.held > 0 {
+		s.keptHost = s.host
+	} else {
 		d.putPinned(s.host)
 	}
 	s.host = pinnedB{}
@@ -645,6 +656,7 @@ func (s *snapshot) Chunk(ctx context.Context, i int) ([]byte, bool, error) {
 		return nil, true, nil
 	case csReady:
 		c.holds++
+		s.held++
 		data := s.dataLocked(i)
 		s.mu.Unlock()
 		return data, false, nil
@@ -675,6 +687,7 @@ func (s *snapshot) Chunk(ctx context.Context, i int) ([]byte, bool, error) {
 	}
 	// A demanded chunk is never evicted, so it is still ready.
 	c.holds++
+	s.held++
 	return s.dataLocked(i), false, nil
 }
 
@@ -686,7 +699,8 @@ func (s *snapshot) usableLocked() error {
 }
 
 // Done gives chunk i's slot back for the next copies. Done on a chunk not
-// held is ignored.
+// held is ignored. After Release it frees the chunk's memory instead, and
+// the last Done ends the snapshot's claim on the device.
 func (s *snapshot) Done(i int) {
 	if i < 0 || i >= s.nchunks {
 		return
@@ -698,6 +712,22 @@ func (s *snapshot) Done(i int) {
 		return
 	}
 	c.holds--
+	s.held--
+	if s.released {
+		var put []pinnedB
+		if b, ok := s.kept[i]; ok && c.holds == 0 {
+			delete(s.kept, i)
+			put = append(put, b)
+		}
+		last := s.held == 0
+		if last {
+			put = append(put, s.keptHost)
+			s.keptHost = pinnedB{}
+		}
+		s.mu.Unlock()
+		s.putAfterRelease(put, last)
+		return
+	}
 	if c.holds == 0 && c.demand == 0 && !s.direct {
 		c.used = true
 		s.slots[c.slot].chunk = -1
@@ -707,6 +737,26 @@ func (s *snapshot) Done(i int) {
 	}
 	s.mu.Unlock()
 	s.nudge()
+}
+
+// putAfterRelease returns pinned memory that chunks held across Release
+// kept; last: no chunk is held any more, so the snapshot no longer keeps
+// the device open.
+func (s *snapshot) putAfterRelease(put []pinnedB, last bool) {
+	if last {
+		defer s.d.live.Add(-1)
+	}
+	if len(put) == 0 {
+		return
+	}
+	unbind, err := s.d.bind()
+	if err != nil {
+		return // device closed: its memory went with its context
+	}
+	defer unbind()
+	for _, b := range put {
+		s.d.putPinned(b)
+	}
 }
 
 // Hashes returns the chunk hashes, computed on the GPU during the capture.
@@ -731,7 +781,8 @@ func (s *snapshot) Hashes(ctx context.Context) (*kernels.ChunkHashes, error) {
 }
 
 // Release stops the drain goroutine, waits for copies in flight, and
-// returns the staging memory to the device's pools.
+// returns the staging memory to the device's pools. Chunks still held keep
+// their memory until their Done.
 func (s *snapshot) Release() {
 	s.mu.Lock()
 	if s.released {
@@ -742,7 +793,11 @@ func (s *snapshot) Release() {
 	close(s.stop)
 	s.mu.Unlock()
 	<-s.exited
-	defer s.d.live.Add(-1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == 0 {
+		defer s.d.live.Add(-1)
+	}
 	unbind, err := s.d.bind()
 	if err != nil {
 		return // device closed: its context and memory are gone with it

@@ -226,6 +226,44 @@ func TestCloseWithLiveBuffer(t *testing.T) {
 	}
 }
 
+// A chunk held across Release keeps the device open until its Done.
+func TestCloseWithChunkHeldAfterRelease(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		d, err := cuda.Open(0, cuda.Options{DirectCapture: direct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		content := kernelstest.RandBytes(9, 1<<20)
+		b, err := d.Alloc(int64(len(content)), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.CopyFromHost(b, 0, content); err != nil {
+			t.Fatal(err)
+		}
+		s, err := d.Capture(b, kernels.CaptureOptions{ChunkSize: 1 << 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _, err := s.Chunk(context.Background(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+		b.Close()
+		if err := d.Close(); err == nil {
+			t.Fatalf("direct=%v: Close with a chunk held after Release succeeded", direct)
+		}
+		if !bytes.Equal(data, content[2<<16:3<<16]) {
+			t.Errorf("direct=%v: held chunk changed after Release", direct)
+		}
+		s.Done(2)
+		if err := d.Close(); err != nil {
+			t.Fatalf("direct=%v: Close after the last Done: %v", direct, err)
+		}
+	}
+}
+
 func seq(n int) []int {
 	o := make([]int, n)
 	for i := range o {

@@ -469,7 +469,9 @@ func CaptureRelease(t *testing.T, dev kernels.Device) {
 	// the context (on devices without slots it returns at once).
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := s.Chunk(ctx, 1); err != nil && !errors.Is(err, context.Canceled) {
+	if _, _, err := s.Chunk(ctx, 1); err == nil {
+		s.Done(1) // served at once: it must be given back like any other
+	} else if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
 	}
 	s.Done(0)
@@ -478,6 +480,8 @@ func CaptureRelease(t *testing.T, dev kernels.Device) {
 	}
 	s.Done(1)
 	s.Release()
+
+	ReleaseWhileHeld(t, dev, b, RandBytes(3, 1<<20))
 
 	z, err := dev.Alloc(0, 8)
 	if err != nil {
@@ -495,6 +499,38 @@ func CaptureRelease(t *testing.T, dev kernels.Device) {
 		t.Errorf("empty buffer hashes: %v, %v", h, err)
 	}
 	s.Release()
+}
+
+// ReleaseWhileHeld: the shard writer hands out every chunk, and its caller
+// may Release the snapshot, before the last chunks are compressed. Chunks
+// held at Release keep their bytes until Done, and Done after Release (a
+// second one included) is harmless. b holds content.
+func ReleaseWhileHeld(t *testing.T, dev kernels.Device, b kernels.Buffer, content []byte) {
+	t.Helper()
+	const chunk = 1 << 16
+	for _, slots := range []int{0, 2} {
+		s, err := dev.Capture(b, kernels.CaptureOptions{ChunkSize: chunk, Slots: slots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := map[int][]byte{}
+		for _, i := range []int{0, 3} {
+			data, _, err := s.Chunk(context.Background(), i)
+			if err != nil {
+				t.Fatalf("slots %d: chunk %d: %v", slots, i, err)
+			}
+			held[i] = data
+		}
+		s.Release()
+		for i, data := range held {
+			if !bytes.Equal(data, content[i*chunk:(i+1)*chunk]) {
+				t.Errorf("slots %d: chunk %d changed after Release", slots, i)
+			}
+			s.Done(i)
+			s.Done(i)
+		}
+		s.Done(1) // never held
+	}
 }
 
 func sameBits(a, b []float64) (int, bool) {
