@@ -37,6 +37,13 @@ type Config struct {
 	// ranks (0: the plan's: 1 GiB on 2 ranks, quick 8 MiB).
 	JobState int64
 	JobRanks int
+	// JobWindow and JobIntervals override the compute time of each
+	// overhead run and the cut intervals measured (0 or nil: the plan's).
+	JobWindow    time.Duration
+	JobIntervals []time.Duration
+	// Devices limits the device scenarios to these ("cpu", "cuda"); empty:
+	// every device of this build and machine.
+	Devices []string
 	// Command is recorded in results.json.
 	Command string
 	// Log receives progress lines when Progress is not a terminal.
@@ -198,11 +205,16 @@ func (h *harness) device(name string) (kernels.Device, error) {
 // devices lists the devices of this build and machine: cpu, and cuda when
 // the binary has it (a cuda build does not start without a GPU).
 func (h *harness) devices() []string {
-	out := []string{"cpu"}
-	if kernels.Check("cuda") == nil {
-		out = append(out, "cuda")
-	} else {
-		h.skip("device cuda", "not in this build (build with -tags cuda: make build-cuda, and run on a machine with a GPU)")
+	var out []string
+	for _, d := range []string{"cpu", "cuda"} {
+		if len(h.cfg.Devices) > 0 && !slices.Contains(h.cfg.Devices, d) {
+			continue
+		}
+		if d == "cuda" && kernels.Check("cuda") != nil {
+			h.skip("device cuda", "not in this build (build with -tags cuda: make build-cuda, and run on a machine with a GPU)")
+			continue
+		}
+		out = append(out, d)
 	}
 	return out
 }
@@ -276,6 +288,12 @@ func (h *harness) plan() []task {
 	}
 	if h.cfg.JobRanks > 0 {
 		jp.Ranks = h.cfg.JobRanks
+	}
+	if h.cfg.JobWindow > 0 {
+		jp.Window = h.cfg.JobWindow
+	}
+	if len(h.cfg.JobIntervals) > 0 {
+		jp.Intervals = h.cfg.JobIntervals
 	}
 	const defRanks = 2
 	var tasks []task

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,9 @@ type benchOptions struct {
 	Reps     int
 	JobState string
 	JobRanks int
+	JobWin   time.Duration
+	JobIvals []time.Duration
+	Devices  []string
 	Doc      string
 	DocPlots string
 	From     string
@@ -63,6 +67,9 @@ harness could not run; 2 usage error.`,
 	f.IntVar(&o.Reps, "reps", 0, "repetitions of each job variant and of the recovery (default: 3, quick 1)")
 	f.StringVar(&o.JobState, "job-state", "", "total heat2d state of the job runs, e.g. 1GiB or 256MiB (default 1GiB, quick 8MiB)")
 	f.IntVar(&o.JobRanks, "job-ranks", 0, "ranks of the job runs (default 2)")
+	f.DurationVar(&o.JobWin, "job-window", 0, "compute time of each job overhead run (default 30s, quick 2s)")
+	f.DurationSliceVar(&o.JobIvals, "job-intervals", nil, "cut intervals of the job overhead runs; the first also runs stop-the-world (default 10s,5s,2.5s)")
+	f.StringSliceVar(&o.Devices, "devices", nil, "run the device scenarios on these only: cpu, cuda (default every device of this build)")
 	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
 	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")
 	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
@@ -77,8 +84,18 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			return usageError(fmt.Errorf("--families %q: want store, kernels, transport or job", fam))
 		}
 	}
-	if o.Reps < 0 || o.JobRanks < 0 {
-		return usageError(errors.New("--reps and --job-ranks must be >= 0"))
+	for _, d := range o.Devices {
+		if d != "cpu" && d != "cuda" {
+			return usageError(fmt.Errorf("--devices %q: want cpu or cuda", d))
+		}
+	}
+	if o.Reps < 0 || o.JobRanks < 0 || o.JobWin < 0 {
+		return usageError(errors.New("--reps, --job-ranks and --job-window must be >= 0"))
+	}
+	for _, iv := range o.JobIvals {
+		if iv <= 0 {
+			return usageError(fmt.Errorf("--job-intervals: %v: want positive durations", iv))
+		}
 	}
 	var state int64
 	if o.JobState != "" {
@@ -105,7 +122,7 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 	} else {
 		res, err = bench.Run(ctx, bench.Config{
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
-			JobState: state, JobRanks: o.JobRanks, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
 			Log: g.Logger, Progress: g.Stderr,
 		})
 	}
