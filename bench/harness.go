@@ -162,15 +162,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	// for the same setting) become one row with their spread.
 	h.res.Records = mergeByName(h.res.Records)
 	h.compare()
-	h.res.Goals = evaluateGoals(h.res)
 	h.res.Finished = time.Now().UTC()
 	h.res.DurationS = h.res.Finished.Sub(h.res.Started).Seconds()
 	return h.res, Render(h.res, cfg.Out)
 }
 
-// Render writes results.json, results.md and the plots of res into out;
-// `cutpoint bench --from` uses it to redraw a finished run.
+// Render evaluates the goals and writes results.json, results.md and the
+// plots of res into out; `cutpoint bench --from` uses it to redraw a
+// finished run (with the goal rules of this build).
 func Render(res *Results, out string) error {
+	res.Goals = evaluateGoals(res)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -223,6 +224,11 @@ func (h *harness) deviceNames() []string {
 	out := []string{"cpu"}
 	for n, d := range h.devs {
 		out = append(out, n+" ("+d.Name()+")")
+	}
+	// A device only the job runs used (in their own processes) is not
+	// opened here; name it all the same.
+	if _, opened := h.devs["cuda"]; !opened && kernels.Check("cuda") == nil {
+		out = append(out, "cuda")
 	}
 	slices.Sort(out[1:])
 	return out
