@@ -8,8 +8,11 @@
 #
 # It runs every *.test binary of its folder (the cuda-tagged tests), then
 # TestReport (the figures of docs/benchmarks.md, set REPORT_GIB for the
-# buffer size, default 4), then, when the cuda cutpoint binary accepts
-# `run --device`, a heat2d job on cuda and on cpu, whose digests must match.
+# buffer size, default 4), then heat2d jobs with the cuda cutpoint binary:
+# a small one on cuda and on cpu, whose digests must match, and a 1 GiB one
+# on cuda with a rank SIGKILLed and without, whose digests must match. With
+# BENCH=1 it ends with the harness's job family on cuda and cpu (about
+# seven minutes on 16 cores), into RESULTS_DIR/bench.
 # Logs land in RESULTS_DIR; the exit status is non-zero if anything failed.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +30,7 @@ fi
 for t in "$here"/*.test; do
   name=$(basename "$t" .test)
   note "running $name tests"
-  if "$t" -test.v -test.count=1 -test.timeout=20m >"$out/$name.log" 2>&1; then
+  if timeout -k 5 600 "$t" -test.v -test.count=1 -test.timeout=9m >"$out/$name.log" 2>&1; then
     note "$name: PASS"
   else
     note "$name: FAIL (see $name.log)"
@@ -49,27 +52,45 @@ if [[ -x $report ]]; then
 fi
 
 cp_bin=$here/cutpoint-cuda
-if [[ -x $cp_bin ]] && "$cp_bin" run --help 2>/dev/null | grep -q -- '--device'; then
-  for dev in cuda cpu; do
-    store=$(mktemp -d)
-    note "heat2d end to end on $dev"
-    if "$cp_bin" run --device "$dev" --ranks 2 --steps 3000 --size 512 --every-steps 200 --interval 0 --kill 1@1500 --store "$store" --job gpu-e2e >"$out/e2e-$dev.log" 2>&1; then
-      tail -n 1 "$out/e2e-$dev.log" >"$out/e2e-$dev.result"
-    else
-      note "e2e on $dev: FAIL (see e2e-$dev.log)"
-      status=1
-    fi
-    rm -rf "$store"
-  done
-  if [[ -s $out/e2e-cuda.result && -s $out/e2e-cpu.result ]]; then
-    if cmp -s "$out/e2e-cuda.result" "$out/e2e-cpu.result"; then
-      note "e2e: cuda and cpu digests match: $(cat "$out/e2e-cuda.result")"
-    else
-      note "e2e: digests differ: cuda $(cat "$out/e2e-cuda.result"), cpu $(cat "$out/e2e-cpu.result")"
+job() { # name, then run arguments
+  local name=$1 store
+  shift
+  store=$(mktemp -d)
+  note "heat2d $name"
+  if timeout -k 5 300 "$cp_bin" run --store "$store" --job "gpu-$name" "$@" >"$out/job-$name.log" 2>&1; then
+    tail -n 1 "$out/job-$name.log" >"$out/job-$name.result"
+  else
+    note "$name: FAIL (see job-$name.log)"
+    status=1
+  fi
+  rm -rf "$store"
+}
+same() { # two job names whose digests must match
+  if [[ -s $out/job-$1.result && -s $out/job-$2.result ]] && cmp -s "$out/job-$1.result" "$out/job-$2.result"; then
+    note "$1 and $2: same digest: $(cat "$out/job-$1.result")"
+  else
+    note "$1 and $2: digests differ or missing"
+    status=1
+  fi
+}
+if [[ -x $cp_bin ]]; then
+  small=(--ranks 2 --steps 3000 --size 512 --every-steps 200 --interval 0 --kill 1@1500)
+  job small-cuda --device cuda "${small[@]}"
+  job small-cpu --device cpu "${small[@]}"
+  same small-cuda small-cpu
+  big=(--device cuda --ranks 2 --steps 2000 --size 8190 --every-steps 250 --interval 0)
+  job big-kill "${big[@]}" --kill 1@1200
+  job big-plain "${big[@]}"
+  same big-kill big-plain
+  if [[ ${BENCH:-0} == 1 ]]; then
+    note "harness job family (cuda, cpu)"
+    if ! "$cp_bin" bench --families job --reps 2 --job-window 20s --job-intervals 10s --out "$out/bench" >"$out/bench.log" 2>&1; then
+      note "bench: FAIL (see bench.log)"
       status=1
     fi
   fi
 else
-  note "skipping the end-to-end job: cutpoint-cuda has no 'run --device' yet"
+  note "no cutpoint-cuda next to run.sh: no jobs run"
+  status=1
 fi
 exit $status
