@@ -207,7 +207,10 @@ func (s *syncBuf) String() string {
 }
 
 func TestJobInProcess(t *testing.T) {
-	cfg := heat2d.Config{Size: 40, Steps: 1500, Alpha: heat2d.DefaultAlpha}
+	// Long enough (several heartbeats even on a fast machine) for cuts to
+	// commit before the ranks finish: the coordinator learns the steps from
+	// heartbeats.
+	cfg := heat2d.Config{Size: 40, Steps: 8000, Alpha: heat2d.DefaultAlpha}
 	plain := runJob(t, cfg, 0, nil)
 	if plain.code != 0 || len(plain.digest) != 64 {
 		t.Fatalf("undisturbed job: code %d digest %q\n%s", plain.code, plain.digest, plain.log)
