@@ -50,6 +50,10 @@ type Options struct {
 	Create bool
 	// Now is the clock for the times recorded in cuts; default time.Now.
 	Now func() time.Time
+	// BufferedIO makes OpenDir's store write packs through the page cache
+	// (a restore on the same node may then read them from memory) instead
+	// of with O_DIRECT (less CPU per cut, no checkpoint data in the cache).
+	BufferedIO bool
 }
 
 type storeConfig struct {
@@ -93,7 +97,7 @@ func OpenDir(ctx context.Context, dir string, opts Options) (*Store, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("store %s: not a directory: %w", dir, ErrNoStore)
 	}
-	b, err := local.New(dir)
+	b, err := local.NewWithOptions(dir, local.Options{Buffered: opts.BufferedIO})
 	if err != nil {
 		return nil, err
 	}
