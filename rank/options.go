@@ -32,6 +32,7 @@ const (
 	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -64,6 +65,9 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// Codec of this rank's shards ("" keeps the store's).
 	Codec string
+	// StoreIO is how packs are written: "direct" (O_DIRECT where the file
+	// system takes it; "" means the same) or "buffered" (page cache).
+	StoreIO string
 	// WriterWorkers run the shard writer's shuffle, hash and compression;
 	// default GOMAXPROCS.
 	WriterWorkers int
@@ -104,6 +108,10 @@ func OptionsFromEnv() (Options, error) {
 	o.Job = str(EnvJob)
 	o.Store = str(EnvStore)
 	o.Codec = str(EnvCodec)
+	o.StoreIO = str(EnvStoreIO)
+	if err := CheckStoreIO(o.StoreIO); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvStoreIO, err))
+	}
 	var rank, world, spawn, epoch, hold, window, workers int64 = -1, 0, 0, 0, 0, 0, 0
 	if _, ok := os.LookupEnv(EnvRank); ok {
 		num(EnvRank, &rank)
@@ -179,4 +187,13 @@ func (o *Options) check() error {
 		return fmt.Errorf("rank options: %w", err)
 	}
 	return nil
+}
+
+// CheckStoreIO accepts the values of Options.StoreIO.
+func CheckStoreIO(v string) error {
+	switch v {
+	case "", "direct", "buffered":
+		return nil
+	}
+	return fmt.Errorf("%q: want direct or buffered", v)
 }

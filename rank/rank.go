@@ -175,7 +175,7 @@ const storeWait = 30 * time.Second
 func openStore(ctx context.Context, o Options, log *slog.Logger) (*ckpt.Store, error) {
 	deadline := time.Now().Add(storeWait)
 	for {
-		s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, Workers: o.WriterWorkers, Logger: log})
+		s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"})
 		if err == nil || !errors.Is(err, ckpt.ErrNoStore) || time.Now().After(deadline) {
 			return s, err
 		}

@@ -25,6 +25,7 @@ type rankOptions struct {
 	World     int
 	Heartbeat time.Duration
 	Codec     string
+	StoreIO   string
 	StatsDir  string
 }
 
@@ -37,6 +38,7 @@ func (o *rankOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.World, "world", 0, "number of ranks (default: CUTPOINT_WORLD, or SLURM_NTASKS under srun)")
 	f.DurationVar(&o.Heartbeat, "heartbeat-interval", 0, "heartbeat interval (must match the coordinator's)")
 	f.StringVar(&o.Codec, "codec", "", "compression of this rank's shards (default: the store's)")
+	f.StringVar(&o.StoreIO, "store-io", "", "how packs are written: direct or buffered (default: CUTPOINT_STORE_IO, else direct)")
 	f.StringVar(&o.StatsDir, "stats-dir", "", "write this process's figures (cut stalls, restores, step times, peak RSS) as JSON into this directory at exit (default: "+jobstats.EnvDir+")")
 }
 
@@ -95,6 +97,12 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	}
 	if fs.Changed("codec") {
 		ro.Codec = o.Codec
+	}
+	if fs.Changed("store-io") {
+		if err := rank.CheckStoreIO(o.StoreIO); err != nil {
+			return usageError(fmt.Errorf("--store-io: %w", err))
+		}
+		ro.StoreIO = o.StoreIO
 	}
 	if err := o.workload.check(); err != nil {
 		return usageError(err)

@@ -158,6 +158,12 @@ func TestRunDigestUnchangedByCuts(t *testing.T) {
 		t.Fatal("no cut committed")
 	}
 	verifyStore(t, store)
+	// Packs through the page cache instead of O_DIRECT: the same cuts.
+	buffered := filepath.Join(t.TempDir(), "buffered")
+	if got := runOK(t, nil, append([]string{"run", "--store", buffered, "--interval", "0", "--every-steps", "50", "--store-io", "buffered"}, job...)...).digest(t); got != want {
+		t.Fatalf("digest with buffered cuts %s, without %s", got, want)
+	}
+	verifyStore(t, buffered)
 	// The same global grid on one rank: the digest is of the grid, not of
 	// the decomposition.
 	one := runOK(t, nil, "run", "--store", filepath.Join(t.TempDir(), "s1"), "--interval", "0",
@@ -491,6 +497,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown config key", []string{"CUTPOINT_CONFIG=" + typoCfg}, []string{"run", "--store", store}, exitUsage, `"rnaks"`},
 		{"bad environment value", []string{"CUTPOINT_EVERY_STEPS=often"}, []string{"run", "--store", store}, exitUsage, "CUTPOINT_EVERY_STEPS"},
 		{"bad flag value", nil, []string{"run", "--store", store, "--ranks", "0"}, exitUsage, "--ranks"},
+		{"bad store-io", []string{"CUTPOINT_STORE_IO=sometimes"}, []string{"run", "--store", store}, exitUsage, "--store-io"},
 		{"cuda on the default build", nil, []string{"run", "--store", store, "--job", "y", "--device", "cuda"}, exitNotBuilt, "make build-cuda"},
 	}
 	for _, c := range cases {

@@ -87,6 +87,7 @@ type jobOptions struct {
 	Metrics     string
 	MaxRecover  int
 	StopWorld   bool
+	StoreIO     string
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -105,6 +106,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
 
 func (o *jobOptions) check() error {
@@ -128,6 +130,9 @@ func (o *jobOptions) check() error {
 	}
 	if _, err := ckpt.ParseCodec(o.Codec); err != nil {
 		errs = append(errs, fmt.Errorf("--codec: %w", err))
+	}
+	if err := rank.CheckStoreIO(o.StoreIO); err != nil {
+		errs = append(errs, fmt.Errorf("--store-io: %w", err))
 	}
 	if o.Heartbeat < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want >= 10ms", o.Heartbeat))
@@ -204,6 +209,7 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 		rank.EnvStore + "=" + store,
 		rank.EnvHeartbeat + "=" + o.Heartbeat.String(),
 		rank.EnvCodec + "=" + o.Codec,
+		rank.EnvStoreIO + "=" + o.StoreIO,
 	}
 	if o.nats.Token != "" {
 		env = append(env, rank.EnvNATSToken+"="+o.nats.Token)
