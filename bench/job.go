@@ -26,6 +26,7 @@ type jobArgs struct {
 	Kill         string // R@S
 	Codec        string
 	Device       string
+	StoreIO      string // "": cutpoint run's default
 }
 
 // jobRun is what one run left: its files and its wall time.
@@ -58,6 +59,9 @@ func (h *harness) runJob(ctx context.Context, a jobArgs) (jobRun, error) {
 		"--codec", a.Codec, "--device", a.Device, "--progress", "never", "--log-level", "warn"}
 	if a.StopTheWorld {
 		args = append(args, "--stop-the-world")
+	}
+	if a.StoreIO != "" {
+		args = append(args, "--store-io", a.StoreIO)
 	}
 	if a.Kill != "" {
 		args = append(args, "--kill", a.Kill)

@@ -9,8 +9,9 @@ import (
 )
 
 // jobPlan is the job family for one device: heat2d runs of about State
-// bytes on Ranks ranks, without cuts, with cuts every Interval, and in
-// stop-the-world mode at the first interval, Reps times each, interleaved
+// bytes on Ranks ranks, without cuts, with cuts every Interval, with packs
+// through the page cache (--store-io buffered) and in stop-the-world mode
+// at the first interval, Reps times each, interleaved
 // so that the machine's mood shifts hit every variant alike; then
 // RecoveryReps runs with one rank SIGKILLed.
 type jobPlan struct {
@@ -30,6 +31,7 @@ type jobVariant struct {
 	label    string
 	interval time.Duration
 	stw      bool
+	buffered bool // --store-io buffered
 }
 
 // jobFamily holds the runs of one plan while its tasks execute.
@@ -54,7 +56,9 @@ func (h *harness) jobTasks(p jobPlan) []task {
 		f.variants = append(f.variants, jobVariant{label: "every " + iv.String(), interval: iv})
 	}
 	if len(p.Intervals) > 0 {
-		f.variants = append(f.variants, jobVariant{label: "stop-the-world every " + p.Intervals[0].String(), interval: p.Intervals[0], stw: true})
+		f.variants = append(f.variants,
+			jobVariant{label: "every " + p.Intervals[0].String() + ", buffered packs", interval: p.Intervals[0], buffered: true},
+			jobVariant{label: "stop-the-world every " + p.Intervals[0].String(), interval: p.Intervals[0], stw: true})
 	}
 	prefix := fmt.Sprintf("job/%s/heat2d/r%d/%s", p.Device, p.Ranks, sizeName(f.state))
 	base := jobArgs{Ranks: p.Ranks, Size: f.size, Codec: p.Codec, Device: p.Device}
@@ -88,6 +92,9 @@ func (h *harness) jobTasks(p jobPlan) []task {
 				}
 				a := base
 				a.Steps, a.Interval, a.StopTheWorld = f.steps, v.interval, v.stw
+				if v.buffered {
+					a.StoreIO = "buffered"
+				}
 				j, err := h.runJob(ctx, a)
 				if err != nil {
 					return nil, err
@@ -135,11 +142,15 @@ func (f *jobFamily) records(prefix string) []Record {
 	var out []Record
 	none := f.runs["no cuts"]
 	common := func(label, what, role string, v jobVariant) Record {
-		return Record{
+		r := Record{
 			Name: prefix + "/" + label, Family: FamilyJob, Role: role, What: what, Kind: "heat2d (float64)",
 			StateBytes: f.state, Ranks: f.p.Ranks, Codec: f.p.Codec, Device: f.p.Device,
 			IntervalS: v.interval.Seconds(), StopTheWorld: v.stw,
 		}
+		if v.buffered {
+			r.StoreIO = "buffered"
+		}
+		return r
 	}
 	for _, v := range f.variants {
 		runs := f.runs[v.label]
@@ -152,6 +163,8 @@ func (f *jobFamily) records(prefix string) []Record {
 			role, what = RoleBaseline, "no cuts"
 		case v.stw:
 			role, what = RoleBaseline, "stop-the-world"
+		case v.buffered:
+			role, what = RoleBaseline, "buffered packs"
 		}
 		r := common(v.label, what, role, v)
 		r.Reps = len(runs)

@@ -91,6 +91,7 @@ type Record struct {
 	Workers         int     `json:"workers,omitempty"`
 	IntervalS       float64 `json:"interval_s,omitempty"` // between cuts (job); 0: no cuts
 	StopTheWorld    bool    `json:"stop_the_world,omitempty"`
+	StoreIO         string  `json:"store_io,omitempty"` // job: "buffered" when packs went through the page cache
 	Reps            int     `json:"reps,omitempty"`
 
 	// Cuts.
