@@ -223,9 +223,12 @@ func ReadAll(ctx context.Context, s kernels.Snapshot, order []int, workers int) 
 					mu.Unlock()
 					return
 				}
-				data[i] = append([]byte(nil), b...)
-				unchanged[i] = u
+				c := append([]byte(nil), b...)
 				s.Done(i)
+				// An order may name a chunk twice, read by two workers.
+				mu.Lock()
+				data[i], unchanged[i] = c, u
+				mu.Unlock()
 			}
 		})
 	}
