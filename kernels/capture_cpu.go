@@ -76,6 +76,12 @@ type cpuSnapshot struct {
 	staging  []byte
 	released bool
 	held     holds
+	// orphan is the staging memory of a snapshot released while chunks
+	// were held (the shard writer returns from AddBuffer with its last
+	// chunks still being compressed); the last Done returns it to the
+	// pool. Leaving it to the garbage collector instead made the next
+	// capture fault in fresh pages: about 150 ms more per 512 MiB.
+	orphan []byte
 
 	sums   []uint64    // chunk hashes, computed once each (Incremental)
 	once   []sync.Once // guards sums[k]
@@ -124,8 +130,19 @@ func (s *cpuSnapshot) Chunk(ctx context.Context, i int) ([]byte, bool, error) {
 	return s.staging[lo:hi:hi], false, nil
 }
 
-// Done marks chunk i as no longer used by the caller.
-func (s *cpuSnapshot) Done(i int) { s.held.done(i) }
+// Done marks chunk i as no longer used by the caller; after Release the
+// last one returns the staging memory to the pool.
+func (s *cpuSnapshot) Done(i int) {
+	if !s.held.done(i) || s.held.total.Load() != 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.orphan != nil && s.held.total.Load() == 0 {
+		s.dev.staging.put(s.orphan)
+		s.orphan = nil
+	}
+}
 
 // Hashes computes the chunk hashes not yet computed (on all workers) and
 // returns a copy.
@@ -152,9 +169,9 @@ func (s *cpuSnapshot) Hashes(ctx context.Context) (*ChunkHashes, error) {
 	return &ChunkHashes{Len: s.n, ChunkSize: s.opt.ChunkSize, ElemSize: s.elem, Sums: append([]uint64(nil), s.sums...)}, nil
 }
 
-// Release returns the staging memory to the pool, unless a chunk is still
-// held (Done not called): then the memory is left to the garbage collector,
-// so a writer that outlives its snapshot never reads a later capture.
+// Release returns the staging memory to the pool, or, while a chunk is
+// still held (Done not called), leaves that to the last Done: a writer that
+// outlives its snapshot never reads a later capture.
 func (s *cpuSnapshot) Release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,6 +181,8 @@ func (s *cpuSnapshot) Release() {
 	s.released = true
 	if s.held.total.Load() == 0 {
 		s.dev.staging.put(s.staging)
+	} else {
+		s.orphan = s.staging
 	}
 	s.staging = nil
 }

@@ -331,6 +331,27 @@ func TestCaptureReusesStaging(t *testing.T) {
 	}
 }
 
+// The staging memory of a snapshot released while a chunk was held goes
+// back to the pool with the last Done (the shard writer releases before its
+// last chunks are compressed), not to the garbage collector.
+func TestCaptureReusesStagingAfterHeldRelease(t *testing.T) {
+	d := NewCPU(1)
+	buf, _ := HostBytes(make([]byte, 1<<20), 8)
+	s, _ := d.Capture(buf, CaptureOptions{ChunkSize: 1 << 16})
+	first := &s.(*cpuSnapshot).staging[0]
+	if _, _, err := s.Chunk(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	s.Done(3)
+	s.Done(3) // a second Done changes nothing
+	s2, _ := d.Capture(buf, CaptureOptions{ChunkSize: 1 << 16})
+	defer s2.Release()
+	if &s2.(*cpuSnapshot).staging[0] != first {
+		t.Error("the capture after a held release's last Done did not reuse its staging memory")
+	}
+}
+
 func TestCaptureOptionsValidate(t *testing.T) {
 	d := NewCPU(1)
 	buf, _ := HostBytes(make([]byte, 100), 1)
