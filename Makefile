@@ -85,7 +85,7 @@ staticcheck:
 demo: build
 	scripts/demo.sh
 
-# The benchmark harness (package bench): a full run took 13 to 14 minutes on
+# The benchmark harness (package bench): a full run took 13 to 15 minutes on
 # two cores and writes several GiB under bench-results/ (the largest
 # scenario holds 4 GiB of state); results.json,
 # results.md and the plots land there. BENCH_FLAGS adds flags, e.g.

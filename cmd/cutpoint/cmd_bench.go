@@ -48,7 +48,7 @@ small plan (under two minutes on two cores). The job runs start this
 executable's "run" command. --doc FILE writes the report into FILE's
 generated "Harness" section and copies the plots to --doc-plots.
 
-A full run took 13 to 14 minutes on two cores and writes several GiB to
+A full run took 13 to 15 minutes on two cores and writes several GiB to
 --scratch (the largest scenario holds 4 GiB of state); run it on a quiet
 machine.
 
