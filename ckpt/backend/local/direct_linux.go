@@ -46,39 +46,46 @@ func getDirectBuf() *[]byte {
 
 func uintptrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
-// openDirect switches f to O_DIRECT and returns its sink, or nil where the
-// file system refuses (tmpfs, some FUSE and network file systems): the
-// writer then stays on the page cache. The flag is set after the create so
-// that a refusal never leaves an O_EXCL file behind.
-func openDirect(f *os.File) *directSink {
-	fd := int(f.Fd())
-	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err != nil {
-		return nil
-	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_DIRECT); err != nil {
-		return nil
-	}
-	s := &directSink{f: f, fd: fd, free: make(chan *[]byte, 1), full: make(chan *[]byte, 2), done: make(chan struct{})}
-	s.cur = getDirectBuf()
-	s.free <- getDirectBuf()
-	go s.run()
-	return s
+// newDirectSink returns f's sink. A file that ends before its first
+// buffer is full (a manifest, a small state file) is written with one
+// plain write through the page cache; a larger one switches to O_DIRECT
+// when that buffer fills.
+func newDirectSink(f *os.File) *directSink {
+	return &directSink{f: f, fd: int(f.Fd()), cur: getDirectBuf()}
 }
 
-// directSink copies writes into aligned buffers and writes each full one
-// from a goroutine of its own, so that the caller (the shard writer's
-// append, under its lock) never waits for the device unless both buffers
-// are in flight.
+// start switches the file to O_DIRECT, where the file system takes it
+// (tmpfs before Linux 6.6, some FUSE and network file systems refuse: the
+// buffers then go through the page cache), and starts the goroutine that
+// writes full buffers. Nothing has been written yet, so the file offset
+// is aligned.
+func (s *directSink) start() {
+	s.started = true
+	s.buffered = true
+	if flags, err := unix.FcntlInt(uintptr(s.fd), unix.F_GETFL, 0); err == nil {
+		if _, err := unix.FcntlInt(uintptr(s.fd), unix.F_SETFL, flags|unix.O_DIRECT); err == nil {
+			s.buffered = false
+		}
+	}
+	s.free, s.full, s.done = make(chan *[]byte, 1), make(chan *[]byte, 2), make(chan struct{})
+	s.free <- getDirectBuf()
+	go s.run()
+}
+
+// directSink copies writes into aligned buffers and, once the file is
+// larger than one, writes each full one from a goroutine of its own, so
+// that the caller (the shard writer's append, under its lock) never waits
+// for the device unless both buffers are in flight.
 type directSink struct {
 	f        *os.File
 	fd       int
 	cur      *[]byte // filling
+	started  bool    // the first buffer filled: start ran
 	free     chan *[]byte
 	full     chan *[]byte
 	done     chan struct{}
 	closed   bool
-	buffered bool // O_DIRECT was refused at the first write: page cache from then on
+	buffered bool // O_DIRECT refused, at start or at a write: page cache
 
 	mu  sync.Mutex
 	err error
@@ -140,6 +147,9 @@ func (s *directSink) write(p []byte) (int, error) {
 		*s.cur = b[:len(b)+k]
 		p, n = p[k:], n+k
 		if len(*s.cur) == cap(*s.cur) {
+			if !s.started {
+				s.start()
+			}
 			s.full <- s.cur
 			s.cur = <-s.free
 		}
@@ -155,6 +165,12 @@ func (s *directSink) finish(size int64) error {
 	}
 	s.closed = true
 	tail := len(*s.cur)
+	if !s.started {
+		_, err := s.f.Write(*s.cur)
+		directPool.Put(s.cur)
+		s.cur = nil
+		return err
+	}
 	if tail > 0 {
 		padded := (tail + directAlign - 1) &^ (directAlign - 1)
 		b := (*s.cur)[:padded]
@@ -185,6 +201,9 @@ func (s *directSink) abort() {
 	s.closed = true
 	directPool.Put(s.cur)
 	s.cur = nil
+	if !s.started {
+		return
+	}
 	close(s.full)
 	<-s.done
 	s.drainFree()

@@ -59,12 +59,16 @@ func TestDirectWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := bw.(*writer)
-			if i == 0 {
-				t.Logf("%s: O_DIRECT %v", label, w.direct != nil && directFlag(t, w.f))
-			}
 			want := writeRandom(t, w, n, uint64(n))
+			if n > directBuf {
+				t.Logf("%s: O_DIRECT %v", label, directFlag(t, w.f))
+			}
 			if err := w.Commit(); err != nil {
 				t.Fatal(err)
+			}
+			// Only a file past its first buffer leaves the page cache.
+			if w.direct != nil && w.direct.started != (n >= directBuf) {
+				t.Errorf("%s: %d bytes: direct writes started %v", label, n, w.direct.started)
 			}
 			got, err := os.ReadFile(filepath.Join(dir, name))
 			if err != nil {

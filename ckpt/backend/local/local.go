@@ -24,8 +24,9 @@ type Backend struct {
 
 // Options tune a Backend.
 type Options struct {
-	// Buffered writes every file through the page cache. By default pack
-	// files are written with O_DIRECT where the file system takes it.
+	// Buffered writes every file through the page cache. By default a
+	// file larger than 4 MiB (a pack) is written with O_DIRECT where the
+	// file system takes it; smaller ones go through the page cache.
 	Buffered bool
 }
 
@@ -105,7 +106,7 @@ func (b *Backend) Create(ctx context.Context, name string) (backend.Writer, erro
 	}
 	w := &writer{name: name, final: final, tmp: tmp, f: f}
 	if !b.buffered {
-		w.direct = openDirect(f)
+		w.direct = newDirectSink(f)
 	}
 	return w, nil
 }
