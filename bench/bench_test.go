@@ -61,7 +61,7 @@ func TestQuick(t *testing.T) {
 		byWhat[r.What] = append(byWhat[r.What], r)
 	}
 	for _, w := range []string{"cut", "incremental cut", "memcpy", "write+fsync", "single-threaded", "engine, no storage",
-		"no cuts", "overhead", "buffered packs", "stop-the-world", "recovery", "one channel", "one-way latency", "shuffle, one core"} {
+		"no cuts", "overhead", "buffered packs", "blake3 hashes", "stop-the-world", "recovery", "one channel", "one-way latency", "shuffle, one core"} {
 		if len(byWhat[w]) == 0 {
 			t.Errorf("no %q record", w)
 		}
@@ -69,6 +69,11 @@ func TestQuick(t *testing.T) {
 	for _, r := range byWhat["buffered packs"] {
 		if r.StoreIO != "buffered" || r.OverheadPct == nil {
 			t.Errorf("%s: store_io %q, overhead %v: want a buffered run paired with the no-cut runs", r.Name, r.StoreIO, r.OverheadPct)
+		}
+	}
+	for _, r := range byWhat["blake3 hashes"] {
+		if r.Hash != "blake3" || r.OverheadPct == nil {
+			t.Errorf("%s: hash %q, overhead %v: want a blake3 run paired with the no-cut runs", r.Name, r.Hash, r.OverheadPct)
 		}
 	}
 	if zstdErr == nil && len(byWhat["zstd CLI"]) == 0 {

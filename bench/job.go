@@ -27,6 +27,7 @@ type jobArgs struct {
 	Codec        string
 	Device       string
 	StoreIO      string // "": cutpoint run's default
+	Hash         string // "": cutpoint run's default
 }
 
 // jobRun is what one run left: its files and its wall time.
@@ -62,6 +63,9 @@ func (h *harness) runJob(ctx context.Context, a jobArgs) (jobRun, error) {
 	}
 	if a.StoreIO != "" {
 		args = append(args, "--store-io", a.StoreIO)
+	}
+	if a.Hash != "" {
+		args = append(args, "--hash", a.Hash)
 	}
 	if a.Kill != "" {
 		args = append(args, "--kill", a.Kill)

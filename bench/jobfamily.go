@@ -10,8 +10,9 @@ import (
 
 // jobPlan is the job family for one device: heat2d runs of about State
 // bytes on Ranks ranks, without cuts, with cuts every Interval, with packs
-// through the page cache (--store-io buffered) and in stop-the-world mode
-// at the first interval, Reps times each, interleaved
+// through the page cache (--store-io buffered), with BLAKE3 chunk hashes
+// (--hash blake3) and in stop-the-world mode at the first interval, Reps
+// times each, interleaved
 // so that the machine's mood shifts hit every variant alike; then
 // RecoveryReps runs with one rank SIGKILLed.
 type jobPlan struct {
@@ -31,7 +32,8 @@ type jobVariant struct {
 	label    string
 	interval time.Duration
 	stw      bool
-	buffered bool // --store-io buffered
+	buffered bool   // --store-io buffered
+	hash     string // --hash
 }
 
 // jobFamily holds the runs of one plan while its tasks execute.
@@ -58,6 +60,7 @@ func (h *harness) jobTasks(p jobPlan) []task {
 	if len(p.Intervals) > 0 {
 		f.variants = append(f.variants,
 			jobVariant{label: "every " + p.Intervals[0].String() + ", buffered packs", interval: p.Intervals[0], buffered: true},
+			jobVariant{label: "every " + p.Intervals[0].String() + ", blake3 hashes", interval: p.Intervals[0], hash: "blake3"},
 			jobVariant{label: "stop-the-world every " + p.Intervals[0].String(), interval: p.Intervals[0], stw: true})
 	}
 	prefix := fmt.Sprintf("job/%s/heat2d/r%d/%s", p.Device, p.Ranks, sizeName(f.state))
@@ -95,6 +98,7 @@ func (h *harness) jobTasks(p jobPlan) []task {
 				if v.buffered {
 					a.StoreIO = "buffered"
 				}
+				a.Hash = v.hash
 				j, err := h.runJob(ctx, a)
 				if err != nil {
 					return nil, err
@@ -150,6 +154,7 @@ func (f *jobFamily) records(prefix string) []Record {
 		if v.buffered {
 			r.StoreIO = "buffered"
 		}
+		r.Hash = v.hash
 		return r
 	}
 	for _, v := range f.variants {
@@ -165,6 +170,8 @@ func (f *jobFamily) records(prefix string) []Record {
 			role, what = RoleBaseline, "stop-the-world"
 		case v.buffered:
 			role, what = RoleBaseline, "buffered packs"
+		case v.hash != "":
+			role, what = RoleBaseline, v.hash+" hashes"
 		}
 		r := common(v.label, what, role, v)
 		r.Reps = len(runs)

@@ -194,7 +194,7 @@ func plotBlocking(res *Results) (*plot.Plot, error) {
 	// The job runs' cuts, at their state size.
 	var jobPts plotter.XYs
 	for _, r := range res.Records {
-		if r.Family == FamilyJob && r.BlockingMs != nil && !r.StopTheWorld && r.StoreIO == "" {
+		if r.Family == FamilyJob && r.BlockingMs != nil && !r.StopTheWorld && r.StoreIO == "" && r.Hash == "" {
 			jobPts = append(jobPts, plotter.XY{X: float64(r.StateBytes) / (1 << 20), Y: math.Max(r.BlockingMs.Median, 1e-3)})
 		}
 	}
@@ -226,7 +226,7 @@ type errPoints struct {
 func plotOverhead(res *Results) (*plot.Plot, error) {
 	var pts, stw errPoints
 	for _, r := range res.Records {
-		if r.Family != FamilyJob || r.OverheadPct == nil || r.Device != "cpu" || r.StoreIO != "" {
+		if r.Family != FamilyJob || r.OverheadPct == nil || r.Device != "cpu" || r.StoreIO != "" || r.Hash != "" {
 			continue
 		}
 		pt := plotter.XY{X: r.IntervalS, Y: r.OverheadPct.Median}

@@ -92,6 +92,7 @@ type Record struct {
 	IntervalS       float64 `json:"interval_s,omitempty"` // between cuts (job); 0: no cuts
 	StopTheWorld    bool    `json:"stop_the_world,omitempty"`
 	StoreIO         string  `json:"store_io,omitempty"` // job: "buffered" when packs went through the page cache
+	Hash            string  `json:"hash,omitempty"`     // job: the store's chunk hash when not the default
 	Reps            int     `json:"reps,omitempty"`
 
 	// Cuts.

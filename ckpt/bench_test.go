@@ -95,20 +95,27 @@ func (c cpuClock) report(b *testing.B, n int64, iters int) {
 type benchCase struct {
 	codec   string
 	shuffle bool
+	hash    string // "": the default
 }
 
-var benchCases = []benchCase{{"none", false}, {"s2", false}, {"s2", true}, {"s2-better", true}, {"zstd-1", false}, {"zstd-1", true}}
+// The last case is the second one with the other hash: what the choice
+// costs per cut.
+var benchCases = []benchCase{{"none", false, ""}, {"s2", false, ""}, {"s2", true, ""}, {"s2-better", true, ""}, {"zstd-1", false, ""}, {"zstd-1", true, ""}, {"s2", true, "blake3"}}
 
 func (c benchCase) String() string {
 	sh := "off"
 	if c.shuffle {
 		sh = "on"
 	}
-	return fmt.Sprintf("codec=%s/shuffle=%s", c.codec, sh)
+	s := fmt.Sprintf("codec=%s/shuffle=%s", c.codec, sh)
+	if c.hash != "" {
+		s += "/hash=" + c.hash
+	}
+	return s
 }
 
-func benchStore(b *testing.B, codec string) *Store {
-	s, err := OpenDir(bg, filepath.Join(benchDir(b), "store"), Options{Create: true, Codec: codec, Logger: quietLogger()})
+func benchStore(b *testing.B, c benchCase) *Store {
+	s, err := OpenDir(bg, filepath.Join(benchDir(b), "store"), Options{Create: true, Codec: c.codec, Hash: c.hash, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -141,7 +148,7 @@ func BenchmarkWrite(b *testing.B) {
 				if c.shuffle {
 					elem = kind.ElemSize()
 				}
-				s := benchStore(b, c.codec)
+				s := benchStore(b, c)
 				b.SetBytes(int64(size))
 				var ref ShardRef
 				var st WriterStats
@@ -172,7 +179,7 @@ func BenchmarkRestore(b *testing.B) {
 				if c.shuffle {
 					elem = kind.ElemSize()
 				}
-				s := benchStore(b, c.codec)
+				s := benchStore(b, c)
 				ref, _ := writeBench(b, s, data, elem, 1)
 				r, err := s.OpenShardRef(bg, ref)
 				if err != nil {
@@ -303,7 +310,7 @@ func BenchmarkPipeline(b *testing.B) {
 				if c.shuffle {
 					elem = kind.ElemSize()
 				}
-				s, err := Open(bg, discard.New(), Options{Create: true, Codec: c.codec, Logger: quietLogger()})
+				s, err := Open(bg, discard.New(), Options{Create: true, Codec: c.codec, Hash: c.hash, Logger: quietLogger()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -320,5 +327,26 @@ func BenchmarkPipeline(b *testing.B) {
 				b.ReportMetric(float64(ref.RawBytes)/float64(ref.StoredBytes), "ratio")
 			})
 		}
+	}
+}
+
+// BenchmarkHash is each hash's two functions on one chunk of heat data (in
+// cache: the pipeline hashes a chunk right after filtering it): content
+// hash of the raw chunk, checksum of a stored chunk of the same size.
+func BenchmarkHash(b *testing.B) {
+	data := dataFor(datagen.Heat, DefaultChunkSize)
+	for _, h := range []hashID{hashXXH3, hashBLAKE3} {
+		b.Run("hash="+h.String()+"/content", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				h.content(data)
+			}
+		})
+		b.Run("hash="+h.String()+"/sum", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				h.sum(data)
+			}
+		})
 	}
 }

@@ -166,6 +166,10 @@ func TestV1StoreIncremental(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The store's config predates the hash key: blake3, as its cuts.
+		if x.alg != hashBLAKE3 {
+			t.Fatalf("new shard in a format-1 store hashed with %s", x.alg)
+		}
 		for _, ls := range x.streams() {
 			for i, c := range ls.s.chunks {
 				if c.filter == filterShuffle && c.pack == 0 {

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
@@ -68,10 +67,11 @@ func expectDamage(t *testing.T, s *Store, job string, epoch uint64, want Corrupt
 // caught by Verify, named with the cut, rank and file, and the previous cut
 // is untouched.
 func TestFlippedBytes(t *testing.T) {
-	for _, codec := range []string{"s2", "zstd-1", "none"} {
-		t.Run(codec, func(t *testing.T) {
+	for _, c := range []struct{ codec, hash string }{{"s2", "xxh3"}, {"zstd-1", "xxh3"}, {"none", "xxh3"}, {"s2", "blake3"}} {
+		codec := c.codec
+		t.Run(codec+"/"+c.hash, func(t *testing.T) {
 			opts := testOptions()
-			opts.Codec = codec
+			opts.Codec, opts.Hash = codec, c.hash
 			s, b := newMemStore(t, opts)
 			const job = "flip"
 			_, prev := writeCut(t, s, job, 1, 2, 20000, 0)
@@ -79,7 +79,7 @@ func TestFlippedBytes(t *testing.T) {
 			cut, _ := s.LoadCut(bg, job, 2)
 			pack := cut.Shards[1].Pack()
 			orig := readFile(t, b, pack)
-			rng := rand.New(rand.NewPCG(1, uint64(len(codec))))
+			rng := rand.New(rand.NewPCG(1, uint64(len(codec)+len(c.hash))))
 			positions := []int{}
 			sparse, dense := 40, 1
 			if raceEnabled || testing.Short() {
@@ -269,12 +269,12 @@ func craftShard(t testing.TB, b backend.Backend, x *shardIndex, stored [][]byte)
 	for i, c := range stored {
 		offs[i] = int64(len(data))
 		data = append(data, c...)
-		entries = append(entries, packEntry{offset: offs[i], stored: uint32(len(c)), raw: uint32(len(c)), sum: xxhash.Sum64(c), hash: blake3.Sum256(c)})
+		entries = append(entries, packEntry{offset: offs[i], stored: uint32(len(c)), raw: uint32(len(c)), sum: x.alg.sum(c), hash: x.alg.content(c)})
 	}
 	fix := func(st *stream) {
 		for i := range st.chunks {
 			if st.chunks[i].pack == 0 {
-				st.chunks[i].sum = xxhash.Sum64(stored[st.chunks[i].offset])
+				st.chunks[i].sum = x.alg.sum(stored[st.chunks[i].offset])
 				st.chunks[i].offset = offs[st.chunks[i].offset]
 			}
 		}
@@ -285,7 +285,7 @@ func craftShard(t testing.TB, b backend.Backend, x *shardIndex, stored [][]byte)
 	for i := range x.channels {
 		fix(&x.channels[i].stream)
 	}
-	pi := encodePackIndex(entries)
+	pi := encodePackIndex(x.alg, entries)
 	si := encodeShardIndex(x)
 	tr := packTrailer{packIndexOff: int64(len(data)), packIndexLen: uint32(len(pi)), packIndexHash: blake3.Sum256(pi),
 		shardIndexOff: int64(len(data) + len(pi)), shardIndexLen: uint32(len(si)), shardIndexHash: blake3.Sum256(si)}

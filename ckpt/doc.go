@@ -4,8 +4,8 @@
 // A store holds jobs; a job holds committed cuts (epochs). Each rank writes
 // its shard of a cut into one new pack file: content-addressed chunks
 // (byte-shuffled by element size, or delta+shuffled where a sample shows
-// it compresses better, hashed with BLAKE3-256, compressed with s2 or
-// zstd), then a pack index, then the shard index that lists the
+// it compresses better, hashed with the store's chunk hash, XXH3-128 or
+// BLAKE3-256, compressed with s2 or zstd), then a pack index, then the shard index that lists the
 // rank's buffers, channel states and metadata. The coordinator commits the
 // cut by writing its manifest last (temporary file, fsync, rename, fsync
 // of the directory): the rename is the commit. Readers go the other way,

@@ -91,6 +91,16 @@ func (d *decoder) u64() uint64 {
 
 func (d *decoder) i64() int64 { return int64(d.u64()) }
 
+// alg reads a hash byte (hashID) and fails on values this build does not
+// know.
+func (d *decoder) alg() hashID {
+	h := hashID(d.u8())
+	if d.err == nil && !h.valid() {
+		d.fail("unknown hash %d", uint8(h))
+	}
+	return h
+}
+
 func (d *decoder) hash() (h [32]byte) {
 	copy(h[:], d.take(32))
 	return h

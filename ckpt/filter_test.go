@@ -302,43 +302,75 @@ func TestFilterIsPartOfTheReference(t *testing.T) {
 	checkBuffers(t, s, r3, map[string][]byte{"x": x, "y": y})
 }
 
-// TestShardIndexVersions: a version-1 index has no filter byte and decodes
-// with plain shuffle; versions 0 and 3 are refused with a message naming
-// the version.
+// TestShardIndexVersions: version 2 has no hash byte and decodes as
+// BLAKE3; version 1 has no filter byte either and decodes with plain
+// shuffle; each re-encodes at version 3. Versions 0 and 4, an unknown hash
+// and an XXH3 hash with non-zero padding are refused with a message naming
+// the problem.
 func TestShardIndexVersions(t *testing.T) {
 	var nonce [8]byte
-	x := &shardIndex{job: "v", epoch: 1, rank: 0, incarnation: 1, packs: []string{packRel(1, 0, 1, nonce)},
+	var h [hashLen]byte
+	h[0], h[15] = 0xab, 0xcd
+	x := &shardIndex{job: "v", epoch: 1, rank: 0, incarnation: 1, alg: hashXXH3, packs: []string{packRel(1, 0, 1, nonce)},
 		buffers: []bufferEntry{{name: "u", stream: stream{length: 10, elemSize: 8, chunkSize: testChunk,
-			chunks: []chunkRef{{offset: 16, stored: 10, filter: filterDelta}}}}}}
+			chunks: []chunkRef{{offset: 16, stored: 10, filter: filterDelta, alg: hashXXH3, hash: h}}}}}}
 	b := encodeShardIndex(x)
-	if y, err := decodeShardIndex(b); err != nil || y.buffers[0].chunks[0].filter != filterDelta {
-		t.Fatalf("version 2 with delta: %v", err)
+	if y, err := decodeShardIndex(b); err != nil || y.alg != hashXXH3 || y.buffers[0].chunks[0] != x.buffers[0].chunks[0] {
+		t.Fatalf("version 3 with delta and xxh3: %+v, %v", y, err)
 	}
-	// Version 1: the same index without the filter byte (after the codec
-	// byte of the only chunk ref, the last 41 bytes before the channel
-	// count are sum and hash).
-	v1 := append([]byte(nil), b...)
+	const algAt = len(magicShardIndex) + 2
+	if b[algAt] != byte(hashXXH3) {
+		t.Fatal("layout changed: hash byte not found")
+	}
+
+	// Version 2: the same index without the hash byte.
+	v2 := append(append([]byte(nil), b[:algAt]...), b[algAt+1:]...)
+	binary.LittleEndian.PutUint16(v2[8:], 2)
+	y, err := decodeShardIndex(v2)
+	if err != nil || y.alg != hashBLAKE3 || y.buffers[0].chunks[0].alg != hashBLAKE3 || y.buffers[0].chunks[0].filter != filterDelta {
+		t.Fatalf("version 2: %+v, %v", y, err)
+	}
+	want := append([]byte(nil), b...)
+	want[algAt] = byte(hashBLAKE3)
+	if !bytes.Equal(encodeShardIndex(y), want) {
+		t.Fatal("a version-2 index does not re-encode as version 3 with blake3")
+	}
+
+	// Version 1: no filter byte either (after the codec byte of the only
+	// chunk ref, the last 41 bytes before the channel count are sum and
+	// hash).
+	v1 := append([]byte(nil), v2...)
 	binary.LittleEndian.PutUint16(v1[8:], 1)
 	filterAt := len(v1) - 4 - hashLen - 8 - 1
 	if v1[filterAt] != byte(filterDelta) {
 		t.Fatal("layout changed: filter byte not found")
 	}
 	v1 = append(v1[:filterAt], v1[filterAt+1:]...)
-	y, err := decodeShardIndex(v1)
-	if err != nil || y.buffers[0].chunks[0].filter != filterShuffle {
+	y, err = decodeShardIndex(v1)
+	if err != nil || y.buffers[0].chunks[0].filter != filterShuffle || y.alg != hashBLAKE3 {
 		t.Fatalf("version 1: %+v, %v", y, err)
 	}
-	want := append([]byte(nil), b...)
-	want[filterAt] = byte(filterShuffle)
+	want[filterAt+1] = byte(filterShuffle)
 	if !bytes.Equal(encodeShardIndex(y), want) {
-		t.Fatal("a version-1 index does not re-encode as version 2 with plain shuffle")
+		t.Fatal("a version-1 index does not re-encode as version 3 with plain shuffle")
 	}
-	for _, v := range []uint16{0, 3} {
+
+	for _, v := range []uint16{0, 4} {
 		bad := append([]byte(nil), b...)
 		binary.LittleEndian.PutUint16(bad[8:], v)
 		if _, err := decodeShardIndex(bad); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d", v)) {
 			t.Errorf("version %d: %v", v, err)
 		}
+	}
+	bad := append([]byte(nil), b...)
+	bad[algAt] = 2
+	if _, err := decodeShardIndex(bad); err == nil || !strings.Contains(err.Error(), "unknown hash 2") {
+		t.Errorf("hash 2: %v", err)
+	}
+	bad = append([]byte(nil), b...)
+	bad[len(bad)-4-1]++ // the last byte of the only chunk's hash field
+	if _, err := decodeShardIndex(bad); err == nil || !strings.Contains(err.Error(), "non-zero padding") {
+		t.Errorf("xxh3 padding: %v", err)
 	}
 }
 

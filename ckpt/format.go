@@ -19,9 +19,15 @@ import (
 const FormatVersion = 1
 
 // shardIndexVersion is the version of the shard indexes this build
-// writes. Version 2 added the per-chunk filter byte to chunk references;
-// version 1 indexes (every chunk plain shuffle) are still read.
-const shardIndexVersion = 2
+// writes. Version 2 added the per-chunk filter byte to chunk references,
+// version 3 the hash byte (hashID) after the version; versions 1 (every
+// chunk plain shuffle, BLAKE3) and 2 (BLAKE3) are still read.
+const shardIndexVersion = 3
+
+// packIndexVersion is the version of the pack indexes this build writes.
+// Version 2 added the hash byte after the version; version 1 (BLAKE3) is
+// still read.
+const packIndexVersion = 2
 
 // Limits of the format. Decoders enforce them on hostile input; writers
 // refuse to produce anything beyond them.
@@ -74,17 +80,19 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // chunkRef locates one chunk: which pack (an index into the shard index's
 // pack table), where, how it is stored, the filter that turns its decoded
-// bytes back into the buffer's, the XXH64 of the stored bytes (checked
+// bytes back into the buffer's, the checksum of the stored bytes (checked
 // before they reach a decoder, and catching flips that decompress to the
-// same bytes), and the BLAKE3-256 of its filtered (uncompressed) bytes,
-// which is also the stored chunk's content address. Its raw length follows
-// from its position in the stream.
+// same bytes), and the hash of its filtered (uncompressed) bytes, which is
+// also the stored chunk's content address; alg says which functions those
+// are (its shard index's). Its raw length follows from its position in the
+// stream.
 type chunkRef struct {
 	pack   uint32
 	offset int64
 	stored uint32
 	codec  codecID
 	filter filterID
+	alg    hashID
 	sum    uint64
 	hash   [hashLen]byte
 }
@@ -125,7 +133,8 @@ type shardIndex struct {
 	incarnation uint64
 	step        int64
 	baseEpoch   uint64
-	created     int64 // unix nanoseconds
+	created     int64  // unix nanoseconds
+	alg         hashID // of every chunk ref
 	meta        []byte
 	packs       []string // job-relative pack names; packs[0] is this shard's own
 	buffers     []bufferEntry
@@ -387,10 +396,11 @@ func checkPackHeader(p []byte) error {
 	return d.err
 }
 
-func encodePackIndex(entries []packEntry) []byte {
+func encodePackIndex(alg hashID, entries []packEntry) []byte {
 	e := encoder{b: make([]byte, 0, 16+len(entries)*packEntryLen)}
 	e.raw([]byte(magicPackIndex))
-	e.u16(FormatVersion)
+	e.u16(packIndexVersion)
+	e.u8(uint8(alg))
 	e.u32(uint32(len(entries)))
 	for _, c := range entries {
 		e.i64(c.offset)
@@ -404,12 +414,18 @@ func encodePackIndex(entries []packEntry) []byte {
 }
 
 // decodePackIndex decodes a pack index found at dataEnd (the end of the
-// chunk area): every entry must lie inside [packHeaderLen, dataEnd).
-func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, error) {
+// chunk area): every entry must lie inside [packHeaderLen, dataEnd). It
+// returns the entries and the hash they were computed with.
+func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, hashID, error) {
 	d := decoder{b: b}
 	d.magic(magicPackIndex, "pack index")
-	if v := d.u16(); d.err == nil && v != FormatVersion {
-		d.fail("format version %d, this build reads %d", v, FormatVersion)
+	alg := hashBLAKE3
+	switch v := d.u16(); {
+	case d.err != nil:
+	case v == packIndexVersion:
+		alg = d.alg()
+	case v != 1:
+		d.fail("format version %d, this build reads 1 to %d", v, packIndexVersion)
 	}
 	n := d.count(packEntryLen, MaxIndexLen/packEntryLen, "pack index entries")
 	entries := make([]packEntry, 0, n)
@@ -421,6 +437,9 @@ func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, error) {
 		if err := checkExtent(c.offset, int64(c.stored), dataEnd); err != nil {
 			d.fail("entry %d: %v", i, err)
 		}
+		if !alg.checkPadding(&c.hash) {
+			d.fail("entry %d: %s hash with non-zero padding", i, alg)
+		}
 		if !c.codec.valid() || c.raw == 0 || c.raw > MaxChunkSize || c.stored > c.raw ||
 			(c.codec == codecNone && c.stored != c.raw) {
 			d.fail("entry %d: codec %d, stored %d, raw %d inconsistent", i, c.codec, c.stored, c.raw)
@@ -429,9 +448,9 @@ func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, error) {
 	}
 	d.end("pack index")
 	if d.err != nil {
-		return nil, d.err
+		return nil, 0, d.err
 	}
-	return entries, nil
+	return entries, alg, nil
 }
 
 func checkExtent(off, n, end int64) error {
@@ -509,6 +528,7 @@ func encodeShardIndex(x *shardIndex) []byte {
 	e := encoder{b: make([]byte, 0, 4096)}
 	e.raw([]byte(magicShardIndex))
 	e.u16(shardIndexVersion)
+	e.u8(uint8(x.alg))
 	e.str8(x.job)
 	e.u64(x.epoch)
 	e.u32(uint32(x.rank))
@@ -541,8 +561,9 @@ func encodeShardIndex(x *shardIndex) []byte {
 	return e.b
 }
 
-// decodeStream decodes a stream of a shard index of the given version.
-func decodeStream(d *decoder, npacks int, what string, version uint16) stream {
+// decodeStream decodes a stream of a shard index of the given version
+// whose chunks were hashed with alg.
+func decodeStream(d *decoder, npacks int, what string, version uint16, alg hashID) stream {
 	var s stream
 	length := d.u64()
 	s.elemSize = int(d.u8())
@@ -578,7 +599,7 @@ func decodeStream(d *decoder, npacks int, what string, version uint16) stream {
 	}
 	s.chunks = make([]chunkRef, n)
 	for i := range s.chunks {
-		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8())}
+		c := chunkRef{pack: d.u32(), offset: d.i64(), stored: d.u32(), codec: codecID(d.u8()), alg: alg}
 		if version > 1 {
 			c.filter = filterID(d.u8())
 		}
@@ -594,6 +615,8 @@ func decodeStream(d *decoder, npacks int, what string, version uint16) stream {
 			d.fail("%s chunk %d: unknown codec %d", what, i, c.codec)
 		case !c.filter.validFor(s.elemSize):
 			d.fail("%s chunk %d: filter %d with element size %d", what, i, c.filter, s.elemSize)
+		case !alg.checkPadding(&c.hash):
+			d.fail("%s chunk %d: %s hash with non-zero padding", what, i, alg)
 		case c.stored == 0 || int64(c.stored) > int64(raw) || (c.codec == codecNone && int(c.stored) != raw):
 			d.fail("%s chunk %d: stored %d bytes with codec %s for %d raw", what, i, c.stored, c.codec, raw)
 		case c.offset < packHeaderLen || c.offset > 1<<62:
@@ -615,6 +638,9 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 		d.fail("format version %d, this build reads 1 to %d", version, shardIndexVersion)
 	}
 	x := &shardIndex{}
+	if version >= 3 {
+		x.alg = d.alg()
+	}
 	x.job = d.str8()
 	x.epoch = d.u64()
 	x.rank = int(d.u32())
@@ -672,7 +698,7 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 			}
 			names[name] = true
 		}
-		s := decodeStream(&d, len(x.packs), fmt.Sprintf("buffer %q", name), version)
+		s := decodeStream(&d, len(x.packs), fmt.Sprintf("buffer %q", name), version, x.alg)
 		x.buffers = append(x.buffers, bufferEntry{name: name, stream: s})
 	}
 	nc := d.count(4+8+4+8+1+4+4, MaxChannels, "channels")
@@ -695,7 +721,7 @@ func decodeShardIndex(b []byte) (*shardIndex, error) {
 			total += l
 			c.lengths = append(c.lengths, uint32(l))
 		}
-		c.stream = decodeStream(&d, len(x.packs), fmt.Sprintf("channel from %d", c.from), version)
+		c.stream = decodeStream(&d, len(x.packs), fmt.Sprintf("channel from %d", c.from), version, x.alg)
 		if d.err == nil && (uint64(c.length) != total || c.elemSize != 1) {
 			d.fail("channel from %d: %d message bytes, stream of %d (element size %d)", c.from, total, c.length, c.elemSize)
 		}

@@ -2,9 +2,11 @@ package ckpt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -52,7 +54,8 @@ func FuzzDecodeShardIndex(f *testing.F) {
 				t.Fatalf("%s: chunk count not checked", ls.label)
 			}
 			for i, c := range ls.s.chunks {
-				if int(c.stored) > ls.s.rawLen(i) || int(c.pack) >= len(x.packs) || !c.filter.validFor(ls.s.elemSize) {
+				if int(c.stored) > ls.s.rawLen(i) || int(c.pack) >= len(x.packs) || !c.filter.validFor(ls.s.elemSize) ||
+					c.alg != x.alg || !c.alg.checkPadding(&c.hash) {
 					t.Fatalf("%s chunk %d not checked: %+v", ls.label, i, c)
 				}
 			}
@@ -88,7 +91,7 @@ func FuzzDecodeManifest(f *testing.F) {
 
 func FuzzDecodePackIndex(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, end uint32) {
-		entries, err := decodePackIndex(b, int64(end))
+		entries, alg, err := decodePackIndex(b, int64(end))
 		if err != nil {
 			return
 		}
@@ -96,9 +99,19 @@ func FuzzDecodePackIndex(f *testing.F) {
 			if e.offset < packHeaderLen || e.offset+int64(e.stored) > int64(end) {
 				t.Fatalf("entry outside [%d, %d): %+v", packHeaderLen, end, e)
 			}
+			if !alg.checkPadding(&e.hash) {
+				t.Fatalf("%s hash padding not checked: %+v", alg, e)
+			}
 		}
-		if !bytes.Equal(encodePackIndex(entries), b) {
+		// A version-1 index re-encodes at the current version, the same
+		// entries with the hash it implied.
+		again := encodePackIndex(alg, entries)
+		if binary.LittleEndian.Uint16(b[len(magicPackIndex):]) == packIndexVersion && !bytes.Equal(again, b) {
 			t.Fatal("decode/encode is not the identity")
+		}
+		e2, alg2, err := decodePackIndex(again, int64(end))
+		if err != nil || alg2 != alg || !slices.Equal(e2, entries) {
+			t.Fatalf("re-encoded index decodes to %v, %v, %v", alg2, err, e2)
 		}
 	})
 }
@@ -123,6 +136,9 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if checkChunkSize(cfg.ChunkSize) != nil {
 			t.Fatalf("chunk size %d accepted", cfg.ChunkSize)
+		}
+		if cfg.Hash != "" && CheckHash(cfg.Hash) != nil {
+			t.Fatalf("hash %q accepted", cfg.Hash)
 		}
 	})
 }
@@ -185,8 +201,10 @@ func FuzzReadPack(f *testing.F) {
 }
 
 // TestWriteFuzzCorpus regenerates the committed seed corpus from real
-// encodings (seed-N). The v1-seed-N files hold version-1 shard indexes and
-// packs written by the format-1 writer; they are kept, not regenerated.
+// encodings (seed-N). The v1-seed-N and v2-seed-N files hold shard
+// indexes, pack indexes and packs written by earlier writers (shard index
+// version 1, and version 2 with pack index version 1); they are kept, not
+// regenerated.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("CUTPOINT_WRITE_FUZZ_CORPUS") == "" {
 		t.Skip("set CUTPOINT_WRITE_FUZZ_CORPUS=1 to regenerate testdata/fuzz")

@@ -37,6 +37,7 @@ type RankDetail struct {
 	Ref       ShardRef
 	Packs     []string // store-relative; the first is the shard's own
 	MetaBytes int
+	Hash      string // chunk hash of its index: "xxh3" or "blake3"
 	Buffers   []StreamDetail
 	Channels  []StreamDetail
 	Err       error // the shard index could not be read (Buffers is then empty)
@@ -73,6 +74,7 @@ func (s *Store) Inspect(ctx context.Context, job string, epoch uint64) (*CutDeta
 			rd.Packs = append(rd.Packs, jobDir(job)+"/"+p)
 		}
 		rd.MetaBytes = len(idx.meta)
+		rd.Hash = idx.alg.String()
 		for _, ls := range idx.streams() {
 			sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks),
 				Codecs: map[string]int{}, Filters: map[string]int{}}

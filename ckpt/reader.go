@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
@@ -259,8 +258,8 @@ func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []b
 		}
 		return err
 	}
-	if xxhash.Sum64(stored) != c.sum {
-		return bad(errors.New("XXH64 mismatch: the stored bytes are damaged"))
+	if c.alg.sum(stored) != c.sum {
+		return bad(fmt.Errorf("%s mismatch: the stored bytes are damaged", c.alg.sumName()))
 	}
 	// The filtered bytes go straight into out when there is nothing to
 	// invert.
@@ -275,8 +274,8 @@ func (s *Store) readVerified(p backend.Reader, c chunkRef, elemSize int, out []b
 		}
 		return err
 	}
-	if h := blake3.Sum256(filtered); h != c.hash {
-		return bad(errors.New("BLAKE3 mismatch: the chunk's bytes are not what was written"))
+	if h := c.alg.content(filtered); h != c.hash {
+		return bad(fmt.Errorf("%s mismatch: the chunk's bytes are not what was written", c.alg.contentName()))
 	}
 	if elemSize > 1 {
 		invertFilter(out, filtered, elemSize, c.filter)

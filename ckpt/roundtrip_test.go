@@ -378,7 +378,15 @@ func TestCancelAndAbort(t *testing.T) {
 // TestIncremental: an unchanged buffer costs no new chunks, a partly changed
 // one only its changed chunks, both by hash and by the source's word.
 func TestIncremental(t *testing.T) {
-	s, _ := newMemStore(t, testOptions())
+	for _, h := range []string{"xxh3", "blake3"} {
+		t.Run(h, func(t *testing.T) { testIncremental(t, h) })
+	}
+}
+
+func testIncremental(t *testing.T, hash string) {
+	opts := testOptions()
+	opts.Hash = hash
+	s, _ := newMemStore(t, opts)
 	const job = "inc"
 	u := datagen.New(datagen.Heat, 40*testChunk, 1)
 	v := datagen.New(datagen.Weights, 10*testChunk+100, 2)

@@ -97,7 +97,7 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 			if err != nil {
 				return rep, err
 			}
-			if err := s.checkPackTail(ctx, ref); err != nil {
+			if err := s.checkPackTail(ctx, ref, idx.alg); err != nil {
 				if !errors.Is(err, ErrCorrupt) {
 					return rep, err
 				}
@@ -109,7 +109,7 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 					if _, ok := refs[k]; !ok {
 						refs[k] = c
 						keys = append(keys, k)
-					} else if refs[k].hash != c.hash || refs[k].stored != c.stored || refs[k].codec != c.codec || refs[k].sum != c.sum {
+					} else if refs[k].alg != c.alg || refs[k].hash != c.hash || refs[k].stored != c.stored || refs[k].codec != c.codec || refs[k].sum != c.sum {
 						report(e, &CorruptError{Job: job, Epoch: e, Rank: ref.Rank, Buffer: ls.label, Chunk: i, File: k.pack, Offset: k.off,
 							Err: errors.New("two indexes describe the chunk at this offset differently")})
 						continue
@@ -214,8 +214,9 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 }
 
 // checkPackTail reads a shard's own pack trailer and pack index and checks
-// them against each other and against the ShardRef.
-func (s *Store) checkPackTail(ctx context.Context, ref ShardRef) error {
+// them against each other, against the ShardRef and against alg, the chunk
+// hash its shard index names.
+func (s *Store) checkPackTail(ctx context.Context, ref ShardRef, alg hashID) error {
 	name := ref.Pack()
 	bad := func(err error) error {
 		e := corrupt(ref.Job, ref.Epoch, name, err)
@@ -259,8 +260,10 @@ func (s *Store) checkPackTail(ctx context.Context, ref ShardRef) error {
 	if blake3.Sum256(pi) != t.packIndexHash {
 		return bad(fmt.Errorf("pack index at offset %d: BLAKE3 mismatch", t.packIndexOff))
 	}
-	if _, err := decodePackIndex(pi, t.packIndexOff); err != nil {
+	if _, palg, err := decodePackIndex(pi, t.packIndexOff); err != nil {
 		return bad(err)
+	} else if palg != alg {
+		return bad(fmt.Errorf("pack index names chunk hash %s, its shard index %s", palg, alg))
 	}
 	return nil
 }

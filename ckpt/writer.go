@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/zeebo/blake3"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
@@ -209,6 +208,12 @@ func (w *ShardWriter) loadBase(ctx context.Context) error {
 	idx, err := w.s.readShardIndex(ctx, m.shards[spec.Rank])
 	if err != nil {
 		return fmt.Errorf("new shard: base: %w", err)
+	}
+	// A store has one hash, so only a damaged or hand-edited store gets
+	// here; its references would carry checksums this shard does not
+	// record.
+	if idx.alg != w.s.hash {
+		return fmt.Errorf("new shard: base cut %d rank %d was hashed with %s, this store writes %s", spec.Base.Epoch, spec.Rank, idx.alg, w.s.hash)
 	}
 	w.base = idx
 	w.baseByHash = map[[hashLen]byte]chunkRef{}
@@ -531,7 +536,7 @@ func (w *ShardWriter) process(j *chunkJob) {
 	// Equal hashes mean equal filtered bytes, which is all a stored chunk
 	// holds; the reference records this chunk's own filter, so that the
 	// stored bytes of a chunk filtered otherwise still restore this data.
-	h := blake3.Sum256(filtered)
+	h := w.s.hash.content(filtered)
 	if c, ok := w.baseByHash[h]; ok {
 		c = w.remapBase(c)
 		c.filter = filter
@@ -566,7 +571,7 @@ func (w *ShardWriter) process(j *chunkJob) {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
 	}
-	c, err := w.appendChunk(stored, codec, len(filtered), xxhash.Sum64(stored), h)
+	c, err := w.appendChunk(stored, codec, len(filtered), w.s.hash.sum(stored), h)
 	if err != nil {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
@@ -589,7 +594,7 @@ func (w *ShardWriter) appendChunk(stored []byte, codec codecID, raw int, sum uin
 		return chunkRef{}, err
 	}
 	w.entries = append(w.entries, packEntry{offset: off, stored: uint32(len(stored)), raw: uint32(raw), codec: codec, sum: sum, hash: h})
-	return chunkRef{pack: 0, offset: off, stored: uint32(len(stored)), codec: codec, sum: sum, hash: h}, nil
+	return chunkRef{pack: 0, offset: off, stored: uint32(len(stored)), codec: codec, alg: w.s.hash, sum: sum, hash: h}, nil
 }
 
 // Close waits for the pipeline, appends the pack index, the shard index
@@ -634,7 +639,7 @@ func (w *ShardWriter) finish(ctx context.Context) (ShardRef, error) {
 	spec := w.spec
 	idx := &shardIndex{
 		job: spec.Job, epoch: spec.Epoch, rank: spec.Rank, incarnation: spec.Incarnation, step: spec.Step,
-		created: w.s.now().UnixNano(), meta: w.meta, packs: w.packs,
+		created: w.s.now().UnixNano(), alg: w.s.hash, meta: w.meta, packs: w.packs,
 	}
 	if spec.Base != nil {
 		idx.baseEpoch = spec.Base.Epoch
@@ -659,7 +664,7 @@ func (w *ShardWriter) finish(ctx context.Context) (ShardRef, error) {
 		ref.NewBytes += int64(e.stored)
 		ref.NewChunks++
 	}
-	pi := encodePackIndex(w.entries)
+	pi := encodePackIndex(w.s.hash, w.entries)
 	si := encodeShardIndex(idx)
 	if len(pi) > MaxIndexLen || len(si) > MaxIndexLen {
 		return ShardRef{}, fmt.Errorf("index of %d + %d bytes over the limit %d", len(pi), len(si), MaxIndexLen)

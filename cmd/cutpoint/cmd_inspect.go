@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -83,6 +84,15 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		job, d.Epoch, d.Step, d.World, d.Incarnation, d.Time.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "raw %s, stored %s (ratio %.2f), new in this cut %s\n",
 		humanBytes(d.RawBytes), humanBytes(d.StoredBytes), d.Ratio(), humanBytes(d.NewBytes))
+	var hashes []string
+	for _, r := range d.Ranks {
+		if r.Err == nil && !slices.Contains(hashes, r.Hash) {
+			hashes = append(hashes, r.Hash)
+		}
+	}
+	if len(hashes) > 0 {
+		fmt.Fprintf(w, "chunk hash %s\n", strings.Join(hashes, ", "))
+	}
 	if len(d.Meta) > 0 {
 		keys := make([]string, 0, len(d.Meta))
 		for k := range d.Meta {

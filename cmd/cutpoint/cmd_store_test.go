@@ -201,7 +201,7 @@ func TestInspect(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"job heat cut 2: step 20, 2 ranks", "meta: goarch=amd64", "RANK", "REUSED", "DELTA", "channel from 1 (1 messages)"} {
+	for _, want := range []string{"job heat cut 2: step 20, 2 ranks", "chunk hash xxh3\n", "meta: goarch=amd64", "RANK", "REUSED", "DELTA", "channel from 1 (1 messages)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}

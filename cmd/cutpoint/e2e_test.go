@@ -498,6 +498,8 @@ func TestBadInput(t *testing.T) {
 		{"bad environment value", []string{"CUTPOINT_EVERY_STEPS=often"}, []string{"run", "--store", store}, exitUsage, "CUTPOINT_EVERY_STEPS"},
 		{"bad flag value", nil, []string{"run", "--store", store, "--ranks", "0"}, exitUsage, "--ranks"},
 		{"bad store-io", []string{"CUTPOINT_STORE_IO=sometimes"}, []string{"run", "--store", store}, exitUsage, "--store-io"},
+		{"bad hash", nil, []string{"run", "--store", store, "--job", "x", "--hash", "sha1"}, exitUsage, "--hash"},
+		{"another hash than the store's", nil, append([]string{"run", "--store", store, "--ranks", "2", "--restore", "--hash", "blake3"}, small...), exitUsage, "created with hash xxh3"},
 		{"cuda on the default build", nil, []string{"run", "--store", store, "--job", "y", "--device", "cuda"}, exitNotBuilt, "make build-cuda"},
 	}
 	for _, c := range cases {

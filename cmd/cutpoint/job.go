@@ -81,6 +81,7 @@ type jobOptions struct {
 	Keep        int
 	Codec       string
 	ChunkSize   int
+	Hash        string
 	Heartbeat   time.Duration
 	FailTimeout time.Duration
 	Grace       time.Duration
@@ -100,6 +101,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
 	f.StringVar(&o.Codec, "codec", "s2", "compression: none, s2, s2-better, zstd, zstd-1..zstd-19")
 	f.IntVar(&o.ChunkSize, "chunk-size", 0, "chunk size in bytes for a new store (default 4 MiB)")
+	f.StringVar(&o.Hash, "hash", "", "chunk content hash for a new store: xxh3 (default) or blake3 (collision resistant, more CPU per cut)")
 	f.DurationVar(&o.Heartbeat, "heartbeat-interval", rank.DefaultHeartbeatInterval, "rank heartbeat interval")
 	f.DurationVar(&o.FailTimeout, "failure-timeout", 0, "a rank silent this long is lost (default 5 heartbeats)")
 	f.DurationVar(&o.Grace, "grace", time.Minute, "after SIGTERM: how long to wait for the final cut before stopping")
@@ -130,6 +132,11 @@ func (o *jobOptions) check() error {
 	}
 	if _, err := ckpt.ParseCodec(o.Codec); err != nil {
 		errs = append(errs, fmt.Errorf("--codec: %w", err))
+	}
+	if o.Hash != "" {
+		if err := ckpt.CheckHash(o.Hash); err != nil {
+			errs = append(errs, fmt.Errorf("--hash: %w", err))
+		}
 	}
 	if err := rank.CheckStoreIO(o.StoreIO); err != nil {
 		errs = append(errs, fmt.Errorf("--store-io: %w", err))
@@ -176,7 +183,7 @@ func (o *jobOptions) openStore(ctx context.Context, g *GlobalOptions, create boo
 			return nil, usageError(fmt.Errorf("--store %s: %w", o.Store, err))
 		}
 	}
-	s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, ChunkSize: o.ChunkSize, Create: create, Logger: g.Logger})
+	s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Codec: o.Codec, ChunkSize: o.ChunkSize, Hash: o.Hash, Create: create, Logger: g.Logger})
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--store: %w", err))
 	}
