@@ -2,6 +2,7 @@ package ckpt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -407,11 +408,16 @@ func TestDecompressionBombs(t *testing.T) {
 	zw.Write(huge)
 	zw.Close()
 	huge = nil
+	// A split chunk of two 32 KiB parts: an s2 bomb, then a raw part.
+	split := []byte{2}
+	split = binary.LittleEndian.AppendUint32(split, uint32(len(s2bomb)))
+	split = binary.LittleEndian.AppendUint32(split, 32<<10|1<<31)
+	split = append(append(split, s2bomb...), make([]byte, 32<<10)...)
 	for _, bomb := range []struct {
 		name  string
 		data  []byte
 		codec codecID
-	}{{"s2", s2bomb, codecS2}, {"zstd", zbomb, codecZstd}, {"zstd streamed", streamed.Bytes(), codecZstd}} {
+	}{{"s2", s2bomb, codecS2}, {"zstd", zbomb, codecZstd}, {"zstd streamed", streamed.Bytes(), codecZstd}, {"s2 split", split, codecSplit}} {
 		t.Run(bomb.name, func(t *testing.T) {
 			const chunk = 64 << 10
 			if len(bomb.data) >= chunk {

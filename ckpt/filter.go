@@ -134,7 +134,7 @@ func (s *Store) chooseFilter(raw []byte, elemSize int) filterID {
 			start := (n - w) * (2*k + 1) / (2 * nw) / elemSize * elemSize
 			applyFilter(filtered[k*w:(k+1)*w], raw[start:start+w], elemSize, f)
 		}
-		stored, _, err := s.codecs.compress(out, filtered)
+		stored, _, err := s.codecs.compress(out, filtered, 1)
 		if err != nil {
 			// The chunk's own compression reports it.
 			return 0

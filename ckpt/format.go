@@ -420,12 +420,13 @@ func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, hashID, error) {
 	d := decoder{b: b}
 	d.magic(magicPackIndex, "pack index")
 	alg := hashBLAKE3
-	switch v := d.u16(); {
+	version := d.u16()
+	switch {
 	case d.err != nil:
-	case v == packIndexVersion:
+	case version == packIndexVersion:
 		alg = d.alg()
-	case v != 1:
-		d.fail("format version %d, this build reads 1 to %d", v, packIndexVersion)
+	case version != 1:
+		d.fail("format version %d, this build reads 1 to %d", version, packIndexVersion)
 	}
 	n := d.count(packEntryLen, MaxIndexLen/packEntryLen, "pack index entries")
 	entries := make([]packEntry, 0, n)
@@ -439,6 +440,9 @@ func decodePackIndex(b []byte, dataEnd int64) ([]packEntry, hashID, error) {
 		}
 		if !alg.checkPadding(&c.hash) {
 			d.fail("entry %d: %s hash with non-zero padding", i, alg)
+		}
+		if c.codec == codecSplit && version < packIndexVersion {
+			d.fail("entry %d: codec %s in a version-%d index", i, c.codec, version)
 		}
 		if !c.codec.valid() || c.raw == 0 || c.raw > MaxChunkSize || c.stored > c.raw ||
 			(c.codec == codecNone && c.stored != c.raw) {
@@ -613,6 +617,8 @@ func decodeStream(d *decoder, npacks int, what string, version uint16, alg hashI
 			d.fail("%s chunk %d: pack %d of %d", what, i, c.pack, npacks)
 		case !c.codec.valid():
 			d.fail("%s chunk %d: unknown codec %d", what, i, c.codec)
+		case c.codec == codecSplit && version < 3:
+			d.fail("%s chunk %d: codec %s in a version-%d index", what, i, c.codec, version)
 		case !c.filter.validFor(s.elemSize):
 			d.fail("%s chunk %d: filter %d with element size %d", what, i, c.filter, s.elemSize)
 		case !alg.checkPadding(&c.hash):

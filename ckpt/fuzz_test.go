@@ -145,6 +145,18 @@ func FuzzParseConfig(f *testing.F) {
 
 // FuzzDecompress feeds arbitrary bytes to each codec with a bounded output:
 // no panic, nothing written or allocated beyond the destination.
+// splitSeed is 8 planes of 1 KiB: four of noise (stored raw), four
+// constant (s2).
+var splitSeed = func() []byte {
+	b := make([]byte, 8<<10)
+	x := uint32(1)
+	for i := range 4 << 10 {
+		x = x*1664525 + 1013904223
+		b[i] = byte(x >> 24)
+	}
+	return b
+}()
+
 func FuzzDecompress(f *testing.F) {
 	c := &codecs{codec: Codec{id: codecZstd, level: 1}, workers: 1}
 	f.Cleanup(c.close)
@@ -153,13 +165,13 @@ func FuzzDecompress(f *testing.F) {
 		for i := range dst {
 			dst[i] = 0xa5
 		}
-		err := c.decompress(dst[:n:n], src, codecID(id%4))
+		err := c.decompress(dst[:n:n], src, codecID(id%5))
 		for i := int(n); i < len(dst); i++ {
 			if dst[i] != 0xa5 {
 				t.Fatalf("decompress wrote beyond the destination (byte %d)", i)
 			}
 		}
-		if err == nil && codecID(id%4) == codecNone && !bytes.Equal(dst[:n], src) {
+		if err == nil && codecID(id%5) == codecNone && !bytes.Equal(dst[:n], src) {
 			t.Fatal("raw chunk not copied")
 		}
 	})
@@ -228,9 +240,13 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	man := readFile(t, b, manifestName("seed", 2))
 	cfg := readFile(t, b, configName)
 	c := &codecs{codec: Codec{id: codecS2}, workers: 1}
-	sc, _, _ := c.compress(make([]byte, maxCompressed(4096)), bytes.Repeat([]byte("abcd"), 1024))
+	sc, _, _ := c.compress(make([]byte, maxCompressed(4096)), bytes.Repeat([]byte("abcd"), 1024), 1)
+	split, splitID, _ := c.compress(make([]byte, maxCompressed(len(splitSeed))), splitSeed, 8)
+	if splitID != codecSplit {
+		t.Fatalf("split seed stored with codec %s", splitID)
+	}
 	c = &codecs{codec: Codec{id: codecZstd, level: 1}, workers: 1}
-	zc, _, _ := c.compress(make([]byte, maxCompressed(4096)), bytes.Repeat([]byte("abcd"), 1024))
+	zc, _, _ := c.compress(make([]byte, maxCompressed(4096)), bytes.Repeat([]byte("abcd"), 1024), 1)
 	c.close()
 
 	seeds := map[string][][]any{
@@ -240,7 +256,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"FuzzDecodePackIndex":   {{pi, uint32(tr.packIndexOff)}},
 		"FuzzDecodeTrailer":     {{tb, int64(len(pack))}},
 		"FuzzParseConfig":       {{cfg}, {[]byte(`{"format":1,"chunk_size":4096,"codec":"zstd-3","created":""}`)}},
-		"FuzzDecompress":        {{sc, uint8(codecS2), uint16(4096)}, {zc, uint8(codecZstd), uint16(4096)}, {[]byte("raw"), uint8(0), uint16(3)}},
+		"FuzzDecompress":        {{sc, uint8(codecS2), uint16(4096)}, {zc, uint8(codecZstd), uint16(4096)}, {[]byte("raw"), uint8(0), uint16(3)}, {split, uint8(codecSplit), uint16(len(splitSeed))}},
 		"FuzzReadPack":          {{pack, uint32(100), uint8(1)}, {pack[:len(pack)-1], uint32(0), uint8(0)}},
 	}
 	for target, list := range seeds {

@@ -566,7 +566,7 @@ func (w *ShardWriter) process(j *chunkJob) {
 	defer close(p.done)
 	out := w.s.buf(maxCompressed(len(filtered)))
 	defer w.s.putBuf(out)
-	stored, codec, err := w.s.codecs.compress(out, filtered)
+	stored, codec, err := w.s.codecs.compress(out, filtered, elem)
 	if err != nil {
 		w.fail(fmt.Errorf("shard %s: buffer %s chunk %d: %w", w.name, j.label, j.i, err))
 		return
