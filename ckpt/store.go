@@ -52,7 +52,7 @@ type Options struct {
 	Now func() time.Time
 	// Hash is the content hash of a new store: "xxh3" (default: XXH3-128,
 	// with XXH3-64 stored checksums) or "blake3" (BLAKE3-256, with XXH64
-	// stored checksums; collision resistant, about 15 times the CPU per
+	// stored checksums; collision resistant, about 12 times the CPU per
 	// byte). It is fixed when the store is created; a store created before
 	// the choice existed uses blake3. Opening an existing store with a
 	// different non-empty value is an error.

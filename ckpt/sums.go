@@ -22,7 +22,7 @@ const (
 	// versions that record none.
 	hashBLAKE3 hashID = 0
 	// hashXXH3: XXH3-128 content hash (its canonical big-endian 16 bytes,
-	// then 16 zero bytes), XXH3-64 stored checksum. About 15 times
+	// then 16 zero bytes), XXH3-64 stored checksum. About 12 times
 	// cheaper per byte than BLAKE3 here (docs/benchmarks.md): the content
 	// hash reads every byte of every cut, and on a busy node its CPU time
 	// is taken from the job. Not collision resistant against an adversary,
