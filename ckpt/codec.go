@@ -164,7 +164,10 @@ func (c *codecs) compress(scratch, src []byte, planes int) ([]byte, codecID, err
 		case c.codec.level == 2:
 			out = s2.EncodeBetter(scratch[:cap(scratch)], src)
 		case planes > 1 && len(src)/planes >= minSplitPart:
-			out, id = splitEncode(scratch, src, planes), codecSplit
+			if out = splitEncode(scratch, src, planes); out == nil {
+				return src, codecNone, nil
+			}
+			id = codecSplit
 		default:
 			out = s2.Encode(scratch[:cap(scratch)], src)
 		}
@@ -198,23 +201,30 @@ const (
 
 // splitEncode writes src (n bytes of k byte planes) as codec 3 into
 // scratch: a u8 part count k, k u32 stored lengths (bit 31 set: the part
-// is stored raw), then the parts back to back. Part i is src[i*m:(i+1)*m]
-// with m = n/k, the last part running to the end of src (the trailing n
-// mod k bytes of a filtered chunk go with it). Each part is an s2 block
-// or raw, as its sample says (splitMinRatio).
+// is stored raw), then the parts back to back (splitPart says which bytes
+// each holds). Each part is an s2 block or raw, as its sample says
+// (splitMinRatio). When no sample is worth compressing it returns nil
+// without copying anything: the chunk is stored raw whole.
 func splitEncode(scratch, src []byte, k int) []byte {
-	n, m := len(src), len(src)/k
+	var sample [s2MaxSample]byte
+	var worth [maxSplit]bool
+	any := false
+	for i := range k {
+		lo, hi := splitPart(len(src), k, i)
+		worth[i] = worthCompressing(src[lo:hi], sample[:])
+		any = any || worth[i]
+	}
+	if !any {
+		return nil
+	}
 	out := scratch[:cap(scratch)]
 	out[0] = byte(k)
 	off := 1 + 4*k
-	var sample [s2MaxSample]byte
 	for i := range k {
-		part := src[i*m : min((i+1)*m, n)]
-		if i == k-1 {
-			part = src[i*m:]
-		}
+		lo, hi := splitPart(len(src), k, i)
+		part := src[lo:hi]
 		stored := uint32(len(part)) | 1<<31
-		if worthCompressing(part, sample[:]) {
+		if worth[i] {
 			// maxCompressed leaves room for every part's worst case, so
 			// s2 encodes in place.
 			enc := s2.Encode(out[off:], part)
@@ -229,6 +239,17 @@ func splitEncode(scratch, src []byte, k int) []byte {
 		off += int(stored &^ (1 << 31))
 	}
 	return out[:off]
+}
+
+// splitPart is the extent of part i of k in a split chunk of n bytes:
+// [i*m, (i+1)*m) with m = n/k, the last part running to n (the trailing
+// n mod k bytes of a filtered chunk go with it).
+func splitPart(n, k, i int) (lo, hi int) {
+	m := n / k
+	if i == k-1 {
+		return i * m, n
+	}
+	return i * m, (i + 1) * m
 }
 
 // s2MaxSample is the s2 encoding bound of one sample window.
@@ -315,12 +336,10 @@ func splitDecode(dst, src []byte) error {
 	if k < 2 || k > maxSplit || len(dst) < k || len(src) < hdr {
 		return fmt.Errorf("%w: split: %d parts for %d bytes in %d stored", errDecode, k, len(dst), len(src))
 	}
-	m, off := len(dst)/k, hdr
+	off := hdr
 	for i := range k {
-		d := dst[i*m : (i+1)*m]
-		if i == k-1 {
-			d = dst[i*m:]
-		}
+		lo, hi := splitPart(len(dst), k, i)
+		d := dst[lo:hi]
 		l := binary.LittleEndian.Uint32(src[1+4*i:])
 		raw, n := l&(1<<31) != 0, int(l&^(1<<31))
 		if n > len(src)-off {
