@@ -56,13 +56,59 @@ type Spawner interface {
 
 var _ Spawner = (*Local)(nil)
 
+// Errors of the local spawners.
+var (
+	// ErrStillRunning: a rank's previous process was not reaped in time
+	// (after SIGKILL: the kernel has not let it go, e.g. stuck in a
+	// device or file system call), so its replacement cannot start yet.
+	ErrStillRunning = errors.New("launch: the rank's previous process is still running")
+)
+
+// Timing of the local spawners. Every wait is bounded: no rank that
+// misbehaves can hold the driver longer than these.
+const (
+	// DefaultKillWait bounds how long Kill waits for a SIGKILLed process
+	// to be reaped.
+	DefaultKillWait = 5 * time.Second
+	// DefaultReapWait bounds how long Spawn waits for a rank's previous,
+	// killed process to be reaped before it gives up with ErrStillRunning.
+	DefaultReapWait = 5 * time.Second
+	// drainWait bounds how long an exit waits for the rank's output to
+	// reach EOF after the process was reaped: a process outside the rank's
+	// process group (the remote side of ssh, a daemonized grandchild) may
+	// hold the pipe open for ever.
+	drainWait = time.Second
+)
+
+// Option configures a Local spawner.
+type Option func(*Local)
+
+// Detached makes the ranks outlive this process: no parent-death signal,
+// and their output goes straight to out when out is a file (a pipe read by
+// this process would break when it dies, and a rank writing to it would
+// die of SIGPIPE). For the split deployment (cutpoint coordinator --spawn
+// local), where a new coordinator (--rejoin) finds the ranks computing.
+func Detached() Option { return func(l *Local) { l.detached = true } }
+
+// WithWaits sets the bounds of Kill's and Spawn's waits (tests).
+func WithWaits(kill, reap time.Duration) Option {
+	return func(l *Local) { l.killWait, l.reapWait = kill, reap }
+}
+
 // Local runs rank processes as children of this process.
 type Local struct {
-	argv   []string
-	env    []string
-	out    io.Writer // rank output, prefixed per line
-	log    *slog.Logger
-	exits  chan Exit
+	argv     []string
+	env      []string
+	rawOut   io.Writer
+	out      io.Writer // rank output, prefixed per line
+	log      *slog.Logger
+	exits    chan Exit
+	detached bool
+	killWait time.Duration
+	reapWait time.Duration
+	// onExit, when set, sees every exit before it is delivered (the
+	// placement of the Hosts spawner), on the reaping goroutine.
+	onExit func(Exit)
 	mu     sync.Mutex
 	procs  map[int]*proc
 	closed bool
@@ -71,15 +117,16 @@ type Local struct {
 
 type proc struct {
 	cmd    *exec.Cmd
+	pid    int
 	spawn  uint64
-	done   chan struct{}
+	done   chan struct{} // closed once the process is reaped
 	killed bool
 }
 
 // NewLocal returns a spawner that runs argv for each rank with the base
 // environment env plus the per-rank variables given to Spawn. Each output
 // line of a rank goes to out prefixed with "[rank N] ".
-func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Local, error) {
+func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger, opts ...Option) (*Local, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("launch: no executable given")
 	}
@@ -87,73 +134,191 @@ func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Lo
 	if err != nil {
 		return nil, fmt.Errorf("launch: executable %q: %w", argv[0], err)
 	}
-	argv = append([]string{path}, argv[1:]...)
+	l := newLocal(env, out, log, opts...)
+	l.argv = append([]string{path}, argv[1:]...)
+	return l, nil
+}
+
+func newLocal(env []string, out io.Writer, log *slog.Logger, opts ...Option) *Local {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Local{
-		argv:  argv,
-		env:   env,
-		out:   &lockedWriter{w: out},
-		log:   log,
-		exits: make(chan Exit, 1024),
-		procs: map[int]*proc{},
-	}, nil
+	l := &Local{
+		env:      env,
+		rawOut:   out,
+		out:      &lockedWriter{w: out},
+		log:      log,
+		exits:    make(chan Exit, 1024),
+		procs:    map[int]*proc{},
+		killWait: DefaultKillWait,
+		reapWait: DefaultReapWait,
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
 }
 
 // Spawn starts rank as process spawn with env added to the base
-// environment. A rank that is still running must be killed first.
+// environment. A rank that is still running must be killed first; a killed
+// one that is not reaped yet is waited for (bounded), then ErrStillRunning.
 func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
+	return l.start(rank, spawn, l.argv, append(append(os.Environ(), l.env...), env...), nil)
+}
+
+// start runs argv with the full environment env for rank; stdin, if not
+// nil, is what the process reads on its standard input (then EOF).
+func (l *Local) start(rank int, spawn uint64, argv, env []string, stdin []byte) error {
+	if err := l.waitPrevious(rank); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return errors.New("launch: spawner closed")
 	}
-	if p, ok := l.procs[rank]; ok {
-		select {
-		case <-p.done:
-		default:
-			return fmt.Errorf("launch: rank %d is still running (pid %d)", rank, p.cmd.Process.Pid)
+	if p, ok := l.procs[rank]; ok && !isDone(p) {
+		return fmt.Errorf("launch: rank %d: %w (pid %d)", rank, ErrStillRunning, p.pid)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	// Own process group: a kill reaches whatever the rank started.
+	// Pdeathsig (not detached): if the launcher dies, its ranks do not
+	// linger.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !l.detached {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	var closeAfter []*os.File
+	defer func() {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+	}()
+	if stdin != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		// Small (a few variables): it fits the pipe's buffer, so the
+		// write never waits for the child.
+		_, werr := w.Write(stdin)
+		w.Close()
+		if werr != nil {
+			r.Close()
+			return werr
+		}
+		cmd.Stdin = r
+		closeAfter = append(closeAfter, r)
+	}
+	prefix := fmt.Sprintf("[rank %d] ", rank)
+	var readers []*os.File
+	if f, ok := l.rawOut.(*os.File); ok && l.detached {
+		cmd.Stdout, cmd.Stderr = f, f
+	} else {
+		// Pipes of our own, handed to the child as files: Wait then
+		// waits for the process only, never for the pipes' EOF, which a
+		// process outside the group may hold back for ever.
+		for _, dst := range []*io.Writer{&cmd.Stdout, &cmd.Stderr} {
+			r, w, err := os.Pipe()
+			if err != nil {
+				for _, f := range readers {
+					f.Close()
+				}
+				return err
+			}
+			*dst = w
+			closeAfter = append(closeAfter, w)
+			readers = append(readers, r)
 		}
 	}
-	cmd := exec.Command(l.argv[0], l.argv[1:]...)
-	cmd.Env = append(append(os.Environ(), l.env...), env...)
-	// Own process group: a kill reaches whatever the rank started. Pdeathsig:
-	// if the launcher dies, its ranks do not linger.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	prefix := fmt.Sprintf("[rank %d] ", rank)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
 	if err := cmd.Start(); err != nil {
+		for _, f := range readers {
+			f.Close()
+		}
 		return fmt.Errorf("launch: start rank %d: %w", rank, err)
 	}
-	p := &proc{cmd: cmd, spawn: spawn, done: make(chan struct{})}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, spawn: spawn, done: make(chan struct{})}
 	l.procs[rank] = p
+	drained := make(chan struct{})
 	var copies sync.WaitGroup
-	copies.Add(2)
-	go l.copyLines(&copies, stdout, prefix)
-	go l.copyLines(&copies, stderr, prefix)
+	for _, r := range readers {
+		copies.Add(1)
+		go l.copyLines(&copies, r, prefix)
+	}
+	go func() { copies.Wait(); close(drained) }()
 	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		copies.Wait() // read all output before Wait closes the pipes
-		err := cmd.Wait()
-		ex := Exit{Rank: rank, Spawn: p.spawn, At: time.Now()}
-		l.mu.Lock()
-		ex.Killed = p.killed
-		l.mu.Unlock()
-		ex.Code, ex.Signal = status(cmd, err)
-		close(p.done)
-		l.exits <- ex
-	}()
-	l.log.Debug("rank started", "rank", rank, "pid", cmd.Process.Pid, "spawn", p.spawn)
+	go l.reap(rank, p, readers, drained)
+	l.log.Debug("rank started", "rank", rank, "pid", p.pid, "spawn", p.spawn)
 	return nil
+}
+
+// reap waits for p to exit, kills what is left of its process group,
+// reaps it, lets its output drain (bounded) and reports the exit.
+func (l *Local) reap(rank int, p *proc, readers []*os.File, drained <-chan struct{}) {
+	defer l.wg.Done()
+	// Wait without reaping first: while the exited process is a zombie its
+	// pid, and so its process group id, cannot be reused, and the kill
+	// below reaches only the rank's own leftovers.
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	err := p.cmd.Wait()
+	ex := Exit{Rank: rank, Spawn: p.spawn, At: time.Now()}
+	l.mu.Lock()
+	ex.Killed = p.killed
+	l.mu.Unlock()
+	ex.Code, ex.Signal = status(p.cmd, err)
+	close(p.done)
+	select {
+	case <-drained:
+	case <-time.After(drainWait):
+		l.log.Warn("rank output still held open after the rank was reaped; no longer reading it",
+			"rank", rank, "pid", p.pid)
+		for _, r := range readers {
+			r.Close()
+		}
+	}
+	if l.onExit != nil {
+		l.onExit(ex)
+	}
+	l.exits <- ex
+}
+
+func isDone(p *proc) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitPrevious waits (bounded) for a rank's previous process that was
+// killed but not reaped yet.
+func (l *Local) waitPrevious(rank int) error {
+	l.mu.Lock()
+	p, ok := l.procs[rank]
+	l.mu.Unlock()
+	if !ok || isDone(p) || !p.killed {
+		return nil
+	}
+	// It may have been killed by an earlier Kill that gave up: kill it
+	// again, it costs nothing.
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	t := time.NewTimer(l.reapWait)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("launch: rank %d: %w (pid %d, not reaped %v after SIGKILL)", rank, ErrStillRunning, p.pid, l.reapWait)
+	}
 }
 
 func status(cmd *exec.Cmd, err error) (int, string) {
@@ -169,8 +334,9 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 	return cmd.ProcessState.ExitCode(), ""
 }
 
-func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, prefix string) {
 	defer wg.Done()
+	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -182,8 +348,10 @@ func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
 
 // Kill sends SIGKILL to the process group of rank's process spawn (0: the
 // current process) and returns once the process has been reaped, so a
-// replacement can never overlap it. Killing a rank that is not running, or
-// a spawn that is not the current one, is not an error.
+// replacement can never overlap it. It waits at most the kill wait
+// (DefaultKillWait) or until ctx ends; then the rank's next Spawn waits for
+// the reaping in turn. Killing a rank that is not running, or a spawn that
+// is not the current one, is not an error.
 func (l *Local) Kill(ctx context.Context, rank int, spawn uint64) error {
 	l.mu.Lock()
 	p, ok := l.procs[rank]
@@ -194,23 +362,21 @@ func (l *Local) Kill(ctx context.Context, rank int, spawn uint64) error {
 		p.killed = true
 	}
 	l.mu.Unlock()
-	if !ok {
+	if !ok || isDone(p) {
 		return nil
 	}
+	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("launch: kill rank %d (pid %d): %w", rank, p.pid, err)
+	}
+	t := time.NewTimer(l.killWait)
+	defer t.Stop()
 	select {
 	case <-p.done:
 		return nil
-	default:
-	}
-	pid := p.cmd.Process.Pid
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("launch: kill rank %d (pid %d): %w", rank, pid, err)
-	}
-	select {
-	case <-p.done:
-		return nil
+	case <-t.C:
+		return fmt.Errorf("launch: rank %d (pid %d) not reaped %v after SIGKILL: %w", rank, p.pid, l.killWait, ErrStillRunning)
 	case <-ctx.Done():
-		return fmt.Errorf("launch: rank %d (pid %d) not reaped after SIGKILL: %w", rank, pid, ctx.Err())
+		return fmt.Errorf("launch: rank %d (pid %d) not reaped after SIGKILL: %w", rank, p.pid, ctx.Err())
 	}
 }
 
@@ -222,20 +388,15 @@ func (l *Local) Signal(rank int, sig syscall.Signal) error {
 	if !ok {
 		return fmt.Errorf("launch: rank %d was never started", rank)
 	}
-	return syscall.Kill(-p.cmd.Process.Pid, sig)
+	return syscall.Kill(-p.pid, sig)
 }
 
 // Pid returns the pid of rank's current process, or 0.
 func (l *Local) Pid(rank int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if p, ok := l.procs[rank]; ok {
-		select {
-		case <-p.done:
-			return 0
-		default:
-			return p.cmd.Process.Pid
-		}
+	if p, ok := l.procs[rank]; ok && !isDone(p) {
+		return p.pid
 	}
 	return 0
 }
@@ -243,7 +404,8 @@ func (l *Local) Pid(rank int) int {
 // Exits delivers rank exits.
 func (l *Local) Exits() <-chan Exit { return l.exits }
 
-// Close kills every rank still running and waits for all of them.
+// Close kills every rank still running and waits for them (bounded: a
+// process the kernel does not let go is left behind, with an error).
 func (l *Local) Close() error {
 	l.mu.Lock()
 	l.closed = true
@@ -254,11 +416,15 @@ func (l *Local) Close() error {
 	l.mu.Unlock()
 	var errs []error
 	for _, r := range ranks {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errs = append(errs, l.Kill(ctx, r, 0))
-		cancel()
+		errs = append(errs, l.Kill(context.Background(), r, 0))
 	}
-	l.wg.Wait()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(l.killWait + drainWait):
+		errs = append(errs, errors.New("launch: rank processes not reaped at close"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -3,8 +3,11 @@ package launch
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,5 +117,123 @@ func TestKillReapsBeforeRespawn(t *testing.T) {
 func TestMissingExecutable(t *testing.T) {
 	if _, err := NewLocal([]string{"/nonexistent/job"}, nil, &buf{}, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/job") {
 		t.Fatalf("want an error naming the executable, got %v", err)
+	}
+}
+
+// TestKillWithGrandchildHoldingStdout: a rank whose grandchild left the
+// rank's process group (as the remote side of ssh does) and holds its
+// stdout open. Kill returns at once, the exit is reported within the drain
+// bound, and the rank respawns right away.
+func TestKillWithGrandchildHoldingStdout(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := dir + "/grandchild.pid"
+	var out buf
+	l, err := NewLocal([]string{"sh", "-c", `setsid sh -c 'echo $$ > ` + pidFile + `; exec sleep 30' & echo started; exec sleep 60`}, nil, &out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Spawn(2, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gpid int
+	for deadline := time.Now().Add(10 * time.Second); gpid == 0; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(pidFile)
+		gpid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		if time.Now().After(deadline) {
+			t.Fatal("grandchild did not start")
+		}
+	}
+	defer syscall.Kill(gpid, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "[rank 2] started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no output: %q", out.String())
+		}
+	}
+	t0 := time.Now()
+	if err := l.Kill(context.Background(), 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Fatalf("Kill took %v", d)
+	}
+	if err := syscall.Kill(gpid, 0); err != nil {
+		t.Fatalf("the grandchild outside the group should still run (the test's premise): %v", err)
+	}
+	if err := l.Spawn(2, 2, nil); err != nil {
+		t.Fatalf("respawn while the old output is held: %v", err)
+	}
+	e := nextExit(t, l)
+	if e.Rank != 2 || e.Spawn != 1 || !e.Killed || e.Signal != "SIGKILL" {
+		t.Fatalf("exit %+v", e)
+	}
+	if d := time.Since(t0); d > drainWait+2*time.Second {
+		t.Fatalf("exit reported after %v", d)
+	}
+	if err := l.Kill(context.Background(), 2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if e := nextExit(t, l); e.Spawn != 2 {
+		t.Fatalf("exit %+v", e)
+	}
+}
+
+// TestGroupKilledOnExit: a rank that exits on its own takes the processes
+// of its group with it, and its exit is reported although a child of it
+// held its stdout.
+func TestGroupKilledOnExit(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := dir + "/child.pid"
+	l, err := NewLocal([]string{"sh", "-c", `sleep 30 & echo $! > ` + pidFile + `; exit 3`}, nil, &buf{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Spawn(0, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	e := nextExit(t, l)
+	if e.Code != 3 || e.Killed {
+		t.Fatalf("exit %+v", e)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		// A zombie until init reaps it: look at its state.
+		st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d of the exited rank still runs", pid)
+		}
+	}
+}
+
+// TestSpawnWaitsForReaping: a Kill that gave up (its context was over)
+// before the process was reaped does not make the next Spawn fail: Spawn
+// waits for the reaping.
+func TestSpawnWaitsForReaping(t *testing.T) {
+	l, err := NewLocal([]string{"sleep", "60"}, nil, &buf{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := uint64(1); i <= 20; i++ {
+		if err := l.Spawn(1, i, nil); err != nil {
+			t.Fatalf("spawn %d: %v", i, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = l.Kill(ctx, 1, i) // may return before the reaping
+	}
+	for i := 0; i < 20; i++ {
+		e := nextExit(t, l)
+		if !e.Killed {
+			t.Fatalf("exit %+v", e)
+		}
 	}
 }
