@@ -33,6 +33,7 @@ const (
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
+	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -79,6 +80,9 @@ type Options struct {
 	// is durable: the classic blocking coordinated checkpoint, for
 	// comparison in benchmarks.
 	StopTheWorld bool
+	// Host is the host the launcher placed this rank on (EnvHost; empty
+	// when it did not say), for node-local storage.
+	Host string
 	// Fault is a fault-injection spec (see EnvFault); empty in production.
 	Fault  string
 	Logger *slog.Logger
@@ -105,6 +109,21 @@ func OptionsFromEnv() (Options, error) {
 	}
 	o.NATS = str(EnvNATS)
 	o.Auth = natsutil.Auth{Token: str(EnvNATSToken), NkeySeedFile: str(EnvNATSNkey)}
+	o.Host = str(EnvHost)
+	if v := str(EnvSecrets); v != "" {
+		if v != "stdin" {
+			errs = append(errs, fmt.Errorf("%s=%q: want stdin", EnvSecrets, v))
+		} else if sec, err := stdinSecrets(); err != nil {
+			errs = append(errs, err)
+		} else {
+			if u, ok := sec[EnvNATS]; ok {
+				o.NATS = u
+			}
+			if t, ok := sec[EnvNATSToken]; ok {
+				o.Auth.Token = t
+			}
+		}
+	}
 	o.Job = str(EnvJob)
 	o.Store = str(EnvStore)
 	o.Codec = str(EnvCodec)

@@ -1,0 +1,31 @@
+package rank
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseSecrets(t *testing.T) {
+	got, err := parseSecrets([]byte("CUTPOINT_NATS_TOKEN=a=b c\n\nCUTPOINT_NATS=nats://t@h:1\n"), nil)
+	if err != nil || got[EnvNATSToken] != "a=b c" || got[EnvNATS] != "nats://t@h:1" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, c := range []struct {
+		in   string
+		want string
+	}{
+		{"", "held no secret"},
+		{"PATH=/x\n", "line 1"},
+		{"CUTPOINT_NATS_TOKEN=hunter2\nnoequals\n", "line 2"},
+		{strings.Repeat("x", maxSecrets+1), "more than"},
+	} {
+		_, err := parseSecrets([]byte(c.in), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%.20q: %v, want an error with %q and no secret", c.in, err, c.want)
+		}
+	}
+	if _, err := parseSecrets(nil, errors.New("boom")); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("read error: %v", err)
+	}
+}
