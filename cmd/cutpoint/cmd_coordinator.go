@@ -18,6 +18,7 @@ import (
 type coordinatorOptions struct {
 	jobOptions
 	workloadOptions
+	hosts           hostsOptions
 	Spawn           string
 	SrunArgs        string
 	Rejoin          bool
@@ -55,6 +56,7 @@ Signals and exit codes as for "run".`,
 	o.nats.AddFlags(cmd.Flags(), "NATS URL (required)")
 	o.jobOptions.AddFlags(cmd.Flags())
 	o.workloadOptions.AddFlags(cmd.Flags())
+	o.hosts.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.Spawn, "spawn", "local", "who starts rank processes: local (this coordinator), srun (Slurm job steps) or none")
 	cmd.Flags().StringVar(&o.SrunArgs, "srun-args", "", "--spawn srun: extra srun options for every step, space-separated (e.g. \"--gpus-per-task=1\")")
 	cmd.Flags().BoolVar(&o.Rejoin, "rejoin", false, "take over a running job whose coordinator died")
@@ -70,6 +72,13 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 	case "local", "none", "srun":
 	default:
 		return usageError(fmt.Errorf("--spawn %q: want local, srun or none", o.Spawn))
+	}
+	hosts, err := o.hosts.parse()
+	if err != nil {
+		return usageError(err)
+	}
+	if hosts != nil && o.Spawn != "local" {
+		return usageError(fmt.Errorf("--hosts needs --spawn local (the coordinator runs --spawn-cmd for each rank), not --spawn %s", o.Spawn))
 	}
 	if o.SrunArgs != "" && o.Spawn != "srun" {
 		return usageError(errors.New("--srun-args needs --spawn srun"))
@@ -111,9 +120,10 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 				"job", o.Job, "store", o.Store, "restart_count", n)
 		}
 	}
-	err := runJob(ctx, g, jobRun{
+	err = runJob(ctx, g, jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, progress: "never",
 		spawn: o.Spawn, rejoin: o.Rejoin, srunArgs: strings.Fields(o.SrunArgs),
+		hosts: hosts, spawnCmd: o.hosts.SpawnCmd, detached: true,
 	})
 	if o.Spawn == "srun" && errors.Is(err, driver.ErrWorldMismatch) {
 		return withCode(exitCode(err), fmt.Errorf("%w (the allocation has %d tasks: submit with as many tasks as the job has ranks)", err, tasks))

@@ -27,6 +27,7 @@ import (
 type runOptions struct {
 	jobOptions
 	workloadOptions
+	hosts    hostsOptions
 	Kill     []string // RANK@STEP: SIGKILL rank when the job reaches step
 	Progress string
 	StatsDir string
@@ -62,6 +63,7 @@ cut (resume with --restore); 6 stopped without a final cut.`,
 	o.nats.AddFlags(cmd.Flags(), "external NATS URL (default: an embedded server on a random loopback port)")
 	o.jobOptions.AddFlags(cmd.Flags())
 	o.workloadOptions.AddFlags(cmd.Flags())
+	o.hosts.AddFlags(cmd.Flags())
 	cmd.Flags().StringSliceVar(&o.Kill, "kill", nil, "fault injection: SIGKILL rank R when the job reaches step S (R@S, repeatable)")
 	cmd.Flags().StringVar(&o.Progress, "progress", "auto", "live progress line on stderr: auto (on a terminal), always, never")
 	cmd.Flags().StringVar(&o.StatsDir, "stats-dir", "", "write run.json (cuts, kills, recoveries, usage) and one JSON file per rank process (cut stalls, restores, step times, peak RSS) into this directory")
@@ -92,9 +94,14 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	if o.Job == "" {
 		o.Job = defaultJobName(args)
 	}
+	hosts, err := o.hosts.parse()
+	if err != nil {
+		return usageError(err)
+	}
 	return runJob(ctx, g, jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, kills: o.Kill,
 		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local", statsDir: o.StatsDir,
+		hosts: hosts, spawnCmd: o.hosts.SpawnCmd,
 	})
 }
 
@@ -118,6 +125,13 @@ type jobRun struct {
 	srunArgs []string
 	rejoin   bool
 	statsDir string // --stats-dir: run.json here, and the ranks' files
+	// hosts (--hosts): ranks run through spawnCmd on these hosts.
+	hosts    []launch.Host
+	spawnCmd string
+	// detached: the ranks outlive this process (coordinator --spawn
+	// local: a coordinator --rejoin finds them computing); `run` is the
+	// job, its ranks die with it.
+	detached bool
 }
 
 func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
@@ -192,7 +206,23 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			env = append(env, jobstats.EnvDir+"="+abs)
 		}
-		if j.spawn == "srun" {
+		var opts []launch.Option
+		if j.detached {
+			opts = append(opts, launch.Detached())
+		}
+		switch {
+		case len(j.hosts) > 0:
+			hs, err := launch.NewHosts(launch.HostsConfig{
+				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
+				Secret: secretVars(natsURL, o.nats.Token), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
+				Out: g.Stderr, Log: g.Logger, Options: opts,
+			})
+			if err != nil {
+				return usageError(fmt.Errorf("--hosts/--spawn-cmd: %w", err))
+			}
+			defer hs.Close()
+			spawner, drvSpawner = hs.Local, hs
+		case j.spawn == "srun":
 			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: env, RankVar: rank.EnvRank,
 				Args: j.srunArgs, Out: g.Stderr, Log: g.Logger})
 			if err != nil {
@@ -200,8 +230,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			defer sp.Close()
 			drvSpawner = sp
-		} else {
-			spawner, err = launch.NewLocal(argv, env, g.Stderr, g.Logger)
+		default:
+			spawner, err = launch.NewLocal(argv, env, g.Stderr, g.Logger, opts...)
 			if err != nil {
 				return usageError(err)
 			}

@@ -401,23 +401,33 @@ func (d *driver) spawn(s coordinator.Spawn) error {
 		}
 		// Tell the ranks, so they do not wait for a recovery that cannot
 		// happen.
-		stop := &wire.Stop{CoordHeader: wire.CoordHeader{CGen: d.c.Generation(), G: d.c.Incarnation()}, Code: coordinator.CodeFailed,
-			Reason: fmt.Sprintf("rank %d must be restarted but the coordinator has no launcher", s.Rank)}
-		_ = d.cfg.NC.Publish(subjects.ToAll(d.job), wire.EncodeCoord(stop))
-		_ = d.cfg.NC.Flush()
-		return fmt.Errorf("rank %d (incarnation %d, cut %d): %w; restart the job with --restore", s.Rank, s.G, s.Epoch, ErrCannotSpawn)
+		d.stopRanks(fmt.Sprintf("rank %d must be restarted but the coordinator has no launcher", s.Rank))
+		return fmt.Errorf("rank %d (incarnation %d, cut %d): %w; restart the job with --restore and a launcher (--spawn local, --hosts)", s.Rank, s.G, s.Epoch, ErrCannotSpawn)
 	}
 	var env []string
 	if d.cfg.RankEnv != nil {
 		env = d.cfg.RankEnv(s)
 	}
 	if err := d.cfg.Spawner.Spawn(s.Rank, s.G, env); err != nil {
+		if errors.Is(err, launch.ErrNoSlot) {
+			// No retry can help until hosts come back: fail now, clearly,
+			// rather than after --max-recoveries futile attempts.
+			d.stopRanks(fmt.Sprintf("rank %d must be restarted but no live host has a free slot", s.Rank))
+			return fmt.Errorf("incarnation %d, cut %d: %w; restart the job with --restore and --hosts that have room", s.G, s.Epoch, err)
+		}
 		d.log.Error("spawn failed", "rank", s.Rank, "g", s.G, "err", err)
 		d.c.RankExited(s.Rank, s.G, 127)
 		return nil
 	}
 	d.log.Debug("rank spawned", "rank", s.Rank, "g", s.G, "cut", s.Epoch, "step", s.Step)
 	return nil
+}
+
+// stopRanks tells every rank that the job failed.
+func (d *driver) stopRanks(reason string) {
+	stop := &wire.Stop{CoordHeader: wire.CoordHeader{CGen: d.c.Generation(), G: d.c.Incarnation()}, Code: coordinator.CodeFailed, Reason: reason}
+	_ = d.cfg.NC.Publish(subjects.ToAll(d.job), wire.EncodeCoord(stop))
+	_ = d.cfg.NC.Flush()
 }
 
 func (d *driver) spawnGroup(gs GroupSpawner, spawns []coordinator.Spawn) {
