@@ -109,3 +109,104 @@ func TestRunHostsNoSlot(t *testing.T) {
 		t.Fatalf("the job retried a spawn that cannot succeed\n%s", tail(r.stderr, 30))
 	}
 }
+
+// running says whether pid is a live process (not gone, not a zombie
+// that nobody reaped yet).
+func running(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(st), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
+
+// childPids returns the pids of pid's children.
+func childPids(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(w); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// TestCoordinatorSpawnLocalKilled: the ranks of `coordinator --spawn
+// local` outlive their coordinator. It is SIGKILLed after the first cut;
+// the very same rank processes are still computing when `coordinator
+// --rejoin` takes over, no rank is respawned, and the job ends with the
+// undisturbed digest.
+func TestCoordinatorSpawnLocalKilled(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	urlFile := filepath.Join(dir, "nats.url")
+	natsCmd := cutpoint(t, nil, "nats", "--url-file", urlFile, "--token", "e2e-token")
+	if err := natsCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { natsCmd.Process.Kill(); natsCmd.Wait() }()
+	var url string
+	for deadline := time.Now().Add(20 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(urlFile)
+		url = strings.TrimSpace(string(b))
+		if time.Now().After(deadline) {
+			t.Fatal("nats did not come up")
+		}
+	}
+	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
+		"--interval", "0", "--every-steps", "100"}, job...)
+	coord := cutpoint(t, nil, coordArgs...)
+	// A file, as a deployment's log would be: the ranks write to it too,
+	// and a pipe read by this test would keep Wait waiting for them.
+	logPath := filepath.Join(dir, "coord1.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	coord.Stderr = logf
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errb syncBuf // waitCut's log: read the file instead
+	waitCut(t, store, "heat2d", 1, coord, &errb)
+	ranks := childPids(coord.Process.Pid)
+	if len(ranks) != 4 {
+		t.Fatalf("coordinator has %d children, want 4 ranks", len(ranks))
+	}
+	defer func() {
+		for _, p := range ranks {
+			syscall.Kill(-p, syscall.SIGKILL)
+		}
+	}()
+	syscall.Kill(coord.Process.Pid, syscall.SIGKILL)
+	coord.Wait()
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range ranks {
+		if !running(p) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("rank process %d died with its coordinator\n%s", p, tail(string(b), 40))
+		}
+	}
+	r := runOK(t, nil, append(coordArgs, "--rejoin")...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
+	}
+	if strings.Contains(r.stderr, "ranks to spawn") {
+		t.Fatalf("the rejoining coordinator respawned ranks\n%s", tail(r.stderr, 40))
+	}
+	for _, p := range ranks {
+		for deadline := time.Now().Add(10 * time.Second); running(p); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rank process %d still runs after the job ended", p)
+			}
+		}
+	}
+	verifyStore(t, store)
+}
