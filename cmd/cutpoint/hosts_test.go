@@ -210,3 +210,84 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 	}
 	verifyStore(t, store)
 }
+
+// envOf returns the value of name in pid's environment.
+func envOf(pid int, name string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestPartitionedRankFenced: a rank that runs on beyond the reach of the
+// launcher (setsid: as the remote side of ssh does when the connection is
+// cut) goes silent (SIGSTOP, a partition). The coordinator kills what the
+// launcher holds (setsid) and respawns the rank; when the partition heals
+// (SIGCONT) the old process reports with a stale incarnation, is fenced
+// and exits: no duplicate rank stays alive, and the digest is undisturbed.
+func TestPartitionedRankFenced(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	tmpl := `setsid -w sh -c 'echo $$ >> ` + dir + `/{host}.pids; eval "exec $0"' {qcmd} >> ` + dir + `/{host}.log 2>&1`
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:2,b:2", "--spawn-cmd", tmpl}, job...)
+	cmd := cutpoint(t, nil, args...)
+	var errb, outb syncBuf
+	cmd.Stderr, cmd.Stdout = &errb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	var old int
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if old != 0 {
+			syscall.Kill(old, syscall.SIGKILL)
+		}
+		for _, p := range append(pidsOf(t, filepath.Join(dir, "a.pids")), pidsOf(t, filepath.Join(dir, "b.pids"))...) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}()
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	for _, p := range pidsOf(t, filepath.Join(dir, "a.pids")) {
+		if envOf(p, "CUTPOINT_RANK") == "1" {
+			old = p
+		}
+	}
+	if old == 0 {
+		t.Fatal("rank 1 not found on host a")
+	}
+	syscall.Kill(old, syscall.SIGSTOP)
+	waitLog(t, &errb, "recovery-finished")
+	if !running(old) {
+		t.Fatal("the partitioned rank died (the test's premise is that the launcher cannot reach it)")
+	}
+	syscall.Kill(old, syscall.SIGCONT)
+	for deadline := time.Now().Add(20 * time.Second); running(old); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stale rank 1 (pid %d) still runs 20s after the partition healed\n%s", old, tail(errb.String(), 40))
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
+	}
+	log := errb.String()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, tail(log, 60))
+	}
+	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	hostLog, _ := os.ReadFile(filepath.Join(dir, "a.log"))
+	if !strings.Contains(string(hostLog), "fenced") {
+		t.Fatalf("the stale rank did not report being fenced\n%s", tail(string(hostLog), 30))
+	}
+}
