@@ -33,7 +33,10 @@ func newCoordinatorCommand(g *GlobalOptions) *cobra.Command {
 		Long: `Run the coordinator of one job as its own process, against an external NATS
 server (--nats; see "cutpoint nats"). Who starts the rank processes:
 
-  --spawn local  this coordinator, as its children (like "run")
+  --spawn local  this coordinator, as its children; unlike under "run" they
+                 outlive it, so that --rejoin finds them computing. With
+                 --hosts, each through --spawn-cmd on a host (block
+                 placement, spares for the ranks of a lost host)
   --spawn srun   Slurm job steps of the allocation it runs in (the batch
                  script slurm/cutpoint.sbatch): all ranks as one step
                  "srun --ntasks=N" (rank = SLURM_PROCID), a lost rank as a
@@ -73,7 +76,7 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 	default:
 		return usageError(fmt.Errorf("--spawn %q: want local, srun or none", o.Spawn))
 	}
-	hosts, err := o.hosts.parse()
+	hosts, err := o.hosts.parse(o.Ranks)
 	if err != nil {
 		return usageError(err)
 	}

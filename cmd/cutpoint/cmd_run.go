@@ -50,6 +50,12 @@ SIGUSR1 takes a cut now. SIGTERM or SIGINT takes a final cut and stops the
 job (a second signal, or --grace running out, stops it at once). --restore
 resumes a job from its latest committed cut.
 
+--hosts h1:4,h2:4 runs the ranks on those hosts through --spawn-cmd (default
+"ssh {host} -- {cmd}"); a host whose ranks are all lost is taken for dead
+and its ranks restart on free slots of the others (see docs/operations.md,
+"Many hosts"). The embedded server listens on loopback: for real hosts give
+--nats.
+
 The last line on stdout is "result <hex digest>" when rank 0 reported a
 result (heat2d: SHA-256 of the final global grid).
 
@@ -94,7 +100,7 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	if o.Job == "" {
 		o.Job = defaultJobName(args)
 	}
-	hosts, err := o.hosts.parse()
+	hosts, err := o.hosts.parse(o.Ranks)
 	if err != nil {
 		return usageError(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -22,8 +23,9 @@ func (o *hostsOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.SpawnCmd, "spawn-cmd", "", "--hosts: command that starts a rank on a host, run by /bin/sh -c; {host} the host, {cmd} the rank's command line with its environment, {qcmd} the same as one quoted word (default \""+launch.DefaultSpawnCmd+"\")")
 }
 
-// parse checks the flags; nil hosts when --hosts is not given.
-func (o *hostsOptions) parse() ([]launch.Host, error) {
+// parse checks the flags against the number of ranks; nil hosts when
+// --hosts is not given.
+func (o *hostsOptions) parse(ranks int) ([]launch.Host, error) {
 	if o.Hosts == "" {
 		if o.SpawnCmd != "" {
 			return nil, errors.New("--spawn-cmd needs --hosts")
@@ -33,6 +35,12 @@ func (o *hostsOptions) parse() ([]launch.Host, error) {
 	h, err := launch.ParseHosts(o.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("--hosts: %w", err)
+	}
+	if _, err := launch.NewPlacement(h, ranks); err != nil {
+		return nil, fmt.Errorf("--hosts: %w (--ranks %d)", err, ranks)
+	}
+	if o.SpawnCmd != "" && !strings.Contains(o.SpawnCmd, "{cmd}") && !strings.Contains(o.SpawnCmd, "{qcmd}") {
+		return nil, fmt.Errorf("--spawn-cmd %q: has no {cmd} (or {qcmd}) for the rank's command line", o.SpawnCmd)
 	}
 	return h, nil
 }

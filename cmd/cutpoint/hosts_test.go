@@ -291,3 +291,43 @@ func TestPartitionedRankFenced(t *testing.T) {
 		t.Fatalf("the stale rank did not report being fenced\n%s", tail(string(hostLog), 30))
 	}
 }
+
+func TestSecretVars(t *testing.T) {
+	for _, c := range []struct {
+		url, token, want string
+	}{
+		{"nats://127.0.0.1:4222", "", ""},
+		{"nats://127.0.0.1:4222", "t", "CUTPOINT_NATS_TOKEN"},
+		{"nats://tok@10.0.0.1:4222", "", "CUTPOINT_NATS"},
+		{"nats://u:p@10.0.0.1:4222", "t", "CUTPOINT_NATS_TOKEN,CUTPOINT_NATS"},
+	} {
+		if got := strings.Join(secretVars(c.url, c.token), ","); got != c.want {
+			t.Errorf("%s token %q: %q, want %q", c.url, c.token, got, c.want)
+		}
+	}
+}
+
+func TestHostsFlagChecks(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--spawn-cmd", "{cmd}"}, "--spawn-cmd needs --hosts"},
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--hosts", "a:4", "--spawn", "none"}, "--hosts needs --spawn local"},
+		{[]string{"run", "--hosts", "a:x"}, `--hosts: host "a": slots "x"`},
+		{[]string{"run", "--hosts", "a:2", "--ranks", "4"}, "2 slots for 4 ranks"},
+		{[]string{"run", "--hosts", "a:4", "--spawn-cmd", "ssh {host}"}, "has no {cmd}"},
+	} {
+		args := append(c.args, "--store", t.TempDir())
+		_, stderr, code := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q", c.args, code, stderr)
+		}
+	}
+	// The environment binds like every flag.
+	t.Setenv("CUTPOINT_HOSTS", "a:1")
+	_, stderr, code := runCLI(t, "run", "--ranks", "2", "--store", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "1 slots for 2 ranks") {
+		t.Errorf("CUTPOINT_HOSTS: exit %d, stderr %q", code, stderr)
+	}
+}

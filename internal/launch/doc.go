@@ -3,7 +3,10 @@
 // for certain (the process is gone) before a replacement may start, which
 // the recovery barrier requires (R13).
 //
-// Local runs ranks as children of this process (cutpoint run). Srun runs
+// Local runs ranks as children of this process (cutpoint run; Detached for
+// cutpoint coordinator --spawn local, whose ranks outlive it). Hosts runs
+// each rank through a spawn template (ssh {host} -- {cmd}) on a host that
+// Placement chooses: block placement, spares, down hosts. Srun runs
 // them as Slurm job steps inside the current allocation (the coordinator
 // of the Slurm batch script): the whole world as one step whose tasks take
 // their rank from SLURM_PROCID, and a rank brought back alone as a step of
