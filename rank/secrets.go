@@ -70,7 +70,7 @@ func parseSecrets(b []byte, readErr error) (map[string]string, error) {
 		name, val, ok := strings.Cut(line, "=")
 		if !ok || (name != EnvNATS && name != EnvNATSToken) {
 			// The value is a secret: name the line, never print it.
-			return nil, fmt.Errorf("%s=stdin: line %d: want %s=... or %s=...", EnvSecrets, n, EnvNATS, EnvNATSToken)
+			return nil, fmt.Errorf("%s=stdin: line %d: want NAME=VALUE, NAME one of %s and %s", EnvSecrets, n, EnvNATS, EnvNATSToken)
 		}
 		out[name] = val
 	}
@@ -78,7 +78,7 @@ func parseSecrets(b []byte, readErr error) (map[string]string, error) {
 		return nil, fmt.Errorf("%s=stdin: %w", EnvSecrets, err)
 	}
 	if len(out) == 0 {
-		return nil, errors.New(EnvSecrets + "=stdin but standard input held no secret (does the spawn template forward stdin? ssh -n does not)")
+		return nil, errors.New(EnvSecrets + "=stdin but standard input held no secret: the spawn template must forward stdin, which ssh -n does not")
 	}
 	return out, nil
 }
