@@ -331,3 +331,36 @@ func TestHostsFlagChecks(t *testing.T) {
 		t.Errorf("CUTPOINT_HOSTS: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestRunKillWithHeldStdout: every rank leaves a daemonized grandchild
+// that holds its stdout open for 30 s (as a process behind ssh may). A
+// rank SIGKILLed mid-run is still seen lost and respawned at once, and the
+// job ends well before the grandchildren let go of the pipes.
+func TestRunKillWithHeldStdout(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	held := filepath.Join(dir, "held.pids")
+	defer func() {
+		for _, p := range pidsOf(t, held) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}()
+	store := filepath.Join(dir, "store")
+	tmpl := `setsid sh -c 'echo $$ >> ` + held + `; exec sleep 30' & exec {cmd}`
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:2,b:2", "--spawn-cmd", tmpl, "--kill", "2@400"}, job...)
+	t0 := time.Now()
+	r := runOK(t, nil, args...)
+	if d := time.Since(t0); d > 25*time.Second {
+		t.Fatalf("the job took %v: something waited for the held pipes", d)
+	}
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	if !strings.Contains(r.stderr, "recovery-finished") || !strings.Contains(r.stderr, "rank output still held open") {
+		t.Fatalf("no recovery, or the held output went unnoticed\n%s", tail(r.stderr, 40))
+	}
+	if strings.Contains(r.stderr, "still running") {
+		t.Fatalf("a respawn found the old process running\n%s", tail(r.stderr, 40))
+	}
+}
