@@ -106,8 +106,9 @@ type Local struct {
 	detached bool
 	killWait time.Duration
 	reapWait time.Duration
-	// onExit, when set, sees every exit before it is delivered (the
-	// placement of the Hosts spawner), on the reaping goroutine.
+	// onExit, when set, sees every exit as soon as the process is reaped,
+	// before it is delivered (the placement of the Hosts spawner), on the
+	// reaping goroutine.
 	onExit func(Exit)
 	mu     sync.Mutex
 	procs  map[int]*proc
@@ -275,6 +276,9 @@ func (l *Local) reap(rank int, p *proc, readers []*os.File, drained <-chan struc
 	l.mu.Unlock()
 	ex.Code, ex.Signal = status(p.cmd, err)
 	close(p.done)
+	if l.onExit != nil {
+		l.onExit(ex)
+	}
 	select {
 	case <-drained:
 	case <-time.After(drainWait):
@@ -283,9 +287,6 @@ func (l *Local) reap(rank int, p *proc, readers []*os.File, drained <-chan struc
 		for _, r := range readers {
 			r.Close()
 		}
-	}
-	if l.onExit != nil {
-		l.onExit(ex)
 	}
 	l.exits <- ex
 }
