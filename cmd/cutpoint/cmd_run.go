@@ -237,6 +237,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			defer sp.Close()
 			drvSpawner = sp
 		default:
+			if host, err := os.Hostname(); err == nil {
+				env = append(env, rank.EnvHost+"="+host)
+			}
 			spawner, err = launch.NewLocal(argv, env, g.Stderr, g.Logger, opts...)
 			if err != nil {
 				return usageError(err)
