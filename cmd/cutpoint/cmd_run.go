@@ -218,6 +218,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		}
 		switch {
 		case len(j.hosts) > 0:
+			if j.embedded {
+				g.Logger.Warn("the embedded NATS server listens on loopback: only ranks this machine starts can reach it (give --nats for other hosts)")
+			}
 			hs, err := launch.NewHosts(launch.HostsConfig{
 				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
 				Secret: secretVars(natsURL, o.nats.Token), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
