@@ -96,11 +96,23 @@ func (h *Hosts) exited(ex Exit) {
 	h.mu.Lock()
 	host, down := h.pl.Ended(ex.Rank, ex.Spawn, lost)
 	h.lastLost[ex.Rank] = lost
+	if lost && !down && host != "" && ex.Code == SpawnCmdFailed {
+		h.pl.StartFailed(host, ex.String()+": the spawn command's own failure")
+		down = true
+	}
 	h.mu.Unlock()
 	if down {
-		h.log.Warn("host down: every rank on it was lost; its ranks restart on other hosts", "host", host, "last", ex.String())
+		_, why := h.pl.Down(host)
+		h.log.Warn("host down: its ranks restart on other hosts", "host", host, "why", why, "last", ex.String())
 	}
 }
+
+// SpawnCmdFailed is the exit code by which a spawn command says that it
+// failed itself (ssh: could not connect or log in; ip netns exec: no such
+// namespace), rather than the rank it ran: the host is down at once, even
+// while other ranks still run there. A rank that exits with 255 itself
+// (exit(-1) in C) is taken for the same.
+const SpawnCmdFailed = 255
 
 // HostOf returns the host rank runs on (or last ran on).
 func (h *Hosts) HostOf(rank int) string {

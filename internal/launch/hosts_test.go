@@ -175,3 +175,49 @@ func TestHostsTemplateChecks(t *testing.T) {
 		t.Fatalf("qcmd %q", q)
 	}
 }
+
+// TestHostsSpawnCmdFailure: a spawn command that fails itself (exit 255,
+// as ssh does when it cannot reach the host) takes its host down at once,
+// although another rank still runs there; the rank goes to a spare.
+func TestHostsSpawnCmdFailure(t *testing.T) {
+	dead := filepath.Join(t.TempDir(), "b-dead")
+	h, err := NewHosts(HostsConfig{
+		Hosts: []Host{{"a", 1}, {"b", 2}, {"c", 1}}, Ranks: 3,
+		Template: `[ {host} = b ] && [ -e ` + dead + ` ] && exit 255; exec {cmd}`,
+		Argv:     []string{"sleep", "60"}, HostVar: "CUTPOINT_HOST", Out: &buf{}, Settle: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for r := range 3 {
+		if err := h.Spawn(r, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := range 3 {
+		// Past the template's check: the rank runs.
+		waitFor(t, "rank exec", func() bool {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", h.Pid(r)))
+			return strings.HasPrefix(string(b), "sleep\x00")
+		})
+	}
+	if err := os.WriteFile(dead, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(-h.Pid(1), syscall.SIGKILL)
+	nextExit(t, h.Local)
+	// b still runs rank 2: rank 1 goes back to b, where ssh "fails".
+	if err := h.Spawn(1, 2, nil); err != nil || h.HostOf(1) != "b" {
+		t.Fatalf("rank 1 on %s: %v", h.HostOf(1), err)
+	}
+	if e := nextExit(t, h.Local); e.Code != SpawnCmdFailed {
+		t.Fatalf("exit %+v", e)
+	}
+	if d, why := h.pl.Down("b"); !d || !strings.Contains(why, "255") {
+		t.Fatalf("b down %v (%s); %s", d, why, h.Summary())
+	}
+	if err := h.Spawn(1, 3, nil); err != nil || h.HostOf(1) != "c" {
+		t.Fatalf("rank 1 on %s, want the spare on c: %v", h.HostOf(1), err)
+	}
+}
