@@ -29,3 +29,35 @@ func TestParseSecrets(t *testing.T) {
 		t.Errorf("read error: %v", err)
 	}
 }
+
+// FuzzParseSecrets: any input is accepted or refused, and the error never
+// depends on (so never repeats) a value: with every value replaced, the
+// same error comes back.
+func FuzzParseSecrets(f *testing.F) {
+	f.Add([]byte("CUTPOINT_NATS_TOKEN=abc\n"))
+	f.Add([]byte("CUTPOINT_NATS=nats://u:p@h:1\nX=zzzzsecret\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > maxSecrets {
+			return
+		}
+		got, err := parseSecrets(b, nil)
+		if err == nil {
+			for k := range got {
+				if k != EnvNATS && k != EnvNATSToken {
+					t.Fatalf("accepted %q", k)
+				}
+			}
+			return
+		}
+		lines := strings.Split(string(b), "\n")
+		for i, l := range lines {
+			if k, _, ok := strings.Cut(l, "="); ok {
+				lines[i] = k + "=v"
+			}
+		}
+		_, err2 := parseSecrets([]byte(strings.Join(lines, "\n")), nil)
+		if err2 == nil || err2.Error() != err.Error() {
+			t.Fatalf("the error depends on a value: %v, with values replaced %v", err, err2)
+		}
+	})
+}
