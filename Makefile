@@ -10,12 +10,24 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
+.PHONY: all lib build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/cutpoint ./cmd/cutpoint
+
+# lib: libcutpoint, the rank library for C, C++, Fortran and Python jobs
+# (cmd/libcutpoint): shared library, static archive and the hand-written
+# header in $(LIB). Needs cgo (gcc).
+LIB := $(BIN)/lib
+lib:
+	mkdir -p $(LIB)
+	$(GO) build -buildmode=c-shared -o $(LIB)/libcutpoint.so ./cmd/libcutpoint
+	$(GO) build -buildmode=c-archive -o $(LIB)/libcutpoint.a ./cmd/libcutpoint
+	rm -f $(LIB)/libcutpoint.h   # cgo's generated header; cutpoint.h is the interface
+	cp cmd/libcutpoint/include/cutpoint.h cmd/libcutpoint/include/cutpoint.f90 $(LIB)/ 2>/dev/null || cp cmd/libcutpoint/include/cutpoint.h $(LIB)/
+	@echo "libcutpoint in $(LIB): cc job.c -I$(LIB) -L$(LIB) -lcutpoint (or $(LIB)/libcutpoint.a -lpthread)"
 
 # The CUDA build links gorgonia.org/cu; it needs cuda.h and libcuda.so to link
 # (scripts/cuda-headers.sh fetches them) and a GPU to run.
