@@ -1,0 +1,296 @@
+package main
+
+// End-to-end tests of jobs written in other languages on libcutpoint: the
+// library is built as a real shared library, the job with gcc (gfortran,
+// Python), and each runs under a real `cutpoint run` with 4 rank processes,
+// undisturbed and with a rank SIGKILLed mid-run; both must end with the
+// digest of the Go heat2d (or of the undisturbed run).
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tools holds what every test builds once: the cutpoint command, the
+// shared library and the header folder.
+type tools struct {
+	dir      string // bin folder: cutpoint, libcutpoint.so
+	cutpoint string
+	include  string
+	err      error
+}
+
+var (
+	toolsOnce sync.Once
+	built     tools
+)
+
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// buildTools builds the cutpoint command and libcutpoint.so (once per test
+// binary; the go build cache makes later runs quick).
+func buildTools(t *testing.T) tools {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds the shared library and runs real jobs")
+	}
+	root := moduleRoot(t)
+	toolsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "libcutpoint-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built = tools{dir: dir, cutpoint: filepath.Join(dir, "cutpoint"), include: filepath.Join(root, "cmd", "libcutpoint", "include")}
+		for _, args := range [][]string{
+			{"build", "-o", built.cutpoint, "./cmd/cutpoint"},
+			{"build", "-buildmode=c-shared", "-o", filepath.Join(dir, "libcutpoint.so"), "./cmd/libcutpoint"},
+		} {
+			cmd := exec.Command("go", args...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				built.err = &buildError{args: args, out: string(out), err: err}
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built
+}
+
+type buildError struct {
+	args []string
+	out  string
+	err  error
+}
+
+func (e *buildError) Error() string {
+	return "go " + strings.Join(e.args, " ") + ": " + e.err.Error() + "\n" + e.out
+}
+
+// needTool skips the test when a compiler or interpreter is missing.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s not installed (scripts/deps.sh installs it): skipping the job built with it", name)
+	}
+	return p
+}
+
+// compile runs a compiler command, failing the test with its output.
+func compile(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+type runResult struct {
+	digest string
+	stderr string
+}
+
+// runJob runs `cutpoint run` with args in a fresh folder and returns the
+// digest of its last stdout line.
+func runJob(t *testing.T, tl tools, args ...string) runResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	full := append([]string{"run", "--store", filepath.Join(dir, "store"), "--heartbeat-interval", "100ms"}, args...)
+	cmd := exec.CommandContext(ctx, tl.cutpoint, full...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CUTPOINT_CONFIG=/dev/null", "LD_LIBRARY_PATH="+tl.dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cutpoint %s: %v\nstderr:\n%s", strings.Join(full, " "), err, tailLines(stderr.String(), 40))
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	d, ok := strings.CutPrefix(lines[len(lines)-1], "result ")
+	if !ok || len(d) != 64 {
+		t.Fatalf("cutpoint %s: last stdout line %q, want \"result <digest>\"\nstderr:\n%s", strings.Join(full, " "), lines[len(lines)-1], tailLines(stderr.String(), 40))
+	}
+	return runResult{digest: d, stderr: stderr.String()}
+}
+
+func tailLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// checkRecovered fails unless the run lost a rank and recovered it.
+func checkRecovered(t *testing.T, r runResult) {
+	t.Helper()
+	if !strings.Contains(r.stderr, "fault injection: SIGKILL") || !strings.Contains(r.stderr, "recovery-finished") {
+		t.Fatalf("no kill and recovery in the run:\n%s", tailLines(r.stderr, 40))
+	}
+}
+
+// heat2dSize and heat2dSteps are small enough for a few seconds on two
+// cores, long enough for cuts to commit before the kill.
+const (
+	heat2dSize  = "64"
+	heat2dSteps = "5000"
+	killSpec    = "1@2000"
+)
+
+func TestCHeat2DMatchesGo(t *testing.T) {
+	cc := needTool(t, "gcc")
+	tl := buildTools(t)
+	root := moduleRoot(t)
+	bin := filepath.Join(t.TempDir(), "heat2d-c")
+	src := filepath.Join(root, "examples", "c")
+	compile(t, cc, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-I"+tl.include,
+		"-o", bin, filepath.Join(src, "heat2d.c"), filepath.Join(src, "sha256.c"),
+		"-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir, "-lm")
+
+	goRef := runJob(t, tl, "--ranks", "4", "--size", heat2dSize, "--steps", heat2dSteps)
+	plain := runJob(t, tl, "--ranks", "4", "--", bin, heat2dSize, heat2dSteps)
+	if plain.digest != goRef.digest {
+		t.Fatalf("C heat2d digest %s, Go heat2d %s", plain.digest, goRef.digest)
+	}
+	hurt := runJob(t, tl, "--ranks", "4", "--every-steps", "100", "--kill", killSpec, "--", bin, heat2dSize, heat2dSteps)
+	checkRecovered(t, hurt)
+	if hurt.digest != goRef.digest {
+		t.Fatalf("C heat2d with rank 1 killed: digest %s, Go heat2d %s", hurt.digest, goRef.digest)
+	}
+}
+
+// TestHeaderCompiles: cutpoint.h compiles as C99 and C++ with every warning
+// an error, and a program calling every function links against the
+// library (so each declared function exists).
+func TestHeaderCompiles(t *testing.T) {
+	tl := buildTools(t)
+	dir := t.TempDir()
+	prog := `#include "cutpoint.h"
+#include <stdio.h>
+int main(void) {
+    cutpoint_rank r = 0;
+    int64_t s = 0, c = 0, b = 0;
+    int32_t me = 0, w = 0;
+    size_t n = 0;
+    char buf[8];
+    void *ring[2] = {buf, buf};
+    if (cutpoint_abi_version() < CUTPOINT_ABI_VERSION) return 1;
+    /* No launcher environment: join fails with a message. */
+    int rc = cutpoint_join(NULL, 0, 0, &r);
+    printf("join %d %s: %s\n", rc, cutpoint_status_string(rc), cutpoint_last_error());
+    if (rc != CUTPOINT_ERROR) return 2;
+    rc = cutpoint_send(12345, 0, buf, 1);
+    printf("send %d: %s\n", rc, cutpoint_last_error());
+    if (rc != CUTPOINT_INVALID) return 3;
+    (void)cutpoint_identity(r, &me, &w);
+    (void)cutpoint_protect_host(r, "x", buf, sizeof buf, 8);
+    (void)cutpoint_protect_host_ring(r, "y", ring, 2, sizeof buf, 8);
+    (void)cutpoint_protect_cuda(r, "z", 0, 0, 8);
+    (void)cutpoint_start(r, &s);
+    (void)cutpoint_recv(r, 0, buf, sizeof buf, &n);
+    (void)cutpoint_safe_point(r, 1, &s);
+    (void)cutpoint_finish(r, NULL, 0);
+    (void)cutpoint_exit_code(r);
+    (void)cutpoint_stats(r, &c, &b);
+    (void)cutpoint_close(r);
+    return 0;
+}
+`
+	cases := []struct{ compiler, file string }{{"gcc", "t.c"}, {"g++", "t.cc"}}
+	for _, c := range cases {
+		t.Run(c.compiler, func(t *testing.T) {
+			cc := needTool(t, c.compiler)
+			src := filepath.Join(dir, c.file)
+			if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			std := "-std=c99"
+			if c.compiler == "g++" {
+				std = "-std=c++11"
+			}
+			bin := filepath.Join(dir, c.compiler+".bin")
+			compile(t, cc, std, "-Wall", "-Wextra", "-pedantic", "-Werror", "-I"+tl.include, "-o", bin, src,
+				"-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
+			cmd := exec.Command(bin)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"} // no CUTPOINT_* variables
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", bin, err, out)
+			}
+			if !strings.Contains(string(out), "CUTPOINT_NATS") {
+				t.Fatalf("join's message does not name the missing variable:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestHeaderDeclaresEveryExport: every function the library exports is
+// declared in cutpoint.h and every function cutpoint.h declares is exported
+// (by exports.go or written in status.c).
+func TestHeaderDeclaresEveryExport(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	header := read(filepath.Join("include", "cutpoint.h"))
+	exported := map[string]bool{}
+	for _, line := range strings.Split(read("exports.go"), "\n") {
+		if name, ok := strings.CutPrefix(line, "//export "); ok {
+			exported[strings.TrimSpace(name)] = true
+		}
+	}
+	for _, name := range []string{"cutpoint_abi_version", "cutpoint_status_string", "cutpoint_last_error"} {
+		if !strings.Contains(read("status.c"), name+"(") {
+			t.Errorf("status.c does not define %s", name)
+		}
+		exported[name] = true
+	}
+	declared := map[string]bool{}
+	for _, line := range strings.Split(header, "\n") {
+		// Declarations start at column 0 with a return type.
+		if line == "" || line[0] == ' ' || line[0] == '#' || line[0] == '/' || line[0] == '*' {
+			continue
+		}
+		i := strings.Index(line, "cutpoint_")
+		j := strings.Index(line, "(")
+		if i < 0 || j < i {
+			continue
+		}
+		declared[strings.TrimLeft(line[i:j], "*")] = true
+	}
+	for name := range exported {
+		if !declared[name] {
+			t.Errorf("%s is exported but not declared in cutpoint.h", name)
+		}
+	}
+	for name := range declared {
+		if !exported[name] {
+			t.Errorf("cutpoint.h declares %s, which the library does not export", name)
+		}
+	}
+	if len(declared) < 15 {
+		t.Errorf("found only %d declarations in cutpoint.h: %v", len(declared), declared)
+	}
+}
