@@ -294,3 +294,70 @@ func TestHeaderDeclaresEveryExport(t *testing.T) {
 		t.Errorf("found only %d declarations in cutpoint.h: %v", len(declared), declared)
 	}
 }
+
+// python finds an interpreter with NumPy and pytest (Debian's python3 when
+// scripts/deps.sh installed python3-numpy and python3-pytest).
+func python(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import numpy, pytest, setuptools").Run() == nil {
+			return p
+		}
+	}
+	t.Skip("no python3 with numpy, pytest and setuptools (scripts/deps.sh installs them): skipping the Python job")
+	return ""
+}
+
+// copyTree copies the files under src to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if d.Name() == "build" || d.Name() == "__pycache__" || strings.HasSuffix(d.Name(), ".egg-info") || strings.HasPrefix(d.Name(), ".") && rel != "." {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPythonPackage installs the package with pip the documented way (no
+// build isolation: setuptools from the system, nothing downloaded) and runs
+// its pytest suite, whose job runs under cutpoint run with a rank killed.
+func TestPythonPackage(t *testing.T) {
+	py := python(t)
+	tl := buildTools(t)
+	root := moduleRoot(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	copyTree(t, filepath.Join(root, "python"), src) // pip builds in the source tree
+	site := filepath.Join(tmp, "site")
+	pip := exec.Command(py, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index", "--target", site, src)
+	if out, err := pip.CombinedOutput(); err != nil {
+		t.Fatalf("pip install: %v\n%s", err, out)
+	}
+	cmd := exec.Command(py, "-m", "pytest", "-q", "-p", "no:cacheprovider", filepath.Join(src, "tests"))
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+site, "CUTPOINT_BIN="+tl.cutpoint,
+		"CUTPOINT_LIB="+filepath.Join(tl.dir, "libcutpoint.so"), "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pytest: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "3 passed") {
+		t.Fatalf("pytest did not run all three tests:\n%s", out)
+	}
+	t.Logf("pytest: %s", tailLines(strings.TrimSpace(string(out)), 1))
+}
