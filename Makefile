@@ -19,15 +19,17 @@ build:
 
 # lib: libcutpoint, the rank library for C, C++, Fortran and Python jobs
 # (cmd/libcutpoint): shared library, static archive and the hand-written
-# header in $(LIB). Needs cgo (gcc).
+# header (cutpoint.h) and Fortran module source (cutpoint.f90) in $(LIB).
+# Needs cgo (gcc). Its tests (C, Python and Fortran jobs under cutpoint run)
+# are part of `unit`: go test ./cmd/libcutpoint.
 LIB := $(BIN)/lib
 lib:
 	mkdir -p $(LIB)
 	$(GO) build -buildmode=c-shared -o $(LIB)/libcutpoint.so ./cmd/libcutpoint
 	$(GO) build -buildmode=c-archive -o $(LIB)/libcutpoint.a ./cmd/libcutpoint
 	rm -f $(LIB)/libcutpoint.h   # cgo's generated header; cutpoint.h is the interface
-	cp cmd/libcutpoint/include/cutpoint.h cmd/libcutpoint/include/cutpoint.f90 $(LIB)/ 2>/dev/null || cp cmd/libcutpoint/include/cutpoint.h $(LIB)/
-	@echo "libcutpoint in $(LIB): cc job.c -I$(LIB) -L$(LIB) -lcutpoint (or $(LIB)/libcutpoint.a -lpthread)"
+	cp cmd/libcutpoint/include/cutpoint.h cmd/libcutpoint/include/cutpoint.f90 $(LIB)/
+	@echo "libcutpoint in $(LIB): cc job.c -I$(LIB) -L$(LIB) -lcutpoint (or $(LIB)/libcutpoint.a -lpthread -lm)"
 
 # The CUDA build links gorgonia.org/cu; it needs cuda.h and libcuda.so to link
 # (scripts/cuda-headers.sh fetches them) and a GPU to run.

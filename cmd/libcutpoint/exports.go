@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -383,4 +384,18 @@ func cutpoint_close(h C.int64_t) C.int {
 	}
 	hd := v.(*handle)
 	return hd.code(hd.r.Close())
+}
+
+//export cutpoint_sha256
+func cutpoint_sha256(data unsafe.Pointer, n C.size_t, out *C.uint8_t) C.int {
+	if out == nil || (data == nil && n > 0) {
+		return (*handle)(nil).code(invalid("cutpoint_sha256: NULL data or out"))
+	}
+	var b []byte
+	if n > 0 {
+		b = unsafe.Slice((*byte)(data), int(n))
+	}
+	sum := sha256.Sum256(b)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(out)), len(sum)), sum[:])
+	return stOK
 }

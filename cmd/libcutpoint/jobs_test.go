@@ -212,6 +212,8 @@ int main(void) {
     (void)cutpoint_exit_code(r);
     (void)cutpoint_stats(r, &c, &b);
     (void)cutpoint_close(r);
+    uint8_t d[32];
+    if (cutpoint_sha256("abc", 3, d) != CUTPOINT_OK || d[0] != 0xba || d[31] != 0xad) return 4;
     return 0;
 }
 `
@@ -360,4 +362,25 @@ func TestPythonPackage(t *testing.T) {
 		t.Fatalf("pytest did not run all three tests:\n%s", out)
 	}
 	t.Logf("pytest: %s", tailLines(strings.TrimSpace(string(out)), 1))
+}
+
+// TestFortranJob builds cutpoint.f90 and a Fortran heat job with gfortran;
+// with a rank killed mid-run it ends with the undisturbed run's digest.
+func TestFortranJob(t *testing.T) {
+	fc := needTool(t, "gfortran")
+	tl := buildTools(t)
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	obj := filepath.Join(dir, "cutpoint.o")
+	bin := filepath.Join(dir, "heat1d")
+	compile(t, fc, "-std=f2018", "-Wall", "-Werror", "-J", dir, "-c", filepath.Join(root, "cmd", "libcutpoint", "include", "cutpoint.f90"), "-o", obj)
+	compile(t, fc, "-Wall", "-Werror", "-I", dir, "-o", bin, filepath.Join(root, "examples", "fortran", "heat1d.f90"), obj,
+		"-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
+	args := []string{"--", bin, "200", "16000"}
+	plain := runJob(t, tl, append([]string{"--ranks", "4"}, args...)...)
+	hurt := runJob(t, tl, append([]string{"--ranks", "4", "--every-steps", "400", "--kill", "2@6000"}, args...)...)
+	checkRecovered(t, hurt)
+	if hurt.digest != plain.digest {
+		t.Fatalf("Fortran job with rank 2 killed: digest %s, undisturbed %s", hurt.digest, plain.digest)
+	}
 }

@@ -200,6 +200,11 @@ int cutpoint_exit_code(cutpoint_rank r);
 /* Counters of the rank: cuts captured and rollbacks applied so far. */
 int cutpoint_stats(cutpoint_rank r, int64_t *captures, int64_t *rollbacks);
 
+/* A convenience for jobs that report a digest (Fortran has no SHA-256):
+ * out receives the 32-byte SHA-256 of the n bytes at data. Needs no
+ * handle; safe from any thread. */
+int cutpoint_sha256(const void *data, size_t n, uint8_t out[32]);
+
 /* Leave the job: writers are cancelled, channels and connections closed,
  * the handle released. A rank that closes without cutpoint_finish looks
  * failed to the coordinator. */
