@@ -176,6 +176,20 @@ func TestCHeat2DMatchesGo(t *testing.T) {
 	if hurt.digest != goRef.digest {
 		t.Fatalf("C heat2d with rank 1 killed: digest %s, Go heat2d %s", hurt.digest, goRef.digest)
 	}
+
+	// The same program linked with the static archive.
+	archive := filepath.Join(t.TempDir(), "libcutpoint.a")
+	build := exec.Command("go", "build", "-buildmode=c-archive", "-o", archive, "./cmd/libcutpoint")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildmode=c-archive: %v\n%s", err, out)
+	}
+	static := filepath.Join(t.TempDir(), "heat2d-static")
+	compile(t, cc, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Werror", "-I"+tl.include,
+		"-o", static, filepath.Join(src, "heat2d.c"), filepath.Join(src, "sha256.c"), archive, "-lpthread", "-lm")
+	if st := runJob(t, tl, "--ranks", "4", "--", static, heat2dSize, heat2dSteps); st.digest != goRef.digest {
+		t.Fatalf("C heat2d linked statically: digest %s, Go heat2d %s", st.digest, goRef.digest)
+	}
 }
 
 // TestHeaderCompiles: cutpoint.h compiles as C99 and C++ with every warning
