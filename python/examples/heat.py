@@ -11,6 +11,7 @@ ranks killed mid-run.
 """
 
 import hashlib
+import os
 import sys
 
 import numpy as np
@@ -31,11 +32,19 @@ def initial(cols: int, rows: int, row0: int, grows: int) -> np.ndarray:
     return u
 
 
+def rewind(r: cutpoint.Rank, step: int) -> int:
+    """After RolledBack: the safe point restores the cut and returns its
+    step (retried if another rollback interrupts it)."""
+    while True:
+        try:
+            return r.safe_point(step)
+        except cutpoint.RolledBack:
+            pass
+
+
 def main() -> int:
     cols, rows, steps = (int(a) for a in sys.argv[1:4])
     alpha = 0.2
-    import os
-
     me, world = int(os.environ["CUTPOINT_RANK"]), int(os.environ["CUTPOINT_WORLD"])
     up = me - 1 if me > 0 else -1
     down = me + 1 if me < world - 1 else -1
@@ -72,7 +81,7 @@ def main() -> int:
                         r.finish(h.digest())
                     return 0
                 except cutpoint.RolledBack:
-                    step = r.safe_point(step)
+                    step = rewind(r, step)
     except cutpoint.Stopped as e:  # Fenced too
         print(f"heat.py: {e}", file=sys.stderr)
         return e.exit_code

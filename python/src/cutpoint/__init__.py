@@ -336,6 +336,10 @@ class Rank:
         if n == 0:
             self._check(self._lib.cutpoint_send(self._h, to, None, 0))
             return
+        if isinstance(data, bytes):
+            # ctypes passes a bytes object's own memory: no copy.
+            self._check(self._lib.cutpoint_send(self._h, to, data, n))
+            return
         if mv.readonly:
             c = (ctypes.c_char * n).from_buffer_copy(mv)
         else:
