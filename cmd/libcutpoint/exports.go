@@ -228,7 +228,14 @@ func cutpoint_protect_cuda(h C.int64_t, name *C.char, ptr C.uint64_t, size C.siz
 	if st != stOK {
 		return st
 	}
-	return hd.code(errNoCUDA)
+	n, err := goName(name)
+	if err != nil {
+		return hd.code(err)
+	}
+	if !kernels.ValidElemSize(int(elemSize)) {
+		return hd.code(invalid("protect %q: element size %d (want 1, 2, 4 or 8)", n, int(elemSize)))
+	}
+	return hd.code(protectCUDA(hd.r, n, uint64(ptr), uint64(size), int(elemSize)))
 }
 
 //export cutpoint_start

@@ -23,8 +23,11 @@
 // wrapped (not copied) as kernels host buffers, and must stay valid until
 // cutpoint_close.
 //
-// CUDA device buffers (cutpoint_protect_cuda) are not supported yet: the
-// call returns CUTPOINT_NO_CUDA in every build.
+// CUDA device buffers (cutpoint_protect_cuda) need the cuda build
+// (`make lib-cuda`, -tags cuda), which wraps the job's device memory as a
+// kernels/cuda buffer of the GPU current on the calling thread; the default
+// build returns CUTPOINT_NO_CUDA. Like every cuda binary, the cuda build
+// exits at load on a machine without a GPU (gorgonia.org/cu's init).
 package main
 
 func main() {}

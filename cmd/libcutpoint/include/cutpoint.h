@@ -160,9 +160,13 @@ int cutpoint_protect_host(cutpoint_rank r, const char *name, void *ptr, size_t s
 int cutpoint_protect_host_ring(cutpoint_rank r, const char *name, void *const *ptrs, size_t count,
                                size_t size, int elem_size);
 
-/* Protect size bytes of CUDA device memory at ptr (a CUdeviceptr of the
- * current context). Returns CUTPOINT_NO_CUDA unless the library is the cuda
- * build and supports it (this version: never). */
+/* Protect size bytes of CUDA device memory at ptr (a CUdeviceptr) on the
+ * GPU current on the calling thread, allocated in that GPU's primary
+ * context (the CUDA runtime's; driver API programs use
+ * cuDevicePrimaryCtxRetain). Captured and restored on the library's own
+ * streams at safe points; the job's kernels writing the buffer must be
+ * complete (synchronized) before cutpoint_safe_point. The default build
+ * returns CUTPOINT_NO_CUDA; the cuda build (make lib-cuda) supports it. */
 int cutpoint_protect_cuda(cutpoint_rank r, const char *name, uint64_t ptr, size_t size, int elem_size);
 
 /* Start the job's protocol: restore the protected state when the launcher

@@ -290,9 +290,11 @@ class Rank:
 
     def protect_cuda(self, name: str, array: Any) -> None:
         """Protect a CUDA device array (any object with
-        ``__cuda_array_interface__``: CuPy, Numba, PyTorch). Raises
-        :class:`NoCUDA` unless libcutpoint is a cuda build that supports
-        device buffers."""
+        ``__cuda_array_interface__``: CuPy, Numba, PyTorch) on the GPU
+        current on this thread, in its primary context (the CUDA runtime's).
+        Work writing it must be synchronized before each safe point. Raises
+        :class:`NoCUDA` unless libcutpoint is the cuda build
+        (``make lib-cuda``)."""
         try:
             iface = array.__cuda_array_interface__
         except AttributeError:
