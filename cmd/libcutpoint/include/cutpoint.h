@@ -64,9 +64,10 @@
  *   - Several handles may exist in one process (tests do that); each is an
  *     independent rank.
  *
- * Signals and fork: the library is Go code (a c-shared or c-archive build);
- * it installs its own signal handlers (SA_ONSTACK) and runs threads of its
- * own. Do not fork() without exec() after cutpoint_join.
+ * Signals and fork: the library is Go code (a c-shared or c-archive build)
+ * and runs threads of its own. The Go runtime handles synchronous signals
+ * (SIGSEGV, SIGBUS, SIGFPE) itself; signal handlers the program installs
+ * must use SA_ONSTACK. Do not fork() without exec() after cutpoint_join.
  *
  * This header is hand-written and stable: new functions may be added, the
  * existing ones keep their signatures and codes (CUTPOINT_ABI_VERSION grows
