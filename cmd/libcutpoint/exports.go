@@ -46,6 +46,9 @@ var (
 // errInvalid marks bad arguments (CUTPOINT_INVALID).
 var errInvalid = errors.New("invalid argument")
 
+// errTooSmall is CUTPOINT_TOO_SMALL's error.
+var errTooSmall = errors.New("buffer too small for the message")
+
 // errNoCUDA is CUTPOINT_NO_CUDA's error.
 var errNoCUDA = errors.New("libcutpoint: CUDA device buffers are not supported by this build")
 
@@ -86,6 +89,8 @@ func (h *handle) code(err error) C.int {
 		return stInvalid
 	case errors.Is(err, errNoCUDA):
 		return stNoCUDA
+	case errors.Is(err, errTooSmall):
+		return stTooSmall
 	}
 	return stError
 }
@@ -297,7 +302,7 @@ func cutpoint_recv(h C.int64_t, from C.int32_t, buf unsafe.Pointer, capacity C.s
 	*n = C.size_t(len(msg))
 	if uint64(len(msg)) > uint64(capacity) {
 		hd.putStash(int(from), msg)
-		return hd.code(fmt.Errorf("libcutpoint: cutpoint_recv from %d: message of %d bytes, buffer of %d", int32(from), len(msg), uint64(capacity)))
+		return hd.code(fmt.Errorf("libcutpoint: cutpoint_recv from %d: message of %d bytes, buffer of %d (kept for the next recv): %w", int32(from), len(msg), uint64(capacity), errTooSmall))
 	}
 	if len(msg) > 0 {
 		copy(unsafe.Slice((*byte)(buf), len(msg)), msg)

@@ -9,6 +9,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,5 +398,22 @@ func TestFortranJob(t *testing.T) {
 	checkRecovered(t, hurt)
 	if hurt.digest != plain.digest {
 		t.Fatalf("Fortran job with rank 2 killed: digest %s, undisturbed %s", hurt.digest, plain.digest)
+	}
+}
+
+// TestABIContracts runs testdata/abi.c as a 2-rank job: argument checks,
+// status codes before and after start, a message too large for the buffer
+// kept for the next receive, the per-thread last error, empty messages,
+// closing twice.
+func TestABIContracts(t *testing.T) {
+	cc := needTool(t, "gcc")
+	tl := buildTools(t)
+	bin := filepath.Join(t.TempDir(), "abi")
+	compile(t, cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"+tl.include, "-o", bin,
+		filepath.Join("testdata", "abi.c"), "-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
+	res := runJob(t, tl, "--ranks", "2", "--", bin)
+	ok := sha256.Sum256([]byte("ok"))
+	if res.digest != hex.EncodeToString(ok[:]) {
+		t.Fatalf("abi.c reported failures (digest %s):\n%s", res.digest, tailLines(res.stderr, 40))
 	}
 }

@@ -45,8 +45,10 @@ def test_protect_rejects_non_contiguous():
 def run(tmp_path, name, *extra):
     d = tmp_path / name
     d.mkdir()
+    # 1024 columns: the gather's 96 KiB blocks are larger than recv's first
+    # buffer, so the TOO_SMALL path (message kept, buffer grown) runs.
     args = [BIN, "run", "--ranks", "4", "--store", str(d / "store"), "--heartbeat-interval", "100ms", *extra,
-            "--", sys.executable, str(HEAT), "48", "12", "3000"]
+            "--", sys.executable, str(HEAT), "1024", "12", "3000"]
     env = dict(os.environ, CUTPOINT_CONFIG="/dev/null", PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.run(args, cwd=d, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-4000:]
