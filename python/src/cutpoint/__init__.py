@@ -241,8 +241,9 @@ class Rank:
         self._lib = load_library(library)
         self._h = 0
         self._keep: list[Any] = []  # protected arrays: must outlive the rank
-        self._buf = ctypes.create_string_buffer(64 << 10)
-        self._buf_lock = threading.Lock()
+        # recv's buffer, one per thread: threads receiving from different
+        # peers must not wait for each other.
+        self._local = threading.local()
         plist = list(peers) if peers is not None else []
         arr = (ctypes.c_int32 * len(plist))(*plist) if plist else None
         h = ctypes.c_int64()
@@ -360,15 +361,18 @@ class Rank:
 
     def recv(self, frm: int) -> bytes:
         """Receive the next message from rank ``frm`` (waits for one)."""
-        with self._buf_lock:
-            while True:
-                n = ctypes.c_size_t()
-                rc = self._lib.cutpoint_recv(self._h, frm, self._buf, len(self._buf), ctypes.byref(n))
-                if rc == TOO_SMALL:
-                    self._buf = ctypes.create_string_buffer(max(n.value, 2 * len(self._buf)))
-                    continue
-                self._check(rc)
-                return self._buf.raw[: n.value]
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = ctypes.create_string_buffer(64 << 10)
+        while True:
+            n = ctypes.c_size_t()
+            rc = self._lib.cutpoint_recv(self._h, frm, buf, len(buf), ctypes.byref(n))
+            if rc == TOO_SMALL:
+                # The library kept the message: grow and take it.
+                buf = self._local.buf = ctypes.create_string_buffer(max(n.value, 2 * len(buf)))
+                continue
+            self._check(rc)
+            return buf.raw[: n.value]
 
     def finish(self, result: Optional[bytes] = None) -> None:
         """The job is done: ``result`` (rank 0's is printed by the launcher
