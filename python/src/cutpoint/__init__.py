@@ -372,7 +372,7 @@ class Rank:
                 buf = self._local.buf = ctypes.create_string_buffer(max(n.value, 2 * len(buf)))
                 continue
             self._check(rc)
-            return buf.raw[: n.value]
+            return ctypes.string_at(buf, n.value)  # copies n bytes, not the buffer
 
     def finish(self, result: Optional[bytes] = None) -> None:
         """The job is done: ``result`` (rank 0's is printed by the launcher
