@@ -19,6 +19,8 @@ import (
 
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank"
+	"github.com/cutpoint/cutpoint/rank/participant"
+	"github.com/cutpoint/cutpoint/rank/transport"
 )
 
 // handle is one rank of the process, named by an integer on the C side.
@@ -85,7 +87,8 @@ func (h *handle) code(err error) C.int {
 		return stProtectAfterStart
 	case errors.Is(err, rank.ErrClosed):
 		return stClosed
-	case errors.Is(err, errInvalid):
+	case errors.Is(err, errInvalid), errors.Is(err, participant.ErrNotPeer), errors.Is(err, participant.ErrTooLarge),
+		errors.Is(err, transport.ErrUnknownPeer), errors.Is(err, transport.ErrTooLarge):
 		return stInvalid
 	case errors.Is(err, errNoCUDA):
 		return stNoCUDA

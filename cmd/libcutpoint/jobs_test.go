@@ -401,7 +401,7 @@ func TestFortranJob(t *testing.T) {
 	}
 }
 
-// TestABIContracts runs testdata/abi.c as a 2-rank job: argument checks,
+// TestABIContracts runs testdata/abi.c as a 3-rank job: argument checks,
 // status codes before and after start, a message too large for the buffer
 // kept for the next receive, the per-thread last error, empty messages,
 // closing twice.
@@ -411,7 +411,7 @@ func TestABIContracts(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "abi")
 	compile(t, cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"+tl.include, "-o", bin,
 		filepath.Join("testdata", "abi.c"), "-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
-	res := runJob(t, tl, "--ranks", "2", "--", bin)
+	res := runJob(t, tl, "--ranks", "3", "--", bin)
 	ok := sha256.Sum256([]byte("ok"))
 	if res.digest != hex.EncodeToString(ok[:]) {
 		t.Fatalf("abi.c reported failures (digest %s):\n%s", res.digest, tailLines(res.stderr, 40))

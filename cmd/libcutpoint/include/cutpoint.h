@@ -113,7 +113,8 @@ typedef enum cutpoint_status {
     CUTPOINT_PROTECT_AFTER_START = 5,
     /* The rank was closed. (rank.ErrClosed) */
     CUTPOINT_CLOSED = 6,
-    /* A bad argument: unknown handle, NULL pointer, rank out of range,
+    /* A bad argument: unknown handle, NULL pointer, rank out of range or
+     * not a declared peer, a message above the transport's maximum,
      * element size not 1, 2, 4 or 8, an empty or duplicate name. */
     CUTPOINT_INVALID = 7,
     /* cutpoint_recv: the message is larger than the buffer. *len holds its

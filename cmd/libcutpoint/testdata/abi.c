@@ -1,10 +1,11 @@
-/* abi.c: checks of the C interface's contracts in a real 2-rank job
- * (go test ./cmd/libcutpoint, TestABIContracts). A failed check does not
+/* abi.c: checks of the C interface's contracts in a real job
+ * (go test ./cmd/libcutpoint, TestABIContracts; 3 ranks). A failed check does not
  * exit (the coordinator would respawn the rank): rank 0 reports
  * SHA-256("ok") only when every check on both ranks passed, and
  * SHA-256("fail") otherwise; failures are printed on stderr. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cutpoint.h"
@@ -36,12 +37,18 @@ int main(void) {
     size_t n = 0;
     int rc, i;
 
-    rc = cutpoint_join(NULL, 0, 0, &r);
+    {
+        /* A line of 3 ranks: 0 - 1 - 2 (each is its own peer, always). */
+        const char *env = getenv("CUTPOINT_RANK");
+        int32_t mid[2] = {0, 2}, one = 1;
+        if (env && env[0] == '1') rc = cutpoint_join(mid, 2, 0, &r);
+        else rc = cutpoint_join(&one, 1, 0, &r);
+    }
     if (rc != CUTPOINT_OK) {
         fprintf(stderr, "join: %s\n", cutpoint_last_error());
         return 1;
     }
-    CHECK(cutpoint_identity(r, &me, &world) == CUTPOINT_OK && world == 2, "identity %d/%d", me, world);
+    CHECK(cutpoint_identity(r, &me, &world) == CUTPOINT_OK && world == 3, "identity %d/%d", me, world);
     CHECK(cutpoint_send(r, 1, "x", 1) == CUTPOINT_NOT_STARTED, "send before start");
     CHECK(cutpoint_protect_host(r, "state", state, sizeof state, 3) == CUTPOINT_INVALID, "element size 3");
     CHECK(cutpoint_protect_host(r, "state", state, 12, 8) == CUTPOINT_INVALID, "12 bytes of 8-byte elements");
@@ -53,7 +60,8 @@ int main(void) {
 #endif
     CHECK(cutpoint_start(r, &step) == CUTPOINT_OK && step == 0, "start: step %lld", (long long)step);
     CHECK(cutpoint_protect_host(r, "late", state, sizeof state, 8) == CUTPOINT_PROTECT_AFTER_START, "protect after start");
-    CHECK(cutpoint_send(r, 2, "x", 1) == CUTPOINT_INVALID, "send to rank 2 of 2");
+    CHECK(cutpoint_send(r, 3, "x", 1) == CUTPOINT_INVALID, "send to rank 3 of 3");
+    if (me != 1) CHECK(cutpoint_send(r, 2 - me, "x", 1) == CUTPOINT_INVALID, "send to a rank not declared a peer");
     CHECK(cutpoint_recv(r, -1, small, sizeof small, &n) == CUTPOINT_INVALID, "recv from -1");
     CHECK(cutpoint_safe_point(r, 1, NULL) == CUTPOINT_INVALID, "safe_point NULL");
     CHECK(cutpoint_send(12345, 0, "x", 1) == CUTPOINT_INVALID, "unknown handle");
@@ -64,8 +72,15 @@ int main(void) {
         CHECK(cutpoint_send(r, 1, msg, sizeof msg) == CUTPOINT_OK, "send: %s", cutpoint_last_error());
         CHECK(cutpoint_recv(r, 1, &verdict, 1, &n) == CUTPOINT_OK && n == 1, "recv verdict");
         if (verdict) failed = 1;
+    } else if (me == 2) {
+        /* Rank 2's verdict reaches rank 0 through rank 1. */
+        verdict = (unsigned char)failed;
+        CHECK(cutpoint_send(r, 1, &verdict, 1) == CUTPOINT_OK, "send verdict");
     } else {
+        unsigned char v2 = 1;
         int clean = 0;
+        CHECK(cutpoint_recv(r, 2, &v2, 1, &n) == CUTPOINT_OK && n == 1, "recv rank 2's verdict");
+        if (v2) failed = 1;
         pthread_t t;
         /* Too small: the size is reported and the message kept. */
         rc = cutpoint_recv(r, 0, small, sizeof small, &n);
