@@ -10,12 +10,35 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/cutpoint ./cmd/cutpoint
+
+# lib: libcutpoint, the rank library for C, C++, Fortran and Python jobs
+# (cmd/libcutpoint): shared library, static archive and the hand-written
+# header (cutpoint.h) and Fortran module source (cutpoint.f90) in $(LIB).
+# Needs cgo (gcc). Its tests (C, Python and Fortran jobs under cutpoint run)
+# are part of `unit`: go test ./cmd/libcutpoint.
+LIB := $(BIN)/lib
+lib:
+	mkdir -p $(LIB)
+	$(GO) build -buildmode=c-shared -o $(LIB)/libcutpoint.so ./cmd/libcutpoint
+	$(GO) build -buildmode=c-archive -o $(LIB)/libcutpoint.a ./cmd/libcutpoint
+	rm -f $(LIB)/libcutpoint.h   # cgo's generated header; cutpoint.h is the interface
+	cp cmd/libcutpoint/include/cutpoint.h cmd/libcutpoint/include/cutpoint.f90 $(LIB)/
+	@echo "libcutpoint in $(LIB): cc job.c -I$(LIB) -L$(LIB) -lcutpoint (or $(LIB)/libcutpoint.a -lpthread -lm)"
+
+# lib-cuda: libcutpoint with the CUDA device (cutpoint_protect_cuda wraps
+# the job's device memory) in $(LIB)-cuda; like build-cuda it needs
+# scripts/cuda-headers.sh to link and a GPU to run.
+lib-cuda:
+	mkdir -p $(LIB)-cuda
+	source scripts/cuda-env.sh && $(GO) build -tags cuda -buildmode=c-shared -o $(LIB)-cuda/libcutpoint.so ./cmd/libcutpoint
+	rm -f $(LIB)-cuda/libcutpoint.h
+	cp cmd/libcutpoint/include/cutpoint.h cmd/libcutpoint/include/cutpoint.f90 $(LIB)-cuda/
 
 # The CUDA build links gorgonia.org/cu; it needs cuda.h and libcuda.so to link
 # (scripts/cuda-headers.sh fetches them) and a GPU to run.

@@ -8,6 +8,10 @@
 #   - the zstd command-line tool, the baseline `cutpoint bench` compares
 #     against (its quick plan runs in `make test`; without zstd that row is
 #     skipped)
+#   - the compilers and Python packages the jobs of other languages need
+#     (go test ./cmd/libcutpoint: C, C++, Fortran and Python jobs on
+#     libcutpoint): gcc/g++, gfortran, python3 with numpy, pytest,
+#     setuptools and pip, from Debian (no PyPI)
 # The Slurm tests install their own daemons (slurm/ci/start-slurm.sh).
 set -euo pipefail
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -24,5 +28,22 @@ if ! command -v zstd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/de
   (apt-get install -y --no-install-recommends zstd >/dev/null 2>&1 ||
     { apt-get update >/dev/null && apt-get install -y --no-install-recommends zstd >/dev/null; }) ||
     log "could not install zstd; the zstd CLI baseline will be skipped"
+fi
+# Debian packages for libcutpoint's tests; only the missing ones, quietly.
+apt_pkgs=(gcc g++ gfortran python3 python3-numpy python3-pytest python3-setuptools python3-pip)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }) ||
+      log "could not install ${missing[*]}; the jobs that need them are skipped"
+  else
+    log "missing ${missing[*]} (not root): the jobs that need them are skipped"
+  fi
 fi
 scripts/cuda-headers.sh

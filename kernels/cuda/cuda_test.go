@@ -271,3 +271,56 @@ func seq(n int) []int {
 	}
 	return o
 }
+
+// A wrapped buffer is the job's memory: writes through it land in the
+// original allocation, a capture reads it, a restore writes it in place,
+// and closing it frees nothing.
+func TestWrapBorrowed(t *testing.T) {
+	d := device(t)
+	const n = 1 << 20
+	orig, err := d.Alloc(n, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	w, err := d.Wrap(orig.(*cuda.Buffer).Ptr(), n, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, n)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	if err := d.CopyFromHost(w, 0, want); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, n)
+	if err := d.CopyToHost(got, orig, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("a write through the wrapped buffer did not reach the allocation")
+	}
+	zero := make([]byte, n)
+	if err := d.Restore(w, zero); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CopyToHost(got, orig, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, zero) {
+		t.Fatal("a restore into the wrapped buffer did not reach the allocation")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CopyFromHost(orig, 0, want); err != nil {
+		t.Fatalf("the allocation is gone after closing the wrapped buffer: %v", err)
+	}
+	if _, err := d.Wrap(0, 8, 8); err == nil {
+		t.Error("wrapping NULL succeeded")
+	}
+	if _, err := d.Wrap(orig.(*cuda.Buffer).Ptr(), 12, 8); err == nil {
+		t.Error("wrapping 12 bytes of 8-byte elements succeeded")
+	}
+}

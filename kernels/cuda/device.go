@@ -382,6 +382,8 @@ type Buffer struct {
 	n      int64
 	elem   int
 	closed atomic.Bool
+	// borrowed: memory of the job's (Wrap); Close does not free it.
+	borrowed bool
 }
 
 // Device returns the device that allocated the buffer.
@@ -403,7 +405,7 @@ func (b *Buffer) Close() error {
 		return nil
 	}
 	defer b.d.live.Add(-1)
-	if b.ptr == 0 {
+	if b.ptr == 0 || b.borrowed {
 		return nil
 	}
 	unbind, err := b.d.bind()
@@ -448,6 +450,26 @@ func (d *Device) Alloc(n int64, elemSize int) (kernels.Buffer, error) {
 	}
 	d.live.Add(1)
 	return b, nil
+}
+
+// Wrap makes n bytes of device memory at ptr, allocated by the job in this
+// device's primary context (the CUDA runtime's context), a Buffer of
+// elemSize-byte elements without copying: captures read it and restores
+// write it in place, on the device's streams. Close does not free the
+// memory, which must outlive every use of the buffer. For jobs that own
+// their device memory (libcutpoint's cutpoint_protect_cuda).
+func (d *Device) Wrap(ptr cu.DevicePtr, n int64, elemSize int) (*Buffer, error) {
+	if !kernels.ValidElemSize(elemSize) {
+		return nil, fmt.Errorf("cuda: %s: element size %d is not 1, 2, 4 or 8", d.name, elemSize)
+	}
+	if n < 0 || n%int64(elemSize) != 0 {
+		return nil, fmt.Errorf("cuda: %s: wrap: %d bytes are not whole %d-byte elements", d.name, n, elemSize)
+	}
+	if ptr == 0 && n > 0 {
+		return nil, fmt.Errorf("cuda: %s: wrap: NULL device pointer of %d bytes", d.name, n)
+	}
+	d.live.Add(1)
+	return &Buffer{d: d, ptr: ptr, n: n, elem: elemSize, borrowed: true}, nil
 }
 
 // buffer returns b as a live buffer of this device.
