@@ -146,11 +146,15 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return usageError(err)
 	}
 
-	store, err := o.openStore(ctx, g, !o.Restore && !j.rejoin)
+	store, err := o.openStore(ctx, g, (!o.Restore || o.RestoreIfAny) && !j.rejoin)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	mode := o.mode()
+	if j.rejoin {
+		mode = coordinator.ModeRejoin
+	}
 
 	natsURL := o.nats.URL
 	if j.embedded {
@@ -242,12 +246,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 		}
 	}
-	mode := o.mode()
-	if j.rejoin {
-		mode = coordinator.ModeRejoin
-	}
 	res, err := driver.Run(ctx, driver.Config{
-		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
+		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 	})
@@ -277,7 +277,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 // as usage errors.
 func jobSetupError(err error) error {
 	switch {
-	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrWorldMismatch),
+	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrNoCut), errors.Is(err, driver.ErrWorldMismatch),
 		errors.Is(err, coordinator.ErrConfig):
 		return usageError(err)
 	}

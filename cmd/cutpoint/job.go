@@ -71,31 +71,35 @@ func (o workloadOptions) args() []string {
 
 // jobOptions configure the coordinator side of a job (run, coordinator).
 type jobOptions struct {
-	nats        natsOptions
-	Store       string
-	Job         string
-	Ranks       int
-	Restore     bool
-	Interval    time.Duration
-	EverySteps  int64
-	Keep        int
-	Codec       string
-	ChunkSize   int
-	Hash        string
-	Heartbeat   time.Duration
-	FailTimeout time.Duration
-	Grace       time.Duration
-	Metrics     string
-	MaxRecover  int
-	StopWorld   bool
-	StoreIO     string
+	nats    natsOptions
+	Store   string
+	Job     string
+	Ranks   int
+	Restore bool
+	// RestoreIfAny (--restore=if-any): a restore of a job with no
+	// committed cut starts it from step 0 instead of failing.
+	RestoreIfAny bool
+	Interval     time.Duration
+	EverySteps   int64
+	Keep         int
+	Codec        string
+	ChunkSize    int
+	Hash         string
+	Heartbeat    time.Duration
+	FailTimeout  time.Duration
+	Grace        time.Duration
+	Metrics      string
+	MaxRecover   int
+	StopWorld    bool
+	StoreIO      string
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
-	f.BoolVar(&o.Restore, "restore", false, "resume the job from its latest committed cut in --store")
+	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest committed cut in --store (none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
+	f.Lookup("restore").NoOptDefVal = "true"
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
 	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut every N steps (0: off)")
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
@@ -110,6 +114,34 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
+
+// restoreFlag is --restore: a boolean, or "if-any".
+type restoreFlag struct{ o *jobOptions }
+
+func (f *restoreFlag) String() string {
+	if f.o == nil {
+		return "false"
+	}
+	if f.o.RestoreIfAny {
+		return "if-any"
+	}
+	return strconv.FormatBool(f.o.Restore)
+}
+
+func (f *restoreFlag) Set(v string) error {
+	if v == "if-any" {
+		f.o.Restore, f.o.RestoreIfAny = true, true
+		return nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true, false or if-any")
+	}
+	f.o.Restore, f.o.RestoreIfAny = b, false
+	return nil
+}
+
+func (f *restoreFlag) Type() string { return "bool" }
 
 func (o *jobOptions) check() error {
 	var errs []error
@@ -151,6 +183,9 @@ func (o *jobOptions) check() error {
 		if err := natsutil.CheckURL(o.nats.URL); err != nil {
 			errs = append(errs, fmt.Errorf("--nats: %w", err))
 		}
+	}
+	if o.Grace <= 0 {
+		errs = append(errs, fmt.Errorf("--grace %v: must be positive", o.Grace))
 	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
@@ -308,6 +343,9 @@ func outcomeError(out coordinator.Outcome) error {
 	case coordinator.CodeStoppedWithCut:
 		return withCode(exitStoppedCut, fmt.Errorf("job stopped after committing cut %d (%s); resume with --restore", out.Epoch, out.Reason))
 	case coordinator.CodeStoppedNoCut:
+		if out.Epoch == 0 {
+			return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); no cut of the job was committed (--restore=if-any starts it again from step 0)", out.Reason))
+		}
 		return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); the previous cut (%d) is intact", out.Reason, out.Epoch))
 	default:
 		return withCode(exitFailure, fmt.Errorf("job failed: %s", out.Reason))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +25,11 @@ type GlobalOptions struct {
 	Stderr io.Writer
 
 	Logger *slog.Logger
+
+	// started is set once a command's own pre-run hook runs: an error
+	// before that (unknown command, bad flag or value, wrong arguments)
+	// came from parsing the command line, a usage error.
+	started bool
 }
 
 func newRootCommand(g *GlobalOptions) *cobra.Command {
@@ -44,12 +51,15 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.started = true
 			if err := applyConfig(g, cmd); err != nil {
 				return usageError(err)
 			}
 			return g.setupLogging()
 		},
 	}
+	// A bad flag or value is a usage error (exit 2), like a bad config key.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
 	pf := root.PersistentFlags()
@@ -75,6 +85,18 @@ var commands = []func(*GlobalOptions) *cobra.Command{
 	newGcCommand,
 	newInspectCommand,
 	newBenchCommand,
+}
+
+// execute runs the command line; an error from parsing it (unknown
+// command, wrong arguments, bad flags) is marked as a usage error.
+func execute(ctx context.Context, g *GlobalOptions, root *cobra.Command, args []string) error {
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var ee *exitError
+	if err != nil && !g.started && !errors.As(err, &ee) {
+		err = usageError(err)
+	}
+	return err
 }
 
 func (g *GlobalOptions) setupLogging() error {

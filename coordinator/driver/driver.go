@@ -52,6 +52,9 @@ var (
 	ErrJobExists = errors.New("job already exists in the store")
 	// ErrNoJob: a restore or rejoin found no job record.
 	ErrNoJob = errors.New("no such job in the store")
+	// ErrNoCut: a restore found the job but no committed cut to resume
+	// from (and Config.RestoreIfAny does not allow starting at step 0).
+	ErrNoCut = errors.New("no committed cut to resume from")
 	// ErrWorldMismatch: the store's job has another number of ranks.
 	ErrWorldMismatch = errors.New("number of ranks differs from the store's job")
 	// ErrCannotSpawn: the coordinator must start a rank but has no
@@ -63,8 +66,13 @@ var (
 type Config struct {
 	Coord coordinator.Config
 	Mode  coordinator.Mode
-	Store *ckpt.Store
-	NC    *nats.Conn
+	// RestoreIfAny: a restore (ModeRestore) of a job with no committed cut
+	// starts it from step 0, as a new job when the store has no record of
+	// it; without it that restore fails with ErrNoCut (or ErrNoJob), so a
+	// wrong store or job name never silently starts over.
+	RestoreIfAny bool
+	Store        *ckpt.Store
+	NC           *nats.Conn
 	// Spawner starts ranks; nil when ranks are started by someone else
 	// (then a needed respawn fails the job clearly).
 	Spawner Spawner
@@ -222,11 +230,22 @@ func (d *driver) start(ctx context.Context) error {
 				d.job, st, len(cuts), ErrJobExists)
 		}
 	default:
+		if rec == nil && len(cuts) == 0 && d.cfg.Mode == coordinator.ModeRestore && d.cfg.RestoreIfAny {
+			d.log.Info("no record of the job in the store: starting it from step 0", "job", d.job)
+			d.cfg.Mode = coordinator.ModeNew
+			break
+		}
 		if rec == nil {
 			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
 		}
 		if rec.World != d.cfg.Coord.World {
 			return fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		if d.cfg.Mode == coordinator.ModeRestore && len(cuts) == 0 {
+			if !d.cfg.RestoreIfAny {
+				return fmt.Errorf("job %q in store %s: %w; use --restore=if-any to start it from step 0 when there is none", d.job, st, ErrNoCut)
+			}
+			d.log.Info("the job has no committed cut: starting it from step 0", "job", d.job)
 		}
 	}
 	gen := uint64(1)
