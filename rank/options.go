@@ -3,6 +3,7 @@ package rank
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -33,6 +34,8 @@ const (
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
+	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
+	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -80,7 +83,11 @@ type Options struct {
 	// comparison in benchmarks.
 	StopTheWorld bool
 	// Fault is a fault-injection spec (see EnvFault); empty in production.
-	Fault  string
+	Fault string
+	// Logger receives the rank's logs. OptionsFromEnv sets one that writes
+	// to stderr in the launcher's level and format (EnvLogLevel,
+	// EnvLogFormat), which the launcher relays into its own log stream:
+	// a job should log through it too. nil: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -139,6 +146,11 @@ func OptionsFromEnv() (Options, error) {
 		o.HeartbeatInterval = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	lg, err := NewLogger(os.Stderr, str(EnvLogLevel), str(EnvLogFormat))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s/%s: %w", EnvLogLevel, EnvLogFormat, err))
+	}
+	o.Logger = lg
 	o.Fault = str(EnvFault)
 	if err := errors.Join(errs...); err != nil {
 		return o, err
@@ -187,6 +199,27 @@ func (o *Options) check() error {
 		return fmt.Errorf("rank options: %w", err)
 	}
 	return nil
+}
+
+// NewLogger returns the logger of cutpoint's log stream: level debug, info
+// (""), warn or error; format text ("") or json. The launcher, the
+// coordinator and the ranks all log through one, so their lines share a
+// format.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if level != "" {
+		if err := lvl.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 // CheckStoreIO accepts the values of Options.StoreIO.

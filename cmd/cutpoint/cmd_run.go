@@ -188,7 +188,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
-		env := o.rankEnv(natsURL)
+		env := append(o.rankEnv(natsURL), g.rankLogEnv()...)
+		relay := g.relay()
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
 			if err != nil {
@@ -198,7 +199,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		}
 		if j.spawn == "srun" {
 			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: env, RankVar: rank.EnvRank,
-				Args: j.srunArgs, Out: g.Stderr, Log: g.Logger})
+				Args: j.srunArgs, Out: g.Stderr, Relay: &relay, Log: g.Logger})
 			if err != nil {
 				return usageError(err)
 			}
@@ -209,6 +210,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			if err != nil {
 				return usageError(err)
 			}
+			spawner.SetRelay(relay)
 			defer spawner.Close()
 			drvSpawner = spawner
 		}

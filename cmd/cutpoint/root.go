@@ -12,6 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/rank"
 )
 
 // GlobalOptions are the flags every command shares and the process's
@@ -100,21 +103,25 @@ func execute(ctx context.Context, g *GlobalOptions, root *cobra.Command, args []
 }
 
 func (g *GlobalOptions) setupLogging() error {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(g.LogLevel)); err != nil {
-		return usageError(fmt.Errorf("log-level %q: want debug, info, warn or error", g.LogLevel))
+	lg, err := rank.NewLogger(g.Stderr, g.LogLevel, g.LogFormat)
+	if err != nil {
+		return usageError(fmt.Errorf("--log-level/--log-format: %w", err))
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch g.LogFormat {
-	case "text":
-		g.Logger = slog.New(slog.NewTextHandler(g.Stderr, opts))
-	case "json":
-		g.Logger = slog.New(slog.NewJSONHandler(g.Stderr, opts))
-	default:
-		return usageError(fmt.Errorf("log-format %q: want text or json", g.LogFormat))
-	}
+	g.Logger = lg
 	slog.SetDefault(g.Logger)
 	return nil
+}
+
+// relay is how the ranks' output joins this process's log stream.
+func (g *GlobalOptions) relay() launch.Relay {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // checked by setupLogging
+	return launch.Relay{Level: lvl, JSON: g.LogFormat == "json"}
+}
+
+// rankLogEnv passes this process's log settings to the ranks.
+func (g *GlobalOptions) rankLogEnv() []string {
+	return []string{rank.EnvLogLevel + "=" + g.LogLevel, rank.EnvLogFormat + "=" + g.LogFormat}
 }
 
 // applyConfig fills every flag the user did not set on the command line from

@@ -60,7 +60,8 @@ var _ Spawner = (*Local)(nil)
 type Local struct {
 	argv   []string
 	env    []string
-	out    io.Writer // rank output, prefixed per line
+	out    io.Writer // rank output, through relay
+	relay  *Relay
 	log    *slog.Logger
 	exits  chan Exit
 	mu     sync.Mutex
@@ -78,7 +79,8 @@ type proc struct {
 
 // NewLocal returns a spawner that runs argv for each rank with the base
 // environment env plus the per-rank variables given to Spawn. Each output
-// line of a rank goes to out prefixed with "[rank N] ".
+// line of a rank goes to out through the Relay set by SetRelay (by default
+// every line, "[rank N] " prefixed unless it is a log line).
 func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Local, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("launch: no executable given")
@@ -101,6 +103,14 @@ func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger) (*Lo
 	}, nil
 }
 
+// SetRelay sets how the ranks' output lines reach out: their format and
+// level filter. Call it before the first Spawn.
+func (l *Local) SetRelay(r Relay) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.relay = &r
+}
+
 // Spawn starts rank as process spawn with env added to the base
 // environment. A rank that is still running must be killed first.
 func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
@@ -121,7 +131,6 @@ func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
 	// Own process group: a kill reaches whatever the rank started. Pdeathsig:
 	// if the launcher dies, its ranks do not linger.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	prefix := fmt.Sprintf("[rank %d] ", rank)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -137,8 +146,8 @@ func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
 	l.procs[rank] = p
 	var copies sync.WaitGroup
 	copies.Add(2)
-	go l.copyLines(&copies, stdout, prefix)
-	go l.copyLines(&copies, stderr, prefix)
+	go l.copyLines(&copies, stdout, rank, "stdout")
+	go l.copyLines(&copies, stderr, rank, "stderr")
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -169,12 +178,15 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 	return cmd.ProcessState.ExitCode(), ""
 }
 
-func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, rank int, stream string) {
 	defer wg.Done()
+	l.mu.Lock()
+	relay := l.relay
+	l.mu.Unlock()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fmt.Fprintf(l.out, "%s%s\n", prefix, sc.Bytes())
+		relayTo(l.out, relay, rank, stream, sc.Bytes())
 	}
 	// Drain whatever a too-long line left, so the child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)
