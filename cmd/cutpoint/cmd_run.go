@@ -137,6 +137,17 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			return err
 		}
 	}
+	if j.spawn == "local" {
+		// The ranks run on this machine: check that they fit it before
+		// anything is created or started.
+		size := 0
+		if len(j.args) == 0 {
+			size = j.workload.Size
+		}
+		if err := checkResources(o.Ranks, size, machineResources()).apply(g, o.Force); err != nil {
+			return usageError(err)
+		}
+	}
 	kills, err := parseKills(j.kills, o.Ranks)
 	if err != nil {
 		return usageError(err)

@@ -71,27 +71,31 @@ func (o workloadOptions) args() []string {
 
 // jobOptions configure the coordinator side of a job (run, coordinator).
 type jobOptions struct {
-	nats    natsOptions
-	Store   string
-	Job     string
-	Ranks   int
-	Restore bool
+	nats        natsOptions
+	Store       string
+	Job         string
+	Ranks       int
+	Restore     bool
+	Interval    time.Duration
+	EverySteps  int64
+	Keep        int
+	Codec       string
+	ChunkSize   int
+	Hash        string
+	Heartbeat   time.Duration
+	FailTimeout time.Duration
+	Grace       time.Duration
+	Metrics     string
+	MaxRecover  int
+	StopWorld   bool
+	StoreIO     string
+
 	// RestoreIfAny (--restore=if-any): a restore of a job with no
 	// committed cut starts it from step 0 instead of failing.
 	RestoreIfAny bool
-	Interval     time.Duration
-	EverySteps   int64
-	Keep         int
-	Codec        string
-	ChunkSize    int
-	Hash         string
-	Heartbeat    time.Duration
-	FailTimeout  time.Duration
-	Grace        time.Duration
-	Metrics      string
-	MaxRecover   int
-	StopWorld    bool
-	StoreIO      string
+	// Force starts a job the pre-checks refuse (ranks far past the cores
+	// or the process limit, heat2d state past the memory).
+	Force bool
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -112,6 +116,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
 

@@ -329,13 +329,7 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 				d.c.ManifestCommitted(m.epoch)
 			}
 		case req := <-d.cfg.Requests:
-			switch {
-			case req.Stop:
-				d.c.StopNow("stop requested")
-			default:
-				d.log.Info("cut requested", "final", req.Final)
-				d.c.RequestCut(req.Final)
-			}
+			d.request(req)
 		}
 	}
 }
@@ -361,7 +355,13 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 		if gs, ok := d.cfg.Spawner.(GroupSpawner); ok && len(rd.Spawn) > 1 {
 			d.spawnGroup(gs, rd.Spawn)
 		} else {
-			for _, s := range rd.Spawn {
+			for i, s := range rd.Spawn {
+				// Starting a large world takes a while: a stop (a second
+				// SIGTERM, the grace period over) must not wait for it.
+				if d.pollRequests() {
+					d.log.Warn("stop requested while ranks were being started", "started", i, "ranks", len(rd.Spawn))
+					break
+				}
 				if err := d.spawn(s); err != nil {
 					return nil, err
 				}
@@ -392,6 +392,33 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 		}
 	}
 	return nil, nil
+}
+
+// request hands a cut or stop request to the coordinator; it reports
+// whether it was a stop.
+func (d *driver) request(req Request) bool {
+	if req.Stop {
+		d.c.StopNow("stop requested")
+		return true
+	}
+	d.log.Info("cut requested", "final", req.Final)
+	d.c.RequestCut(req.Final)
+	return false
+}
+
+// pollRequests hands over the requests already waiting; it reports whether
+// one was a stop.
+func (d *driver) pollRequests() bool {
+	for {
+		select {
+		case req := <-d.cfg.Requests:
+			if d.request(req) {
+				return true
+			}
+		default:
+			return false
+		}
+	}
 }
 
 func (d *driver) writeRecord(ctx context.Context, rec wire.JobRecord) error {
