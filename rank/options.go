@@ -95,7 +95,8 @@ type Options struct {
 const DefaultHeartbeatInterval = 500 * time.Millisecond
 
 // OptionsFromEnv reads the rank's options from the environment the launcher
-// set. Every malformed value is an error naming the variable.
+// set. Every malformed value is an error naming the variable; Logger is set
+// even then.
 func OptionsFromEnv() (Options, error) {
 	var o Options
 	var errs []error
@@ -149,6 +150,7 @@ func OptionsFromEnv() (Options, error) {
 	lg, err := NewLogger(os.Stderr, str(EnvLogLevel), str(EnvLogFormat))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s/%s: %w", EnvLogLevel, EnvLogFormat, err))
+		lg, _ = NewLogger(os.Stderr, "", "") // the job can still say what is wrong
 	}
 	o.Logger = lg
 	o.Fault = str(EnvFault)

@@ -105,7 +105,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest committed cut in --store (none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
 	f.Lookup("restore").NoOptDefVal = "true"
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
-	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut every N steps (0: off)")
+	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut when at least N steps have passed since the previous one (0: off; a warning says when cuts cannot keep up)")
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
 	f.StringVar(&o.Codec, "codec", "s2", "compression: none, s2, s2-better, zstd, zstd-1..zstd-19")
 	f.IntVar(&o.ChunkSize, "chunk-size", 0, "chunk size in bytes for a new store (default 4 MiB)")

@@ -140,6 +140,10 @@ type driver struct {
 	steps    map[int]int64
 	progress Progress
 	cutStart map[uint64]time.Time
+
+	// lagWarned: the warning that cuts cannot keep up with CutEverySteps
+	// was given (once a run).
+	lagWarned bool
 }
 
 type manifestResult struct {
@@ -599,6 +603,10 @@ func (d *driver) notify() {
 
 func (d *driver) onCommitted(m manifestResult) {
 	p := &d.progress
+	prevStep := p.LastCutStep
+	if p.Cuts == 0 {
+		prevStep = -1
+	}
 	p.Cuts++
 	p.LastCut = m.epoch
 	p.LastCutStep = m.info.Step
@@ -613,7 +621,21 @@ func (d *driver) onCommitted(m manifestResult) {
 	}
 	d.log.Info("cut committed", "epoch", m.epoch, "step", m.info.Step, "raw_bytes", m.info.RawBytes,
 		"new_bytes", m.info.NewBytes, "took", p.LastCutTime.Round(time.Millisecond))
+	d.checkLag(p.Cuts, prevStep, m.info.Step)
 	d.notify()
+}
+
+// checkLag warns once when cuts come much further apart than CutEverySteps
+// asks: cuts are taken at least that many steps apart, one at a time, so a
+// cut that takes longer than the steps in between spaces them out.
+func (d *driver) checkLag(cuts int, prevStep, step int64) {
+	every := d.cfg.Coord.CutEverySteps
+	if every <= 0 || d.lagWarned || cuts < 2 || prevStep < 0 || step-prevStep <= 2*every {
+		return
+	}
+	d.lagWarned = true
+	d.log.Warn("cuts cannot keep up with --every-steps: a cut takes longer than that many steps, so cuts come further apart",
+		"every_steps", every, "steps_between_cuts", step-prevStep, "last_cut_took", d.progress.LastCutTime.Round(time.Millisecond))
 }
 
 func (d *driver) event(ev coordinator.Event) {

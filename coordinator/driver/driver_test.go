@@ -3,6 +3,8 @@ package driver
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,5 +75,22 @@ func TestStopWhileSpawning(t *testing.T) {
 	sp.mu.Unlock()
 	if res.Outcome.Code != coordinator.CodeStoppedNoCut || n >= world || took > 5*time.Second {
 		t.Fatalf("outcome %+v after %v with %d of %d ranks spawned; want a stop without a cut long before every rank is spawned", res.Outcome, took, n, world)
+	}
+}
+
+// TestLagWarning: cuts much further apart than CutEverySteps asks are
+// warned about, once.
+func TestLagWarning(t *testing.T) {
+	var b strings.Builder
+	d := &driver{cfg: Config{Coord: coordinator.Config{CutEverySteps: 10}}, log: slog.New(slog.NewTextHandler(&b, nil))}
+	d.checkLag(2, 100, 115) // 15 apart: within 2 N
+	d.checkLag(1, -1, 500)  // the first cut
+	if b.Len() != 0 {
+		t.Fatalf("warned without a lag: %s", b.String())
+	}
+	d.checkLag(3, 115, 400)
+	d.checkLag(4, 400, 900)
+	if n := strings.Count(b.String(), "cannot keep up"); n != 1 || !strings.Contains(b.String(), "steps_between_cuts=285") {
+		t.Fatalf("want one warning naming 285 steps, got %d:\n%s", n, b.String())
 	}
 }
