@@ -156,6 +156,11 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return usageError(err)
 	}
+	if progress.on {
+		// Every log line of this process and its ranks goes through the
+		// live line, which steps aside for it.
+		g = g.withStderr(progress)
+	}
 
 	store, err := o.openStore(ctx, g, (!o.Restore || o.RestoreIfAny) && !j.rejoin)
 	if err != nil {

@@ -112,6 +112,15 @@ func (g *GlobalOptions) setupLogging() error {
 	return nil
 }
 
+// withStderr returns a copy of g that logs to w (same level and format).
+func (g *GlobalOptions) withStderr(w io.Writer) *GlobalOptions {
+	c := *g
+	c.Stderr = w
+	c.Logger, _ = rank.NewLogger(w, g.LogLevel, g.LogFormat) // checked by setupLogging
+	slog.SetDefault(c.Logger)
+	return &c
+}
+
 // relay is how the ranks' output joins this process's log stream.
 func (g *GlobalOptions) relay() launch.Relay {
 	var lvl slog.Level
