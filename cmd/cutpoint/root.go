@@ -51,6 +51,7 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 3 verification found damage; 4 feature not in this build;
 5 stopped by a signal after a final cut was committed;
 6 stopped by a signal with no final cut committed.`,
+		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

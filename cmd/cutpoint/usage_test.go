@@ -63,3 +63,11 @@ func TestRestoreWithoutCut(t *testing.T) {
 		t.Fatalf("if-any from step 0: digest %s, first run %s", again.digest(t), first.digest(t))
 	}
 }
+
+// TestVersion: --version names the build (module version and toolchain).
+func TestVersion(t *testing.T) {
+	out, errOut, code := runCLI(t, "--version")
+	if code != 0 || !strings.HasPrefix(out, "cutpoint version ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
