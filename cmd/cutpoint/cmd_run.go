@@ -234,7 +234,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	metrics, err := serveMetrics(ctx, g, o.Metrics)
+	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
 	if err != nil {
 		return err
 	}

@@ -318,7 +318,7 @@ func TestSignals(t *testing.T) {
 	waitCut(t, store, "heat2d", 1, cmd, &errb)
 	// The coordinator's Prometheus metrics count the cut (once the
 	// driver has seen the manifest land, a moment after the rename).
-	counted := regexp.MustCompile(`(?m)^cutpoint_cuts_committed_total [1-9]`)
+	counted := regexp.MustCompile(`(?m)^cutpoint_cuts_committed_total\{job="heat2d"\} [1-9]`)
 	var body []byte
 	for deadline := time.Now().Add(10 * time.Second); !counted.Match(body); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -330,6 +330,12 @@ func TestSignals(t *testing.T) {
 		}
 		body, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
+	}
+	// The current step and the live ranks, labelled with the job.
+	for _, want := range []string{`(?m)^cutpoint_step\{job="heat2d"\} [1-9]`, `(?m)^cutpoint_live_ranks\{job="heat2d"\} 4$`} {
+		if !regexp.MustCompile(want).Match(body) {
+			t.Fatalf("metrics lack %s:\n%s", want, body)
+		}
 	}
 	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	cmd.Wait()

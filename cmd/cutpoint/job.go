@@ -282,12 +282,14 @@ func spawnEnv(s coordinator.Spawn) []string {
 }
 
 // serveMetrics serves Prometheus metrics on addr until ctx ends.
-func serveMetrics(ctx context.Context, g *GlobalOptions, addr string) (*driver.Metrics, error) {
+func serveMetrics(ctx context.Context, g *GlobalOptions, addr, job string) (*driver.Metrics, error) {
 	if addr == "" {
 		return nil, nil
 	}
 	reg := prometheus.NewRegistry()
-	m := driver.NewMetrics(reg)
+	// Every metric carries the job's name (a scraper's own "job" label
+	// turns it into "exported_job" unless honor_labels is set).
+	m := driver.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"job": job}, reg))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--metrics %s: %w", addr, err))

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,9 @@ func TestLogLevelErrorReachesRanks(t *testing.T) {
 	r = runOK(t, nil, append([]string{"run", "--store", filepath.Join(t.TempDir(), "s2")}, logJob...)...)
 	if !strings.Contains(r.stderr, "msg=restored") || !strings.Contains(r.stderr, "rank=1") {
 		t.Fatalf("at info the ranks' restores are not logged:\n%s", tail(r.stderr, 30))
+	}
+	// recovery-finished says how long the recovery took.
+	if !regexp.MustCompile(`recovery-finished[^\n]* took=[0-9]`).MatchString(r.stderr) {
+		t.Fatalf("no recovery-finished line with its duration:\n%s", tail(r.stderr, 30))
 	}
 }

@@ -321,6 +321,8 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 				code = -1
 			}
 			d.log.Info("rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+			delete(d.steps, ex.Rank) // its next status, if it lives on, puts it back
+			d.liveRanks()
 			d.c.RankExited(ex.Rank, ex.Spawn, code)
 		case <-tick.C:
 			d.c.Tick(d.mono())
@@ -588,8 +590,20 @@ func (d *driver) observe(b []byte) {
 		}
 		if low != d.progress.Step {
 			d.progress.Step = low
+			if d.cfg.Metrics != nil {
+				d.cfg.Metrics.step.Set(float64(low))
+			}
 			d.notify()
 		}
+	}
+	d.liveRanks()
+}
+
+// liveRanks updates the live-ranks gauge: the ranks of this incarnation
+// that reported a status and have not exited.
+func (d *driver) liveRanks() {
+	if d.cfg.Metrics != nil {
+		d.cfg.Metrics.liveRanks.Set(float64(len(d.steps)))
 	}
 }
 
@@ -649,7 +663,13 @@ func (d *driver) event(ev coordinator.Event) {
 	if ev.Loud() {
 		lvl = slog.LevelError
 	}
-	d.log.Log(context.Background(), lvl, ev.String())
+	if ev.Kind == coordinator.EvRecoveryFinished || ev.Kind == coordinator.EvJobRunning {
+		// How long the recovery (or the start) took, from the first
+		// loss (or the launch) to every rank running again.
+		d.log.Log(context.Background(), lvl, ev.String(), "took", time.Duration(ev.Duration).Round(time.Millisecond))
+	} else {
+		d.log.Log(context.Background(), lvl, ev.String())
+	}
 	m := d.cfg.Metrics
 	switch ev.Kind {
 	case coordinator.EvCutStarted:
@@ -667,6 +687,7 @@ func (d *driver) event(ev coordinator.Event) {
 		d.progress.Recoveries++
 		d.progress.RecoveringSince = time.Now()
 		d.steps = map[int]int64{}
+		d.liveRanks()
 		d.notify()
 	case coordinator.EvRecoveryFinished:
 		if m != nil {
