@@ -104,6 +104,9 @@ func execute(ctx context.Context, g *GlobalOptions, root *cobra.Command, args []
 }
 
 func (g *GlobalOptions) setupLogging() error {
+	if g.Stderr == nil {
+		g.Stderr = os.Stderr
+	}
 	lg, err := rank.NewLogger(g.Stderr, g.LogLevel, g.LogFormat)
 	if err != nil {
 		return usageError(fmt.Errorf("--log-level/--log-format: %w", err))
