@@ -219,8 +219,14 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 			rep.DeletedBytes += fi.Size
 		}
 	}
-	s.log.Info("gc", "job", job, "kept", len(rep.Kept), "deleted_cuts", len(rep.DeletedCuts),
-		"deleted_packs", rep.DeletedPacks, "deleted_bytes", rep.DeletedBytes, "deleted_temps", rep.DeletedTemps)
+	if opts.DryRun {
+		// Nothing was deleted: the figures are what a GC would delete.
+		s.log.Info("gc dry run: nothing deleted", "job", job, "kept", len(rep.Kept), "would_delete_cuts", len(rep.DeletedCuts),
+			"would_delete_packs", rep.DeletedPacks, "would_delete_bytes", rep.DeletedBytes, "would_delete_temps", rep.DeletedTemps)
+	} else {
+		s.log.Info("gc", "job", job, "kept", len(rep.Kept), "deleted_cuts", len(rep.DeletedCuts),
+			"deleted_packs", rep.DeletedPacks, "deleted_bytes", rep.DeletedBytes, "deleted_temps", rep.DeletedTemps)
+	}
 	if !packsOK {
 		return rep, fmt.Errorf("gc job %s: no packs deleted, a kept cut cannot be read: %w", job, errors.Join(unreadable...))
 	}

@@ -2,6 +2,7 @@ package ckpt
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -193,7 +194,10 @@ func TestGCInFlight(t *testing.T) {
 }
 
 func TestGCDryRun(t *testing.T) {
-	s, b := newMemStore(t, testOptions())
+	opts := testOptions()
+	var logb strings.Builder
+	opts.Logger = slog.New(slog.NewTextHandler(&logb, nil))
+	s, b := newMemStore(t, opts)
 	for e := uint64(1); e <= 3; e++ {
 		writeCut(t, s, "dry", e, 1, 3000, 0)
 	}
@@ -204,6 +208,10 @@ func TestGCDryRun(t *testing.T) {
 	}
 	if !slices.Equal(before, b.Files()) {
 		t.Fatal("dry run deleted files")
+	}
+	// The log must not claim deletions that did not happen.
+	if l := logb.String(); strings.Contains(l, "deleted_") || !strings.Contains(l, "would_delete_cuts=2") {
+		t.Fatalf("dry run log: %s", l)
 	}
 }
 

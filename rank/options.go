@@ -3,6 +3,7 @@ package rank
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -34,6 +35,8 @@ const (
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
 	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
+	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
+	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -84,7 +87,11 @@ type Options struct {
 	// when it did not say), for node-local storage.
 	Host string
 	// Fault is a fault-injection spec (see EnvFault); empty in production.
-	Fault  string
+	Fault string
+	// Logger receives the rank's logs. OptionsFromEnv sets one that writes
+	// to stderr in the launcher's level and format (EnvLogLevel,
+	// EnvLogFormat), which the launcher relays into its own log stream:
+	// a job should log through it too. nil: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -92,7 +99,8 @@ type Options struct {
 const DefaultHeartbeatInterval = 500 * time.Millisecond
 
 // OptionsFromEnv reads the rank's options from the environment the launcher
-// set. Every malformed value is an error naming the variable.
+// set. Every malformed value is an error naming the variable; Logger is set
+// even then.
 func OptionsFromEnv() (Options, error) {
 	var o Options
 	var errs []error
@@ -158,6 +166,12 @@ func OptionsFromEnv() (Options, error) {
 		o.HeartbeatInterval = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	lg, err := NewLogger(os.Stderr, str(EnvLogLevel), str(EnvLogFormat))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s/%s: %w", EnvLogLevel, EnvLogFormat, err))
+		lg, _ = NewLogger(os.Stderr, "", "") // the job can still say what is wrong
+	}
+	o.Logger = lg
 	o.Fault = str(EnvFault)
 	if err := errors.Join(errs...); err != nil {
 		return o, err
@@ -206,6 +220,27 @@ func (o *Options) check() error {
 		return fmt.Errorf("rank options: %w", err)
 	}
 	return nil
+}
+
+// NewLogger returns the logger of cutpoint's log stream: level debug, info
+// (""), warn or error; format text ("") or json. The launcher, the
+// coordinator and the ranks all log through one, so their lines share a
+// format.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if level != "" {
+		if err := lvl.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 // CheckStoreIO accepts the values of Options.StoreIO.

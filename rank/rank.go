@@ -28,8 +28,9 @@ var (
 	// call SafePoint, which restores the state and returns the cut's step.
 	ErrRolledBack = errors.New("rank: rolled back to a committed cut; call SafePoint")
 	// ErrStopped: the coordinator stopped the job (it finished elsewhere,
-	// was preempted after a final cut, or failed). The process should exit;
-	// Exit tells the code.
+	// was preempted after a final cut, or failed). The process should exit
+	// with the code the coordinator asked for: the error is an *ExitError,
+	// errors.As gives its Code.
 	ErrStopped = errors.New("rank: job stopped by the coordinator")
 	// ErrFenced: this process was replaced by a newer one (R13). It must
 	// exit at once without touching the store.
@@ -193,8 +194,8 @@ func (r *Rank) ID() int { return r.o.Rank }
 // World is the number of ranks.
 func (r *Rank) World() int { return r.o.World }
 
-// Device returns the device of a protected buffer's first capture; helper
-// for callers that protect host memory.
+// Options returns the options the rank runs with, defaults filled in
+// (Spawn, HeartbeatInterval, Logger).
 func (r *Rank) Options() Options { return r.o }
 
 // Protect registers buf as state: it is captured at every cut and restored

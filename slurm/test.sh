@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # slurm/test.sh: cutpoint's checks against real Slurm daemons on localhost
 # (`make slurm-test`; CI runs it as root). It restarts a clean one-node
-# cluster (slurm/ci/start-slurm.sh), runs the cases below and stops the
-# cluster at the end, pass or fail. Each job's result is checked by its
+# cluster of its own (slurm/ci/start-slurm.sh: private slurm.conf, munged
+# and ports under SLURM_CI_DIR; a site's Slurm and munge are left alone),
+# runs the cases below and stops that cluster at the end, pass or fail. Each job's result is checked by its
 # digest against `cutpoint run` of the same job.
 #
 #   spawner   the srun spawner's own test, inside a 4-task allocation
@@ -25,6 +26,10 @@
 set -euo pipefail
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The private cluster of slurm/ci/start-slurm.sh: every sbatch, srun,
+# scontrol and scancel here (and in the jobs) talks to it, never to a
+# site's own Slurm.
+export SLURM_CONF=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}/etc/slurm.conf
 CASES=${SLURM_TEST_CASES:-spawner plain usr1 kill hang bad nodeloss}
 STEPS=${SLURM_TEST_STEPS:-20000}
 SIZE=${SLURM_TEST_SIZE:-128}

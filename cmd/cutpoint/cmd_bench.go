@@ -68,7 +68,8 @@ harness could not run; 2 usage error.`,
 	f.StringVar(&o.JobState, "job-state", "", "total heat2d state of the job runs, e.g. 1GiB or 256MiB (default 1GiB, quick 8MiB)")
 	f.IntVar(&o.JobRanks, "job-ranks", 0, "ranks of the job runs (default 2)")
 	f.DurationVar(&o.JobWin, "job-window", 0, "compute time of each job overhead run (default 30s, quick 2s)")
-	f.DurationSliceVar(&o.JobIvals, "job-intervals", nil, "cut intervals of the job overhead runs; the first also runs stop-the-world (default 10s,5s,2.5s)")
+	f.DurationSliceVar(&o.JobIvals, "job-intervals", nil, "cut intervals of the job overhead runs; the first also runs stop-the-world (default 10s,5s,2.5s, quick 500ms)")
+	f.Lookup("job-intervals").DefValue = "" // the default is in the text: pflag would add "(default [])"
 	f.StringSliceVar(&o.Devices, "devices", nil, "run the device scenarios on these only: cpu, cuda (default every device of this build)")
 	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
 	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")

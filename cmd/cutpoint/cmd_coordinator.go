@@ -115,7 +115,9 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 		if err != nil {
 			return err
 		}
-		o.Restore = found
+		// The record without a cut (requeued before the first commit)
+		// restores from step 0.
+		o.Restore, o.RestoreIfAny = found, found
 		if found {
 			g.Logger.Info("the store holds the job: restoring it", "job", o.Job, "store", o.Store)
 		} else if n := os.Getenv("SLURM_RESTART_COUNT"); o.Spawn == "srun" && n != "" && n != "0" {

@@ -157,6 +157,17 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			return err
 		}
 	}
+	if j.spawn == "local" {
+		// The ranks run on this machine: check that they fit it before
+		// anything is created or started.
+		size := 0
+		if len(j.args) == 0 {
+			size = j.workload.Size
+		}
+		if err := checkResources(o.Ranks, size, machineResources()).apply(g, o.Force); err != nil {
+			return usageError(err)
+		}
+	}
 	kills, err := parseKills(j.kills, o.Ranks)
 	if err != nil {
 		return usageError(err)
@@ -165,12 +176,21 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return usageError(err)
 	}
+	if progress.on {
+		// Every log line of this process and its ranks goes through the
+		// live line, which steps aside for it.
+		g = g.withStderr(progress)
+	}
 
-	store, err := o.openStore(ctx, g, !o.Restore && !j.rejoin)
+	store, err := o.openStore(ctx, g, (!o.Restore || o.RestoreIfAny) && !j.rejoin)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	mode := o.mode()
+	if j.rejoin {
+		mode = coordinator.ModeRejoin
+	}
 
 	natsURL := o.nats.URL
 	if j.embedded {
@@ -204,7 +224,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
-		env := o.rankEnv(natsURL)
+		env := append(o.rankEnv(natsURL), g.rankLogEnv()...)
+		relay := g.relay()
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
 			if err != nil {
@@ -229,11 +250,12 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			if err != nil {
 				return usageError(fmt.Errorf("--hosts/--spawn-cmd: %w", err))
 			}
+			hs.Local.SetRelay(relay)
 			defer hs.Close()
 			spawner, drvSpawner = hs.Local, hs
 		case j.spawn == "srun":
 			sp, err := launch.NewSrun(launch.SrunConfig{Argv: argv, Env: env, RankVar: rank.EnvRank,
-				Args: j.srunArgs, Out: g.Stderr, Log: g.Logger})
+				Args: j.srunArgs, Out: g.Stderr, Relay: &relay, Log: g.Logger})
 			if err != nil {
 				return usageError(err)
 			}
@@ -247,6 +269,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			if err != nil {
 				return usageError(err)
 			}
+			spawner.SetRelay(relay)
 			defer spawner.Close()
 			drvSpawner = spawner
 		}
@@ -254,7 +277,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	metrics, err := serveMetrics(ctx, g, o.Metrics)
+	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
 	if err != nil {
 		return err
 	}
@@ -284,12 +307,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 		}
 	}
-	mode := o.mode()
-	if j.rejoin {
-		mode = coordinator.ModeRejoin
-	}
 	res, err := driver.Run(ctx, driver.Config{
-		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
+		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 	})
@@ -319,7 +338,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 // as usage errors.
 func jobSetupError(err error) error {
 	switch {
-	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrWorldMismatch),
+	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrNoCut), errors.Is(err, driver.ErrWorldMismatch),
 		errors.Is(err, coordinator.ErrConfig):
 		return usageError(err)
 	}

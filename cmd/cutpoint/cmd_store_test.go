@@ -19,9 +19,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	g := &GlobalOptions{Stdout: &out, Stderr: &errb}
-	root := newRootCommand(g)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
+	err := execute(context.Background(), g, newRootCommand(g), args)
 	if err != nil {
 		fmt.Fprintf(&errb, "cutpoint: %v\n", err)
 	}

@@ -34,7 +34,7 @@ func newVerifyCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Re-read and check every chunk of the committed cuts",
 		Long: `Re-read the committed cuts of a job (every job without --job, one cut with
 --cut): manifests, pack and shard indexes, and every chunk, decompressed and
-checked against its BLAKE3 hash. A chunk shared by several cuts is read once.
+checked against its content hash (the store's: XXH3-128 by default, or BLAKE3). A chunk shared by several cuts is read once.
 On a terminal a progress bar shows the bytes checked.
 
 Each problem is printed with the job, cut, rank, buffer, chunk and file it

@@ -318,11 +318,15 @@ func TestSignals(t *testing.T) {
 	waitCut(t, store, "heat2d", 1, cmd, &errb)
 	// The coordinator's Prometheus metrics count the cut (once the
 	// driver has seen the manifest land, a moment after the rename).
-	counted := regexp.MustCompile(`(?m)^cutpoint_cuts_committed_total [1-9]`)
+	// With the current step (once a heartbeat of every rank says it ran)
+	// and the live ranks, every metric labelled with the job.
+	counted := regexp.MustCompile(`(?m)^cutpoint_cuts_committed_total\{job="heat2d"\} [1-9]`)
+	stepped := regexp.MustCompile(`(?m)^cutpoint_step\{job="heat2d"\} [1-9]`)
+	live := regexp.MustCompile(`(?m)^cutpoint_live_ranks\{job="heat2d"\} 4$`)
 	var body []byte
-	for deadline := time.Now().Add(10 * time.Second); !counted.Match(body); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !counted.Match(body) || !stepped.Match(body) || !live.Match(body); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics do not count the committed cut:\n%s", body)
+			t.Fatalf("metrics do not count the committed cut, the step and the 4 live ranks:\n%s", body)
 		}
 		resp, err := http.Get("http://" + metricsAddr + "/metrics")
 		if err != nil {

@@ -89,15 +89,23 @@ type jobOptions struct {
 	MaxRecover  int
 	StopWorld   bool
 	StoreIO     string
+
+	// RestoreIfAny (--restore=if-any): a restore of a job with no
+	// committed cut starts it from step 0 instead of failing.
+	RestoreIfAny bool
+	// Force starts a job the pre-checks refuse (ranks far past the cores
+	// or the process limit, heat2d state past the memory).
+	Force bool
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
-	f.BoolVar(&o.Restore, "restore", false, "resume the job from its latest committed cut in --store")
+	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest committed cut in --store (none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
+	f.Lookup("restore").NoOptDefVal = "true"
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
-	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut every N steps (0: off)")
+	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut when at least N steps have passed since the previous one (0: off; a warning says when cuts cannot keep up)")
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
 	f.StringVar(&o.Codec, "codec", "s2", "compression: none, s2, s2-better, zstd, zstd-1..zstd-19")
 	f.IntVar(&o.ChunkSize, "chunk-size", 0, "chunk size in bytes for a new store (default 4 MiB)")
@@ -108,8 +116,37 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
+
+// restoreFlag is --restore: a boolean, or "if-any".
+type restoreFlag struct{ o *jobOptions }
+
+func (f *restoreFlag) String() string {
+	if f.o == nil {
+		return "false"
+	}
+	if f.o.RestoreIfAny {
+		return "if-any"
+	}
+	return strconv.FormatBool(f.o.Restore)
+}
+
+func (f *restoreFlag) Set(v string) error {
+	if v == "if-any" {
+		f.o.Restore, f.o.RestoreIfAny = true, true
+		return nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true, false or if-any")
+	}
+	f.o.Restore, f.o.RestoreIfAny = b, false
+	return nil
+}
+
+func (f *restoreFlag) Type() string { return "bool" }
 
 func (o *jobOptions) check() error {
 	var errs []error
@@ -151,6 +188,9 @@ func (o *jobOptions) check() error {
 		if err := natsutil.CheckURL(o.nats.URL); err != nil {
 			errs = append(errs, fmt.Errorf("--nats: %w", err))
 		}
+	}
+	if o.Grace <= 0 {
+		errs = append(errs, fmt.Errorf("--grace %v: must be positive", o.Grace))
 	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
@@ -242,12 +282,14 @@ func spawnEnv(s coordinator.Spawn) []string {
 }
 
 // serveMetrics serves Prometheus metrics on addr until ctx ends.
-func serveMetrics(ctx context.Context, g *GlobalOptions, addr string) (*driver.Metrics, error) {
+func serveMetrics(ctx context.Context, g *GlobalOptions, addr, job string) (*driver.Metrics, error) {
 	if addr == "" {
 		return nil, nil
 	}
 	reg := prometheus.NewRegistry()
-	m := driver.NewMetrics(reg)
+	// Every metric carries the job's name (a scraper's own "job" label
+	// turns it into "exported_job" unless honor_labels is set).
+	m := driver.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"job": job}, reg))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--metrics %s: %w", addr, err))
@@ -308,6 +350,9 @@ func outcomeError(out coordinator.Outcome) error {
 	case coordinator.CodeStoppedWithCut:
 		return withCode(exitStoppedCut, fmt.Errorf("job stopped after committing cut %d (%s); resume with --restore", out.Epoch, out.Reason))
 	case coordinator.CodeStoppedNoCut:
+		if out.Epoch == 0 {
+			return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); no cut of the job was committed (--restore=if-any starts it again from step 0)", out.Reason))
+		}
 		return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); the previous cut (%d) is intact", out.Reason, out.Epoch))
 	default:
 		return withCode(exitFailure, fmt.Errorf("job failed: %s", out.Reason))

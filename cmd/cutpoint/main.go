@@ -10,7 +10,7 @@
 //	3  verification found damage (`cutpoint verify`)
 //	4  feature not in this build (`--device cuda` without `make build-cuda`)
 //	5  stopped by a signal after a final cut was committed: resume with `run --restore`
-//	6  stopped by a signal and no final cut could be committed (the previous cut is intact)
+//	6  stopped by a signal and no final cut could be committed (an earlier cut, if any, is intact)
 package main
 
 import (
@@ -29,9 +29,7 @@ func run(args []string) int {
 	// to kill at any point.
 	ctx := context.Background()
 	g := &GlobalOptions{Stdout: os.Stdout, Stderr: os.Stderr}
-	root := newRootCommand(g)
-	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, g, newRootCommand(g), args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cutpoint: %v\n", err)
 	}

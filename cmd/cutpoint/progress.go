@@ -13,14 +13,18 @@ import (
 
 // progressPrinter shows one live line on a terminal: step, cuts committed,
 // the last cut's size and time, recoveries. Elsewhere it prints nothing
-// (the structured log says the same).
+// (the structured log says the same). While it is on, everything else
+// written to the terminal's stderr goes through its Write, which clears
+// the line first and draws it again after, so a log line never lands in
+// the middle of it.
 type progressPrinter struct {
 	mu    sync.Mutex
 	on    bool
 	out   *os.File
 	last  time.Time
-	width int
+	width int // of the line on screen; 0: none
 	p     driver.Progress
+	drawn bool // p was drawn at least once
 }
 
 func newProgressPrinter(g *GlobalOptions, mode string) (*progressPrinter, error) {
@@ -53,6 +57,29 @@ func (pp *progressPrinter) update(p driver.Progress) {
 	pp.draw()
 }
 
+// Write writes a log line (or several) above the live line.
+func (pp *progressPrinter) Write(b []byte) (int, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if !pp.on {
+		return pp.out.Write(b)
+	}
+	pp.clear()
+	n, err := pp.out.Write(b)
+	if pp.drawn && len(b) > 0 && b[len(b)-1] == '\n' {
+		pp.draw()
+	}
+	return n, err
+}
+
+// clear erases the live line (pp.mu held).
+func (pp *progressPrinter) clear() {
+	if pp.width > 0 {
+		fmt.Fprintf(pp.out, "\r%*s\r", pp.width, "")
+		pp.width = 0
+	}
+}
+
 func (pp *progressPrinter) draw() {
 	p := pp.p
 	step := fmt.Sprintf("step %d", p.Step)
@@ -73,16 +100,21 @@ func (pp *progressPrinter) draw() {
 		pad = fmt.Sprintf("%*s", n, "")
 	}
 	pp.width = len(line)
+	pp.drawn = true
 	fmt.Fprintf(pp.out, "\r%s%s", line, pad)
 }
 
-// done ends the live line.
+// done ends the live line: the last figures stay on screen with a newline
+// after them, and nothing is drawn any more (what comes after, the result
+// line on stdout included, starts on a line of its own).
 func (pp *progressPrinter) done() {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
 	if !pp.on {
 		return
 	}
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
 	pp.draw()
 	fmt.Fprintln(pp.out)
+	pp.width = 0
+	pp.on = false
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/rank"
 )
 
 // GlobalOptions are the flags every command shares and the process's
@@ -23,6 +28,11 @@ type GlobalOptions struct {
 	Stderr io.Writer
 
 	Logger *slog.Logger
+
+	// started is set once a command's own pre-run hook runs: an error
+	// before that (unknown command, bad flag or value, wrong arguments)
+	// came from parsing the command line, a usage error.
+	started bool
 }
 
 func newRootCommand(g *GlobalOptions) *cobra.Command {
@@ -41,15 +51,19 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 3 verification found damage; 4 feature not in this build;
 5 stopped by a signal after a final cut was committed;
 6 stopped by a signal with no final cut committed.`,
+		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.started = true
 			if err := applyConfig(g, cmd); err != nil {
 				return usageError(err)
 			}
 			return g.setupLogging()
 		},
 	}
+	// A bad flag or value is a usage error (exit 2), like a bad config key.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
 	pf := root.PersistentFlags()
@@ -77,22 +91,50 @@ var commands = []func(*GlobalOptions) *cobra.Command{
 	newBenchCommand,
 }
 
+// execute runs the command line; an error from parsing it (unknown
+// command, wrong arguments, bad flags) is marked as a usage error.
+func execute(ctx context.Context, g *GlobalOptions, root *cobra.Command, args []string) error {
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var ee *exitError
+	if err != nil && !g.started && !errors.As(err, &ee) {
+		err = usageError(err)
+	}
+	return err
+}
+
 func (g *GlobalOptions) setupLogging() error {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(g.LogLevel)); err != nil {
-		return usageError(fmt.Errorf("log-level %q: want debug, info, warn or error", g.LogLevel))
+	if g.Stderr == nil {
+		g.Stderr = os.Stderr
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch g.LogFormat {
-	case "text":
-		g.Logger = slog.New(slog.NewTextHandler(g.Stderr, opts))
-	case "json":
-		g.Logger = slog.New(slog.NewJSONHandler(g.Stderr, opts))
-	default:
-		return usageError(fmt.Errorf("log-format %q: want text or json", g.LogFormat))
+	lg, err := rank.NewLogger(g.Stderr, g.LogLevel, g.LogFormat)
+	if err != nil {
+		return usageError(fmt.Errorf("--log-level/--log-format: %w", err))
 	}
+	g.Logger = lg
 	slog.SetDefault(g.Logger)
 	return nil
+}
+
+// withStderr returns a copy of g that logs to w (same level and format).
+func (g *GlobalOptions) withStderr(w io.Writer) *GlobalOptions {
+	c := *g
+	c.Stderr = w
+	c.Logger, _ = rank.NewLogger(w, g.LogLevel, g.LogFormat) // checked by setupLogging
+	slog.SetDefault(c.Logger)
+	return &c
+}
+
+// relay is how the ranks' output joins this process's log stream.
+func (g *GlobalOptions) relay() launch.Relay {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // checked by setupLogging
+	return launch.Relay{Level: lvl, JSON: g.LogFormat == "json"}
+}
+
+// rankLogEnv passes this process's log settings to the ranks.
+func (g *GlobalOptions) rankLogEnv() []string {
+	return []string{rank.EnvLogLevel + "=" + g.LogLevel, rank.EnvLogFormat + "=" + g.LogFormat}
 }
 
 // applyConfig fills every flag the user did not set on the command line from

@@ -52,6 +52,9 @@ var (
 	ErrJobExists = errors.New("job already exists in the store")
 	// ErrNoJob: a restore or rejoin found no job record.
 	ErrNoJob = errors.New("no such job in the store")
+	// ErrNoCut: a restore found the job but no committed cut to resume
+	// from (and Config.RestoreIfAny does not allow starting at step 0).
+	ErrNoCut = errors.New("no committed cut to resume from")
 	// ErrWorldMismatch: the store's job has another number of ranks.
 	ErrWorldMismatch = errors.New("number of ranks differs from the store's job")
 	// ErrCannotSpawn: the coordinator must start a rank but has no
@@ -63,8 +66,13 @@ var (
 type Config struct {
 	Coord coordinator.Config
 	Mode  coordinator.Mode
-	Store *ckpt.Store
-	NC    *nats.Conn
+	// RestoreIfAny: a restore (ModeRestore) of a job with no committed cut
+	// starts it from step 0, as a new job when the store has no record of
+	// it; without it that restore fails with ErrNoCut (or ErrNoJob), so a
+	// wrong store or job name never silently starts over.
+	RestoreIfAny bool
+	Store        *ckpt.Store
+	NC           *nats.Conn
 	// Spawner starts ranks; nil when ranks are started by someone else
 	// (then a needed respawn fails the job clearly).
 	Spawner Spawner
@@ -132,6 +140,10 @@ type driver struct {
 	steps    map[int]int64
 	progress Progress
 	cutStart map[uint64]time.Time
+
+	// lagWarned: the warning that cuts cannot keep up with CutEverySteps
+	// was given (once a run).
+	lagWarned bool
 }
 
 type manifestResult struct {
@@ -222,11 +234,22 @@ func (d *driver) start(ctx context.Context) error {
 				d.job, st, len(cuts), ErrJobExists)
 		}
 	default:
+		if rec == nil && len(cuts) == 0 && d.cfg.Mode == coordinator.ModeRestore && d.cfg.RestoreIfAny {
+			d.log.Info("no record of the job in the store: starting it from step 0", "job", d.job)
+			d.cfg.Mode = coordinator.ModeNew
+			break
+		}
 		if rec == nil {
 			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
 		}
 		if rec.World != d.cfg.Coord.World {
 			return fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		if d.cfg.Mode == coordinator.ModeRestore && len(cuts) == 0 {
+			if !d.cfg.RestoreIfAny {
+				return fmt.Errorf("job %q in store %s: %w; use --restore=if-any to start it from step 0 when there is none", d.job, st, ErrNoCut)
+			}
+			d.log.Info("the job has no committed cut: starting it from step 0", "job", d.job)
 		}
 	}
 	gen := uint64(1)
@@ -298,6 +321,8 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 				code = -1
 			}
 			d.log.Info("rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+			delete(d.steps, ex.Rank) // its next status, if it lives on, puts it back
+			d.liveRanks()
 			d.c.RankExited(ex.Rank, ex.Spawn, code)
 		case <-tick.C:
 			d.c.Tick(d.mono())
@@ -310,13 +335,7 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 				d.c.ManifestCommitted(m.epoch)
 			}
 		case req := <-d.cfg.Requests:
-			switch {
-			case req.Stop:
-				d.c.StopNow("stop requested")
-			default:
-				d.log.Info("cut requested", "final", req.Final)
-				d.c.RequestCut(req.Final)
-			}
+			d.request(req)
 		}
 	}
 }
@@ -342,7 +361,13 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 		if gs, ok := d.cfg.Spawner.(GroupSpawner); ok && len(rd.Spawn) > 1 {
 			d.spawnGroup(gs, rd.Spawn)
 		} else {
-			for _, s := range rd.Spawn {
+			for i, s := range rd.Spawn {
+				// Starting a large world takes a while: a stop (a second
+				// SIGTERM, the grace period over) must not wait for it.
+				if d.pollRequests() {
+					d.log.Warn("stop requested while ranks were being started", "started", i, "ranks", len(rd.Spawn))
+					break
+				}
 				if err := d.spawn(s); err != nil {
 					return nil, err
 				}
@@ -373,6 +398,33 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 		}
 	}
 	return nil, nil
+}
+
+// request hands a cut or stop request to the coordinator; it reports
+// whether it was a stop.
+func (d *driver) request(req Request) bool {
+	if req.Stop {
+		d.c.StopNow("stop requested")
+		return true
+	}
+	d.log.Info("cut requested", "final", req.Final)
+	d.c.RequestCut(req.Final)
+	return false
+}
+
+// pollRequests hands over the requests already waiting; it reports whether
+// one was a stop.
+func (d *driver) pollRequests() bool {
+	for {
+		select {
+		case req := <-d.cfg.Requests:
+			if d.request(req) {
+				return true
+			}
+		default:
+			return false
+		}
+	}
 }
 
 func (d *driver) writeRecord(ctx context.Context, rec wire.JobRecord) error {
@@ -548,8 +600,20 @@ func (d *driver) observe(b []byte) {
 		}
 		if low != d.progress.Step {
 			d.progress.Step = low
+			if d.cfg.Metrics != nil {
+				d.cfg.Metrics.step.Set(float64(low))
+			}
 			d.notify()
 		}
+	}
+	d.liveRanks()
+}
+
+// liveRanks updates the live-ranks gauge: the ranks of this incarnation
+// that reported a status and have not exited.
+func (d *driver) liveRanks() {
+	if d.cfg.Metrics != nil {
+		d.cfg.Metrics.liveRanks.Set(float64(len(d.steps)))
 	}
 }
 
@@ -563,6 +627,10 @@ func (d *driver) notify() {
 
 func (d *driver) onCommitted(m manifestResult) {
 	p := &d.progress
+	prevStep := p.LastCutStep
+	if p.Cuts == 0 {
+		prevStep = -1
+	}
 	p.Cuts++
 	p.LastCut = m.epoch
 	p.LastCutStep = m.info.Step
@@ -577,7 +645,21 @@ func (d *driver) onCommitted(m manifestResult) {
 	}
 	d.log.Info("cut committed", "epoch", m.epoch, "step", m.info.Step, "raw_bytes", m.info.RawBytes,
 		"new_bytes", m.info.NewBytes, "took", p.LastCutTime.Round(time.Millisecond))
+	d.checkLag(p.Cuts, prevStep, m.info.Step)
 	d.notify()
+}
+
+// checkLag warns once when cuts come much further apart than CutEverySteps
+// asks: cuts are taken at least that many steps apart, one at a time, so a
+// cut that takes longer than the steps in between spaces them out.
+func (d *driver) checkLag(cuts int, prevStep, step int64) {
+	every := d.cfg.Coord.CutEverySteps
+	if every <= 0 || d.lagWarned || cuts < 2 || prevStep < 0 || step-prevStep <= 2*every {
+		return
+	}
+	d.lagWarned = true
+	d.log.Warn("cuts cannot keep up with --every-steps: a cut takes longer than that many steps, so cuts come further apart",
+		"every_steps", every, "steps_between_cuts", step-prevStep, "last_cut_took", d.progress.LastCutTime.Round(time.Millisecond))
 }
 
 func (d *driver) event(ev coordinator.Event) {
@@ -591,7 +673,13 @@ func (d *driver) event(ev coordinator.Event) {
 	if ev.Loud() {
 		lvl = slog.LevelError
 	}
-	d.log.Log(context.Background(), lvl, ev.String())
+	if ev.Kind == coordinator.EvRecoveryFinished || ev.Kind == coordinator.EvJobRunning {
+		// How long the recovery (or the start) took, from the first
+		// loss (or the launch) to every rank running again.
+		d.log.Log(context.Background(), lvl, ev.String(), "took", time.Duration(ev.Duration).Round(time.Millisecond))
+	} else {
+		d.log.Log(context.Background(), lvl, ev.String())
+	}
 	m := d.cfg.Metrics
 	switch ev.Kind {
 	case coordinator.EvCutStarted:
@@ -609,6 +697,7 @@ func (d *driver) event(ev coordinator.Event) {
 		d.progress.Recoveries++
 		d.progress.RecoveringSince = time.Now()
 		d.steps = map[int]int64{}
+		d.liveRanks()
 		d.notify()
 	case coordinator.EvRecoveryFinished:
 		if m != nil {

@@ -20,9 +20,12 @@ type Metrics struct {
 	recoverySecs prometheus.Histogram
 	lastCutStep  prometheus.Gauge
 	lastCutRatio prometheus.Gauge
+	step         prometheus.Gauge
+	liveRanks    prometheus.Gauge
 }
 
-// NewMetrics registers the metrics with reg.
+// NewMetrics registers the metrics with reg (wrap it with
+// prometheus.WrapRegistererWith to add the job's name as a label).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		cuts: prometheus.NewCounter(prometheus.CounterOpts{
@@ -47,9 +50,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cutpoint_last_cut_step", Help: "Step of the latest committed cut."}),
 		lastCutRatio: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cutpoint_last_cut_ratio", Help: "Raw over stored bytes of the latest committed cut."}),
+		step: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_step", Help: "The slowest rank's last completed step (once every rank of the incarnation reported)."}),
+		liveRanks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_live_ranks", Help: "Ranks of the current incarnation that reported and have not exited."}),
 	}
 	reg.MustRegister(m.cuts, m.aborts, m.bytesRaw, m.bytesStored, m.cutSeconds, m.failures,
-		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio)
+		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio, m.step, m.liveRanks)
 	return m
 }
 

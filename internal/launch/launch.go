@@ -100,7 +100,8 @@ type Local struct {
 	argv     []string
 	env      []string
 	rawOut   io.Writer
-	out      io.Writer // rank output, prefixed per line
+	out      io.Writer // rank output, through relay
+	relay    *Relay
 	log      *slog.Logger
 	exits    chan Exit
 	detached bool
@@ -126,7 +127,8 @@ type proc struct {
 
 // NewLocal returns a spawner that runs argv for each rank with the base
 // environment env plus the per-rank variables given to Spawn. Each output
-// line of a rank goes to out prefixed with "[rank N] ".
+// line of a rank goes to out through the Relay set by SetRelay (by default
+// every line, "[rank N] " prefixed unless it is a log line).
 func NewLocal(argv []string, env []string, out io.Writer, log *slog.Logger, opts ...Option) (*Local, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("launch: no executable given")
@@ -158,6 +160,14 @@ func newLocal(env []string, out io.Writer, log *slog.Logger, opts ...Option) *Lo
 		o(l)
 	}
 	return l
+}
+
+// SetRelay sets how the ranks' output lines reach out: their format and
+// level filter. Call it before the first Spawn.
+func (l *Local) SetRelay(r Relay) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.relay = &r
 }
 
 // Spawn starts rank as process spawn with env added to the base
@@ -212,7 +222,6 @@ func (l *Local) start(rank int, spawn uint64, argv, env []string, stdin []byte) 
 		cmd.Stdin = r
 		closeAfter = append(closeAfter, r)
 	}
-	prefix := fmt.Sprintf("[rank %d] ", rank)
 	var readers []*os.File
 	if f, ok := l.rawOut.(*os.File); ok && l.detached {
 		cmd.Stdout, cmd.Stderr = f, f
@@ -243,9 +252,9 @@ func (l *Local) start(rank int, spawn uint64, argv, env []string, stdin []byte) 
 	l.procs[rank] = p
 	drained := make(chan struct{})
 	var copies sync.WaitGroup
-	for _, r := range readers {
+	for i, r := range readers {
 		copies.Add(1)
-		go l.copyLines(&copies, r, prefix)
+		go l.copyLines(&copies, r, rank, [...]string{"stdout", "stderr"}[i])
 	}
 	go func() { copies.Wait(); close(drained) }()
 	l.wg.Add(1)
@@ -335,13 +344,16 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 	return cmd.ProcessState.ExitCode(), ""
 }
 
-func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, prefix string) {
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, rank int, stream string) {
 	defer wg.Done()
 	defer r.Close()
+	l.mu.Lock()
+	relay := l.relay
+	l.mu.Unlock()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fmt.Fprintf(l.out, "%s%s\n", prefix, sc.Bytes())
+		relayTo(l.out, relay, rank, stream, sc.Bytes())
 	}
 	// Drain whatever a too-long line left, so the child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)

@@ -43,7 +43,10 @@ type SrunConfig struct {
 	// Out receives the ranks' output, one "[rank N] " prefixed line at a
 	// time, and srun's own messages.
 	Out io.Writer
-	Log *slog.Logger
+	// Relay sets the format and level filter of the ranks' log lines on
+	// Out (nil: every line, text).
+	Relay *Relay
+	Log   *slog.Logger
 	// KillWait bounds how long a task of a multi-task step, killed by its
 	// pid, may take to be reported gone before the whole step is
 	// cancelled instead (default 10s).
@@ -458,7 +461,7 @@ func (s *Srun) line(st *srunStep, l string) {
 			s.log.Debug("rank started", "rank", t.rank, "spawn", t.spawn, "node", node, "pid", pid, "step", id)
 			return
 		}
-		fmt.Fprintf(s.out, "[rank %d] %s\n", t.rank, text)
+		relayTo(s.out, s.cfg.Relay, t.rank, "stderr", []byte(text))
 		return
 	}
 	fmt.Fprintf(s.out, "[%s] %s\n", st.label(), l)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# stop-slurm.sh: cancel all jobs and stop slurmd, slurmctld and munged.
+# stop-slurm.sh: cancel the jobs of the private cluster start-slurm.sh
+# started and stop its slurmd, slurmctld and munged (by their pid files
+# under SLURM_CI_DIR; a site's own Slurm and munge are never touched).
 # --purge also deletes the state directory, so the next start recovers no
 # old jobs (a leftover requeued job would otherwise run again).
 set -uo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 D=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}
+export SLURM_CONF=$D/etc/slurm.conf # squeue and scancel talk to this cluster only
 alive() { [ -s "$1" ] && [ "$(cat /proc/"$(cat "$1")"/comm 2>/dev/null)" = "$2" ]; }
 stop() {
   alive "$1" "$2" || return 0
@@ -12,7 +15,7 @@ stop() {
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
 }
-if alive "$D/run/slurmctld.pid" slurmctld; then
+if alive "$D/run/slurmctld.pid" slurmctld && [ -s "$SLURM_CONF" ]; then
   jobs=$(squeue -h -o %i 2>/dev/null || true)
   if [ -n "$jobs" ]; then
     # shellcheck disable=SC2086
@@ -22,6 +25,6 @@ if alive "$D/run/slurmctld.pid" slurmctld; then
 fi
 for f in "$D"/run/slurmd*.pid; do stop "$f" slurmd; done
 stop "$D/run/slurmctld.pid" slurmctld
-stop /run/munge/munged.pid munged
+stop "$D/munge/munged.pid" munged
 if [ "${1:-}" = --purge ]; then rm -rf "$D"; fi
 echo "[stop-slurm] stopped"

@@ -1,0 +1,38 @@
+package rank
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// TestOptionsFromEnvLogger: the launcher's log settings reach the rank's
+// Logger; a bad one is an error naming the variable.
+func TestOptionsFromEnvLogger(t *testing.T) {
+	t.Setenv(EnvLogLevel, "error")
+	t.Setenv(EnvLogFormat, "json")
+	o, err := OptionsFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Logger == nil || o.Logger.Enabled(context.Background(), slog.LevelWarn) || !o.Logger.Enabled(context.Background(), slog.LevelError) {
+		t.Fatalf("logger does not filter at error: %v", o.Logger)
+	}
+	if _, ok := o.Logger.Handler().(*slog.JSONHandler); !ok {
+		t.Fatalf("logger handler %T, want JSON", o.Logger.Handler())
+	}
+	t.Setenv(EnvLogFormat, "xml")
+	if _, err := OptionsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvLogFormat) {
+		t.Fatalf("bad format: %v", err)
+	}
+	t.Setenv(EnvLogFormat, "")
+	t.Setenv(EnvLogLevel, "")
+	o, err = OptionsFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := o.Logger.Handler().(*slog.TextHandler); !ok || o.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		t.Fatalf("default logger: %T", o.Logger.Handler())
+	}
+}
