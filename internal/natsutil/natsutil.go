@@ -35,6 +35,9 @@ type ServerOptions struct {
 	MaxPending int64
 	// Logger receives server notices and errors; nil silences the server.
 	Logger *slog.Logger
+	// Monitor, if set, is host:port of the HTTP monitoring endpoint
+	// (/varz, /connz, /routez).
+	Monitor string
 	// Cluster, if set, makes the server one of a nats-server cluster.
 	Cluster *ClusterOptions
 	// Advertise is the host or host:port other hosts' clients dial (sent
@@ -96,6 +99,13 @@ func StartServer(o ServerOptions) (*Server, error) {
 	}
 	for _, pub := range o.NkeyUsers {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
+	}
+	if o.Monitor != "" {
+		mhost, mport, err := splitListen(o.Monitor)
+		if err != nil {
+			return nil, fmt.Errorf("nats monitor address %q: %w", o.Monitor, err)
+		}
+		opts.HTTPHost, opts.HTTPPort = mhost, mport
 	}
 	advertise, err := advertiseAddr(o.Advertise, host, port)
 	if err != nil {
