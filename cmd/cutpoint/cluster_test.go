@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cutpoint/cutpoint/ckpt"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -83,6 +86,24 @@ func latestEpoch(t *testing.T, store string) uint64 {
 	return e
 }
 
+// waitStore waits until the coordinator has created the store. A rank
+// started earlier waits for the store too but can read its settings file
+// while the coordinator is still writing it (ckpt creates it with
+// CreateExclusive, which claims the name before writing) and fail.
+func waitStore(t *testing.T, store string, errb *syncBuf) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+		if err == nil {
+			s.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no store after 30s: %v\n%s", err, tail(errb.String(), 60))
+		}
+	}
+}
+
 // waitEpoch waits until a cut of epoch e or later is committed.
 func waitEpoch(t *testing.T, store string, e uint64, errb *syncBuf) {
 	t.Helper()
@@ -124,6 +145,7 @@ func TestNatsClusterServersKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
+	waitStore(t, store, &cerr)
 	home := []int{0, 1, 2, 2} // rank -> its "host's" server
 	var ranks []*exec.Cmd
 	var logs []string
