@@ -224,3 +224,34 @@ func TestNatsClusterServersKilled(t *testing.T) {
 	}
 	verifyStore(t, store)
 }
+
+// TestNatsFlagErrors: cluster flags without --cluster, both token sources,
+// an empty token file and a bad route are usage errors naming the flag.
+func TestNatsFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	tokFile := filepath.Join(dir, "tok")
+	os.WriteFile(tokFile, []byte("secretroute\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nats", "--routes", "nats-route://127.0.0.1:1"}, "--cluster"},
+		{[]string{"nats", "--cluster-token-file", tokFile}, "--cluster"},
+		{[]string{"nats", "--token", "a", "--token-file", tokFile}, "--token-file"},
+		{[]string{"nats", "--token-file", empty}, "empty"},
+		{[]string{"nats", "--cluster", "127.0.0.1:0", "--cluster-token-file", empty}, "empty"},
+		{[]string{"nats", "--cluster", "127.0.0.1:0", "--routes", "nats://127.0.0.1:1"}, "nats-route://"},
+		{[]string{"nats", "--cluster", "127.0.0.1:0", "--cluster-token-file", tokFile, "--routes", "nats-route://u:p@127.0.0.1:1"}, "credentials"},
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--nats-token", "a", "--nats-token-file", tokFile}, "--nats-token-file"},
+	} {
+		_, errs, code := runCLI(t, c.args...)
+		if code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d naming %q", c.args, code, errs, exitUsage, c.want)
+		}
+		if strings.Contains(errs, "secretroute") {
+			t.Errorf("%v: stderr shows the token: %s", c.args, errs)
+		}
+	}
+}

@@ -150,7 +150,11 @@ func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) e
 		Name:           c.Name,
 		Host:           chost,
 		Port:           cport,
-		ConnectRetries: -1, // keep dialing a route that is down: it may come back
+		// Routes given in Routes are dialed until they answer (nats-server
+		// does that for configured routes); a route learned by gossip is
+		// retried a few times, then left to the other side, which dials
+		// its own configured routes when it comes back.
+		ConnectRetries: 5,
 		ConnectBackoff: true,
 	}
 	if c.Token != "" {
