@@ -147,9 +147,9 @@ func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) e
 		cport = server.RANDOM_PORT
 	}
 	opts.Cluster = server.ClusterOpts{
-		Name:           c.Name,
-		Host:           chost,
-		Port:           cport,
+		Name: c.Name,
+		Host: chost,
+		Port: cport,
 		// Routes given in Routes are dialed until they answer (nats-server
 		// does that for configured routes); a route learned by gossip is
 		// retried a few times, then left to the other side, which dials
