@@ -163,11 +163,9 @@ func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) e
 	}
 	if isUnspecified(chost) && cport != server.RANDOM_PORT {
 		// Other servers must dial a routable address, not 0.0.0.0.
-		ahost, err := hostOf(advertise)
-		if err != nil {
-			return err
+		if ahost, err := hostOf(advertise); err == nil {
+			opts.Cluster.Advertise = net.JoinHostPort(ahost, fmt.Sprint(cport))
 		}
-		opts.Cluster.Advertise = net.JoinHostPort(ahost, fmt.Sprint(cport))
 	}
 	for _, r := range c.Routes {
 		r = strings.TrimSpace(r)
@@ -242,7 +240,9 @@ func advertiseAddr(advertise, host string, port int) (string, error) {
 	}
 	a, err := RoutableAddr()
 	if err != nil {
-		return "", err
+		// Only loopback: nothing better to announce; clients of this
+		// host still dial it (ClientURL falls back to 127.0.0.1).
+		return "", nil
 	}
 	return net.JoinHostPort(a, fmt.Sprint(port)), nil
 }
