@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci
 
 all: build
 
@@ -83,8 +83,8 @@ deps:
 # test is what CI runs (.ci/run): lint, every package's tests (the protocol
 # simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
 # and storage packages again under the race detector, the CUDA build checked
-# without a GPU, and bounded soaks.
-test: deps lint unit race cuda-check soak-ci slurm-test
+# without a GPU, bounded soaks, Slurm and the multi-host bed.
+test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci
 	@echo "make test: all checks passed"
 
 unit:
@@ -178,6 +178,19 @@ bench-coordinator:
 # a few minutes; slurm/test.sh lists the cases.
 slurm-test:
 	bash slurm/test.sh
+
+# The multi-host bed (as root; scripts/multinode/bed.sh): three network
+# namespaces on a private bridge, one `cutpoint nats` cluster server each,
+# the job spread over them; cases cluster, kill (two of the three servers
+# SIGKILLed mid-run) and measure (NATS bytes per step per server, ranks
+# packed vs spread). Skips without root or iproute2. Under a minute on two
+# cores; multinode-test-ci (part of `make test`) runs cluster and kill.
+MULTINODE_STEPS ?= 6000
+multinode-test: build
+	MULTINODE_STEPS=$(MULTINODE_STEPS) scripts/multinode/test.sh
+
+multinode-test-ci: build
+	MULTINODE_CASES="cluster kill" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
 
 clean:
 	rm -rf $(BIN) bench-results bench-results-quick demo-store

@@ -77,6 +77,13 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	if fs.Changed("nats-token") {
 		ro.Auth.Token = o.nats.Token
 	}
+	if fs.Changed("nats-token-file") {
+		o.nats.Token = ""
+		if err := o.nats.readTokenFile(); err != nil {
+			return usageError(err)
+		}
+		ro.Auth.Token = o.nats.Token
+	}
 	if fs.Changed("nats-nkey") {
 		ro.Auth.NkeySeedFile = o.nats.Nkey
 	}

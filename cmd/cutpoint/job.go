@@ -28,15 +28,33 @@ import (
 
 // natsOptions select the NATS server and credentials.
 type natsOptions struct {
-	URL   string
-	Token string
-	Nkey  string
+	URL       string
+	Token     string
+	TokenFile string
+	Nkey      string
 }
 
 func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
-	f.StringVar(&o.URL, "nats", "", help)
-	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port)")
+	f.StringVar(&o.URL, "nats", "", help+"; a comma-separated list of a cluster's servers: this host's first, the others for failover")
+	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port; visible in ps: prefer --nats-token-file or CUTPOINT_NATS_TOKEN)")
+	f.StringVar(&o.TokenFile, "nats-token-file", "", "file holding the NATS token")
 	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
+}
+
+// readTokenFile reads --nats-token-file into Token.
+func (o *natsOptions) readTokenFile() error {
+	if o.TokenFile == "" {
+		return nil
+	}
+	if o.Token != "" {
+		return errors.New("give --nats-token or --nats-token-file, not both")
+	}
+	t, err := readSecret("--nats-token-file", o.TokenFile)
+	if err != nil {
+		return err
+	}
+	o.Token = t
+	return nil
 }
 
 func (o natsOptions) auth() natsutil.Auth { return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey} }
@@ -191,6 +209,9 @@ func (o *jobOptions) check() error {
 	}
 	if o.Grace <= 0 {
 		errs = append(errs, fmt.Errorf("--grace %v: must be positive", o.Grace))
+	}
+	if err := o.nats.readTokenFile(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))

@@ -5,6 +5,7 @@
 package natsutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,11 +35,43 @@ type ServerOptions struct {
 	MaxPending int64
 	// Logger receives server notices and errors; nil silences the server.
 	Logger *slog.Logger
+	// Monitor, if set, is host:port of the HTTP monitoring endpoint
+	// (/varz, /connz, /routez).
+	Monitor string
+	// Cluster, if set, makes the server one of a nats-server cluster.
+	Cluster *ClusterOptions
+	// Advertise is the host or host:port other hosts' clients dial (sent
+	// to the cluster and returned by ClientURL); default the listen
+	// address, or this host's routable address when listening on all
+	// interfaces.
+	Advertise string
 }
+
+// ClusterOptions join the server to a cluster through nats-server's own
+// routes: full mesh, with subscription interest and messages forwarded
+// between servers, so a client may connect to any of them.
+type ClusterOptions struct {
+	// Name must be the same on every server of the cluster.
+	Name string
+	// Listen is host:port for routes from the other servers.
+	Listen string
+	// Routes are the other servers' route URLs (nats-route://host:port);
+	// the servers gossip the rest, so each needs to name one of them.
+	Routes []string
+	// Token, if set, is required of every route and presented on every
+	// route this server dials (as the password of user "cutpoint"; it is
+	// never put on a command line).
+	Token string
+}
+
+// routeUser is the user name routes authenticate with; the secret is the
+// cluster token.
+const routeUser = "cutpoint"
 
 // Server is a running embedded nats-server.
 type Server struct {
-	s *server.Server
+	s         *server.Server
+	advertise string
 }
 
 // StartServer starts an embedded nats-server and waits until it accepts
@@ -48,13 +81,9 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	host, portStr, err := net.SplitHostPort(listen)
+	host, port, err := splitListen(listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
-	}
-	var port int
-	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("nats listen address %q: bad port", listen)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -71,6 +100,25 @@ func StartServer(o ServerOptions) (*Server, error) {
 	for _, pub := range o.NkeyUsers {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
 	}
+	if o.Monitor != "" {
+		mhost, mport, err := splitListen(o.Monitor)
+		if err != nil {
+			return nil, fmt.Errorf("nats monitor address %q: %w", o.Monitor, err)
+		}
+		opts.HTTPHost, opts.HTTPPort = mhost, mport
+	}
+	advertise, err := advertiseAddr(o.Advertise, host, port)
+	if err != nil {
+		return nil, err
+	}
+	if advertise != "" {
+		opts.ClientAdvertise = advertise
+	}
+	if c := o.Cluster; c != nil {
+		if err := clusterOptions(opts, c, o.Advertise); err != nil {
+			return nil, err
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats-server on %s: %w", listen, err)
@@ -83,11 +131,195 @@ func StartServer(o ServerOptions) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("nats-server on %s: not ready after 10s", listen)
 	}
-	return &Server{s: s}, nil
+	return &Server{s: s, advertise: o.Advertise}, nil
 }
 
-// ClientURL is the URL clients connect to (without credentials).
-func (s *Server) ClientURL() string { return s.s.ClientURL() }
+// clusterOptions fills the Cluster and Routes options of opts from c.
+func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) error {
+	if c.Name == "" {
+		return errors.New("nats cluster: no name (every server of the cluster must use the same)")
+	}
+	chost, cport, err := splitListen(c.Listen)
+	if err != nil {
+		return fmt.Errorf("nats cluster listen address %q: %w", c.Listen, err)
+	}
+	if cport == 0 {
+		cport = server.RANDOM_PORT
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name: c.Name,
+		Host: chost,
+		Port: cport,
+		// Routes given in Routes are dialed until they answer (nats-server
+		// does that for configured routes); a route learned by gossip is
+		// retried a few times, then left to the other side, which dials
+		// its own configured routes when it comes back.
+		ConnectRetries: 5,
+		ConnectBackoff: true,
+	}
+	if c.Token != "" {
+		opts.Cluster.Username = routeUser
+		opts.Cluster.Password = c.Token
+	}
+	if isUnspecified(chost) && cport != server.RANDOM_PORT {
+		// Other servers must dial a routable address, not 0.0.0.0.
+		if ahost, err := hostOf(advertise); err == nil {
+			opts.Cluster.Advertise = net.JoinHostPort(ahost, fmt.Sprint(cport))
+		}
+	}
+	for _, r := range c.Routes {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats-route" || u.Host == "" {
+			return fmt.Errorf("nats route %q: want nats-route://HOST:PORT", Redact(r))
+		}
+		if u.User != nil {
+			return fmt.Errorf("nats route %s: credentials do not belong in a route URL (give the cluster token instead)", Redact(r))
+		}
+		if c.Token != "" {
+			u.User = url.UserPassword(routeUser, c.Token)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+// hostOf is the host of an --advertise value (host or host:port), or this
+// host's routable address when it is empty.
+func hostOf(advertise string) (string, error) {
+	if advertise == "" {
+		return RoutableAddr()
+	}
+	if h, _, err := net.SplitHostPort(advertise); err == nil {
+		return h, nil
+	}
+	return advertise, nil
+}
+
+// splitListen parses host:port; port 0 means a free port.
+func splitListen(listen string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, err
+	}
+	var port int
+	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return host, port, nil
+}
+
+func isUnspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// advertiseAddr is the client host:port announced to the cluster (its
+// clients learn the other servers from it): the one given, else this
+// host's routable address when the server listens on all interfaces, else
+// none (the listen address is dialable as it is, or the port is not known
+// before the server listens).
+func advertiseAddr(advertise, host string, port int) (string, error) {
+	if _, _, err := net.SplitHostPort(advertise); err == nil {
+		return advertise, nil
+	}
+	if port == server.RANDOM_PORT {
+		return "", nil
+	}
+	if advertise != "" {
+		return net.JoinHostPort(advertise, fmt.Sprint(port)), nil
+	}
+	if !isUnspecified(host) {
+		return "", nil
+	}
+	a, err := RoutableAddr()
+	if err != nil {
+		// Only loopback: nothing better to announce; clients of this
+		// host still dial it (ClientURL falls back to 127.0.0.1).
+		return "", nil
+	}
+	return net.JoinHostPort(a, fmt.Sprint(port)), nil
+}
+
+// RoutableAddr returns a non-loopback unicast IP address of this host (the
+// first IPv4 one, else the first IPv6 one), for URLs other hosts dial.
+func RoutableAddr() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("interface addresses: %w", err)
+	}
+	var v6 string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || !ipn.IP.IsGlobalUnicast() {
+			continue
+		}
+		if ipn.IP.To4() != nil {
+			return ipn.IP.String(), nil
+		}
+		if v6 == "" {
+			v6 = ipn.IP.String()
+		}
+	}
+	if v6 != "" {
+		return v6, nil
+	}
+	return "", errors.New("this host has no routable address (only loopback): give --advertise")
+}
+
+// ClientURL is the URL clients connect to (without credentials): never
+// 0.0.0.0. A server listening on all interfaces gives its advertised host,
+// else this host's routable address.
+func (s *Server) ClientURL() string {
+	raw := s.s.ClientURL()
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || !isUnspecified(host) {
+		return raw
+	}
+	if h, p, err := net.SplitHostPort(s.advertise); err == nil {
+		host, port = h, p
+	} else if h, err := hostOf(s.advertise); err == nil {
+		host = h
+	} else {
+		host = "127.0.0.1"
+	}
+	u.Host = net.JoinHostPort(host, port)
+	return u.String()
+}
+
+// ClusterURL is the route URL other servers dial (nats-route://host:port,
+// without credentials), or "" when the server is in no cluster.
+func (s *Server) ClusterURL() string {
+	addr := s.s.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		if h, err := hostOf(s.advertise); err == nil {
+			host = h
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return "nats-route://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// Routes is the number of routes to other servers this server holds.
+func (s *Server) Routes() int { return s.s.NumRoutes() }
+
+// Varz returns the server's monitoring figures (in_bytes, out_bytes, ...).
+func (s *Server) Varz() (*server.Varz, error) { return s.s.Varz(nil) }
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {
@@ -167,7 +399,7 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			st.Reconnects.Add(1)
-			log.Info("nats reconnected", "conn", o.Name, "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "conn", o.Name, "url", Redact(nc.ConnectedUrl()))
 			if o.OnReconnect != nil {
 				o.OnReconnect()
 			}
@@ -199,13 +431,20 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 		}
 		opts = append(opts, opt)
 	}
-	nc, err := nats.Connect(rawURL, opts...)
+	// A list: this host's server first, the others as failover in the
+	// order given (not shuffled), so that ranks on one host share a server.
+	ordered := OrderURLs(rawURL, os.Getenv(EnvLocal))
+	if len(ordered) > 1 {
+		opts = append(opts, nats.DontRandomize())
+	}
+	nc, err := nats.Connect(strings.Join(ordered, ","), opts...)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoServers) || isDialError(err) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, redact(rawURL), err)
 		}
 		return nil, fmt.Errorf("connect to nats %s: %w", redact(rawURL), err)
 	}
+	log.Debug("nats connected", "conn", o.Name, "url", Redact(nc.ConnectedUrl()))
 	return nc, nil
 }
 
@@ -249,14 +488,131 @@ func isDialError(err error) bool {
 	return errors.As(err, &op)
 }
 
-// redact hides credentials in a URL for messages.
-func redact(raw string) string {
+// Redact hides the user info (a token, a user and password) of every URL
+// of a comma-separated list, for log lines and error messages: the
+// standard library's url.Redacted keeps a token, which sits where a user
+// name would.
+func Redact(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, one := range parts {
+		parts[i] = redactOne(strings.TrimSpace(one))
+	}
+	return strings.Join(parts, ",")
+}
+
+func redactOne(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		// Unparsable: hide everything up to the last '@' by hand.
+		if at := strings.LastIndex(raw, "@"); at >= 0 {
+			if i := strings.Index(raw, "://"); i >= 0 && i < at {
+				return raw[:i+3] + "***" + raw[at:]
+			}
+			return "***" + raw[at:]
+		}
 		return raw
 	}
-	u.User = url.User("***")
-	return u.String()
+	if u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.Scheme + "://***@" + strings.TrimPrefix(u.String(), u.Scheme+"://")
+}
+
+func redact(raw string) string { return Redact(raw) }
+
+// EnvLocal names this host's NATS server when a URL list is given
+// (CUTPOINT_NATS_LOCAL=host:port or a URL): it is dialed first.
+const EnvLocal = "CUTPOINT_NATS_LOCAL"
+
+// OrderURLs splits a comma-separated URL list and puts this host's servers
+// first, keeping the given order otherwise: a URL matching local (a URL
+// or host:port, e.g. from CUTPOINT_NATS_LOCAL) if given, else the URLs
+// whose host is, or resolves to, an address of one of this host's network
+// interfaces. The others stay as failover, in the order given, so that
+// ranks on one host exchange their messages through that host's server
+// and fail over to the same next one.
+func OrderURLs(raw, local string) []string {
+	var urls []string
+	for _, one := range strings.Split(raw, ",") {
+		if one = strings.TrimSpace(one); one != "" {
+			urls = append(urls, one)
+		}
+	}
+	if len(urls) < 2 {
+		return urls
+	}
+	isLocal := func(string) bool { return false }
+	if local = strings.TrimSpace(local); local != "" {
+		want := hostPortOf(local)
+		isLocal = func(u string) bool { return hostPortOf(u) == want }
+	} else if own := localAddrs(); len(own) > 0 {
+		isLocal = func(u string) bool {
+			host, _, err := net.SplitHostPort(hostPortOf(u))
+			if err != nil {
+				return false
+			}
+			for _, ip := range resolve(host) {
+				if own[ip.String()] {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	var first, rest []string
+	for _, u := range urls {
+		if isLocal(u) {
+			first = append(first, u)
+		} else {
+			rest = append(rest, u)
+		}
+	}
+	return append(first, rest...)
+}
+
+// hostPortOf is the host:port of a URL or of a bare host:port.
+func hostPortOf(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return s
+}
+
+// localAddrs is the set of this host's interface addresses, loopback
+// excluded: a loopback URL names the same host for everyone and so says
+// nothing about which server is nearer.
+func localAddrs() map[string]bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	own := map[string]bool{}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() {
+			own[ipn.IP.String()] = true
+		}
+	}
+	return own
+}
+
+// resolve looks a host up, bounded: an IP literal is itself; a name that
+// does not resolve within a second counts as not local.
+func resolve(host string) []net.IP {
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IP{ip}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil
+	}
+	ips := make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		ips[i] = a.IP
+	}
+	return ips
 }
 
 // slogAdapter feeds nats-server's logger interface into slog.

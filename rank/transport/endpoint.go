@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/internal/natsutil"
 )
 
 // Endpoint is one rank's end of its channels: a sender for each channel
@@ -823,7 +825,7 @@ func (e *Endpoint) onReconnect() {
 			e.markAckLocked(rc, true)
 		}
 	}
-	e.emitLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", e.nc.ConnectedUrlRedacted())}, false)
+	e.emitLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", natsutil.Redact(e.nc.ConnectedUrl()))}, false)
 	e.mu.Unlock()
 	e.kickWriter()
 }

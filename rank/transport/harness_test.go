@@ -176,6 +176,9 @@ type worldOpts struct {
 	window   int
 	options  func(r int, o *transport.Options)
 	connOpts func(r int) []nats.Option
+	// dial, if set, makes rank r's connection instead of natstest.Connect
+	// to srv (a cluster: each rank its own server).
+	dial func(r int) *nats.Conn
 }
 
 func allPeers(n int) func(int) []int {
@@ -199,7 +202,11 @@ func newWorld(t *testing.T, srv *natstest.Server, seed uint64, wo worldOpts) *wo
 			extra = wo.connOpts(i)
 		}
 		r := &tRank{w: w, id: i, g: 1}
-		r.nc = natstest.Connect(t, srv.URL(), extra...)
+		if wo.dial != nil {
+			r.nc = wo.dial(i)
+		} else {
+			r.nc = natstest.Connect(t, srv.URL(), extra...)
+		}
 		o := transport.Options{Job: testJob, Self: i, Peers: w.peersOf(i), G: 1, Window: wo.window,
 			AckTimeout: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}
 		if wo.options != nil {

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# test.sh (make multinode-test): cutpoint on the multi-host bed of bed.sh,
+# three network-namespace "hosts", each running one `cutpoint nats` server
+# of a 3-server cluster (client port 4222, routes 6222, monitoring 8222 on
+# the host's loopback). The coordinator runs in h1 with --spawn none; the
+# ranks are `cutpoint rank` processes started in their hosts. Every process
+# gets the list of all three client URLs in CUTPOINT_NATS and dials its own
+# host's server first. Cases (MULTINODE_CASES, default all three):
+#
+#   cluster  the job on the cluster ends with the undisturbed digest
+#   kill     h3's server SIGKILLed after the first cut, then h1's (the
+#            coordinator's) two cuts later: the undisturbed digest, the
+#            failovers in the logs, the token in none
+#   measure  NATS bytes per step through each server (varz in/out deltas),
+#            ranks packed on h1 vs spread over the hosts
+#
+# MULTINODE_STEPS (default 6000) and MULTINODE_SIZE (96) size the job;
+# CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
+# skips (exit 0) without them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+bed=$root/scripts/multinode/bed.sh
+bin=$root/bin/cutpoint
+steps=${MULTINODE_STEPS:-6000}
+size=${MULTINODE_SIZE:-96}
+cases=${MULTINODE_CASES:-cluster kill measure}
+export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
+D=$CPBED_DIR
+nranks=4
+
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
+  echo "multinode-test: SKIP (needs root and iproute2 for network namespaces)"
+  exit 0
+fi
+if ! ip netns add cpbed-probe 2>/dev/null; then
+  echo "multinode-test: SKIP (cannot create network namespaces here)"
+  exit 0
+fi
+ip netns del cpbed-probe
+
+say() { printf '== %s\n' "$*"; }
+fail() { echo "multinode-test: FAIL: $*" >&2; exit 1; }
+
+declare -a pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "${CPBED_KEEP:-}" = 1 ]; then
+    echo "bed kept: $D ($bed down removes it)"
+  else
+    "$bed" down >/dev/null
+  fi
+}
+trap cleanup EXIT
+
+[ -x "$bin" ] || fail "$bin missing (make build)"
+"$bed" down >/dev/null 2>&1 || true
+"$bed" up
+mkdir -p "$D/shared/secrets"
+chmod 700 "$D/shared/secrets"
+tok() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+(umask 077; tok >"$D/shared/secrets/nats.token"; tok >"$D/shared/secrets/cluster.token")
+token=$(cat "$D/shared/secrets/nats.token")
+
+# run_in HOST CMD...: CMD in host HOST, with no config file from the cwd,
+# in the foreground. Background processes are started as `"$bed" exec HOST
+# env ... &` directly: bed.sh execs ip, which execs env, which execs the
+# command, so $! is the command's own pid (a function run with & would be
+# a subshell, and killing it would leave the command running).
+run_in() { local h=$1; shift; "$bed" exec "$h" env CUTPOINT_CONFIG=/dev/null "$@"; }
+
+declare -a natspid=()
+urls=""
+start_nats() {
+  urls=""
+  for i in 1 2 3; do
+    local routes=""
+    for j in 1 2 3; do
+      [ "$i" = "$j" ] || routes+="${routes:+,}nats-route://$("$bed" addr "$j"):6222"
+    done
+    rm -f "$D/node/h$i/nats.url"
+    "$bed" exec "h$i" env CUTPOINT_CONFIG=/dev/null "$bin" nats --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 --routes "$routes" \
+      --token-file "$D/shared/secrets/nats.token" --cluster-token-file "$D/shared/secrets/cluster.token" \
+      --monitor 127.0.0.1:8222 --url-file "$D/node/h$i/nats.url" </dev/null >/dev/null 2>>"$D/node/h$i/nats.log" &
+    natspid[i]=$!
+    pids+=($!)
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 1 200); do [ -s "$D/node/h$i/nats.url" ] && break; sleep 0.05; done
+    [ -s "$D/node/h$i/nats.url" ] || fail "nats server of h$i did not come up: $(tail -5 "$D/node/h$i/nats.log")"
+    local u
+    u=$(cat "$D/node/h$i/nats.url")
+    case "$u" in
+      *0.0.0.0*) fail "h$i wrote an undialable URL (0.0.0.0)" ;;
+      *"@$("$bed" addr "$i"):4222") ;;
+      *) fail "h$i wrote URL host ${u#*@}, want $("$bed" addr "$i"):4222" ;;
+    esac
+    urls+="${urls:+,}$u"
+  done
+  # The mesh is complete when every server routes to both others.
+  for i in 1 2 3; do
+    for _ in $(seq 1 200); do
+      n=$(varz "h$i" routez | sed -n 's/.*"num_routes": *\([0-9]*\).*/\1/p')
+      [ "${n:-0}" -ge 2 ] && break
+      sleep 0.05
+    done
+    [ "${n:-0}" -ge 2 ] || fail "h$i has ${n:-0} routes, want 2 or more"
+  done
+}
+
+stop_nats() {
+  for i in 1 2 3; do kill "${natspid[i]}" 2>/dev/null || true; wait "${natspid[i]}" 2>/dev/null || true; done
+}
+
+# varz HOST [PAGE]: a monitoring page of HOST's server (from inside HOST).
+varz() {
+  "$bed" exec "$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/8222 && printf "GET /%s HTTP/1.0\r\n\r\n" "$1" >&3 && cat <&3' _ "${2:-varz}" 2>/dev/null || true
+}
+
+# route_in HOST: bytes HOST's server received over its routes so far.
+route_in() { varz "$1" routez | sed -n 's/^ *"in_bytes": *\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}'; }
+
+# field JSON NAME: a top-level integer field of a varz page.
+field() { sed -n "s/^  \"$2\": *\([0-9]*\).*/\1/p" <<<"$1" | head -1; }
+
+say "reference: the job undisturbed (embedded NATS in h1)"
+ref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-store" --interval 0 --ranks "$nranks" --size "$size" \
+  --steps "$steps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+[ -n "$ref" ] || fail "no reference digest"
+echo "undisturbed digest $ref"
+
+# run_job LABEL PLACEMENT KILLS: the job with rank r in host ${PLACEMENT[r]};
+# KILLS=1 SIGKILLs h3's server after cut 1 and h1's two cuts later. Sets
+# digest.
+run_job() {
+  local label=$1 placement=($2) kills=$3
+  local store=$D/shared/store-$label out=$D/node/h1/coord-$label
+  mkdir -p "$store"
+  "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" coordinator --store "$store" --ranks "$nranks" --spawn none \
+    --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
+    </dev/null >"$out.out" 2>"$out.log" &
+  local coord=$!
+  pids+=($coord)
+  for _ in $(seq 1 400); do [ -s "$store/cutpoint-store.json" ] && break; sleep 0.05; done
+  [ -s "$store/cutpoint-store.json" ] || fail "$label: the coordinator made no store: $(tail -5 "$out.log")"
+  local r
+  for r in $(seq 0 $((nranks - 1))); do
+    local h=h${placement[r]}
+    cd "$D/node/$h"
+    "$bed" exec "$h" env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" CUTPOINT_JOB=heat2d \
+      CUTPOINT_WORLD=$nranks CUTPOINT_STORE="$store" CUTPOINT_RANK="$r" CUTPOINT_HEARTBEAT_INTERVAL=100ms CUTPOINT_LOG_LEVEL=debug \
+      "$bin" rank --size "$size" --steps "$steps" </dev/null >/dev/null 2>"$D/node/$h/rank$r-$label.log" &
+    pids+=($!)
+    cd "$root"
+  done
+  if [ "$kills" = 1 ]; then
+    wait_epoch "$out.log" 1 || fail "$label: no first cut: $(tail -5 "$out.log")"
+    { kill -9 "${natspid[3]}"; wait "${natspid[3]}"; } 2>/dev/null || true
+    echo "SIGKILLed h3's nats-server (pid ${natspid[3]}) after cut $(last_epoch "$out.log")"
+    wait_epoch "$out.log" $(($(last_epoch "$out.log") + 2)) || fail "$label: no cut after h3's server died: $(tail -5 "$out.log")"
+    { kill -9 "${natspid[1]}"; wait "${natspid[1]}"; } 2>/dev/null || true
+    echo "SIGKILLed h1's nats-server (the coordinator's, pid ${natspid[1]}) after cut $(last_epoch "$out.log")"
+  fi
+  local t0=$SECONDS
+  while kill -0 "$coord" 2>/dev/null; do
+    [ $((SECONDS - t0)) -lt 180 ] || fail "$label: the job did not end in 180 s: $(tail -5 "$out.log")"
+    sleep 0.1
+  done
+  wait "$coord" || fail "$label: coordinator exit $?: $(tail -5 "$out.log")"
+  digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
+}
+
+last_epoch() { grep 'msg="cut committed" component=coordinator' "$1" | sed -n 's/.* epoch=\([0-9]*\).*/\1/p' | tail -1; }
+wait_epoch() {
+  for _ in $(seq 1 1800); do
+    [ "$(last_epoch "$1")" -ge "$2" ] 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+check_digest() {
+  [ "$2" = "$ref" ] || fail "$1: digest ${2:-none}, undisturbed $ref"
+  echo "$1: digest $2 = undisturbed"
+  "$bin" verify --store "$D/shared/store-$1" --log-level warn >/dev/null || fail "$1: the store does not verify"
+}
+
+for c in $cases; do
+  case $c in
+    cluster)
+      say "cluster: 3 servers, coordinator in h1, ranks 0..3 in h1 h2 h3 h1"
+      start_nats
+      run_job cluster "1 2 3 1" 0
+      check_digest cluster "$digest"
+      # Every rank dialed its own host's server first.
+      pl=(1 2 3 1)
+      for r in 0 1 2 3; do
+        h=h${pl[r]}
+        grep -q "msg=\"nats connected\".*@$("$bed" addr "${pl[r]}"):4222" "$D/node/$h/rank$r-cluster.log" ||
+          fail "cluster: rank $r did not dial its host's server: $(grep 'nats connected' "$D/node/$h/rank$r-cluster.log")"
+      done
+      echo "cluster: every rank dialed its own host's server"
+      stop_nats
+      ;;
+    kill)
+      say "kill: h3's server, then h1's, SIGKILLed while the job runs"
+      start_nats
+      run_job kill "1 2 3 1" 1
+      check_digest kill "$digest"
+      grep -q "nats reconnected" "$D/node/h1/coord-kill.log" || fail "kill: the coordinator logged no reconnect"
+      for f in "$D/node/h3/rank2-kill.log" "$D/node/h1/rank0-kill.log" "$D/node/h1/rank3-kill.log"; do
+        grep -q "nats reconnected" "$f" || fail "kill: $(basename "$f") logged no reconnect"
+      done
+      if grep -rqF "$token" "$D"/node/*/*.log; then fail "kill: a log shows the NATS token"; fi
+      echo "kill: coordinator and ranks of h1 and h3 failed over; no log shows the token"
+      stop_nats
+      ;;
+    measure)
+      say "measure: NATS bytes per step through each server, packed vs spread"
+      # Placement "a b c d": rank r on host h${placement[r]}. heat2d's 2x2
+      # grid makes ranks 0-1, 0-2, 1-3 and 2-3 neighbours.
+      printf '%-9s %-6s %12s %12s %14s\n' placement server in/step out/step route-in/step
+      for placement in "1 1 1 1" "1 1 2 2" "1 2 3 1"; do
+        start_nats
+        declare -A in0 out0 rin0
+        for i in 1 2 3; do
+          v=$(varz "h$i"); in0[$i]=$(field "$v" in_bytes); out0[$i]=$(field "$v" out_bytes); rin0[$i]=$(route_in "h$i")
+        done
+        label=measure-$(tr -d ' ' <<<"$placement")
+        run_job "$label" "$placement" 0
+        check_digest "$label" "$digest" >/dev/null
+        for i in 1 2 3; do
+          v=$(varz "h$i")
+          di=$(($(field "$v" in_bytes) - ${in0[$i]})); do=$(($(field "$v" out_bytes) - ${out0[$i]}))
+          dr=$(($(route_in "h$i") - ${rin0[$i]}))
+          printf '%-9s %-6s %12d %12d %14d\n' "$(tr -d ' ' <<<"$placement")" "h$i" $((di / steps)) $((do / steps)) $((dr / steps))
+        done
+        stop_nats
+      done
+      ;;
+    *) fail "unknown case $c" ;;
+  esac
+done
+echo "multinode-test: all cases passed ($cases)"
