@@ -13,6 +13,12 @@
 #            failovers in the logs, the token in none
 #   measure  NATS bytes per step through each server (varz in/out deltas),
 #            ranks packed on h1 vs spread over the hosts
+#   hostloss `cutpoint run` in h1 places the ranks itself (--hosts
+#            cpbed-h1:2,cpbed-h2:2,cpbed-h3:2, --spawn-cmd 'ip netns exec
+#            {host} {cmd}'); after the first cut host h2 is killed whole
+#            (every process in its namespace, its NATS server included,
+#            SIGKILL): its ranks are respawned on h3's spare slots, the job
+#            ends with the undisturbed digest and no rank is left running
 #
 # MULTINODE_STEPS (default 6000) and MULTINODE_SIZE (96) size the job;
 # CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
@@ -24,7 +30,7 @@ bed=$root/scripts/multinode/bed.sh
 bin=$root/bin/cutpoint
 steps=${MULTINODE_STEPS:-6000}
 size=${MULTINODE_SIZE:-96}
-cases=${MULTINODE_CASES:-cluster kill measure}
+cases=${MULTINODE_CASES:-cluster kill hostloss measure}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 nranks=4
@@ -237,6 +243,47 @@ for c in $cases; do
         done
         stop_nats
       done
+      ;;
+    hostloss)
+      say "hostloss: run --hosts over the bed, host h2 killed whole after the first cut"
+      start_nats
+      store=$D/shared/store-hostloss out=$D/node/h1/run-hostloss
+      mkdir -p "$store"
+      # The ranks' NATS URL (with the token) reaches them on stdin, never on
+      # the spawn command's argv.
+      "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
+        --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}' \
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
+        </dev/null >"$out.out" 2>"$out.log" &
+      runpid=$!
+      pids+=($runpid)
+      wait_epoch "$out.log" 1 || fail "hostloss: no first cut: $(tail -5 "$out.log")"
+      victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
+      [ -n "$victims" ] || fail "hostloss: nothing runs in h2"
+      # shellcheck disable=SC2086
+      kill -9 $victims 2>/dev/null || true
+      echo "hostloss: SIGKILLed every process of h2 (pids $victims) after cut $(last_epoch "$out.log")"
+      t0=$SECONDS
+      while kill -0 "$runpid" 2>/dev/null; do
+        [ $((SECONDS - t0)) -lt 180 ] || fail "hostloss: the job did not end in 180 s: $(tail -5 "$out.log")"
+        sleep 0.1
+      done
+      wait "$runpid" || fail "hostloss: run exit $?: $(tail -5 "$out.log")"
+      digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
+      check_digest hostloss "$digest"
+      grep -q 'msg="host down: its ranks restart on other hosts" host=cpbed-h2' "$out.log" || fail "hostloss: no host marked down: $(grep -i host "$out.log" | tail -5)"
+      # No rank is left running anywhere: only the NATS servers remain.
+      for i in 1 2 3; do
+        for p in $(ip netns pids "cpbed-h$i"); do
+          [ "$p" = "${natspid[i]}" ] && continue
+          if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' rank'; then
+            fail "hostloss: a rank is still running in h$i: $(tr '\0' ' ' <"/proc/$p/cmdline")"
+          fi
+        done
+      done
+      if grep -qF "$token" "$out.log"; then fail "hostloss: the run log shows the NATS token"; fi
+      echo "hostloss: h2's ranks respawned elsewhere; no rank left running; no log shows the token"
+      stop_nats
       ;;
     *) fail "unknown case $c" ;;
   esac
