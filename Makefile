@@ -190,7 +190,7 @@ multinode-test: build
 	MULTINODE_STEPS=$(MULTINODE_STEPS) scripts/multinode/test.sh
 
 multinode-test-ci: build
-	MULTINODE_CASES="cluster kill hostloss" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
+	MULTINODE_CASES="cluster kill hostloss partition" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
 
 clean:
 	rm -rf $(BIN) bench-results bench-results-quick demo-store

@@ -104,6 +104,13 @@ case "$cmd" in
   down) down ;;
   status) status ;;
   addr) addr "${1#h}" ;;
+  cut | heal)
+    # cut HOST / heal HOST: take the host's port on the bridge down (a
+    # network partition: the host's processes run on, unreachable) or up.
+    need
+    h=${1:?bed.sh $cmd HOST}
+    ip -n "$sw" link set "cpbed-${h}" "$([ "$cmd" = cut ] && echo down || echo up)"
+    ;;
   exec)
     need
     h=${1:?bed.sh exec HOST CMD...}

@@ -19,6 +19,10 @@
 #            (every process in its namespace, its NATS server included,
 #            SIGKILL): its ranks are respawned on h3's spare slots, the job
 #            ends with the undisturbed digest and no rank is left running
+#   partition the same job with h2 cut off the bridge for 10 s after the
+#            first cut and then healed: its ranks are declared lost and
+#            replaced, the old ones fenced; the undisturbed digest, no rank
+#            left running
 #
 # MULTINODE_STEPS (default 6000) and MULTINODE_SIZE (96) size the job;
 # CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
@@ -30,7 +34,7 @@ bed=$root/scripts/multinode/bed.sh
 bin=$root/bin/cutpoint
 steps=${MULTINODE_STEPS:-6000}
 size=${MULTINODE_SIZE:-96}
-cases=${MULTINODE_CASES:-cluster kill hostloss measure}
+cases=${MULTINODE_CASES:-cluster kill hostloss partition measure}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 nranks=4
@@ -244,10 +248,14 @@ for c in $cases; do
         stop_nats
       done
       ;;
-    hostloss)
-      say "hostloss: run --hosts over the bed, host h2 killed whole after the first cut"
+    hostloss | partition)
+      if [ "$c" = hostloss ]; then
+        say "hostloss: run --hosts over the bed, host h2 killed whole after the first cut"
+      else
+        say "partition: run --hosts over the bed, host h2 cut off the network for 10 s after the first cut, then healed"
+      fi
       start_nats
-      store=$D/shared/store-hostloss out=$D/node/h1/run-hostloss
+      store=$D/shared/store-$c out=$D/node/h1/run-$c
       mkdir -p "$store"
       # The ranks' NATS URL (with the token) reaches them on stdin, never on
       # the spawn command's argv.
@@ -257,32 +265,45 @@ for c in $cases; do
         </dev/null >"$out.out" 2>"$out.log" &
       runpid=$!
       pids+=($runpid)
-      wait_epoch "$out.log" 1 || fail "hostloss: no first cut: $(tail -5 "$out.log")"
-      victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
-      [ -n "$victims" ] || fail "hostloss: nothing runs in h2"
-      # shellcheck disable=SC2086
-      kill -9 $victims 2>/dev/null || true
-      echo "hostloss: SIGKILLed every process of h2 (pids $victims) after cut $(last_epoch "$out.log")"
+      wait_epoch "$out.log" 1 || fail "$c: no first cut: $(tail -5 "$out.log")"
+      if [ "$c" = hostloss ]; then
+        victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
+        [ -n "$victims" ] || fail "hostloss: nothing runs in h2"
+        # shellcheck disable=SC2086
+        kill -9 $victims 2>/dev/null || true
+        echo "hostloss: SIGKILLed every process of h2 (pids $victims) after cut $(last_epoch "$out.log")"
+      else
+        "$bed" cut h2
+        echo "partition: h2 cut off after cut $(last_epoch "$out.log")"
+        sleep 10
+        "$bed" heal h2
+        echo "partition: h2 healed"
+      fi
       t0=$SECONDS
       while kill -0 "$runpid" 2>/dev/null; do
-        [ $((SECONDS - t0)) -lt 180 ] || fail "hostloss: the job did not end in 180 s: $(tail -5 "$out.log")"
+        [ $((SECONDS - t0)) -lt 180 ] || fail "$c: the job did not end in 180 s: $(tail -5 "$out.log")"
         sleep 0.1
       done
-      wait "$runpid" || fail "hostloss: run exit $?: $(tail -5 "$out.log")"
+      wait "$runpid" || fail "$c: run exit $?: $(tail -5 "$out.log")"
       digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
-      check_digest hostloss "$digest"
-      grep -q 'msg="host down: its ranks restart on other hosts" host=cpbed-h2' "$out.log" || fail "hostloss: no host marked down: $(grep -i host "$out.log" | tail -5)"
+      check_digest "$c" "$digest"
+      if [ "$c" = hostloss ]; then
+        grep -q 'msg="host down: its ranks restart on other hosts" host=cpbed-h2' "$out.log" ||
+          fail "hostloss: h2 was not marked down: $(grep -i host "$out.log" | tail -5)"
+      else
+        grep -q 'rank-lost' "$out.log" || fail "partition: no rank was declared lost while h2 was cut off"
+      fi
       # No rank is left running anywhere: only the NATS servers remain.
       for i in 1 2 3; do
         for p in $(ip netns pids "cpbed-h$i"); do
           [ "$p" = "${natspid[i]}" ] && continue
           if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' rank'; then
-            fail "hostloss: a rank is still running in h$i: $(tr '\0' ' ' <"/proc/$p/cmdline")"
+            fail "$c: a rank is still running in h$i: $(tr '\0' ' ' <"/proc/$p/cmdline")"
           fi
         done
       done
-      if grep -qF "$token" "$out.log"; then fail "hostloss: the run log shows the NATS token"; fi
-      echo "hostloss: h2's ranks respawned elsewhere; no rank left running; no log shows the token"
+      if grep -qF "$token" "$out.log"; then fail "$c: the run log shows the NATS token"; fi
+      echo "$c: ranks of h2 replaced; no rank left running; no log shows the token"
       stop_nats
       ;;
     *) fail "unknown case $c" ;;
