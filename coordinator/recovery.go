@@ -2,12 +2,18 @@ package coordinator
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
 // recover starts (or restarts) a recovery with the given ranks lost.
-func (c *Coordinator) recover(lost []int, why string) {
+func (c *Coordinator) recover(lost []int, why string) { c.recoverAs(lost, why, true) }
+
+// recoverAs is recover; counted says whether it counts against
+// MaxRecoveries (a fallback from a damaged cut or an outage does not: the
+// cause is not the job's).
+func (c *Coordinator) recoverAs(lost []int, why string, counted bool) {
 	if c.ph == phStopped {
 		return
 	}
@@ -18,7 +24,21 @@ func (c *Coordinator) recover(lost []int, why string) {
 	if len(lost) > 0 {
 		first = lost[0]
 	}
-	c.startRecovery(first, why, true)
+	c.startRecovery(first, why, counted)
+	if !counted && c.ph != phStopped {
+		c.stats.Recoveries++
+	}
+}
+
+// respawnBackoff is the wait before the next launch: none for the first
+// recovery since a commit, then one heartbeat doubling per recovery (or
+// outage respawn) up to MaxRespawnBackoff.
+func (c *Coordinator) respawnBackoff() int64 {
+	if c.backoffs <= 1 {
+		return 0 // the first launch, or the first recovery since a commit
+	}
+	d := int64(c.cfg.HeartbeatInterval) << min(c.backoffs-2, 20)
+	return min(d, int64(c.cfg.MaxRespawnBackoff))
 }
 
 // startRecovery chooses the target (the latest committed cut, R12), the
@@ -58,6 +78,7 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 	}
 	c.g++
 	c.rec.Incarnation = c.g
+	c.launchAt = 0
 	c.rec.Recovery = &wire.RecoveryIntent{Epoch: target.Epoch, Step: target.Step, Lost: lost}
 	if c.ph != phStarting {
 		c.ph = phRecovering
@@ -71,12 +92,25 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 	c.beatEpoch, c.beatStep, c.beatState = 0, 0, wire.EpochNone
 	c.persist(opLaunch)
 	kind := EvRecoveryStarted
-	if !counted {
+	if c.ph == phStarting && !c.starting && rank < 0 {
 		kind = EvJobStarting
 		c.starting = true
 	}
 	c.event(Event{Kind: kind, Epoch: target.Epoch, Step: target.Step, Rank: rank, Peer: -1,
 		Text: fmt.Sprintf("%s; incarnation %d, %d ranks to spawn", why, c.g, len(lost))})
+}
+
+// launchLater launches at once, or after the respawn backoff (Tick).
+func (c *Coordinator) launchLater() {
+	d := c.respawnBackoff()
+	c.backoffs++
+	if d == 0 {
+		c.launch()
+		return
+	}
+	c.launchAt = c.now + d
+	c.event(Event{Kind: EvRecoveryStarted, Rank: -1, Peer: -1, Duration: d,
+		Text: fmt.Sprintf("respawn in %v (backoff: %d recoveries since the last commit)", time.Duration(d), c.backoffs-1)})
 }
 
 // launch runs once the recovery intent is durable: kill, respawn, roll back.
@@ -149,6 +183,8 @@ func (c *Coordinator) goRunning() {
 	c.lastCutAt = c.now
 	c.lastCutStep = target.Step
 	c.lastFailureCheck = c.now
+	c.goStep = target.Step
+	c.outageAt = 0
 	c.inRecovery = false
 	kind := EvRecoveryFinished
 	if c.starting {
