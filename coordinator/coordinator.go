@@ -700,6 +700,9 @@ func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 	if m.finished && x.Code == 0 {
 		return
 	}
+	if m.lost {
+		return // the pending recovery respawns it already
+	}
 	how := x.String()
 	text := "process " + how
 	if x.Last != "" {

@@ -114,12 +114,12 @@ func (c *Coordinator) abortCur(reason wire.AbortReason, rank, peer int, detail s
 }
 
 // failingReason: an abort for this reason says the cut could not be
-// taken (the store is full or gone, a writer failed, a rank could not
-// capture), not that it was ill-timed; a run of them is a loud failure.
+// taken (the store is full, gone or hung, a writer failed, a rank could
+// not capture), not that it was ill-timed or the hold budget is small; a
+// run of them is a loud failure.
 func failingReason(r wire.AbortReason) bool {
 	switch r {
-	case wire.ReasonWriteFailed, wire.ReasonCommitFailed, wire.ReasonCaptureFailed, wire.ReasonTimeout,
-		wire.ReasonHoldOverflow, wire.ReasonCounts, wire.ReasonCoordinatorSilent:
+	case wire.ReasonWriteFailed, wire.ReasonCommitFailed, wire.ReasonCaptureFailed, wire.ReasonTimeout:
 		return true
 	}
 	return false
