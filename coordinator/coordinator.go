@@ -221,11 +221,11 @@ type Coordinator struct {
 	nextCutAt       int64 // earliest next cut after failed ones
 	unprotected     bool
 	unprotectedStep int64
-	lastRates        int64
-	rmax             float64 // fastest step rate, steps per second (refreshRates)
-	minTot           int64   // smallest declared last step, 0 none (refreshRates)
-	nSampled         int     // ranks whose rate was measured since the last Go
-	nSettled         int     // rebuild: ranks settled (see member.settled)
+	lastRates       int64
+	rmax            float64 // fastest step rate, steps per second (refreshRates)
+	minTot          int64   // smallest declared last step, 0 none (refreshRates)
+	nSampled        int     // ranks whose rate was measured since the last Go
+	nSettled        int     // rebuild: ranks settled (see member.settled)
 }
 
 // New returns a coordinator for cfg starting as st says. Its first Ready

@@ -138,8 +138,8 @@ const (
 	EvJobRunning                 // the first Go after a start or restore; Duration since it began
 	EvJobFinished
 	EvJobStopped
-	EvJobFailed // loud
-	EvProtocol  // a message broke the protocol and was ignored
+	EvJobFailed      // loud
+	EvProtocol       // a message broke the protocol and was ignored
 	EvCutDamaged     // loud: a restore found the cut damaged; it is marked bad (Epoch)
 	EvCuttingResumed // a cut committed after cutting-stopped
 	EvRankNotJoined  // a spawned rank was not heard within the start timeout

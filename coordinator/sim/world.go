@@ -155,7 +155,7 @@ func (c Config) String() string {
 type Stats struct {
 	Commits, Aborts, Recoveries, CoordCrashes, RankCrashes int
 	CtlLost, Alignment, CuttingStopped                     int
-	CutsDamaged, DamageFound                               int // CutDamage faults, restores that found one
+	CutsDamaged, DamageFound                               int            // CutDamage faults, restores that found one
 	AbortReasons                                           map[string]int // at the coordinator
 	RankAborts                                             map[string]int // at the ranks (by their own reason)
 	Events                                                 uint64
