@@ -136,8 +136,12 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
+	wait := o.NATSWait
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
-		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log,
+		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
 	})
 	if err != nil {
 		store.Close()
@@ -269,7 +273,7 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 	g := r.o.Spawn
 	restore, err := r.load(ctx, r.o.RestoreEpoch, r.o.RestoreStep)
 	if err != nil {
-		return 0, err
+		return 0, r.restoreFailed(ctx, g, r.o.RestoreEpoch, err)
 	}
 	if r.o.RestoreEpoch == 0 {
 		if err := r.keepInitial(); err != nil {

@@ -76,6 +76,8 @@ type jobOptions struct {
 	Job         string
 	Ranks       int
 	Restore     bool
+	RestoreCut  uint64
+	NATSWait    time.Duration
 	Interval    time.Duration
 	EverySteps  int64
 	Keep        int
@@ -95,7 +97,9 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
-	f.BoolVar(&o.Restore, "restore", false, "resume the job from its latest committed cut in --store")
+	f.BoolVar(&o.Restore, "restore", false, "resume the job from its latest intact committed cut in --store (a damaged one is reported and skipped)")
+	f.Uint64Var(&o.RestoreCut, "cut", 0, "with --restore: restore this committed cut (see cutpoint ls) instead of the latest; newer cuts are marked bad for the job")
+	f.DurationVar(&o.NATSWait, "nats-wait", 2*time.Minute, "how long a starting rank waits for an unreachable NATS server before it gives up")
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
 	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut every N steps (0: off)")
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
@@ -151,6 +155,12 @@ func (o *jobOptions) check() error {
 		if err := natsutil.CheckURL(o.nats.URL); err != nil {
 			errs = append(errs, fmt.Errorf("--nats: %w", err))
 		}
+	}
+	if o.RestoreCut != 0 && !o.Restore {
+		errs = append(errs, fmt.Errorf("--cut %d: only with --restore", o.RestoreCut))
+	}
+	if o.NATSWait < 0 {
+		errs = append(errs, fmt.Errorf("--nats-wait %v: must be >= 0", o.NATSWait))
 	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
@@ -217,6 +227,7 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 		rank.EnvHeartbeat + "=" + o.Heartbeat.String(),
 		rank.EnvCodec + "=" + o.Codec,
 		rank.EnvStoreIO + "=" + o.StoreIO,
+		rank.EnvNATSWait + "=" + o.NATSWait.String(),
 	}
 	if o.nats.Token != "" {
 		env = append(env, rank.EnvNATSToken+"="+o.nats.Token)
@@ -309,6 +320,10 @@ func outcomeError(out coordinator.Outcome) error {
 		return withCode(exitStoppedCut, fmt.Errorf("job stopped after committing cut %d (%s); resume with --restore", out.Epoch, out.Reason))
 	case coordinator.CodeStoppedNoCut:
 		return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); the previous cut (%d) is intact", out.Reason, out.Epoch))
+	case coordinator.CodeDeterministic:
+		return withCode(exitDeterministic, fmt.Errorf("job failed: %s", out.Reason))
+	case coordinator.CodeUnprotected:
+		return withCode(exitUnprotected, fmt.Errorf("job finished unprotected: %s", out.Reason))
 	default:
 		return withCode(exitFailure, fmt.Errorf("job failed: %s", out.Reason))
 	}

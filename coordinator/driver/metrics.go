@@ -20,6 +20,8 @@ type Metrics struct {
 	recoverySecs prometheus.Histogram
 	lastCutStep  prometheus.Gauge
 	lastCutRatio prometheus.Gauge
+	unprotected  prometheus.Gauge
+	badCuts      prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -47,9 +49,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cutpoint_last_cut_step", Help: "Step of the latest committed cut."}),
 		lastCutRatio: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cutpoint_last_cut_ratio", Help: "Raw over stored bytes of the latest committed cut."}),
+		unprotected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_cutting_stopped", Help: "1 while cutting has stopped (cutting-stopped: consecutive cuts failed for one cause) and no cut committed since: the job runs unprotected."}),
+		badCuts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_cuts_damaged_total", Help: "Committed cuts a restore found damaged and marked bad (the job fell back to an older one)."}),
 	}
 	reg.MustRegister(m.cuts, m.aborts, m.bytesRaw, m.bytesStored, m.cutSeconds, m.failures,
-		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio)
+		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio, m.unprotected, m.badCuts)
 	return m
 }
 

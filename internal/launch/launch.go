@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,9 +25,19 @@ type Exit struct {
 	Signal string // signal name when killed by one
 	Killed bool   // the launcher killed it on request
 	At     time.Time
+	// OOM: killed by SIGKILL not requested by the launcher, with evidence
+	// of the OOM killer (the cgroup's oom_kill count rose while it ran, or
+	// its peak RSS reached 90 % of the cgroup's memory limit).
+	OOM bool
+	// Last is the process's last line of output (its own error, usually),
+	// at most 512 bytes.
+	Last string
 }
 
 func (e Exit) String() string {
+	if e.OOM {
+		return fmt.Sprintf("rank %d killed by %s (likely out of memory)", e.Rank, e.Signal)
+	}
 	if e.Signal != "" {
 		return fmt.Sprintf("rank %d killed by %s", e.Rank, e.Signal)
 	}
@@ -74,6 +85,9 @@ type proc struct {
 	spawn  uint64
 	done   chan struct{}
 	killed bool
+	ooms   int64 // the cgroup's oom_kill count at the start (-1: unknown)
+	lastMu sync.Mutex
+	last   string // last output line
 }
 
 // NewLocal returns a spawner that runs argv for each rank with the base
@@ -133,12 +147,13 @@ func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("launch: start rank %d: %w", rank, err)
 	}
-	p := &proc{cmd: cmd, spawn: spawn, done: make(chan struct{})}
+	cg, v2 := memCgroup()
+	p := &proc{cmd: cmd, spawn: spawn, done: make(chan struct{}), ooms: oomKills(cg, v2)}
 	l.procs[rank] = p
 	var copies sync.WaitGroup
 	copies.Add(2)
-	go l.copyLines(&copies, stdout, prefix)
-	go l.copyLines(&copies, stderr, prefix)
+	go l.copyLines(&copies, stdout, prefix, p)
+	go l.copyLines(&copies, stderr, prefix, p)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -149,6 +164,12 @@ func (l *Local) Spawn(rank int, spawn uint64, env []string) error {
 		ex.Killed = p.killed
 		l.mu.Unlock()
 		ex.Code, ex.Signal = status(cmd, err)
+		p.lastMu.Lock()
+		ex.Last = p.last
+		p.lastMu.Unlock()
+		if ex.Signal == "SIGKILL" && !ex.Killed {
+			ex.OOM = oomEvidence(cmd, p.ooms, cg, v2)
+		}
 		close(p.done)
 		l.exits <- ex
 	}()
@@ -169,12 +190,34 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 	return cmd.ProcessState.ExitCode(), ""
 }
 
-func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string) {
+// oomEvidence: the cgroup counted an OOM kill since the start, or the
+// process's peak RSS reached 90 % of the cgroup's limit.
+func oomEvidence(cmd *exec.Cmd, before int64, cg string, v2 bool) bool {
+	if after := oomKills(cg, v2); before >= 0 && after > before {
+		return true
+	}
+	if lim := memLimit(cg, v2); lim > 0 && cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss*1024 >= lim/10*9 {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.Reader, prefix string, p *proc) {
 	defer wg.Done()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		fmt.Fprintf(l.out, "%s%s\n", prefix, sc.Bytes())
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			if len(line) > 512 {
+				line = line[:512]
+			}
+			p.lastMu.Lock()
+			p.last = line
+			p.lastMu.Unlock()
+		}
 	}
 	// Drain whatever a too-long line left, so the child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)
