@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,5 +256,75 @@ func TestDiskFullStopsCuttingLoudly(t *testing.T) {
 	}
 	if !strings.HasPrefix(strings.TrimSpace(r.stdout), "result ") {
 		t.Fatalf("no result line: %q", r.stdout)
+	}
+}
+
+// startNATS runs `cutpoint nats` on addr and returns its client URL.
+func startNATS(t *testing.T, addr, urlFile string) *exec.Cmd {
+	t.Helper()
+	os.Remove(urlFile)
+	n := cutpoint(t, nil, "nats", "--listen", addr, "--url-file", urlFile, "--token", "e2e-token")
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(urlFile); len(bytes.TrimSpace(b)) > 0 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nats did not come up")
+		}
+	}
+}
+
+// TestNATSOutageRiddenOut: the NATS server of a running job (its own
+// process, as on a cluster) is killed and restarted on the same port ten
+// seconds later; the job rides it out and ends with the undisturbed
+// digest.
+func TestNATSOutageRiddenOut(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	urlFile := filepath.Join(dir, "nats.url")
+	nats := startNATS(t, addr, urlFile)
+	defer func() { nats.Process.Kill(); nats.Wait() }()
+	b, _ := os.ReadFile(urlFile)
+	url := strings.TrimSpace(string(b))
+	args := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
+		"--interval", "0", "--every-steps", "500"}, job...)
+	coord := cutpoint(t, nil, args...)
+	var out, errb syncBuf
+	coord.Stdout, coord.Stderr = &out, &errb
+	if err := coord.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
+	waitCut(t, store, "heat2d", 1, coord, &errb)
+	nats.Process.Kill()
+	nats.Wait()
+	time.Sleep(10 * time.Second)
+	nats = startNATS(t, addr, urlFile)
+	done := make(chan error, 1)
+	go func() { done <- coord.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("job: %v\n%s", err, tail(errb.String(), 60))
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("job did not finish 2 minutes after NATS came back\n%s", tail(errb.String(), 60))
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest after a NATS outage %s, undisturbed %s", got, want)
 	}
 }
