@@ -34,6 +34,11 @@ var (
 	// ErrFenced: this process was replaced by a newer one (R13). It must
 	// exit at once without touching the store.
 	ErrFenced = errors.New("rank: process fenced (replaced by a newer one)")
+	// ErrStoreUnavailable: Join could not open the store for a reason
+	// that may pass (permissions, I/O, a network file system away); a
+	// store that does not exist is not this. cutpoint rank exits 75 and
+	// the coordinator respawns it with backoff.
+	ErrStoreUnavailable = errors.New("rank: store unavailable")
 	// ErrNotStarted: Send, Recv or SafePoint before Start.
 	ErrNotStarted = errors.New("rank: Start has not been called")
 	// ErrProtectAfterStart: Protect after Start.
@@ -134,6 +139,9 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	log := o.Logger.With("rank", o.Rank)
 	store, err := openStore(ctx, o, log)
 	if err != nil {
+		if !errors.Is(err, ckpt.ErrNoStore) && ctx.Err() == nil {
+			return nil, fmt.Errorf("rank %d: %w: %w", o.Rank, ErrStoreUnavailable, err)
+		}
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
 	wait := o.NATSWait
