@@ -211,6 +211,8 @@ type Coordinator struct {
 	bad      map[uint64]bool // cuts a restore found damaged (durable in rec.BadCuts)
 	lastFail failure         // the failure that started the current recovery
 	launchAt int64           // a launch held back by the respawn backoff (0: none)
+	causes   map[string]int  // recoveries per cause since the last commit
+	silentX  int64           // failure timeout multiplier after silent losses (1..8)
 	backoffs int             // respawn backoffs since the last commit
 	outageAt int64           // first transient exit since the last Go (0: none)
 	natsDown bool            // the driver lost its NATS connection
@@ -556,15 +558,17 @@ func (c *Coordinator) beat() {
 
 func (c *Coordinator) checkFailures() {
 	var lost []int
+	anySilent := false
 	for r := range c.ranks {
 		m := &c.ranks[r]
 		if !m.alive {
 			continue
 		}
-		silent := c.now-m.lastHeard > int64(c.cfg.FailureTimeout)
+		silent := c.now-m.lastHeard > int64(c.cfg.FailureTimeout)*max(c.silentX, 1)
 		stuck := c.cfg.ProgressTimeout > 0 && !m.finished && c.now-m.stepAt > int64(c.cfg.ProgressTimeout)
 		if silent || stuck {
 			lost = append(lost, r)
+			anySilent = anySilent || silent
 			why := "silent"
 			if !silent {
 				why = "no progress"
@@ -574,6 +578,13 @@ func (c *Coordinator) checkFailures() {
 	}
 	if len(lost) > 0 {
 		c.recover(lost, fmt.Sprintf("%d ranks lost (first %d)", len(lost), lost[0]))
+		// A loaded machine makes ranks look silent: each loss by silence
+		// without a commit in between doubles the patience (up to 8x the
+		// failure timeout), so false detections back off instead of
+		// exhausting the recovery limit; a commit halves it again.
+		if anySilent {
+			c.silentX = min(2*max(c.silentX, 1), 8)
+		}
 	}
 }
 

@@ -228,6 +228,8 @@ func (c *Coordinator) ManifestCommitted(epoch uint64) {
 	c.addCommitted(CommittedCut{Epoch: e.id, Step: e.step})
 	c.stats.Commits++
 	c.recoveries = 0
+	c.causes = nil
+	c.silentX = max(1, c.silentX/2)
 	c.backoffs = 1
 	c.lastFail = failure{rank: -1}
 	c.blockedRun = 0

@@ -332,3 +332,41 @@ func TestCuttingStoppedLoudly(t *testing.T) {
 		}
 	}
 }
+
+// TestSilenceBacksOff: a rank lost to silence twice without a commit in
+// between is given twice the failure timeout the second time (a loaded
+// machine, not a dead rank, is the likely cause), and repeated silent
+// losses are one cause for the recovery limit.
+func TestSilenceBacksOff(t *testing.T) {
+	d := started(t, 2, [][]int{{1}, {0}})
+	g := uint64(1)
+	detect := func() int64 {
+		start := d.now
+		for i := 1; i <= 100; i++ {
+			d.now += int64(10 * time.Millisecond)
+			d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: g, G: g}, State: wire.StateRunning, Step: int64(i), Peer: -1})
+			d.c.Tick(d.now)
+			d.step()
+			if d.c.Incarnation() != g {
+				return d.now - start
+			}
+		}
+		t.Fatal("the silent rank was never declared lost")
+		return 0
+	}
+	first := detect()
+	// No cut yet: both respawned at g2 from step 0; both Ready, Go.
+	g = d.c.Incarnation()
+	d.now += int64(time.Second) // past any respawn backoff
+	d.c.Tick(d.now)
+	d.step()
+	d.recv(hello(0, g, 1))
+	d.recv(hello(1, g, 0))
+	if !d.c.Running() {
+		t.Fatal("not running after the first recovery")
+	}
+	second := detect()
+	if second < 2*first-int64(20*time.Millisecond) {
+		t.Fatalf("detection took %v the first time and %v the second: no backoff", time.Duration(first), time.Duration(second))
+	}
+}

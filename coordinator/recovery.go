@@ -30,6 +30,23 @@ func (c *Coordinator) recoverAs(lost []int, why string, counted bool) {
 	}
 }
 
+// causeKey is why with every number replaced by '#': "rank 3 exited with
+// code 1" and "rank 0 exited with code 2" are one cause.
+func causeKey(why string) string {
+	b := []byte(why)
+	out := b[:0]
+	for i := 0; i < len(b); i++ {
+		if b[i] >= '0' && b[i] <= '9' {
+			if len(out) == 0 || out[len(out)-1] != '#' {
+				out = append(out, '#')
+			}
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return string(out)
+}
+
 // respawnBackoff is the wait before the next launch: none for the first
 // recovery since a commit, then one heartbeat doubling per recovery (or
 // outage respawn) up to MaxRespawnBackoff.
@@ -54,9 +71,22 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 		c.event(Event{Kind: EvCutAborted, Epoch: e.id, Step: e.step, Rank: rank, Peer: -1, Reason: wire.ReasonRankFailed, Text: why})
 	}
 	if counted {
+		// The limit is per cause: recoveries that have the same cause
+		// (the same words, rank numbers and codes aside) without a
+		// commit in between. Different causes in a row are bounded too,
+		// more loosely, so that no mix of them loops for ever.
 		c.recoveries++
 		c.stats.Recoveries++
-		if c.recoveries > c.cfg.MaxRecoveries {
+		if c.causes == nil {
+			c.causes = map[string]int{}
+		}
+		k := causeKey(why)
+		c.causes[k]++
+		switch {
+		case c.causes[k] > c.cfg.MaxRecoveries:
+			c.fail(fmt.Sprintf("%d recoveries for the same cause without a commit in between (last: %s)", c.causes[k], why))
+			return
+		case c.recoveries > 4*c.cfg.MaxRecoveries:
 			c.fail(fmt.Sprintf("%d recoveries without a commit in between (last: %s)", c.recoveries, why))
 			return
 		}
