@@ -370,3 +370,29 @@ func TestSilenceBacksOff(t *testing.T) {
 		t.Fatalf("detection took %v the first time and %v the second: no backoff", time.Duration(first), time.Duration(second))
 	}
 }
+
+// TestRankNotJoiningNamedThenStopped: a spawned process that never speaks
+// (not a rank: `sleep 1000`) is named after the start timeout and
+// respawned; the second time from the same cut the job stops.
+func TestRankNotJoiningNamedThenStopped(t *testing.T) {
+	c, err := New(baseConfig(2), Start{Mode: ModeNew, Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &drive{t: t, c: c}
+	d.step()
+	for range 2 {
+		g := d.c.Incarnation()
+		d.recv(hello(0, g, 1)) // rank 0 joins, rank 1 never does
+		d.now += int64(61 * time.Second)
+		d.c.Tick(d.now)
+		d.step()
+	}
+	ev := d.events(EvRankNotJoined)
+	if len(ev) != 2 || !ev[0].Loud() || !strings.Contains(ev[0].Text, "rank 1 did not join within 1m0s") {
+		t.Fatalf("rank-not-joined events %+v", ev)
+	}
+	if o := d.outcome(); o == nil || o.Code != CodeDeterministic || !strings.Contains(o.Reason, "second time in a row") {
+		t.Fatalf("outcome %+v", o)
+	}
+}
