@@ -791,6 +791,9 @@ func (c *Coordinator) deterministic(why string, x Exit) {
 // rolls every rank back to the newest older intact cut.
 func (c *Coordinator) cutDamaged(rank int, e uint64, detail string) {
 	if c.bad[e] {
+		// Already marked (a second report): the rank still needs a
+		// process restored from an intact cut.
+		c.recoverAs([]int{rank}, fmt.Sprintf("rank %d: cut %d damaged (known)", rank, e), false)
 		return
 	}
 	c.markBad(e)
