@@ -133,6 +133,14 @@ func (s *Store) OpenShardRef(ctx context.Context, ref ShardRef) (*ShardReader, e
 // Ref is the shard's reference.
 func (r *ShardReader) Ref() ShardRef { return r.ref }
 
+// CheckPack checks the shard's own pack before a restore uses it: header,
+// trailer (CRC), and the pack index (hash, structure, chunk hash) against
+// the shard reference, as Verify does. Damage is a *CorruptError; the
+// chunks themselves are checked as they are read.
+func (r *ShardReader) CheckPack(ctx context.Context) error {
+	return r.s.checkPackTail(ctx, r.ref, r.idx.alg)
+}
+
 // Step is the step the cut was taken after.
 func (r *ShardReader) Step() int64 { return r.idx.step }
 

@@ -44,6 +44,23 @@ type Config struct {
 	// MaxBlockedAborts (K): after K consecutive aborts blocked on the same
 	// channel, cutting stops and the job is told loudly (R7). Default 5.
 	MaxBlockedAborts int
+	// MaxFailedCuts (N): after N consecutive aborts for the same reason
+	// (write failed, commit failed, timeout ...: the store cannot take
+	// cuts), the job is told loudly that it runs unprotected; cutting
+	// goes on with backoff, and a job that finishes without a commit
+	// since then ends with CodeUnprotected. Default 5.
+	MaxFailedCuts int
+	// MaxCutBackoff caps the wait between cut attempts after failed
+	// ones (doubling from one heartbeat). Default 30s.
+	MaxCutBackoff time.Duration
+	// MaxRespawnBackoff caps the wait before a respawn after recoveries
+	// without a commit in between (doubling from one heartbeat, from the
+	// second on). Default 10s.
+	MaxRespawnBackoff time.Duration
+	// OutageLimit bounds how long ranks may keep exiting with
+	// RankExitTransient (NATS or store unreachable) before the job fails;
+	// such exits are not counted as recoveries. Default 10m.
+	OutageLimit time.Duration
 	// Keep is the number of committed cuts a GC keeps. Default 2.
 	Keep int
 	// EpochBlock is how many epoch ids one job record write reserves.
@@ -73,12 +90,13 @@ func (cfg *Config) validate() error {
 	}
 	for name, d := range map[string]time.Duration{"failure timeout": cfg.FailureTimeout, "start timeout": cfg.StartTimeout,
 		"cut interval": cfg.CutInterval, "epoch timeout": cfg.EpochTimeout, "request latency": cfg.RequestLatency,
-		"progress timeout": cfg.ProgressTimeout} {
+		"progress timeout": cfg.ProgressTimeout, "max cut backoff": cfg.MaxCutBackoff,
+		"max respawn backoff": cfg.MaxRespawnBackoff, "outage limit": cfg.OutageLimit} {
 		if d < 0 {
 			return bad("%s %v < 0", name, d)
 		}
 	}
-	if cfg.CutEverySteps < 0 || cfg.MaxMarginFactor < 0 || cfg.MaxBlockedAborts < 0 || cfg.Keep < 0 || cfg.MaxRecoveries < 0 {
+	if cfg.CutEverySteps < 0 || cfg.MaxMarginFactor < 0 || cfg.MaxBlockedAborts < 0 || cfg.MaxFailedCuts < 0 || cfg.Keep < 0 || cfg.MaxRecoveries < 0 {
 		return bad("negative count")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -90,6 +108,12 @@ func (cfg *Config) validate() error {
 	def(&cfg.StartTimeout, 60*time.Second)
 	def(&cfg.EpochTimeout, 20*cfg.HeartbeatInterval)
 	def(&cfg.RequestLatency, cfg.HeartbeatInterval)
+	def(&cfg.MaxCutBackoff, 30*time.Second)
+	def(&cfg.MaxRespawnBackoff, 10*time.Second)
+	def(&cfg.OutageLimit, 10*time.Minute)
+	if cfg.MaxFailedCuts == 0 {
+		cfg.MaxFailedCuts = 5
+	}
 	if cfg.MaxMarginFactor == 0 {
 		cfg.MaxMarginFactor = 64
 	}

@@ -40,6 +40,42 @@ type Start struct {
 	// (it must exceed Record.Generation); 0: Record.Generation+1, or 1 for
 	// a new job.
 	Generation uint64
+	// RestoreCut (ModeRestore only, 0: the newest intact one) is the cut
+	// to restore, picked by hand; the job's newer cuts are marked bad (they
+	// belong to the history the restore abandons).
+	RestoreCut uint64
+}
+
+// Exit is how a rank process ended, as the launcher saw it.
+type Exit struct {
+	// Code is the exit status; negative, or above 128 (the shell's
+	// convention), when the process died of a signal.
+	Code int
+	// Signal names the signal that killed it, if one did.
+	Signal string
+	// OOM: the launcher has evidence the kernel's OOM killer did it.
+	OOM bool
+	// Last is the process's last line of output (its own error, usually).
+	Last string
+}
+
+// died reports whether the process was killed rather than exiting.
+func (x Exit) died() bool { return x.Signal != "" || x.Code < 0 || x.Code > 128 }
+
+func (x Exit) String() string {
+	switch {
+	case x.OOM:
+		sig := x.Signal
+		if sig == "" {
+			sig = "SIGKILL"
+		}
+		return fmt.Sprintf("killed by %s (likely out of memory)", sig)
+	case x.Signal != "":
+		return "killed by " + x.Signal
+	case x.Code < 0:
+		return "killed by a signal"
+	}
+	return fmt.Sprintf("exited with code %d", x.Code)
 }
 
 // Stats are counters for metrics and the scale benchmark.
@@ -99,6 +135,13 @@ type member struct {
 	ereas  wire.AbortReason
 	cut    uint64
 	report *wire.ShardReport
+}
+
+// failure identifies a rank failure, to tell a repeat from a new one.
+type failure struct {
+	rank  int
+	epoch uint64 // the cut the failed process ran from
+	how   string
 }
 
 type inflight struct {
@@ -162,11 +205,29 @@ type Coordinator struct {
 	nReady           int
 	peersChecked     bool
 	lastFailureCheck int64
-	lastRates        int64
-	rmax             float64 // fastest step rate, steps per second (refreshRates)
-	minTot           int64   // smallest declared last step, 0 none (refreshRates)
-	nSampled         int     // ranks whose rate was measured since the last Go
-	nSettled         int     // rebuild: ranks settled (see member.settled)
+	goStep           int64 // the step of the last Go
+
+	// fallback and classification
+	bad      map[uint64]bool // cuts a restore found damaged (durable in rec.BadCuts)
+	lastFail failure         // the failure that started the current recovery
+	launchAt int64           // a launch held back by the respawn backoff (0: none)
+	causes   map[string]int  // recoveries per cause since the last commit
+	silentX  int64           // failure timeout multiplier after silent losses (1..8)
+	backoffs int             // respawn backoffs since the last commit
+	outageAt int64           // first transient exit since the last Go (0: none)
+	natsDown bool            // the driver lost its NATS connection
+
+	// loud failure of cutting
+	failRun         int
+	failReason      wire.AbortReason
+	nextCutAt       int64 // earliest next cut after failed ones
+	unprotected     bool
+	unprotectedStep int64
+	lastRates       int64
+	rmax            float64 // fastest step rate, steps per second (refreshRates)
+	minTot          int64   // smallest declared last step, 0 none (refreshRates)
+	nSampled        int     // ranks whose rate was measured since the last Go
+	nSettled        int     // rebuild: ranks settled (see member.settled)
 }
 
 // New returns a coordinator for cfg starting as st says. Its first Ready
@@ -178,9 +239,16 @@ func New(cfg Config, st Start) (*Coordinator, error) {
 	}
 	c := &Coordinator{cfg: cfg, now: st.Now, ranks: make([]member, cfg.World), factor: 1,
 		blockedFrom: -1, blockedTo: -1, lastBeat: st.Now, lastCutAt: st.Now, lastFailureCheck: st.Now}
+	c.bad = map[uint64]bool{}
+	if st.Record != nil {
+		for _, e := range st.Record.BadCuts {
+			c.bad[e] = true
+		}
+	}
 	for _, cc := range st.Committed {
 		c.addCommitted(cc)
 	}
+	c.lastFail.rank = -1
 	switch st.Mode {
 	case ModeNew:
 		if st.Record != nil {
@@ -228,7 +296,24 @@ func New(cfg Config, st Start) (*Coordinator, error) {
 		for i := range c.ranks {
 			c.ranks[i].lost = true
 		}
-		c.startRecovery(-1, "restore", false)
+		why := "restore"
+		if e := st.RestoreCut; e != 0 {
+			if c.stepOf(e) < 0 {
+				return nil, fmt.Errorf("%w: cut %d is not a committed cut of job %q", ErrConfig, e, cfg.Job)
+			}
+			if c.bad[e] {
+				return nil, fmt.Errorf("%w: cut %d of job %q was found damaged by an earlier restore", ErrConfig, e, cfg.Job)
+			}
+			// The newer cuts belong to the history this restore
+			// abandons: no later recovery may jump forward to them.
+			for _, cc := range c.committed {
+				if cc.Epoch > e {
+					c.markBad(cc.Epoch)
+				}
+			}
+			why = fmt.Sprintf("restore of cut %d (picked by hand)", e)
+		}
+		c.startRecovery(-1, why, false)
 	case ModeRejoin:
 		c.ph = phRebuilding
 		c.deadline = c.now + int64(cfg.StartTimeout)
@@ -259,17 +344,49 @@ func (c *Coordinator) addCommitted(cc CommittedCut) {
 	if !found {
 		c.committed = slices.Insert(c.committed, i, cc)
 	}
-	if cc.Epoch > c.lastCommitted {
+	if cc.Epoch > c.lastCommitted && !c.bad[cc.Epoch] {
 		c.lastCommitted = cc.Epoch
 	}
 }
 
+// latest is the newest committed cut not marked bad (the zero cut: none).
 func (c *Coordinator) latest() CommittedCut {
-	if n := len(c.committed); n > 0 {
-		return c.committed[n-1]
+	for i := len(c.committed) - 1; i >= 0; i-- {
+		if !c.bad[c.committed[i].Epoch] {
+			return c.committed[i]
+		}
 	}
 	return CommittedCut{}
 }
+
+// stepOf returns the step of committed cut e, or -1.
+func (c *Coordinator) stepOf(e uint64) int64 {
+	for _, cc := range c.committed {
+		if cc.Epoch == e {
+			return cc.Step
+		}
+	}
+	return -1
+}
+
+// markBad records cut e as unusable for this job; the record carries it
+// (the caller persists).
+func (c *Coordinator) markBad(e uint64) {
+	if c.bad[e] {
+		return
+	}
+	c.bad[e] = true
+	i, _ := slices.BinarySearch(c.rec.BadCuts, e)
+	if len(c.rec.BadCuts) >= wire.MaxBadCuts {
+		c.rec.BadCuts = c.rec.BadCuts[1:] // the oldest: long gone by GC
+		i--
+	}
+	c.rec.BadCuts = slices.Insert(c.rec.BadCuts, max(i, 0), e)
+	c.lastCommitted = c.latest().Epoch
+}
+
+// BadCuts returns the cuts marked bad, ascending.
+func (c *Coordinator) BadCuts() []uint64 { return slices.Clone(c.rec.BadCuts) }
 
 // HasReady reports whether Ready has anything to execute.
 func (c *Coordinator) HasReady() bool { return !c.rd.IsEmpty() }
@@ -322,6 +439,7 @@ func (c *Coordinator) persist(then op) {
 	c.rec.Seq++
 	r := c.rec
 	r.Recovery = cloneIntent(c.rec.Recovery)
+	r.BadCuts = slices.Clone(c.rec.BadCuts)
 	r.Format = wire.JobRecordFormat
 	c.rd.JobRecord = &r
 	c.recAwait, c.recThen, c.recLimit = r.Seq, then, r.EpochLimit
@@ -339,7 +457,7 @@ func (c *Coordinator) JobRecordWritten(seq uint64) {
 	c.recThen = opNone
 	switch then {
 	case opLaunch:
-		c.launch()
+		c.launchLater()
 	case opGo:
 		c.goRunning()
 	}
@@ -373,6 +491,12 @@ func (c *Coordinator) Tick(now int64) {
 		c.lastRates = c.now
 		c.refreshRates()
 	}
+	if c.natsDown {
+		// Nobody can be heard: silence proves nothing (NATSUp restarts
+		// the clocks).
+		c.progress()
+		return
+	}
 	switch c.ph {
 	case phRunning:
 		if c.now-c.lastFailureCheck >= hb/2 {
@@ -384,14 +508,31 @@ func (c *Coordinator) Tick(now int64) {
 			c.abortCur(wire.ReasonTimeout, -1, -1, fmt.Sprintf("not committed after %v", time.Duration(c.now-e.issuedAt)))
 		}
 	case phStarting, phRecovering:
+		if c.launchAt != 0 && c.now >= c.launchAt && c.recAwait == 0 {
+			c.launchAt = 0
+			c.launch()
+		}
 		if c.launched && c.now > c.deadline {
-			var lost []int
+			var lost, silent []int
 			for r := range c.ranks {
 				if !c.ranks[r].ready {
 					lost = append(lost, r)
+					if !c.ranks[r].heard {
+						silent = append(silent, r)
+					}
 				}
 			}
-			c.recover(lost, fmt.Sprintf("%d ranks not ready within %v", len(lost), c.cfg.StartTimeout))
+			why := fmt.Sprintf("%d ranks not ready within %v", len(lost), c.cfg.StartTimeout)
+			if len(silent) > 0 {
+				// Name them: a process that never speaks is not a rank
+				// of this job (a wrong executable, a hung start).
+				why = fmt.Sprintf("rank %d did not join within %v (%d ranks not heard)", silent[0], c.cfg.StartTimeout, len(silent))
+				c.event(Event{Kind: EvRankNotJoined, Rank: silent[0], Peer: -1, Text: why})
+				if c.repeated(failure{rank: silent[0], epoch: c.rec.Recovery.Epoch, how: "did not join"}, why) {
+					return
+				}
+			}
+			c.recover(lost, why)
 		}
 	case phRebuilding:
 		if c.recAwait == 0 && (c.now > c.deadline || c.nSettled == len(c.ranks)) {
@@ -417,15 +558,17 @@ func (c *Coordinator) beat() {
 
 func (c *Coordinator) checkFailures() {
 	var lost []int
+	anySilent := false
 	for r := range c.ranks {
 		m := &c.ranks[r]
 		if !m.alive {
 			continue
 		}
-		silent := c.now-m.lastHeard > int64(c.cfg.FailureTimeout)
+		silent := c.now-m.lastHeard > int64(c.cfg.FailureTimeout)*max(c.silentX, 1)
 		stuck := c.cfg.ProgressTimeout > 0 && !m.finished && c.now-m.stepAt > int64(c.cfg.ProgressTimeout)
 		if silent || stuck {
 			lost = append(lost, r)
+			anySilent = anySilent || silent
 			why := "silent"
 			if !silent {
 				why = "no progress"
@@ -435,6 +578,13 @@ func (c *Coordinator) checkFailures() {
 	}
 	if len(lost) > 0 {
 		c.recover(lost, fmt.Sprintf("%d ranks lost (first %d)", len(lost), lost[0]))
+		// A loaded machine makes ranks look silent: each loss by silence
+		// without a commit in between doubles the patience (up to 8x the
+		// failure timeout), so false detections back off instead of
+		// exhausting the recovery limit; a commit halves it again.
+		if anySilent {
+			c.silentX = min(2*max(c.silentX, 1), 8)
+		}
 	}
 }
 
@@ -513,6 +663,10 @@ func (c *Coordinator) StopNow(reason string) {
 }
 
 func (c *Coordinator) stop(code int, reason string, kind EventKind) {
+	if code == CodeFinished && c.unprotected {
+		code = CodeUnprotected
+		reason = fmt.Sprintf("%s, but cutting had stopped: the job ran unprotected from step %d (last cut %d)", reason, c.unprotectedStep, c.latest().Epoch)
+	}
 	c.ph = phStopped
 	c.broadcast(&wire.Stop{CoordHeader: c.hdr(), Code: code, Reason: reason})
 	c.rd.Outcome = &Outcome{Code: code, Reason: reason, Epoch: c.lastCommitted}
@@ -525,9 +679,20 @@ func (c *Coordinator) fail(reason string) {
 	}
 }
 
-// RankExited: the launcher saw the process (Rank, Spawn) exit with code. A
-// rank that reported it finished and exits 0 is no failure.
+// RankExited: the launcher saw the process (Rank, Spawn) exit with code
+// (negative or above 128: killed by a signal). See RankEnded.
 func (c *Coordinator) RankExited(rank int, spawn uint64, code int) {
+	c.RankEnded(rank, spawn, Exit{Code: code})
+}
+
+// RankEnded: the launcher saw the process (Rank, Spawn) end as x says. A
+// rank that reported it finished and exits 0 is no failure. A process that
+// exits by itself (not killed) before it completed a step of its
+// incarnation, or that fails the same way twice in a row from the same
+// cut, failed deterministically: the job stops with CodeDeterministic and
+// the process's own last words. RankExitCutDamaged marks the recovery's
+// cut bad and falls back; RankExitTransient respawns with backoff.
+func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 	if rank < 0 || rank >= len(c.ranks) || c.ph == phStopped {
 		return
 	}
@@ -543,11 +708,102 @@ func (c *Coordinator) RankExited(rank int, spawn uint64, code int) {
 		return // a process already replaced (or killed by us)
 	}
 	m.alive = false
-	if m.finished && code == 0 {
+	if m.finished && x.Code == 0 {
 		return
 	}
-	c.event(Event{Kind: EvRankLost, Rank: rank, Peer: -1, Step: m.step, Text: fmt.Sprintf("process exited with code %d", code)})
-	c.recover([]int{rank}, fmt.Sprintf("rank %d exited with code %d", rank, code))
+	if m.lost {
+		return // the pending recovery respawns it already
+	}
+	how := x.String()
+	text := "process " + how
+	if x.Last != "" {
+		text += ": " + x.Last
+	}
+	c.event(Event{Kind: EvRankLost, Rank: rank, Peer: -1, Step: m.step, Text: text})
+	why := fmt.Sprintf("rank %d %s", rank, how)
+	from := c.goStepFor()
+	ri := c.rec.Recovery
+	restoring := c.ph != phRunning && ri != nil
+	switch {
+	case x.died():
+	case x.Code == RankExitCutDamaged && restoring && !m.ready && ri.Epoch != 0:
+		c.cutDamaged(rank, ri.Epoch, "the rank's restore found it damaged (exit code 3)"+lastWords(x))
+		return
+	case x.Code == RankExitTransient:
+		if c.outageAt == 0 {
+			c.outageAt = c.now
+		}
+		if c.now-c.outageAt > int64(c.cfg.OutageLimit) {
+			c.fail(fmt.Sprintf("%s (NATS or the store unreachable) for more than %v", why, c.cfg.OutageLimit) + lastWords(x))
+			return
+		}
+		c.recoverAs([]int{rank}, why+" (NATS or the store unreachable); respawning with backoff", false)
+		return
+	case x.Code != 0 && (restoring || (c.ph == phRunning && m.step <= from)):
+		c.deterministic(fmt.Sprintf("%s before it completed a step (from cut %d)", why, c.runningFrom()), x)
+		return
+	}
+	if !x.died() && c.repeated(failure{rank: rank, epoch: c.runningFrom(), how: how}, why+lastWords(x)) {
+		return
+	}
+	c.recover([]int{rank}, why)
+}
+
+func lastWords(x Exit) string {
+	if x.Last == "" {
+		return ""
+	}
+	return ": " + x.Last
+}
+
+// goStepFor is the step the running incarnation started from.
+func (c *Coordinator) goStepFor() int64 { return c.goStep }
+
+// runningFrom is the cut the current (or starting) incarnation runs from.
+func (c *Coordinator) runningFrom() uint64 {
+	if ri := c.rec.Recovery; ri != nil {
+		return ri.Epoch
+	}
+	return c.latest().Epoch
+}
+
+// repeated notes f as the failure behind the next recovery; the same
+// failure twice in a row (same rank, same cut, same way, no commit in
+// between) is deterministic and stops the job (true).
+func (c *Coordinator) repeated(f failure, why string) bool {
+	if f == c.lastFail {
+		c.deterministic(fmt.Sprintf("%s, the second time in a row from cut %d", why, f.epoch), Exit{})
+		return true
+	}
+	c.lastFail = f
+	return false
+}
+
+// deterministic stops the job: no recovery can fix this failure.
+func (c *Coordinator) deterministic(why string, x Exit) {
+	if c.ph == phStopped {
+		return
+	}
+	c.stop(CodeDeterministic, "deterministic failure: "+why+lastWords(x), EvJobFailed)
+}
+
+// cutDamaged marks cut e bad (durably, with the next record write) and
+// rolls every rank back to the newest older intact cut.
+func (c *Coordinator) cutDamaged(rank int, e uint64, detail string) {
+	if c.bad[e] {
+		// Already marked (a second report): the rank still needs a
+		// process restored from an intact cut.
+		c.recoverAs([]int{rank}, fmt.Sprintf("rank %d: cut %d damaged (known)", rank, e), false)
+		return
+	}
+	c.markBad(e)
+	older := c.latest()
+	c.event(Event{Kind: EvCutDamaged, Epoch: e, Rank: rank, Peer: -1,
+		Text: fmt.Sprintf("job %s cut %d: %s; cut %d marked bad, falling back to cut %d (step %d)", c.cfg.Job, e, detail, e, older.Epoch, older.Step)})
+	if c.lastFail.epoch == e {
+		c.lastFail = failure{rank: -1}
+	}
+	c.recoverAs([]int{rank}, fmt.Sprintf("cut %d damaged (rank %d)", e, rank), false)
 }
 
 // Receive handles a message from a rank. Malformed, stale or misdirected
@@ -791,8 +1047,44 @@ func (c *Coordinator) onAlarm(rank int, a *wire.Alarm) {
 		if c.ph == phRunning {
 			c.recover(nil, fmt.Sprintf("channel %d->%d broken: %s", a.Peer, rank, a.Detail))
 		}
+	case wire.AlarmCutDamaged:
+		if ri := c.rec.Recovery; ri != nil && c.ph != phRunning && ri.Epoch == a.Cut {
+			c.cutDamaged(rank, a.Cut, a.Detail)
+		}
+	case wire.AlarmRestoreFailed:
+		if ri := c.rec.Recovery; ri != nil && c.ph != phRunning && ri.Epoch == a.Cut {
+			c.deterministic(fmt.Sprintf("rank %d cannot restore cut %d: %s", rank, a.Cut, a.Detail), Exit{})
+		}
 	}
 }
+
+// NATSDown tells the coordinator its driver lost (down) or regained its
+// NATS connection. While down nothing is heard, so no rank is declared
+// lost, no start deadline and no epoch timeout fires; on the way up every
+// clock restarts.
+func (c *Coordinator) NATSDown(down bool) {
+	if c.natsDown == down {
+		return
+	}
+	c.natsDown = down
+	if down {
+		return
+	}
+	for r := range c.ranks {
+		c.ranks[r].lastHeard = c.now
+		c.ranks[r].stepAt = c.now
+	}
+	if c.launched && (c.ph == phStarting || c.ph == phRecovering) {
+		c.deadline = c.now + int64(c.cfg.StartTimeout)
+	}
+	if e := c.cur; e != nil {
+		e.issuedAt = c.now
+	}
+}
+
+// Unprotected reports whether cutting has stopped (cutting-stopped and no
+// commit since) and the step of the last commit before.
+func (c *Coordinator) Unprotected() (bool, int64) { return c.unprotected, c.unprotectedStep }
 
 // Running reports whether the job runs (Go sent, no recovery in progress).
 func (c *Coordinator) Running() bool { return c.ph == phRunning }

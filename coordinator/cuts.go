@@ -19,6 +19,9 @@ func (c *Coordinator) maybeCut() {
 	if c.cur != nil || c.cuttingStopped || c.nFinished > 0 || c.recAwait != 0 || !c.checkPeers() || c.ph != phRunning {
 		return
 	}
+	if c.now < c.nextCutAt && !c.final {
+		return // backing off after failed cuts
+	}
 	byTime := c.cfg.CutInterval > 0 && c.now-c.lastCutAt >= int64(c.cfg.CutInterval)
 	byStep := c.cfg.CutEverySteps > 0 && c.maxStep+c.margin() >= c.lastCutStep+c.cfg.CutEverySteps
 	if !c.demand && !byTime && !byStep {
@@ -90,6 +93,7 @@ func (c *Coordinator) abortCur(reason wire.AbortReason, rank, peer int, detail s
 	if reason == wire.ReasonLate && c.factor < c.cfg.MaxMarginFactor {
 		c.factor = min(2*c.factor, c.cfg.MaxMarginFactor)
 	}
+	c.noteFailedCut(e, reason, rank, detail)
 	if reason != wire.ReasonBlocked {
 		c.blockedRun = 0
 		return
@@ -101,10 +105,58 @@ func (c *Coordinator) abortCur(reason wire.AbortReason, rank, peer int, detail s
 	}
 	if c.blockedRun >= c.cfg.MaxBlockedAborts {
 		c.cuttingStopped = true
+		c.goUnprotected()
 		c.event(Event{Kind: EvCuttingStopped, Epoch: e.id, Rank: rank, Peer: peer,
 			Text: fmt.Sprintf("%d consecutive cuts aborted because rank %d waited in Recv on rank %d past its marker: "+
 				"a message received before SafePoint(k) was sent after the sender's SafePoint(k) (alignment contract R7); "+
 				"no cut can commit, cutting stopped", c.blockedRun, rank, peer)})
+	}
+}
+
+// failingReason: an abort for this reason says the cut could not be
+// taken (the store is full, gone or hung, a writer failed, a rank could
+// not capture), not that it was ill-timed or the hold budget is small; a
+// run of them is a loud failure.
+func failingReason(r wire.AbortReason) bool {
+	switch r {
+	case wire.ReasonWriteFailed, wire.ReasonCommitFailed, wire.ReasonCaptureFailed, wire.ReasonTimeout:
+		return true
+	}
+	return false
+}
+
+// noteFailedCut counts consecutive aborts for one failing reason: from the
+// second on the next cut waits (one heartbeat, doubling up to
+// MaxCutBackoff); at MaxFailedCuts the job is told loudly it runs
+// unprotected. Cutting goes on, so it resumes when the cause goes away.
+func (c *Coordinator) noteFailedCut(e *inflight, reason wire.AbortReason, rank int, detail string) {
+	if !failingReason(reason) {
+		if reason != wire.ReasonLate && reason != wire.ReasonSuperseded {
+			c.failRun = 0
+		}
+		return
+	}
+	if reason == c.failReason {
+		c.failRun++
+	} else {
+		c.failReason, c.failRun = reason, 1
+	}
+	if c.failRun >= 2 {
+		d := int64(c.cfg.HeartbeatInterval) << min(c.failRun-2, 20)
+		c.nextCutAt = c.now + min(d, int64(c.cfg.MaxCutBackoff))
+	}
+	if c.failRun == c.cfg.MaxFailedCuts {
+		c.goUnprotected()
+		c.event(Event{Kind: EvCuttingStopped, Epoch: e.id, Step: c.unprotectedStep, Rank: rank, Peer: -1, Reason: reason,
+			Text: fmt.Sprintf("%d consecutive cuts aborted (%s; last: %s): the job runs UNPROTECTED since step %d (last cut %d); "+
+				"cuts are retried with backoff", c.failRun, reason, detail, c.unprotectedStep, c.latest().Epoch)})
+	}
+}
+
+func (c *Coordinator) goUnprotected() {
+	if !c.unprotected {
+		c.unprotected = true
+		c.unprotectedStep = c.latest().Step
 	}
 }
 
@@ -176,7 +228,17 @@ func (c *Coordinator) ManifestCommitted(epoch uint64) {
 	c.addCommitted(CommittedCut{Epoch: e.id, Step: e.step})
 	c.stats.Commits++
 	c.recoveries = 0
+	c.causes = nil
+	c.silentX = max(1, c.silentX/2)
+	c.backoffs = 1
+	c.lastFail = failure{rank: -1}
 	c.blockedRun = 0
+	c.failRun, c.failReason, c.nextCutAt = 0, wire.ReasonNone, 0
+	if c.unprotected {
+		c.unprotected = false
+		c.event(Event{Kind: EvCuttingResumed, Epoch: e.id, Step: e.step, Rank: -1, Peer: -1,
+			Text: fmt.Sprintf("cut %d committed: the job is protected again (unprotected from step %d)", e.id, c.unprotectedStep)})
+	}
 	c.factor = max(1, c.factor/2)
 	c.lastCutAt = c.now
 	c.lastCutStep = e.step
@@ -221,6 +283,17 @@ func (c *Coordinator) ManifestFailed(epoch uint64, err error) {
 
 func (c *Coordinator) pins() []uint64 {
 	var pins []uint64
+	if len(c.bad) > 0 {
+		// A bad cut counts among the newest Keep: pin the newest intact
+		// ones so that a fallback always finds one.
+		n := 0
+		for i := len(c.committed) - 1; i >= 0 && n < c.cfg.Keep; i-- {
+			if e := c.committed[i].Epoch; !c.bad[e] {
+				pins = append(pins, e)
+				n++
+			}
+		}
+	}
 	if ri := c.rec.Recovery; ri != nil && ri.Epoch != 0 {
 		pins = append(pins, ri.Epoch)
 	}

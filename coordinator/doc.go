@@ -11,6 +11,8 @@
 //	New(cfg, Start{Mode, Now, Record, Committed, Generation})
 //	Receive(bytes)                   a rank's message (Status, ShardReport, EpochAbort, Alarm)
 //	RankExited(rank, spawn, code)    the launcher saw a process exit
+//	RankEnded(rank, spawn, Exit)     the same with the signal, OOM evidence and last output line
+//	NATSDown(down)                   the driver lost or regained its NATS connection
 //	Tick(now)                        time passes (call it every few ms)
 //	RequestCut(final)                on demand; final: preemption
 //	StopNow(reason)                  the preemption grace ran out
@@ -34,7 +36,11 @@
 //     whatever process of that rank may run.
 //  3. Spawn: start each rank process at incarnation G (also its spawn id)
 //     restoring cut Epoch at Step (Epoch 0: from step 0). Report every
-//     exit with RankExited(rank, G, code).
+//     exit with RankEnded(rank, G, Exit) (or RankExited). A rank's exit
+//     code carries meaning: RankExitCutDamaged (3) the restore found the
+//     cut damaged, RankExitTransient (75) NATS or the store unreachable;
+//     a driver should let a failing rank's last messages (its alarm) reach
+//     Receive before its exit.
 //  4. Messages: publish in order; To is a rank (its control subject,
 //     which every process of that rank listens on) or Broadcast.
 //  5. Commit: write the manifest (temp, fsync, rename, fsync dir: the
@@ -44,7 +50,8 @@
 //  7. Events: log them (Loud ones at error level) and count them.
 //  8. Outcome: the job is over: after the Messages (a Stop broadcast) the
 //     driver stops the launcher's processes and exits with Outcome.Code
-//     (0 finished, 1 failed, 5 stopped after a final cut, 6 without).
+//     (0 finished, 1 failed, 5 stopped after a final cut, 6 without,
+//     7 a deterministic rank failure, 8 finished unprotected).
 //
 // Generation: before New, the driver claims the next coordinator generation
 // in the store by exclusive create and passes it in Start.Generation.

@@ -86,7 +86,7 @@ type GC struct {
 
 // Outcome ends the job.
 type Outcome struct {
-	Code   int // 0 finished, 1 failed, 5 stopped after a final cut, 6 stopped without
+	Code   int // 0 finished, 1 failed, 5 stopped after a final cut, 6 stopped without, 7 deterministic failure, 8 finished unprotected
 	Reason string
 	Epoch  uint64 // the last committed cut
 }
@@ -97,6 +97,26 @@ const (
 	CodeFailed         = 1
 	CodeStoppedWithCut = 5
 	CodeStoppedNoCut   = 6
+	// CodeDeterministic: a rank failed in a way no recovery can fix (it
+	// failed before its first step, failed the same way twice from the
+	// same cut, or its restore failed for a reason no other cut cures);
+	// Reason carries the rank's own error.
+	CodeDeterministic = 7
+	// CodeUnprotected: every rank finished, but cutting had stopped
+	// (cutting-stopped) and no cut committed since: the job ran
+	// unprotected from Outcome.Epoch's step on.
+	CodeUnprotected = 8
+)
+
+// Exit codes of rank processes the coordinator reads (RankExited).
+const (
+	// RankExitCutDamaged: the restore found damage in the cut (the rank
+	// also says so with an AlarmCutDamaged).
+	RankExitCutDamaged = 3
+	// RankExitTransient: the rank could not reach NATS or the store
+	// within its wait; the coordinator respawns it with backoff without
+	// counting a recovery (bounded by Config.OutageLimit).
+	RankExitTransient = 75
 )
 
 // EventKind classifies an Event.
@@ -118,8 +138,11 @@ const (
 	EvJobRunning                 // the first Go after a start or restore; Duration since it began
 	EvJobFinished
 	EvJobStopped
-	EvJobFailed // loud
-	EvProtocol  // a message broke the protocol and was ignored
+	EvJobFailed      // loud
+	EvProtocol       // a message broke the protocol and was ignored
+	EvCutDamaged     // loud: a restore found the cut damaged; it is marked bad (Epoch)
+	EvCuttingResumed // a cut committed after cutting-stopped
+	EvRankNotJoined  // a spawned rank was not heard within the start timeout
 )
 
 var eventNames = map[EventKind]string{
@@ -129,6 +152,7 @@ var eventNames = map[EventKind]string{
 	EvCountsMismatch: "counts-mismatch", EvRebuilt: "rebuilt", EvJobStarting: "job-starting", EvJobRunning: "job-running",
 	EvJobFinished: "job-finished",
 	EvJobStopped:  "job-stopped", EvJobFailed: "job-failed", EvProtocol: "protocol",
+	EvCutDamaged: "cut-damaged", EvCuttingResumed: "cutting-resumed", EvRankNotJoined: "rank-not-joined",
 }
 
 func (k EventKind) String() string { return eventNames[k] }
@@ -151,7 +175,7 @@ type Event struct {
 // Loud reports whether the event must be shown at error level.
 func (e Event) Loud() bool {
 	switch e.Kind {
-	case EvAlignment, EvCuttingStopped, EvCountsMismatch, EvJobFailed:
+	case EvAlignment, EvCuttingStopped, EvCountsMismatch, EvJobFailed, EvCutDamaged, EvRankNotJoined:
 		return true
 	}
 	return false

@@ -2,12 +2,18 @@ package coordinator
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
 // recover starts (or restarts) a recovery with the given ranks lost.
-func (c *Coordinator) recover(lost []int, why string) {
+func (c *Coordinator) recover(lost []int, why string) { c.recoverAs(lost, why, true) }
+
+// recoverAs is recover; counted says whether it counts against
+// MaxRecoveries (a fallback from a damaged cut or an outage does not: the
+// cause is not the job's).
+func (c *Coordinator) recoverAs(lost []int, why string, counted bool) {
 	if c.ph == phStopped {
 		return
 	}
@@ -18,7 +24,38 @@ func (c *Coordinator) recover(lost []int, why string) {
 	if len(lost) > 0 {
 		first = lost[0]
 	}
-	c.startRecovery(first, why, true)
+	c.startRecovery(first, why, counted)
+	if !counted && c.ph != phStopped {
+		c.stats.Recoveries++
+	}
+}
+
+// causeKey is why with every number replaced by '#': "rank 3 exited with
+// code 1" and "rank 0 exited with code 2" are one cause.
+func causeKey(why string) string {
+	b := []byte(why)
+	out := b[:0]
+	for i := 0; i < len(b); i++ {
+		if b[i] >= '0' && b[i] <= '9' {
+			if len(out) == 0 || out[len(out)-1] != '#' {
+				out = append(out, '#')
+			}
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return string(out)
+}
+
+// respawnBackoff is the wait before the next launch: none for the first
+// recovery since a commit, then one heartbeat doubling per recovery (or
+// outage respawn) up to MaxRespawnBackoff.
+func (c *Coordinator) respawnBackoff() int64 {
+	if c.backoffs <= 1 {
+		return 0 // the first launch, or the first recovery since a commit
+	}
+	d := int64(c.cfg.HeartbeatInterval) << min(c.backoffs-2, 20)
+	return min(d, int64(c.cfg.MaxRespawnBackoff))
 }
 
 // startRecovery chooses the target (the latest committed cut, R12), the
@@ -34,9 +71,22 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 		c.event(Event{Kind: EvCutAborted, Epoch: e.id, Step: e.step, Rank: rank, Peer: -1, Reason: wire.ReasonRankFailed, Text: why})
 	}
 	if counted {
+		// The limit is per cause: recoveries that have the same cause
+		// (the same words, rank numbers and codes aside) without a
+		// commit in between. Different causes in a row are bounded too,
+		// more loosely, so that no mix of them loops for ever.
 		c.recoveries++
 		c.stats.Recoveries++
-		if c.recoveries > c.cfg.MaxRecoveries {
+		if c.causes == nil {
+			c.causes = map[string]int{}
+		}
+		k := causeKey(why)
+		c.causes[k]++
+		switch {
+		case c.causes[k] > c.cfg.MaxRecoveries:
+			c.fail(fmt.Sprintf("%d recoveries for the same cause without a commit in between (last: %s)", c.causes[k], why))
+			return
+		case c.recoveries > 4*c.cfg.MaxRecoveries:
 			c.fail(fmt.Sprintf("%d recoveries without a commit in between (last: %s)", c.recoveries, why))
 			return
 		}
@@ -58,6 +108,7 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 	}
 	c.g++
 	c.rec.Incarnation = c.g
+	c.launchAt = 0
 	c.rec.Recovery = &wire.RecoveryIntent{Epoch: target.Epoch, Step: target.Step, Lost: lost}
 	if c.ph != phStarting {
 		c.ph = phRecovering
@@ -71,12 +122,25 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 	c.beatEpoch, c.beatStep, c.beatState = 0, 0, wire.EpochNone
 	c.persist(opLaunch)
 	kind := EvRecoveryStarted
-	if !counted {
+	if c.ph == phStarting && !c.starting && rank < 0 {
 		kind = EvJobStarting
 		c.starting = true
 	}
 	c.event(Event{Kind: kind, Epoch: target.Epoch, Step: target.Step, Rank: rank, Peer: -1,
 		Text: fmt.Sprintf("%s; incarnation %d, %d ranks to spawn", why, c.g, len(lost))})
+}
+
+// launchLater launches at once, or after the respawn backoff (Tick).
+func (c *Coordinator) launchLater() {
+	d := c.respawnBackoff()
+	c.backoffs++
+	if d == 0 {
+		c.launch()
+		return
+	}
+	c.launchAt = c.now + d
+	c.event(Event{Kind: EvRecoveryStarted, Rank: -1, Peer: -1, Duration: d,
+		Text: fmt.Sprintf("respawn in %v (backoff: %d recoveries since the last commit)", time.Duration(d), c.backoffs-1)})
 }
 
 // launch runs once the recovery intent is durable: kill, respawn, roll back.
@@ -149,6 +213,8 @@ func (c *Coordinator) goRunning() {
 	c.lastCutAt = c.now
 	c.lastCutStep = target.Step
 	c.lastFailureCheck = c.now
+	c.goStep = target.Step
+	c.outageAt = 0
 	c.inRecovery = false
 	kind := EvRecoveryFinished
 	if c.starting {

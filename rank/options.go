@@ -37,6 +37,7 @@ const (
 	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
 	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
 	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
+	EnvNATSWait      = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -67,6 +68,10 @@ type Options struct {
 	// HeartbeatInterval between the rank's status messages; default 500ms.
 	// It must match the coordinator's.
 	HeartbeatInterval time.Duration
+	// NATSWait is how long Join keeps trying an unreachable NATS server
+	// (an outage, a server restarting) before it gives up with
+	// natsutil.ErrUnreachable. Default 2 minutes; negative: no wait.
+	NATSWait time.Duration
 	// Codec of this rank's shards ("" keeps the store's).
 	Codec string
 	// StoreIO is how packs are written: "direct" (O_DIRECT where the file
@@ -164,6 +169,13 @@ func OptionsFromEnv() (Options, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvHeartbeat, v, err))
 		}
 		o.HeartbeatInterval = d
+	}
+	if v := str(EnvNATSWait); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvNATSWait, v, err))
+		}
+		o.NATSWait = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
 	lg, err := NewLogger(os.Stderr, str(EnvLogLevel), str(EnvLogFormat))

@@ -35,6 +35,11 @@ var (
 	// ErrFenced: this process was replaced by a newer one (R13). It must
 	// exit at once without touching the store.
 	ErrFenced = errors.New("rank: process fenced (replaced by a newer one)")
+	// ErrStoreUnavailable: Join could not open the store for a reason
+	// that may pass (permissions, I/O, a network file system away); a
+	// store that does not exist is not this. cutpoint rank exits 75 and
+	// the coordinator respawns it with backoff.
+	ErrStoreUnavailable = errors.New("rank: store unavailable")
 	// ErrNotStarted: Send, Recv or SafePoint before Start.
 	ErrNotStarted = errors.New("rank: Start has not been called")
 	// ErrProtectAfterStart: Protect after Start.
@@ -135,10 +140,17 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	log := o.Logger.With("rank", o.Rank)
 	store, err := openStore(ctx, o, log)
 	if err != nil {
+		if !errors.Is(err, ckpt.ErrNoStore) && ctx.Err() == nil {
+			return nil, fmt.Errorf("rank %d: %w: %w", o.Rank, ErrStoreUnavailable, err)
+		}
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
+	wait := o.NATSWait
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
-		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log,
+		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
 	})
 	if err != nil {
 		store.Close()
@@ -270,7 +282,7 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 	g := r.o.Spawn
 	restore, err := r.load(ctx, r.o.RestoreEpoch, r.o.RestoreStep)
 	if err != nil {
-		return 0, err
+		return 0, r.restoreFailed(ctx, g, r.o.RestoreEpoch, err)
 	}
 	if r.o.RestoreEpoch == 0 {
 		if err := r.keepInitial(); err != nil {

@@ -2,9 +2,13 @@ package rank
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+	"github.com/cutpoint/cutpoint/internal/wire"
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank/participant"
 )
@@ -23,8 +27,13 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 		return nil, fmt.Errorf("rank %d: restore cut %d: %w", r.o.Rank, epoch, err)
 	}
 	defer sr.Close()
+	// A damaged trailer or pack index is never used as if intact, even
+	// though the chunk reads would not need them.
+	if err := sr.CheckPack(ctx); err != nil {
+		return nil, fmt.Errorf("rank %d: restore cut %d: %w", r.o.Rank, epoch, err)
+	}
 	if sr.Step() != step {
-		return nil, fmt.Errorf("rank %d: restore cut %d: the cut is at step %d, the launcher said %d", r.o.Rank, epoch, sr.Step(), step)
+		return nil, fmt.Errorf("rank %d: restore cut %d: the cut is at step %d, the launcher said %d: %w", r.o.Rank, epoch, sr.Step(), step, ErrRestoreMismatch)
 	}
 	stored := map[string]int64{}
 	for _, b := range sr.Buffers() {
@@ -34,10 +43,10 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 		b := p.buf(step)
 		n, ok := stored[p.name]
 		if !ok {
-			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q is not in the cut (the job protects other state than the one that wrote it)", r.o.Rank, epoch, p.name)
+			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q is not in the cut (the job protects other state than the one that wrote it): %w", r.o.Rank, epoch, p.name, ErrRestoreMismatch)
 		}
 		if n != b.Len() {
-			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q has %d bytes in the cut, %d in the job (different sizes?)", r.o.Rank, epoch, p.name, n, b.Len())
+			return nil, fmt.Errorf("rank %d: restore cut %d: buffer %q has %d bytes in the cut, %d in the job (different sizes?): %w", r.o.Rank, epoch, p.name, n, b.Len(), ErrRestoreMismatch)
 		}
 		delete(stored, p.name)
 		r.faults.hit("restore")
@@ -63,7 +72,7 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 		}
 	}
 	for name := range stored {
-		return nil, fmt.Errorf("rank %d: restore cut %d: the cut has buffer %q the job does not protect", r.o.Rank, epoch, name)
+		return nil, fmt.Errorf("rank %d: restore cut %d: the cut has buffer %q the job does not protect: %w", r.o.Rank, epoch, name, ErrRestoreMismatch)
 	}
 	chans, err := sr.Channels(ctx)
 	if err != nil {
@@ -79,6 +88,49 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 	r.mu.Unlock()
 	r.log.Info("restored", "cut", epoch, "step", step, "took", time.Since(t).Round(time.Millisecond))
 	return rs, nil
+}
+
+// Restore errors (test with errors.Is).
+var (
+	// ErrCutDamaged: the cut to restore is damaged or incomplete (a
+	// checksum, a shard index, a pack trailer or index, a missing pack or
+	// manifest); another cut may be intact. It wraps the store's
+	// *ckpt.CorruptError, which names job, cut, rank, buffer, chunk and
+	// file. cutpoint rank exits with code 3.
+	ErrCutDamaged = errors.New("the cut to restore is damaged")
+	// ErrRestoreMismatch: the cut does not fit the job (other buffers,
+	// other sizes, another step): no other cut of the job will either.
+	ErrRestoreMismatch = errors.New("the cut does not fit this job")
+)
+
+// restoreFailed classifies a failed restore of cut epoch, tells the
+// coordinator (an alarm it acts on: fall back, or stop the job) and
+// returns the error to exit with.
+func (r *Rank) restoreFailed(ctx context.Context, g, epoch uint64, err error) error {
+	kind := wire.AlarmKind(0)
+	switch {
+	case errors.Is(err, ckpt.ErrCorrupt), errors.Is(err, ckpt.ErrNotFound):
+		kind = wire.AlarmCutDamaged
+		err = fmt.Errorf("%w: %w", ErrCutDamaged, err)
+	case errors.Is(err, ErrRestoreMismatch):
+		kind = wire.AlarmRestoreFailed
+	default:
+		return err // I/O, cancellation: not a property of the cut
+	}
+	r.log.Error("restore failed", "cut", epoch, "err", err)
+	a := &wire.Alarm{RankHeader: wire.RankHeader{Rank: r.o.Rank, Spawn: r.o.Spawn, G: g}, Kind: kind, Peer: -1, Cut: epoch,
+		Detail: truncate(err.Error(), 1000)}
+	if perr := r.nc.Publish(subjects.ToCoordinator(r.o.Job), wire.EncodeRank(a)); perr == nil {
+		_ = r.nc.FlushWithContext(withTimeout(ctx, 2*time.Second))
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // keepInitial copies the protected state at step 0, the state a rollback
@@ -144,7 +196,7 @@ func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
 	} else {
 		var err error
 		if restore, err = r.load(ctx, rb.Epoch, rb.Step); err != nil {
-			return 0, err
+			return 0, r.restoreFailed(ctx, rb.G, rb.Epoch, err)
 		}
 	}
 	p, err := r.newParticipant(rb.G, restore)

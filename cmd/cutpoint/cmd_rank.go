@@ -12,6 +12,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/internal/jobstats"
+	"github.com/cutpoint/cutpoint/internal/natsutil"
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank"
 )
@@ -55,7 +56,10 @@ world size); flags override them.
 
 Exit codes: 0 the job finished; the coordinator's code when it stopped the
 job (5 after a final cut); 1 failure or this process was fenced;
-2 usage error; 4 --device cuda without the cuda build.`,
+2 usage error; 3 the cut to restore is damaged (the coordinator falls back
+to an older one); 4 --device cuda without the cuda build; 75 NATS stayed
+unreachable for all of CUTPOINT_NATS_WAIT (default 2m), or the store could
+not be opened (not: does not exist).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRank(cmd.Context(), g, cmd.Flags(), o)
@@ -130,6 +134,9 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	ro.Peers = heat2d.NewLayout(ro.Rank, ro.World, o.workload.Size).Peers()
 	ro.TotalSteps = o.workload.Steps
 	r, err := rank.Join(ctx, ro)
+	if errors.Is(err, natsutil.ErrUnreachable) || errors.Is(err, rank.ErrStoreUnavailable) {
+		return withCode(exitTransient, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -149,6 +156,9 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		if werr := writeRankStats(statsDir, r, rec, err); werr != nil {
 			g.Logger.Warn("stats file not written", "err", werr)
 		}
+	}
+	if errors.Is(err, rank.ErrCutDamaged) {
+		return withCode(exitDamaged, err)
 	}
 	var ee *rank.ExitError
 	if errors.As(err, &ee) {

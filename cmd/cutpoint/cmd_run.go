@@ -48,7 +48,9 @@ committed to --store. A rank that exits or goes silent is killed and
 respawned from the latest committed cut while the others roll back in place.
 SIGUSR1 takes a cut now. SIGTERM or SIGINT takes a final cut and stops the
 job (a second signal, or --grace running out, stops it at once). --restore
-resumes a job from its latest committed cut.
+resumes a job from its latest committed cut (--cut E: from cut E). A restore
+that finds the cut damaged reports it, marks the cut bad for the job and
+falls back to the newest older intact cut.
 
 --hosts h1:4,h2:4 runs the ranks on those hosts through --spawn-cmd (default
 "ssh {host} -- {cmd}"); a host whose ranks are all lost is taken for dead
@@ -61,7 +63,11 @@ result (heat2d: SHA-256 of the final global grid).
 
 Exit codes: 0 finished; 1 failed; 2 usage or configuration error;
 4 --device cuda without the cuda build; 5 stopped by a signal after a final
-cut (resume with --restore); 6 stopped without a final cut.`,
+cut (resume with --restore); 6 stopped without a final cut; 7 a rank failed
+deterministically (before its first step, the same way twice from the same
+cut, or a restore that does not fit the job: the message is the rank's);
+8 finished, but cutting had stopped (cutting-stopped) and the job ran
+unprotected to its end.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd.Context(), g, o, args)
 		},
@@ -311,6 +317,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
+		RestoreCut: o.RestoreCut,
 	})
 	progress.done()
 	if err != nil {
@@ -325,13 +332,11 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			g.Logger.Error("stats file not written", "err", err)
 		}
 	}
-	if outErr != nil {
-		return outErr
-	}
 	if res.JobResult != nil {
+		// Also when the job finished unprotected: the result is right.
 		fmt.Fprintf(g.Stdout, "result %s\n", hex.EncodeToString(res.JobResult))
 	}
-	return nil
+	return outErr
 }
 
 // jobSetupError marks the errors a user can fix (wrong store, job, ranks)

@@ -13,6 +13,17 @@ const (
 	exitNotBuilt    = 4
 	exitStoppedCut  = 5
 	exitStoppedNone = 6
+	// exitDeterministic: a rank failed in a way no recovery fixes (before
+	// its first step, the same way twice from the same cut, a restore that
+	// does not fit the job); the error is the rank's own.
+	exitDeterministic = 7
+	// exitUnprotected: the job finished, but cutting had stopped
+	// (cutting-stopped: disk full, store gone, writes failing) and no cut
+	// committed since; the result is right but was unprotected.
+	exitUnprotected = 8
+	// exitTransient (rank processes): NATS or the store stayed unreachable
+	// for the whole wait; the coordinator respawns with backoff.
+	exitTransient = 75
 )
 
 // exitError carries an exit code with the error that caused it.

@@ -94,6 +94,8 @@ type jobOptions struct {
 	Job         string
 	Ranks       int
 	Restore     bool
+	RestoreCut  uint64
+	NATSWait    time.Duration
 	Interval    time.Duration
 	EverySteps  int64
 	Keep        int
@@ -120,8 +122,10 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
-	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest committed cut in --store (none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
+	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest intact committed cut in --store (a damaged one is reported and skipped; none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
 	f.Lookup("restore").NoOptDefVal = "true"
+	f.Uint64Var(&o.RestoreCut, "cut", 0, "with --restore: restore this committed cut (see cutpoint ls) instead of the latest; newer cuts are marked bad for the job")
+	f.DurationVar(&o.NATSWait, "nats-wait", 2*time.Minute, "how long a starting rank waits for an unreachable NATS server before it gives up")
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "take a cut this long after the previous one (0: off)")
 	f.Int64Var(&o.EverySteps, "every-steps", 0, "take a cut when at least N steps have passed since the previous one (0: off; a warning says when cuts cannot keep up)")
 	f.IntVar(&o.Keep, "keep", 2, "committed cuts to keep (older ones are garbage-collected)")
@@ -132,7 +136,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.FailTimeout, "failure-timeout", 0, "a rank silent this long is lost (default 5 heartbeats)")
 	f.DurationVar(&o.Grace, "grace", time.Minute, "after SIGTERM: how long to wait for the final cut before stopping")
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
-	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
+	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries for the same cause without a commit in between before the job fails (4x for mixed causes)")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
 	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
@@ -213,6 +217,12 @@ func (o *jobOptions) check() error {
 	if err := o.nats.readTokenFile(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.RestoreCut != 0 && !o.Restore {
+		errs = append(errs, fmt.Errorf("--cut %d: only with --restore", o.RestoreCut))
+	}
+	if o.NATSWait < 0 {
+		errs = append(errs, fmt.Errorf("--nats-wait %v: must be >= 0", o.NATSWait))
+	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
 	}
@@ -278,6 +288,7 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 		rank.EnvHeartbeat + "=" + o.Heartbeat.String(),
 		rank.EnvCodec + "=" + o.Codec,
 		rank.EnvStoreIO + "=" + o.StoreIO,
+		rank.EnvNATSWait + "=" + o.NATSWait.String(),
 	}
 	if o.nats.Token != "" {
 		env = append(env, rank.EnvNATSToken+"="+o.nats.Token)
@@ -375,6 +386,10 @@ func outcomeError(out coordinator.Outcome) error {
 			return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); no cut of the job was committed (--restore=if-any starts it again from step 0)", out.Reason))
 		}
 		return withCode(exitStoppedNone, fmt.Errorf("job stopped without a final cut (%s); the previous cut (%d) is intact", out.Reason, out.Epoch))
+	case coordinator.CodeDeterministic:
+		return withCode(exitDeterministic, fmt.Errorf("job failed: %s", out.Reason))
+	case coordinator.CodeUnprotected:
+		return withCode(exitUnprotected, fmt.Errorf("job finished unprotected: %s", out.Reason))
 	default:
 		return withCode(exitFailure, fmt.Errorf("job failed: %s", out.Reason))
 	}

@@ -95,6 +95,9 @@ func (pp *progressPrinter) draw() {
 	if !p.RecoveringSince.IsZero() {
 		line += " (recovering)"
 	}
+	if p.Unprotected {
+		line += fmt.Sprintf(" | UNPROTECTED since step %d", p.UnprotectedStep)
+	}
 	pad := ""
 	if n := pp.width - len(line); n > 0 {
 		pad = fmt.Sprintf("%*s", n, "")

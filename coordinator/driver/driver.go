@@ -90,6 +90,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// Tick is the period of the coordinator's clock (default 10ms).
 	Tick time.Duration
+	// RestoreCut (ModeRestore): restore this committed cut rather than
+	// the newest intact one (`run --restore --cut E`).
+	RestoreCut uint64
+	// RecordRetry bounds how long a failing job record write is retried
+	// (with backoff) before the job fails (default 2m).
+	RecordRetry time.Duration
 }
 
 // Request asks for a cut now; Final for preemption (the job stops after
@@ -113,6 +119,10 @@ type Progress struct {
 	Incarnation     uint64
 	Running         bool
 	RecoveringSince time.Time
+	// Unprotected: cutting has stopped (cutting-stopped) and no cut
+	// committed since; the job is unprotected since UnprotectedStep.
+	Unprotected     bool
+	UnprotectedStep int64
 }
 
 // Result is how the job ended.
@@ -130,6 +140,7 @@ type driver struct {
 	job   string
 	t0    time.Time
 	inbox chan []byte
+	late  chan launch.Exit // exits held back a moment (see loop)
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
@@ -164,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	d := &driver{
 		cfg: cfg, log: cfg.Logger.With("component", "coordinator"), job: cfg.Coord.Job, t0: time.Now(),
-		inbox: make(chan []byte, 65536), manifests: make(chan manifestResult, 16),
+		inbox: make(chan []byte, 65536), late: make(chan launch.Exit, 1024), manifests: make(chan manifestResult, 16),
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
 	if err := d.start(ctx); err != nil {
@@ -217,7 +228,12 @@ func (d *driver) start(ctx context.Context) error {
 		return fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
 	}
 	cuts, err := st.List(ctx, d.job)
-	if err != nil && !errors.Is(err, ckpt.ErrNotFound) {
+	switch {
+	case err != nil && errors.Is(err, ckpt.ErrCorrupt) && (cuts != nil || d.cfg.Mode != coordinator.ModeNew):
+		// Damaged manifests are left out: a restore falls back to the
+		// newest cut whose manifest is intact.
+		d.log.Error("damaged cut manifests left out; the job uses the intact cuts", "job", d.job, "err", err)
+	case err != nil && !errors.Is(err, ckpt.ErrNotFound):
 		return fmt.Errorf("job %q: list cuts: %w", d.job, err)
 	}
 	var committed []coordinator.CommittedCut
@@ -267,7 +283,7 @@ func (d *driver) start(ctx context.Context) error {
 		gen++
 	}
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
-		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen,
+		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen, RestoreCut: d.cfg.RestoreCut,
 	})
 	if err != nil {
 		return err
@@ -316,15 +332,26 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 				d.log.Debug("rank message dropped", "err", err)
 			}
 		case ex := <-exits:
-			code := ex.Code
-			if ex.Signal != "" {
-				code = -1
+			if !ex.Killed && ex.Code != 0 {
+				// A rank that fails says why first (an alarm, published
+				// before it exits): let what is on its way reach the
+				// coordinator before the exit does.
+				go func() {
+					_ = d.cfg.NC.FlushTimeout(200 * time.Millisecond)
+					time.Sleep(50 * time.Millisecond)
+					d.late <- ex
+				}()
+				continue
 			}
-			d.log.Info("rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
 			delete(d.steps, ex.Rank) // its next status, if it lives on, puts it back
 			d.liveRanks()
-			d.c.RankExited(ex.Rank, ex.Spawn, code)
+			d.rankEnded(ctx, ex)
+		case ex := <-d.late:
+			delete(d.steps, ex.Rank)
+			d.liveRanks()
+			d.rankEnded(ctx, ex)
 		case <-tick.C:
+			d.c.NATSDown(!d.cfg.NC.IsConnected())
 			d.c.Tick(d.mono())
 		case m := <-d.manifests:
 			if m.err != nil {
@@ -338,6 +365,19 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 			d.request(req)
 		}
 	}
+}
+
+func (d *driver) rankEnded(ctx context.Context, ex launch.Exit) {
+	x := coordinator.Exit{Code: ex.Code, Signal: ex.Signal, OOM: ex.OOM, Last: ex.Last}
+	if ex.Signal != "" {
+		x.Code = -1
+	}
+	lvl := slog.LevelInfo
+	if ex.OOM {
+		lvl = slog.LevelError
+	}
+	d.log.Log(ctx, lvl, "rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+	d.c.RankEnded(ex.Rank, ex.Spawn, x)
 }
 
 // drain executes every pending Ready in the coordinator's documented
@@ -427,12 +467,39 @@ func (d *driver) pollRequests() bool {
 	}
 }
 
+// writeRecord writes the job record, retrying a failing write with
+// backoff (a store briefly unwritable: EPERM, ENOSPC, a hiccup of a
+// network file system) for up to RecordRetry; the coordinator waits, as
+// it must (R15), and the job fails only when the store stays unwritable.
 func (d *driver) writeRecord(ctx context.Context, rec wire.JobRecord) error {
 	b, err := wire.EncodeJobRecord(rec)
 	if err != nil {
 		return err
 	}
-	return d.cfg.Store.PutJobFile(ctx, d.job, JobRecordFile, b)
+	limit := d.cfg.RecordRetry
+	if limit == 0 {
+		limit = 2 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
+	pause := 50 * time.Millisecond
+	for tries := 1; ; tries++ {
+		err := d.cfg.Store.PutJobFile(ctx, d.job, JobRecordFile, b)
+		if err == nil {
+			if tries > 1 {
+				d.log.Info("job record written after retries", "seq", rec.Seq, "tries", tries)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return fmt.Errorf("%w (%d tries in %v)", err, tries, limit)
+		}
+		d.log.Warn("job record write failed; retrying", "seq", rec.Seq, "try", tries, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }
 
 func (d *driver) kill(ctx context.Context, k coordinator.Process) {
@@ -562,7 +629,7 @@ func (d *driver) onResult(m *nats.Msg) {
 
 func (d *driver) finish(out coordinator.Outcome) Result {
 	res := Result{Outcome: out}
-	if out.Code == coordinator.CodeFinished {
+	if out.Code == coordinator.CodeFinished || out.Code == coordinator.CodeUnprotected {
 		d.resMu.Lock()
 		if r, ok := d.results[0]; ok && r.G == d.c.Incarnation() {
 			res.JobResult = r.Data
@@ -620,6 +687,14 @@ func (d *driver) liveRanks() {
 func (d *driver) notify() {
 	d.progress.Incarnation = d.c.Incarnation()
 	d.progress.Running = d.c.Running()
+	d.progress.Unprotected, d.progress.UnprotectedStep = d.c.Unprotected()
+	if m := d.cfg.Metrics; m != nil {
+		v := 0.0
+		if d.progress.Unprotected {
+			v = 1
+		}
+		m.unprotected.Set(v)
+	}
 	if d.cfg.OnProgress != nil {
 		d.cfg.OnProgress(d.progress)
 	}
@@ -667,7 +742,8 @@ func (d *driver) event(ev coordinator.Event) {
 	switch ev.Kind {
 	case coordinator.EvCutAborted, coordinator.EvRankLost, coordinator.EvRecoveryStarted, coordinator.EvFenced, coordinator.EvProtocol:
 		lvl = slog.LevelWarn
-	case coordinator.EvRecoveryFinished, coordinator.EvJobRunning, coordinator.EvJobFinished, coordinator.EvJobStopped, coordinator.EvRebuilt, coordinator.EvJobStarting:
+	case coordinator.EvRecoveryFinished, coordinator.EvJobRunning, coordinator.EvJobFinished, coordinator.EvJobStopped, coordinator.EvRebuilt, coordinator.EvJobStarting,
+		coordinator.EvCuttingResumed:
 		lvl = slog.LevelInfo
 	}
 	if ev.Loud() {
@@ -699,6 +775,12 @@ func (d *driver) event(ev coordinator.Event) {
 		d.steps = map[int]int64{}
 		d.liveRanks()
 		d.notify()
+	case coordinator.EvCuttingStopped, coordinator.EvCuttingResumed:
+		d.notify()
+	case coordinator.EvCutDamaged:
+		if m != nil {
+			m.badCuts.Inc()
+		}
 	case coordinator.EvRecoveryFinished:
 		if m != nil {
 			m.recovered(time.Duration(ev.Duration))

@@ -22,6 +22,8 @@ type Metrics struct {
 	lastCutRatio prometheus.Gauge
 	step         prometheus.Gauge
 	liveRanks    prometheus.Gauge
+	unprotected  prometheus.Gauge
+	badCuts      prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg (wrap it with
@@ -54,9 +56,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cutpoint_step", Help: "The slowest rank's last completed step (once every rank of the incarnation reported)."}),
 		liveRanks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cutpoint_live_ranks", Help: "Ranks of the current incarnation that reported and have not exited."}),
+		unprotected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cutpoint_cutting_stopped", Help: "1 while cutting has stopped (cutting-stopped: consecutive cuts failed for one cause) and no cut committed since: the job runs unprotected."}),
+		badCuts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cutpoint_cuts_damaged_total", Help: "Committed cuts a restore found damaged and marked bad (the job fell back to an older one)."}),
 	}
 	reg.MustRegister(m.cuts, m.aborts, m.bytesRaw, m.bytesStored, m.cutSeconds, m.failures,
-		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio, m.step, m.liveRanks)
+		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio, m.step, m.liveRanks, m.unprotected, m.badCuts)
 	return m
 }
 

@@ -9,6 +9,7 @@ const (
 	RankExit  FaultKind = iota + 1 // the process dies; the launcher sees the exit
 	RankHang                       // the process stops dead; only heartbeats tell
 	CoordDies                      // the coordinator process dies and is restarted
+	CutDamage                      // rank's shard of the latest committed cut is damaged, then the rank dies
 )
 
 // Trigger is when a fault fires.
@@ -46,6 +47,8 @@ func (f Fault) String() string {
 		who = fmt.Sprintf("exit(rank %d)", f.Rank)
 	case RankHang:
 		who = fmt.Sprintf("hang(rank %d)", f.Rank)
+	case CutDamage:
+		who = fmt.Sprintf("damage(rank %d)", f.Rank)
 	}
 	if f.Trigger == AtTime {
 		return fmt.Sprintf("%s@%.2fms", who, float64(f.At)/1e6)
@@ -60,7 +63,11 @@ func randomFaults(e *engine, c Config) []Fault {
 	var out []Fault
 	for range n {
 		f := Fault{Rank: e.rng.IntN(c.N), Nth: int(e.between(1, 3))}
-		switch x := e.rng.IntN(10); {
+		switch x := e.rng.IntN(12); {
+		case x >= 10:
+			// Damage in the latest cut, found by the restore that the
+			// rank's death makes necessary: the job falls back.
+			f.Kind, f.Trigger = CutDamage, AtTime
 		case x < 6:
 			f.Kind = RankExit
 			if e.chance(0.25) {
@@ -118,6 +125,27 @@ func (w *World) fire(f *Fault) {
 	case CoordDies:
 		if w.coord != nil {
 			w.coord.crash()
+		}
+	case CutDamage:
+		cuts := w.store.committed()
+		if len(cuts) == 0 || w.coord == nil || !w.coord.c.Running() {
+			// Nothing to damage yet, or a recovery in progress: try again
+			// a little later.
+			f.fired = false
+			w.eng.after(ms, func() { w.fire(f) })
+			return
+		}
+		{
+			man := w.store.manifests[cuts[len(cuts)-1].Epoch]
+			if sh := w.store.shards[string(man.Shards[f.Rank])]; sh != nil && !sh.damaged {
+				sh.damaged = true
+				w.stats.CutsDamaged++
+				w.eng.tracef("fault: rank %d's shard of cut %d damaged", f.Rank, man.Epoch)
+			}
+		}
+		if p := w.procs[f.Rank]; p != nil && p.alive {
+			w.stats.RankCrashes++
+			p.die(139)
 		}
 	case RankExit, RankHang:
 		p := w.procs[f.Rank]

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/wire"
 	"github.com/cutpoint/cutpoint/rank/participant"
 )
@@ -69,6 +70,14 @@ func (r *rankProc) load(g uint64, epoch uint64, step int64) {
 		sh := w.store.shards[string(man.Shards[r.rank])]
 		if sh == nil || sh.Step != step {
 			w.failf("rank %d restores cut %d: shard %q missing or at another step", r.rank, epoch, man.Shards[r.rank])
+			return
+		}
+		if sh.damaged {
+			// As the rank runtime does: say what is damaged, then exit.
+			w.toCoord(r.rank, wire.EncodeRank(&wire.Alarm{RankHeader: wire.RankHeader{Rank: r.rank, Spawn: r.spawn, G: g},
+				Kind: wire.AlarmCutDamaged, Peer: -1, Cut: epoch, Detail: fmt.Sprintf("rank %d shard of cut %d: checksum mismatch", r.rank, epoch)}))
+			w.stats.DamageFound++
+			r.exit(coordinator.RankExitCutDamaged, "restore found the cut damaged")
 			return
 		}
 		cfg.Restore = &participant.Restore{Epoch: epoch, Step: step, Meta: sh.Meta, Channels: sh.Channels}

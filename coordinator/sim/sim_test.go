@@ -111,6 +111,8 @@ func runSeeds(t *testing.T, ranges ...seedRange) {
 				total.CoordCrashes += st.CoordCrashes
 				total.RankCrashes += st.RankCrashes
 				total.CtlLost += st.CtlLost
+				total.CutsDamaged += st.CutsDamaged
+				total.DamageFound += st.DamageFound
 				total.Events += st.Events
 				for k, v := range st.AbortReasons {
 					total.AbortReasons[k] += v
@@ -131,8 +133,8 @@ func runSeeds(t *testing.T, ranges ...seedRange) {
 	}
 	close(jobs)
 	wg.Wait()
-	t.Logf("%d seeds: %d commits, %d aborts %v (ranks' own: %v), %d recoveries, %d rank crashes, %d coordinator crashes, %d control messages lost, %d events",
-		n, total.Commits, total.Aborts, total.AbortReasons, total.RankAborts, total.Recoveries, total.RankCrashes, total.CoordCrashes, total.CtlLost, total.Events)
+	t.Logf("%d seeds: %d commits, %d aborts %v (ranks' own: %v), %d recoveries, %d rank crashes, %d coordinator crashes, %d control messages lost, %d shards damaged (%d found by a restore), %d events",
+		n, total.Commits, total.Aborts, total.AbortReasons, total.RankAborts, total.Recoveries, total.RankCrashes, total.CoordCrashes, total.CtlLost, total.CutsDamaged, total.DamageFound, total.Events)
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d seeds failed", f)
 	}

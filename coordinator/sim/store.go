@@ -18,6 +18,7 @@ type shard struct {
 	State    uint64 // the job's captured buffers
 	Meta     []byte
 	Channels []participant.ChannelState
+	damaged  bool // a restore finds it damaged (fault CutDamage)
 }
 
 // store is the shared storage: it survives every process.

@@ -155,6 +155,7 @@ func (c Config) String() string {
 type Stats struct {
 	Commits, Aborts, Recoveries, CoordCrashes, RankCrashes int
 	CtlLost, Alignment, CuttingStopped                     int
+	CutsDamaged, DamageFound                               int            // CutDamage faults, restores that found one
 	AbortReasons                                           map[string]int // at the coordinator
 	RankAborts                                             map[string]int // at the ranks (by their own reason)
 	Events                                                 uint64
@@ -297,7 +298,7 @@ func (w *World) verdict() error {
 	if len(errs) == 0 && w.cfg.ExpectCuttingStopped != (w.stats.CuttingStopped > 0) {
 		errs = append(errs, fmt.Sprintf("cutting stopped %d times, expected %v", w.stats.CuttingStopped, w.cfg.ExpectCuttingStopped))
 	}
-	if len(errs) == 0 && len(w.cfg.Faults) == 0 && w.cfg.CtlLoss == 0 && !w.cfg.ExpectCuttingStopped {
+	if len(errs) == 0 && len(w.cfg.Faults) == 0 && w.cfg.CtlLoss == 0 && !w.cfg.ExpectCuttingStopped && w.stats.DamageFound == 0 {
 		// Progress: with nothing failing, cuts commit and abort only for
 		// lateness (or because the job ended with one in flight).
 		for reason, n := range w.stats.AbortReasons {

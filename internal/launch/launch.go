@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,9 +25,19 @@ type Exit struct {
 	Signal string // signal name when killed by one
 	Killed bool   // the launcher killed it on request
 	At     time.Time
+	// OOM: killed by SIGKILL not requested by the launcher, with evidence
+	// of the OOM killer (the cgroup's oom_kill count rose while it ran, or
+	// its peak RSS reached 90 % of the cgroup's memory limit).
+	OOM bool
+	// Last is the process's last line of output (its own error, usually),
+	// at most 512 bytes.
+	Last string
 }
 
 func (e Exit) String() string {
+	if e.OOM {
+		return fmt.Sprintf("rank %d killed by %s (likely out of memory)", e.Rank, e.Signal)
+	}
 	if e.Signal != "" {
 		return fmt.Sprintf("rank %d killed by %s", e.Rank, e.Signal)
 	}
@@ -123,6 +134,11 @@ type proc struct {
 	spawn  uint64
 	done   chan struct{} // closed once the process is reaped
 	killed bool
+	ooms   int64  // the cgroup's oom_kill count at the start (-1: unknown)
+	cg     string // the memory cgroup, for the OOM evidence at the exit
+	v2     bool
+	lastMu sync.Mutex
+	last   string // last output line
 }
 
 // NewLocal returns a spawner that runs argv for each rank with the base
@@ -248,13 +264,14 @@ func (l *Local) start(rank int, spawn uint64, argv, env []string, stdin []byte) 
 		}
 		return fmt.Errorf("launch: start rank %d: %w", rank, err)
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid, spawn: spawn, done: make(chan struct{})}
+	cg, v2 := memCgroup()
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, spawn: spawn, done: make(chan struct{}), ooms: oomKills(cg, v2), cg: cg, v2: v2}
 	l.procs[rank] = p
 	drained := make(chan struct{})
 	var copies sync.WaitGroup
 	for i, r := range readers {
 		copies.Add(1)
-		go l.copyLines(&copies, r, rank, [...]string{"stdout", "stderr"}[i])
+		go l.copyLines(&copies, r, rank, [...]string{"stdout", "stderr"}[i], p)
 	}
 	go func() { copies.Wait(); close(drained) }()
 	l.wg.Add(1)
@@ -284,6 +301,9 @@ func (l *Local) reap(rank int, p *proc, readers []*os.File, drained <-chan struc
 	ex.Killed = p.killed
 	l.mu.Unlock()
 	ex.Code, ex.Signal = status(p.cmd, err)
+	if ex.Signal == "SIGKILL" && !ex.Killed {
+		ex.OOM = oomEvidence(p.cmd, p.ooms, p.cg, p.v2)
+	}
 	close(p.done)
 	if l.onExit != nil {
 		l.onExit(ex)
@@ -297,6 +317,9 @@ func (l *Local) reap(rank int, p *proc, readers []*os.File, drained <-chan struc
 			r.Close()
 		}
 	}
+	p.lastMu.Lock()
+	ex.Last = p.last
+	p.lastMu.Unlock()
 	l.exits <- ex
 }
 
@@ -344,7 +367,21 @@ func status(cmd *exec.Cmd, err error) (int, string) {
 	return cmd.ProcessState.ExitCode(), ""
 }
 
-func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, rank int, stream string) {
+// oomEvidence: the cgroup counted an OOM kill since the start, or the
+// process's peak RSS reached 90 % of the cgroup's limit.
+func oomEvidence(cmd *exec.Cmd, before int64, cg string, v2 bool) bool {
+	if after := oomKills(cg, v2); before >= 0 && after > before {
+		return true
+	}
+	if lim := memLimit(cg, v2); lim > 0 && cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss*1024 >= lim/10*9 {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, rank int, stream string, p *proc) {
 	defer wg.Done()
 	defer r.Close()
 	l.mu.Lock()
@@ -354,6 +391,14 @@ func (l *Local) copyLines(wg *sync.WaitGroup, r io.ReadCloser, rank int, stream 
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		relayTo(l.out, relay, rank, stream, sc.Bytes())
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			if len(line) > 512 {
+				line = line[:512]
+			}
+			p.lastMu.Lock()
+			p.last = line
+			p.lastMu.Unlock()
+		}
 	}
 	// Drain whatever a too-long line left, so the child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)

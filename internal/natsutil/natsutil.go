@@ -350,6 +350,11 @@ type ConnectOptions struct {
 	Stats  *Stats
 	// Timeout bounds the initial connect (default 5s).
 	Timeout time.Duration
+	// Wait: while no server answers (ErrUnreachable), keep trying the
+	// initial connect for this long, backing off from 100ms to 2s; 0:
+	// one try. A server that restarts on the same address within Wait is
+	// ridden out.
+	Wait time.Duration
 	// OnReconnect and OnDisconnect let a caller (the transport) react.
 	OnReconnect  func()
 	OnDisconnect func(error)
@@ -437,15 +442,29 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 	if len(ordered) > 1 {
 		opts = append(opts, nats.DontRandomize())
 	}
-	nc, err := nats.Connect(strings.Join(ordered, ","), opts...)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoServers) || isDialError(err) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, redact(rawURL), err)
+	deadline := time.Now().Add(o.Wait)
+	pause := 100 * time.Millisecond
+	for tries := 1; ; tries++ {
+		nc, err := nats.Connect(strings.Join(ordered, ","), opts...)
+		if err == nil {
+			if tries > 1 {
+				log.Info("nats reachable again", "conn", o.Name, "tries", tries)
+			}
+			log.Debug("nats connected", "conn", o.Name, "url", Redact(nc.ConnectedUrl()))
+			return nc, nil
 		}
-		return nil, fmt.Errorf("connect to nats %s: %w", redact(rawURL), err)
+		if !errors.Is(err, nats.ErrNoServers) && !isDialError(err) {
+			return nil, fmt.Errorf("connect to nats %s: %w", redact(rawURL), err)
+		}
+		if time.Now().Add(pause).After(deadline) {
+			return nil, fmt.Errorf("%w: %s (%d tries in %v): %v", ErrUnreachable, redact(rawURL), tries, o.Wait, err)
+		}
+		if tries == 1 {
+			log.Warn("nats unreachable; waiting for it", "conn", o.Name, "url", redact(rawURL), "for", o.Wait, "err", err)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 2*time.Second)
 	}
-	log.Debug("nats connected", "conn", o.Name, "url", Redact(nc.ConnectedUrl()))
-	return nc, nil
 }
 
 // CheckURL rejects a NATS URL that cannot be right before anything dials it.

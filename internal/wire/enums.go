@@ -134,7 +134,18 @@ const (
 	// AlarmChannelFault: a channel lost or duplicated a message, or
 	// delivered a malformed frame; recovery is needed (R14).
 	AlarmChannelFault AlarmKind = 2
+	// AlarmCutDamaged: restoring committed cut Alarm.Cut found damaged or
+	// missing data (a checksum, a shard index, a pack trailer or index, a
+	// missing pack); Detail names job, cut, rank, buffer, chunk and file.
+	// The coordinator marks the cut bad and falls back to an older one.
+	AlarmCutDamaged AlarmKind = 3
+	// AlarmRestoreFailed: restoring cut Alarm.Cut failed for a reason no
+	// other cut can cure (the job protects other buffers or sizes than
+	// the one that wrote it); Detail is the rank's error. The job stops.
+	AlarmRestoreFailed AlarmKind = 4
 )
+
+func (k AlarmKind) restore() bool { return k == AlarmCutDamaged || k == AlarmRestoreFailed }
 
 func (k AlarmKind) String() string {
 	switch k {
@@ -142,6 +153,10 @@ func (k AlarmKind) String() string {
 		return "alignment"
 	case AlarmChannelFault:
 		return "channel-fault"
+	case AlarmCutDamaged:
+		return "cut-damaged"
+	case AlarmRestoreFailed:
+		return "restore-failed"
 	}
 	return fmt.Sprintf("alarm(%d)", uint8(k))
 }

@@ -30,7 +30,14 @@ type JobRecord struct {
 	EpochLimit uint64 `json:"epoch_limit"`
 	// Recovery is set while a recovery to Incarnation is in progress.
 	Recovery *RecoveryIntent `json:"recovery,omitempty"`
+	// BadCuts are committed cuts a restore found damaged (ascending): no
+	// recovery of this job uses them again, also after a coordinator
+	// restart or a --restore.
+	BadCuts []uint64 `json:"bad_cuts,omitempty"`
 }
+
+// MaxBadCuts bounds JobRecord.BadCuts.
+const MaxBadCuts = 4096
 
 // RecoveryIntent: the cut to roll back to (Epoch 0: restart from step 0)
 // and the ranks to respawn.
@@ -93,6 +100,14 @@ func (rec *JobRecord) check() error {
 	}
 	if rec.Generation == 0 || rec.Incarnation == 0 {
 		return bad("generation %d, incarnation %d: both start at 1", rec.Generation, rec.Incarnation)
+	}
+	if len(rec.BadCuts) > MaxBadCuts {
+		return bad("%d bad cuts > %d", len(rec.BadCuts), MaxBadCuts)
+	}
+	for i, e := range rec.BadCuts {
+		if e == 0 || (i > 0 && e <= rec.BadCuts[i-1]) {
+			return bad("bad cuts not ascending, distinct and non-zero at %d", i)
+		}
 	}
 	if ri := rec.Recovery; ri != nil {
 		if ri.Step < 0 || (ri.Epoch == 0 && ri.Step != 0) {

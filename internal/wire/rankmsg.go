@@ -102,6 +102,9 @@ type Alarm struct {
 	SendStep int64 // AlarmAlignment: the sender's step in the header
 	RecvStep int64 // AlarmAlignment: the receiver's last SafePoint at delivery
 	Detail   string
+	// Cut is the committed cut a restore alarm is about (AlarmCutDamaged,
+	// AlarmRestoreFailed; encoded only for those kinds, non-zero).
+	Cut uint64
 }
 
 func (m *Status) Header() RankHeader      { return m.RankHeader }
@@ -219,7 +222,11 @@ func (m *Alarm) Append(b []byte) []byte {
 	b = putOptRank(b, m.Peer)
 	b = putI(b, m.SendStep)
 	b = putI(b, m.RecvStep)
-	return putText(b, m.Detail)
+	b = putText(b, m.Detail)
+	if m.Kind.restore() {
+		b = putU(b, m.Cut)
+	}
+	return b
 }
 
 // EncodeRank returns the bytes of a rank-to-coordinator message.
@@ -306,13 +313,19 @@ func DecodeRank(b []byte) (RankMsg, error) {
 	case KindAlarm:
 		a := &Alarm{RankHeader: readRankHeader(r)}
 		a.Kind = AlarmKind(r.byte1("alarm.kind"))
-		if r.err == nil && (a.Kind < AlarmAlignment || a.Kind > AlarmChannelFault) {
+		if r.err == nil && (a.Kind < AlarmAlignment || a.Kind > AlarmRestoreFailed) {
 			r.fail(ErrMalformed, "alarm.kind", "unknown alarm %d", a.Kind)
 		}
 		a.Peer = r.optRank("alarm.peer")
 		a.SendStep = r.varint("alarm.sendstep")
 		a.RecvStep = r.varint("alarm.recvstep")
 		a.Detail = r.text("alarm.detail")
+		if a.Kind.restore() {
+			a.Cut = r.uvarint("alarm.cut")
+			if r.err == nil && a.Cut == 0 {
+				r.fail(ErrMalformed, "alarm.cut", "restore alarm about cut 0")
+			}
+		}
 		m = a
 	default:
 		return nil, fmt.Errorf("wire: rank message kind 0x%02x: %w", kind, ErrUnknownKind)

@@ -24,6 +24,8 @@ func sampleRankMsgs() []RankMsg {
 		&EpochAbort{RankHeader: h, Epoch: 9, Reason: ReasonBlocked, Peer: 4, Step: 68},
 		&Alarm{RankHeader: h, Kind: AlarmAlignment, Peer: 1, SendStep: 12, RecvStep: 11, Detail: "x"},
 		&Alarm{RankHeader: h, Kind: AlarmChannelFault, Peer: 0, Detail: "gap: want seq 5, got 7"},
+		&Alarm{RankHeader: h, Kind: AlarmCutDamaged, Peer: -1, Detail: "job j cut 3 rank 1 buffer \"u\" chunk 2: file p: hash mismatch", Cut: 3},
+		&Alarm{RankHeader: h, Kind: AlarmRestoreFailed, Peer: -1, Detail: "buffer u has 5 bytes in the cut, 4 in the job", Cut: 9},
 	}
 }
 
@@ -185,7 +187,7 @@ func TestShardMeta(t *testing.T) {
 
 func TestJobRecord(t *testing.T) {
 	rec := JobRecord{Job: "heat-2d", World: 4, Seq: 3, Generation: 2, Incarnation: 3, EpochLimit: 2048,
-		Recovery: &RecoveryIntent{Epoch: 1030, Step: 500, Lost: []int{1, 3}}}
+		Recovery: &RecoveryIntent{Epoch: 1030, Step: 500, Lost: []int{1, 3}}, BadCuts: []uint64{1029, 1031}}
 	b, err := EncodeJobRecord(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -202,6 +204,8 @@ func TestJobRecord(t *testing.T) {
 		{`{"format":1,"job":"a","world":2,"generation":1,"incarnation":1,"recovery":{"epoch":1,"step":3,"lost":[1,1]}}`, "lost ranks"},
 		{`{"format":1,"job":"a","world":2,"generation":1,"incarnation":1,"extra":1}`, "unknown field"},
 		{`{"format":1,"job":"a","world":2,"generation":1,"incarnation":1}{}`, "trailing"},
+		{`{"format":1,"job":"a","world":2,"generation":1,"incarnation":1,"bad_cuts":[3,2]}`, "bad cuts"},
+		{`{"format":1,"job":"a","world":2,"generation":1,"incarnation":1,"bad_cuts":[0]}`, "bad cuts"},
 		{`[`, "job record"},
 	} {
 		if _, err := DecodeJobRecord([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.text) {
