@@ -222,7 +222,7 @@ func readConfig(ctx context.Context, b backend.Backend, where string) (storeConf
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		return storeConfig{}, fmt.Errorf("store %s: %s: %w", where, configName, err)
+		return storeConfig{}, &CorruptError{Rank: -1, Chunk: -1, Offset: -1, File: configName, Err: fmt.Errorf("store %s: %w", where, err)}
 	}
 	return cfg, nil
 }
