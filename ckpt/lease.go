@@ -356,13 +356,54 @@ type Lease struct {
 	rec   leaseRecord
 	until time.Time // the holder may act before this (monotonic)
 	lost  error     // non-nil once lost or released
+	stop  func()    // ends KeepRenewed's goroutine
+}
+
+// KeepRenewed renews the lease every ttl/3 in a goroutine until Release
+// (or until it is lost), for holders without a loop of their own (store
+// tools). Renewal errors are logged; Check reports a lost lease.
+func (l *Lease) KeepRenewed() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	l.mu.Lock()
+	if l.stop != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.stop = func() { close(done); wg.Wait() }
+	l.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(l.o.TTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL)
+			err := l.Renew(ctx)
+			cancel()
+			if errors.Is(err, ErrLeaseLost) {
+				l.s.log.Error("job lease lost", "job", l.job, "err", err)
+				return
+			}
+			if err != nil {
+				l.s.log.Warn("job lease renewal failed; retrying", "job", l.job, "err", err)
+			}
+		}
+	}()
 }
 
 // AcquireLease takes the job's lease: it creates the first instance, or
 // takes over a released or expired one. A live owner gives a
-// *LeaseHeldError (ErrLeaseHeld). Taking over an expired lease whose owner
-// is not known to be gone waits that owner's ttl (renewing), unless
-// opts.NoWait; ctx bounds the wait. Acquiring creates the job's folder
+// *LeaseHeldError (ErrLeaseHeld). A lease whose process is gone (its
+// host is this host) is waited for until it expires, then taken at once.
+// Taking over an expired lease whose owner is not known to be gone waits
+// that owner's ttl (renewing). opts.NoWait refuses instead of either wait;
+// ctx bounds them. Acquiring creates the job's folder
 // when it has none.
 func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions) (*Lease, error) {
 	if err := ValidJobName(job); err != nil {
@@ -378,7 +419,20 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 		}
 		var wait time.Duration
 		switch li.State {
-		case LeaseLive, LeaseUnreadable:
+		case LeaseLive:
+			if li.Gone && !opts.NoWait {
+				// Its process is gone (this host): not a live owner,
+				// but the lease is taken over only once it expired.
+				left := li.Expires.Sub(opts.Now())
+				s.log.Warn("job lease of a process that is gone: waiting for it to expire",
+					"job", job, "owner", li.owner(), "wait", left.Round(time.Millisecond))
+				if err := sleepCtx(ctx, left+time.Millisecond); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return nil, &LeaseHeldError{Info: li}
+		case LeaseUnreadable:
 			return nil, &LeaseHeldError{Info: li}
 		case LeaseExpired:
 			if !li.Gone {
@@ -415,6 +469,20 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 		}
 		l.cleanup(ctx)
 		return l, nil
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(min(d, MaxLeaseTTL))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -553,6 +621,13 @@ func (l *Lease) successorLocked(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	if l == nil {
 		return nil
+	}
+	l.mu.Lock()
+	stop := l.stop
+	l.stop = nil
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -145,6 +146,24 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return usageError(err)
 	}
+	// Every check that can fail without the store runs before the store
+	// is touched, so that a typo leaves no store or job behind.
+	if len(j.args) > 0 && (j.spawn == "local" || j.spawn == "srun") {
+		if _, err := exec.LookPath(j.args[0]); err != nil {
+			return usageError(fmt.Errorf("executable %q: %w", j.args[0], err))
+		}
+	}
+	if j.statsDir != "" {
+		if _, err := filepath.Abs(j.statsDir); err != nil {
+			return usageError(fmt.Errorf("--stats-dir: %w", err))
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metrics, err := serveMetrics(ctx, g, o.Metrics)
+	if err != nil {
+		return err
+	}
 
 	store, err := o.openStore(ctx, g, !o.Restore && !j.rejoin)
 	if err != nil {
@@ -210,12 +229,6 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	metrics, err := serveMetrics(ctx, g, o.Metrics)
-	if err != nil {
-		return err
-	}
 	var stats *runStats
 	if j.statsDir != "" {
 		if stats, err = newRunStats(j.statsDir, o.Job, o.Ranks); err != nil {
@@ -250,6 +263,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
+		LeaseTTL: o.LeaseTTL,
 	})
 	progress.done()
 	if err != nil {
@@ -278,7 +292,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 func jobSetupError(err error) error {
 	switch {
 	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrWorldMismatch),
-		errors.Is(err, coordinator.ErrConfig):
+		errors.Is(err, coordinator.ErrConfig), errors.Is(err, driver.ErrJobOwned):
 		return usageError(err)
 	}
 	return err

@@ -89,6 +89,7 @@ type jobOptions struct {
 	MaxRecover  int
 	StopWorld   bool
 	StoreIO     string
+	LeaseTTL    time.Duration
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -108,6 +109,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", ckpt.DefaultLeaseTTL, "ttl of the job's owner lease in the store (renewed every ttl/3); a killed coordinator's job can be taken over once it expired")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
 
@@ -150,6 +152,14 @@ func (o *jobOptions) check() error {
 	if o.nats.URL != "" {
 		if err := natsutil.CheckURL(o.nats.URL); err != nil {
 			errs = append(errs, fmt.Errorf("--nats: %w", err))
+		}
+	}
+	if o.LeaseTTL < time.Second/10 || o.LeaseTTL > ckpt.MaxLeaseTTL {
+		errs = append(errs, fmt.Errorf("--lease-ttl %v: want 100ms..%v", o.LeaseTTL, ckpt.MaxLeaseTTL))
+	}
+	if o.Metrics != "" {
+		if _, _, err := net.SplitHostPort(o.Metrics); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics %q: want HOST:PORT or :PORT: %w", o.Metrics, err))
 		}
 	}
 	if o.MaxRecover < 1 {

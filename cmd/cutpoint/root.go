@@ -73,6 +73,7 @@ var commands = []func(*GlobalOptions) *cobra.Command{
 	newLsCommand,
 	newVerifyCommand,
 	newGcCommand,
+	newRmCommand,
 	newInspectCommand,
 	newBenchCommand,
 }

@@ -57,6 +57,13 @@ var (
 	// ErrCannotSpawn: the coordinator must start a rank but has no
 	// launcher (ranks are started elsewhere).
 	ErrCannotSpawn = errors.New("a rank must be (re)started but this coordinator has no launcher")
+	// ErrJobOwned (ckpt.ErrLeaseHeld): another live coordinator (or a
+	// store tool) owns the job; the error names its host and pid.
+	ErrJobOwned = ckpt.ErrLeaseHeld
+	// ErrLeaseLost (ckpt.ErrLeaseLost): this coordinator lost the job's
+	// lease while it ran (not renewed in time, or taken over); it stopped
+	// without writing anything more.
+	ErrLeaseLost = ckpt.ErrLeaseLost
 )
 
 // Config configures a driver run.
@@ -82,6 +89,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Tick is the period of the coordinator's clock (default 10ms).
 	Tick time.Duration
+	// LeaseTTL is the ttl of the job lease the coordinator holds while it
+	// runs (default ckpt.DefaultLeaseTTL), renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
 }
 
 // Request asks for a cut now; Final for preemption (the job stops after
@@ -125,6 +135,8 @@ type driver struct {
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
+	lease     *ckpt.Lease
+	bg        sync.WaitGroup // manifest commits and GCs in the background
 
 	resMu   sync.Mutex
 	results map[int]wire.Result
@@ -156,8 +168,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
 	if err := d.start(ctx); err != nil {
+		if d.lease != nil {
+			_ = d.lease.Release(context.WithoutCancel(ctx))
+		}
 		return Result{}, err
 	}
+	stopRenew := d.renewLease()
+	defer func() {
+		// Nothing of this coordinator writes after the release: the
+		// renewals stop, the background commits and GCs end first.
+		stopRenew()
+		d.waitBackground()
+		if err := d.lease.Release(context.WithoutCancel(ctx)); err != nil {
+			d.log.Warn("job lease not released (it expires by itself)", "err", err)
+		}
+	}()
 	// A callback subscription decouples the NATS client from the loop;
 	// the pending limit is raised so a burst of heartbeats from many
 	// ranks is not dropped as a slow consumer.
@@ -191,6 +216,19 @@ func (d *driver) start(ctx context.Context) error {
 	if err := ckpt.ValidJobName(d.job); err != nil {
 		return err
 	}
+	if d.cfg.Mode != coordinator.ModeNew {
+		// Nothing to restore: fail before the lease creates anything.
+		if _, err := st.GetJobFile(ctx, d.job, JobRecordFile); errors.Is(err, ckpt.ErrNotFound) {
+			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
+		}
+	}
+	// The lease first: what follows reads the job as its previous owner
+	// left it, and only one coordinator at a time may act on it.
+	lease, err := st.AcquireLease(ctx, d.job, ckpt.LeaseOptions{TTL: d.cfg.LeaseTTL, Owner: ckpt.LeaseOwner{Role: "coordinator"}})
+	if err != nil {
+		return fmt.Errorf("job %q in store %s: %w", d.job, st, err)
+	}
+	d.lease = lease
 	var rec *wire.JobRecord
 	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
 	switch {
@@ -218,7 +256,7 @@ func (d *driver) start(ctx context.Context) error {
 	switch d.cfg.Mode {
 	case coordinator.ModeNew:
 		if rec != nil || len(cuts) > 0 {
-			return fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore or pick another --job",
+			return fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore, delete it with `cutpoint rm`, or pick another --job",
 				d.job, st, len(cuts), ErrJobExists)
 		}
 	default:
@@ -243,6 +281,10 @@ func (d *driver) start(ctx context.Context) error {
 		}
 		gen++
 	}
+	lease.SetGeneration(gen)
+	if err := lease.Renew(ctx); err != nil {
+		return fmt.Errorf("job %q: %w", d.job, err)
+	}
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
 		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen,
 	})
@@ -250,9 +292,68 @@ func (d *driver) start(ctx context.Context) error {
 		return err
 	}
 	d.c = c
+	if d.cfg.Mode == coordinator.ModeRestore && rec.EpochLimit > 0 {
+		// A restore respawns every rank and issues epochs from the
+		// record's limit on: no older epoch can commit any more, so GC
+		// may reclaim their packs.
+		if err := st.RecordAbort(ctx, d.job, 0, rec.EpochLimit, lease); err != nil {
+			d.log.Warn("abort record not written (GC keeps the old attempts' packs)", "err", err)
+		}
+	}
 	d.log.Info("coordinator started", "job", d.job, "generation", gen, "mode", modeName(d.cfg.Mode),
 		"world", d.cfg.Coord.World, "committed_cuts", len(committed))
 	return nil
+}
+
+// waitBackground waits for the background commits and GCs, taking the
+// results nobody reads any more so that none blocks on a full channel.
+func (d *driver) waitBackground() {
+	done := make(chan struct{})
+	go func() { d.bg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			return
+		case <-d.manifests:
+		}
+	}
+}
+
+// renewLease renews the lease every ttl/3 until the returned stop is
+// called. A failed renewal is retried at the next period; the loop sees a
+// lease that is lost (Check) and stops the coordinator.
+func (d *driver) renewLease() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d.lease.TTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), d.lease.TTL())
+			err := d.lease.Renew(ctx)
+			cancel()
+			if errors.Is(err, ckpt.ErrLeaseLost) {
+				return
+			}
+			if err != nil {
+				d.log.Warn("job lease renewal failed; retrying", "err", err)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// leaseLost is the error that ends a coordinator that lost its lease.
+func (d *driver) leaseLost(err error) error {
+	d.log.Error("job lease lost: this coordinator stops without writing to the job", "err", err)
+	return fmt.Errorf("job %q: coordinator generation %d stopped: %w", d.job, d.c.Generation(), err)
 }
 
 func modeName(m coordinator.Mode) string {
@@ -277,6 +378,9 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 		exits = d.cfg.Spawner.Exits()
 	}
 	for {
+		if err := d.lease.Check(); err != nil {
+			return Result{}, d.leaseLost(err)
+		}
 		out, err := d.drain(ctx)
 		if err != nil {
 			return Result{}, err
@@ -325,6 +429,9 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 // order; it returns the outcome when the job is over.
 func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 	for d.c.HasReady() {
+		if err := d.lease.Check(); err != nil {
+			return nil, d.leaseLost(err)
+		}
 		rd := d.c.Ready()
 		d.c.Advance()
 		if rec := rd.JobRecord; rec != nil {
@@ -450,7 +557,13 @@ func (d *driver) commit(m coordinator.Manifest) {
 		}
 		spec.Shards = append(spec.Shards, ref)
 	}
+	d.bg.Add(1)
 	go func() {
+		defer d.bg.Done()
+		if err := d.lease.Check(); err != nil {
+			d.manifests <- manifestResult{epoch: m.Epoch, err: err}
+			return
+		}
 		info, err := d.cfg.Store.Commit(context.Background(), spec)
 		d.manifests <- manifestResult{epoch: m.Epoch, info: info, err: err}
 	}()
@@ -473,9 +586,11 @@ func (d *driver) gc(g coordinator.GC) {
 	if !d.gcBusy.TryLock() {
 		return
 	}
+	d.bg.Add(1)
 	go func() {
+		defer d.bg.Done()
 		defer d.gcBusy.Unlock()
-		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins})
+		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins, Lease: d.lease})
 		if err != nil {
 			d.log.Warn("gc failed", "err", err)
 			return
@@ -588,6 +703,13 @@ func (d *driver) event(ev coordinator.Event) {
 		d.cutStart[ev.Epoch] = time.Now()
 	case coordinator.EvCutAborted:
 		delete(d.cutStart, ev.Epoch)
+		// Durably, so that GC reclaims the attempt's packs at once
+		// instead of keeping them as possibly in flight.
+		if ev.Epoch != 0 {
+			if err := d.cfg.Store.RecordAbort(context.Background(), d.job, ev.Epoch, 0, d.lease); err != nil {
+				d.log.Warn("abort not recorded (GC keeps the epoch's packs)", "epoch", ev.Epoch, "err", err)
+			}
+		}
 		if m != nil {
 			m.cutAborted(ev.Reason.String())
 		}
