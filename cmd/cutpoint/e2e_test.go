@@ -41,7 +41,9 @@ func TestMain(m *testing.M) {
 }
 
 // job is a small heat2d job that runs a few seconds on two cores.
-var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms"}
+// A short lease ttl: a restore after a SIGKILL waits for the killed
+// coordinator's lease to expire.
+var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms", "--lease-ttl", "1s"}
 
 // cmdline builds a cutpoint process.
 func cutpoint(t *testing.T, env []string, args ...string) *exec.Cmd {
@@ -405,7 +407,7 @@ func TestCoordinatorKilled(t *testing.T) {
 		}
 	}
 	coordArgs := []string{"coordinator", "--nats", url, "--store", store, "--ranks", "4", "--spawn", "none",
-		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms"}
+		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms", "--lease-ttl", "1s"}
 	coord := cutpoint(t, nil, coordArgs...)
 	var cerr syncBuf
 	coord.Stderr = &cerr

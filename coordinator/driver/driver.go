@@ -216,56 +216,27 @@ func (d *driver) start(ctx context.Context) error {
 	if err := ckpt.ValidJobName(d.job); err != nil {
 		return err
 	}
-	if d.cfg.Mode != coordinator.ModeNew {
-		// Nothing to restore: fail before the lease creates anything.
-		if _, err := st.GetJobFile(ctx, d.job, JobRecordFile); errors.Is(err, ckpt.ErrNotFound) {
-			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
-		}
-	}
-	// The lease first: what follows reads the job as its previous owner
+	// Check the job as it is first, so that a refused command writes
+	// nothing (not even a lease); then take the lease, and read it again:
+	// what the coordinator starts from is the job as its previous owner
 	// left it, and only one coordinator at a time may act on it.
+	if _, _, err := d.readJob(ctx); err != nil {
+		if errors.Is(err, ErrJobExists) {
+			// Say who runs it, when someone does.
+			if li, lerr := st.InspectLease(ctx, d.job); lerr == nil && li.State == ckpt.LeaseLive {
+				return fmt.Errorf("job %q in store %s: %w", d.job, st, &ckpt.LeaseHeldError{Info: li})
+			}
+		}
+		return err
+	}
 	lease, err := st.AcquireLease(ctx, d.job, ckpt.LeaseOptions{TTL: d.cfg.LeaseTTL, Owner: ckpt.LeaseOwner{Role: "coordinator"}})
 	if err != nil {
 		return fmt.Errorf("job %q in store %s: %w", d.job, st, err)
 	}
 	d.lease = lease
-	var rec *wire.JobRecord
-	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
-	switch {
-	case err == nil:
-		r, err := wire.DecodeJobRecord(b)
-		if err != nil {
-			return fmt.Errorf("job %q: %s in store %s: %w", d.job, JobRecordFile, st, err)
-		}
-		rec = &r
-	case errors.Is(err, ckpt.ErrNotFound):
-	default:
-		return fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
-	}
-	cuts, err := st.List(ctx, d.job)
-	if err != nil && !errors.Is(err, ckpt.ErrNotFound) {
-		return fmt.Errorf("job %q: list cuts: %w", d.job, err)
-	}
-	var committed []coordinator.CommittedCut
-	for _, c := range cuts {
-		if c.World != d.cfg.Coord.World {
-			return fmt.Errorf("job %q: cut %d has %d ranks, this run has %d: %w", d.job, c.Epoch, c.World, d.cfg.Coord.World, ErrWorldMismatch)
-		}
-		committed = append(committed, coordinator.CommittedCut{Epoch: c.Epoch, Step: c.Step})
-	}
-	switch d.cfg.Mode {
-	case coordinator.ModeNew:
-		if rec != nil || len(cuts) > 0 {
-			return fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore, delete it with `cutpoint rm`, or pick another --job",
-				d.job, st, len(cuts), ErrJobExists)
-		}
-	default:
-		if rec == nil {
-			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
-		}
-		if rec.World != d.cfg.Coord.World {
-			return fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
-		}
+	rec, committed, err := d.readJob(ctx)
+	if err != nil {
+		return err
 	}
 	gen := uint64(1)
 	if rec != nil {
@@ -354,6 +325,51 @@ func (d *driver) renewLease() (stop func()) {
 func (d *driver) leaseLost(err error) error {
 	d.log.Error("job lease lost: this coordinator stops without writing to the job", "err", err)
 	return fmt.Errorf("job %q: coordinator generation %d stopped: %w", d.job, d.c.Generation(), err)
+}
+
+// readJob reads the job record and the committed cuts and checks them
+// against the mode and the world size.
+func (d *driver) readJob(ctx context.Context) (*wire.JobRecord, []coordinator.CommittedCut, error) {
+	st := d.cfg.Store
+	var rec *wire.JobRecord
+	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
+	switch {
+	case err == nil:
+		r, err := wire.DecodeJobRecord(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("job %q: %s in store %s: %w", d.job, JobRecordFile, st, err)
+		}
+		rec = &r
+	case errors.Is(err, ckpt.ErrNotFound):
+	default:
+		return nil, nil, fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
+	}
+	cuts, err := st.List(ctx, d.job)
+	if err != nil && !errors.Is(err, ckpt.ErrNotFound) {
+		return nil, nil, fmt.Errorf("job %q: list cuts: %w", d.job, err)
+	}
+	var committed []coordinator.CommittedCut
+	for _, c := range cuts {
+		if c.World != d.cfg.Coord.World {
+			return nil, nil, fmt.Errorf("job %q: cut %d has %d ranks, this run has %d: %w", d.job, c.Epoch, c.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		committed = append(committed, coordinator.CommittedCut{Epoch: c.Epoch, Step: c.Step})
+	}
+	switch d.cfg.Mode {
+	case coordinator.ModeNew:
+		if rec != nil || len(cuts) > 0 {
+			return nil, nil, fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore, delete it with `cutpoint rm`, or pick another --job",
+				d.job, st, len(cuts), ErrJobExists)
+		}
+	default:
+		if rec == nil {
+			return nil, nil, fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
+		}
+		if rec.World != d.cfg.Coord.World {
+			return nil, nil, fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+	}
+	return rec, committed, nil
 }
 
 func modeName(m coordinator.Mode) string {
