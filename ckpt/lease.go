@@ -412,6 +412,7 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
+	unreadable := 0
 	for tries := 0; ; tries++ {
 		li, err := s.inspectLease(ctx, job, &opts)
 		if err != nil {
@@ -433,6 +434,14 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 			}
 			return nil, &LeaseHeldError{Info: li}
 		case LeaseUnreadable:
+			// Most likely an instance its creator is writing this
+			// moment: read it again shortly, to name its owner.
+			if unreadable++; unreadable < 50 {
+				if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			return nil, &LeaseHeldError{Info: li}
 		case LeaseExpired:
 			if !li.Gone {

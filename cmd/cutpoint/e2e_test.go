@@ -439,6 +439,10 @@ func TestCoordinatorKilled(t *testing.T) {
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
 	}
+	// The killed coordinator's lease was taken over only once it expired.
+	if !strings.Contains(r.stderr, "waiting for it to expire") {
+		t.Fatalf("the rejoin did not wait for the killed coordinator's lease:\n%s", tail(r.stderr, 30))
+	}
 	for _, rc := range ranks {
 		if err := rc.Wait(); err != nil {
 			t.Errorf("rank process: %v", err)
