@@ -50,10 +50,16 @@ SIGUSR1 takes a cut now. SIGTERM or SIGINT takes a final cut and stops the
 job (a second signal, or --grace running out, stops it at once). --restore
 resumes a job from its latest committed cut.
 
+One coordinator owns a job at a time (a lease in the store, renewed every
+--lease-ttl/3): a --restore, or a run of an existing job, while another
+coordinator runs it is refused with exit 2 naming that one's host and pid.
+After a SIGKILL the lease is taken over once it expired.
+
 The last line on stdout is "result <hex digest>" when rank 0 reported a
 result (heat2d: SHA-256 of the final global grid).
 
-Exit codes: 0 finished; 1 failed; 2 usage or configuration error;
+Exit codes: 0 finished; 1 failed (also: the coordinator lost its lease);
+2 usage or configuration error, or the job has a live owner;
 4 --device cuda without the cuda build; 5 stopped by a signal after a final
 cut (resume with --restore); 6 stopped without a final cut.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
