@@ -313,3 +313,50 @@ func TestGcStoppedJobCommand(t *testing.T) {
 		t.Fatalf("verify after gc: exit %d", code)
 	}
 }
+
+// TestCoordinatorStopsWhenTakenOver: another host takes the lease over (a
+// higher lease instance appears, as after a takeover of a lease that
+// looked expired there); the running coordinator notices at its next
+// renewal and fails the job loudly instead of writing on.
+func TestCoordinatorStopsWhenTakenOver(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100"}, job...)
+	cmd, _, errb := startJob(t, args...)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitCut(t, store, "heat2d", 1, cmd, errb)
+	li := leaseInfo(t, store, "heat2d")
+	now := time.Now().UTC()
+	rec := fmt.Sprintf(`{"format":1,"job":"heat2d","instance":%d,"role":"coordinator","generation":99,"host":"elsewhere","pid":4242,"ttl_ms":60000,"renewed":%q,"expires":%q,"released":false}`,
+		li.Instance+1, now.Format(time.RFC3339Nano), now.Add(time.Minute).Format(time.RFC3339Nano))
+	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateJobFile(context.Background(), "heat2d", fmt.Sprintf("lease-%08d", li.Instance+1), []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	took := time.Now()
+	select {
+	case err := <-exited:
+		if code := cmd.ProcessState.ExitCode(); code != exitFailure {
+			t.Fatalf("exit %d (%v), want 1\n%s", code, err, tail(errb.String(), 30))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the coordinator ran on after its lease was taken over\n%s", tail(errb.String(), 30))
+	}
+	if d := time.Since(took); d > 5*time.Second {
+		t.Fatalf("stopped %v after the takeover, want within a renewal period", d)
+	}
+	for _, w := range []string{"lease lost", "host elsewhere", "pid 4242"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Fatalf("the failure does not say %q:\n%s", w, tail(errb.String(), 20))
+		}
+	}
+	// What it committed before is intact, and the new owner's lease stands.
+	verifyStore(t, store)
+	if li2 := leaseInfo(t, store, "heat2d"); li2.Instance != li.Instance+1 || li2.Host != "elsewhere" {
+		t.Fatalf("lease after the old coordinator stopped: %+v", li2)
+	}
+}
