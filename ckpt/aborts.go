@@ -227,10 +227,13 @@ func (s *Store) RemoveJob(ctx context.Context, job string, lease *Lease) (remove
 		}
 		removed++
 	}
+	lease.io.Lock()
 	lease.mu.Lock()
 	lease.lost = fmt.Errorf("job %s removed: %w", job, ErrLeaseLost)
 	lease.mu.Unlock()
-	if err := s.b.Remove(ctx, jobDir(job)+"/"+leaseName(lease.Instance())); err != nil && !errors.Is(err, backend.ErrNotExist) {
+	err = s.b.Remove(ctx, jobDir(job)+"/"+leaseName(lease.Instance()))
+	lease.io.Unlock()
+	if err != nil && !errors.Is(err, backend.ErrNotExist) {
 		return removed, fmt.Errorf("remove job %s: %w", job, err)
 	}
 	removed++

@@ -26,7 +26,9 @@ type GCOptions struct {
 	// they may belong to an epoch in flight, which no manifest names yet.
 	InFlightHorizon time.Duration
 	// TempHorizon is the age after which a temporary file is taken to be
-	// left by a killed writer and deleted; default one hour. A live writer
+	// left by a killed writer and deleted; default one hour. Temporary
+	// packs of an epoch that is over (not newer than the latest cut, or
+	// recorded as aborted) are deleted at any age. A live writer
 	// whose temporary file is deleted fails at its commit, nothing else.
 	TempHorizon time.Duration
 	// DryRun reports what would be deleted without deleting it.
@@ -243,6 +245,14 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 		for _, fi := range files {
 			left++
 			if fi.Temp {
+				// A temporary pack of an epoch that is over (committed
+				// or past, or aborted) belongs to a killed writer or
+				// to one whose shard can no longer be used: it goes
+				// at once, not after the horizon.
+				over := dirEpoch <= latest || aborts.aborted(dirEpoch)
+				if over && now.Sub(fi.ModTime) < opts.TempHorizon {
+					fi.ModTime = now.Add(-opts.TempHorizon)
+				}
 				if now.Sub(fi.ModTime) >= opts.TempHorizon {
 					left--
 				}

@@ -62,12 +62,21 @@ func TestGCAbortRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Fresh temporary packs of killed writers: in the aborted epoch (goes
+	// at once) and in the one in flight (stays until the horizon).
+	root := s.Backend().(*local.Backend).Root()
+	for _, e := range []uint64{2, 3} {
+		tmp := filepath.Join(root, packsDir(job), epochString(e), ".r000001-g1-0000000000000000.pack.tmp-x")
+		if err := os.WriteFile(tmp, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rep, err := s.GC(bg, job, GCOptions{Keep: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.DeletedPacks != 1 || rep.KeptUnreferenced != 1 {
-		t.Fatalf("report %+v: want the aborted pack deleted, the in-flight one kept", rep)
+	if rep.DeletedPacks != 1 || rep.KeptUnreferenced != 1 || rep.DeletedTemps != 1 {
+		t.Fatalf("report %+v: want the aborted pack and temporary file deleted, the in-flight ones kept", rep)
 	}
 	dirs := packDirs(t, s, job)
 	if _, ok := dirs[epochString(2)]; ok {
@@ -76,7 +85,7 @@ func TestGCAbortRecords(t *testing.T) {
 	if _, ok := dirs[epochString(4)]; ok {
 		t.Fatalf("aborted empty epoch 4's folder left: %v", dirs)
 	}
-	if dirs[epochString(3)] != 1 {
+	if dirs[epochString(3)] != 2 {
 		t.Fatalf("in-flight epoch 3's pack deleted: %v", dirs)
 	}
 	if _, ok := dirs[epochString(5)]; !ok {
@@ -86,7 +95,7 @@ func TestGCAbortRecords(t *testing.T) {
 	if err := s.RecordAbort(bg, job, 0, 6, nil); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err = s.GC(bg, job, GCOptions{Keep: 2}); err != nil || rep.DeletedPacks != 1 || rep.KeptUnreferenced != 0 {
+	if rep, err = s.GC(bg, job, GCOptions{Keep: 2}); err != nil || rep.DeletedPacks != 1 || rep.KeptUnreferenced != 0 || rep.DeletedTemps != 1 {
 		t.Fatalf("after a below record: %+v %v", rep, err)
 	}
 	if dirs := packDirs(t, s, job); len(dirs) != 1 {

@@ -352,7 +352,8 @@ type Lease struct {
 	job   string
 	inst  uint64
 	o     LeaseOptions
-	mu    sync.Mutex
+	io    sync.Mutex // held while the instance file is written or removed
+	mu    sync.Mutex // guards the fields below; never held during I/O
 	rec   leaseRecord
 	until time.Time // the holder may act before this (monotonic)
 	lost  error     // non-nil once lost or released
@@ -589,26 +590,49 @@ func (l *Lease) checkLocked(now time.Time) error {
 // passes (retry); a successor, or a window already passed, is final:
 // ErrLeaseLost.
 func (l *Lease) Renew(ctx context.Context) error {
+	// io serializes the writes of the instance file; mu is held only
+	// briefly, so that Check never waits for an fsync.
+	l.io.Lock()
+	defer l.io.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	start := l.o.Now()
 	if err := l.checkLocked(start); err != nil {
+		l.mu.Unlock()
 		return err
 	}
 	l.rec = l.record(start, false)
 	data, _ := json.MarshalIndent(l.rec, "", "  ")
+	l.mu.Unlock()
 	name := jobDir(l.job) + "/" + leaseName(l.inst)
 	if err := l.s.b.Replace(ctx, name, append(data, '\n')); err != nil {
 		return fmt.Errorf("job %s: renew lease %d: %w", l.job, l.inst, err)
 	}
-	if err := l.successorLocked(ctx); err != nil {
+	lost := l.successor(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A window that passed while the renewal was under way is lost for
+	// good, as if Check had looked then.
+	if err := l.checkLocked(l.o.Now()); err != nil {
 		return err
 	}
-	l.until = start.Add(l.o.TTL)
+	if lost != nil {
+		if errors.Is(lost, ErrLeaseLost) {
+			l.lost = lost
+		}
+		return lost
+	}
+	// The window counts from the start of this renewal: a successor
+	// created after the listing above waits a whole ttl from its
+	// creation, which is later.
+	if u := start.Add(l.o.TTL); u.After(l.until) {
+		l.until = u
+	}
 	return nil
 }
 
-func (l *Lease) successorLocked(ctx context.Context) error {
+// successor returns an error matching ErrLeaseLost when a higher instance
+// exists, another error when the listing failed.
+func (l *Lease) successor(ctx context.Context) error {
 	inst, err := l.s.leaseInstances(ctx, l.job)
 	if err != nil {
 		return fmt.Errorf("job %s: renew lease %d: %w", l.job, l.inst, err)
@@ -618,8 +642,7 @@ func (l *Lease) successorLocked(ctx context.Context) error {
 		if li, err := l.s.inspectLease(ctx, l.job, &l.o); err == nil && li.Instance > l.inst && li.Host != "" {
 			who = li.owner() + fmt.Sprintf(" (lease %d)", li.Instance)
 		}
-		l.lost = fmt.Errorf("job %s: lease %d taken over by %s: %w", l.job, l.inst, who, ErrLeaseLost)
-		return l.lost
+		return fmt.Errorf("job %s: lease %d taken over by %s: %w", l.job, l.inst, who, ErrLeaseLost)
 	}
 	return nil
 }
@@ -638,14 +661,17 @@ func (l *Lease) Release(ctx context.Context) error {
 	if stop != nil {
 		stop()
 	}
+	l.io.Lock()
+	defer l.io.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.o.Now()
 	if l.checkLocked(now) != nil {
+		l.mu.Unlock()
 		return nil
 	}
 	l.lost = fmt.Errorf("job %s: lease %d released: %w", l.job, l.inst, ErrLeaseLost)
 	rec := l.record(now, true)
+	l.mu.Unlock()
 	data, _ := json.MarshalIndent(rec, "", "  ")
 	if err := l.s.b.Replace(ctx, jobDir(l.job)+"/"+leaseName(l.inst), append(data, '\n')); err != nil {
 		return fmt.Errorf("job %s: release lease %d: %w", l.job, l.inst, err)

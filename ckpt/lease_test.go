@@ -77,7 +77,7 @@ func TestLeaseAcquireRefuseRelease(t *testing.T) {
 // acts; the old holder's next renewal sees the successor and fails.
 func TestLeaseExpiryAndTakeover(t *testing.T) {
 	s := dirStore(t)
-	ttl := 150 * time.Millisecond
+	ttl := 300 * time.Millisecond
 	old, err := s.AcquireLease(bg, "j", leaseOpts("hostA", 1, ttl))
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestLeaseExpiryAndTakeover(t *testing.T) {
 // over, however many takers try.
 func TestLeaseRenewKeepsIt(t *testing.T) {
 	s := dirStore(t)
-	ttl := 90 * time.Millisecond
+	ttl := 300 * time.Millisecond
 	l, err := s.AcquireLease(bg, "j", leaseOpts("hostA", 1, ttl))
 	if err != nil {
 		t.Fatal(err)
@@ -171,11 +171,13 @@ func TestLeaseRenewKeepsIt(t *testing.T) {
 func TestLeaseConcurrentTakers(t *testing.T) {
 	s := dirStore(t)
 	const takers = 8
-	rounds := 40
+	rounds := 24
 	if testing.Short() {
-		rounds = 10
+		rounds = 9
 	}
-	ttl := 60 * time.Millisecond
+	// Short, but well above an fsync on a loaded machine: a taker's wait
+	// renews its own instance meanwhile.
+	ttl := 250 * time.Millisecond
 	var prev *Lease
 	for round := range rounds {
 		if prev != nil {

@@ -41,9 +41,10 @@ func TestMain(m *testing.M) {
 }
 
 // job is a small heat2d job that runs a few seconds on two cores.
-// A short lease ttl: a restore after a SIGKILL waits for the killed
-// coordinator's lease to expire.
-var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms", "--lease-ttl", "1s"}
+// A short lease ttl (a restore after a SIGKILL waits for the killed
+// coordinator's lease to expire), but well above an fsync stall on a
+// loaded machine, which would end a job that cannot renew in time.
+var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms", "--lease-ttl", "3s"}
 
 // cmdline builds a cutpoint process.
 func cutpoint(t *testing.T, env []string, args ...string) *exec.Cmd {
@@ -407,7 +408,7 @@ func TestCoordinatorKilled(t *testing.T) {
 		}
 	}
 	coordArgs := []string{"coordinator", "--nats", url, "--store", store, "--ranks", "4", "--spawn", "none",
-		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms", "--lease-ttl", "1s"}
+		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms", "--lease-ttl", "3s"}
 	coord := cutpoint(t, nil, coordArgs...)
 	var cerr syncBuf
 	coord.Stderr = &cerr

@@ -186,7 +186,7 @@ func TestRmAndCleanRun(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	small := []string{"run", "--store", store, "--ranks", "2", "--size", "32", "--steps", "300", "--heartbeat-interval", "100ms",
-		"--interval", "0", "--every-steps", "50", "--lease-ttl", "1s"}
+		"--interval", "0", "--every-steps", "50", "--lease-ttl", "3s"}
 	// Checks before the store: nothing is created.
 	for _, c := range [][]string{
 		append(append([]string{}, small...), "--", filepath.Join(dir, "no-such-executable")),
