@@ -433,6 +433,11 @@ func TestCoordinatorKilled(t *testing.T) {
 		}
 	}()
 	waitCut(t, store, "heat2d", 1, coord, &cerr)
+	// A rejoin while the coordinator lives is refused, naming it.
+	if r := runCmd(t, cutpoint(t, nil, append(coordArgs, "--rejoin")...)); r.code != exitUsage ||
+		!strings.Contains(r.stderr, fmt.Sprintf("pid %d", coord.Process.Pid)) {
+		t.Fatalf("rejoin with a live coordinator: exit %d\n%s", r.code, tail(r.stderr, 10))
+	}
 	syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
 	coord.Wait()
 	time.Sleep(300 * time.Millisecond) // the ranks run on without it
