@@ -285,3 +285,22 @@ func FuzzDecodeLease(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeAborts(f *testing.F) {
+	f.Add([]byte(`{"format":1,"below":3,"epochs":[4,7]}`))
+	f.Add([]byte(`{"format":1,"below":0,"epochs":[7,4]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeAborts(b)
+		if err != nil {
+			return
+		}
+		if len(r.Epochs) > maxAborts {
+			t.Fatalf("%d epochs accepted", len(r.Epochs))
+		}
+		for i := 1; i < len(r.Epochs); i++ {
+			if r.Epochs[i] <= r.Epochs[i-1] {
+				t.Fatalf("unsorted epochs accepted: %v", r.Epochs)
+			}
+		}
+	})
+}

@@ -77,7 +77,7 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 	if o.DryRun {
 		verb = "would delete"
 	}
-	var damaged []error
+	var damaged, owned []error
 	for _, job := range jobs {
 		var lease *ckpt.Lease
 		if o.DryRun {
@@ -86,10 +86,19 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 				return err
 			}
 			if li.State == ckpt.LeaseLive || li.State == ckpt.LeaseUnreadable {
-				return usageError(fmt.Errorf("gc: %w", &ckpt.LeaseHeldError{Info: li}))
+				err = fmt.Errorf("gc: %w; stop it first", &ckpt.LeaseHeldError{Info: li})
+				fmt.Fprintf(g.Stdout, "job %s: skipped: %v\n", job, err)
+				owned = append(owned, err)
+				continue
 			}
 		} else {
 			lease, err = acquireToolLease(ctx, s, job, "gc")
+			if errors.Is(err, ckpt.ErrLeaseHeld) {
+				// Refused: the other jobs are still collected.
+				fmt.Fprintf(g.Stdout, "job %s: skipped: %v\n", job, err)
+				owned = append(owned, err)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -115,7 +124,10 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 		}
 	}
 	if len(damaged) > 0 {
-		return withCode(exitDamaged, errors.Join(damaged...))
+		return withCode(exitDamaged, errors.Join(append(damaged, owned...)...))
+	}
+	if len(owned) > 0 {
+		return usageError(errors.Join(owned...))
 	}
 	return nil
 }

@@ -721,10 +721,17 @@ func (d *driver) event(ev coordinator.Event) {
 		delete(d.cutStart, ev.Epoch)
 		// Durably, so that GC reclaims the attempt's packs at once
 		// instead of keeping them as possibly in flight.
+		// In the background: the store serializes it with a GC that
+		// may be running, which must not hold up the loop.
 		if ev.Epoch != 0 {
-			if err := d.cfg.Store.RecordAbort(context.Background(), d.job, ev.Epoch, 0, d.lease); err != nil {
-				d.log.Warn("abort not recorded (GC keeps the epoch's packs)", "epoch", ev.Epoch, "err", err)
-			}
+			epoch := ev.Epoch
+			d.bg.Add(1)
+			go func() {
+				defer d.bg.Done()
+				if err := d.cfg.Store.RecordAbort(context.Background(), d.job, epoch, 0, d.lease); err != nil {
+					d.log.Warn("abort not recorded (GC keeps the epoch's packs)", "epoch", epoch, "err", err)
+				}
+			}()
 		}
 		if m != nil {
 			m.cutAborted(ev.Reason.String())
