@@ -30,12 +30,9 @@ func startJob(t *testing.T, args ...string) (*exec.Cmd, *syncBuf, *syncBuf) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-		}
-	})
+	// The test waits for it (and may do so on another goroutine): the
+	// cleanup only makes sure that nothing of it outlives the test.
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	return cmd, &outb, &errb
 }
 
@@ -61,9 +58,9 @@ func TestRestoreWhileRunning(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100", "--keep", "1"}, job...)
 	first, outb, errb := startJob(t, args...)
+	waitCut(t, store, "heat2d", 1, first, errb)
 	exited := make(chan error, 1)
 	go func() { exited <- first.Wait() }()
-	waitCut(t, store, "heat2d", 1, first, errb)
 	host, _ := os.Hostname()
 	owner := []string{"host " + host, fmt.Sprintf("pid %d", first.Process.Pid)}
 	for _, c := range [][]string{
@@ -322,9 +319,9 @@ func TestCoordinatorStopsWhenTakenOver(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100"}, job...)
 	cmd, _, errb := startJob(t, args...)
+	waitCut(t, store, "heat2d", 1, cmd, errb)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	waitCut(t, store, "heat2d", 1, cmd, errb)
 	li := leaseInfo(t, store, "heat2d")
 	now := time.Now().UTC()
 	rec := fmt.Sprintf(`{"format":1,"job":"heat2d","instance":%d,"role":"coordinator","generation":99,"host":"elsewhere","pid":4242,"ttl_ms":60000,"renewed":%q,"expires":%q,"released":false}`,
