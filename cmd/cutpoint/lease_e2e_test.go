@@ -121,12 +121,13 @@ func TestTwoRestoresAtOnce(t *testing.T) {
 		pid     int
 	}
 	outs := make([]out, 2)
+	restore := append(append([]string{}, args...), "--restore") // one copy, read by both
 	var wg sync.WaitGroup
 	for i := range outs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := cutpoint(t, nil, append(args, "--restore")...)
+			cmd := cutpoint(t, nil, restore...)
 			var stdout, stderr syncBuf
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {
