@@ -61,9 +61,10 @@ type GCReport struct {
 
 // GC deletes the job's committed cuts beyond the latest opts.Keep (and not
 // pinned), then every pack no kept cut references, and temporary files of
-// killed writers. Run it only where cuts are committed (the coordinator):
-// it is serialized with Commit within the process, and a pin is only
-// known to the process that set it.
+// killed writers. Run it only under the job's lease (opts.Lease): by the
+// coordinator, which knows the pins and the epoch in flight, or with
+// opts.Stopped by a tool holding a stopped job's lease. It is serialized
+// with Commit within the process.
 //
 // Crash safety: at every instant, every manifest present names only packs
 // that exist. GC removes manifests first, each removal durable (directory

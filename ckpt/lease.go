@@ -279,8 +279,8 @@ func (s *Store) leaseInstances(ctx context.Context, job string) ([]uint64, error
 	return out, nil
 }
 
-// InspectLease describes the job's current lease; State LeaseNone when
-// there is none. now and alive as in LeaseOptions (nil: the defaults).
+// InspectLease describes the job's current lease as this process sees it
+// (its clock, its host name); State LeaseNone when there is none.
 func (s *Store) InspectLease(ctx context.Context, job string) (LeaseInfo, error) {
 	o := LeaseOptions{}
 	_ = o.defaults()

@@ -83,8 +83,8 @@ func (c storeConfig) hash() hashID {
 
 // Store is a checkpoint store: many jobs, each with its committed cuts.
 // All methods are safe for concurrent use. Commit and GC of one job are
-// serialized within the process; across processes only one (the job's
-// coordinator) may run them.
+// serialized within the process; across processes only the holder of the
+// job's lease (AcquireLease) may run them.
 type Store struct {
 	b         backend.Backend
 	where     string // for messages: the directory or the backend

@@ -153,8 +153,10 @@ type manifestResult struct {
 }
 
 // Run runs the coordinator until the job ends or ctx is cancelled. The
-// error is for setup failures (bad store, job mismatch); how the job ended
-// is in Result.Outcome.
+// error is for setup failures (bad store, job mismatch, ErrJobOwned) and
+// for a lost lease (ErrLeaseLost); how the job ended is in
+// Result.Outcome. The job's lease is held from before the job record is
+// read until everything this coordinator started has finished.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
