@@ -292,22 +292,34 @@ func (s *Store) inspectLease(ctx context.Context, job string, o *LeaseOptions) (
 	if err := ValidJobName(job); err != nil {
 		return li, err
 	}
-	inst, err := s.leaseInstances(ctx, job)
-	if err != nil {
-		return li, err
-	}
-	if len(inst) == 0 {
-		return li, nil
-	}
-	li.Instance = inst[len(inst)-1]
-	name := jobDir(job) + "/" + leaseName(li.Instance)
-	data, err := s.b.ReadFile(ctx, name, maxLeaseRecord)
-	if errors.Is(err, backend.ErrNotExist) {
-		// Removed since the listing (rm, or cleanup of an older
-		// instance): look again.
-		return s.inspectLease(ctx, job, o)
+	var data []byte
+	var name string
+	var rerr error // a read that gave no record to decode
+	for tries := 0; ; tries++ {
+		inst, err := s.leaseInstances(ctx, job)
+		if err != nil {
+			return li, err
+		}
+		if len(inst) == 0 {
+			return li, nil
+		}
+		li.Instance = inst[len(inst)-1]
+		name = jobDir(job) + "/" + leaseName(li.Instance)
+		data, err = s.b.ReadFile(ctx, name, maxLeaseRecord)
+		if errors.Is(err, backend.ErrNotExist) && tries < 10 {
+			// Removed since the listing (rm, or cleanup of an older
+			// instance): look again.
+			continue
+		}
+		if errors.Is(err, backend.ErrTooLarge) {
+			rerr = fmt.Errorf("larger than %d bytes", maxLeaseRecord)
+		} else if err != nil {
+			return li, fmt.Errorf("read %s: %w", name, err)
+		}
+		break
 	}
 	var r leaseRecord
+	err := rerr
 	if err == nil {
 		r, err = decodeLease(data)
 	}

@@ -131,7 +131,7 @@ func TestLeaseExpiryAndTakeover(t *testing.T) {
 // over, however many takers try.
 func TestLeaseRenewKeepsIt(t *testing.T) {
 	s := dirStore(t)
-	ttl := 300 * time.Millisecond
+	ttl := time.Second // renewals every ttl/3 must each finish in 2/3 of it, fsyncs included
 	l, err := s.AcquireLease(bg, "j", leaseOpts("hostA", 1, ttl))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestLeaseRenewKeepsIt(t *testing.T) {
 			time.Sleep(ttl / 3)
 		}
 	}()
-	deadline := time.Now().Add(4 * ttl)
+	deadline := time.Now().Add(2 * ttl)
 	for time.Now().Before(deadline) {
 		o := leaseOpts("hostB", 2, ttl)
 		o.NoWait = true
