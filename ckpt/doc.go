@@ -20,11 +20,20 @@
 //	err = w.SetMeta(participantState)
 //	ref, err := w.Close(ctx) // durable; send ref.MarshalBinary() to the coordinator
 //
-// Coordinator side:
+// Coordinator side, holding the job's lease (one owner at a time, also
+// across hosts; ErrLeaseHeld names a live owner):
 //
+//	l, err := store.AcquireLease(ctx, "heat", ckpt.LeaseOptions{TTL: 15 * time.Second, Owner: ckpt.LeaseOwner{Role: "coordinator"}})
+//	err = l.Renew(ctx)       // every TTL/3; ErrLeaseLost: stop writing
+//	err = l.Check()          // before every write
 //	info, err := store.Commit(ctx, ckpt.CutSpec{Job: "heat", Epoch: e, Step: s, World: n, Incarnation: g, Shards: refs})
+//	err = store.RecordAbort(ctx, "heat", e, 0, l) // an aborted epoch's packs are garbage
 //	cuts, err := store.List(ctx, "heat")
-//	rep, err := store.GC(ctx, "heat", ckpt.GCOptions{Keep: 2, Pin: []uint64{base}})
+//	rep, err := store.GC(ctx, "heat", ckpt.GCOptions{Keep: 2, Pin: []uint64{base}, Lease: l})
+//	err = l.Release(ctx)     // on a clean end
+//
+// Store tools take the lease of a stopped job the same way (GCOptions.Stopped,
+// RemoveJob).
 //
 // Restore:
 //

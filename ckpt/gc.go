@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
@@ -25,11 +26,23 @@ type GCOptions struct {
 	// they may belong to an epoch in flight, which no manifest names yet.
 	InFlightHorizon time.Duration
 	// TempHorizon is the age after which a temporary file is taken to be
-	// left by a killed writer and deleted; default one hour. A live writer
+	// left by a killed writer and deleted; default one hour. Temporary
+	// packs of an epoch that is over (not newer than the latest cut, or
+	// recorded as aborted) are deleted at any age. A live writer
 	// whose temporary file is deleted fails at its commit, nothing else.
 	TempHorizon time.Duration
 	// DryRun reports what would be deleted without deleting it.
 	DryRun bool
+	// Lease, when set, is the caller's lease on the job: GC checks it
+	// before every removal and stops (ErrLeaseLost) once it is lost, so a
+	// coordinator that was replaced never deletes what its successor
+	// references.
+	Lease *Lease
+	// Stopped: the job has no owner but the caller (which holds its
+	// lease, Lease), so nothing is in flight: every pack no kept cut
+	// references, every temporary file and every empty epoch folder is
+	// deleted at once.
+	Stopped bool
 }
 
 // GCReport says what GC kept and deleted.
@@ -42,13 +55,16 @@ type GCReport struct {
 	// KeptUnreferenced counts packs of epochs newer than the latest
 	// committed cut that were kept as possibly in flight.
 	KeptUnreferenced int
+	// DeletedDirs counts empty epoch folders removed.
+	DeletedDirs int
 }
 
 // GC deletes the job's committed cuts beyond the latest opts.Keep (and not
 // pinned), then every pack no kept cut references, and temporary files of
-// killed writers. Run it only where cuts are committed (the coordinator):
-// it is serialized with Commit within the process, and a pin is only
-// known to the process that set it.
+// killed writers. Run it only under the job's lease (opts.Lease): by the
+// coordinator, which knows the pins and the epoch in flight, or with
+// opts.Stopped by a tool holding a stopped job's lease. It is serialized
+// with Commit within the process.
 //
 // Crash safety: at every instant, every manifest present names only packs
 // that exist. GC removes manifests first, each removal durable (directory
@@ -73,6 +89,12 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 	}
 	if opts.TempHorizon == 0 {
 		opts.TempHorizon = time.Hour
+	}
+	if opts.Stopped && opts.Lease == nil && !opts.DryRun {
+		return rep, fmt.Errorf("gc job %s: a stopped-job gc must hold the job's lease", job)
+	}
+	if opts.Stopped {
+		opts.TempHorizon = -1 // no writer is left
 	}
 	mu := s.jobLock(job)
 	mu.Lock()
@@ -129,11 +151,34 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 		}
 	}
 
+	aborts, err := s.readAborts(ctx, job)
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			return rep, err
+		}
+		s.log.Warn("gc: abort record unreadable; aborted epochs kept as if in flight", "job", job, "err", err)
+		aborts = abortRecord{}
+	}
+	for _, e := range opts.Aborted {
+		if i, ok := slices.BinarySearch(aborts.Epochs, e); !ok {
+			aborts.Epochs = slices.Insert(aborts.Epochs, i, e)
+		}
+	}
+	check := func() error {
+		if err := opts.Lease.Check(); err != nil {
+			return fmt.Errorf("gc job %s stopped: %w", job, err)
+		}
+		return nil
+	}
+
 	// Manifests first: once these removals are durable no cut refers to
 	// the packs that only they used.
 	for _, e := range epochs {
 		if keep[e] {
 			continue
+		}
+		if err := check(); err != nil {
+			return rep, err
 		}
 		if !opts.DryRun {
 			if err := s.b.Remove(ctx, manifestName(job, e)); err != nil && !errors.Is(err, backend.ErrNotExist) {
@@ -148,6 +193,9 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 	removeTemp := func(fi backend.FileInfo) error {
 		if !fi.Temp || now.Sub(fi.ModTime) < opts.TempHorizon {
 			return nil
+		}
+		if err := check(); err != nil {
+			return err
 		}
 		if !opts.DryRun {
 			if err := s.b.Remove(ctx, fi.Name); err != nil && !errors.Is(err, backend.ErrNotExist) {
@@ -176,7 +224,13 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 	if err != nil && !errors.Is(err, backend.ErrNotExist) {
 		return rep, fmt.Errorf("gc job %s: %w", job, err)
 	}
+	dirRemover, _ := s.b.(backend.DirRemover)
 	for _, d := range epochDirs {
+		_, base := backend.Split(d.Name)
+		dirEpoch, derr := strconv.ParseUint(base, 10, 64)
+		if derr != nil || epochString(dirEpoch) != base {
+			continue // not ours: leave it
+		}
 		var files []backend.FileInfo
 		err := s.b.List(ctx, d.Name, func(fi backend.FileInfo) error {
 			files = append(files, fi)
@@ -188,8 +242,21 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 		if err != nil {
 			return rep, fmt.Errorf("gc job %s: %w", job, err)
 		}
+		left := 0
 		for _, fi := range files {
+			left++
 			if fi.Temp {
+				// A temporary pack of an epoch that is over (committed
+				// or past, or aborted) belongs to a killed writer or
+				// to one whose shard can no longer be used: it goes
+				// at once, not after the horizon.
+				over := dirEpoch <= latest || aborts.aborted(dirEpoch)
+				if over && now.Sub(fi.ModTime) < opts.TempHorizon {
+					fi.ModTime = now.Add(-opts.TempHorizon)
+				}
+				if now.Sub(fi.ModTime) >= opts.TempHorizon {
+					left--
+				}
 				if err := removeTemp(fi); err != nil {
 					return rep, fmt.Errorf("gc job %s: %w", job, err)
 				}
@@ -205,11 +272,15 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 			}
 			if id.epoch > latest {
 				old := opts.InFlightHorizon > 0 && now.Sub(fi.ModTime) > opts.InFlightHorizon
-				if !slices.Contains(opts.Aborted, id.epoch) && !old {
+				if !aborts.aborted(id.epoch) && !old && !opts.Stopped {
 					rep.KeptUnreferenced++
 					continue
 				}
 			}
+			if err := check(); err != nil {
+				return rep, err
+			}
+			left--
 			if !opts.DryRun {
 				if err := s.b.Remove(ctx, fi.Name); err != nil && !errors.Is(err, backend.ErrNotExist) {
 					return rep, fmt.Errorf("gc job %s: %w", job, err)
@@ -217,6 +288,21 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 			}
 			rep.DeletedPacks++
 			rep.DeletedBytes += fi.Size
+		}
+		// A folder left empty (by a writer that failed before its first
+		// file, e.g. on a full disk) of an epoch that is over.
+		if left == 0 && packsOK && dirRemover != nil && (opts.Stopped || dirEpoch <= latest || aborts.aborted(dirEpoch)) {
+			if err := check(); err != nil {
+				return rep, err
+			}
+			if !opts.DryRun {
+				err := dirRemover.RemoveEmptyDir(ctx, d.Name)
+				if err == nil {
+					rep.DeletedDirs++
+				}
+			} else if len(files) == 0 {
+				rep.DeletedDirs++
+			}
 		}
 	}
 	if opts.DryRun {

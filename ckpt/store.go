@@ -83,8 +83,8 @@ func (c storeConfig) hash() hashID {
 
 // Store is a checkpoint store: many jobs, each with its committed cuts.
 // All methods are safe for concurrent use. Commit and GC of one job are
-// serialized within the process; across processes only one (the job's
-// coordinator) may run them.
+// serialized within the process; across processes only the holder of the
+// job's lease (AcquireLease) may run them.
 type Store struct {
 	b         backend.Backend
 	where     string // for messages: the directory or the backend
@@ -222,7 +222,7 @@ func readConfig(ctx context.Context, b backend.Backend, where string) (storeConf
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		return storeConfig{}, fmt.Errorf("store %s: %s: %w", where, configName, err)
+		return storeConfig{}, &CorruptError{Rank: -1, Chunk: -1, Offset: -1, File: configName, Err: fmt.Errorf("store %s: %w", where, err)}
 	}
 	return cfg, nil
 }

@@ -104,6 +104,14 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 				report(e, err)
 			}
 			for _, ls := range idx.streams() {
+				if ls.s.chunkSize != s.chunkSize {
+					// The store's settings were edited (or the cut was
+					// copied from another store): new cuts would cut
+					// buffers differently from what their bases hold.
+					report(e, &CorruptError{Job: job, Epoch: e, Rank: ref.Rank, Buffer: ls.label, Chunk: -1, Offset: -1, File: configName,
+						Err: fmt.Errorf("chunk_size %d, but the cut's shard index records %d", s.chunkSize, ls.s.chunkSize)})
+					break
+				}
 				for i, c := range ls.s.chunks {
 					k := chunkKey{jobDir(job) + "/" + idx.packs[c.pack], c.offset}
 					if _, ok := refs[k]; !ok {

@@ -28,7 +28,8 @@ func (o *storeOptions) AddFlags(f *pflag.FlagSet) {
 }
 
 // openStore opens an existing store; a missing or mistyped --store is a
-// usage error (exit 2) that names the directory.
+// usage error (exit 2) that names the directory, a damaged
+// cutpoint-store.json is damage (exit 3).
 func (o *storeOptions) openStore(ctx context.Context, g *GlobalOptions) (*ckpt.Store, error) {
 	if o.Store == "" {
 		return nil, usageError(errors.New("--store DIR is required"))
@@ -36,6 +37,11 @@ func (o *storeOptions) openStore(ctx context.Context, g *GlobalOptions) (*ckpt.S
 	s, err := ckpt.OpenDir(ctx, o.Store, ckpt.Options{Logger: g.Logger})
 	if errors.Is(err, ckpt.ErrNoStore) {
 		return nil, usageError(err)
+	}
+	if errors.Is(err, ckpt.ErrCorrupt) {
+		// The store's own settings file is damaged: that is damage
+		// (exit 3), not a mistyped flag.
+		return nil, withCode(exitDamaged, fmt.Errorf("DAMAGED %w", err))
 	}
 	return s, err
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -58,10 +59,16 @@ and its ranks restart on free slots of the others (see docs/operations.md,
 "Many hosts"). The embedded server listens on loopback: for real hosts give
 --nats.
 
+One coordinator owns a job at a time (a lease in the store, renewed every
+--lease-ttl/3): a --restore, or a run of an existing job, while another
+coordinator runs it is refused with exit 2 naming that one's host and pid.
+After a SIGKILL the lease is taken over once it expired.
+
 The last line on stdout is "result <hex digest>" when rank 0 reported a
 result (heat2d: SHA-256 of the final global grid).
 
-Exit codes: 0 finished; 1 failed; 2 usage or configuration error;
+Exit codes: 0 finished; 1 failed (also: the coordinator lost its lease);
+2 usage or configuration error, or the job has a live owner;
 4 --device cuda without the cuda build; 5 stopped by a signal after a final
 cut (resume with --restore); 6 stopped without a final cut; 7 a rank failed
 deterministically (before its first step, the same way twice from the same
@@ -182,6 +189,24 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return usageError(err)
 	}
+	// Every check that can fail without the store runs before the store
+	// is touched, so that a typo leaves no store or job behind.
+	if len(j.args) > 0 && (j.spawn == "local" || j.spawn == "srun") {
+		if _, err := exec.LookPath(j.args[0]); err != nil {
+			return usageError(fmt.Errorf("executable %q: %w", j.args[0], err))
+		}
+	}
+	if j.statsDir != "" {
+		if _, err := filepath.Abs(j.statsDir); err != nil {
+			return usageError(fmt.Errorf("--stats-dir: %w", err))
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
+	if err != nil {
+		return err
+	}
 	if progress.on {
 		// Every log line of this process and its ranks goes through the
 		// live line, which steps aside for it.
@@ -281,12 +306,6 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
-	if err != nil {
-		return err
-	}
 	var stats *runStats
 	if j.statsDir != "" {
 		if stats, err = newRunStats(j.statsDir, o.Job, o.Ranks); err != nil {
@@ -318,6 +337,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
+		LeaseTTL:   o.LeaseTTL,
 	})
 	progress.done()
 	if err != nil {
@@ -344,7 +364,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 func jobSetupError(err error) error {
 	switch {
 	case errors.Is(err, driver.ErrJobExists), errors.Is(err, driver.ErrNoJob), errors.Is(err, driver.ErrNoCut), errors.Is(err, driver.ErrWorldMismatch),
-		errors.Is(err, coordinator.ErrConfig):
+		errors.Is(err, coordinator.ErrConfig), errors.Is(err, driver.ErrJobOwned):
 		return usageError(err)
 	}
 	return err

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
 type verifyOptions struct {
@@ -34,7 +36,11 @@ func newVerifyCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Re-read and check every chunk of the committed cuts",
 		Long: `Re-read the committed cuts of a job (every job without --job, one cut with
 --cut): manifests, pack and shard indexes, and every chunk, decompressed and
-checked against its content hash (the store's: XXH3-128 by default, or BLAKE3). A chunk shared by several cuts is read once.
+checked against its content hash (the store's: XXH3-128 by default, or
+BLAKE3); the store's cutpoint-store.json (its chunk_size
+against what the cuts record) and the job's record job.json (decoded, its
+world size against the cuts'), which a --restore starts from. A chunk shared
+by several cuts is read once.
 On a terminal a progress bar shows the bytes checked.
 
 Each problem is printed with the job, cut, rank, buffer, chunk and file it
@@ -78,7 +84,12 @@ func runVerify(ctx context.Context, g *GlobalOptions, o verifyOptions) error {
 		if err != nil && !errors.Is(err, ckpt.ErrCorrupt) {
 			return fmt.Errorf("verify job %s: %w", job, err)
 		}
-		for _, p := range splitJoined(err) {
+		problems := splitJoined(err)
+		jerr := verifyJobRecord(ctx, s, job)
+		if jerr != nil {
+			problems = append(problems, jerr)
+		}
+		for _, p := range problems {
 			fmt.Fprintf(g.Stdout, "DAMAGED %v\n", p)
 		}
 		ok := len(rep.Cuts) - len(rep.DamagedCuts)
@@ -86,12 +97,58 @@ func runVerify(ctx context.Context, g *GlobalOptions, o verifyOptions) error {
 		if len(rep.DamagedCuts) > 0 {
 			fmt.Fprintf(g.Stdout, ": DAMAGED cuts %s; %d cuts ok\n", epochList(rep.DamagedCuts), ok)
 			damagedJobs = append(damagedJobs, fmt.Sprintf("job %s cuts %s", job, epochList(rep.DamagedCuts)))
+		} else if jerr != nil {
+			fmt.Fprintf(g.Stdout, ": DAMAGED %s\n", driver.JobRecordFile)
+			damagedJobs = append(damagedJobs, fmt.Sprintf("job %s %s", job, driver.JobRecordFile))
 		} else {
 			fmt.Fprintf(g.Stdout, ": ok\n")
 		}
 	}
 	if len(damagedJobs) > 0 {
 		return withCode(exitDamaged, fmt.Errorf("verification found damage in %s", strings.Join(damagedJobs, "; ")))
+	}
+	return nil
+}
+
+// verifyJobRecord checks the coordinator's job record, which --restore and
+// --rejoin start from: it decodes within its bounds, names this job, and
+// its world size is that of every committed cut. The lease, when present,
+// must decode too.
+func verifyJobRecord(ctx context.Context, s *ckpt.Store, job string) error {
+	file := "jobs/" + job + "/" + driver.JobRecordFile
+	bad := func(format string, args ...any) error {
+		return &ckpt.CorruptError{Job: job, Rank: -1, Chunk: -1, Offset: -1, File: file, Err: fmt.Errorf(format, args...)}
+	}
+	data, err := s.GetJobFile(ctx, job, driver.JobRecordFile)
+	if errors.Is(err, ckpt.ErrNotFound) {
+		// Cuts written with the engine alone (tools, benchmarks) have
+		// no coordinator record; that is no damage.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rec, err := wire.DecodeJobRecord(data)
+	if err != nil {
+		return bad("%w (--restore would fail)", err)
+	}
+	cuts, _ := s.List(ctx, job) // damaged manifests are Verify's to report
+	if rec.Job != job {
+		return bad("record of job %q in job %q's folder", rec.Job, job)
+	}
+	for _, c := range cuts {
+		if c.World != rec.World {
+			return bad("world %d, but cut %d has %d ranks", rec.World, c.Epoch, c.World)
+		}
+		if c.Incarnation > rec.Incarnation {
+			return bad("incarnation %d, but cut %d was taken in incarnation %d", rec.Incarnation, c.Epoch, c.Incarnation)
+		}
+	}
+	if li, err := s.InspectLease(ctx, job); err == nil && li.State == ckpt.LeaseUnreadable {
+		// A torn lease is only ever the last instance; it blocks the job
+		// until it is older than twice the ttl, so report it.
+		return &ckpt.CorruptError{Job: job, Rank: -1, Chunk: -1, Offset: -1,
+			File: fmt.Sprintf("jobs/%s/lease-%08d", job, li.Instance), Err: li.Err}
 	}
 	return nil
 }

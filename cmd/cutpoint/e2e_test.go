@@ -41,7 +41,10 @@ func TestMain(m *testing.M) {
 }
 
 // job is a small heat2d job that runs a few seconds on two cores.
-var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms"}
+// A short lease ttl (a restore after a SIGKILL waits for the killed
+// coordinator's lease to expire), but well above an fsync stall on a
+// loaded machine, which would end a job that cannot renew in time.
+var job = []string{"--ranks", "4", "--size", "96", "--steps", "6000", "--heartbeat-interval", "100ms", "--lease-ttl", "3s"}
 
 // cmdline builds a cutpoint process.
 func cutpoint(t *testing.T, env []string, args ...string) *exec.Cmd {
@@ -409,7 +412,7 @@ func TestCoordinatorKilled(t *testing.T) {
 		}
 	}
 	coordArgs := []string{"coordinator", "--nats", url, "--store", store, "--ranks", "4", "--spawn", "none",
-		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms"}
+		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms", "--lease-ttl", "3s"}
 	coord := cutpoint(t, nil, coordArgs...)
 	var cerr syncBuf
 	coord.Stderr = &cerr
@@ -434,12 +437,21 @@ func TestCoordinatorKilled(t *testing.T) {
 		}
 	}()
 	waitCut(t, store, "heat2d", 1, coord, &cerr)
+	// A rejoin while the coordinator lives is refused, naming it.
+	if r := runCmd(t, cutpoint(t, nil, append(coordArgs, "--rejoin")...)); r.code != exitUsage ||
+		!strings.Contains(r.stderr, fmt.Sprintf("pid %d", coord.Process.Pid)) {
+		t.Fatalf("rejoin with a live coordinator: exit %d\n%s", r.code, tail(r.stderr, 10))
+	}
 	syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
 	coord.Wait()
 	time.Sleep(300 * time.Millisecond) // the ranks run on without it
 	r := runOK(t, nil, append(coordArgs, "--rejoin")...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
+	}
+	// The killed coordinator's lease was taken over only once it expired.
+	if !strings.Contains(r.stderr, "waiting for it to expire") {
+		t.Fatalf("the rejoin did not wait for the killed coordinator's lease:\n%s", tail(r.stderr, 30))
 	}
 	for _, rc := range ranks {
 		if err := rc.Wait(); err != nil {

@@ -115,7 +115,8 @@ type jobOptions struct {
 	RestoreIfAny bool
 	// Force starts a job the pre-checks refuse (ranks far past the cores
 	// or the process limit, heat2d state past the memory).
-	Force bool
+	Force    bool
+	LeaseTTL time.Duration
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -139,6 +140,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries for the same cause without a commit in between before the job fails (4x for mixed causes)")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
 	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", ckpt.DefaultLeaseTTL, "ttl of the job's owner lease in the store (renewed every ttl/3); a killed coordinator's job can be taken over once it expired")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 }
 
@@ -222,6 +224,14 @@ func (o *jobOptions) check() error {
 	}
 	if o.NATSWait < 0 {
 		errs = append(errs, fmt.Errorf("--nats-wait %v: must be >= 0", o.NATSWait))
+	}
+	if o.LeaseTTL < time.Second/10 || o.LeaseTTL > ckpt.MaxLeaseTTL {
+		errs = append(errs, fmt.Errorf("--lease-ttl %v: want 100ms..%v", o.LeaseTTL, ckpt.MaxLeaseTTL))
+	}
+	if o.Metrics != "" {
+		if _, _, err := net.SplitHostPort(o.Metrics); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics %q: want HOST:PORT or :PORT: %w", o.Metrics, err))
+		}
 	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))

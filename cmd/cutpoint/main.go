@@ -6,8 +6,10 @@
 //
 //	0  success
 //	1  failure (the job or the command failed; the message says why)
-//	2  usage or configuration error (bad flag, bad config value, wrong or missing store)
-//	3  verification found damage (`cutpoint verify`); `cutpoint rank`: the cut to restore is damaged
+//	2  usage or configuration error (bad flag, bad config value, wrong or missing store,
+//	   the job has a live owner)
+//	3  verification found damage (`cutpoint verify`; a damaged cutpoint-store.json); `cutpoint rank`: the cut to
+//	   restore is damaged
 //	4  feature not in this build (`--device cuda` without `make build-cuda`)
 //	5  stopped by a signal after a final cut was committed: resume with `run --restore`
 //	6  stopped by a signal and no final cut could be committed (an earlier cut, if any, is intact)

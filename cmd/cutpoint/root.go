@@ -87,6 +87,7 @@ var commands = []func(*GlobalOptions) *cobra.Command{
 	newLsCommand,
 	newVerifyCommand,
 	newGcCommand,
+	newRmCommand,
 	newInspectCommand,
 	newBenchCommand,
 }

@@ -60,6 +60,13 @@ var (
 	// ErrCannotSpawn: the coordinator must start a rank but has no
 	// launcher (ranks are started elsewhere).
 	ErrCannotSpawn = errors.New("a rank must be (re)started but this coordinator has no launcher")
+	// ErrJobOwned (ckpt.ErrLeaseHeld): another live coordinator (or a
+	// store tool) owns the job; the error names its host and pid.
+	ErrJobOwned = ckpt.ErrLeaseHeld
+	// ErrLeaseLost (ckpt.ErrLeaseLost): this coordinator lost the job's
+	// lease while it ran (not renewed in time, or taken over); it stopped
+	// without writing anything more.
+	ErrLeaseLost = ckpt.ErrLeaseLost
 )
 
 // Config configures a driver run.
@@ -96,6 +103,9 @@ type Config struct {
 	// RecordRetry bounds how long a failing job record write is retried
 	// (with backoff) before the job fails (default 2m).
 	RecordRetry time.Duration
+	// LeaseTTL is the ttl of the job lease the coordinator holds while it
+	// runs (default ckpt.DefaultLeaseTTL), renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
 }
 
 // Request asks for a cut now; Final for preemption (the job stops after
@@ -141,9 +151,14 @@ type driver struct {
 	t0    time.Time
 	inbox chan []byte
 	late  chan launch.Exit // exits held back a moment (see loop)
+	// damageLogged, noCutLogged: readJob runs twice (before and after the
+	// lease); its notices are said once.
+	damageLogged, noCutLogged bool
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
+	lease     *ckpt.Lease
+	bg        sync.WaitGroup // manifest commits and GCs in the background
 
 	resMu   sync.Mutex
 	results map[int]wire.Result
@@ -164,8 +179,10 @@ type manifestResult struct {
 }
 
 // Run runs the coordinator until the job ends or ctx is cancelled. The
-// error is for setup failures (bad store, job mismatch); how the job ended
-// is in Result.Outcome.
+// error is for setup failures (bad store, job mismatch, ErrJobOwned) and
+// for a lost lease (ErrLeaseLost); how the job ended is in
+// Result.Outcome. The job's lease is held from before the job record is
+// read until everything this coordinator started has finished.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -179,8 +196,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
 	if err := d.start(ctx); err != nil {
+		if d.lease != nil {
+			_ = d.lease.Release(context.WithoutCancel(ctx))
+		}
 		return Result{}, err
 	}
+	stopRenew := d.renewLease()
+	defer func() {
+		// Nothing of this coordinator writes after the release: the
+		// renewals stop, the background commits and GCs end first.
+		stopRenew()
+		d.waitBackground()
+		if err := d.lease.Release(context.WithoutCancel(ctx)); err != nil {
+			d.log.Warn("job lease not released (it expires by itself)", "err", err)
+		}
+	}()
 	// A callback subscription decouples the NATS client from the loop;
 	// the pending limit is raised so a burst of heartbeats from many
 	// ranks is not dropped as a slow consumer.
@@ -214,59 +244,27 @@ func (d *driver) start(ctx context.Context) error {
 	if err := ckpt.ValidJobName(d.job); err != nil {
 		return err
 	}
-	var rec *wire.JobRecord
-	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
-	switch {
-	case err == nil:
-		r, err := wire.DecodeJobRecord(b)
-		if err != nil {
-			return fmt.Errorf("job %q: %s in store %s: %w", d.job, JobRecordFile, st, err)
-		}
-		rec = &r
-	case errors.Is(err, ckpt.ErrNotFound):
-	default:
-		return fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
-	}
-	cuts, err := st.List(ctx, d.job)
-	switch {
-	case err != nil && errors.Is(err, ckpt.ErrCorrupt) && (cuts != nil || d.cfg.Mode != coordinator.ModeNew):
-		// Damaged manifests are left out: a restore falls back to the
-		// newest cut whose manifest is intact.
-		d.log.Error("damaged cut manifests left out; the job uses the intact cuts", "job", d.job, "err", err)
-	case err != nil && !errors.Is(err, ckpt.ErrNotFound):
-		return fmt.Errorf("job %q: list cuts: %w", d.job, err)
-	}
-	var committed []coordinator.CommittedCut
-	for _, c := range cuts {
-		if c.World != d.cfg.Coord.World {
-			return fmt.Errorf("job %q: cut %d has %d ranks, this run has %d: %w", d.job, c.Epoch, c.World, d.cfg.Coord.World, ErrWorldMismatch)
-		}
-		committed = append(committed, coordinator.CommittedCut{Epoch: c.Epoch, Step: c.Step})
-	}
-	switch d.cfg.Mode {
-	case coordinator.ModeNew:
-		if rec != nil || len(cuts) > 0 {
-			return fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore or pick another --job",
-				d.job, st, len(cuts), ErrJobExists)
-		}
-	default:
-		if rec == nil && len(cuts) == 0 && d.cfg.Mode == coordinator.ModeRestore && d.cfg.RestoreIfAny {
-			d.log.Info("no record of the job in the store: starting it from step 0", "job", d.job)
-			d.cfg.Mode = coordinator.ModeNew
-			break
-		}
-		if rec == nil {
-			return fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
-		}
-		if rec.World != d.cfg.Coord.World {
-			return fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
-		}
-		if d.cfg.Mode == coordinator.ModeRestore && len(cuts) == 0 {
-			if !d.cfg.RestoreIfAny {
-				return fmt.Errorf("job %q in store %s: %w; use --restore=if-any to start it from step 0 when there is none", d.job, st, ErrNoCut)
+	// Check the job as it is first, so that a refused command writes
+	// nothing (not even a lease); then take the lease, and read it again:
+	// what the coordinator starts from is the job as its previous owner
+	// left it, and only one coordinator at a time may act on it.
+	if _, _, err := d.readJob(ctx); err != nil {
+		if errors.Is(err, ErrJobExists) {
+			// Say who runs it, when someone does.
+			if li, lerr := st.InspectLease(ctx, d.job); lerr == nil && li.State == ckpt.LeaseLive {
+				return fmt.Errorf("job %q in store %s: %w", d.job, st, &ckpt.LeaseHeldError{Info: li})
 			}
-			d.log.Info("the job has no committed cut: starting it from step 0", "job", d.job)
 		}
+		return err
+	}
+	lease, err := st.AcquireLease(ctx, d.job, ckpt.LeaseOptions{TTL: d.cfg.LeaseTTL, Owner: ckpt.LeaseOwner{Role: "coordinator"}})
+	if err != nil {
+		return fmt.Errorf("job %q in store %s: %w", d.job, st, err)
+	}
+	d.lease = lease
+	rec, committed, err := d.readJob(ctx)
+	if err != nil {
+		return err
 	}
 	gen := uint64(1)
 	if rec != nil {
@@ -282,6 +280,10 @@ func (d *driver) start(ctx context.Context) error {
 		}
 		gen++
 	}
+	lease.SetGeneration(gen)
+	if err := lease.Renew(ctx); err != nil {
+		return fmt.Errorf("job %q: %w", d.job, err)
+	}
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
 		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen, RestoreCut: d.cfg.RestoreCut,
 	})
@@ -289,9 +291,137 @@ func (d *driver) start(ctx context.Context) error {
 		return err
 	}
 	d.c = c
+	if d.cfg.Mode == coordinator.ModeRestore && rec.EpochLimit > 0 {
+		// A restore respawns every rank and issues epochs from the
+		// record's limit on: no older epoch can commit any more, so GC
+		// may reclaim their packs.
+		if err := st.RecordAbort(ctx, d.job, 0, rec.EpochLimit, lease); err != nil {
+			d.log.Warn("abort record not written (GC keeps the old attempts' packs)", "err", err)
+		}
+	}
 	d.log.Info("coordinator started", "job", d.job, "generation", gen, "mode", modeName(d.cfg.Mode),
 		"world", d.cfg.Coord.World, "committed_cuts", len(committed))
 	return nil
+}
+
+// waitBackground waits for the background commits and GCs, taking the
+// results nobody reads any more so that none blocks on a full channel.
+func (d *driver) waitBackground() {
+	done := make(chan struct{})
+	go func() { d.bg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			return
+		case <-d.manifests:
+		}
+	}
+}
+
+// renewLease renews the lease every ttl/3 until the returned stop is
+// called. A failed renewal is retried at the next period; the loop sees a
+// lease that is lost (Check) and stops the coordinator.
+func (d *driver) renewLease() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d.lease.TTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), d.lease.TTL())
+			err := d.lease.Renew(ctx)
+			cancel()
+			if errors.Is(err, ckpt.ErrLeaseLost) {
+				return
+			}
+			if err != nil {
+				d.log.Warn("job lease renewal failed; retrying", "err", err)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// leaseLost is the error that ends a coordinator that lost its lease.
+func (d *driver) leaseLost(err error) error {
+	d.log.Error("job lease lost: this coordinator stops without writing to the job", "err", err)
+	return fmt.Errorf("job %q: coordinator generation %d stopped: %w", d.job, d.c.Generation(), err)
+}
+
+// readJob reads the job record and the committed cuts and checks them
+// against the mode and the world size.
+func (d *driver) readJob(ctx context.Context) (*wire.JobRecord, []coordinator.CommittedCut, error) {
+	st := d.cfg.Store
+	var rec *wire.JobRecord
+	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
+	switch {
+	case err == nil:
+		r, err := wire.DecodeJobRecord(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("job %q: %s in store %s: %w", d.job, JobRecordFile, st, err)
+		}
+		rec = &r
+	case errors.Is(err, ckpt.ErrNotFound):
+	default:
+		return nil, nil, fmt.Errorf("job %q: read %s: %w", d.job, JobRecordFile, err)
+	}
+	cuts, err := st.List(ctx, d.job)
+	switch {
+	case err != nil && errors.Is(err, ckpt.ErrCorrupt) && (cuts != nil || d.cfg.Mode != coordinator.ModeNew):
+		// Damaged manifests are left out: a restore falls back to the
+		// newest cut whose manifest is intact. (readJob runs twice, before
+		// and after the lease: said once.)
+		if !d.damageLogged {
+			d.damageLogged = true
+			d.log.Error("damaged cut manifests left out; the job uses the intact cuts", "job", d.job, "err", err)
+		}
+	case err != nil && !errors.Is(err, ckpt.ErrNotFound):
+		return nil, nil, fmt.Errorf("job %q: list cuts: %w", d.job, err)
+	}
+	var committed []coordinator.CommittedCut
+	for _, c := range cuts {
+		if c.World != d.cfg.Coord.World {
+			return nil, nil, fmt.Errorf("job %q: cut %d has %d ranks, this run has %d: %w", d.job, c.Epoch, c.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		committed = append(committed, coordinator.CommittedCut{Epoch: c.Epoch, Step: c.Step})
+	}
+	switch d.cfg.Mode {
+	case coordinator.ModeNew:
+		if rec != nil || len(cuts) > 0 {
+			return nil, nil, fmt.Errorf("job %q in store %s (%d committed cuts): %w; resume it with --restore, delete it with `cutpoint rm`, or pick another --job",
+				d.job, st, len(cuts), ErrJobExists)
+		}
+	default:
+		if rec == nil && len(cuts) == 0 && d.cfg.Mode == coordinator.ModeRestore && d.cfg.RestoreIfAny {
+			// Idempotent: the second read (under the lease) sees ModeNew.
+			d.log.Info("no record of the job in the store: starting it from step 0", "job", d.job)
+			d.cfg.Mode = coordinator.ModeNew
+			break
+		}
+		if rec == nil {
+			return nil, nil, fmt.Errorf("job %q in store %s: %w (nothing to restore)", d.job, st, ErrNoJob)
+		}
+		if rec.World != d.cfg.Coord.World {
+			return nil, nil, fmt.Errorf("job %q has %d ranks in the store, this run has %d: %w", d.job, rec.World, d.cfg.Coord.World, ErrWorldMismatch)
+		}
+		if d.cfg.Mode == coordinator.ModeRestore && len(cuts) == 0 {
+			if !d.cfg.RestoreIfAny {
+				return nil, nil, fmt.Errorf("job %q in store %s: %w; use --restore=if-any to start it from step 0 when there is none", d.job, st, ErrNoCut)
+			}
+			if !d.noCutLogged {
+				d.noCutLogged = true
+				d.log.Info("the job has no committed cut: starting it from step 0", "job", d.job)
+			}
+		}
+	}
+	return rec, committed, nil
 }
 
 func modeName(m coordinator.Mode) string {
@@ -316,6 +446,9 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 		exits = d.cfg.Spawner.Exits()
 	}
 	for {
+		if err := d.lease.Check(); err != nil {
+			return Result{}, d.leaseLost(err)
+		}
 		out, err := d.drain(ctx)
 		if err != nil {
 			return Result{}, err
@@ -384,6 +517,9 @@ func (d *driver) rankEnded(ctx context.Context, ex launch.Exit) {
 // order; it returns the outcome when the job is over.
 func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 	for d.c.HasReady() {
+		if err := d.lease.Check(); err != nil {
+			return nil, d.leaseLost(err)
+		}
 		rd := d.c.Ready()
 		d.c.Advance()
 		if rec := rd.JobRecord; rec != nil {
@@ -483,6 +619,13 @@ func (d *driver) writeRecord(ctx context.Context, rec wire.JobRecord) error {
 	deadline := time.Now().Add(limit)
 	pause := 50 * time.Millisecond
 	for tries := 1; ; tries++ {
+		// A coordinator that lost its lease while retrying writes nothing
+		// more: the new owner's record is the truth.
+		if d.lease != nil {
+			if err := d.lease.Check(); err != nil {
+				return d.leaseLost(err)
+			}
+		}
 		err := d.cfg.Store.PutJobFile(ctx, d.job, JobRecordFile, b)
 		if err == nil {
 			if tries > 1 {
@@ -579,7 +722,13 @@ func (d *driver) commit(m coordinator.Manifest) {
 		}
 		spec.Shards = append(spec.Shards, ref)
 	}
+	d.bg.Add(1)
 	go func() {
+		defer d.bg.Done()
+		if err := d.lease.Check(); err != nil {
+			d.manifests <- manifestResult{epoch: m.Epoch, err: err}
+			return
+		}
 		info, err := d.cfg.Store.Commit(context.Background(), spec)
 		d.manifests <- manifestResult{epoch: m.Epoch, info: info, err: err}
 	}()
@@ -602,9 +751,11 @@ func (d *driver) gc(g coordinator.GC) {
 	if !d.gcBusy.TryLock() {
 		return
 	}
+	d.bg.Add(1)
 	go func() {
+		defer d.bg.Done()
 		defer d.gcBusy.Unlock()
-		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins})
+		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins, Lease: d.lease})
 		if err != nil {
 			d.log.Warn("gc failed", "err", err)
 			return
@@ -762,6 +913,20 @@ func (d *driver) event(ev coordinator.Event) {
 		d.cutStart[ev.Epoch] = time.Now()
 	case coordinator.EvCutAborted:
 		delete(d.cutStart, ev.Epoch)
+		// Durably, so that GC reclaims the attempt's packs at once
+		// instead of keeping them as possibly in flight.
+		// In the background: the store serializes it with a GC that
+		// may be running, which must not hold up the loop.
+		if ev.Epoch != 0 {
+			epoch := ev.Epoch
+			d.bg.Add(1)
+			go func() {
+				defer d.bg.Done()
+				if err := d.cfg.Store.RecordAbort(context.Background(), d.job, epoch, 0, d.lease); err != nil {
+					d.log.Warn("abort not recorded (GC keeps the epoch's packs)", "epoch", epoch, "err", err)
+				}
+			}()
+		}
 		if m != nil {
 			m.cutAborted(ev.Reason.String())
 		}

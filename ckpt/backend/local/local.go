@@ -31,6 +31,7 @@ type Options struct {
 }
 
 var _ backend.Backend = (*Backend)(nil)
+var _ backend.DirRemover = (*Backend)(nil)
 
 // New returns the backend rooted at dir, which must exist and be a
 // directory; creating it is the caller's explicit decision (MkdirAll).
@@ -384,6 +385,36 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	dir := filepath.Dir(p)
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	b.prune(dir)
+	return nil
+}
+
+// RemoveEmptyDir removes the directory name if it is empty (and then its
+// parents that are left empty, as Remove does). A directory that is not
+// empty is an error; a missing one matches backend.ErrNotExist. It
+// implements backend.DirRemover.
+func (b *Backend) RemoveEmptyDir(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := backend.ValidName(name); err != nil {
+		return err
+	}
+	p := b.path(name)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("remove directory %s: not a directory", name)
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, err)
+	}
+	dir := filepath.Dir(p)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, err)
 	}
 	b.prune(dir)
 	return nil
