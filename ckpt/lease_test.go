@@ -171,13 +171,14 @@ func TestLeaseRenewKeepsIt(t *testing.T) {
 func TestLeaseConcurrentTakers(t *testing.T) {
 	s := dirStore(t)
 	const takers = 8
-	rounds := 24
+	rounds := 15
 	if testing.Short() {
-		rounds = 9
+		rounds = 6
 	}
 	// Short, but well above an fsync on a loaded machine: a taker's wait
-	// renews its own instance meanwhile.
-	ttl := 250 * time.Millisecond
+	// renews its own instance meanwhile. (250 ms lost leases at a load
+	// average of 15 on two cores: the property is exclusivity, not speed.)
+	ttl := time.Second
 	var prev *Lease
 	for round := range rounds {
 		if prev != nil {

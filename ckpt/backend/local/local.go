@@ -209,10 +209,21 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 	if err := mkdirAllSync(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// The content is written and synced under a temporary name first and
+	// the claim is a hard link to it, which fails if the name exists: a
+	// reader never sees the name with partial content (a rank opening a
+	// store its coordinator is creating read an empty cutpoint-store.json
+	// when the claim came first).
+	suffix, err := randomSuffix()
+	if err != nil {
+		return err
+	}
+	tmp := b.path(backend.TempName(name, suffix))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
+	defer os.Remove(tmp)
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
@@ -220,12 +231,16 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(p))
-	}
 	if err != nil {
-		// Writing failed after the claim: give the name back rather than
-		// leave a claim with unknown content.
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	if err := os.Link(tmp, p); err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		// The claim is made and its content durable in the file; only the
+		// directory entry may not be: give the name back rather than
+		// leave a claim that may vanish in a crash.
 		os.Remove(p)
 		return fmt.Errorf("create %s: %w", name, err)
 	}
