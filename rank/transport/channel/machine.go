@@ -315,7 +315,6 @@ func (m *Machine) install(g, session uint64) {
 	clear(m.ackq)
 	m.ackq, m.ackUrgent, m.ackDue = m.ackq[:0], false, 0
 	m.rd.Deliver = nil
-	m.rd.Wake = true
 }
 
 // Reset starts incarnation g (>= G) with sender session session (non-zero,
@@ -327,6 +326,7 @@ func (m *Machine) Reset(g, session uint64) error {
 		return fmt.Errorf("channel: Reset to g=%d session %#x at g=%d", g, session, m.g)
 	}
 	m.install(g, session)
+	m.rd.Wake = true // waiting senders see the new windows
 	m.st.Resets++
 	return nil
 }
