@@ -87,7 +87,7 @@ type Ready struct {
 	// Deliver to the upper layer in this order (skip those whose G is no
 	// longer current when their turn comes).
 	Deliver []Delivery
-	// Events to report, in order with Deliver is not required.
+	// Events to report (gaps, malformed and stale frames).
 	Events []Event
 	// Wake: a window grew, a channel broke or an incarnation began:
 	// waiting senders should ask Room again.

@@ -17,7 +17,6 @@ import (
 var (
 	flagSeeds = flag.Int("seeds", 0, "number of seeds TestSim runs (seeds 1..N; 0: 2000, 200 with -race or -short)")
 	flagSeed  = flag.Uint64("seed", 0, "run only this seed of TestSim (replay)")
-	flagFirst = flag.Uint64("first", 2001, "first seed of TestSoakSim (-tags soak)")
 	flagTrace = flag.Bool("simtrace", false, "log every step of TestSim (with -seed)")
 )
 

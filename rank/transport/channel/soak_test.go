@@ -2,7 +2,12 @@
 
 package channel_test
 
-import "testing"
+import (
+	"flag"
+	"testing"
+)
+
+var flagFirst = flag.Uint64("first", 2001, "first seed of TestSoakSim")
 
 // TestSoakSim runs the simulation on seeds beyond TestSim's: -seeds (or
 // 50,000 by default) starting at -first. make soak runs it.
