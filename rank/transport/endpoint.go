@@ -452,9 +452,10 @@ func (e *Endpoint) Enqueue(to int, msg []byte) error {
 func (e *Endpoint) Credit(from int, n int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || n <= 0 {
 		return
 	}
+	e.m.Tick(e.now()) // a delayed ack is due AckDelay from now, not from the last tick
 	e.m.Credit(from, n)
 	e.afterLocked()
 }

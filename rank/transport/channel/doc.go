@@ -23,6 +23,7 @@
 //	Room(to, n)                   may a sender that waits for credit go on? nil, ErrWait, ErrBroken, ErrUnknownPeer
 //	Enqueue(to, msg)              queue a message (the machine's until acknowledged; to Self: delivered as is)
 //	Credit(from, n)               the upper layer returned n bytes of window of channel from->Self
+//	                              (Tick first: a delayed ack is due AckDelay after the machine's now)
 //	Tick(now)                     time passes: retransmission timeouts, credit probes, delayed acks
 //	Reset(g, session)             rollback to incarnation g: everything queued or half-received is dropped
 //	Disconnected(), Reconnected() the connection went down / came back

@@ -499,6 +499,7 @@ func (s *sim) step(e *simEvent) error {
 		s.armTick(i)
 	case evCredit:
 		if e.g == nd.g {
+			nd.m.Tick(s.now) // as the driver does
 			nd.m.Credit(e.from, e.n)
 		}
 	case evReset:
