@@ -122,12 +122,15 @@ bench: build
 bench-quick: build
 	$(BIN)/cutpoint bench --quick --out bench-results-quick $(BENCH_FLAGS)
 
-# The protocol simulation alone: 2,000 seeds and the scenario scripts (also
-# part of `unit` and `race`). A failing seed prints its reproduction command.
+# The protocol simulations alone: the coordinator's 2,000 seeds and scenario
+# scripts, and the transport channel machine's 2,000 seeds (also part of
+# `unit` and `race`). A failing seed prints its reproduction command.
 sim:
 	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./coordinator/sim
+	$(GO) test -count=1 -timeout 20m -run 'TestSim' ./rank/transport/channel
 
-# soak: 100,000 simulation seeds (and 300 with up to 1024 ranks), the
+# soak: 100,000 simulation seeds (and 300 with up to 1024 ranks), 50,000
+# seeds of the transport channel machine's simulation, the
 # transport under every fault at once (CUTPOINT_SOAK_DURATION, default in the
 # test), and 50 end-to-end jobs with random SIGKILLs (CUTPOINT_E2E_ROUNDS).
 soak:
@@ -148,7 +151,7 @@ bench-ckpt:
 
 # fuzz: a short run of every fuzz target (FUZZTIME each); the seed corpora
 # under testdata/fuzz also run in `make unit`.
-FUZZ_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle ./internal/wire ./internal/jobstats ./internal/launch ./rank/transport ./rank/participant ./coordinator
+FUZZ_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle ./internal/wire ./internal/jobstats ./internal/launch ./rank/transport/channel ./rank/participant ./coordinator
 fuzz:
 	@for p in $(FUZZ_PKGS); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \

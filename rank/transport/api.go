@@ -3,6 +3,8 @@ package transport
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
 
 // Sentinel errors, returned wrapped (test with errors.Is).
@@ -11,12 +13,12 @@ var (
 	ErrClosed = errors.New("transport: endpoint closed")
 	// ErrUnknownPeer: Acquire or Enqueue to a rank that is neither Self nor
 	// a declared peer.
-	ErrUnknownPeer = errors.New("transport: rank is not a declared peer")
+	ErrUnknownPeer = channel.ErrUnknownPeer
 	// ErrTooLarge: Acquire or Enqueue of more than Options.MaxMessage bytes.
 	ErrTooLarge = errors.New("transport: message larger than MaxMessage")
 	// ErrBroken: the channel has an unrepairable gap (EventGap was reported);
 	// it stays broken until Reset.
-	ErrBroken = errors.New("transport: channel broken by an unrepairable gap")
+	ErrBroken = channel.ErrBroken
 	// ErrReset: a Reset happened while Acquire waited; the credit it waited
 	// for belonged to the previous incarnation.
 	ErrReset = errors.New("transport: endpoint reset while waiting")
@@ -25,6 +27,9 @@ var (
 	ErrConnClosed = errors.New("transport: NATS connection closed")
 	// ErrStaleIncarnation: Reset to an incarnation older than the current one.
 	ErrStaleIncarnation = errors.New("transport: incarnation older than the current one")
+	// ErrMalformedFrame is wrapped by every frame decoding error (the
+	// wire format is package channel's).
+	ErrMalformedFrame = channel.ErrMalformedFrame
 )
 
 // Handler receives what arrives. Both methods are called on one goroutine

@@ -26,6 +26,10 @@
 //	mu.Lock(); err = ep.Enqueue(2, msg); mu.Unlock()
 //	// in handler.Deliver(from, g, msg), once consumed: ep.Credit(from, len(msg))
 //
-// The wire format is documented in frame.go; the design and its guarantees
-// in docs/design.md (section "Rank transport").
+// Every protocol decision is made by a pure state machine, package
+// rank/transport/channel, which also holds the wire format (its frame.go)
+// and is tested by deterministic simulation; the Endpoint is its driver:
+// NATS subscriptions and publishes, the clock, session ids, the waiting of
+// Acquire and the goroutines. The design and its guarantees are in
+// docs/design.md (section "Rank transport").
 package transport

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -12,17 +13,23 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
 
 // Endpoint is one rank's end of its channels: a sender for each channel
 // Self->peer and a receiver for each peer->Self, plus the in-memory
 // self-channel. Its methods are safe for concurrent use.
 //
-// Goroutines: a writer (publishes frames and acks, fires retransmission
-// timers), a deliverer (calls the Handler), a watcher of the connection's
-// status, and one watcher per subscription for slow-consumer reports. Frames
-// are decoded on the NATS client's subscription goroutines, which only take
-// the endpoint's mutex briefly and never call the Handler.
+// It is the driver of a channel.Machine, which makes every protocol
+// decision (sequence numbers, windows, acks, retransmission, dedup,
+// reordering, reassembly, incarnations); the Endpoint owns the NATS
+// subscriptions and publishes, the clock, the session ids, the waiting of
+// Acquire and the goroutines. Goroutines: a writer (takes the machine's
+// Ready, publishes its frames, ticks the machine's clock), a deliverer
+// (calls the Handler), a watcher of the connection's status, and one
+// watcher per subscription for slow-consumer reports. Frames are handed to
+// the machine on the NATS client's subscription goroutines, which only
+// take the endpoint's mutex briefly and never call the Handler.
 type Endpoint struct {
 	nc          *nats.Conn
 	cfg         config
@@ -30,34 +37,22 @@ type Endpoint struct {
 	log         *slog.Logger
 	self        int
 	job         string // subject token of the job
-	frameMax    int    // bytes per frame, header included
 	fragPayload int    // payload bytes per data frame
-	maxMsg      uint64
-	pendBytes   int   // pending-bytes limit of the data subscription
-	urgentBytes int   // unacknowledged or uncredited bytes that make an ack urgent
-	oooLimit    int   // bytes a receive channel may hold out of order
-	maxAhead    int64 // how far past the next expected seq a held frame may be
-	holdoff     int64 // ns: a NACK-all (hello, reconnect of the peer) does not resend what was sent this recently
+	pendBytes   int    // pending-bytes limit of the data subscription
 	t0          time.Time
 
 	resetMu sync.Mutex // serializes Reset and Close
 
 	mu        sync.Mutex
-	g         uint64
-	session   uint64
-	epoch     uint64 // bumped by Reset, so that Acquire notices one
+	m         *channel.Machine
+	subj      subjects // of m.G()
+	epoch     uint64   // bumped by Reset, so that Acquire notices one
 	closed    bool
 	connDown  bool
-	connGone  bool // the connection is closed for good
-	send      map[int]*sendChan
-	sendList  []*sendChan // send, by peer, for the timer scan
-	recv      map[int]*recvChan
-	recvList  []*recvChan
-	selfW     window
-	ready     []*sendChan // channels with frames or control frames to transmit
-	ackq      []*recvChan // channels with an ack to send
-	ackArmed  bool        // ackTimer runs for a delayed ack
-	dq        []upcall    // for the deliverer
+	connGone  bool          // the connection is closed for good
+	wait      chan struct{} // closed (and cleared) when Acquire should look again
+	ackArmed  bool          // ackTimer runs for a delayed ack
+	dq        []upcall      // for the deliverer
 	dqHead    int
 	dqEvents  int
 	lastEvent map[eventKey]time.Time
@@ -74,97 +69,10 @@ type Endpoint struct {
 	st counters
 }
 
-// window is the credit state of a channel as its sender sees it.
-type window struct {
-	charged  uint64        // message bytes enqueued, cumulative
-	credited uint64        // message bytes credited back, cumulative
-	wait     chan struct{} // closed (and cleared) when Acquire should look again
-}
-
-func (w *window) outstanding() int64 { return int64(w.charged - w.credited) }
-
-func (w *window) waiter() chan struct{} {
-	if w.wait == nil {
-		w.wait = make(chan struct{})
-	}
-	return w.wait
-}
-
-func (w *window) wake() {
-	if w.wait != nil {
-		close(w.wait)
-		w.wait = nil
-	}
-}
-
-// sendChan is the sending side of channel Self->peer.
-type sendChan struct {
-	window
-	peer int
-	subj string
-
-	frags    []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
-	base     uint64 // seq of frags[0]: everything below is acknowledged
-	nextSeq  uint64 // seq the next fragment gets
-	nextSend uint64 // lowest seq never transmitted
-	retxFrom uint64 // [retxFrom, retxTo) holds every fragment marked for resending
-	retxTo   uint64
-	nextTx   uint64 // transmission id of the next frame published
-
-	peerSess     uint64        // the receiver session acknowledging us (0: none yet)
-	rto          time.Duration // current retransmission timeout (backed off)
-	srtt, rttvar time.Duration // smoothed ack delay and its variation (0: no sample yet)
-	lastProgress int64         // ns: last ack progress, or first send after idle
-	lastAck      int64         // ns: last ack heard, or last probe sent
-	probe        bool
-	gone         bool
-	broken       bool
-	inReady      bool
-}
-
-type frag struct {
-	msg    []byte // the whole message (owned by the endpoint since Enqueue)
-	off    int
-	n      int
-	sent   int64  // ns of the last transmission, 0: never
-	tx     uint64 // transmission id of the last transmission
-	resend bool   // to be retransmitted
-}
-
-func (sc *sendChan) hasWork() bool {
-	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq))
-}
-
-// recvChan is the receiving side of channel peer->Self.
-type recvChan struct {
-	peer    int
-	ackSubj string
-
-	sess     uint64 // the sender session we receive from (0: none yet)
-	received bool   // a data frame of sess arrived
-	maxTx    uint64 // highest transmission id received from sess
-	next     uint64 // next seq to accept in order
-	ooo      map[uint64]heldFrag
-	oooBytes int
-	oooMin   uint64 // lowest held seq; 0 if ooo is empty
-
-	asm    []byte // message being reassembled
-	asmLen uint64
-	asmOn  bool
-
-	credited      uint64 // cumulative bytes the upper layer returned
-	creditSent    uint64 // credited as of the last ack sent
-	bytesSinceAck int
-	ackPending    bool
-	nackAll       bool
-	hello         bool
-	inAckq        bool
-	broken        bool
-}
-
-type heldFrag struct {
-	msgLen, offset uint64
-	payload        []byte
+// subjects are the publish subjects of one incarnation, by peer.
+type subjects struct {
+	g         uint64
+	data, ack map[int]string
 }
 
 type upcall struct {
@@ -209,7 +117,10 @@ func Open(ctx context.Context, nc *nats.Conn, o Options, h Handler) (*Endpoint, 
 	if frameMax < minFrame {
 		return nil, fmt.Errorf("transport: frames of %d bytes are too small (need %d)", frameMax, minFrame)
 	}
-	e := newEndpoint(nc, cfg, frameMax, h)
+	e, err := newEndpoint(nc, cfg, frameMax, h)
+	if err != nil {
+		return nil, err
+	}
 	e.statusCh = nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.DISCONNECTED, nats.CLOSED)
 	e.wg.Add(2)
 	go e.writeLoop()
@@ -224,9 +135,9 @@ func Open(ctx context.Context, nc *nats.Conn, o Options, h Handler) (*Endpoint, 
 	return e, nil
 }
 
-// newEndpoint builds the endpoint's state in incarnation cfg.G, with no
-// subscription and no goroutine yet.
-func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) *Endpoint {
+// newEndpoint builds the endpoint and its machine in incarnation cfg.G,
+// with no subscription and no goroutine yet.
+func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint, error) {
 	e := &Endpoint{
 		nc:          nc,
 		cfg:         cfg,
@@ -234,73 +145,28 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) *Endpoint {
 		log:         cfg.Logger.With("rank", cfg.Self, "job", cfg.Job),
 		self:        cfg.Self,
 		job:         jobToken(cfg.Job),
-		frameMax:    frameMax,
-		fragPayload: frameMax - dataHdrLen,
-		maxMsg:      uint64(cfg.MaxMessage),
-		urgentBytes: max(cfg.Window/16, 1),
-		oooLimit:    2*cfg.Window + 2*frameMax,
-		holdoff:     int64(max(cfg.AckTimeout/16, 500*time.Microsecond)),
+		fragPayload: frameMax - channel.DataHeaderLen,
 		t0:          time.Now(),
 		lastEvent:   map[eventKey]time.Time{},
 		wkick:       make(chan struct{}, 1),
 		dkick:       make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
-	e.maxAhead = int64(e.oooLimit / dataHdrLen)
 	e.pendBytes = cfg.PendingBytesLimit
 	if e.pendBytes == 0 {
 		e.pendBytes = max(2*len(cfg.peers)*(cfg.Window+frameMax), 8<<20)
 	}
+	m, err := channel.New(channel.Config{
+		Self: cfg.Self, Peers: cfg.peers, Window: cfg.Window, MaxMessage: cfg.MaxMessage,
+		FragPayload: e.fragPayload, AckTimeout: cfg.AckTimeout, MaxBackoff: cfg.MaxBackoff, AckDelay: cfg.AckDelay,
+	}, cfg.G, newSession(), e.now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	e.m = m
 	e.ackTimer = time.AfterFunc(time.Hour, e.ackTimerFired)
 	e.ackTimer.Stop()
-
-	e.mu.Lock()
-	e.installLocked(cfg.G)
-	e.mu.Unlock()
-
-	return e
-}
-
-// installLocked starts incarnation g with fresh channel state and a new
-// session id. Queued deliveries of older incarnations are dropped (events
-// stay), and Acquire waiters are woken to notice.
-func (e *Endpoint) installLocked(g uint64) {
-	for _, sc := range e.sendList {
-		sc.wake()
-	}
-	e.selfW.wake()
-	e.g = g
-	e.session = newSession()
-	e.epoch++
-	e.send = make(map[int]*sendChan, len(e.cfg.peers))
-	e.recv = make(map[int]*recvChan, len(e.cfg.peers))
-	e.sendList = e.sendList[:0]
-	e.recvList = e.recvList[:0]
-	for _, p := range e.cfg.peers {
-		sc := &sendChan{
-			peer:    p,
-			subj:    dataSubject(e.job, g, p, e.self),
-			base:    1,
-			nextSeq: 1, nextSend: 1, nextTx: 1,
-			rto: e.cfg.AckTimeout,
-		}
-		e.send[p] = sc
-		e.sendList = append(e.sendList, sc)
-		rc := &recvChan{peer: p, ackSubj: ackSubject(e.job, g, p, e.self), next: 1}
-		e.recv[p] = rc
-		e.recvList = append(e.recvList, rc)
-	}
-	e.selfW = window{}
-	e.ready = e.ready[:0]
-	e.ackq = e.ackq[:0]
-	kept := e.dq[:0]
-	for _, u := range e.dq[e.dqHead:] {
-		if u.ev != nil {
-			kept = append(kept, u)
-		}
-	}
-	clear(e.dq[len(kept):])
-	e.dq, e.dqHead = kept, 0
+	return e, nil
 }
 
 func newSession() uint64 {
@@ -314,6 +180,23 @@ func newSession() uint64 {
 }
 
 func (e *Endpoint) now() int64 { return int64(time.Since(e.t0)) }
+
+// subject is where frame f of the current incarnation goes.
+func (e *Endpoint) subject(f *channel.Out) string {
+	if e.subj.g != f.Header.G {
+		e.subj = subjects{g: f.Header.G, data: map[int]string{}, ack: map[int]string{}}
+	}
+	tab, mk := e.subj.data, dataSubject
+	if f.Sub == channel.AckSub {
+		tab, mk = e.subj.ack, ackSubject
+	}
+	s, ok := tab[f.To]
+	if !ok {
+		s = mk(e.job, f.Header.G, f.To, e.self)
+		tab[f.To] = s
+	}
+	return s
+}
 
 // subscribe makes the subscriptions of incarnation g, drops those of the
 // previous incarnation, and flushes.
@@ -364,15 +247,13 @@ func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
 	return nil
 }
 
-// greet queues a hello ack to every peer: it asks each sender to
-// retransmit whatever it has unacknowledged (it may have published before
-// this rank subscribed) and tells it this receiver's new session.
+// greet tells the machine the subscriptions are registered: it sends every
+// peer a hello, which makes it retransmit at once whatever it has
+// unacknowledged (it may have published before this rank subscribed).
 func (e *Endpoint) greet() {
 	e.mu.Lock()
-	for _, rc := range e.recvList {
-		rc.hello, rc.nackAll = true, true
-		e.markAckLocked(rc, true)
-	}
+	e.m.Subscribed()
+	e.afterLocked()
 	e.mu.Unlock()
 }
 
@@ -405,13 +286,26 @@ func (e *Endpoint) Reset(ctx context.Context, g uint64) error {
 		e.mu.Unlock()
 		return ErrClosed
 	}
-	if g < e.g {
-		cur := e.g
+	if g < e.m.G() {
+		cur := e.m.G()
 		e.mu.Unlock()
 		return fmt.Errorf("%w: Reset(%d) at g=%d", ErrStaleIncarnation, g, cur)
 	}
-	e.installLocked(g)
-	e.st.resets.Add(1)
+	if err := e.m.Reset(g, newSession()); err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("transport: %w", err)
+	}
+	e.epoch++
+	e.wakeLocked()
+	// Queued deliveries of older incarnations go (events stay).
+	kept := e.dq[:0]
+	for _, u := range e.dq[e.dqHead:] {
+		if u.ev != nil {
+			kept = append(kept, u)
+		}
+	}
+	clear(e.dq[len(kept):])
+	e.dq, e.dqHead = kept, 0
 	e.mu.Unlock()
 	if err := e.subscribe(ctx, g); err != nil {
 		return err
@@ -436,10 +330,7 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	e.closed = true
-	for _, sc := range e.sendList {
-		sc.wake()
-	}
-	e.selfW.wake()
+	e.wakeLocked()
 	ds, as := e.dataSub, e.ackSub
 	e.dataSub, e.ackSub = nil, nil
 	e.dq, e.dqHead = nil, 0
@@ -464,7 +355,7 @@ func (e *Endpoint) Close() error {
 func (e *Endpoint) G() uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.g
+	return e.m.G()
 }
 
 // FragmentSize is the payload of a full data frame: messages longer than
@@ -493,37 +384,26 @@ func (e *Endpoint) Acquire(ctx context.Context, to, n int) error {
 	e.mu.Lock()
 	epoch := e.epoch
 	for {
-		if e.closed {
+		switch {
+		case e.closed:
 			e.mu.Unlock()
 			return ErrClosed
-		}
-		if e.epoch != epoch {
+		case e.epoch != epoch:
 			e.mu.Unlock()
 			return ErrReset
-		}
-		if e.connGone {
+		case e.connGone:
 			e.mu.Unlock()
 			return ErrConnClosed
 		}
-		var w *window
-		if to == e.self {
-			w = &e.selfW
-		} else if sc := e.send[to]; sc != nil {
-			if sc.broken {
-				e.mu.Unlock()
-				return fmt.Errorf("%w: channel %d->%d", ErrBroken, e.self, to)
-			}
-			w = &sc.window
-		} else {
+		err := e.m.Room(to, n)
+		if !errors.Is(err, channel.ErrWait) {
 			e.mu.Unlock()
-			return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
+			return err // nil, ErrBroken or ErrUnknownPeer
 		}
-		out := w.outstanding()
-		if out <= 0 || out+int64(n) <= int64(e.cfg.Window) {
-			e.mu.Unlock()
-			return nil
+		if e.wait == nil {
+			e.wait = make(chan struct{})
 		}
-		ch := w.waiter()
+		ch := e.wait
 		e.mu.Unlock()
 		select {
 		case <-ch:
@@ -550,52 +430,17 @@ func (e *Endpoint) Enqueue(to int, msg []byte) error {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(msg), e.cfg.MaxMessage)
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closed {
-		e.mu.Unlock()
 		return ErrClosed
 	}
-	n := len(msg)
 	if e.connGone && to != e.self {
-		e.mu.Unlock()
 		return ErrConnClosed
 	}
-	if to == e.self {
-		e.selfW.charged += uint64(n)
-		e.pushLocked(upcall{from: e.self, g: e.g, msg: msg})
-		e.mu.Unlock()
-		e.st.msgsSent.Add(1)
-		e.st.bytesSent.Add(uint64(n))
-		return nil
+	if err := e.m.Enqueue(to, msg); err != nil {
+		return err
 	}
-	sc := e.send[to]
-	if sc == nil {
-		e.mu.Unlock()
-		return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
-	}
-	if sc.broken {
-		e.mu.Unlock()
-		return fmt.Errorf("%w: channel %d->%d", ErrBroken, e.self, to)
-	}
-	sc.charged += uint64(n)
-	frames := 1
-	if n == 0 {
-		sc.frags = append(sc.frags, frag{msg: msg})
-	} else {
-		p := e.fragPayload
-		frames = (n + p - 1) / p
-		for off := 0; off < n; off += p {
-			sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
-		}
-	}
-	sc.nextSeq += uint64(frames)
-	e.readyLocked(sc)
-	e.mu.Unlock()
-	e.kickWriter()
-	e.st.msgsSent.Add(1)
-	e.st.bytesSent.Add(uint64(n))
-	if frames > 1 {
-		e.st.fragmented.Add(1)
-	}
+	e.afterLocked()
 	return nil
 }
 
@@ -606,29 +451,41 @@ func (e *Endpoint) Enqueue(to int, msg []byte) error {
 // the current incarnation: crediting a message of an older one after Reset
 // only widens the new window by that much.
 func (e *Endpoint) Credit(from int, n int) {
-	if n <= 0 {
-		return
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || n <= 0 {
 		return
 	}
-	if from == e.self {
-		e.selfW.credited += uint64(n)
-		e.selfW.wake()
-		return
-	}
-	rc := e.recv[from]
-	if rc == nil || rc.broken {
-		return
-	}
-	rc.credited += uint64(n)
-	e.markAckLocked(rc, rc.credited-rc.creditSent >= uint64(e.urgentBytes))
+	e.m.Tick(e.now()) // a delayed ack is due AckDelay from now, not from the last tick
+	e.m.Credit(from, n)
+	e.afterLocked()
 }
 
 // Stats returns a snapshot of the counters.
-func (e *Endpoint) Stats() Stats { return e.st.snapshot() }
+func (e *Endpoint) Stats() Stats {
+	e.mu.Lock()
+	m := e.m.Stats()
+	e.mu.Unlock()
+	return e.st.snapshot(m)
+}
+
+// afterLocked follows every input to the machine: the writer executes what
+// it asks for, now or when the delayed ack is due.
+func (e *Endpoint) afterLocked() {
+	if e.m.HasReady() {
+		e.kickWriter()
+	} else if due := e.m.NextAck(); due != 0 && !e.ackArmed {
+		e.ackArmed = true
+		e.ackTimer.Reset(time.Duration(max(due-e.now(), 0)))
+	}
+}
+
+func (e *Endpoint) ackTimerFired() {
+	e.mu.Lock()
+	e.ackArmed = false
+	e.mu.Unlock()
+	e.kickWriter()
+}
 
 func (e *Endpoint) kickWriter() {
 	select {
@@ -644,33 +501,12 @@ func (e *Endpoint) kickDeliverer() {
 	}
 }
 
-func (e *Endpoint) readyLocked(sc *sendChan) {
-	if !sc.inReady {
-		sc.inReady = true
-		e.ready = append(e.ready, sc)
+// wakeLocked makes waiting Acquire calls look again.
+func (e *Endpoint) wakeLocked() {
+	if e.wait != nil {
+		close(e.wait)
+		e.wait = nil
 	}
-}
-
-// markAckLocked schedules an ack on rc: now if urgent, else within AckDelay.
-func (e *Endpoint) markAckLocked(rc *recvChan, urgent bool) {
-	rc.ackPending = true
-	if !rc.inAckq {
-		rc.inAckq = true
-		e.ackq = append(e.ackq, rc)
-	}
-	if urgent {
-		e.kickWriter()
-	} else if !e.ackArmed {
-		e.ackArmed = true
-		e.ackTimer.Reset(e.cfg.AckDelay)
-	}
-}
-
-func (e *Endpoint) ackTimerFired() {
-	e.mu.Lock()
-	e.ackArmed = false
-	e.mu.Unlock()
-	e.kickWriter()
 }
 
 // pushLocked queues an upcall for the deliverer.
@@ -681,8 +517,9 @@ func (e *Endpoint) pushLocked(u upcall) {
 
 const maxQueuedEvents = 1024
 
-// emitLocked queues an event; limited events are sent at most once per
-// second per kind and peer.
+// emitLocked queues an event of the driver (slow consumer, disconnect,
+// reconnect) or of the machine; limited ones at most once per second per
+// kind and peer (the machine limits its own).
 func (e *Endpoint) emitLocked(ev Event, limited bool) {
 	if limited {
 		k := eventKey{ev.Kind, ev.Peer}
@@ -700,9 +537,13 @@ func (e *Endpoint) emitLocked(ev Event, limited bool) {
 		return
 	}
 	e.dqEvents++
-	ev.G = e.g
+	if ev.G == 0 {
+		ev.G = e.m.G()
+	}
 	e.pushLocked(upcall{ev: &ev})
 }
+
+var eventKinds = [...]EventKind{channel.EventGap: EventGap, channel.EventMalformed: EventMalformed, channel.EventStale: EventStale}
 
 // deliverLoop is the one goroutine that calls the Handler.
 func (e *Endpoint) deliverLoop() {
@@ -733,7 +574,7 @@ func (e *Endpoint) deliverLoop() {
 			}
 			if u.ev != nil {
 				e.dqEvents--
-			} else if u.g != e.g {
+			} else if u.g != e.m.G() {
 				e.mu.Unlock()
 				continue
 			}
@@ -762,7 +603,8 @@ func (e *Endpoint) logEvent(ev Event) {
 	}
 }
 
-// watchConn turns the connection's status changes into events and repairs.
+// watchConn turns the connection's status changes into events and inputs
+// of the machine.
 func (e *Endpoint) watchConn() {
 	defer e.wg.Done()
 	for {
@@ -790,44 +632,31 @@ func (e *Endpoint) onDisconnect(st nats.Status) {
 		return
 	}
 	e.connDown = true
+	e.m.Disconnected()
 	if st == nats.CLOSED || st == nats.DISCONNECTED {
 		// No reconnect will come: fail the senders instead of letting
 		// them wait for credit forever.
 		e.connGone = true
-		for _, sc := range e.sendList {
-			sc.wake()
-		}
+		e.wakeLocked()
 	}
 	e.st.disconnects.Add(1)
 	err := fmt.Errorf("NATS connection %s: %v", st, e.nc.LastError())
 	e.emitLocked(Event{Kind: EventDisconnect, Peer: -1, Err: err}, false)
 }
 
-// onReconnect retransmits everything unacknowledged and asks every peer to
-// do the same: frames in the dead socket were lost in both directions, and
-// frames published to this rank while it had no subscription were dropped.
+// onReconnect: the machine retransmits everything unacknowledged and asks
+// every peer to do the same.
 func (e *Endpoint) onReconnect() {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if !e.connDown {
-		e.mu.Unlock()
 		return
 	}
 	e.connDown = false
+	e.m.Reconnected()
 	e.st.reconnects.Add(1)
-	for _, sc := range e.sendList {
-		if !sc.broken {
-			e.resendLocked(sc, sc.base, sc.nextSend, 0)
-		}
-	}
-	for _, rc := range e.recvList {
-		if !rc.broken {
-			rc.nackAll = true
-			e.markAckLocked(rc, true)
-		}
-	}
 	e.emitLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", natsutil.Redact(e.nc.ConnectedUrl()))}, false)
-	e.mu.Unlock()
-	e.kickWriter()
+	e.afterLocked()
 }
 
 // watchSub reports the NATS client's slow-consumer drops on sub.

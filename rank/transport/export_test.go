@@ -1,5 +1,7 @@
 package transport
 
+import "github.com/cutpoint/cutpoint/rank/transport/channel"
+
 // Hooks for the black-box tests in package transport_test.
 
 // Unacked counts fragments not yet acknowledged (sent or not) on e's
@@ -7,32 +9,28 @@ package transport
 func Unacked(e *Endpoint) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := 0
-	for _, sc := range e.sendList {
-		n += len(sc.frags)
-	}
-	return n
+	return e.m.Unacked()
 }
 
 // Session is e's current session id.
 func Session(e *Endpoint) uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.session
+	return e.m.Session()
 }
 
 // DataFrame encodes a data frame as the endpoint would (transmission id seq).
 func DataFrame(from, to int, g, session, seq, msgLen, offset uint64, payload []byte) []byte {
-	h := header{typ: typeData, from: uint32(from), to: uint32(to), g: g, session: session,
-		seq: seq, msgLen: msgLen, offset: offset, tx: seq}
-	return appendFrame(nil, &h, payload)
+	h := channel.Header{Type: channel.TypeData, From: uint32(from), To: uint32(to), G: g, Session: session,
+		Seq: seq, MsgLen: msgLen, Offset: offset, Tx: seq}
+	return channel.AppendFrame(nil, &h, payload)
 }
 
 // AckFrame encodes an ack frame.
 func AckFrame(from, to int, g, session, cum, credited, gapEnd, peerSession uint64, flags uint16) []byte {
-	h := header{typ: typeAck, flags: flags, from: uint32(from), to: uint32(to), g: g, session: session,
-		cum: cum, credited: credited, gapEnd: gapEnd, peerSession: peerSession}
-	return appendFrame(nil, &h, nil)
+	h := channel.Header{Type: channel.TypeAck, Flags: flags, From: uint32(from), To: uint32(to), G: g, Session: session,
+		Cum: cum, Credited: credited, GapEnd: gapEnd, PeerSession: peerSession}
+	return channel.AppendFrame(nil, &h, nil)
 }
 
 // DataSubject and AckSubject are the subjects of channel from->to in g.

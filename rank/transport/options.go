@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
 
 // Defaults for the zero values of Options.
@@ -35,7 +37,7 @@ const (
 	// context has no deadline.
 	DefaultFlushTimeout = 10 * time.Second
 	// minFrame is the smallest usable frame: the data header plus 8 bytes.
-	minFrame = dataHdrLen + 8
+	minFrame = channel.DataHeaderLen + 8
 )
 
 // ErrInvalidOptions is wrapped by every error Open returns for bad Options.
@@ -103,7 +105,7 @@ func (o Options) normalize() (config, error) {
 	if !jobRE.MatchString(o.Job) {
 		return bad("Job %q does not match [A-Za-z0-9._-]{1,64}", o.Job)
 	}
-	if o.Self < 0 || o.Self > maxRankOnWire {
+	if o.Self < 0 || o.Self > channel.MaxRankOnWire {
 		return bad("Self %d out of range", o.Self)
 	}
 	if o.G == 0 {
@@ -112,7 +114,7 @@ func (o Options) normalize() (config, error) {
 	c := config{Options: o}
 	seen := map[int]bool{}
 	for _, p := range o.Peers {
-		if p < 0 || p > maxRankOnWire {
+		if p < 0 || p > channel.MaxRankOnWire {
 			return bad("peer %d out of range", p)
 		}
 		if seen[p] {

@@ -4,14 +4,18 @@ package transport_test
 
 import (
 	"context"
+	"flag"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/cutpoint/cutpoint/rank/transport"
 	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 )
+
+var soakSeed = flag.Uint64("soakseed", 0, "first seed of TestSoakTransport's rounds (0: CUTPOINT_SOAK_SEED, else 1)")
 
 // TestSoakTransport runs rounds of random worlds (3 to 6 ranks, random
 // windows) under all faults at once: dropped, duplicated and delayed frames,
@@ -20,6 +24,12 @@ import (
 // (default 2m): make soak, or
 //
 //	go test -tags soak -run Soak -timeout 2h ./rank/transport/
+//
+// Round k draws its world from seed S+k, where S is -soakseed (or
+// CUTPOINT_SOAK_SEED, default 1); a failing round prints the command that
+// runs it first. The network's timing is real, so a replay repeats the
+// world and the faults' probabilities, not every interleaving (the channel
+// machine's own simulation, package channel, replays exactly).
 func TestSoakTransport(t *testing.T) {
 	d := 2 * time.Minute
 	if s := os.Getenv("CUTPOINT_SOAK_DURATION"); s != "" {
@@ -28,11 +38,26 @@ func TestSoakTransport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	first := *soakSeed
+	if first == 0 {
+		first = 1
+		if s := os.Getenv("CUTPOINT_SOAK_SEED"); s != "" {
+			var err error
+			if first, err = strconv.ParseUint(s, 10, 64); err != nil {
+				t.Fatalf("CUTPOINT_SOAK_SEED: %v", err)
+			}
+		}
+	}
 	end := time.Now().Add(d)
 	for round := 0; time.Now().Before(end); round++ {
-		seed := uint64(time.Now().UnixNano())
+		seed := first + uint64(round)
 		t.Run("", func(t *testing.T) {
 			t.Logf("round %d, seed %d", round, seed)
+			defer func() {
+				if t.Failed() {
+					t.Logf("replay: go test -tags soak -run Soak ./rank/transport/ -soakseed=%d", seed)
+				}
+			}()
 			rnd := rand.New(rand.NewPCG(seed, 2))
 			srv := natstest.Run(t, smallPayload)
 			n := 3 + rnd.IntN(4)

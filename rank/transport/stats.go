@@ -1,43 +1,45 @@
 package transport
 
-import "sync/atomic"
+import (
+	"sync/atomic"
 
-// counters back Stats; atomics so that the hot paths need no extra lock.
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
+)
+
+// counters are what the driver counts itself (the protocol's counters are
+// the machine's); atomics, so that the delivery and publish paths need no
+// lock for them.
 type counters struct {
-	msgsSent, bytesSent, msgsDelivered, bytesDelivered atomic.Uint64
-	fragmented, framesSent, framesReceived             atomic.Uint64
-	retransmits, timeouts, probes, acksSent, acksRecvd atomic.Uint64
-	duplicates, reorderDropped, staleDropped           atomic.Uint64
-	futureDropped, malformed, slowConsumer             atomic.Uint64
-	disconnects, reconnects, gaps, publishErrors       atomic.Uint64
-	eventsDropped, resets                              atomic.Uint64
+	msgsDelivered, bytesDelivered, slowConsumer atomic.Uint64
+	disconnects, reconnects, publishErrors      atomic.Uint64
+	eventsDropped                               atomic.Uint64
 }
 
-func (c *counters) snapshot() Stats {
+func (c *counters) snapshot(m channel.Stats) Stats {
 	return Stats{
-		MsgsSent:       c.msgsSent.Load(),
-		BytesSent:      c.bytesSent.Load(),
+		MsgsSent:       m.MsgsQueued,
+		BytesSent:      m.BytesQueued,
 		MsgsDelivered:  c.msgsDelivered.Load(),
 		BytesDelivered: c.bytesDelivered.Load(),
-		Fragmented:     c.fragmented.Load(),
-		FramesSent:     c.framesSent.Load(),
-		FramesReceived: c.framesReceived.Load(),
-		Retransmits:    c.retransmits.Load(),
-		Timeouts:       c.timeouts.Load(),
-		Probes:         c.probes.Load(),
-		AcksSent:       c.acksSent.Load(),
-		AcksReceived:   c.acksRecvd.Load(),
-		Duplicates:     c.duplicates.Load(),
-		ReorderDropped: c.reorderDropped.Load(),
-		StaleDropped:   c.staleDropped.Load(),
-		FutureDropped:  c.futureDropped.Load(),
-		Malformed:      c.malformed.Load(),
+		Fragmented:     m.Fragmented,
+		FramesSent:     m.FramesSent,
+		FramesReceived: m.FramesReceived,
+		Retransmits:    m.Retransmits,
+		Timeouts:       m.Timeouts,
+		Probes:         m.Probes,
+		AcksSent:       m.AcksSent,
+		AcksReceived:   m.Acks,
+		Duplicates:     m.Duplicates,
+		ReorderDropped: m.ReorderDropped,
+		StaleDropped:   m.StaleDropped,
+		FutureDropped:  m.FutureDropped,
+		Malformed:      m.Malformed,
 		SlowConsumer:   c.slowConsumer.Load(),
 		Disconnects:    c.disconnects.Load(),
 		Reconnects:     c.reconnects.Load(),
-		Gaps:           c.gaps.Load(),
+		Gaps:           m.Gaps,
 		PublishErrors:  c.publishErrors.Load(),
 		EventsDropped:  c.eventsDropped.Load(),
-		Resets:         c.resets.Load(),
+		Resets:         m.Resets,
 	}
 }

@@ -1,0 +1,221 @@
+package channel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Wire format, version 1. Every frame is one NATS message. All integers are
+// little-endian. The common header is 32 bytes:
+//
+//	off size field
+//	  0    1 version (1)
+//	  1    1 type: 1 data, 2 ack, 3 probe, 4 gone
+//	  2    2 flags (only the ack type defines any; all others zero)
+//	  4    4 from: the rank that published the frame
+//	  8    4 to: the rank it is for
+//	 12    4 reserved, zero
+//	 16    8 g: incarnation, >= 1
+//	 24    8 session: the publisher's session id, != 0 (new at Open and Reset)
+//
+// data (Header 64 bytes, then the payload, which is the rest of the frame):
+//
+//	32    8 seq: fragment sequence number on the channel from->to, >= 1
+//	40    8 msgLen: length of the whole message this fragment belongs to
+//	48    8 offset: where this fragment's payload starts in the message
+//	56    8 tx: transmission id, >= 1, new for every (re)transmission on
+//	          the channel and increasing in publication order
+//
+// ack (exactly 72 bytes), published by a receiver to the sender of a channel:
+//
+//	32    8 cum: every fragment up to and including cum has been received
+//	40    8 credited: cumulative message bytes the receiver's upper layer returned
+//	48    8 gapEnd: 0, or the lowest seq held beyond a gap (cum+1..gapEnd-1 missing)
+//	56    8 peerSession: the sender session being acknowledged (0: none yet)
+//	64    8 lastTx: the highest transmission id received from that session (0: none)
+//
+// Since NATS delivers one publisher's messages in order, a fragment whose
+// last transmission id is below lastTx and that the ack does not cover was
+// lost: the sender resends it without waiting for a timeout.
+//
+// probe and gone are the common Header alone (32 bytes). A probe asks the
+// receiver for an ack; gone tells it the sender cannot repair its gap.
+const (
+	FrameVersion = 1
+
+	TypeData  = 1
+	TypeAck   = 2
+	TypeProbe = 3
+	TypeGone  = 4
+
+	CommonHeaderLen = 32
+	DataHeaderLen   = 64
+	AckFrameLen     = 72
+
+	// FlagNackAll asks the sender to retransmit every unacknowledged
+	// fragment after cum (sent after a reconnect or a slow-consumer drop,
+	// when the receiver cannot know what it missed).
+	FlagNackAll = 1 << 0
+	// FlagHello marks the first ack of a receiver session (Open, Reset).
+	FlagHello = 1 << 1
+	ackFlags  = FlagNackAll | FlagHello
+
+	MaxRankOnWire = math.MaxInt32
+)
+
+// ErrMalformedFrame is wrapped by every frame decoding error.
+var ErrMalformedFrame = errors.New("transport: malformed frame")
+
+// Header is a decoded frame header; which fields are meaningful depends on Type.
+type Header struct {
+	Type    uint8
+	Flags   uint16
+	From    uint32
+	To      uint32
+	G       uint64
+	Session uint64
+
+	// data
+	Seq    uint64
+	MsgLen uint64
+	Offset uint64
+	Tx     uint64
+
+	// ack
+	Cum         uint64
+	Credited    uint64
+	GapEnd      uint64
+	PeerSession uint64
+	LastTx      uint64
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedFrame, fmt.Sprintf(format, args...))
+}
+
+// DecodeFrame parses b, which is hostile: every field is checked, lengths are
+// bounded by maxMsg, and nothing is allocated. The payload of a data frame
+// aliases b.
+func DecodeFrame(b []byte, maxMsg uint64) (h Header, payload []byte, err error) {
+	if len(b) < CommonHeaderLen {
+		return h, nil, malformed("%d bytes, shorter than the %d-byte Header", len(b), CommonHeaderLen)
+	}
+	if b[0] != FrameVersion {
+		return h, nil, malformed("version %d, want %d", b[0], FrameVersion)
+	}
+	h.Type = b[1]
+	h.Flags = binary.LittleEndian.Uint16(b[2:])
+	h.From = binary.LittleEndian.Uint32(b[4:])
+	h.To = binary.LittleEndian.Uint32(b[8:])
+	if r := binary.LittleEndian.Uint32(b[12:]); r != 0 {
+		return h, nil, malformed("reserved Header bytes are %#x, want 0", r)
+	}
+	h.G = binary.LittleEndian.Uint64(b[16:])
+	h.Session = binary.LittleEndian.Uint64(b[24:])
+	if h.From > MaxRankOnWire || h.To > MaxRankOnWire {
+		return h, nil, malformed("rank out of range (from %d, to %d)", h.From, h.To)
+	}
+	if h.G == 0 {
+		return h, nil, malformed("incarnation 0")
+	}
+	if h.Session == 0 {
+		return h, nil, malformed("session 0")
+	}
+	switch h.Type {
+	case TypeData:
+		if len(b) < DataHeaderLen {
+			return h, nil, malformed("data frame of %d bytes, shorter than its %d-byte Header", len(b), DataHeaderLen)
+		}
+		if h.Flags != 0 {
+			return h, nil, malformed("data frame with flags %#x", h.Flags)
+		}
+		h.Seq = binary.LittleEndian.Uint64(b[32:])
+		h.MsgLen = binary.LittleEndian.Uint64(b[40:])
+		h.Offset = binary.LittleEndian.Uint64(b[48:])
+		h.Tx = binary.LittleEndian.Uint64(b[56:])
+		payload = b[DataHeaderLen:]
+		n := uint64(len(payload))
+		switch {
+		case h.Seq == 0 || h.Tx == 0:
+			return h, nil, malformed("data frame with seq %d, transmission %d", h.Seq, h.Tx)
+		case h.MsgLen > maxMsg:
+			return h, nil, malformed("message length %d over the limit %d", h.MsgLen, maxMsg)
+		case h.Offset > h.MsgLen || n > h.MsgLen-h.Offset:
+			return h, nil, malformed("fragment [%d, +%d) outside a message of %d bytes", h.Offset, n, h.MsgLen)
+		case n == 0 && h.MsgLen != 0:
+			return h, nil, malformed("empty fragment of a %d-byte message", h.MsgLen)
+		}
+		return h, payload, nil
+	case TypeAck:
+		if len(b) != AckFrameLen {
+			return h, nil, malformed("ack frame of %d bytes, want %d", len(b), AckFrameLen)
+		}
+		if h.Flags&^ackFlags != 0 {
+			return h, nil, malformed("ack frame with unknown flags %#x", h.Flags)
+		}
+		h.Cum = binary.LittleEndian.Uint64(b[32:])
+		h.Credited = binary.LittleEndian.Uint64(b[40:])
+		h.GapEnd = binary.LittleEndian.Uint64(b[48:])
+		h.PeerSession = binary.LittleEndian.Uint64(b[56:])
+		h.LastTx = binary.LittleEndian.Uint64(b[64:])
+		if h.GapEnd != 0 && (h.Cum == math.MaxUint64 || h.GapEnd <= h.Cum+1) {
+			return h, nil, malformed("ack gap end %d not beyond cum+1 (cum %d)", h.GapEnd, h.Cum)
+		}
+		return h, nil, nil
+	case TypeProbe, TypeGone:
+		if len(b) != CommonHeaderLen {
+			return h, nil, malformed("type %d frame of %d bytes, want %d", h.Type, len(b), CommonHeaderLen)
+		}
+		if h.Flags != 0 {
+			return h, nil, malformed("type %d frame with flags %#x", h.Type, h.Flags)
+		}
+		return h, nil, nil
+	default:
+		return h, nil, malformed("unknown frame type %d", h.Type)
+	}
+}
+
+func putCommon(b []byte, h *Header) {
+	b[0] = FrameVersion
+	b[1] = h.Type
+	binary.LittleEndian.PutUint16(b[2:], h.Flags)
+	binary.LittleEndian.PutUint32(b[4:], h.From)
+	binary.LittleEndian.PutUint32(b[8:], h.To)
+	binary.LittleEndian.PutUint32(b[12:], 0)
+	binary.LittleEndian.PutUint64(b[16:], h.G)
+	binary.LittleEndian.PutUint64(b[24:], h.Session)
+}
+
+// AppendFrame encodes h (and, for data, payload) onto dst.
+func AppendFrame(dst []byte, h *Header, payload []byte) []byte {
+	var n int
+	switch h.Type {
+	case TypeData:
+		n = DataHeaderLen
+	case TypeAck:
+		n = AckFrameLen
+	default:
+		n = CommonHeaderLen
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...)
+	b := dst[start:]
+	putCommon(b, h)
+	switch h.Type {
+	case TypeData:
+		binary.LittleEndian.PutUint64(b[32:], h.Seq)
+		binary.LittleEndian.PutUint64(b[40:], h.MsgLen)
+		binary.LittleEndian.PutUint64(b[48:], h.Offset)
+		binary.LittleEndian.PutUint64(b[56:], h.Tx)
+		dst = append(dst, payload...)
+	case TypeAck:
+		binary.LittleEndian.PutUint64(b[32:], h.Cum)
+		binary.LittleEndian.PutUint64(b[40:], h.Credited)
+		binary.LittleEndian.PutUint64(b[48:], h.GapEnd)
+		binary.LittleEndian.PutUint64(b[56:], h.PeerSession)
+		binary.LittleEndian.PutUint64(b[64:], h.LastTx)
+	}
+	return dst
+}

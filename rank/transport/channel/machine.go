@@ -1,0 +1,608 @@
+package channel
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors of the inputs. Package transport returns these same values as its
+// sentinels of the same names.
+var (
+	ErrUnknownPeer = errors.New("transport: rank is not a declared peer")
+	ErrBroken      = errors.New("transport: channel broken by an unrepairable gap")
+	// ErrWait: Room says the window is full; wait for Ready.Wake.
+	ErrWait = errors.New("transport: credit window full")
+)
+
+// Config is fixed for a Machine's life.
+type Config struct {
+	Self  int
+	Peers []int // declared peers: distinct, without Self
+	// Window is the credit window of each channel in message bytes.
+	Window int
+	// MaxMessage bounds a message (and so reassembly).
+	MaxMessage int
+	// FragPayload is the payload of a full data frame (frame size less
+	// DataHeaderLen), at least 1.
+	FragPayload int
+	// AckTimeout is the first and minimum retransmission timeout,
+	// MaxBackoff its cap, AckDelay how long a non-urgent ack may wait.
+	AckTimeout, MaxBackoff, AckDelay time.Duration
+}
+
+// Sub names the subject a frame is published on or arrived on.
+type Sub uint8
+
+// Subjects of a channel.
+const (
+	// DataSub carries data, probe and gone frames of channel From->To.
+	DataSub Sub = 1
+	// AckSub carries the acks of channel To->From (the receiver From
+	// acknowledges to the sender To).
+	AckSub Sub = 2
+)
+
+// Out is one frame to publish: on subject Sub of rank To in incarnation
+// Header.G, from Self. Payload aliases the enqueued message (valid until
+// Advance; the machine never writes it).
+type Out struct {
+	Sub     Sub
+	To      int
+	Header  Header
+	Payload []byte
+}
+
+// Delivery is a message of channel From->Self of incarnation G, whole, in
+// channel order. Msg belongs to the upper layer.
+type Delivery struct {
+	From int
+	G    uint64
+	Msg  []byte
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds the machine reports (the driver adds those of the connection).
+const (
+	EventGap EventKind = iota + 1
+	EventMalformed
+	EventStale
+)
+
+// Event is a fault the machine noticed. Malformed and stale events are
+// limited to one per kind and peer per second of the machine's time.
+type Event struct {
+	Kind EventKind
+	Peer int // -1: unknown sender
+	G    uint64
+	Err  error
+}
+
+// Ready is what the driver must do; see the package documentation.
+type Ready struct {
+	// Frames to publish on the one connection, in this order.
+	Frames []Out
+	// Deliver to the upper layer in this order (skip those whose G is no
+	// longer current when their turn comes).
+	Deliver []Delivery
+	// Events to report (gaps, malformed and stale frames).
+	Events []Event
+	// Wake: a window grew, a channel broke or an incarnation began:
+	// waiting senders should ask Room again.
+	Wake bool
+}
+
+// IsEmpty reports whether r asks for nothing.
+func (r *Ready) IsEmpty() bool {
+	return len(r.Frames) == 0 && len(r.Deliver) == 0 && len(r.Events) == 0 && !r.Wake
+}
+
+// Stats are the machine's counters, cumulative over its life.
+type Stats struct {
+	Fragmented, FramesSent, FramesReceived         uint64
+	Retransmits, Timeouts, Probes, AcksSent, Acks  uint64
+	Duplicates, ReorderDropped, StaleDropped       uint64
+	FutureDropped, Malformed, Gaps, MsgsQueued     uint64
+	BytesQueued, MsgsReadied, BytesReadied, Resets uint64
+}
+
+// Machine is one rank's end of all its channels. It is not safe for
+// concurrent use: the driver serializes every call.
+type Machine struct {
+	cfg         Config
+	urgentBytes int
+	oooLimit    int
+	maxAhead    int64
+	holdoff     int64
+	budget      int
+
+	now      int64
+	g        uint64
+	session  uint64
+	connDown bool
+
+	send     map[int]*sendChan
+	sendList []*sendChan
+	recv     map[int]*recvChan
+	recvList []*recvChan
+	selfW    window
+
+	ready     []*sendChan
+	ackq      []*recvChan
+	ackUrgent bool
+	ackDue    int64 // delayed ack due at (0: none armed)
+
+	rd     Ready // accumulating for the next Ready
+	out    Ready // handed out, not yet advanced
+	handed bool
+
+	lastEvent map[eventKey]int64
+	st        Stats
+}
+
+type eventKey struct {
+	kind EventKind
+	peer int
+}
+
+// window is a channel's credit as its sender sees it.
+type window struct {
+	charged  uint64 // message bytes enqueued, cumulative
+	credited uint64 // message bytes credited back, cumulative
+}
+
+func (w *window) outstanding() int64 { return int64(w.charged - w.credited) }
+
+type sendChan struct {
+	window
+	peer int
+
+	frags    []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
+	base     uint64 // seq of frags[0]: everything below is acknowledged
+	nextSeq  uint64 // seq the next fragment gets
+	nextSend uint64 // lowest seq never transmitted
+	retxFrom uint64 // [retxFrom, retxTo) holds every fragment marked for resending
+	retxTo   uint64
+	nextTx   uint64 // transmission id of the next frame published
+
+	peerSess     uint64        // the receiver session acknowledging us (0: none yet)
+	rto          time.Duration // current retransmission timeout (backed off)
+	srtt, rttvar time.Duration // smoothed ack delay and its variation (0: no sample yet)
+	lastProgress int64         // last ack progress, or first send after idle
+	lastAck      int64         // last ack heard, or last probe sent
+	waiting      bool          // Room said ErrWait since the last ack
+	probe        bool
+	gone         bool
+	broken       bool
+	inReady      bool
+}
+
+type frag struct {
+	msg    []byte // the whole message
+	off    int
+	n      int
+	sent   int64  // time of the last transmission
+	tx     uint64 // transmission id of the last transmission (0: never)
+	resend bool   // to be retransmitted
+}
+
+func (sc *sendChan) hasWork() bool {
+	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq))
+}
+
+type recvChan struct {
+	peer int
+
+	sess     uint64 // the sender session we receive from (0: none yet)
+	received bool   // a data frame of sess arrived
+	maxTx    uint64 // highest transmission id received from sess
+	next     uint64 // next seq to accept in order
+	ooo      map[uint64]heldFrag
+	oooBytes int
+	oooMin   uint64 // lowest held seq; 0 with frames held: unknown
+
+	asm    []byte // message being reassembled
+	asmLen uint64
+	asmOn  bool
+
+	credited      uint64 // cumulative bytes the upper layer returned
+	creditSent    uint64 // credited as of the last ack sent
+	bytesSinceAck int
+	ackPending    bool
+	nackAll       bool
+	hello         bool
+	inAckq        bool
+	broken        bool
+}
+
+type heldFrag struct {
+	msgLen, offset uint64
+	payload        []byte
+}
+
+// New makes the machine of cfg.Self in incarnation g with sender session
+// id session (non-zero; the driver draws it at random), at time now. It
+// greets nobody until Subscribed.
+func New(cfg Config, g, session uint64, now int64) (*Machine, error) {
+	switch {
+	case cfg.Window <= 0 || cfg.MaxMessage < 0 || cfg.FragPayload < 1:
+		return nil, fmt.Errorf("channel: window %d, max message %d, fragment payload %d", cfg.Window, cfg.MaxMessage, cfg.FragPayload)
+	case cfg.AckTimeout <= 0 || cfg.MaxBackoff < cfg.AckTimeout || cfg.AckDelay < 0:
+		return nil, fmt.Errorf("channel: ack timeout %v, max backoff %v, ack delay %v", cfg.AckTimeout, cfg.MaxBackoff, cfg.AckDelay)
+	case g == 0 || session == 0:
+		return nil, fmt.Errorf("channel: incarnation %d, session %#x", g, session)
+	}
+	seen := map[int]bool{}
+	for _, p := range cfg.Peers {
+		if p == cfg.Self || p < 0 || p > MaxRankOnWire || seen[p] {
+			return nil, fmt.Errorf("channel: bad peer list %v for rank %d", cfg.Peers, cfg.Self)
+		}
+		seen[p] = true
+	}
+	frameMax := cfg.FragPayload + DataHeaderLen
+	m := &Machine{
+		cfg:         cfg,
+		urgentBytes: max(cfg.Window/16, 1),
+		oooLimit:    2*cfg.Window + 2*frameMax,
+		holdoff:     int64(max(cfg.AckTimeout/16, 500*time.Microsecond)),
+		budget:      max(frameMax, 64<<10),
+		now:         now,
+		lastEvent:   map[eventKey]int64{},
+	}
+	m.maxAhead = int64(m.oooLimit / DataHeaderLen)
+	m.install(g, session)
+	return m, nil
+}
+
+// G is the current incarnation; Session the current sender session.
+func (m *Machine) G() uint64       { return m.g }
+func (m *Machine) Session() uint64 { return m.session }
+
+// Stats returns the counters.
+func (m *Machine) Stats() Stats { return m.st }
+
+// Unacked counts the fragments not yet acknowledged on all channels.
+func (m *Machine) Unacked() int {
+	n := 0
+	for _, sc := range m.sendList {
+		n += len(sc.frags)
+	}
+	return n
+}
+
+// Outstanding is the bytes enqueued to `to` and not yet credited back.
+func (m *Machine) Outstanding(to int) int64 {
+	if to == m.cfg.Self {
+		return m.selfW.outstanding()
+	}
+	if sc := m.send[to]; sc != nil {
+		return sc.outstanding()
+	}
+	return 0
+}
+
+// Held is what the receiver of channel from->Self holds: bytes and frames
+// in the reorder buffer and bytes of the message being reassembled.
+func (m *Machine) Held(from int) (oooBytes, oooFrames, asm int) {
+	if rc := m.recv[from]; rc != nil {
+		return rc.oooBytes, len(rc.ooo), len(rc.asm)
+	}
+	return 0, 0, 0
+}
+
+// Limits are the receiver's bounds: reorder bytes and frames.
+func (m *Machine) Limits() (oooBytes, oooFrames int) { return m.oooLimit, int(m.maxAhead) }
+
+// install starts incarnation g: fresh channels, everything queued dropped.
+func (m *Machine) install(g, session uint64) {
+	m.g, m.session = g, session
+	m.send = make(map[int]*sendChan, len(m.cfg.Peers))
+	m.recv = make(map[int]*recvChan, len(m.cfg.Peers))
+	m.sendList, m.recvList = m.sendList[:0], m.recvList[:0]
+	for _, p := range m.cfg.Peers {
+		sc := &sendChan{peer: p, base: 1, nextSeq: 1, nextSend: 1, nextTx: 1, rto: m.cfg.AckTimeout}
+		m.send[p] = sc
+		m.sendList = append(m.sendList, sc)
+		rc := &recvChan{peer: p, next: 1}
+		m.recv[p] = rc
+		m.recvList = append(m.recvList, rc)
+	}
+	m.selfW = window{}
+	clear(m.ready)
+	m.ready = m.ready[:0]
+	clear(m.ackq)
+	m.ackq, m.ackUrgent, m.ackDue = m.ackq[:0], false, 0
+	m.rd.Deliver = nil
+}
+
+// Reset starts incarnation g (>= G) with sender session session (non-zero,
+// new): every queued, unacknowledged and half-reassembled message and
+// every delivery not yet handed out is dropped, and windows start full.
+// The driver then moves its subscriptions to g and calls Subscribed.
+func (m *Machine) Reset(g, session uint64) error {
+	if g < m.g || session == 0 {
+		return fmt.Errorf("channel: Reset to g=%d session %#x at g=%d", g, session, m.g)
+	}
+	m.install(g, session)
+	m.rd.Wake = true // waiting senders see the new windows
+	m.st.Resets++
+	return nil
+}
+
+// Subscribed: the driver's subscriptions of the current incarnation are
+// registered with the server. Every peer gets a hello ack, which makes it
+// retransmit at once what it holds for this rank (it may have published
+// before the subscriptions existed) and tells it the receiver's session.
+func (m *Machine) Subscribed() {
+	for _, rc := range m.recvList {
+		rc.hello, rc.nackAll = true, true
+		m.markAck(rc, true)
+	}
+}
+
+// Disconnected: the connection is down. Data frames wait (acks still go
+// into Ready: the client buffers them) until Reconnected.
+func (m *Machine) Disconnected() { m.connDown = true }
+
+// Reconnected: the connection is back. Everything unacknowledged is resent
+// and every peer is asked to resend (NACK-all): frames in the dead socket
+// were lost both ways, and frames published to this rank while it had no
+// subscription were dropped. It reports whether the connection was down.
+func (m *Machine) Reconnected() bool {
+	if !m.connDown {
+		return false
+	}
+	m.connDown = false
+	for _, sc := range m.sendList {
+		if !sc.broken {
+			m.resend(sc, sc.base, sc.nextSend, 0)
+		}
+	}
+	for _, rc := range m.recvList {
+		if !rc.broken {
+			rc.nackAll = true
+			m.markAck(rc, true)
+		}
+	}
+	return true
+}
+
+// Room reports whether n more bytes fit in the window of channel Self->to:
+// nil if the bytes enqueued and not credited back plus n fit, or nothing
+// is outstanding; ErrWait if the sender must wait for Ready.Wake; or
+// ErrBroken, ErrUnknownPeer.
+func (m *Machine) Room(to, n int) error {
+	var w *window
+	var sc *sendChan
+	if to == m.cfg.Self {
+		w = &m.selfW
+	} else if sc = m.send[to]; sc != nil {
+		if sc.broken {
+			return fmt.Errorf("%w: channel %d->%d", ErrBroken, m.cfg.Self, to)
+		}
+		w = &sc.window
+	} else {
+		return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
+	}
+	out := w.outstanding()
+	if out <= 0 || out+int64(n) <= int64(m.cfg.Window) {
+		return nil
+	}
+	if sc != nil {
+		sc.waiting = true
+	}
+	return ErrWait
+}
+
+// Enqueue queues msg (owned by the machine from now on, read until every
+// fragment is acknowledged) on channel Self->to, charging len(msg) to the
+// window. A self-channel message goes straight to Ready.Deliver.
+func (m *Machine) Enqueue(to int, msg []byte) error {
+	n := len(msg)
+	if n > m.cfg.MaxMessage {
+		return fmt.Errorf("channel: message of %d bytes over %d", n, m.cfg.MaxMessage)
+	}
+	if to == m.cfg.Self {
+		m.selfW.charged += uint64(n)
+		m.deliver(Delivery{From: to, G: m.g, Msg: msg})
+		m.st.MsgsQueued++
+		m.st.BytesQueued += uint64(n)
+		return nil
+	}
+	sc := m.send[to]
+	if sc == nil {
+		return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
+	}
+	if sc.broken {
+		return fmt.Errorf("%w: channel %d->%d", ErrBroken, m.cfg.Self, to)
+	}
+	sc.charged += uint64(n)
+	frames := 1
+	if n == 0 {
+		sc.frags = append(sc.frags, frag{msg: msg})
+	} else {
+		p := m.cfg.FragPayload
+		frames = (n + p - 1) / p
+		for off := 0; off < n; off += p {
+			sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
+		}
+	}
+	sc.nextSeq += uint64(frames)
+	m.markReady(sc)
+	m.st.MsgsQueued++
+	m.st.BytesQueued += uint64(n)
+	if frames > 1 {
+		m.st.Fragmented++
+	}
+	return nil
+}
+
+// Credit returns n bytes of window to the sender of channel from->Self; it
+// travels in acks as a cumulative count. Unknown ranks and n <= 0 are
+// ignored.
+func (m *Machine) Credit(from, n int) {
+	if n <= 0 {
+		return
+	}
+	if from == m.cfg.Self {
+		m.selfW.credited += uint64(n)
+		m.rd.Wake = true
+		return
+	}
+	rc := m.recv[from]
+	if rc == nil || rc.broken {
+		return
+	}
+	rc.credited += uint64(n)
+	m.markAck(rc, rc.credited-rc.creditSent >= uint64(m.urgentBytes))
+}
+
+// NextAck is when a delayed ack is due (0: none): the driver calls Tick
+// then at the latest.
+func (m *Machine) NextAck() int64 { return m.ackDue }
+
+// Tick moves the machine's clock to now (it never goes back) and fires
+// retransmission timeouts and credit probes.
+func (m *Machine) Tick(now int64) {
+	m.now = max(m.now, now)
+	if m.connDown {
+		return
+	}
+	for _, sc := range m.sendList {
+		if sc.broken {
+			continue
+		}
+		switch {
+		case sc.base < sc.nextSend:
+			if time.Duration(m.now-sc.lastProgress) >= sc.rto {
+				// Resend only the oldest fragment: if the acks were just
+				// slow that costs one frame, and if frames were lost its
+				// ack shows which (see handleAck).
+				m.resend(sc, sc.base, sc.base+1, 0)
+				sc.lastProgress = m.now
+				sc.rto = min(2*sc.rto, m.cfg.MaxBackoff)
+				m.st.Timeouts++
+			}
+		case sc.waiting && time.Duration(m.now-sc.lastAck) >= sc.rto:
+			// A sender waits and nothing is in flight: the ack that would
+			// carry the credit may have been lost. Ask for it.
+			sc.probe = true
+			sc.lastAck = m.now
+			sc.rto = min(2*sc.rto, m.cfg.MaxBackoff)
+			m.markReady(sc)
+		}
+	}
+}
+
+// HasReady reports whether Ready would ask for anything.
+func (m *Machine) HasReady() bool {
+	if m.handed {
+		return true
+	}
+	return !m.rd.IsEmpty() || m.acksDue() || (!m.connDown && len(m.ready) > 0)
+}
+
+func (m *Machine) acksDue() bool {
+	return len(m.ackq) > 0 && (m.ackUrgent || (m.ackDue != 0 && m.now >= m.ackDue))
+}
+
+// Ready returns what to do now: the acks due, then about one full frame
+// (at least 64 KiB) of data frames taken round-robin from the channels
+// with work, the deliveries and the events. Calling it again before
+// Advance returns the same Ready; inputs in between go to the next one.
+func (m *Machine) Ready() Ready {
+	if m.handed {
+		return m.out
+	}
+	r := m.rd
+	m.rd = Ready{}
+	if m.acksDue() {
+		for _, rc := range m.ackq {
+			rc.inAckq = false
+			if rc.broken || !rc.ackPending {
+				continue
+			}
+			r.Frames = append(r.Frames, m.ackFrame(rc))
+		}
+		clear(m.ackq)
+		m.ackq, m.ackUrgent, m.ackDue = m.ackq[:0], false, 0
+	}
+	if !m.connDown {
+		budget := m.budget
+		for budget > 0 && len(m.ready) > 0 {
+			sc := m.ready[0]
+			m.ready[0] = nil
+			m.ready = m.ready[1:]
+			sc.inReady = false
+			budget -= m.takeFrames(sc, &r.Frames, budget)
+			if sc.hasWork() {
+				m.markReady(sc)
+			}
+		}
+	}
+	for _, d := range r.Deliver {
+		m.st.MsgsReadied++
+		m.st.BytesReadied += uint64(len(d.Msg))
+	}
+	m.out, m.handed = r, true
+	return r
+}
+
+// Advance acknowledges the last Ready: its frames were published (or
+// given to the connection, which may lose them), its deliveries queued
+// for the upper layer and its events reported.
+func (m *Machine) Advance() { m.out, m.handed = Ready{}, false }
+
+func (m *Machine) markReady(sc *sendChan) {
+	if !sc.inReady {
+		sc.inReady = true
+		m.ready = append(m.ready, sc)
+	}
+}
+
+// markAck schedules an ack on rc: in the next Ready if urgent, else within
+// AckDelay (or with any earlier urgent one).
+func (m *Machine) markAck(rc *recvChan, urgent bool) {
+	rc.ackPending = true
+	if !rc.inAckq {
+		rc.inAckq = true
+		m.ackq = append(m.ackq, rc)
+	}
+	if urgent {
+		m.ackUrgent = true
+	} else if m.ackDue == 0 {
+		m.ackDue = m.now + int64(m.cfg.AckDelay)
+	}
+}
+
+func (m *Machine) deliver(d Delivery) { m.rd.Deliver = append(m.rd.Deliver, d) }
+
+// emit queues an event; limited ones at most once per second per kind and
+// peer of the machine's time.
+func (m *Machine) emit(ev Event, limited bool) {
+	if limited {
+		k := eventKey{ev.Kind, ev.Peer}
+		if t, ok := m.lastEvent[k]; ok && m.now-t < int64(time.Second) {
+			return
+		}
+		m.lastEvent[k] = m.now
+	}
+	ev.G = m.g
+	m.rd.Events = append(m.rd.Events, ev)
+}
+
+func (m *Machine) malformed(peer int, err error) {
+	m.st.Malformed++
+	m.emit(Event{Kind: EventMalformed, Peer: peer, Err: err}, true)
+}
+
+// peerOf names the sender of a frame in an event: its rank if declared,
+// else -1 (so that hostile frames cannot grow the rate limiter's map).
+func (m *Machine) peerOf(from uint32) int {
+	if _, ok := m.recv[int(from)]; ok {
+		return int(from)
+	}
+	return -1
+}
