@@ -344,6 +344,13 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return jobSetupError(err)
 	}
 	outErr := outcomeError(res.Outcome)
+	if res.Outcome.Code == coordinator.CodeFinished && res.Outcome.Epoch == 0 && mode == coordinator.ModeNew &&
+		(o.Interval > 0 || o.EverySteps > 0) {
+		// A job shorter than its first cut: nothing was ever protected,
+		// which a user who asked for cuts must hear.
+		g.Logger.Warn("the job finished before any cut committed: it ran unprotected from start to end",
+			"interval", o.Interval, "every_steps", o.EverySteps)
+	}
 	if stats != nil {
 		// The ranks write their files as they exit: give them a moment
 		// before the spawner's Close kills whatever still runs.

@@ -71,3 +71,23 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestShortJobSaysUnprotected: a job that asked for cuts but finished
+// before the first one committed says so (it exits 0: the result is right,
+// and there was nothing to lose), and one without cuts asked for says
+// nothing of the kind.
+func TestShortJobSaysUnprotected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	const warn = "the job finished before any cut committed"
+	store := t.TempDir() + "/s"
+	r := runOK(t, nil, "run", "--store", store, "--ranks", "2", "--size", "48", "--steps", "200", "--interval", "1h")
+	if !strings.Contains(r.stderr, warn) {
+		t.Fatalf("a job that finished with no cut said nothing of it:\n%s", tail(r.stderr, 20))
+	}
+	r = runOK(t, nil, "run", "--store", store, "--job", "nocuts", "--ranks", "2", "--size", "48", "--steps", "200", "--interval", "0")
+	if strings.Contains(r.stderr, warn) {
+		t.Fatalf("a job with cutting off warned of it:\n%s", tail(r.stderr, 20))
+	}
+}
