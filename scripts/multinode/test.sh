@@ -25,7 +25,9 @@
 #            left running
 #
 # MULTINODE_STEPS (default 6000) and MULTINODE_SIZE (96) size the job;
-# CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
+# MULTINODE_OUT=DIR appends each figure (hostloss recovery times, measure
+# bytes per step) as a JSON line to DIR/results.jsonl, the raw results of
+# docs/benchmarks.md. CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
 # skips (exit 0) without them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -180,6 +182,17 @@ run_job() {
   digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
 }
 
+# logtime LINE: the time= field of a log line as seconds since the epoch.
+logtime() { date -d "$(sed -n 's/^time=\([^ ]*\).*/\1/p' <<<"$1")" +%s.%N; }
+
+# result NAME JSON: with MULTINODE_OUT set, a raw result for
+# docs/benchmarks.md (one JSON object per line).
+result() {
+  [ -n "${MULTINODE_OUT:-}" ] || return 0
+  mkdir -p "$MULTINODE_OUT"
+  printf '{"case": "%s", "at": "%s", "result": %s}\n' "$1" "$(date -u +%FT%TZ)" "$2" >>"$MULTINODE_OUT/results.jsonl"
+}
+
 last_epoch() { grep 'msg="cut committed" component=coordinator' "$1" | sed -n 's/.* epoch=\([0-9]*\).*/\1/p' | tail -1; }
 wait_epoch() {
   for _ in $(seq 1 1800); do
@@ -244,6 +257,7 @@ for c in $cases; do
           di=$(($(field "$v" in_bytes) - ${in0[$i]})); do=$(($(field "$v" out_bytes) - ${out0[$i]}))
           dr=$(($(route_in "h$i") - ${rin0[$i]}))
           printf '%-9s %-6s %12d %12d %14d\n' "$(tr -d ' ' <<<"$placement")" "h$i" $((di / steps)) $((do / steps)) $((dr / steps))
+          result measure "{\"placement\": \"$(tr -d ' ' <<<"$placement")\", \"server\": \"h$i\", \"in_per_step\": $((di / steps)), \"out_per_step\": $((do / steps)), \"route_in_per_step\": $((dr / steps)), \"steps\": $steps, \"size\": $size}"
         done
         stop_nats
       done
@@ -269,6 +283,7 @@ for c in $cases; do
       if [ "$c" = hostloss ]; then
         victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
         [ -n "$victims" ] || fail "hostloss: nothing runs in h2"
+        killed_at=$(date +%s.%N)
         # shellcheck disable=SC2086
         kill -9 $victims 2>/dev/null || true
         echo "hostloss: SIGKILLed every process of h2 (pids $victims) after cut $(last_epoch "$out.log")"
@@ -304,6 +319,18 @@ for c in $cases; do
       done
       if grep -qF "$token" "$out.log"; then fail "$c: the run log shows the NATS token"; fi
       echo "$c: ranks of h2 replaced; no rank left running; no log shows the token"
+      if [ "$c" = hostloss ]; then
+        # Recovery after the host loss: detection (the kill to the first
+        # rank-lost), then respawn + restore until every rank runs again
+        # (recovery-finished of the last incarnation started).
+        lost_at=$(logtime "$(grep -m1 'rank-lost' "$out.log")")
+        done_at=$(logtime "$(grep 'recovery-finished' "$out.log" | tail -1)")
+        detect=$(awk -v a="$killed_at" -v b="$lost_at" 'BEGIN {printf "%.3f", b - a}')
+        total=$(awk -v a="$killed_at" -v b="$done_at" 'BEGIN {printf "%.3f", b - a}')
+        nrec=$(grep -c 'recovery-started' "$out.log" || true)
+        echo "hostloss: detection ${detect} s, kill to running again ${total} s, $nrec recoveries"
+        result hostloss "{\"detect_s\": $detect, \"kill_to_running_s\": $total, \"recoveries\": $nrec, \"ranks\": $nranks, \"size\": $size, \"heartbeat\": \"100ms\"}"
+      fi
       stop_nats
       ;;
     *) fail "unknown case $c" ;;
