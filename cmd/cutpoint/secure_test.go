@@ -114,3 +114,209 @@ func TestVerifyLinkedPack(t *testing.T) {
 	name := plantAtPack(t, dir, func(pack, saved string) error { return os.Symlink(saved, pack) })
 	verifyPlanted(t, dir, name, "symbolic link")
 }
+
+// asOtherUser makes path another user's (nobody, uid 65534), as a second
+// user of the machine would have created it. It needs root, as CI runs.
+func asOtherUser(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a file owned by another user (uid 65534); CI runs as root")
+	}
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigOfAnotherUserRefused: a cutpoint.yaml another user could have
+// written (theirs, or writable by group or others) would redirect the
+// store: refused, naming the file, its owner and mode.
+func TestConfigOfAnotherUserRefused(t *testing.T) {
+	store := t.TempDir()
+	makeStore(t, store, "heat", 1)
+	elsewhere := t.TempDir()
+	writeConfig := func(t *testing.T, dir string, mode os.FileMode) string {
+		p := filepath.Join(dir, "cutpoint.yaml")
+		if err := os.WriteFile(p, []byte("store: "+elsewhere+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	refusedCfg := func(t *testing.T, args []string, path string, wants ...string) {
+		t.Helper()
+		out, errOut, code := runCLI(t, args...)
+		if code != exitUsage {
+			t.Fatalf("%v with config %s: exit %d, want %d (refused)\n%s%s", args, path, code, exitUsage, out, errOut)
+		}
+		for _, w := range append([]string{path}, wants...) {
+			if !strings.Contains(errOut, w) {
+				t.Fatalf("error lacks %q: %s", w, errOut)
+			}
+		}
+	}
+	t.Run("own file is read", func(t *testing.T) {
+		p := writeConfig(t, t.TempDir(), 0o600)
+		// The config names an empty directory as the store: ls says so,
+		// proving the file was read.
+		_, errOut, code := runCLI(t, "--config", p, "ls")
+		if code != exitUsage || !strings.Contains(errOut, elsewhere+": no cutpoint-store.json") {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("world-writable", func(t *testing.T) {
+		p := writeConfig(t, t.TempDir(), 0o666)
+		refusedCfg(t, []string{"--config", p, "ls", "--store", store}, p, "-rw-rw-rw-", "writable by group or others")
+	})
+	t.Run("group-writable", func(t *testing.T) {
+		p := writeConfig(t, t.TempDir(), 0o620)
+		refusedCfg(t, []string{"--config", p, "ls", "--store", store}, p, "-rw--w----")
+	})
+	t.Run("owned by uid 65534", func(t *testing.T) {
+		p := writeConfig(t, t.TempDir(), 0o644)
+		asOtherUser(t, p)
+		refusedCfg(t, []string{"--config", p, "ls", "--store", store}, p, "uid 65534", "-rw-r--r--", "refused")
+	})
+	t.Run("owned by uid 65534 in the working directory", func(t *testing.T) {
+		dir := t.TempDir()
+		p := writeConfig(t, dir, 0o644)
+		asOtherUser(t, p)
+		t.Chdir(dir)
+		t.Setenv("CUTPOINT_CONFIG", "")
+		refusedCfg(t, []string{"ls", "--store", store}, "cutpoint.yaml", "uid 65534")
+	})
+	if es, _ := os.ReadDir(elsewhere); len(es) != 0 {
+		t.Fatalf("a refused config's store was used: %v", es)
+	}
+}
+
+// startNats starts `cutpoint nats` with args and waits for it to write
+// urlFile or exit. It returns the exit code (-1: still running, killed at
+// the test's end) and stderr.
+func startNats(t *testing.T, env []string, urlFile string, args ...string) (int, *syncBuf) {
+	t.Helper()
+	cmd := cutpoint(t, env, append([]string{"nats", "--url-file", urlFile}, args...)...)
+	var errb syncBuf
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-exited })
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			return cmd.ProcessState.ExitCode(), &errb
+		default:
+		}
+		if strings.Contains(errb.String(), "nats-server ready") {
+			return -1, &errb
+		}
+	}
+	t.Fatalf("cutpoint nats neither became ready nor exited\n%s", errb.String())
+	return 0, nil
+}
+
+// TestURLFile: the URL file holds the token: created 0600, never through
+// a file or link another user prepared, never in a directory others can
+// swap it in.
+func TestURLFile(t *testing.T) {
+	tokenEnv := []string{"CUTPOINT_TOKEN=s3cret-token"}
+	t.Run("created 0600", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "nats.url")
+		code, errb := startNats(t, tokenEnv, f)
+		if code != -1 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		fi, err := os.Lstat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != 0o600 {
+			t.Fatalf("url file mode %v, want -rw-------", fi.Mode())
+		}
+		if b, _ := os.ReadFile(f); !strings.Contains(string(b), "s3cret-token@") {
+			t.Fatalf("url file %q lacks the token", b)
+		}
+		if strings.Contains(errb.String(), "command line") {
+			t.Fatalf("warned of a secret on the command line when it came from the environment:\n%s", errb.String())
+		}
+	})
+	refusedURL := func(t *testing.T, f string, wants ...string) {
+		t.Helper()
+		code, errb := startNats(t, tokenEnv, f)
+		if code != exitUsage {
+			t.Fatalf("exit %d, want %d (refused)\n%s", code, exitUsage, errb.String())
+		}
+		for _, w := range append([]string{f}, wants...) {
+			if !strings.Contains(errb.String(), w) {
+				t.Fatalf("error lacks %q:\n%s", w, errb.String())
+			}
+		}
+	}
+	t.Run("pre-created by another user", func(t *testing.T) {
+		dir := t.TempDir()
+		f := filepath.Join(dir, "nats.url")
+		os.WriteFile(f, []byte("planted\n"), 0o666)
+		os.Chmod(f, 0o666)
+		asOtherUser(t, f)
+		refusedURL(t, f, "exists")
+		if b, _ := os.ReadFile(f); string(b) != "planted\n" {
+			t.Fatalf("the planted file now holds %q", b)
+		}
+	})
+	t.Run("pre-created", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "nats.url")
+		os.WriteFile(f, []byte("old\n"), 0o666)
+		refusedURL(t, f, "exists")
+	})
+	t.Run("symlink", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(t.TempDir(), "victim")
+		os.WriteFile(target, []byte("victim\n"), 0o644)
+		f := filepath.Join(dir, "nats.url")
+		os.Symlink(target, f)
+		refusedURL(t, f, "exists")
+		if b, _ := os.ReadFile(target); string(b) != "victim\n" {
+			t.Fatalf("written through the link: %q", b)
+		}
+		dangling := filepath.Join(dir, "dangling.url")
+		os.Symlink(filepath.Join(dir, "created-by-link"), dangling)
+		refusedURL(t, dangling, "exists")
+		if _, err := os.Lstat(filepath.Join(dir, "created-by-link")); err == nil {
+			t.Fatal("a file was created through a dangling link")
+		}
+	})
+	t.Run("world-writable directory", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o777)
+		refusedURL(t, filepath.Join(dir, "nats.url"), "writable by other users")
+		// Sticky, like /tmp: accepted.
+		os.Chmod(dir, os.ModeSticky|0o777)
+		if code, errb := startNats(t, tokenEnv, filepath.Join(dir, "ok.url")); code != -1 {
+			t.Fatalf("sticky directory: exit %d\n%s", code, errb.String())
+		}
+	})
+}
+
+// TestArgvSecretWarned: a token on the command line works, with a warning
+// that every user can read it; the warning names the flag, not the value.
+func TestArgvSecretWarned(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "nats.url")
+	code, errb := startNats(t, nil, f, "--token", "argv-token")
+	if code != -1 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	out := errb.String()
+	if !strings.Contains(out, "command line") || !strings.Contains(out, "--token") {
+		t.Fatalf("no warning about the token on the command line:\n%s", out)
+	}
+	if strings.Contains(out, "argv-token") {
+		t.Fatalf("the warning logs the secret:\n%s", out)
+	}
+	if n := strings.Count(out, "secret was given on the command line"); n != 1 {
+		t.Fatalf("warned %d times, want once:\n%s", n, out)
+	}
+}
