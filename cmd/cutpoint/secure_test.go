@@ -320,3 +320,19 @@ func TestArgvSecretWarned(t *testing.T) {
 		t.Fatalf("warned %d times, want once:\n%s", n, out)
 	}
 }
+
+func TestURLHasSecret(t *testing.T) {
+	for s, want := range map[string]bool{
+		"nats://tok@host:4222":       true,
+		"nats://user:pass@host:4222": true,
+		"nats://a:1,nats://tok@b:2":  true,
+		"nats://host:4222":           false,
+		"127.0.0.1:4222":             false,
+		"":                           false,
+		"/path/with@sign/in/it":      false,
+	} {
+		if got := urlHasSecret(s); got != want {
+			t.Errorf("urlHasSecret(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
