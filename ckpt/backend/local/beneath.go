@@ -46,7 +46,7 @@ func refuse(full string, st *unix.Stat_t) error {
 	case unix.S_IFDIR:
 		return fmt.Errorf("%s is a directory: %w", full, backend.ErrNotRegular)
 	default:
-		return fmt.Errorf("%s is not a regular file (mode %v): %w", full, fs.FileMode(st.Mode&0o7777)|modeType(st.Mode), backend.ErrNotRegular)
+		return fmt.Errorf("%s is not a regular file (mode %v): %w", full, fs.FileMode(st.Mode&0o777)|modeType(uint32(st.Mode)), backend.ErrNotRegular)
 	}
 }
 
