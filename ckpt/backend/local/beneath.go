@@ -131,12 +131,13 @@ func (b *Backend) openDir(dir string, create bool) (*os.File, error) {
 		}
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			var st unix.Stat_t
-			if serr := unix.Fstatat(fd, c, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				unix.Close(fd)
-				if st.Mode&unix.S_IFMT == unix.S_IFREG {
-					return nil, fmt.Errorf("%s: not a directory: %w", b.full(done), backend.ErrNotRegular)
+			// A regular file on the way is plain ENOTDIR; a link or a
+			// FIFO is a refusal.
+			if serr := unix.Fstatat(fd, c, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil {
+				if t := st.Mode & unix.S_IFMT; t != unix.S_IFDIR && t != unix.S_IFREG {
+					unix.Close(fd)
+					return nil, refuse(b.full(done), &st)
 				}
-				return nil, refuse(b.full(done), &st)
 			}
 		}
 		unix.Close(fd)
