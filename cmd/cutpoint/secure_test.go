@@ -173,6 +173,14 @@ func TestConfigOfAnotherUserRefused(t *testing.T) {
 		p := writeConfig(t, t.TempDir(), 0o620)
 		refusedCfg(t, []string{"--config", p, "ls", "--store", store}, p, "-rw--w----")
 	})
+	t.Run("FIFO", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "cutpoint.yaml")
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A blocking open would hang here for good.
+		refusedCfg(t, []string{"--config", p, "ls", "--store", store}, p, "not a regular file")
+	})
 	t.Run("owned by uid 65534", func(t *testing.T) {
 		p := writeConfig(t, t.TempDir(), 0o644)
 		asOtherUser(t, p)

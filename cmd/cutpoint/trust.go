@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -151,10 +152,7 @@ func writeSecretFile(path string, data []byte) error {
 		return err
 	}
 	var rnd [8]byte
-	if f, err := os.Open("/dev/urandom"); err == nil {
-		io.ReadFull(f, rnd[:])
-		f.Close()
-	}
+	rand.Read(rnd[:]) // O_EXCL makes a guessed name harmless anyway
 	tmp := fmt.Sprintf("%s.tmp-%x", path, rnd)
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
