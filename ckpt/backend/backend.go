@@ -68,6 +68,14 @@ type Backend interface {
 	Remove(ctx context.Context, name string) error
 }
 
+// DirRemover is implemented by backends whose directories can outlive
+// their files (a POSIX directory left by a writer that failed before its
+// first file): RemoveEmptyDir removes an empty directory, and fails on one
+// that is not empty. Backends with implicit directories need not have it.
+type DirRemover interface {
+	RemoveEmptyDir(ctx context.Context, dir string) error
+}
+
 // Writer streams a new file; see Backend.Create. It is used by one
 // goroutine at a time.
 type Writer interface {

@@ -34,6 +34,7 @@ type Options struct {
 }
 
 var _ backend.Backend = (*Backend)(nil)
+var _ backend.DirRemover = (*Backend)(nil)
 
 // New returns the backend rooted at dir, which must exist and be a
 // directory; creating it is the caller's explicit decision (MkdirAll).
@@ -225,11 +226,23 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	defer d.Close()
-	fd, err := unix.Openat(int(d.Fd()), base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, FileMode)
+	dfd := int(d.Fd())
+	// The content is written and synced under a temporary name first and
+	// the claim is a hard link to it, which fails if the name exists (a
+	// link planted there included): a reader never sees the name with
+	// partial content (a rank opening a store its coordinator is creating
+	// read an empty cutpoint-store.json when the claim came first).
+	suffix, err := randomSuffix()
 	if err != nil {
-		return fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "open", Path: b.full(name), Err: err})
+		return err
 	}
-	f := os.NewFile(uintptr(fd), b.full(name))
+	_, tmp := split(backend.TempName(name, suffix))
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, FileMode)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "open", Path: b.full(backend.Join(dirName, tmp)), Err: err})
+	}
+	defer unix.Unlinkat(dfd, tmp, 0)
+	f := os.NewFile(uintptr(fd), b.full(backend.Join(dirName, tmp)))
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
@@ -237,13 +250,18 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = syncDirFile(d)
-	}
 	if err != nil {
-		// Writing failed after the claim: give the name back rather than
-		// leave a claim with unknown content.
-		unix.Unlinkat(int(d.Fd()), base, 0)
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	// linkat without AT_SYMLINK_FOLLOW: the new name is the file itself.
+	if err := unix.Linkat(dfd, tmp, dfd, base, 0); err != nil {
+		return fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "link", Path: b.full(name), Err: err})
+	}
+	if err := syncDirFile(d); err != nil {
+		// The claim is made and its content durable in the file; only the
+		// directory entry may not be: give the name back rather than
+		// leave a claim that may vanish in a crash.
+		unix.Unlinkat(dfd, base, 0)
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	return nil
@@ -423,6 +441,44 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	}
 	if err := syncDirFile(d); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	b.prune(dirName)
+	return nil
+}
+
+// RemoveEmptyDir removes the directory name if it is empty (and then its
+// parents that are left empty, as Remove does). A directory that is not
+// empty is an error; a missing one matches backend.ErrNotExist; a link is
+// refused, never followed. It implements backend.DirRemover.
+func (b *Backend) RemoveEmptyDir(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := backend.ValidName(name); err != nil {
+		return err
+	}
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, false)
+	if err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, err)
+	}
+	defer d.Close()
+	st, err := lstatAt(d, base)
+	if err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, &fs.PathError{Op: "lstat", Path: b.full(name), Err: err})
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFREG:
+		return fmt.Errorf("remove directory %s: not a directory", name)
+	default:
+		return fmt.Errorf("remove directory %s: %w", name, refuse(b.full(name), &st))
+	}
+	if err := unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR); err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, &fs.PathError{Op: "rmdir", Path: b.full(name), Err: err})
+	}
+	if err := syncDirFile(d); err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, err)
 	}
 	b.prune(dirName)
 	return nil

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,5 +142,36 @@ func TestRemovePrunesEmptyDirs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "a", "g")); err != nil {
 		t.Fatal("pruned too much")
+	}
+}
+
+func TestRemoveEmptyDir(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	b, _ := New(root)
+	ctx := context.Background()
+	os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o700)
+	b.Replace(ctx, "a/f", nil)
+	if err := b.RemoveEmptyDir(ctx, "a"); err == nil {
+		t.Fatal("removed a directory that is not empty")
+	}
+	if err := b.RemoveEmptyDir(ctx, "a/b/c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a", "b")); !os.IsNotExist(err) {
+		t.Fatalf("a/b not pruned: %v", err)
+	}
+	if err := b.RemoveEmptyDir(ctx, "a/f"); err == nil {
+		t.Fatal("removed a file as a directory")
+	}
+	if err := b.RemoveEmptyDir(ctx, "a/missing"); !errors.Is(err, backend.ErrNotExist) {
+		t.Fatalf("missing: %v", err)
+	}
+	os.Symlink(outside, filepath.Join(root, "a", "link"))
+	if err := b.RemoveEmptyDir(ctx, "a/link"); !errors.Is(err, backend.ErrNotRegular) {
+		t.Fatalf("link: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Fatal(err)
 	}
 }
