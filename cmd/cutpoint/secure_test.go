@@ -309,23 +309,39 @@ func TestURLFile(t *testing.T) {
 	})
 }
 
-// TestArgvSecretWarned: a token on the command line works, with a warning
-// that every user can read it; the warning names the flag, not the value.
+// TestArgvSecretWarned: a token on the command line works, with one
+// warning that every user can read it; the warning names the flag, never
+// the value; a token from the environment is not warned about.
 func TestArgvSecretWarned(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "nats.url")
-	code, errb := startNats(t, nil, f, "--token", "argv-token")
-	if code != -1 {
-		t.Fatalf("exit %d: %s", code, errb.String())
+	const warning = "secret was given on the command line"
+	t.Setenv("CUTPOINT_CONFIG", os.DevNull)
+	t.Chdir(t.TempDir())
+	store := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"coordinator", "--nats-token", "argv-token", "--nats", "nats://127.0.0.1:1"}, "--nats-token"},
+		{[]string{"coordinator", "--nats", "nats://argv-token@127.0.0.1:1"}, "--nats (credentials in the URL)"},
+		{[]string{"coordinator", "--nats=nats://u:argv-token@127.0.0.1:1,nats://127.0.0.1:2"}, "--nats (credentials in the URL)"},
+	} {
+		// Nothing listens at port 1: the command fails once the flags
+		// were read.
+		_, errOut, _ := runCLI(t, append(c.args, "--store", store)...)
+		if n := strings.Count(errOut, warning); n != 1 {
+			t.Errorf("%v: warned %d times, want once:\n%s", c.args, n, errOut)
+		}
+		if !strings.Contains(errOut, c.flag) {
+			t.Errorf("%v: the warning does not name %s:\n%s", c.args, c.flag, errOut)
+		}
+		if strings.Contains(errOut, "argv-token") {
+			t.Errorf("%v: the secret is logged:\n%s", c.args, errOut)
+		}
 	}
-	out := errb.String()
-	if !strings.Contains(out, "command line") || !strings.Contains(out, "--token") {
-		t.Fatalf("no warning about the token on the command line:\n%s", out)
-	}
-	if strings.Contains(out, "argv-token") {
-		t.Fatalf("the warning logs the secret:\n%s", out)
-	}
-	if n := strings.Count(out, "secret was given on the command line"); n != 1 {
-		t.Fatalf("warned %d times, want once:\n%s", n, out)
+	t.Setenv("CUTPOINT_NATS_TOKEN", "env-token")
+	t.Setenv("CUTPOINT_NATS", "nats://env-token@127.0.0.1:1")
+	if _, errOut, _ := runCLI(t, "coordinator", "--store", store); strings.Contains(errOut, warning) || strings.Contains(errOut, "env-token") {
+		t.Errorf("secrets from the environment warned about or logged:\n%s", errOut)
 	}
 }
 

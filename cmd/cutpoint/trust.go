@@ -82,8 +82,9 @@ func uidName(uid uint32) string {
 // secretFlags are the flags whose values are credentials. A value on the
 // command line is visible to every user of the machine (ps,
 // /proc/PID/cmdline); each has an environment variable (CUTPOINT_<NAME>,
-// or the config file) that is not.
-var secretFlags = []string{"nats-token", "token", "cluster-token"}
+// or the config file) that is not. `cutpoint nats --token` warns of its
+// own (with its --token-file), so it is not repeated here.
+var secretFlags = []string{"nats-token"}
 
 // argvSecrets returns the secret flags set on the command line itself,
 // and the URL flags whose value carries a password or token; call it
