@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -54,7 +55,7 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	if o.URLFile != "" {
 		// The URL may hold the token: 0600, in a place no other user
 		// prepared (see writeSecretFile).
-		if err := writeSecretFile(o.URLFile, []byte(url+"\n")); err != nil {
+		if err := writeSecretFile(o.URLFile, []byte(url+"\n"), os.FileMode(0o600)); err != nil {
 			return usageError(fmt.Errorf("--url-file: %w", err))
 		}
 		abs, _ := filepath.Abs(o.URLFile)

@@ -128,14 +128,17 @@ func warnArgvSecrets(log *slog.Logger, flags []string) {
 		"flags", strings.Join(flags, ", "))
 }
 
-// writeSecretFile writes data (a URL with a token, ...) to path so that
-// only this user can read it, and refuses every way another user could
+// writeSecretFile writes data (a URL with a token, ...) to path with mode
+// perm (owner bits only) so that only this user can read it, and refuses every way another user could
 // have prepared the place: the directory must not be writable by others
 // unless it is sticky (like /tmp) and owned by this user or root; the file
 // must not exist yet (O_EXCL), which also refuses a link planted there;
 // the data goes to a temporary name created the same way, then is renamed
 // into place, so no reader sees a partial file.
-func writeSecretFile(path string, data []byte) error {
+func writeSecretFile(path string, data []byte, perm os.FileMode) error {
+	if perm&0o077 != 0 {
+		return fmt.Errorf("%s: mode %v gives others access to a secret", path, perm)
+	}
 	dir := filepath.Dir(path)
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
@@ -155,13 +158,13 @@ func writeSecretFile(path string, data []byte) error {
 	var rnd [8]byte
 	rand.Read(rnd[:]) // O_EXCL makes a guessed name harmless anyway
 	tmp := fmt.Sprintf("%s.tmp-%x", path, rnd)
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	if err != nil {
 		return fmt.Errorf("%s: %w", tmp, err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
-	// The umask cannot widen 0600, but an fchmod makes the mode exact.
-	err = f.Chmod(0o600)
+	// The umask cannot widen perm, but an fchmod makes the mode exact.
+	err = f.Chmod(perm.Perm())
 	if err == nil {
 		_, err = f.Write(data)
 	}
