@@ -26,6 +26,10 @@ func (s *Store) readShardIndex(ctx context.Context, ref ShardRef) (*shardIndex, 
 	if errors.Is(err, backend.ErrNotExist) {
 		return nil, bad(fmt.Errorf("pack missing: %w", err))
 	}
+	if errors.Is(err, backend.ErrNotRegular) {
+		// A link or a FIFO where the pack should be: the pack is gone.
+		return nil, bad(err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job %s cut %d rank %d: %w", ref.Job, ref.Epoch, ref.Rank, err)
 	}
@@ -242,6 +246,9 @@ func (r *ShardReader) readChunk(ctx context.Context, label string, st *stream, i
 	}
 	if errors.Is(err, backend.ErrNotExist) {
 		return bad(fmt.Errorf("pack missing: %w", err))
+	}
+	if errors.Is(err, backend.ErrNotRegular) {
+		return bad(err)
 	}
 	if err != nil {
 		return err

@@ -161,11 +161,15 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 		w := units[ui]
 		pack := keys[w.lo].pack
 		p, err := s.b.Open(ctx, pack)
+		missing := errors.New("pack missing")
 		switch {
 		case err == nil:
 			defer p.Close()
 		case errors.Is(err, backend.ErrNotExist):
 			p = nil // every chunk in it is reported missing below
+		case errors.Is(err, backend.ErrNotRegular):
+			// A link or a FIFO planted where the pack was: as missing.
+			p, missing = nil, err
 		default:
 			return err
 		}
@@ -181,7 +185,7 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 				return &CorruptError{Job: job, Epoch: u.epoch, Rank: u.rank, Buffer: u.label, Chunk: u.chunk, File: k.pack, Offset: k.off, Err: err}
 			}
 			if p == nil {
-				cerr = bad(errors.New("pack missing"))
+				cerr = bad(missing)
 			} else {
 				out := s.buf(raw)
 				cerr = s.readVerified(p, c, 1, out, bad)
@@ -234,6 +238,9 @@ func (s *Store) checkPackTail(ctx context.Context, ref ShardRef, alg hashID) err
 	r, err := s.b.Open(ctx, name)
 	if errors.Is(err, backend.ErrNotExist) {
 		return bad(errors.New("pack missing"))
+	}
+	if errors.Is(err, backend.ErrNotRegular) {
+		return bad(err)
 	}
 	if err != nil {
 		return err

@@ -116,6 +116,11 @@ var (
 	ErrTooLarge    = errors.New("file larger than the limit")
 	// ErrFinished is returned by Write or Commit after Commit or Abort.
 	ErrFinished = errors.New("writer already committed or aborted")
+	// ErrNotRegular is returned for a name, or a directory on its way,
+	// that is a symbolic link, a FIFO, a device or a socket: something the
+	// store did not create. No backend follows a link below its root or
+	// reads anything but a regular file.
+	ErrNotRegular = errors.New("not a regular file or directory of the store")
 )
 
 // Limits on names. They are far above what the store uses and keep every

@@ -177,12 +177,10 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 		attrs = append(attrs, "cluster", cu, "cluster_name", so.Cluster.Name)
 	}
 	if o.URLFile != "" {
-		tmp := o.URLFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(url+"\n"), 0o600); err != nil {
-			return fmt.Errorf("--url-file: %w", err)
-		}
-		if err := os.Rename(tmp, o.URLFile); err != nil {
-			return fmt.Errorf("--url-file: %w", err)
+		// The URL may hold the token: 0600, in a place no other user
+		// prepared (see writeSecretFile).
+		if err := writeSecretFile(o.URLFile, []byte(url+"\n"), os.FileMode(0o600)); err != nil {
+			return usageError(fmt.Errorf("--url-file: %w", err))
 		}
 		abs, _ := filepath.Abs(o.URLFile)
 		g.Logger.Info("nats-server ready", append(attrs, "url_file", abs)...)

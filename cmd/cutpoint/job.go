@@ -260,7 +260,7 @@ func (o *jobOptions) openStore(ctx context.Context, g *GlobalOptions, create boo
 		return nil, usageError(errors.New("--store DIR is required"))
 	}
 	if create {
-		if err := os.MkdirAll(o.Store, 0o755); err != nil {
+		if err := os.MkdirAll(o.Store, 0o700); err != nil { // private: see docs/operations.md, Security
 			return nil, usageError(fmt.Errorf("--store %s: %w", o.Store, err))
 		}
 	}

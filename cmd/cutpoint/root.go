@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,10 +57,15 @@ Exit codes: 0 success; 1 failure; 2 usage or configuration error;
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.started = true
+			onArgv := argvSecrets(cmd) // before the environment fills flags
 			if err := applyConfig(g, cmd); err != nil {
 				return usageError(err)
 			}
-			return g.setupLogging()
+			if err := g.setupLogging(); err != nil {
+				return err
+			}
+			warnArgvSecrets(g.Logger, onArgv)
+			return nil
 		},
 	}
 	// A bad flag or value is a usage error (exit 2), like a bad config key.
@@ -156,10 +162,15 @@ func applyConfig(g *GlobalOptions, cmd *cobra.Command) error {
 		path = "cutpoint.yaml"
 	}
 	fromFile := map[string]bool{}
-	if _, err := os.Stat(path); err == nil {
-		v.SetConfigFile(path)
+	if path == os.DevNull {
+		// No config file (scripts and tests say so explicitly).
+	} else if _, err := os.Stat(path); err == nil {
+		data, err := readConfigFile(path) // refuses a file another user could have written
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
 		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 		for _, k := range v.AllKeys() {

@@ -14,6 +14,8 @@ import (
 )
 
 // Run runs every conformance test; newBackend returns an empty backend.
+// A backend over a file system also passes RunHostile (planted links and
+// FIFOs).
 func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 	tests := []struct {
 		name string

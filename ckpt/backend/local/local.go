@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"sort"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
 )
@@ -68,13 +71,6 @@ func (b *Backend) Root() string { return b.root }
 
 func (b *Backend) String() string { return b.root }
 
-func (b *Backend) path(name string) string {
-	if name == "" {
-		return b.root
-	}
-	return filepath.Join(b.root, filepath.FromSlash(name))
-}
-
 func (b *Backend) Create(ctx context.Context, name string) (backend.Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -82,30 +78,35 @@ func (b *Backend) Create(ctx context.Context, name string) (backend.Writer, erro
 	if err := backend.ValidName(name); err != nil {
 		return nil, err
 	}
-	final := b.path(name)
-	var f *os.File
+	dirName, base := split(name)
+	var d, f *os.File
 	var tmp string
-	// A concurrent Remove may prune the directory between MkdirAll and
-	// the open: try again a few times.
+	// A concurrent Remove may prune the directory between its creation
+	// and the open: try again a few times.
 	for attempt := 0; ; attempt++ {
-		if err := mkdirAllSync(filepath.Dir(final)); err != nil {
+		var err error
+		d, err = b.openDir(dirName, true)
+		if err != nil {
 			return nil, fmt.Errorf("create %s: %w", name, err)
 		}
 		suffix, err := randomSuffix()
 		if err != nil {
+			d.Close()
 			return nil, err
 		}
-		tmp = b.path(backend.TempName(name, suffix))
-		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		_, tmp = split(backend.TempName(name, suffix))
+		fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, FileMode)
 		if err == nil {
+			f = os.NewFile(uintptr(fd), b.full(backend.Join(dirName, tmp)))
 			break
 		}
-		if errors.Is(err, fs.ErrNotExist) && attempt < 3 {
+		d.Close()
+		if errors.Is(err, unix.ENOENT) && attempt < 3 {
 			continue
 		}
-		return nil, fmt.Errorf("create %s: %w", name, err)
+		return nil, fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "open", Path: b.full(backend.Join(dirName, tmp)), Err: err})
 	}
-	w := &writer{name: name, final: final, tmp: tmp, f: f}
+	w := &writer{name: name, dir: d, final: base, tmp: tmp, f: f}
 	if !b.buffered {
 		w.direct = newDirectSink(f)
 	}
@@ -114,7 +115,8 @@ func (b *Backend) Create(ctx context.Context, name string) (backend.Writer, erro
 
 type writer struct {
 	name       string
-	final, tmp string
+	dir        *os.File // the directory of final and tmp, held open
+	final, tmp string   // names in dir
 	f          *os.File
 	done       bool
 	off        int64       // bytes written
@@ -150,6 +152,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// removeTmp deletes the temporary file and releases the directory.
+func (w *writer) removeTmp() {
+	unix.Unlinkat(int(w.dir.Fd()), w.tmp, 0)
+	w.dir.Close()
+}
+
 func (w *writer) Commit() error {
 	if w.done {
 		return fmt.Errorf("commit %s: %w", w.name, backend.ErrFinished)
@@ -158,7 +166,7 @@ func (w *writer) Commit() error {
 	if w.direct != nil {
 		if err := w.direct.finish(w.off); err != nil {
 			w.f.Close()
-			os.Remove(w.tmp)
+			w.removeTmp()
 			return fmt.Errorf("commit %s: write: %w", w.name, err)
 		}
 	}
@@ -166,18 +174,23 @@ func (w *writer) Commit() error {
 	// and the file's size and extents are metadata: fsync either way.
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
-		os.Remove(w.tmp)
+		w.removeTmp()
 		return fmt.Errorf("commit %s: fsync: %w", w.name, err)
 	}
 	if err := w.f.Close(); err != nil {
-		os.Remove(w.tmp)
+		w.removeTmp()
 		return fmt.Errorf("commit %s: close: %w", w.name, err)
 	}
-	if err := os.Rename(w.tmp, w.final); err != nil {
-		os.Remove(w.tmp)
+	// The rename replaces the entry under the final name, whatever it is
+	// (a link is replaced, not followed).
+	dfd := int(w.dir.Fd())
+	if err := unix.Renameat(dfd, w.tmp, dfd, w.final); err != nil {
+		w.removeTmp()
 		return fmt.Errorf("commit %s: rename: %w", w.name, err)
 	}
-	if err := syncDir(filepath.Dir(w.final)); err != nil {
+	err := syncDirFile(w.dir)
+	w.dir.Close()
+	if err != nil {
 		return fmt.Errorf("commit %s: %w", w.name, err)
 	}
 	return nil
@@ -192,7 +205,9 @@ func (w *writer) Abort() error {
 		w.direct.abort()
 	}
 	w.f.Close()
-	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := unix.Unlinkat(int(w.dir.Fd()), w.tmp, 0)
+	w.dir.Close()
+	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("abort %s: %w", w.name, err)
 	}
 	return nil
@@ -205,25 +220,29 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 	if err := backend.ValidName(name); err != nil {
 		return err
 	}
-	p := b.path(name)
-	if err := mkdirAllSync(filepath.Dir(p)); err != nil {
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, true)
+	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
+	defer d.Close()
+	dfd := int(d.Fd())
 	// The content is written and synced under a temporary name first and
-	// the claim is a hard link to it, which fails if the name exists: a
-	// reader never sees the name with partial content (a rank opening a
-	// store its coordinator is creating read an empty cutpoint-store.json
-	// when the claim came first).
+	// the claim is a hard link to it, which fails if the name exists (a
+	// link planted there included): a reader never sees the name with
+	// partial content (a rank opening a store its coordinator is creating
+	// read an empty cutpoint-store.json when the claim came first).
 	suffix, err := randomSuffix()
 	if err != nil {
 		return err
 	}
-	tmp := b.path(backend.TempName(name, suffix))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	_, tmp := split(backend.TempName(name, suffix))
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, FileMode)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+		return fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "open", Path: b.full(backend.Join(dirName, tmp)), Err: err})
 	}
-	defer os.Remove(tmp)
+	defer unix.Unlinkat(dfd, tmp, 0)
+	f := os.NewFile(uintptr(fd), b.full(backend.Join(dirName, tmp)))
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
@@ -234,14 +253,15 @@ func (b *Backend) CreateExclusive(ctx context.Context, name string, data []byte)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	if err := os.Link(tmp, p); err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+	// linkat without AT_SYMLINK_FOLLOW: the new name is the file itself.
+	if err := unix.Linkat(dfd, tmp, dfd, base, 0); err != nil {
+		return fmt.Errorf("create %s: %w", name, &fs.PathError{Op: "link", Path: b.full(name), Err: err})
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := syncDirFile(d); err != nil {
 		// The claim is made and its content durable in the file; only the
 		// directory entry may not be: give the name back rather than
 		// leave a claim that may vanish in a crash.
-		os.Remove(p)
+		unix.Unlinkat(dfd, base, 0)
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	return nil
@@ -266,20 +286,17 @@ func (b *Backend) Open(ctx context.Context, name string) (backend.Reader, error)
 	if err := backend.ValidName(name); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(b.path(name))
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, false)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
-	fi, err := f.Stat()
+	defer d.Close()
+	f, st, err := openRegular(d, base, b.full(name))
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("open %s: not a regular file", name)
-	}
-	return &reader{f: f, size: fi.Size(), name: name}, nil
+	return &reader{f: f, size: st.Size, name: name}, nil
 }
 
 type reader struct {
@@ -326,11 +343,31 @@ func (b *Backend) Stat(ctx context.Context, name string) (backend.FileInfo, erro
 	if err := backend.ValidName(name); err != nil {
 		return backend.FileInfo{}, err
 	}
-	fi, err := os.Stat(b.path(name))
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, false)
 	if err != nil {
 		return backend.FileInfo{}, fmt.Errorf("stat %s: %w", name, err)
 	}
-	return backend.FileInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime(), IsDir: fi.IsDir()}, nil
+	defer d.Close()
+	st, err := lstatAt(d, base)
+	if err != nil {
+		return backend.FileInfo{}, fmt.Errorf("stat %s: %w", name, &fs.PathError{Op: "lstat", Path: b.full(name), Err: err})
+	}
+	return b.info(name, &st, false)
+}
+
+// info describes an entry; anything but a regular file or a directory is
+// refused.
+func (b *Backend) info(name string, st *unix.Stat_t, temp bool) (backend.FileInfo, error) {
+	fi := backend.FileInfo{Name: name, Size: st.Size, ModTime: time.Unix(st.Mtim.Unix()), Temp: temp}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		fi.IsDir, fi.Size = true, 0
+	default:
+		return backend.FileInfo{}, fmt.Errorf("stat %s: %w", name, refuse(b.full(name), st))
+	}
+	return fi, nil
 }
 
 func (b *Backend) List(ctx context.Context, dir string, fn func(backend.FileInfo) error) error {
@@ -340,38 +377,37 @@ func (b *Backend) List(ctx context.Context, dir string, fn func(backend.FileInfo
 	if err := backend.ValidDir(dir); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(b.path(dir))
+	d, err := b.openDir(dir, false)
 	if err != nil {
 		return fmt.Errorf("list %q: %w", dir, err)
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	for _, e := range entries {
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("list %q: %w", dir, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := backend.Join(dir, e.Name())
-		temp := backend.IsTemp(e.Name())
+		name := backend.Join(dir, n)
+		temp := backend.IsTemp(n)
 		if !temp && backend.ValidName(name) != nil {
 			continue
 		}
-		t := e.Type()
-		if !t.IsRegular() && !t.IsDir() {
-			continue // symlinks and devices are not ours to follow
-		}
-		if temp && !t.IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since ReadDir
+		st, err := lstatAt(d, n)
+		if errors.Is(err, unix.ENOENT) {
+			continue // removed since Readdirnames
 		}
 		if err != nil {
-			return fmt.Errorf("list %q: %w", dir, err)
+			return fmt.Errorf("list %q: %w", dir, &fs.PathError{Op: "lstat", Path: b.full(name), Err: err})
 		}
-		info := backend.FileInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime(), IsDir: t.IsDir(), Temp: temp}
-		if info.IsDir {
-			info.Size = 0
+		t := st.Mode & unix.S_IFMT
+		if t != unix.S_IFREG && (temp || t != unix.S_IFDIR) {
+			continue // symlinks and devices are not ours to follow
 		}
+		info, _ := b.info(name, &st, temp)
 		if err := fn(info); err != nil {
 			return err
 		}
@@ -386,29 +422,34 @@ func (b *Backend) Remove(ctx context.Context, name string) error {
 	if err := backend.ValidTempName(name); err != nil {
 		return err
 	}
-	p := b.path(name)
-	fi, err := os.Lstat(p)
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, false)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	if fi.IsDir() {
+	defer d.Close()
+	st, err := lstatAt(d, base)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", name, &fs.PathError{Op: "lstat", Path: b.full(name), Err: err})
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return fmt.Errorf("remove %s: is a directory", name)
 	}
-	if err := os.Remove(p); err != nil {
+	// unlinkat removes a link itself, never its target.
+	if err := unix.Unlinkat(int(d.Fd()), base, 0); err != nil {
+		return fmt.Errorf("remove %s: %w", name, &fs.PathError{Op: "unlink", Path: b.full(name), Err: err})
+	}
+	if err := syncDirFile(d); err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("remove %s: %w", name, err)
-	}
-	b.prune(dir)
+	b.prune(dirName)
 	return nil
 }
 
 // RemoveEmptyDir removes the directory name if it is empty (and then its
 // parents that are left empty, as Remove does). A directory that is not
-// empty is an error; a missing one matches backend.ErrNotExist. It
-// implements backend.DirRemover.
+// empty is an error; a missing one matches backend.ErrNotExist; a link is
+// refused, never followed. It implements backend.DirRemover.
 func (b *Backend) RemoveEmptyDir(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -416,22 +457,30 @@ func (b *Backend) RemoveEmptyDir(ctx context.Context, name string) error {
 	if err := backend.ValidName(name); err != nil {
 		return err
 	}
-	p := b.path(name)
-	fi, err := os.Lstat(p)
+	dirName, base := split(name)
+	d, err := b.openDir(dirName, false)
 	if err != nil {
 		return fmt.Errorf("remove directory %s: %w", name, err)
 	}
-	if !fi.IsDir() {
+	defer d.Close()
+	st, err := lstatAt(d, base)
+	if err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, &fs.PathError{Op: "lstat", Path: b.full(name), Err: err})
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFREG:
 		return fmt.Errorf("remove directory %s: not a directory", name)
+	default:
+		return fmt.Errorf("remove directory %s: %w", name, refuse(b.full(name), &st))
 	}
-	if err := os.Remove(p); err != nil {
+	if err := unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR); err != nil {
+		return fmt.Errorf("remove directory %s: %w", name, &fs.PathError{Op: "rmdir", Path: b.full(name), Err: err})
+	}
+	if err := syncDirFile(d); err != nil {
 		return fmt.Errorf("remove directory %s: %w", name, err)
 	}
-	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("remove directory %s: %w", name, err)
-	}
-	b.prune(dir)
+	b.prune(dirName)
 	return nil
 }
 
@@ -439,12 +488,18 @@ func (b *Backend) RemoveEmptyDir(ctx context.Context, name string) error {
 // root. It is best effort: a directory that is not empty, or that another
 // process just used, simply stays.
 func (b *Backend) prune(dir string) {
-	for dir != b.root && len(dir) > len(b.root) {
-		if err := os.Remove(dir); err != nil {
+	for dir != "" {
+		parent, base := split(dir)
+		p, err := b.openDir(parent, false)
+		if err != nil {
 			return
 		}
-		parent := filepath.Dir(dir)
-		if syncDir(parent) != nil {
+		err = unix.Unlinkat(int(p.Fd()), base, unix.AT_REMOVEDIR)
+		if err == nil {
+			err = syncDirFile(p)
+		}
+		p.Close()
+		if err != nil {
 			return
 		}
 		dir = parent
@@ -452,7 +507,8 @@ func (b *Backend) prune(dir string) {
 }
 
 // mkdirAllSync creates dir and its missing parents, fsyncing the parent of
-// every directory it creates so that the new entries survive a crash.
+// every directory it creates so that the new entries survive a crash. It
+// makes a store's root, a path the operator chose, so it follows links.
 func mkdirAllSync(dir string) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
@@ -470,26 +526,31 @@ func mkdirAllSync(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return syncDir(parent)
 }
 
-// syncDir makes the entries of a directory durable. File systems that
-// cannot fsync a directory (EINVAL, ENOTSUP) order metadata themselves.
+// syncDir makes the entries of a directory durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
-	err = d.Sync()
-	cerr := d.Close()
-	if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	err = syncDirFile(d)
+	if cerr := d.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("fsync directory %s: %w", dir, cerr)
 	}
-	if cerr != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, cerr)
+	return err
+}
+
+// syncDirFile fsyncs an open directory. File systems that cannot fsync a
+// directory (EINVAL, ENOTSUP) order metadata themselves.
+func syncDirFile(d *os.File) error {
+	err := d.Sync()
+	if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+		return fmt.Errorf("fsync directory %s: %w", d.Name(), err)
 	}
 	return nil
 }
