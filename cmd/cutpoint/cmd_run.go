@@ -171,6 +171,10 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return err
 	}
 	defer store.Close()
+	lv, err := o.levelConfig(ctx, store, j.hosts, o.Restore || j.rejoin)
+	if err != nil {
+		return usageError(err)
+	}
 
 	natsURL := o.nats.URL
 	if j.embedded {
@@ -204,7 +208,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
-		env := o.rankEnv(natsURL)
+		env := append(o.rankEnv(natsURL), lv.Env()...)
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
 			if err != nil {
@@ -290,7 +294,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
+		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 	})
 	progress.done()

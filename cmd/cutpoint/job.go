@@ -89,6 +89,7 @@ type jobOptions struct {
 	MaxRecover  int
 	StopWorld   bool
 	StoreIO     string
+	levels      levelOptions
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -109,6 +110,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries without a commit in between before the job fails")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
+	o.levels.AddFlags(f)
 }
 
 func (o *jobOptions) check() error {

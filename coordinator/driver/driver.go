@@ -20,6 +20,7 @@ import (
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
@@ -73,6 +74,9 @@ type Config struct {
 	RankEnv func(s coordinator.Spawn) []string
 	// CutMeta is recorded with every cut (GOARCH, device model).
 	CutMeta map[string]string
+	// Levels are the job's node-local levels; when enabled each cut
+	// records the levels that hold it (see commitLevels).
+	Levels levels.Config
 	// Requests delivers on-demand cuts (SIGUSR1) and final cuts (SIGTERM).
 	Requests <-chan Request
 	// OnProgress is called from the driver's goroutine after every change
@@ -461,9 +465,29 @@ func (d *driver) commit(m coordinator.Manifest) {
 		spec.Shards = append(spec.Shards, ref)
 	}
 	go func() {
+		if d.cfg.Levels.Enabled() {
+			if err := d.commitLevels(&spec); err != nil {
+				d.manifests <- manifestResult{epoch: m.Epoch, err: err}
+				return
+			}
+		}
 		info, err := d.cfg.Store.Commit(context.Background(), spec)
 		d.manifests <- manifestResult{epoch: m.Epoch, info: info, err: err}
 	}()
+}
+
+// commitLevels records which levels hold a cut of a multi-level job: the
+// ranks' node-local stores always, the partner copies when the job makes
+// them, the shared store when every shard is there. A cut that would not
+// survive the loss of a host is refused (the ranks flush such a shard to
+// the shared store before they report it, so this is a bug or damage).
+func (d *driver) commitLevels(spec *ckpt.CutSpec) error {
+	lv := ckpt.Levels{Local: true, Partner: d.cfg.Levels.Partner(), Shared: d.cfg.Store.ShardsPresent(context.Background(), spec.Shards)}
+	if !lv.SurvivesHostLoss() {
+		return fmt.Errorf("cut %d: held at levels %q only, which do not survive the loss of a host", spec.Epoch, lv)
+	}
+	spec.Meta[ckpt.MetaLevels] = lv.String()
+	return nil
 }
 
 func (d *driver) cutMeta(m coordinator.Manifest) map[string]string {
