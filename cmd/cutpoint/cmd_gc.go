@@ -17,6 +17,7 @@ type gcOptions struct {
 	Keep            int
 	DryRun          bool
 	InFlightHorizon time.Duration
+	local           string
 }
 
 func (o *gcOptions) AddFlags(f *pflag.FlagSet) {
@@ -25,6 +26,7 @@ func (o *gcOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
 	f.DurationVar(&o.InFlightHorizon, "in-flight-horizon", 24*time.Hour,
 		"delete packs of epochs newer than the latest cut once older than this (0: keep them)")
+	addLocalFlag(f, &o.local)
 }
 
 func newGcCommand(g *GlobalOptions) *cobra.Command {
@@ -34,7 +36,8 @@ func newGcCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Delete all but the latest K committed cuts and unreferenced packs",
 		Long: `Delete the committed cuts of a job (every job without --job) except the
 latest K, then every pack no kept cut references, then temporary files of
-killed writers. Packs of an epoch newer than the latest cut may belong to a
+killed writers; with --local, also every pack of the node-local stores that
+no remaining cut references. Packs of an epoch newer than the latest cut may belong to a
 cut in progress; they are deleted only once older than --in-flight-horizon.
 Deleting is crash-safe: a gc killed at any point leaves every remaining cut
 intact and the next gc finishes.
@@ -74,6 +77,11 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 	if o.DryRun {
 		verb = "would delete"
 	}
+	nodes, err := openNodeDirs(ctx, g, o.local, s)
+	if err != nil {
+		return err
+	}
+	defer closeNodeDirs(nodes)
 	var damaged []error
 	for _, job := range jobs {
 		rep, err := s.GC(ctx, job, ckpt.GCOptions{Keep: o.Keep, DryRun: o.DryRun, InFlightHorizon: o.InFlightHorizon})
@@ -88,6 +96,15 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 		fmt.Fprintln(g.Stdout)
 		if err != nil {
 			damaged = append(damaged, err)
+			continue
+		}
+		if len(nodes) > 0 {
+			if err := gcNodeDirs(ctx, g.Stdout, s, job, nodes, o.DryRun, verb); err != nil {
+				if !errors.Is(err, ckpt.ErrCorrupt) {
+					return err
+				}
+				damaged = append(damaged, err)
+			}
 		}
 	}
 	if len(damaged) > 0 {

@@ -114,6 +114,26 @@ func TestLevelsHostLoss(t *testing.T) {
 		t.Errorf("%d bytes flushed to the shared store, %d copied to partners: want both", flushed, partner)
 	}
 	t.Logf("restore bytes by level %v; %d bytes flushed, %d copied to partners", all, flushed, partner)
+
+	// The store commands see every level.
+	tmpl = local + "/{host}"
+	out, errs, code := runCLI(t, "ls", "--store", store, "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "LEVELS") || !strings.Contains(out, "local,partner") || !strings.Contains(out, "a=") {
+		t.Fatalf("ls: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "verify", "--store", store, "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "node-local a: ") || strings.Contains(out, "node-local a: 0 shard") {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "gc", "--store", store, "--keep", "1", "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "node-local a: deleted") {
+		t.Fatalf("gc: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "verify", "--store", store, "--local", tmpl)
+	if code != 0 {
+		t.Fatalf("verify after gc: exit %d\n%s%s", code, out, errs)
+	}
+	t.Logf("after gc:\n%s", out)
 }
 
 // TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
@@ -162,6 +182,10 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	data[len(data)/3] ^= 0x10
 	if err := os.WriteFile(pack, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	out, errs, code := runCLI(t, "verify", "--store", store, "--local", local+"/{host}")
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED node-local a") {
+		t.Fatalf("verify of a damaged node-local copy: exit %d\n%s%s", code, out, errs)
 	}
 	r := runOK(t, nil, append(append([]string{}, base...), "--restore", "--stats-dir", stats)...)
 	if got := r.digest(t); got != want {
