@@ -55,9 +55,7 @@ func (o *jobOptions) levelConfig(ctx context.Context, store *ckpt.Store, hosts [
 		if err != nil {
 			return c, fmt.Errorf("store %s job %s: %w", store, o.Job, err)
 		}
-		if rec.Hosts != c.Hosts && c.Hosts != "" {
-			rec.Hosts = c.Hosts // the partner follows this launch's hosts
-		}
+		rec.Hosts, rec.World = c.Hosts, c.World // the partner follows this launch's hosts
 		if err := rec.Check(); err != nil {
 			return c, fmt.Errorf("the job's recorded levels (%s) do not fit this launch: %w", levels.RecordFile, err)
 		}
