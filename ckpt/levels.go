@@ -28,12 +28,12 @@ const (
 )
 
 // MetaLevels is the cut meta key recording the levels that hold a cut:
-// level names joined by ",", in the order local, partner, shared. A cut
+// level names joined by ",", in the order local, partner, rs, shared. A cut
 // without it (every cut of a single-level job) is in the shared store.
 const MetaLevels = "levels"
 
 // Levels is a set of levels.
-type Levels struct{ Local, Partner, Shared bool }
+type Levels struct{ Local, Partner, Erasure, Shared bool }
 
 // String joins the levels in order: "local,partner,shared".
 func (l Levels) String() string {
@@ -43,6 +43,9 @@ func (l Levels) String() string {
 	}
 	if l.Partner {
 		parts = append(parts, LevelPartner)
+	}
+	if l.Erasure {
+		parts = append(parts, LevelErasure)
 	}
 	if l.Shared {
 		parts = append(parts, LevelShared)
@@ -64,10 +67,12 @@ func ParseLevels(s string) (Levels, error) {
 			f = &l.Local
 		case LevelPartner:
 			f = &l.Partner
+		case LevelErasure:
+			f = &l.Erasure
 		case LevelShared:
 			f = &l.Shared
 		default:
-			return Levels{}, fmt.Errorf("levels %q: unknown level %q (want local, partner, shared)", truncName(s), truncName(p))
+			return Levels{}, fmt.Errorf("levels %q: unknown level %q (want local, partner, rs, shared)", truncName(s), truncName(p))
 		}
 		if *f {
 			return Levels{}, fmt.Errorf("levels %q: %s twice", truncName(s), p)
@@ -81,7 +86,7 @@ func ParseLevels(s string) (Levels, error) {
 // commit once the loss of any one host leaves a copy of every shard, which
 // the shared store or a partner copy next to the local one gives, and a
 // local copy alone does not.
-func (l Levels) SurvivesHostLoss() bool { return l.Shared || (l.Local && l.Partner) }
+func (l Levels) SurvivesHostLoss() bool { return l.Shared || (l.Local && (l.Partner || l.Erasure)) }
 
 // CutLevels returns the levels a committed cut's meta records; a cut
 // without the entry is in the shared store only. A damaged entry is an
@@ -284,10 +289,14 @@ func (s *Store) NodeLocalGC(ctx context.Context, job string, kept []ShardRef, la
 			return rep, fmt.Errorf("node-local gc %s job %s: %w", s.where, job, err)
 		}
 		for _, fi := range files {
-			if fi.IsDir || fi.Temp || live[fi.Name] {
+			name := fi.Name
+			if p, ok := fragmentOf(name); ok {
+				name = p // an erasure fragment lives and dies with its pack
+			}
+			if fi.IsDir || fi.Temp || live[name] {
 				continue
 			}
-			id, err := parsePackRel(fi.Name[len(jobDir(job))+1:])
+			id, err := parsePackRel(name[len(jobDir(job))+1:])
 			if err != nil || id.epoch > latest {
 				continue
 			}

@@ -19,7 +19,8 @@ func TestParseLevels(t *testing.T) {
 		{"local,partner", Levels{Local: true, Partner: true}, true},
 		{"local,shared", Levels{Local: true, Shared: true}, true},
 		{"shared", Levels{Shared: true}, true},
-		{"local,partner,shared", Levels{true, true, true}, true},
+		{"local,partner,shared", Levels{Local: true, Partner: true, Shared: true}, true},
+		{"local,rs", Levels{Local: true, Erasure: true}, true},
 	} {
 		got, err := ParseLevels(c.in)
 		if err != nil || got != c.want || got.String() != c.in || got.SurvivesHostLoss() != c.survive {
