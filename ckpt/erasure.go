@@ -109,9 +109,21 @@ func FragmentName(pack string, i, k, m int) string {
 	return pack + ".rs" + strconv.Itoa(i) + "-" + strconv.Itoa(k) + "-" + strconv.Itoa(m)
 }
 
-// fragmentOf splits a fragment's file name into its pack's name; ok is
-// false for any other name.
+// packListSuffix names, next to a shard's own pack, the list of the packs
+// the shard needs (its index's pack table), written with its fragments:
+// a store that holds fragments and no pack learns from it what a kept
+// shard references (for GC).
+const packListSuffix = ".rspacks"
+
+// maxPackList bounds a pack list file.
+const maxPackList = 1 << 20
+
+// fragmentOf splits a fragment's (or pack list's) file name into its
+// pack's name; ok is false for any other name.
 func fragmentOf(name string) (pack string, ok bool) {
+	if p, found := strings.CutSuffix(name, packListSuffix); found && strings.HasSuffix(p, ".pack") {
+		return p, true
+	}
 	i := strings.LastIndex(name, ".rs")
 	if i < 0 || !strings.HasSuffix(name[:i], ".pack") {
 		return "", false
@@ -152,7 +164,33 @@ func (s *Store) EncodeShard(ctx context.Context, ref ShardRef, dsts []*Store, k,
 			return n, fmt.Errorf("erasure encode job %s cut %d rank %d: %w", ref.Job, ref.Epoch, ref.Rank, err)
 		}
 	}
+	list := []byte(strings.Join(idx.packs, "\n") + "\n")
+	for _, d := range dsts {
+		if err := d.b.Replace(ctx, ref.Pack()+packListSuffix, list); err != nil {
+			return n, fmt.Errorf("erasure encode job %s cut %d rank %d: %w", ref.Job, ref.Epoch, ref.Rank, err)
+		}
+	}
 	return n, nil
+}
+
+// readPackList reads the pack list written with a shard's fragments: the
+// job-relative names of the packs the shard needs. Every line must be a
+// pack name.
+func (s *Store) readPackList(ctx context.Context, ref ShardRef) ([]string, error) {
+	data, err := s.b.ReadFile(ctx, ref.Pack()+packListSuffix, maxPackList)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for _, l := range lines {
+		if _, err := parsePackRel(l); err != nil {
+			return nil, corrupt(ref.Job, ref.Epoch, ref.Pack()+packListSuffix, err)
+		}
+	}
+	if len(lines) == 0 || lines[0] != packRel(ref.Epoch, ref.Rank, ref.Incarnation, ref.Nonce) {
+		return nil, corrupt(ref.Job, ref.Epoch, ref.Pack()+packListSuffix, errors.New("pack list of another shard"))
+	}
+	return lines, nil
 }
 
 func (s *Store) encodePack(ctx context.Context, enc reedsolomon.Encoder, pack string, dsts []*Store, k, m int) (int64, error) {

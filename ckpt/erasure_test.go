@@ -67,13 +67,23 @@ func TestErasureRebuild(t *testing.T) {
 	if _, err := dst.RebuildShard(bg, r2, []*Store{frag[0], frag[2]}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "1 intact") {
 		t.Fatalf("a damaged and a lost fragment: %v", err)
 	}
-	// GC keeps the fragments of kept packs only.
-	rep, err := frag[2].NodeLocalGC(bg, job, nil, 2, false)
+	// GC keeps the fragments of the packs a kept shard needs (the pack
+	// list tells, the store holds no pack), and only those.
+	rep, err := frag[2].NodeLocalGC(bg, job, []ShardRef{r2}, 2, false)
+	if err != nil || rep.DeletedPacks != 0 {
+		t.Fatalf("gc with epoch 2 kept: %+v %v", rep, err)
+	}
+	if _, err := dst.RebuildShard(bg, r2, []*Store{frag[1], frag[2]}); err != nil {
+		t.Fatalf("rebuild after gc: %v", err)
+	}
+	rep, err = frag[2].NodeLocalGC(bg, job, nil, 2, false)
 	if err != nil || rep.DeletedPacks == 0 {
 		t.Fatalf("gc: %+v %v", rep, err)
 	}
-	if _, err := frag[2].b.Stat(bg, FragmentName(r2.Pack(), 2, 2, 1)); err == nil {
-		t.Fatal("fragment of an unreferenced pack kept")
+	for _, n := range []string{FragmentName(r2.Pack(), 2, 2, 1), FragmentName(r1.Pack(), 2, 2, 1), r2.Pack() + packListSuffix} {
+		if _, err := frag[2].b.Stat(bg, n); err == nil {
+			t.Fatalf("%s of an unreferenced pack kept", n)
+		}
 	}
 }
 

@@ -252,7 +252,19 @@ func (s *Store) NodeLocalGC(ctx context.Context, job string, kept []ShardRef, la
 			continue
 		}
 		if _, err := s.b.Stat(ctx, ref.Pack()); errors.Is(err, backend.ErrNotExist) {
-			continue // not on this host
+			// No pack here; erasure fragments of it, maybe, and the list
+			// of the packs the shard needs.
+			packs, err := s.readPackList(ctx, ref)
+			if errors.Is(err, backend.ErrNotExist) {
+				continue // not on this host
+			}
+			if err != nil {
+				return rep, fmt.Errorf("node-local gc %s job %s: no pack deleted: %w", s.where, job, err)
+			}
+			for _, p := range packs {
+				live[jobDir(job)+"/"+p] = true
+			}
+			continue
 		}
 		idx, err := s.readShardIndex(ctx, ref)
 		if err != nil {

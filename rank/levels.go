@@ -75,6 +75,11 @@ func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Lo
 			return nil, fmt.Errorf("partner copy: %w", err)
 		}
 	}
+	if _, _, rs := l.cfg.Erasure(); rs {
+		if _, err := l.cfg.ErasureHosts(o.Host); err != nil {
+			return nil, fmt.Errorf("erasure fragments: %w", err)
+		}
+	}
 	opts := l.opts
 	opts.Create = true
 	s, err := ckpt.OpenDir(ctx, l.cfg.Dir(o.Host), opts)
@@ -149,6 +154,9 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 				break
 			}
 		}
+		if !copied && l.rebuild(ctx, ref) == nil {
+			copied = true
+		}
 		if !copied {
 			return drop(err)
 		}
@@ -177,6 +185,14 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 			shared = true
 		}
 	}
+	if k, m, rs := l.cfg.Erasure(); rs {
+		n, err := l.encode(ctx, ref, k, m)
+		partner += n
+		if err != nil {
+			l.log.Error("erasure fragments failed: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
+			shared = true
+		}
+	}
 	if shared {
 		if flushed, err = l.local.CopyShard(ctx, l.shared, ref); err != nil {
 			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
@@ -185,17 +201,51 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 	return partner, flushed, nil
 }
 
+// encode writes the shard's K+M erasure fragments to the hosts after this
+// one.
+func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (int64, error) {
+	hosts, err := l.cfg.ErasureHosts(l.host)
+	if err != nil {
+		return 0, err
+	}
+	dsts := make([]*ckpt.Store, len(hosts))
+	for i, h := range hosts {
+		if dsts[i], err = l.store(ctx, h, true); err != nil {
+			return 0, err
+		}
+	}
+	return l.local.EncodeShard(ctx, ref, dsts, k, m)
+}
+
+// rebuild rebuilds a shard into this host's store from erasure fragments
+// in every node-local store it can reach.
+func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
+	if _, _, rs := l.cfg.Erasure(); !rs {
+		return fmt.Errorf("no erasure fragments: %w", ckpt.ErrNotFound)
+	}
+	var srcs []*ckpt.Store
+	for _, c := range l.candidates(ctx) {
+		if c.level != ckpt.LevelShared {
+			srcs = append(srcs, c.st)
+		}
+	}
+	_, err := l.local.RebuildShard(ctx, ref, srcs)
+	return err
+}
+
 type levelStore struct {
 	level string
 	host  string // "" for the shared store
 	st    *ckpt.Store
+	// rebuild: rebuild the shard into st from erasure fragments first.
+	rebuild bool
 }
 
 // candidates lists the stores a restore tries, fastest first: this host's
 // node-local store, the partner's and the other hosts' that can be
 // reached, then the shared store.
 func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
-	out := []levelStore{{ckpt.LevelLocal, l.host, l.local}}
+	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local}}
 	for _, h := range l.cfg.ReadOrder(l.host)[1:] {
 		s, err := l.store(ctx, h, false)
 		if err != nil {
@@ -204,9 +254,9 @@ func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
 			}
 			continue
 		}
-		out = append(out, levelStore{ckpt.LevelPartner, h, s})
+		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, st: s})
 	}
-	return append(out, levelStore{ckpt.LevelShared, "", l.shared})
+	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared})
 }
 
 // gc collects this host's node-local store in the background after a

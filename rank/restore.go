@@ -51,7 +51,20 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 	}
 	ref := cut.Shards[r.o.Rank]
 	var errs []error
-	for _, c := range r.lv.candidates(ctx) {
+	cands := r.lv.candidates(ctx)
+	if _, _, rs := r.lv.cfg.Erasure(); rs {
+		// Before the shared store: rebuild this host's copy from erasure
+		// fragments (tried only when no full copy was intact).
+		n := len(cands) - 1
+		cands = append(cands[:n:n], levelStore{level: ckpt.LevelErasure, host: r.lv.host, st: r.lv.local, rebuild: true}, cands[n])
+	}
+	for _, c := range cands {
+		if c.rebuild {
+			if err := r.lv.rebuild(ctx, ref); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c.level, err))
+				continue
+			}
+		}
 		if err := c.st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
 				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "level", c.level, "host", c.host, "err", err)

@@ -241,3 +241,59 @@ func TestLevelsPreempted(t *testing.T) {
 		t.Fatalf("restore bytes by level %v: want all from the shared store", all)
 	}
 }
+
+// TestLevelsErasure: --redundancy rs:2+1 over five one-slot hosts (e a
+// spare): each shard's fragments go to the next three hosts. Host b's rank
+// is SIGKILLed and b's directory wiped; the rank comes back on e and
+// rebuilds its shard from the fragments, nothing is read from the shared
+// store, and the digest is undisturbed.
+func TestLevelsErasure(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	local := filepath.Join(dir, "local")
+	stats := filepath.Join(dir, "stats")
+	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:1,b:1,c:1,d:1,e:1", "--spawn-cmd", tmpl, "--stats-dir", stats,
+		"--local", local + "/{host}", "--redundancy", "rs:2+1", "--flush-every", "1000"}, job...)
+	cmd := cutpoint(t, nil, args...)
+	var errb, outb syncBuf
+	cmd.Stderr, cmd.Stdout = &errb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}()
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	if lv := committed(t, store, "heat2d")[0].Levels(); lv.String() != "local,rs" {
+		t.Fatalf("levels %q, want local,rs", lv)
+	}
+	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
+	}
+	log := errb.String()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, tail(log, 60), listTree(local))
+	}
+	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, stats)
+	if all[ckpt.LevelShared] != 0 || per[1][ckpt.LevelErasure] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 1 rebuilt from fragments, nothing shared", all, per)
+	}
+	t.Logf("restore bytes by level %v", all)
+}

@@ -482,7 +482,8 @@ func (d *driver) commit(m coordinator.Manifest) {
 // survive the loss of a host is refused (the ranks flush such a shard to
 // the shared store before they report it, so this is a bug or damage).
 func (d *driver) commitLevels(spec *ckpt.CutSpec) error {
-	lv := ckpt.Levels{Local: true, Partner: d.cfg.Levels.Partner(), Shared: d.cfg.Store.ShardsPresent(context.Background(), spec.Shards)}
+	_, _, rs := d.cfg.Levels.Erasure()
+	lv := ckpt.Levels{Local: true, Partner: d.cfg.Levels.Partner(), Erasure: rs, Shared: d.cfg.Store.ShardsPresent(context.Background(), spec.Shards)}
 	if !lv.SurvivesHostLoss() {
 		return fmt.Errorf("cut %d: held at levels %q only, which do not survive the loss of a host", spec.Epoch, lv)
 	}

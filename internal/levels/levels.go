@@ -46,7 +46,8 @@ type Config struct {
 	// Local is the node-local directory, "{host}" replaced by the rank's
 	// host name; empty: no node-local level.
 	Local string `json:"local"`
-	// Redundancy is none (or empty) or partner.
+	// Redundancy is none (or empty), partner, or rs:K+M (erasure
+	// fragments on K+M other hosts).
 	Redundancy string `json:"redundancy,omitempty"`
 	// FlushEvery: a cut whose epoch is a multiple of it also goes to the
 	// shared store (1: every cut). Only with a partner copy: without one
@@ -65,6 +66,60 @@ func (c Config) Enabled() bool { return c.Local != "" }
 // Partner says whether shards get a partner copy.
 func (c Config) Partner() bool { return c.Redundancy == RedundancyPartner }
 
+// Erasure returns K and M of --redundancy rs:K+M (ok false otherwise or
+// when malformed; Check says what is wrong).
+func (c Config) Erasure() (k, m int, ok bool) {
+	v, found := strings.CutPrefix(c.Redundancy, "rs:")
+	if !found {
+		return 0, 0, false
+	}
+	ks, ms, found := strings.Cut(v, "+")
+	k, err1 := strconv.Atoi(ks)
+	m, err2 := strconv.Atoi(ms)
+	if !found || err1 != nil || err2 != nil || k < 1 || k > 32 || m < 1 || m > 16 {
+		return 0, 0, false
+	}
+	return k, m, true
+}
+
+// ErasureHosts returns the K+M hosts that hold the erasure fragments of
+// the shards written on host: the hosts after it in the --hosts list,
+// cyclically, never host itself.
+func (c Config) ErasureHosts(host string) ([]string, error) {
+	k, m, ok := c.Erasure()
+	if !ok {
+		return nil, fmt.Errorf("--redundancy %q is not rs:K+M", c.Redundancy)
+	}
+	r, err := c.ring()
+	if err != nil {
+		return nil, err
+	}
+	i := -1
+	for j, h := range r.all {
+		if h == host {
+			i = j
+		}
+	}
+	if i < 0 {
+		return nil, fmt.Errorf("host %q is not in the host list %q", host, c.Hosts)
+	}
+	if len(r.all)-1 < k+m {
+		return nil, fmt.Errorf("--redundancy rs:%d+%d needs %d hosts besides the writer's, the host list %q has %d", k, m, k+m, c.Hosts, len(r.all)-1)
+	}
+	out := make([]string, 0, k+m)
+	for j := 1; len(out) < k+m; j++ {
+		out = append(out, r.all[(i+j)%len(r.all)])
+	}
+	return out, nil
+}
+
+// Redundant says whether shards get a copy on other hosts (partner or
+// erasure fragments).
+func (c Config) Redundant() bool {
+	_, _, rs := c.Erasure()
+	return c.Partner() || rs
+}
+
 // Check validates the settings; a partner copy needs a second host.
 func (c Config) Check() error {
 	if !c.Enabled() {
@@ -72,20 +127,31 @@ func (c Config) Check() error {
 			return fmt.Errorf("--redundancy %s needs --local (the node-local level it protects)", c.Redundancy)
 		}
 		if c.FlushEvery > 1 {
-			return errors.New("--flush-every needs --local and --redundancy partner")
+			return errors.New("--flush-every needs --local and a --redundancy other than none")
 		}
 		return nil
 	}
-	switch c.Redundancy {
-	case "", RedundancyNone, RedundancyPartner:
+	_, _, rs := c.Erasure()
+	switch {
+	case c.Redundancy == "" || c.Redundancy == RedundancyNone || c.Redundancy == RedundancyPartner || rs:
 	default:
-		return fmt.Errorf("--redundancy %q: want none or partner (Reed-Solomon is not built yet)", c.Redundancy)
+		return fmt.Errorf("--redundancy %q: want none, partner or rs:K+M (1 <= K <= 32, 1 <= M <= 16)", c.Redundancy)
 	}
 	if c.FlushEvery < 0 {
 		return fmt.Errorf("--flush-every %d: must be >= 1", c.FlushEvery)
 	}
-	if strings.Count(c.Local, HostToken) == 0 && c.Partner() {
-		return fmt.Errorf("--local %s: a partner copy needs %s in the directory (hosts of a test share a file system; on a cluster the directory is node-local)", c.Local, HostToken)
+	if strings.Count(c.Local, HostToken) == 0 && c.Redundant() {
+		return fmt.Errorf("--local %s: a copy on another host needs %s in the directory (hosts of a test share a file system; on a cluster the directory is node-local)", c.Local, HostToken)
+	}
+	if rs {
+		r, err := c.ring()
+		if err != nil {
+			return err
+		}
+		k, m, _ := c.Erasure()
+		if len(r.all)-1 < k+m {
+			return fmt.Errorf("--redundancy %s: the fragments go to %d hosts other than the writer's; --hosts %q has %d hosts", c.Redundancy, k+m, c.Hosts, len(r.all))
+		}
 	}
 	if c.Partner() {
 		ring, err := c.ring()
@@ -102,7 +168,7 @@ func (c Config) Check() error {
 // Flush says whether the cut of epoch goes to the shared store although it
 // has a partner copy.
 func (c Config) Flush(epoch uint64) bool {
-	if !c.Partner() {
+	if !c.Redundant() {
 		return true
 	}
 	return c.FlushEvery <= 1 || epoch%uint64(c.FlushEvery) == 0

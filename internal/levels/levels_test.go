@@ -46,7 +46,9 @@ func TestCheck(t *testing.T) {
 		{Config{Local: "/l/{host}", Redundancy: RedundancyPartner, Hosts: "a:4", World: 4}, "one host"},
 		{Config{Local: "/l/{host}", Redundancy: RedundancyPartner, World: 4}, "one host"},
 		{Config{Local: "/l", Redundancy: RedundancyPartner, Hosts: "a:2,b:2", World: 4}, "{host}"},
-		{Config{Local: "/l/{host}", Redundancy: "rs:4+2", Hosts: "a:2,b:2", World: 4}, "Reed-Solomon"},
+		{Config{Local: "/l/{host}", Redundancy: "rs:4+2", Hosts: "a:2,b:2", World: 4}, "go to 6 hosts"},
+		{Config{Local: "/l/{host}", Redundancy: "rs:0+2", Hosts: "a:2,b:2", World: 4}, "rs:K+M"},
+		{Config{Local: "/l/{host}", Redundancy: "rs:2", Hosts: "a:2,b:2", World: 4}, "rs:K+M"},
 		{Config{Redundancy: RedundancyPartner}, "needs --local"},
 		{Config{FlushEvery: 3}, "needs --local"},
 	} {
@@ -85,5 +87,22 @@ func TestCheck(t *testing.T) {
 	}
 	if _, err := Decode([]byte(`{"local":"/l","extra":1}`)); err == nil {
 		t.Error("unknown key accepted")
+	}
+}
+
+func TestErasureHosts(t *testing.T) {
+	c := Config{Local: "/l/{host}", Redundancy: "rs:2+1", FlushEvery: 3, Hosts: "a:1,b:1,c:1,d:1", World: 4}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if k, m, ok := c.Erasure(); !ok || k != 2 || m != 1 || !c.Redundant() || c.Partner() {
+		t.Fatalf("Erasure() = %d %d %v", k, m, ok)
+	}
+	got, err := c.ErasureHosts("c")
+	if err != nil || !slices.Equal(got, []string{"d", "a", "b"}) {
+		t.Fatalf("ErasureHosts(c) = %v, %v", got, err)
+	}
+	if c.Flush(1) || !(Config{Local: "/l/{host}", Redundancy: "rs:2+1", FlushEvery: 1}).Flush(1) {
+		t.Error("flush rule with erasure")
 	}
 }
