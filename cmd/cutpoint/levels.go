@@ -24,8 +24,8 @@ type levelOptions struct {
 
 func (o *levelOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Local, "local", "", "node-local checkpoint directory, {host} replaced by the rank's host (level 1; default: none, every cut in --store)")
-	f.StringVar(&o.Redundancy, "redundancy", "none", "copy of each node-local shard on another host: none or partner (level 2; needs --local and two or more --hosts)")
-	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner: write every Nth epoch's cut to --store too (level 3)")
+	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local and --hosts)")
+	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner or rs:K+M: write every Nth epoch's cut to --store too (level 3)")
 }
 
 // hostsString writes a --hosts list back in its own syntax.
