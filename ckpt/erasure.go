@@ -181,14 +181,31 @@ func (s *Store) readPackList(ctx context.Context, ref ShardRef) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	lines, err := parsePackList(data, packRel(ref.Epoch, ref.Rank, ref.Incarnation, ref.Nonce))
+	if err != nil {
+		return nil, corrupt(ref.Job, ref.Epoch, ref.Pack()+packListSuffix, err)
+	}
+	return lines, nil
+}
+
+// parsePackList checks a pack list: newline-terminated pack names, own
+// first.
+func parsePackList(data []byte, own string) ([]string, error) {
+	if len(data) > maxPackList {
+		return nil, fmt.Errorf("pack list: %d bytes, limit %d", len(data), maxPackList)
+	}
+	body, ok := strings.CutSuffix(string(data), "\n")
+	if !ok {
+		return nil, errors.New("pack list: not newline-terminated")
+	}
+	lines := strings.Split(body, "\n")
 	for _, l := range lines {
 		if _, err := parsePackRel(l); err != nil {
-			return nil, corrupt(ref.Job, ref.Epoch, ref.Pack()+packListSuffix, err)
+			return nil, fmt.Errorf("pack list: %w", err)
 		}
 	}
-	if len(lines) == 0 || lines[0] != packRel(ref.Epoch, ref.Rank, ref.Incarnation, ref.Nonce) {
-		return nil, corrupt(ref.Job, ref.Epoch, ref.Pack()+packListSuffix, errors.New("pack list of another shard"))
+	if lines[0] != own {
+		return nil, errors.New("pack list of another shard")
 	}
 	return lines, nil
 }

@@ -114,3 +114,18 @@ func FuzzDecodeFragmentHeader(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParsePackList(f *testing.F) {
+	own := packRel(3, 1, 2, [8]byte{1})
+	f.Add([]byte(own + "\n" + packRel(1, 1, 1, [8]byte{2}) + "\n"))
+	f.Add([]byte(own))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lines, err := parsePackList(b, own)
+		if err != nil {
+			return
+		}
+		if lines[0] != own || strings.Join(lines, "\n")+"\n" != string(b) {
+			t.Fatalf("accepted %q as %q", b, lines)
+		}
+	})
+}

@@ -122,6 +122,9 @@ func (c Config) Redundant() bool {
 
 // Check validates the settings; a partner copy needs a second host.
 func (c Config) Check() error {
+	if c.World < 0 || c.World > 1<<20 {
+		return fmt.Errorf("world size %d out of range", c.World)
+	}
 	if !c.Enabled() {
 		if c.Redundancy != "" && c.Redundancy != RedundancyNone {
 			return fmt.Errorf("--redundancy %s needs --local (the node-local level it protects)", c.Redundancy)

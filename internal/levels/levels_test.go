@@ -106,3 +106,22 @@ func TestErasureHosts(t *testing.T) {
 		t.Error("flush rule with erasure")
 	}
 }
+
+func FuzzDecode(f *testing.F) {
+	f.Add(Config{Local: "/l/{host}", Redundancy: RedundancyPartner, FlushEvery: 3, Hosts: "a:2,b:2", World: 4}.Encode())
+	f.Add(Config{Local: "/l/{host}", Redundancy: "rs:2+1", Hosts: "a:1,b:1,c:1,d:1", World: 4}.Encode())
+	f.Add([]byte(`{"local":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if err := c.Check(); err != nil {
+			t.Fatalf("Decode accepted a record Check refuses: %v", err)
+		}
+		again, err := Decode(c.Encode())
+		if err != nil || again != c {
+			t.Fatalf("re-encoded record: %+v %v", again, err)
+		}
+	})
+}
