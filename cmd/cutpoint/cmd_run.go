@@ -166,6 +166,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return usageError(err)
 	}
 
+	if err := o.precheckLevels(j.hosts); err != nil {
+		return usageError(err)
+	}
 	store, err := o.openStore(ctx, g, !o.Restore && !j.rejoin)
 	if err != nil {
 		return err

@@ -79,3 +79,12 @@ func (o *jobOptions) levelConfig(ctx context.Context, store *ckpt.Store, hosts [
 	}
 	return c, nil
 }
+
+// precheckLevels refuses bad level flags before anything is created.
+func (o *jobOptions) precheckLevels(hosts []launch.Host) error {
+	l := o.levels
+	if l.Local == "" && (l.Redundancy == "" || l.Redundancy == levels.RedundancyNone) && l.FlushEvery <= 1 {
+		return nil
+	}
+	return levels.Config{Local: l.Local, Redundancy: l.Redundancy, FlushEvery: l.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks}.Check()
+}

@@ -297,3 +297,26 @@ func TestLevelsErasure(t *testing.T) {
 	}
 	t.Logf("restore bytes by level %v", all)
 }
+
+func TestLevelsFlagChecks(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "partner"}, "on one host"},
+		{[]string{"run", "--local", "/tmp/x", "--redundancy", "partner", "--hosts", "a:2,b:2"}, "{host}"},
+		{[]string{"run", "--redundancy", "partner"}, "needs --local"},
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "rs:2+1", "--hosts", "a:2,b:2"}, "go to 3 hosts"},
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "mirror", "--hosts", "a:2,b:2"}, "want none, partner or rs:K+M"},
+	} {
+		store := filepath.Join(t.TempDir(), "store")
+		args := append(c.args, "--store", store)
+		_, stderr, code := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q", c.args, code, stderr)
+		}
+		if _, err := os.Stat(store); err == nil {
+			t.Errorf("%v: the store was created before the flags were refused", c.args)
+		}
+	}
+}
