@@ -151,7 +151,7 @@ bench-ckpt:
 
 # fuzz: a short run of every fuzz target (FUZZTIME each); the seed corpora
 # under testdata/fuzz also run in `make unit`.
-FUZZ_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle ./internal/wire ./internal/jobstats ./internal/launch ./rank/transport/channel ./rank/participant ./coordinator
+FUZZ_PKGS := ./ckpt ./ckpt/backend ./kernels/shuffle ./internal/wire ./internal/jobstats ./internal/launch ./rank/transport/channel ./rank/participant ./coordinator ./internal/levels ./rank
 fuzz:
 	@for p in $(FUZZ_PKGS); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \

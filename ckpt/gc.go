@@ -136,6 +136,9 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 		if err != nil {
 			return rep, err
 		}
+		if !inShared(m.meta) {
+			continue // on node-local levels: references nothing here
+		}
 		for _, ref := range m.shards {
 			idx, err := s.readShardIndex(ctx, ref)
 			if errors.Is(err, ErrCorrupt) {

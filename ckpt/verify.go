@@ -26,6 +26,10 @@ type VerifyReport struct {
 	DamagedCuts []uint64 // of which damaged (ascending)
 	Chunks      int      // distinct chunks read and checked
 	Bytes       int64    // their raw bytes
+	// NodeLocal lists the cuts examined whose shards are on node-local
+	// levels only (MetaLevels): their manifests were checked, their
+	// shards are not in this store (VerifyShard checks a node-local copy).
+	NodeLocal []uint64
 }
 
 // chunkUse is one reference to a chunk: where it is used, for messages.
@@ -87,6 +91,10 @@ func (s *Store) Verify(ctx context.Context, job string, epoch uint64, progress f
 		}
 		if err != nil {
 			return rep, err
+		}
+		if !inShared(m.meta) {
+			rep.NodeLocal = append(rep.NodeLocal, e)
+			continue
 		}
 		for _, ref := range m.shards {
 			idx, err := s.readShardIndex(ctx, ref)

@@ -30,6 +30,10 @@ type ShardSpec struct {
 // BaseRef names the committed cut an incremental shard builds on.
 type BaseRef struct {
 	Epoch uint64
+	// Ref, when set, is the base shard's reference, used instead of the
+	// base cut's manifest: a node-local store holds packs and no
+	// manifests. It must name Epoch and this shard's rank.
+	Ref *ShardRef
 }
 
 // ChannelState is the recorded state of one incoming channel: its messages
@@ -198,14 +202,23 @@ func (s *Store) NewShard(ctx context.Context, spec ShardSpec) (*ShardWriter, err
 // by buffer.
 func (w *ShardWriter) loadBase(ctx context.Context) error {
 	spec := w.spec
-	m, err := w.s.loadManifest(ctx, spec.Job, spec.Base.Epoch)
-	if err != nil {
-		return fmt.Errorf("new shard: base: %w", err)
+	var baseRef ShardRef
+	if r := spec.Base.Ref; r != nil {
+		if r.Job != spec.Job || r.Epoch != spec.Base.Epoch || r.Rank != spec.Rank {
+			return fmt.Errorf("new shard: base ref of job %s cut %d rank %d for base cut %d rank %d", r.Job, r.Epoch, r.Rank, spec.Base.Epoch, spec.Rank)
+		}
+		baseRef = *r
+	} else {
+		m, err := w.s.loadManifest(ctx, spec.Job, spec.Base.Epoch)
+		if err != nil {
+			return fmt.Errorf("new shard: base: %w", err)
+		}
+		if spec.Rank >= m.world {
+			return fmt.Errorf("new shard: base cut %d has %d ranks, no rank %d", spec.Base.Epoch, m.world, spec.Rank)
+		}
+		baseRef = m.shards[spec.Rank]
 	}
-	if spec.Rank >= m.world {
-		return fmt.Errorf("new shard: base cut %d has %d ranks, no rank %d", spec.Base.Epoch, m.world, spec.Rank)
-	}
-	idx, err := w.s.readShardIndex(ctx, m.shards[spec.Rank])
+	idx, err := w.s.readShardIndex(ctx, baseRef)
 	if err != nil {
 		return fmt.Errorf("new shard: base: %w", err)
 	}

@@ -64,7 +64,7 @@ func (c *Coordinator) maybeCut() {
 	c.cur = e
 	c.stats.Epochs++
 	c.beatEpoch, c.beatStep, c.beatState = e.id, e.step, wire.EpochInFlight
-	c.broadcast(&wire.Cut{CoordHeader: c.hdr(), Epoch: e.id, Step: e.step})
+	c.broadcast(&wire.Cut{CoordHeader: c.hdr(), Epoch: e.id, Step: e.step, Final: e.final})
 	why := "interval"
 	switch {
 	case c.final:

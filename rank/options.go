@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
 )
 
@@ -91,6 +92,10 @@ type Options struct {
 	// Host is the host the launcher placed this rank on (EnvHost; empty
 	// when it did not say), for node-local storage.
 	Host string
+	// Levels are the job's multi-level settings (node-local directory,
+	// partner copy, flush interval; the levels.Env* variables); the zero
+	// value keeps every cut in Store alone.
+	Levels levels.Config
 	// Fault is a fault-injection spec (see EnvFault); empty in production.
 	Fault string
 	// Logger receives the rank's logs. OptionsFromEnv sets one that writes
@@ -185,6 +190,13 @@ func OptionsFromEnv() (Options, error) {
 	}
 	o.Logger = lg
 	o.Fault = str(EnvFault)
+	if str(levels.EnvLocal) != "" {
+		lv, err := levels.FromEnv(os.Getenv, o.World)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		o.Levels = lv
+	}
 	if err := errors.Join(errs...); err != nil {
 		return o, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -105,6 +106,9 @@ type Rank struct {
 	closed  bool
 	stats   Stats
 	faults  *faults
+	// lv: the job's node-local levels (rank/levels.go); nil for a job
+	// that keeps every cut in store alone.
+	lv *nodeLevels
 }
 
 // Stats count what a rank did, for logs and benchmarks.
@@ -117,6 +121,13 @@ type Stats struct {
 	ShardBytes    int64 // logical bytes of durable shards
 	ShardStored   int64 // stored bytes of durable shards
 	LastShardTime time.Duration
+	// RestoreBytes counts the stored bytes of the shards restores read,
+	// by level (ckpt.LevelLocal, LevelPartner, LevelShared).
+	RestoreBytes map[string]int64
+	// PartnerBytes and FlushBytes count the pack bytes copied to the
+	// partner's node-local store and to the shared store.
+	PartnerBytes int64
+	FlushBytes   int64
 }
 
 type protected struct {
@@ -164,6 +175,13 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
+	if o.Levels.Enabled() {
+		if r.lv, err = openLevels(ctx, o, store, log); err != nil {
+			nc.Close()
+			store.Close()
+			return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
+		}
+	}
 	r.peers = o.Peers
 	if r.peers == nil {
 		for i := 0; i < o.World; i++ {
@@ -638,6 +656,9 @@ func (r *Rank) Close() error {
 		r.nc.Close()
 	}
 	errs = append(errs, r.store.Close())
+	if r.lv != nil {
+		r.lv.close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -645,7 +666,9 @@ func (r *Rank) Close() error {
 func (r *Rank) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.stats
+	st := r.stats
+	st.RestoreBytes = maps.Clone(st.RestoreBytes)
+	return st
 }
 
 func (r *Rank) ticker() {
@@ -673,6 +696,9 @@ func (r *Rank) onControl(m *nats.Msg) {
 	defer r.mu.Unlock()
 	if r.p == nil || r.closed {
 		return
+	}
+	if r.lv != nil {
+		r.lv.noteFinal(m.Data)
 	}
 	if err := r.p.HandleControl(m.Data); err != nil {
 		r.log.Debug("control message dropped", "err", err)
@@ -793,6 +819,9 @@ func isFence(reason string) bool { return strings.HasPrefix(reason, "fenced: ") 
 
 func (r *Rank) onCommitted(e uint64) {
 	r.committed = e
+	if r.lv != nil {
+		r.lv.gc(r.o.Job, e)
+	}
 	r.initial = nil // a rollback now goes to a committed cut
 	for _, p := range r.prot {
 		if h, ok := p.pending[e]; ok {

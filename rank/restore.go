@@ -22,11 +22,97 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 		return nil, nil
 	}
 	t := time.Now()
+	if r.lv != nil {
+		return r.loadLevels(ctx, epoch, step, t)
+	}
 	sr, err := r.store.OpenShard(ctx, r.o.Job, epoch, r.o.Rank)
 	if err != nil {
 		return nil, fmt.Errorf("rank %d: restore cut %d: %w", r.o.Rank, epoch, err)
 	}
 	defer sr.Close()
+	rs, err := r.loadFrom(ctx, sr, epoch, step)
+	if err != nil {
+		return nil, err
+	}
+	r.restored(epoch, step, t, ckpt.LevelShared, sr.Ref())
+	return rs, nil
+}
+
+// loadLevels restores from the fastest intact copy: this host's
+// node-local store, another host's (the partner copy), the shared store.
+// A missing copy is skipped, a damaged one (any check failing while it is
+// read) is reported and the next level is read instead: the whole shard
+// is read again from there, so nothing of the damaged copy remains.
+func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.Time) (*participant.Restore, error) {
+	cut, err := r.store.LoadCut(ctx, r.o.Job, epoch)
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: restore cut %d: %w", r.o.Rank, epoch, err)
+	}
+	if r.o.Rank >= len(cut.Shards) {
+		return nil, fmt.Errorf("rank %d: restore cut %d: the cut has %d ranks: %w", r.o.Rank, epoch, len(cut.Shards), ckpt.ErrNotFound)
+	}
+	ref := cut.Shards[r.o.Rank]
+	var errs []error
+	cands := r.lv.candidates(ctx)
+	if _, _, rs := r.lv.cfg.Erasure(); rs {
+		// Before the shared store: rebuild this host's copy from erasure
+		// fragments (tried only when no full copy was intact).
+		n := len(cands) - 1
+		cands = append(cands[:n:n], levelStore{level: ckpt.LevelErasure, host: r.lv.host, st: r.lv.local, rebuild: true}, cands[n])
+	}
+	for _, c := range cands {
+		if c.rebuild {
+			if err := r.lv.rebuild(ctx, ref); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c.level, err))
+				continue
+			}
+		}
+		if err := c.st.HasShard(ctx, ref); err != nil {
+			if !errors.Is(err, ckpt.ErrNotFound) {
+				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "level", c.level, "host", c.host, "err", err)
+			}
+			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			continue
+		}
+		sr, err := c.st.OpenShardRef(ctx, ref)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs, err := r.loadFrom(ctx, sr, epoch, step)
+		sr.Close()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrRestoreMismatch) {
+				// Not damage: no other copy of this cut fits the job
+				// better.
+				return nil, err
+			}
+			r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "level", c.level, "host", c.host, "err", err)
+			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			continue
+		}
+		r.restored(epoch, step, t, c.level, ref)
+		return rs, nil
+	}
+	return nil, fmt.Errorf("rank %d: restore cut %d: no level holds an intact copy: %w", r.o.Rank, epoch, errors.Join(errs...))
+}
+
+// restored records a restore and what it read from which level.
+func (r *Rank) restored(epoch uint64, step int64, t time.Time, level string, ref ckpt.ShardRef) {
+	r.mu.Lock()
+	r.committed = epoch
+	r.stats.RestoreTime += time.Since(t)
+	if r.stats.RestoreBytes == nil {
+		r.stats.RestoreBytes = map[string]int64{}
+	}
+	r.stats.RestoreBytes[level] += ref.StoredBytes
+	r.mu.Unlock()
+	r.log.Info("restored", "cut", epoch, "step", step, "level", level, "bytes", ref.StoredBytes, "took", time.Since(t).Round(time.Millisecond))
+}
+
+// loadFrom reads an opened shard into the protected buffers.
+func (r *Rank) loadFrom(ctx context.Context, sr *ckpt.ShardReader, epoch uint64, step int64) (*participant.Restore, error) {
+	var err error
 	// A damaged trailer or pack index is never used as if intact, even
 	// though the chunk reads would not need them.
 	if err := sr.CheckPack(ctx); err != nil {
@@ -82,11 +168,6 @@ func (r *Rank) load(ctx context.Context, epoch uint64, step int64) (*participant
 	for _, c := range chans {
 		rs.Channels = append(rs.Channels, participant.ChannelState{From: c.From, FirstSeq: c.FirstSeq, Msgs: c.Messages})
 	}
-	r.mu.Lock()
-	r.committed = epoch
-	r.stats.RestoreTime += time.Since(t)
-	r.mu.Unlock()
-	r.log.Info("restored", "cut", epoch, "step", step, "took", time.Since(t).Round(time.Millisecond))
 	return rs, nil
 }
 

@@ -97,7 +97,11 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 			c.snap.Release()
 		}
 	}()
-	sw, err := r.store.NewShard(w.ctx, spec)
+	st := r.store
+	if r.lv != nil {
+		st, spec = r.lv.local, r.lv.prepare(w.ctx, spec)
+	}
+	sw, err := st.NewShard(w.ctx, spec)
 	if err != nil {
 		return ref, err
 	}
@@ -135,7 +139,16 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 	if err := sw.SetMeta(seal.Meta); err != nil {
 		return ref, err
 	}
-	return sw.Close(w.ctx)
+	if ref, err = sw.Close(w.ctx); err != nil || r.lv == nil {
+		return ref, err
+	}
+	// Persist before report, at every level the commit rule needs.
+	partner, flushed, err := r.lv.protect(w.ctx, ref, r.lv.isFinal(ref.Epoch))
+	r.mu.Lock()
+	r.stats.PartnerBytes += partner
+	r.stats.FlushBytes += flushed
+	r.mu.Unlock()
+	return ref, err
 }
 
 // sendResult hands the job's result to the coordinator driver, which

@@ -17,6 +17,7 @@ type gcOptions struct {
 	Keep            int
 	DryRun          bool
 	InFlightHorizon time.Duration
+	local           string
 }
 
 func (o *gcOptions) AddFlags(f *pflag.FlagSet) {
@@ -26,6 +27,7 @@ func (o *gcOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.InFlightHorizon, "in-flight-horizon", 24*time.Hour,
 		"kept for compatibility; gc runs only on a stopped job, where no cut is in progress")
 	_ = f.MarkHidden("in-flight-horizon")
+	addLocalFlag(f, &o.local)
 }
 
 func newGcCommand(g *GlobalOptions) *cobra.Command {
@@ -36,7 +38,8 @@ func newGcCommand(g *GlobalOptions) *cobra.Command {
 		Long: `Delete the committed cuts of a stopped job (every job without --job) except
 the latest K, then every pack no kept cut references (also those of
 aborted or unfinished cut attempts), every temporary file of a killed
-writer and every empty epoch folder. Deleting is crash-safe: a gc killed at
+writer and every empty epoch folder; with --local, also every pack of the
+node-local stores that no remaining cut references. Deleting is crash-safe: a gc killed at
 any point leaves every remaining cut intact and the next gc finishes.
 
 gc takes the job's lease for the time it runs, so no coordinator can start
@@ -77,6 +80,11 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 	if o.DryRun {
 		verb = "would delete"
 	}
+	nodes, err := openNodeDirs(ctx, g, o.local, s)
+	if err != nil {
+		return err
+	}
+	defer closeNodeDirs(nodes)
 	var damaged, owned []error
 	for _, job := range jobs {
 		var lease *ckpt.Lease
@@ -104,6 +112,10 @@ func runGc(ctx context.Context, g *GlobalOptions, o gcOptions) error {
 			}
 		}
 		rep, err := s.GC(ctx, job, ckpt.GCOptions{Keep: o.Keep, DryRun: o.DryRun, Stopped: true, Lease: lease})
+		if err == nil && len(nodes) > 0 {
+			// The node-local stores too, still under the job's lease.
+			err = gcNodeDirs(ctx, g.Stdout, s, job, nodes, o.DryRun, verb)
+		}
 		if rerr := lease.Release(ctx); rerr != nil && err == nil {
 			err = rerr
 		}

@@ -91,6 +91,7 @@ func listOrNone(s []string) string {
 
 type lsOptions struct {
 	storeOptions
+	local string
 }
 
 func newLsCommand(g *GlobalOptions) *cobra.Command {
@@ -101,8 +102,11 @@ func newLsCommand(g *GlobalOptions) *cobra.Command {
 		Long: `List the committed cuts of a job, oldest first: one line per cut,
 beginning with its epoch, after a header line. Columns: epoch, step, ranks,
 raw bytes, stored bytes (compressed size of every chunk the cut references),
-ratio (raw / stored) and commit time (UTC). Without --job every job of the
-store is listed, each after a "job NAME" line.
+ratio (raw / stored), commit time (UTC) and the levels holding the cut
+(local, partner, shared: see --local of run). With --local, a last column
+counts the cut's shards each host's node-local store holds ("a=4 b=4").
+Without --job every job of the store is listed, each after a "job NAME"
+line.
 
 Exit codes: 0 listed; 2 no such store or job; 3 a manifest is damaged (the
 readable cuts are still listed).`,
@@ -112,6 +116,7 @@ readable cuts are still listed).`,
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	addLocalFlag(cmd.Flags(), &o.local)
 	return cmd
 }
 
@@ -125,6 +130,11 @@ func runLs(ctx context.Context, g *GlobalOptions, o lsOptions) error {
 	if err != nil {
 		return err
 	}
+	nodes, err := openNodeDirs(ctx, g, o.local, s)
+	if err != nil {
+		return err
+	}
+	defer closeNodeDirs(nodes)
 	var damaged []error
 	for _, job := range jobs {
 		cuts, err := s.List(ctx, job)
@@ -137,7 +147,7 @@ func runLs(ctx context.Context, g *GlobalOptions, o lsOptions) error {
 		if len(jobs) > 1 {
 			fmt.Fprintf(g.Stdout, "job %s\n", job)
 		}
-		printCuts(g.Stdout, cuts)
+		printCuts(g.Stdout, cuts, copiesOf(ctx, s, job, cuts, nodes))
 	}
 	if len(damaged) > 0 {
 		return withCode(exitDamaged, errors.Join(damaged...))
@@ -145,11 +155,23 @@ func runLs(ctx context.Context, g *GlobalOptions, o lsOptions) error {
 	return nil
 }
 
-func printCuts(w io.Writer, cuts []ckpt.CutInfo) {
+func printCuts(w io.Writer, cuts []ckpt.CutInfo, copies map[uint64]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EPOCH\tSTEP\tRANKS\tRAW\tSTORED\tRATIO\tTIME")
+	head := "EPOCH\tSTEP\tRANKS\tRAW\tSTORED\tRATIO\tTIME\tLEVELS"
+	if copies != nil {
+		head += "\tNODE-LOCAL"
+	}
+	fmt.Fprintln(tw, head)
 	for _, c := range cuts {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%.2f\t%s\n", c.Epoch, c.Step, c.World, c.RawBytes, c.StoredBytes, c.Ratio(), c.Time.UTC().Format(time.RFC3339))
+		lv := c.Levels().String()
+		if lv == "" {
+			lv = "damaged"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%.2f\t%s\t%s", c.Epoch, c.Step, c.World, c.RawBytes, c.StoredBytes, c.Ratio(), c.Time.UTC().Format(time.RFC3339), lv)
+		if copies != nil {
+			fmt.Fprintf(tw, "\t%s", copies[c.Epoch])
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 }

@@ -213,11 +213,18 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		g = g.withStderr(progress)
 	}
 
+	if err := o.precheckLevels(j.hosts); err != nil {
+		return usageError(err)
+	}
 	store, err := o.openStore(ctx, g, (!o.Restore || o.RestoreIfAny) && !j.rejoin)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	lv, err := o.levelConfig(ctx, store, j.hosts, o.Restore || j.rejoin)
+	if err != nil {
+		return usageError(err)
+	}
 	mode := o.mode()
 	if j.rejoin {
 		mode = coordinator.ModeRejoin
@@ -255,7 +262,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
-		env := append(o.rankEnv(natsURL), g.rankLogEnv()...)
+		env := append(append(o.rankEnv(natsURL), g.rankLogEnv()...), lv.Env()...)
 		relay := g.relay()
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
@@ -334,7 +341,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
+		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
 		LeaseTTL:   o.LeaseTTL,

@@ -77,8 +77,8 @@ func TestLs(t *testing.T) {
 	}
 	for i, l := range lines[1:] {
 		f := strings.Fields(l)
-		if len(f) != 7 || f[0] != strconv.Itoa(i+1) || f[1] != strconv.Itoa(10*(i+1)) || f[2] != "2" {
-			t.Fatalf("line %q: want epoch, step, ranks, raw, stored, ratio, time", l)
+		if len(f) != 8 || f[0] != strconv.Itoa(i+1) || f[1] != strconv.Itoa(10*(i+1)) || f[2] != "2" || f[7] != "shared" {
+			t.Fatalf("line %q: want epoch, step, ranks, raw, stored, ratio, time, levels (shared)", l)
 		}
 		raw, _ := strconv.ParseInt(f[3], 10, 64)
 		stored, _ := strconv.ParseInt(f[4], 10, 64)

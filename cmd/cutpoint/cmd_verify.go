@@ -21,12 +21,14 @@ import (
 
 type verifyOptions struct {
 	storeOptions
-	Cut uint64
+	Cut   uint64
+	local string
 }
 
 func (o *verifyOptions) AddFlags(f *pflag.FlagSet) {
 	o.storeOptions.AddFlags(f)
 	f.Uint64Var(&o.Cut, "cut", 0, "verify only this cut (epoch); default every committed cut")
+	addLocalFlag(f, &o.local)
 }
 
 func newVerifyCommand(g *GlobalOptions) *cobra.Command {
@@ -44,7 +46,9 @@ by several cuts is read once.
 On a terminal a progress bar shows the bytes checked.
 
 Each problem is printed with the job, cut, rank, buffer, chunk and file it
-concerns.
+concerns. Cuts of a multi-level job that are on node-local levels only are
+checked in the node-local stores --local names (every shard copy found
+there is read and checked).
 
 Exit codes: 0 everything verified; 2 no such store, job or cut;
 3 damage found; 1 the store could not be read.`,
@@ -76,8 +80,18 @@ func runVerify(ctx context.Context, g *GlobalOptions, o verifyOptions) error {
 	} else if jobs, err = o.jobs(ctx, s); err != nil {
 		return err
 	}
+	nodes, err := openNodeDirs(ctx, g, o.local, s)
+	if err != nil {
+		return err
+	}
+	defer closeNodeDirs(nodes)
 	var damagedJobs []string
 	for _, job := range jobs {
+		if bad, err := verifyNodeDirs(ctx, g.Stdout, s, job, o.Cut, nodes); err != nil {
+			return fmt.Errorf("verify job %s: %w", job, err)
+		} else if len(bad) > 0 {
+			damagedJobs = append(damagedJobs, fmt.Sprintf("job %s: %d node-local shard copies", job, len(bad)))
+		}
 		bar := newBar(g.Stderr, "verify "+job)
 		rep, err := s.Verify(ctx, job, o.Cut, bar.update)
 		bar.finish()
@@ -94,6 +108,9 @@ func runVerify(ctx context.Context, g *GlobalOptions, o verifyOptions) error {
 		}
 		ok := len(rep.Cuts) - len(rep.DamagedCuts)
 		fmt.Fprintf(g.Stdout, "job %s: %d cuts checked, %d chunks, %s", job, len(rep.Cuts), rep.Chunks, humanBytes(rep.Bytes))
+		if len(rep.NodeLocal) > 0 {
+			fmt.Fprintf(g.Stdout, " (cuts %s on node-local levels only)", epochList(rep.NodeLocal))
+		}
 		if len(rep.DamagedCuts) > 0 {
 			fmt.Fprintf(g.Stdout, ": DAMAGED cuts %s; %d cuts ok\n", epochList(rep.DamagedCuts), ok)
 			damagedJobs = append(damagedJobs, fmt.Sprintf("job %s cuts %s", job, epochList(rep.DamagedCuts)))

@@ -117,6 +117,7 @@ type jobOptions struct {
 	// or the process limit, heat2d state past the memory).
 	Force    bool
 	LeaseTTL time.Duration
+	levels   levelOptions
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -142,6 +143,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", ckpt.DefaultLeaseTTL, "ttl of the job's owner lease in the store (renewed every ttl/3); a killed coordinator's job can be taken over once it expired")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
+	o.levels.AddFlags(f)
 }
 
 // restoreFlag is --restore: a boolean, or "if-any".

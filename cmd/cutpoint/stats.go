@@ -49,6 +49,7 @@ func writeRankStats(dir string, r *rank.Rank, rec *jobstats.Recorder, jobErr err
 		f.Rollbacks, f.RestoreNs = st.Rollbacks, int64(st.RestoreTime)
 		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
 		f.LastShardNs = int64(st.LastShardTime)
+		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
 		f.Usage = jobstats.SelfUsage(false)
 		if jobErr != nil {
 			f.Error = jobErr.Error()

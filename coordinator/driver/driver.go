@@ -20,6 +20,7 @@ import (
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
@@ -88,6 +89,9 @@ type Config struct {
 	RankEnv func(s coordinator.Spawn) []string
 	// CutMeta is recorded with every cut (GOARCH, device model).
 	CutMeta map[string]string
+	// Levels are the job's node-local levels; when enabled each cut
+	// records the levels that hold it (see commitLevels).
+	Levels levels.Config
 	// Requests delivers on-demand cuts (SIGUSR1) and final cuts (SIGTERM).
 	Requests <-chan Request
 	// OnProgress is called from the driver's goroutine after every change
@@ -283,6 +287,14 @@ func (d *driver) start(ctx context.Context) error {
 	lease.SetGeneration(gen)
 	if err := lease.Renew(ctx); err != nil {
 		return fmt.Errorf("job %q: %w", d.job, err)
+	}
+	if d.cfg.Levels.Enabled() {
+		// The job's levels, for a later --restore: written by the owner
+		// only, once the job was checked (a refused command writes
+		// nothing).
+		if err := st.PutJobFile(ctx, d.job, levels.RecordFile, d.cfg.Levels.Encode()); err != nil {
+			return fmt.Errorf("job %q: write %s: %w", d.job, levels.RecordFile, err)
+		}
 	}
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
 		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen, RestoreCut: d.cfg.RestoreCut,
@@ -729,9 +741,30 @@ func (d *driver) commit(m coordinator.Manifest) {
 			d.manifests <- manifestResult{epoch: m.Epoch, err: err}
 			return
 		}
+		if d.cfg.Levels.Enabled() {
+			if err := d.commitLevels(&spec); err != nil {
+				d.manifests <- manifestResult{epoch: m.Epoch, err: err}
+				return
+			}
+		}
 		info, err := d.cfg.Store.Commit(context.Background(), spec)
 		d.manifests <- manifestResult{epoch: m.Epoch, info: info, err: err}
 	}()
+}
+
+// commitLevels records which levels hold a cut of a multi-level job: the
+// ranks' node-local stores always, the partner copies when the job makes
+// them, the shared store when every shard is there. A cut that would not
+// survive the loss of a host is refused (the ranks flush such a shard to
+// the shared store before they report it, so this is a bug or damage).
+func (d *driver) commitLevels(spec *ckpt.CutSpec) error {
+	_, _, rs := d.cfg.Levels.Erasure()
+	lv := ckpt.Levels{Local: true, Partner: d.cfg.Levels.Partner(), Erasure: rs, Shared: d.cfg.Store.ShardsPresent(context.Background(), spec.Shards)}
+	if !lv.SurvivesHostLoss() {
+		return fmt.Errorf("cut %d: held at levels %q only, which do not survive the loss of a host", spec.Epoch, lv)
+	}
+	spec.Meta[ckpt.MetaLevels] = lv.String()
+	return nil
 }
 
 func (d *driver) cutMeta(m coordinator.Manifest) map[string]string {

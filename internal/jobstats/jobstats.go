@@ -126,6 +126,11 @@ type Rank struct {
 	ShardBytes    int64 `json:"shard_bytes"`
 	ShardStored   int64 `json:"shard_stored_bytes"`
 	LastShardNs   int64 `json:"last_shard_ns"`
+	// RestoreBytes: stored bytes the restores read, by level ("local",
+	// "partner", "shared"; multi-level cuts).
+	RestoreBytes map[string]int64 `json:"restore_bytes,omitempty"`
+	PartnerBytes int64            `json:"partner_bytes,omitempty"` // copied to the partner's node-local store
+	FlushBytes   int64            `json:"flush_bytes,omitempty"`   // copied from node-local to the shared store
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`
@@ -313,6 +318,9 @@ func DecodeRank(b []byte) (Rank, error) {
 	}
 	if r.Rank < 0 || len(r.CaptureStall) > maxEvents || len(r.Resumes) > maxEvents {
 		return Rank{}, fmt.Errorf("rank %d, %d captures, %d resumes: %w", r.Rank, len(r.CaptureStall), len(r.Resumes), ErrFormat)
+	}
+	if len(r.RestoreBytes) > 8 {
+		return Rank{}, fmt.Errorf("restore bytes of %d levels: %w", len(r.RestoreBytes), ErrFormat)
 	}
 	return r, nil
 }

@@ -33,11 +33,15 @@ type CoordMsg interface {
 // (R12). Broadcast.
 type Go struct{ CoordHeader }
 
-// Cut asks for epoch Epoch at step Step. Broadcast.
+// Cut asks for epoch Epoch at step Step. Broadcast. Final marks the
+// final cut of a preemption (a rank of a multi-level job writes it to the
+// shared store too); it is an optional trailing byte, absent when false,
+// so older peers decode the message unchanged.
 type Cut struct {
 	CoordHeader
 	Epoch uint64
 	Step  int64
+	Final bool
 }
 
 // Abort drops epoch Epoch. Broadcast.
@@ -113,7 +117,11 @@ func (m *Go) Append(b []byte) []byte { return appendCoordHeader(b, KindGo, m.Coo
 func (m *Cut) Append(b []byte) []byte {
 	b = appendCoordHeader(b, KindCut, m.CoordHeader)
 	b = putU(b, m.Epoch)
-	return putI(b, m.Step)
+	b = putI(b, m.Step)
+	if m.Final {
+		b = append(b, 1)
+	}
+	return b
 }
 
 // Append implements CoordMsg.
@@ -181,6 +189,12 @@ func DecodeCoord(b []byte) (CoordMsg, error) {
 		c := &Cut{CoordHeader: h, Epoch: r.uvarint("cut.epoch"), Step: r.nonNeg("cut.step")}
 		if r.err == nil && c.Epoch == 0 {
 			r.fail(ErrMalformed, "cut.epoch", "epoch 0")
+		}
+		if r.err == nil && r.remaining() > 0 {
+			if f := r.byte1("cut.final"); f != 1 {
+				r.fail(ErrMalformed, "cut.final", "flag %d (want 1, or absent)", f)
+			}
+			c.Final = true
 		}
 		m = c
 	case KindAbort:

@@ -41,6 +41,7 @@ func sampleCoordMsgs() []CoordMsg {
 		&Beat{CoordHeader: h, Phase: JobRunning, Epoch: 12, Step: 400, State: EpochInFlight, LastCommitted: 11},
 		&Fence{CoordHeader: h, Rank: 7, Spawn: 1, Reason: "replaced by spawn 5"},
 		&Stop{CoordHeader: h, Code: 5, Reason: "preempted after final cut 12"},
+		&Cut{CoordHeader: h, Epoch: 13, Step: 500, Final: true},
 	}
 }
 
@@ -67,6 +68,15 @@ func TestCoordRoundTrip(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, m) {
 			t.Fatalf("%T: round trip\n got %+v\nwant %+v", m, got, m)
+		}
+		if c, ok := m.(*Cut); ok && c.Final {
+			// The flag is optional: without it the message is the same
+			// cut, not final; every shorter prefix is still rejected.
+			if got, err := DecodeCoord(b[:len(b)-1]); err != nil || got.(*Cut).Final {
+				t.Fatalf("a cut without its final flag: %+v %v", got, err)
+			}
+			checkPrefixes(t, b[:len(b)-1], func(p []byte) error { _, err := DecodeCoord(p); return err })
+			continue
 		}
 		checkPrefixes(t, b, func(p []byte) error { _, err := DecodeCoord(p); return err })
 	}
@@ -127,6 +137,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"rank kind", []byte{Version, KindGo, 0, 0, 0}, func(b []byte) error { _, err := DecodeRank(b); return err }, ErrUnknownKind, "0x20"},
 		{"frame kind", []byte{Version, KindStatus}, func(b []byte) error { _, err := DecodeFrame(b); return err }, ErrUnknownKind, "0x10"},
 		{"cut epoch 0", []byte{Version, KindCut, 1, 1, 0, 2}, func(b []byte) error { _, err := DecodeCoord(b); return err }, ErrMalformed, "cut.epoch"},
+		{"cut final flag 2", []byte{Version, KindCut, 1, 1, 1, 2, 2}, func(b []byte) error { _, err := DecodeCoord(b); return err }, ErrMalformed, "cut.final"},
 		{"rank too big", append([]byte{Version, KindEpochAbort}, 0x80, 0x80, 0x40), func(b []byte) error { _, err := DecodeRank(b); return err }, ErrTooLarge, "rank"},
 		{"huge peer count", func() []byte {
 			b := appendRankHeader(nil, KindStatus, RankHeader{Rank: 1})

@@ -1,0 +1,131 @@
+package ckpt
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cutpoint/cutpoint/ckpt/backend/mem"
+)
+
+// TestErasureRebuild: a two-cut incremental shard coded 2+1 over three
+// stores is rebuilt from any two fragments of each pack, a damaged
+// fragment is not used, and with two fragments lost the rebuild fails
+// clearly. GC of a node-local store removes fragments with their packs.
+func TestErasureRebuild(t *testing.T) {
+	opts := testOptions()
+	src, _ := newMemStore(t, opts)
+	var frag []*Store
+	var fb []*mem.Backend
+	for range 3 {
+		s, b := newMemStore(t, opts)
+		frag, fb = append(frag, s), append(fb, b)
+	}
+	const job = "rs"
+	d1 := makeRank(1, 0, 50000)
+	r1 := writeShard(t, src, ShardSpec{Job: job, Epoch: 1, Rank: 0, Incarnation: 1, Step: 1}, d1)
+	if _, err := src.EncodeShard(bg, r1, frag, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	d2 := makeRank(1, 0, 50000)
+	d2.data[2] = append([]byte("changed"), d2.data[2][7:]...)
+	r2 := writeShard(t, src, ShardSpec{Job: job, Epoch: 2, Rank: 0, Incarnation: 1, Step: 2, Base: &BaseRef{Epoch: 1, Ref: &r1}}, d2)
+	n, err := src.EncodeShard(bg, r2, frag, 2, 1)
+	if err != nil || n == 0 {
+		t.Fatalf("encode: %d %v", n, err)
+	}
+	for lost := range 3 {
+		dst, _ := newMemStore(t, opts)
+		var srcs []*Store
+		for i, s := range frag {
+			if i != lost {
+				srcs = append(srcs, s)
+			}
+		}
+		if _, err := dst.RebuildShard(bg, r2, srcs); err != nil {
+			t.Fatalf("fragment %d lost: %v", lost, err)
+		}
+		if _, err := dst.VerifyShard(bg, r2); err != nil {
+			t.Fatalf("fragment %d lost: rebuilt shard: %v", lost, err)
+		}
+		sr, err := dst.OpenShardRef(bg, r2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(d2.data[2]))
+		if err := sr.ReadBuffer(bg, "misc", got); err != nil || string(got) != string(d2.data[2]) {
+			t.Fatalf("fragment %d lost: restored bytes differ (%v)", lost, err)
+		}
+		sr.Close()
+	}
+	// Damage fragment 0 of the own pack, lose fragment 1: one intact left.
+	name := FragmentName(r2.Pack(), 0, 2, 1)
+	data := readFile(t, fb[0], name)
+	data[len(data)-5] ^= 1
+	putFile(t, fb[0], name, data)
+	dst, _ := newMemStore(t, opts)
+	if _, err := dst.RebuildShard(bg, r2, []*Store{frag[0], frag[2]}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "1 intact") {
+		t.Fatalf("a damaged and a lost fragment: %v", err)
+	}
+	// GC keeps the fragments of the packs a kept shard needs (the pack
+	// list tells, the store holds no pack), and only those.
+	rep, err := frag[2].NodeLocalGC(bg, job, []ShardRef{r2}, 2, false)
+	if err != nil || rep.DeletedPacks != 0 {
+		t.Fatalf("gc with epoch 2 kept: %+v %v", rep, err)
+	}
+	if _, err := dst.RebuildShard(bg, r2, []*Store{frag[1], frag[2]}); err != nil {
+		t.Fatalf("rebuild after gc: %v", err)
+	}
+	rep, err = frag[2].NodeLocalGC(bg, job, nil, 2, false)
+	if err != nil || rep.DeletedPacks == 0 {
+		t.Fatalf("gc: %+v %v", rep, err)
+	}
+	for _, n := range []string{FragmentName(r2.Pack(), 2, 2, 1), FragmentName(r1.Pack(), 2, 2, 1), r2.Pack() + packListSuffix} {
+		if _, err := frag[2].b.Stat(bg, n); err == nil {
+			t.Fatalf("%s of an unreferenced pack kept", n)
+		}
+	}
+}
+
+func TestFragmentName(t *testing.T) {
+	r := ShardRef{Job: "j", Epoch: 3, Rank: 1, Incarnation: 2}
+	n := FragmentName(r.Pack(), 4, 3, 2)
+	if p, ok := fragmentOf(n); !ok || p != r.Pack() {
+		t.Fatalf("fragmentOf(%s) = %s %v", n, p, ok)
+	}
+	for _, bad := range []string{r.Pack(), r.Pack() + ".rs1-2", r.Pack() + ".rsx-1-1", "x.rs1-1-1"} {
+		if _, ok := fragmentOf(bad); ok {
+			t.Errorf("fragmentOf(%s) accepted", bad)
+		}
+	}
+}
+
+func FuzzDecodeFragmentHeader(f *testing.F) {
+	h := fragmentHeader{k: 2, m: 1, index: 1, block: 4096, packSize: 10000}
+	f.Add(h.encode(), int64(fragmentHdrLen+2*4096))
+	f.Add([]byte(fragmentMagic), int64(0))
+	f.Fuzz(func(t *testing.T, b []byte, size int64) {
+		h, err := decodeFragmentHeader(b, size)
+		if err != nil {
+			return
+		}
+		if h.k < 1 || h.m < 1 || h.index >= h.k+h.m || h.block < 64 || h.packSize < 0 || size != int64(fragmentHdrLen)+h.stripes()*int64(h.block) {
+			t.Fatalf("accepted %+v for a file of %d bytes", h, size)
+		}
+	})
+}
+
+func FuzzParsePackList(f *testing.F) {
+	own := packRel(3, 1, 2, [8]byte{1})
+	f.Add([]byte(own + "\n" + packRel(1, 1, 1, [8]byte{2}) + "\n"))
+	f.Add([]byte(own))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lines, err := parsePackList(b, own)
+		if err != nil {
+			return
+		}
+		if lines[0] != own || strings.Join(lines, "\n")+"\n" != string(b) {
+			t.Fatalf("accepted %q as %q", b, lines)
+		}
+	})
+}

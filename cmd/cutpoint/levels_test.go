@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/jobstats"
+)
+
+// restoreBytes sums what the rank processes' stats files say their
+// restores read, by level, and per rank.
+func restoreBytes(t *testing.T, dir string) (map[string]int64, map[int]map[string]int64) {
+	t.Helper()
+	_, ranks, err := jobstats.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]int64{}
+	per := map[int]map[string]int64{}
+	for _, r := range ranks {
+		if per[r.Rank] == nil {
+			per[r.Rank] = map[string]int64{}
+		}
+		for l, n := range r.RestoreBytes {
+			all[l] += n
+			per[r.Rank][l] += n
+		}
+	}
+	return all, per
+}
+
+// TestLevelsHostLoss: four ranks on hosts a and b (spare c), node-local
+// cuts with partner copies, every third epoch flushed. Every rank of b is
+// SIGKILLed and b's node-local directory wiped: b's ranks come back on c
+// and rebuild from their partner copies on a, a's ranks roll back from
+// their own copies, no byte is read from the shared store, and the job
+// ends with the undisturbed digest.
+func TestLevelsHostLoss(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	local := filepath.Join(dir, "local")
+	stats := filepath.Join(dir, "stats")
+	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:2,b:2,c:2", "--spawn-cmd", tmpl, "--stats-dir", stats,
+		"--local", local + "/{host}", "--redundancy", "partner", "--flush-every", "3"}, job...)
+	cmd := cutpoint(t, nil, args...)
+	var errb, outb syncBuf
+	cmd.Stderr, cmd.Stdout = &errb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}()
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	cuts := committed(t, store, "heat2d")
+	if lv := cuts[0].Levels(); !lv.Local || !lv.Partner {
+		t.Fatalf("cut %d levels %q, want local and partner", cuts[0].Epoch, lv)
+	}
+	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
+	}
+	log := errb.String()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, tail(log, 60))
+	}
+	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	if !strings.Contains(log, "recovery-finished") {
+		t.Fatalf("no recovery\n%s", tail(log, 60))
+	}
+	all, per := restoreBytes(t, stats)
+	if all[ckpt.LevelShared] != 0 {
+		t.Fatalf("the recovery read %d bytes from the shared store (by level %v, per rank %v)", all[ckpt.LevelShared], all, per)
+	}
+	for _, rk := range []int{0, 1} {
+		if per[rk][ckpt.LevelLocal] == 0 {
+			t.Errorf("survivor rank %d read nothing from its own node-local copy: %v", rk, per[rk])
+		}
+	}
+	for _, rk := range []int{2, 3} {
+		if per[rk][ckpt.LevelPartner] == 0 {
+			t.Errorf("respawned rank %d read nothing from its partner copy: %v", rk, per[rk])
+		}
+	}
+	// Every third epoch went to the shared store too.
+	_, ranks, _ := jobstats.ReadDir(stats)
+	var flushed, partner int64
+	for _, r := range ranks {
+		flushed += r.FlushBytes
+		partner += r.PartnerBytes
+	}
+	if flushed == 0 || partner == 0 {
+		t.Errorf("%d bytes flushed to the shared store, %d copied to partners: want both", flushed, partner)
+	}
+	t.Logf("restore bytes by level %v; %d bytes flushed, %d copied to partners", all, flushed, partner)
+
+	// The store commands see every level.
+	tmpl = local + "/{host}"
+	out, errs, code := runCLI(t, "ls", "--store", store, "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "LEVELS") || !strings.Contains(out, "local,partner") || !strings.Contains(out, "a=") {
+		t.Fatalf("ls: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "verify", "--store", store, "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "node-local a: ") || strings.Contains(out, "node-local a: 0 shard") {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "gc", "--store", store, "--keep", "1", "--local", tmpl)
+	if code != 0 || !strings.Contains(out, "node-local a: deleted") {
+		t.Fatalf("gc: exit %d\n%s%s", code, out, errs)
+	}
+	out, errs, code = runCLI(t, "verify", "--store", store, "--local", tmpl)
+	if code != 0 {
+		t.Fatalf("verify after gc: exit %d\n%s%s", code, out, errs)
+	}
+	t.Logf("after gc:\n%s", out)
+}
+
+// TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
+// node-local copy of the latest cut is damaged. --restore (the levels
+// come from the store's record) rebuilds rank 0 from its partner copy,
+// reports the damage, reads nothing from the shared store, and the job
+// ends with the undisturbed digest.
+func TestLevelsRestoreFallback(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	local := filepath.Join(dir, "local")
+	stats := filepath.Join(dir, "stats")
+	base := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}"}, job...)
+	args := append(append([]string{}, base...), "--local", local+"/{host}", "--redundancy", "partner", "--flush-every", "1000")
+	cmd := cutpoint(t, nil, args...)
+	var errb syncBuf
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCut(t, store, "heat2d", 2, cmd, &errb)
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	time.Sleep(300 * time.Millisecond) // the ranks die with their launcher
+	cuts := committed(t, store, "heat2d")
+	last := cuts[len(cuts)-1]
+	if last.Levels().Shared {
+		t.Fatalf("cut %d is in the shared store; the test needs a node-local one", last.Epoch)
+	}
+	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := s.LoadCut(context.Background(), "heat2d", last.Epoch)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack := filepath.Join(local, "a", filepath.FromSlash(cut.Shards[0].Pack()))
+	data, err := os.ReadFile(pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/3] ^= 0x10
+	if err := os.WriteFile(pack, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := runCLI(t, "verify", "--store", store, "--local", local+"/{host}")
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED node-local a") {
+		t.Fatalf("verify of a damaged node-local copy: exit %d\n%s%s", code, out, errs)
+	}
+	r := runOK(t, nil, append(append([]string{}, base...), "--restore", "--stats-dir", stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	if !strings.Contains(r.stderr, "damaged copy") {
+		t.Fatalf("the damaged copy went unreported\n%s", tail(r.stderr, 60))
+	}
+	all, per := restoreBytes(t, stats)
+	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelPartner] == 0 || per[1][ckpt.LevelLocal] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its partner copy, rank 1 from its own, nothing shared", all, per)
+	}
+}
+
+// TestLevelsPreempted: SIGTERM's final cut goes to the shared store
+// although it is not a flush epoch; with every node-local directory gone
+// --restore rebuilds the job from the shared store alone.
+func TestLevelsPreempted(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	local := filepath.Join(dir, "local")
+	stats := filepath.Join(dir, "stats")
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}", "--local", local + "/{host}", "--redundancy", "partner", "--flush-every", "1000"}, job...)
+	cmd := cutpoint(t, nil, args...)
+	var errb syncBuf
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Fatalf("exit %d after SIGTERM, want 5 (stopped with a final cut)\n%s", code, tail(errb.String(), 40))
+	}
+	cuts := committed(t, store, "heat2d")
+	last := cuts[len(cuts)-1]
+	if !last.Levels().Shared || last.Meta["final"] != "true" {
+		t.Fatalf("final cut %d: levels %q, meta %v: want it in the shared store", last.Epoch, last.Levels(), last.Meta)
+	}
+	if err := os.RemoveAll(local); err != nil {
+		t.Fatal(err)
+	}
+	verifyStore(t, store)
+	r := runOK(t, nil, append(args, "--restore", "--stats-dir", stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	all, _ := restoreBytes(t, stats)
+	if all[ckpt.LevelShared] == 0 || all[ckpt.LevelLocal]+all[ckpt.LevelPartner] != 0 {
+		t.Fatalf("restore bytes by level %v: want all from the shared store", all)
+	}
+}
+
+// TestLevelsErasure: --redundancy rs:2+1 over five one-slot hosts (e a
+// spare): each shard's fragments go to the next three hosts. Host b's rank
+// is SIGKILLed and b's directory wiped; the rank comes back on e and
+// rebuilds its shard from the fragments, nothing is read from the shared
+// store, and the digest is undisturbed.
+func TestLevelsErasure(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	local := filepath.Join(dir, "local")
+	stats := filepath.Join(dir, "stats")
+	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+		"--hosts", "a:1,b:1,c:1,d:1,e:1", "--spawn-cmd", tmpl, "--stats-dir", stats,
+		"--local", local + "/{host}", "--redundancy", "rs:2+1", "--flush-every", "1000"}, job...)
+	cmd := cutpoint(t, nil, args...)
+	var errb, outb syncBuf
+	cmd.Stderr, cmd.Stdout = &errb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}()
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	if lv := committed(t, store, "heat2d")[0].Levels(); lv.String() != "local,rs" {
+		t.Fatalf("levels %q, want local,rs", lv)
+	}
+	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
+	}
+	log := errb.String()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, tail(log, 60), listTree(local))
+	}
+	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, stats)
+	if all[ckpt.LevelShared] != 0 || per[1][ckpt.LevelErasure] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 1 rebuilt from fragments, nothing shared", all, per)
+	}
+	t.Logf("restore bytes by level %v", all)
+}
+
+func TestLevelsFlagChecks(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "partner"}, "on one host"},
+		{[]string{"run", "--local", "/tmp/x", "--redundancy", "partner", "--hosts", "a:2,b:2"}, "{host}"},
+		{[]string{"run", "--redundancy", "partner"}, "needs --local"},
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "rs:2+1", "--hosts", "a:2,b:2"}, "go to 3 hosts"},
+		{[]string{"run", "--local", "/tmp/x/{host}", "--redundancy", "mirror", "--hosts", "a:2,b:2"}, "want none, partner or rs:K+M"},
+	} {
+		store := filepath.Join(t.TempDir(), "store")
+		args := append(c.args, "--store", store)
+		_, stderr, code := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q", c.args, code, stderr)
+		}
+		if _, err := os.Stat(store); err == nil {
+			t.Errorf("%v: the store was created before the flags were refused", c.args)
+		}
+	}
+}

@@ -1,0 +1,294 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/levels"
+	"github.com/cutpoint/cutpoint/internal/wire"
+)
+
+// nodeLevels binds a rank to the job's node-local levels: its own host's
+// store (L1), the partner host's store (L2, reached as a directory) and
+// the shared store (L3). Each node-local directory is a ckpt store with
+// the shared store's chunk size and hash, holding packs only; the
+// manifests stay in the shared store.
+type nodeLevels struct {
+	cfg    levels.Config
+	host   string
+	log    *slog.Logger
+	shared *ckpt.Store
+	local  *ckpt.Store
+	opts   ckpt.Options
+
+	mu     sync.Mutex
+	stores map[string]*ckpt.Store // other hosts' directories, by host
+
+	gcBusy sync.Mutex
+	// final: epochs the coordinator marked final (a preemption's cut),
+	// which go to the shared store whatever FlushEvery says.
+	final map[uint64]bool
+}
+
+// noteFinal remembers a final cut from a coordinator message (r.mu held);
+// the participant decodes the message for everything else.
+func (l *nodeLevels) noteFinal(data []byte) {
+	m, err := wire.DecodeCoord(data)
+	if err != nil {
+		return
+	}
+	if c, ok := m.(*wire.Cut); ok && c.Final {
+		l.mu.Lock()
+		if len(l.final) < 64 {
+			l.final[c.Epoch] = true
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *nodeLevels) isFinal(epoch uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.final[epoch]
+}
+
+func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
+	if o.Host == "" {
+		// Launchers that do not say (srun): this machine's name.
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, fmt.Errorf("node-local level %s: the launcher did not say which host this rank is on (%s): %v", o.Levels.Local, EnvHost, err)
+		}
+		o.Host = h
+	}
+	l := &nodeLevels{
+		cfg: o.Levels, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{},
+		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
+	}
+	if l.cfg.Partner() {
+		if _, err := l.cfg.PartnerOf(o.Host); err != nil {
+			return nil, fmt.Errorf("partner copy: %w", err)
+		}
+	}
+	if _, _, rs := l.cfg.Erasure(); rs {
+		if _, err := l.cfg.ErasureHosts(o.Host); err != nil {
+			return nil, fmt.Errorf("erasure fragments: %w", err)
+		}
+	}
+	opts := l.opts
+	opts.Create = true
+	s, err := ckpt.OpenDir(ctx, l.cfg.Dir(o.Host), opts)
+	if err != nil {
+		return nil, fmt.Errorf("node-local level: %w", err)
+	}
+	l.local = s
+	log.Info("node-local level", "dir", l.cfg.Dir(o.Host), "redundancy", l.cfg.Redundancy, "flush_every", l.cfg.FlushEvery)
+	return l, nil
+}
+
+// store opens (once) the node-local store of another host; create makes
+// it (the partner's, to write a copy), else a missing one is ErrNoStore.
+func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt.Store, error) {
+	if host == l.host {
+		return l.local, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.stores[host]; s != nil {
+		return s, nil
+	}
+	opts := l.opts
+	opts.Create = create
+	s, err := ckpt.OpenDir(ctx, l.cfg.Dir(host), opts)
+	if err != nil {
+		return nil, err
+	}
+	l.stores[host] = s
+	return s, nil
+}
+
+func (l *nodeLevels) close() {
+	l.local.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.stores {
+		s.Close()
+	}
+}
+
+// prepare makes spec's base usable in the node-local store: the base
+// shard is named by its ref from the shared manifest, and when this host
+// lacks it (the rank moved, or its directory was lost) it is copied in
+// from the level that has it. When no level has it the shard is written
+// whole (warned): correct, only larger.
+func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.ShardSpec {
+	if spec.Base == nil {
+		return spec
+	}
+	drop := func(why error) ckpt.ShardSpec {
+		l.log.Warn("node-local level: the incremental base is not here; writing the shard whole", "epoch", spec.Epoch, "base", spec.Base.Epoch, "err", why)
+		spec.Base = nil
+		return spec
+	}
+	cut, err := l.shared.LoadCut(ctx, spec.Job, spec.Base.Epoch)
+	if err != nil {
+		return drop(err)
+	}
+	if spec.Rank >= len(cut.Shards) {
+		return drop(fmt.Errorf("base cut %d has %d ranks", spec.Base.Epoch, len(cut.Shards)))
+	}
+	ref := cut.Shards[spec.Rank]
+	if err := l.local.HasShard(ctx, ref); err != nil {
+		copied := false
+		for _, c := range l.candidates(ctx)[1:] {
+			if c.st.HasShard(ctx, ref) != nil {
+				continue
+			}
+			if _, err := c.st.CopyShard(ctx, l.local, ref); err == nil {
+				copied = true
+				break
+			}
+		}
+		if !copied && l.rebuild(ctx, ref) == nil {
+			copied = true
+		}
+		if !copied {
+			return drop(err)
+		}
+	}
+	spec.Base = &ckpt.BaseRef{Epoch: ref.Epoch, Ref: &ref}
+	return spec
+}
+
+// protect copies a shard just written to the node-local store to the
+// levels the commit rule needs before the rank reports it: the partner's
+// store, and the shared store every FlushEvery epochs, or whenever there
+// is no partner copy (a local copy alone does not survive its host).
+func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool) (partner, flushed int64, err error) {
+	shared := final || l.cfg.Flush(ref.Epoch)
+	if l.cfg.Partner() {
+		ph, err := l.cfg.PartnerOf(l.host)
+		var ps *ckpt.Store
+		if err == nil {
+			ps, err = l.store(ctx, ph, true)
+		}
+		if err == nil {
+			partner, err = l.local.CopyShard(ctx, ps, ref)
+		}
+		if err != nil {
+			l.log.Error("partner copy failed: this shard goes to the shared store", "epoch", ref.Epoch, "partner", ph, "err", err)
+			shared = true
+		}
+	}
+	if k, m, rs := l.cfg.Erasure(); rs {
+		n, err := l.encode(ctx, ref, k, m)
+		partner += n
+		if err != nil {
+			l.log.Error("erasure fragments failed: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
+			shared = true
+		}
+	}
+	if shared {
+		if flushed, err = l.local.CopyShard(ctx, l.shared, ref); err != nil {
+			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
+		}
+	}
+	return partner, flushed, nil
+}
+
+// encode writes the shard's K+M erasure fragments to the hosts after this
+// one.
+func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (int64, error) {
+	hosts, err := l.cfg.ErasureHosts(l.host)
+	if err != nil {
+		return 0, err
+	}
+	dsts := make([]*ckpt.Store, len(hosts))
+	for i, h := range hosts {
+		if dsts[i], err = l.store(ctx, h, true); err != nil {
+			return 0, err
+		}
+	}
+	return l.local.EncodeShard(ctx, ref, dsts, k, m)
+}
+
+// rebuild rebuilds a shard into this host's store from erasure fragments
+// in every node-local store it can reach.
+func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
+	if _, _, rs := l.cfg.Erasure(); !rs {
+		return fmt.Errorf("no erasure fragments: %w", ckpt.ErrNotFound)
+	}
+	var srcs []*ckpt.Store
+	for _, c := range l.candidates(ctx) {
+		if c.level != ckpt.LevelShared {
+			srcs = append(srcs, c.st)
+		}
+	}
+	_, err := l.local.RebuildShard(ctx, ref, srcs)
+	return err
+}
+
+type levelStore struct {
+	level string
+	host  string // "" for the shared store
+	st    *ckpt.Store
+	// rebuild: rebuild the shard into st from erasure fragments first.
+	rebuild bool
+}
+
+// candidates lists the stores a restore tries, fastest first: this host's
+// node-local store, the partner's and the other hosts' that can be
+// reached, then the shared store.
+func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
+	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local}}
+	for _, h := range l.cfg.ReadOrder(l.host)[1:] {
+		s, err := l.store(ctx, h, false)
+		if err != nil {
+			if !errors.Is(err, ckpt.ErrNoStore) {
+				l.log.Debug("node-local store not readable", "host", h, "err", err)
+			}
+			continue
+		}
+		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, st: s})
+	}
+	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared})
+}
+
+// gc collects this host's node-local store in the background after a
+// commit: packs of cuts whose manifests the coordinator's GC removed from
+// the shared store go (one GC at a time; a commit meanwhile asks again).
+func (l *nodeLevels) gc(job string, latest uint64) {
+	if !l.gcBusy.TryLock() {
+		return
+	}
+	go func() {
+		defer l.gcBusy.Unlock()
+		ctx := context.Background()
+		cuts, err := l.shared.List(ctx, job)
+		if err != nil {
+			l.log.Warn("node-local gc: list the shared store's cuts", "err", err)
+			return
+		}
+		var kept []ckpt.ShardRef
+		for _, c := range cuts {
+			cut, err := l.shared.LoadCut(ctx, job, c.Epoch)
+			if err != nil {
+				return // removed meanwhile, or damaged: try at the next commit
+			}
+			kept = append(kept, cut.Shards...)
+		}
+		rep, err := l.local.NodeLocalGC(ctx, job, kept, latest, false)
+		if err != nil {
+			l.log.Warn("node-local gc", "err", err)
+			return
+		}
+		if rep.DeletedPacks > 0 {
+			l.log.Debug("node-local gc", "deleted_packs", rep.DeletedPacks, "deleted_bytes", rep.DeletedBytes)
+		}
+	}()
+}

@@ -1,0 +1,131 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/levels"
+	"github.com/cutpoint/cutpoint/internal/wire"
+)
+
+// levelsFixture: a shared store and rank 0's node-local levels on host a
+// of hosts a, b.
+func levelsFixture(t *testing.T, flushEvery int) (*nodeLevels, *ckpt.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	shared, err := ckpt.OpenDir(ctx, filepath.Join(dir, "shared"), ckpt.Options{Create: true, ChunkSize: 4096, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Close() })
+	cfg := levels.Config{Local: filepath.Join(dir, "{host}"), Redundancy: levels.RedundancyPartner, FlushEvery: flushEvery, Hosts: "a:1,b:1", World: 2}
+	l, err := openLevels(ctx, Options{Rank: 0, Host: "a", Levels: cfg}, shared, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	return l, shared, dir
+}
+
+func writeLocal(t *testing.T, s *ckpt.Store, epoch uint64) ckpt.ShardRef {
+	t.Helper()
+	ctx := context.Background()
+	w, err := s.NewShard(ctx, ckpt.ShardSpec{Job: "j", Epoch: epoch, Rank: 0, Incarnation: 1, Step: int64(epoch)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 20000)
+	for i := range data {
+		data[i] = byte(i * int(epoch))
+	}
+	if err := w.AddBuffer(ctx, "u", ckpt.BytesSource(data, 8)); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := w.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// TestProtectCommitRule: a shard goes to the partner's store; to the
+// shared store too on a flush epoch, on a final cut, or when the partner
+// copy fails; never reported with a local copy alone.
+func TestProtectCommitRule(t *testing.T) {
+	ctx := context.Background()
+	l, shared, dir := levelsFixture(t, 3)
+	partnerStore := func() *ckpt.Store {
+		s, err := l.store(ctx, "b", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	ref := writeLocal(t, l.local, 1)
+	p, f, err := l.protect(ctx, ref, l.isFinal(1))
+	if err != nil || p == 0 || f != 0 {
+		t.Fatalf("epoch 1: partner %d flushed %d, %v", p, f, err)
+	}
+	if err := partnerStore().HasShard(ctx, ref); err != nil {
+		t.Fatalf("partner copy: %v", err)
+	}
+	if err := shared.HasShard(ctx, ref); !errors.Is(err, ckpt.ErrNotFound) {
+		t.Fatalf("epoch 1 in the shared store: %v", err)
+	}
+
+	if c := l.candidates(ctx); len(c) != 3 || c[0].level != ckpt.LevelLocal || c[1].level != ckpt.LevelPartner || c[1].host != "b" || c[2].level != ckpt.LevelShared {
+		t.Fatalf("candidates %+v: want local a, partner b, shared", c)
+	}
+
+	ref = writeLocal(t, l.local, 3)
+	if _, f, err := l.protect(ctx, ref, l.isFinal(3)); err != nil || f == 0 || shared.HasShard(ctx, ref) != nil {
+		t.Fatalf("flush epoch 3: flushed %d, %v", f, err)
+	}
+
+	l.noteFinal(wire.EncodeCoord(&wire.Cut{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Epoch: 4, Step: 4, Final: true}))
+	l.noteFinal([]byte("not a message"))
+	ref = writeLocal(t, l.local, 4)
+	if !l.isFinal(4) || l.isFinal(5) {
+		t.Fatal("final flag not remembered")
+	}
+	if _, f, err := l.protect(ctx, ref, l.isFinal(4)); err != nil || f == 0 {
+		t.Fatalf("final epoch 4: flushed %d, %v", f, err)
+	}
+
+	// The partner's directory breaks: the shard goes to the shared store.
+	l.mu.Lock()
+	for h, s := range l.stores {
+		s.Close()
+		delete(l.stores, h)
+	}
+	l.mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b"), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref = writeLocal(t, l.local, 5)
+	p, f, err = l.protect(ctx, ref, false)
+	if err != nil || p != 0 || f == 0 || shared.HasShard(ctx, ref) != nil {
+		t.Fatalf("partner gone: partner %d flushed %d, %v", p, f, err)
+	}
+
+	// Restore order: own host, then the partner's, then the shared store.
+	var order []string
+	for _, c := range l.candidates(ctx) {
+		order = append(order, c.level+":"+c.host)
+	}
+	if len(order) != 2 || order[0] != "local:a" || order[1] != "shared:" {
+		t.Fatalf("candidates %v (b is not a store now)", order)
+	}
+}
