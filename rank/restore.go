@@ -69,7 +69,7 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		}
 		if err := c.st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
-				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "level", c.level, "host", c.host, "err", err)
+				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
 			}
 			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
 			continue
@@ -87,7 +87,7 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 				// better.
 				return nil, err
 			}
-			r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "level", c.level, "host", c.host, "err", err)
+			r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
 			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
 			continue
 		}
@@ -107,7 +107,7 @@ func (r *Rank) restored(epoch uint64, step int64, t time.Time, level string, ref
 	}
 	r.stats.RestoreBytes[level] += ref.StoredBytes
 	r.mu.Unlock()
-	r.log.Info("restored", "cut", epoch, "step", step, "level", level, "bytes", ref.StoredBytes, "took", time.Since(t).Round(time.Millisecond))
+	r.log.Info("restored", "cut", epoch, "step", step, "tier", level, "bytes", ref.StoredBytes, "took", time.Since(t).Round(time.Millisecond))
 }
 
 // loadFrom reads an opened shard into the protected buffers.
