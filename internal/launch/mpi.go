@@ -53,6 +53,10 @@ type MPIConfig struct {
 	// KillWait bounds how long Kill waits for the world's processes to be
 	// gone after SIGKILL (default DefaultKillWait).
 	KillWait time.Duration
+	// CloseWait is how long Close lets a running world end by itself (a
+	// finished job's ranks leave MPI_Finalize) before it ends it
+	// (default 5s).
+	CloseWait time.Duration
 }
 
 // MPI runs a job's ranks as one MPI world: a single launcher process
@@ -110,6 +114,9 @@ func NewMPI(cfg MPIConfig) (*MPI, error) {
 	}
 	if cfg.KillWait <= 0 {
 		cfg.KillWait = DefaultKillWait
+	}
+	if cfg.CloseWait <= 0 {
+		cfg.CloseWait = 5 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -353,7 +360,8 @@ func (m *MPI) Signal(rank int, sig syscall.Signal) error {
 	return fmt.Errorf("launch: rank %d of the MPI world has no process on this node", rank)
 }
 
-// Close ends the world and stops reporting exits.
+// Close lets the world end by itself within CloseWait, then ends it, and
+// stops reporting exits.
 func (m *MPI) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -364,6 +372,15 @@ func (m *MPI) Close() error {
 	spawn := m.spawn
 	m.mu.Unlock()
 	var errs []error
+	m.local.mu.Lock()
+	p, ok := m.local.procs[0]
+	m.local.mu.Unlock()
+	if ok {
+		select {
+		case <-p.done:
+		case <-time.After(m.cfg.CloseWait):
+		}
+	}
 	if spawn != 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.TermWait+m.cfg.KillWait)
 		errs = append(errs, m.end(ctx, spawn))
