@@ -361,7 +361,9 @@ func jobSetupError(err error) error {
 var mpiLaunchers = []string{"mpirun", "mpiexec", "orterun", "mpirun.openmpi", "mpiexec.openmpi", "mpirun.mpich", "mpiexec.mpich", "mpiexec.hydra"}
 
 // mpiWorld turns MPI mode on for an MPI launcher and takes the number of
-// ranks from its -np (or -n, --np, -c); --ranks, when given, must agree.
+// ranks from its -np (or -n, --np, -c, srun's --ntasks); --ranks, when
+// given, must agree. Options after the program are the program's: the first
+// count given is taken, so a launcher without one needs --ranks.
 func (o *runOptions) mpiWorld(args []string, ranksGiven bool) error {
 	if len(args) > 0 && slices.Contains(mpiLaunchers, filepath.Base(args[0])) {
 		o.MPI = true
@@ -379,11 +381,11 @@ func (o *runOptions) mpiWorld(args []string, ranksGiven bool) error {
 	for i, a := range args[1:] {
 		v, ok := "", false
 		switch {
-		case a == "-np" || a == "-n" || a == "--np" || a == "-c" || a == "--n":
+		case a == "-np" || a == "-n" || a == "--np" || a == "-c" || a == "--n" || a == "--ntasks":
 			if i+2 < len(args) {
 				v, ok = args[i+2], true
 			}
-		case strings.HasPrefix(a, "-np=") || strings.HasPrefix(a, "--np=") || strings.HasPrefix(a, "-n="):
+		case strings.HasPrefix(a, "-np=") || strings.HasPrefix(a, "--np=") || strings.HasPrefix(a, "-n=") || strings.HasPrefix(a, "--ntasks="):
 			_, v, ok = strings.Cut(a, "=")
 		}
 		if ok {
