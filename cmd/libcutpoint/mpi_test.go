@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,10 +81,36 @@ func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 	}
 }
 
+// TestMPIPythonJob: the Python binding's MPI mode (Rank(mpi=True),
+// checkpoint_here) under mpirun, undisturbed and with a process killed
+// after a cut; the job exchanges nothing, so no barrier is needed.
+func TestMPIPythonJob(t *testing.T) {
+	mpirun := needTool(t, "mpirun")
+	py := python(t)
+	tl := buildTools(t)
+	root := moduleRoot(t)
+	script, err := filepath.Abs(filepath.Join("testdata", "mpi_job.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PYTHONPATH", filepath.Join(root, "python", "src"))
+	t.Setenv("PYTHONDONTWRITEBYTECODE", "1")
+	t.Setenv("CUTPOINT_LIB", filepath.Join(tl.dir, "libcutpoint.so"))
+	world := append([]string{"--every-steps", "500", "--"}, mpiRunArgs(t, mpirun, 3, py, script, "30000")...)
+	plain := runJob(t, tl, world...)
+	hurt := runKilledMPI(t, tl, script, world...)
+	if hurt.digest != plain.digest {
+		t.Fatalf("Python MPI job with a process killed: digest %s, undisturbed %s", hurt.digest, plain.digest)
+	}
+	if !regexp.MustCompile(`recovery-started g=2 e=[1-9][0-9]* step=[1-9]`).MatchString(hurt.stderr) {
+		t.Fatalf("no relaunch from a committed cut:\n%s", tailLines(hurt.stderr, 60))
+	}
+}
+
 // runKilledMPI runs `cutpoint run` and, once the first cut committed,
-// SIGKILLs one process of the MPI world (found in /proc by its executable)
-// as a node failure would.
-func runKilledMPI(t *testing.T, tl tools, bin string, args ...string) runResult {
+// SIGKILLs one process of the MPI world (found in /proc by prog, its
+// executable or script) as a node failure would.
+func runKilledMPI(t *testing.T, tl tools, prog string, args ...string) runResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -114,7 +141,7 @@ func runKilledMPI(t *testing.T, tl tools, bin string, args ...string) runResult 
 			mu.Lock()
 			stderr.WriteString(line + "\n")
 			if killed == 0 && strings.Contains(line, `msg="cut committed" component=coordinator`) {
-				if pid := worldProcess(bin); pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+				if pid := worldProcess(prog); pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 					killed = pid
 					stderr.WriteString("test: SIGKILL of MPI process " + strconv.Itoa(pid) + "\n")
 				}
@@ -140,9 +167,10 @@ func runKilledMPI(t *testing.T, tl tools, bin string, args ...string) runResult 
 	return runResult{digest: d, stderr: stderr.String()}
 }
 
-// worldProcess returns the pid of a running process of bin that is rank 1
-// of its MPI world (any rank of it if none says so), or 0.
-func worldProcess(bin string) int {
+// worldProcess returns the pid of a running process that has prog in its
+// command line and is rank 1 of its MPI world (any rank if none says so),
+// or 0.
+func worldProcess(prog string) int {
 	ents, _ := os.ReadDir("/proc")
 	any := 0
 	for _, e := range ents {
@@ -151,7 +179,7 @@ func worldProcess(bin string) int {
 			continue
 		}
 		argv, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.HasPrefix(argv, []byte(bin+"\x00")) {
+		if err != nil || !slices.Contains(strings.Split(string(argv), "\x00"), prog) {
 			continue
 		}
 		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
