@@ -81,6 +81,31 @@ func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 	}
 }
 
+// TestMPIFortranJob: heat1d_mpi.f90 (MPI_Sendrecv, MPI_Barrier,
+// cp_checkpoint_here) built with mpifort; with a process killed after a
+// cut it ends with the undisturbed run's digest.
+func TestMPIFortranJob(t *testing.T) {
+	mpifort := needTool(t, "mpifort")
+	mpirun := needTool(t, "mpirun")
+	tl := buildTools(t)
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	obj := filepath.Join(dir, "cutpoint.o")
+	bin := filepath.Join(dir, "heat1d_mpi")
+	compile(t, mpifort, "-std=f2018", "-Wall", "-Werror", "-J", dir, "-c", filepath.Join(root, "cmd", "libcutpoint", "include", "cutpoint.f90"), "-o", obj)
+	compile(t, mpifort, "-Wall", "-Werror", "-I", dir, "-o", bin, filepath.Join(root, "examples", "mpi", "heat1d_mpi.f90"), obj,
+		"-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
+	world := append([]string{"--every-steps", "2000", "--"}, mpiRunArgs(t, mpirun, 3, bin, "200", "200000")...)
+	plain := runJob(t, tl, world...)
+	hurt := runKilledMPI(t, tl, bin, world...)
+	if hurt.digest != plain.digest {
+		t.Fatalf("Fortran MPI job with a process killed: digest %s, undisturbed %s", hurt.digest, plain.digest)
+	}
+	if !regexp.MustCompile(`recovery-started g=2 e=[1-9][0-9]* step=[1-9]`).MatchString(hurt.stderr) {
+		t.Fatalf("no relaunch from a committed cut:\n%s", tailLines(hurt.stderr, 60))
+	}
+}
+
 // TestMPIPythonJob: the Python binding's MPI mode (Rank(mpi=True),
 // checkpoint_here) under mpirun, undisturbed and with a process killed
 // after a cut; the job exchanges nothing, so no barrier is needed.
