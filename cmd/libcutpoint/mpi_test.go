@@ -40,7 +40,7 @@ func mpiRunArgs(t *testing.T, mpirun string, n int, bin string, args ...string) 
 }
 
 // heat2dMPISteps: long enough that a cut commits well before the end.
-const heat2dMPISteps = "12000"
+const heat2dMPISteps = "20000"
 
 func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 	mpicc := needTool(t, "mpicc")
