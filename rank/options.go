@@ -62,7 +62,10 @@ type Options struct {
 	// Store is the store directory (required).
 	Store string
 	// Peers are the ranks this one exchanges messages with, in both
-	// directions; nil means all other ranks (warned about above 64).
+	// directions; nil means all other ranks (warned about above 64). An
+	// empty, non-nil slice means none: the MPI mode, where the job's own
+	// MPI messages are quiescent at every SafePoint (after a barrier), so
+	// a cut needs no markers and holds no channel state.
 	Peers []int
 	// TotalSteps is the job's last step if known; the coordinator never
 	// cuts past it.
