@@ -231,6 +231,15 @@ func (o *Options) check() error {
 	return nil
 }
 
+// CheckStoreIO accepts the values of Options.StoreIO.
+func CheckStoreIO(v string) error {
+	switch v {
+	case "", "direct", "buffered":
+		return nil
+	}
+	return fmt.Errorf("%q: want direct or buffered", v)
+}
+
 // firstSet returns the first of names that is set and not empty ("" if
 // none).
 func firstSet(names []string) string {
@@ -240,13 +249,4 @@ func firstSet(names []string) string {
 		}
 	}
 	return ""
-}
-
-// CheckStoreIO accepts the values of Options.StoreIO.
-func CheckStoreIO(v string) error {
-	switch v {
-	case "", "direct", "buffered":
-		return nil
-	}
-	return fmt.Errorf("%q: want direct or buffered", v)
 }

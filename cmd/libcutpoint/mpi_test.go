@@ -73,7 +73,7 @@ func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 		t.Fatalf("no relaunch from a committed cut:\n%s", tailLines(hurt.stderr, 60))
 	}
 	restored := map[string]bool{}
-	for _, m := range regexp.MustCompile(`INFO restored rank=([0-9]+) cut=[1-9]`).FindAllStringSubmatch(hurt.stderr, -1) {
+	for _, m := range regexp.MustCompile(`restored rank=([0-9]+) cut=[1-9]`).FindAllStringSubmatch(hurt.stderr, -1) {
 		restored[m[1]] = true
 	}
 	if len(restored) != 4 {

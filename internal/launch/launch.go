@@ -110,9 +110,6 @@ type Local struct {
 	// before it is delivered (the placement of the Hosts spawner), on the
 	// reaping goroutine.
 	onExit func(Exit)
-	// label, when set, prefixes output lines with "[label] " instead of
-	// "[rank N] " (the MPI spawner: one process speaks for a world).
-	label  string
 	mu     sync.Mutex
 	procs  map[int]*proc
 	closed bool
@@ -216,9 +213,6 @@ func (l *Local) start(rank int, spawn uint64, argv, env []string, stdin []byte) 
 		closeAfter = append(closeAfter, r)
 	}
 	prefix := fmt.Sprintf("[rank %d] ", rank)
-	if l.label != "" {
-		prefix = "[" + l.label + "] "
-	}
 	var readers []*os.File
 	if f, ok := l.rawOut.(*os.File); ok && l.detached {
 		cmd.Stdout, cmd.Stderr = f, f

@@ -44,7 +44,8 @@ type MPIConfig struct {
 	// from the MPI launcher.
 	RankVar string
 	// Out receives the launcher's output (the ranks' output passes
-	// through it), one "[mpi] " prefixed line at a time.
+	// through it), line by line as rank 0's: the launcher process stands
+	// in the world's slot 0.
 	Out io.Writer
 	Log *slog.Logger
 	// TermWait is how long Kill lets the launcher end the world after
@@ -128,7 +129,6 @@ func NewMPI(cfg MPIConfig) (*MPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.label = "mpi"
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	m := &MPI{cfg: cfg, local: l, nonce: hex.EncodeToString(b), log: cfg.Log,

@@ -137,7 +137,7 @@ func TestMPIWorldLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := out.String()
-	if !strings.Contains(o, "[mpi] fake mpirun: 3 ranks, token=s3cret") {
+	if !strings.Contains(o, "fake mpirun: 3 ranks, token=s3cret") {
 		t.Fatalf("launcher output %q", o)
 	}
 	// Open MPI is told to pass the variables on to other nodes.
