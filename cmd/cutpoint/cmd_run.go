@@ -46,6 +46,14 @@ func newRunCommand(g *GlobalOptions) *cobra.Command {
 executable each rank runs the built-in heat2d workload (--steps, --size,
 --device); any executable that links the rank library can be given after --.
 
+--mpi (the default when the executable is mpirun, mpiexec or orterun) runs
+the ranks as one MPI world: "cutpoint run [flags] -- mpirun -np 4 ./app".
+The code keeps its own MPI communication and calls cutpoint's checkpoint
+call after a barrier; the number of ranks is mpirun's -np. MPI cannot
+replace one process of a world, so a lost rank ends the world and the
+whole world is relaunched from the latest committed cut (up to
+--max-recoveries times without a commit in between).
+
 While the job runs, cuts are taken every --interval or --every-steps and
 committed to --store. A rank that exits or goes silent is killed and
 respawned from the latest committed cut while the others roll back in place.
@@ -58,14 +66,6 @@ resumes a job from its latest committed cut.
 and its ranks restart on free slots of the others (see docs/operations.md,
 "Many hosts"). The embedded server listens on loopback: for real hosts give
 --nats.
-
---mpi (the default when the executable is mpirun, mpiexec or orterun) runs
-the ranks as one MPI world: "cutpoint run [flags] -- mpirun -np 4 ./app".
-The code keeps its own MPI communication and calls cutpoint's checkpoint
-call after a barrier; the number of ranks is mpirun's -np. MPI cannot
-replace one process of a world, so a lost rank ends the world and the
-whole world is relaunched from the latest committed cut (up to
---max-recoveries times without a commit in between).
 
 The last line on stdout is "result <hex digest>" when rank 0 reported a
 result (heat2d: SHA-256 of the final global grid).
@@ -243,6 +243,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			defer mp.Close()
 			drvSpawner, signaler = mp, mp.Signal
+			o.wholeWorld = true
 		case len(j.hosts) > 0:
 			if j.embedded {
 				g.Logger.Warn("the embedded NATS server listens on loopback: only ranks this machine starts can reach it (give --nats for other hosts)")
@@ -278,9 +279,6 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		}
 	}
 
-	if signaler == nil && spawner != nil {
-		signaler = spawner.Signal
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics, err := serveMetrics(ctx, g, o.Metrics)
@@ -292,6 +290,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		if stats, err = newRunStats(j.statsDir, o.Job, o.Ranks); err != nil {
 			return err
 		}
+	}
+	if signaler == nil && spawner != nil {
+		signaler = spawner.Signal
 	}
 	var killMu sync.Mutex
 	onProgress := func(p driver.Progress) {
@@ -317,10 +318,8 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if j.rejoin {
 		mode = coordinator.ModeRejoin
 	}
-	coord := o.coordConfig()
-	coord.WholeWorld = j.mpi
 	res, err := driver.Run(ctx, driver.Config{
-		Coord: coord, Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
+		Coord: o.coordConfig(), Mode: mode, Store: store, NC: nc, Spawner: drvSpawner,
 		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device},
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 	})
