@@ -39,8 +39,13 @@ func mpiRunArgs(t *testing.T, mpirun string, n int, bin string, args ...string) 
 	return append(cmd, args...)
 }
 
-// heat2dMPISteps: long enough that a cut commits well before the end.
-const heat2dMPISteps = "20000"
+// heat2dMPISteps and heat2dMPIPace (microseconds of sleep per step): the
+// run lasts at least 2 s however fast the machine, so cuts commit well
+// before the end; the pace does not change the result.
+const (
+	heat2dMPISteps = "20000"
+	heat2dMPIPace  = "100"
+)
 
 func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 	mpicc := needTool(t, "mpicc")
@@ -51,7 +56,7 @@ func TestMPIHeat2DWholeWorldRelaunch(t *testing.T) {
 	compile(t, mpicc, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-I"+tl.include,
 		"-I"+filepath.Join(root, "examples", "c"), "-o", bin, filepath.Join(root, "examples", "mpi", "heat2d_mpi.c"),
 		filepath.Join(root, "examples", "c", "sha256.c"), "-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir, "-lm")
-	world := mpiRunArgs(t, mpirun, 4, bin, heat2dSize, heat2dMPISteps)
+	world := mpiRunArgs(t, mpirun, 4, bin, heat2dSize, heat2dMPISteps, "0.2", heat2dMPIPace)
 
 	goRef := runJob(t, tl, "--ranks", "4", "--size", heat2dSize, "--steps", heat2dMPISteps)
 	plain := runJob(t, tl, append([]string{"--every-steps", "200", "--"}, world...)...)
@@ -95,7 +100,7 @@ func TestMPIFortranJob(t *testing.T) {
 	compile(t, mpifort, "-std=f2018", "-Wall", "-Werror", "-J", dir, "-c", filepath.Join(root, "cmd", "libcutpoint", "include", "cutpoint.f90"), "-o", obj)
 	compile(t, mpifort, "-Wall", "-Werror", "-I", dir, "-o", bin, filepath.Join(root, "examples", "mpi", "heat1d_mpi.f90"), obj,
 		"-L"+tl.dir, "-lcutpoint", "-Wl,-rpath,"+tl.dir)
-	world := append([]string{"--every-steps", "2000", "--"}, mpiRunArgs(t, mpirun, 3, bin, "200", "200000")...)
+	world := append([]string{"--every-steps", "2000", "--"}, mpiRunArgs(t, mpirun, 3, bin, "200", "20000", "100")...)
 	plain := runJob(t, tl, world...)
 	hurt := runKilledMPI(t, tl, bin, world...)
 	if hurt.digest != plain.digest {
@@ -121,7 +126,7 @@ func TestMPIPythonJob(t *testing.T) {
 	t.Setenv("PYTHONPATH", filepath.Join(root, "python", "src"))
 	t.Setenv("PYTHONDONTWRITEBYTECODE", "1")
 	t.Setenv("CUTPOINT_LIB", filepath.Join(tl.dir, "libcutpoint.so"))
-	world := append([]string{"--every-steps", "500", "--"}, mpiRunArgs(t, mpirun, 3, py, script, "30000")...)
+	world := append([]string{"--every-steps", "500", "--"}, mpiRunArgs(t, mpirun, 3, py, script, "10000", "0.0002")...)
 	plain := runJob(t, tl, world...)
 	hurt := runKilledMPI(t, tl, script, world...)
 	if hurt.digest != plain.digest {

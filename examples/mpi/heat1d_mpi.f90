@@ -6,13 +6,22 @@
 ! its SHA-256.
 !
 !   mpifort -I. heat1d_mpi.f90 cutpoint.o -lcutpoint -o heat1d_mpi
-!   cutpoint run --every-steps 200 -- mpirun -np 4 ./heat1d_mpi CELLS STEPS
+!   cutpoint run --every-steps 200 -- mpirun -np 4 ./heat1d_mpi CELLS STEPS [PACE_US]
+!
+! PACE_US sleeps that many microseconds after each step (a short run that
+! lasts long enough to have a process killed after a cut; same result).
 program heat1d_mpi
   use, intrinsic :: iso_c_binding
   use mpi
   use cutpoint
   implicit none
-  integer :: cells, me, world, left, right, i, ierr
+  integer :: cells, me, world, left, right, i, ierr, pace
+  interface
+     integer(c_int) function usleep(us) bind(C, name="usleep")
+       import :: c_int
+       integer(c_int), value :: us
+     end function usleep
+  end interface
   integer(c_int32_t) :: cme, cworld
   integer(c_int64_t) :: steps, step, r
   real(c_double), allocatable, target :: u(:), tmp(:), rod(:)
@@ -24,8 +33,8 @@ program heat1d_mpi
   call MPI_Init(ierr)
   call MPI_Comm_rank(MPI_COMM_WORLD, me, ierr)
   call MPI_Comm_size(MPI_COMM_WORLD, world, ierr)
-  if (command_argument_count() /= 2) then
-     if (me == 0) write (0, '(a)') 'usage: heat1d_mpi CELLS STEPS'
+  if (command_argument_count() < 2 .or. command_argument_count() > 3) then
+     if (me == 0) write (0, '(a)') 'usage: heat1d_mpi CELLS STEPS [PACE_US]'
      call MPI_Finalize(ierr)
      stop 2
   end if
@@ -33,6 +42,11 @@ program heat1d_mpi
   read (arg, *) cells
   call get_command_argument(2, arg)
   read (arg, *) steps
+  pace = 0
+  if (command_argument_count() == 3) then
+     call get_command_argument(3, arg)
+     read (arg, *) pace
+  end if
 
   call check(cp_join_mpi(steps, r), 'join')
   call check(cp_identity(r, cme, cworld), 'identity')
@@ -64,6 +78,7 @@ program heat1d_mpi
      tmp = u(1:cells) + alpha * ((u(0:cells - 1) + u(2:cells + 1)) - 2d0 * u(1:cells))
      u(1:cells) = tmp
      step = step + 1
+     if (pace > 0) ierr = usleep(int(pace, c_int))
      call MPI_Barrier(MPI_COMM_WORLD, ierr)
      call check(cp_checkpoint_here(r, step), 'checkpoint')
   end do

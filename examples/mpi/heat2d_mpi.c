@@ -17,12 +17,18 @@
  * the Go heat2d (SHA-256 of the global interior, row-major, float64
  * little-endian), for the same numerics (heat2d_field.h).
  *
- * Usage: heat2d_mpi SIZE STEPS [ALPHA]  (ALPHA default 0.2)
+ * Usage: heat2d_mpi SIZE STEPS [ALPHA [PACE_US]]  (ALPHA default 0.2)
+ *
+ * PACE_US sleeps that many microseconds after each step, so that a short
+ * run lasts long enough to be watched or to have a process killed after a
+ * cut (the tests do); the result is the same.
  */
+#define _POSIX_C_SOURCE 199309L
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cutpoint.h"
 #include "heat2d_field.h"
@@ -94,6 +100,7 @@ static void digest(const layout *l, const double *cur, uint8_t out[32]) {
 
 int main(int argc, char **argv) {
     int size, rc, mpi_rank, mpi_world;
+    long pace_us = 0;
     int64_t steps, step;
     double alpha = 0.2;
     int32_t me, world;
@@ -105,16 +112,19 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_world);
-    if (argc < 3 || argc > 4) {
-        if (mpi_rank == 0) fprintf(stderr, "usage: %s SIZE STEPS [ALPHA]\n", argv[0]);
+    if (argc < 3 || argc > 5) {
+        if (mpi_rank == 0) fprintf(stderr, "usage: %s SIZE STEPS [ALPHA [PACE_US]]\n", argv[0]);
         MPI_Finalize();
         return 2;
     }
     size = atoi(argv[1]);
     steps = atoll(argv[2]);
-    if (argc == 4) alpha = atof(argv[3]);
-    if (size < 1 || size > 1 << 15 || steps < 0 || !(alpha > 0 && alpha <= 0.25)) {
-        if (mpi_rank == 0) fprintf(stderr, "heat2d_mpi: want 1 <= SIZE <= 32768, STEPS >= 0, 0 < ALPHA <= 0.25\n");
+    if (argc >= 4) alpha = atof(argv[3]);
+    if (argc == 5) pace_us = atol(argv[4]);
+    if (size < 1 || size > 1 << 15 || steps < 0 || !(alpha > 0 && alpha <= 0.25) || pace_us < 0 || pace_us > 1000000) {
+        if (mpi_rank == 0) {
+            fprintf(stderr, "heat2d_mpi: want 1 <= SIZE <= 32768, STEPS >= 0, 0 < ALPHA <= 0.25, 0 <= PACE_US <= 1000000\n");
+        }
         MPI_Finalize();
         return 2;
     }
@@ -144,6 +154,10 @@ int main(int argc, char **argv) {
         exchange(&l, cur, col_out, col_in);
         heat_step(next, cur, &l, alpha);
         step++;
+        if (pace_us > 0) {
+            struct timespec ts = {pace_us / 1000000, (pace_us % 1000000) * 1000};
+            nanosleep(&ts, NULL);
+        }
         /* Quiescent: no message of this step is in flight past here. */
         MPI_Barrier(MPI_COMM_WORLD);
         if ((rc = cutpoint_checkpoint_here(R, step)) != CUTPOINT_OK) fail(rc, "checkpoint");
