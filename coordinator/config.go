@@ -69,6 +69,11 @@ type Config struct {
 	// MaxRecoveries: more recoveries than this without a commit in between
 	// fail the job. Default 10.
 	MaxRecoveries int
+	// WholeWorld: the ranks share one fate, as the processes of one MPI
+	// world do (a lost process ends the others, and no single process can
+	// be replaced). Every recovery then respawns every rank from the cut,
+	// killing those still running first, and rolls none back in place.
+	WholeWorld bool
 	// ProgressTimeout: a running rank whose step does not advance for this
 	// long is lost (heartbeats prove liveness, this proves progress); 0
 	// disables.

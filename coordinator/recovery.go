@@ -98,10 +98,11 @@ func (c *Coordinator) startRecovery(rank int, why string, counted bool) {
 		// No committed cut: everyone restarts from step 0 in a fresh
 		// process (a rank cannot rebuild its initial state in place).
 		// Finished ranks have left their job loop: respawn them too.
+		// WholeWorld: one lost rank is all of them lost.
 		if c.ph == phRebuilding && !m.heard {
 			m.unknown = true
 		}
-		if target.Epoch == 0 || m.lost || !m.alive || m.finished || m.unknown {
+		if target.Epoch == 0 || c.cfg.WholeWorld || m.lost || !m.alive || m.finished || m.unknown {
 			m.lost = true
 			lost = append(lost, r)
 		}

@@ -15,8 +15,12 @@ import (
 
 // Environment variables the launcher (cutpoint run, the coordinator's
 // spawner, the Slurm script) sets for every rank process. OptionsFromEnv
-// reads them; under srun, SLURM_PROCID and SLURM_NTASKS stand in for the
-// rank and the world size when CUTPOINT_RANK and CUTPOINT_WORLD are unset.
+// reads them. When CUTPOINT_RANK is unset, the rank and the world size come
+// from the MPI launcher (Open MPI's OMPI_COMM_WORLD_RANK and
+// OMPI_COMM_WORLD_SIZE, MPICH's PMI_RANK and PMI_SIZE, PMIx's PMIX_RANK) or
+// from srun (SLURM_PROCID and SLURM_NTASKS), in that order: an mpirun
+// inside a Slurm allocation inherits the batch script's SLURM_PROCID, which
+// is not the rank.
 const (
 	EnvNATS          = "CUTPOINT_NATS"          // NATS URL
 	EnvNATSToken     = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
@@ -44,6 +48,14 @@ const (
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
 )
 
+// The rank and world variables of MPI launchers, in the order they are
+// looked for (see OptionsFromEnv). PMIx sets no world size: under
+// `srun --mpi=pmix` SLURM_NTASKS gives it.
+var (
+	mpiRankVars  = []string{"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"}
+	mpiWorldVars = []string{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}
+)
+
 // Options configure a rank. Zero values take the defaults.
 type Options struct {
 	NATS string        // NATS URL (required)
@@ -55,7 +67,10 @@ type Options struct {
 	// Store is the store directory (required).
 	Store string
 	// Peers are the ranks this one exchanges messages with, in both
-	// directions; nil means all other ranks (warned about above 64).
+	// directions; nil means all other ranks (warned about above 64). An
+	// empty, non-nil slice means none: the MPI mode, where the job's own
+	// MPI messages are quiescent at every SafePoint (after a barrier), so
+	// a cut needs no markers and holds no channel state.
 	Peers []int
 	// TotalSteps is the job's last step if known; the coordinator never
 	// cuts past it.
@@ -150,15 +165,23 @@ func OptionsFromEnv() (Options, error) {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvStoreIO, err))
 	}
 	var rank, world, spawn, epoch, hold, window, workers int64 = -1, 0, 0, 0, 0, 0, 0
-	if _, ok := os.LookupEnv(EnvRank); ok {
-		num(EnvRank, &rank)
-	} else {
-		num(envSlurmProcID, &rank)
+	rankVar := firstSet(append(append([]string{EnvRank}, mpiRankVars...), envSlurmProcID))
+	if rankVar != "" {
+		num(rankVar, &rank)
 	}
-	if _, ok := os.LookupEnv(EnvWorld); ok {
-		num(EnvWorld, &world)
-	} else {
-		num(envSlurmNTasks, &world)
+	if v := firstSet(append(append([]string{EnvWorld}, mpiWorldVars...), envSlurmNTasks)); v != "" {
+		num(v, &world)
+	}
+	// A rank named by the MPI launcher must agree with the world the
+	// cutpoint launcher planned (--ranks against mpirun's -np).
+	if rankVar != EnvRank {
+		if v := firstSet(mpiWorldVars); v != "" && world > 0 {
+			var mw int64
+			num(v, &mw)
+			if mw > 0 && mw != world {
+				errs = append(errs, fmt.Errorf("%s=%d but %s=%d: the launcher's number of ranks and the MPI world differ", EnvWorld, world, v, mw))
+			}
+		}
 	}
 	num(EnvSpawn, &spawn)
 	num(EnvRestoreEpoch, &epoch)
@@ -215,10 +238,10 @@ func (o *Options) check() error {
 		errs = append(errs, fmt.Errorf("no store directory (%s)", EnvStore))
 	}
 	if o.World < 1 {
-		errs = append(errs, fmt.Errorf("world size %d (%s or %s)", o.World, EnvWorld, envSlurmNTasks))
+		errs = append(errs, fmt.Errorf("world size %d (%s, OMPI_COMM_WORLD_SIZE, PMI_SIZE or %s)", o.World, EnvWorld, envSlurmNTasks))
 	}
 	if o.Rank < 0 || (o.World >= 1 && o.Rank >= o.World) {
-		errs = append(errs, fmt.Errorf("rank %d out of 0..%d (%s or %s)", o.Rank, o.World-1, EnvRank, envSlurmProcID))
+		errs = append(errs, fmt.Errorf("rank %d out of 0..%d (%s, OMPI_COMM_WORLD_RANK, PMI_RANK, PMIX_RANK or %s)", o.Rank, o.World-1, EnvRank, envSlurmProcID))
 	}
 	if o.RestoreEpoch > 0 && o.RestoreStep < 0 {
 		errs = append(errs, fmt.Errorf("restore step %d < 0", o.RestoreStep))
@@ -274,4 +297,15 @@ func CheckStoreIO(v string) error {
 		return nil
 	}
 	return fmt.Errorf("%q: want direct or buffered", v)
+}
+
+// firstSet returns the first of names that is set and not empty ("" if
+// none).
+func firstSet(names []string) string {
+	for _, n := range names {
+		if v, ok := os.LookupEnv(n); ok && v != "" {
+			return n
+		}
+	}
+	return ""
 }

@@ -12,6 +12,11 @@
 #     (go test ./cmd/libcutpoint: C, C++, Fortran and Python jobs on
 #     libcutpoint): gcc/g++, gfortran, python3 with numpy, pytest,
 #     setuptools and pip, from Debian (no PyPI)
+#   - Open MPI (openmpi-bin, libopenmpi-dev: mpicc, mpirun) for the MPI
+#     mode's test (TestMPIHeat2DWholeWorldRelaunch). Open MPI rather than
+#     MPICH: as root it runs with --allow-run-as-root, and oversubscribed
+#     (--oversubscribe, 4 ranks on 2 cores) its ranks yield while they wait,
+#     where MPICH's spin in MPI_Barrier and starve the ranks' heartbeats.
 # The Slurm tests install their own daemons (slurm/ci/start-slurm.sh).
 set -euo pipefail
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -30,7 +35,7 @@ if ! command -v zstd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/de
     log "could not install zstd; the zstd CLI baseline will be skipped"
 fi
 # Debian packages for libcutpoint's tests; only the missing ones, quietly.
-apt_pkgs=(gcc g++ gfortran python3 python3-numpy python3-pytest python3-setuptools python3-pip)
+apt_pkgs=(gcc g++ gfortran python3 python3-numpy python3-pytest python3-setuptools python3-pip openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,7 @@ type runOptions struct {
 	Kill     []string // RANK@STEP: SIGKILL rank when the job reaches step
 	Progress string
 	StatsDir string
+	MPI      bool
 }
 
 func newRunCommand(g *GlobalOptions) *cobra.Command {
@@ -43,6 +46,14 @@ func newRunCommand(g *GlobalOptions) *cobra.Command {
 --nats URL), the coordinator, and --ranks rank processes. Without an
 executable each rank runs the built-in heat2d workload (--steps, --size,
 --device); any executable that links the rank library can be given after --.
+
+--mpi (the default when the executable is mpirun, mpiexec or orterun) runs
+the ranks as one MPI world: "cutpoint run [flags] -- mpirun -np 4 ./app".
+The code keeps its own MPI communication and calls cutpoint's checkpoint
+call after a barrier; the number of ranks is mpirun's -np. MPI cannot
+replace one process of a world, so a lost rank ends the world and the
+whole world is relaunched from the latest committed cut (up to
+--max-recoveries times without a commit in between).
 
 While the job runs, cuts are taken every --interval or --every-steps and
 committed to --store. A rank that exits or goes silent is killed and
@@ -76,6 +87,9 @@ cut, or a restore that does not fit the job: the message is the rank's);
 8 finished, but cutting had stopped (cutting-stopped) and the job ran
 unprotected to its end.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.mpiWorld(args, cmd.Flags().Changed("ranks")); err != nil {
+				return usageError(err)
+			}
 			return runRun(cmd.Context(), g, o, args)
 		},
 	}
@@ -85,6 +99,7 @@ unprotected to its end.`,
 	o.hosts.AddFlags(cmd.Flags())
 	cmd.Flags().StringSliceVar(&o.Kill, "kill", nil, "fault injection: SIGKILL rank R when the job reaches step S (R@S, repeatable)")
 	cmd.Flags().StringVar(&o.Progress, "progress", "auto", "live progress line on stderr: auto (on a terminal), always, never")
+	cmd.Flags().BoolVar(&o.MPI, "mpi", false, "the command after -- is an MPI launcher (mpirun -np N ./app) that starts the whole world; on by default for mpirun, mpiexec and orterun")
 	cmd.Flags().StringVar(&o.StatsDir, "stats-dir", "", "write run.json (cuts, kills, recoveries, usage) and one JSON file per rank process (cut stalls, restores, step times, peak RSS) into this directory")
 	return cmd
 }
@@ -120,7 +135,7 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	return runJob(ctx, g, jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, kills: o.Kill,
 		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local", statsDir: o.StatsDir,
-		hosts: hosts, spawnCmd: o.hosts.SpawnCmd,
+		hosts: hosts, spawnCmd: o.hosts.SpawnCmd, mpi: o.MPI,
 	})
 }
 
@@ -147,6 +162,8 @@ type jobRun struct {
 	// hosts (--hosts): ranks run through spawnCmd on these hosts.
 	hosts    []launch.Host
 	spawnCmd string
+	// mpi: args is an MPI launcher that starts the whole world (--mpi).
+	mpi bool
 	// detached: the ranks outlive this process (coordinator --spawn
 	// local: a coordinator --rejoin finds them computing); `run` is the
 	// job, its ranks die with it.
@@ -253,6 +270,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 
 	var spawner *launch.Local
 	var drvSpawner driver.Spawner
+	var signaler func(rank int, sig syscall.Signal) error // --kill
 	if j.spawn == "local" || j.spawn == "srun" {
 		argv := j.args
 		if len(argv) == 0 {
@@ -276,6 +294,15 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			opts = append(opts, launch.Detached())
 		}
 		switch {
+		case j.mpi:
+			mp, err := launch.NewMPI(launch.MPIConfig{Argv: argv, World: o.Ranks, Env: env, RankVar: rank.EnvRank,
+				Out: g.Stderr, Log: g.Logger})
+			if err != nil {
+				return usageError(fmt.Errorf("--mpi: %w", err))
+			}
+			defer mp.Close()
+			drvSpawner, signaler = mp, mp.Signal
+			o.wholeWorld = true
 		case len(j.hosts) > 0:
 			if j.embedded {
 				g.Logger.Warn("the embedded NATS server listens on loopback: only ranks this machine starts can reach it (give --nats for other hosts)")
@@ -319,6 +346,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			return err
 		}
 	}
+	if signaler == nil && spawner != nil {
+		signaler = spawner.Signal
+	}
 	var killMu sync.Mutex
 	onProgress := func(p driver.Progress) {
 		progress.update(p)
@@ -328,10 +358,10 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		killMu.Lock()
 		defer killMu.Unlock()
 		for _, k := range kills {
-			if !k.done && p.Step >= k.step && spawner != nil {
+			if !k.done && p.Step >= k.step && signaler != nil {
 				k.done = true
 				g.Logger.Warn("fault injection: SIGKILL", "rank", k.rank, "step", p.Step)
-				if err := spawner.Signal(k.rank, syscall.SIGKILL); err != nil {
+				if err := signaler(k.rank, syscall.SIGKILL); err != nil {
 					g.Logger.Error("fault injection failed", "rank", k.rank, "err", err)
 				} else if stats != nil {
 					stats.rec.Killed(k.rank, p.Step, time.Now())
@@ -382,6 +412,60 @@ func jobSetupError(err error) error {
 		return usageError(err)
 	}
 	return err
+}
+
+// mpiLaunchers are the executables --mpi is the default for.
+var mpiLaunchers = []string{"mpirun", "mpiexec", "orterun", "mpirun.openmpi", "mpiexec.openmpi", "mpirun.mpich", "mpiexec.mpich", "mpiexec.hydra"}
+
+// mpiWorld turns MPI mode on for an MPI launcher and takes the number of
+// ranks from its -np (or -n, --np, -c, srun's --ntasks); --ranks, when
+// given, must agree. Options after the program are the program's: the first
+// count given is taken, so a launcher without one needs --ranks.
+func (o *runOptions) mpiWorld(args []string, ranksGiven bool) error {
+	if len(args) > 0 && slices.Contains(mpiLaunchers, filepath.Base(args[0])) {
+		o.MPI = true
+	}
+	if !o.MPI {
+		return nil
+	}
+	if len(args) == 0 {
+		return errors.New("--mpi: give the MPI launcher's command after --, e.g. -- mpirun -np 4 ./app")
+	}
+	if len(o.hosts.Hosts) > 0 {
+		return errors.New("--mpi and --hosts: the MPI launcher places the ranks (give it a hostfile)")
+	}
+	np := 0
+	for i, a := range args[1:] {
+		v, ok := "", false
+		switch {
+		case a == "-np" || a == "-n" || a == "--np" || a == "-c" || a == "--n" || a == "--ntasks":
+			if i+2 < len(args) {
+				v, ok = args[i+2], true
+			}
+		case strings.HasPrefix(a, "-np=") || strings.HasPrefix(a, "--np=") || strings.HasPrefix(a, "-n=") || strings.HasPrefix(a, "--ntasks="):
+			_, v, ok = strings.Cut(a, "=")
+		}
+		if ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("--mpi: %s %q is not a number of ranks", a, v)
+			}
+			np = n
+			break
+		}
+	}
+	switch {
+	case np == 0 && !ranksGiven:
+		return errors.New("--mpi: the number of ranks is unknown: give the MPI launcher -np N (or --ranks N)")
+	case np != 0 && ranksGiven && np != o.Ranks:
+		return fmt.Errorf("--ranks %d but the MPI launcher starts %d (-np)", o.Ranks, np)
+	case np != 0:
+		o.Ranks = np
+	}
+	if len(o.Kill) > 0 && runtime.GOOS != "linux" {
+		return errors.New("--kill with --mpi finds the rank's process in /proc (Linux only)")
+	}
+	return nil
 }
 
 // sanitizeJob turns an executable name into a valid job name.

@@ -89,7 +89,10 @@ func (o workloadOptions) args() []string {
 
 // jobOptions configure the coordinator side of a job (run, coordinator).
 type jobOptions struct {
-	nats        natsOptions
+	nats natsOptions
+	// wholeWorld: the ranks are one MPI world (run --mpi): the
+	// coordinator respawns all of them at every recovery.
+	wholeWorld  bool
 	Store       string
 	Job         string
 	Ranks       int
@@ -252,6 +255,7 @@ func (o *jobOptions) coordConfig() coordinator.Config {
 	return coordinator.Config{
 		Job: o.Job, World: o.Ranks, HeartbeatInterval: o.Heartbeat, FailureTimeout: o.FailTimeout,
 		CutInterval: o.Interval, CutEverySteps: o.EverySteps, Keep: o.Keep, MaxRecoveries: o.MaxRecover,
+		WholeWorld: o.wholeWorld,
 	}
 }
 

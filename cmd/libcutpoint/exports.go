@@ -27,6 +27,9 @@ import (
 type handle struct {
 	r        *rank.Rank
 	exitCode atomic.Int32
+	// mpi: joined with cutpoint_join_mpi (no channels; the code's own MPI
+	// communication, cuts at cutpoint_checkpoint_here).
+	mpi bool
 
 	mu sync.Mutex
 	// stash holds a message cutpoint_recv took but could not fit in the
@@ -112,10 +115,58 @@ func lookup(h C.int64_t) (*handle, C.int) {
 }
 
 // register adds r to the table and returns its handle.
-func register(r *rank.Rank) int64 {
+func register(r *rank.Rank, mpi bool) int64 {
 	id := nextHandle.Add(1)
-	handles.Store(id, &handle{r: r, stash: map[int]stashed{}})
+	handles.Store(id, &handle{r: r, mpi: mpi, stash: map[int]stashed{}})
 	return id
+}
+
+// errMPIRollback is cutpoint_checkpoint_here's error when the coordinator
+// rolled the rank back in place, which an MPI world cannot follow (its
+// other processes and their messages are not rolled back with it).
+var errMPIRollback = errors.New("libcutpoint: MPI mode: the rank was rolled back in place, which an MPI world cannot follow; exit so the launcher relaunches the whole world (is the coordinator run with --mpi?)")
+
+//export cutpoint_join_mpi
+func cutpoint_join_mpi(totalSteps C.int64_t, out *C.int64_t) C.int {
+	var h *handle
+	if out == nil {
+		return h.code(invalid("cutpoint_join_mpi: NULL out"))
+	}
+	if totalSteps < 0 {
+		return h.code(invalid("cutpoint_join_mpi: total_steps %d < 0", int64(totalSteps)))
+	}
+	o, err := rank.OptionsFromEnv()
+	if err != nil {
+		return h.code(fmt.Errorf("libcutpoint: the launcher's environment: %w", err))
+	}
+	// No peers: the code exchanges its messages over MPI, none over
+	// cutpoint's channels, so a cut needs no markers and no channel state;
+	// the code's barrier before each checkpoint makes the cut consistent.
+	o.Peers = []int{}
+	o.TotalSteps = int64(totalSteps)
+	r, err := rank.Join(context.Background(), o)
+	if err != nil {
+		return h.code(err)
+	}
+	*out = C.int64_t(register(r, true))
+	return stOK
+}
+
+//export cutpoint_checkpoint_here
+func cutpoint_checkpoint_here(h C.int64_t, step C.int64_t) C.int {
+	hd, st := lookup(h)
+	if st != stOK {
+		return st
+	}
+	if !hd.mpi {
+		return hd.code(invalid("cutpoint_checkpoint_here: the rank joined with cutpoint_join (channels): call cutpoint_safe_point"))
+	}
+	before := hd.r.Stats().Rollbacks
+	s, err := hd.r.SafePoint(context.Background(), int64(step))
+	if errors.Is(err, rank.ErrRolledBack) || (err == nil && (s != int64(step) || hd.r.Stats().Rollbacks != before)) {
+		return hd.code(errMPIRollback)
+	}
+	return hd.code(err)
 }
 
 //export cutpoint_join
@@ -142,7 +193,7 @@ func cutpoint_join(peers *C.int32_t, npeers C.size_t, totalSteps C.int64_t, out 
 	if err != nil {
 		return h.code(err)
 	}
-	*out = C.int64_t(register(r))
+	*out = C.int64_t(register(r, false))
 	return stOK
 }
 

@@ -233,6 +233,8 @@ int main(void) {
     (void)cutpoint_start(r, &s);
     (void)cutpoint_recv(r, 0, buf, sizeof buf, &n);
     (void)cutpoint_safe_point(r, 1, &s);
+    (void)cutpoint_join_mpi(0, &r);
+    (void)cutpoint_checkpoint_here(r, 1);
     (void)cutpoint_finish(r, NULL, 0);
     (void)cutpoint_exit_code(r);
     (void)cutpoint_stats(r, &c, &b);

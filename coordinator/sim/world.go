@@ -40,6 +40,10 @@ type Config struct {
 	// job finished instead of waiting for Stop (a recovery must then
 	// respawn it).
 	ExitAfterFinish bool
+	// WholeWorld runs the coordinator with coordinator.Config.WholeWorld
+	// (MPI mode: every recovery respawns every rank). ConfigFor never
+	// sets it; TestSimWholeWorld does.
+	WholeWorld bool
 }
 
 func (c *Config) hb() time.Duration { return time.Duration(c.HB) }
@@ -211,7 +215,7 @@ func (w *World) coordConfig() coordinator.Config {
 		FailureTimeout: time.Duration(w.cfg.FailureTimeout), StartTimeout: time.Duration(w.cfg.StartTimeout),
 		CutInterval: time.Duration(w.cfg.CutInterval), CutEverySteps: w.cfg.CutEverySteps,
 		EpochTimeout: time.Duration(w.cfg.EpochTimeout), RequestLatency: time.Duration(w.cfg.CtlDelayMax),
-		Keep: w.cfg.Keep, EpochBlock: 4, MaxRecoveries: 20}
+		Keep: w.cfg.Keep, EpochBlock: 4, MaxRecoveries: 20, WholeWorld: w.cfg.WholeWorld}
 }
 
 func newWorld(cfg Config, st *store) (*World, error) {

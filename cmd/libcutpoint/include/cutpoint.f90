@@ -26,7 +26,8 @@ module cutpoint
        CUTPOINT_TOO_SMALL = 8, CUTPOINT_NO_CUDA = 9, CUTPOINT_ERROR = 10
 
   public :: cp_join, cp_identity, cp_protect, cp_start, cp_send, cp_recv, &
-       cp_safe_point, cp_finish, cp_exit_code, cp_close, cp_last_error, cp_sha256
+       cp_safe_point, cp_finish, cp_exit_code, cp_close, cp_last_error, cp_sha256, &
+       cp_join_mpi, cp_checkpoint_here
 
   ! cp_protect: a real(8) array of rank 1 or 2.
   interface cp_protect
@@ -85,6 +86,17 @@ module cutpoint
        integer(c_int64_t), value :: r, step
        integer(c_int64_t), intent(out) :: resume
      end function c_safe_point
+
+     integer(c_int) function c_join_mpi(total_steps, out) bind(C, name="cutpoint_join_mpi")
+       import :: c_int, c_int64_t
+       integer(c_int64_t), value :: total_steps
+       integer(c_int64_t), intent(out) :: out
+     end function c_join_mpi
+
+     integer(c_int) function c_checkpoint_here(r, step) bind(C, name="cutpoint_checkpoint_here")
+       import :: c_int, c_int64_t
+       integer(c_int64_t), value :: r, step
+     end function c_checkpoint_here
 
      integer(c_int) function c_finish(r, result, n) bind(C, name="cutpoint_finish")
        import :: c_int, c_int64_t, c_ptr, c_size_t
@@ -214,6 +226,22 @@ contains
     rc = c_safe_point(r, step, s)
     if (rc == CUTPOINT_OK) resume = s
   end function cp_safe_point
+
+  ! cp_join_mpi: MPI mode (cutpoint.h): join as the rank the MPI launcher
+  ! names, with no cutpoint channels; after MPI_Init.
+  integer(c_int) function cp_join_mpi(total_steps, r) result(rc)
+    integer(c_int64_t), intent(in) :: total_steps
+    integer(c_int64_t), intent(out) :: r
+    rc = c_join_mpi(total_steps, r)
+  end function cp_join_mpi
+
+  ! cp_checkpoint_here: MPI mode: the quiescent point after step, on every
+  ! rank at every step, after MPI_Barrier (no MPI message in flight).
+  integer(c_int) function cp_checkpoint_here(r, step) result(rc)
+    integer(c_int64_t), intent(in) :: r
+    integer(c_int64_t), value :: step
+    rc = c_checkpoint_here(r, step)
+  end function cp_checkpoint_here
 
   ! cp_finish: hand the job's result (bytes; rank 0's is printed) to the
   ! coordinator and wait for every rank. An empty result: none.

@@ -35,6 +35,11 @@
  *     }
  *     cutpoint_close(r);
  *
+ * MPI codes (ABI version 2) keep their own MPI communication and use no
+ * cutpoint channels: they join with cutpoint_join_mpi and mark the points
+ * where a cut may be taken with cutpoint_checkpoint_here, after a barrier;
+ * see "MPI mode" below.
+ *
  * Conventions
  *   - Every function returns a cutpoint_status (0 is CUTPOINT_OK) and writes
  *     its results through pointer arguments, which are untouched on error.
@@ -85,7 +90,7 @@ extern "C" {
 
 /* The version of this interface; cutpoint_abi_version() returns the
  * library's, which is >= the header's for a compatible library. */
-#define CUTPOINT_ABI_VERSION 1
+#define CUTPOINT_ABI_VERSION 2
 
 /* A rank handle: an integer, never 0. */
 typedef int64_t cutpoint_rank;
@@ -210,6 +215,51 @@ int cutpoint_stats(cutpoint_rank r, int64_t *captures, int64_t *rollbacks);
  * out receives the 32-byte SHA-256 of the n bytes at data. Needs no
  * handle; safe from any thread. */
 int cutpoint_sha256(const void *data, size_t n, uint8_t out[32]);
+
+/* ---- MPI mode (ABI version 2) -------------------------------------------
+ *
+ * For codes that communicate over MPI themselves, launched as
+ * `cutpoint run [flags] -- mpirun -np N ./app`. The rank and the world
+ * size come from the MPI launcher's environment (OMPI_COMM_WORLD_RANK and
+ * _SIZE, PMI_RANK and PMI_SIZE, PMIX_RANK), equal to MPI_Comm_rank and
+ * MPI_Comm_size of MPI_COMM_WORLD; the rest (NATS, job, store, restore
+ * point) comes from cutpoint run through mpirun's environment.
+ *
+ * A handle joined this way has no channels to other ranks (cutpoint_send
+ * and cutpoint_recv to or from one return CUTPOINT_INVALID). Cuts are taken only at
+ * cutpoint_checkpoint_here, whose contract is:
+ *   - every rank calls it at every step, with the same step number (steps
+ *     increase by one from the step cutpoint_start returned);
+ *   - no MPI message is in flight: every message sent before the call, on
+ *     any rank, has been received before the call on its receiver, and no
+ *     nonblocking request is pending. A barrier (MPI_Barrier) after the
+ *     step's communication and before the call guarantees it;
+ *   - the protected buffers hold the state after step (for a ring, the
+ *     buffer step % count).
+ * With no message in flight a step-aligned cut needs no markers and no
+ * channel state: each rank's protected buffers at that step are the cut.
+ *
+ * A lost rank ends the MPI world (the MPI launcher aborts the others), and
+ * cutpoint run relaunches the whole world from the latest committed cut:
+ * every rank then returns the cut's step from cutpoint_start. No rank is
+ * ever rolled back in place; should that happen (a coordinator not run in
+ * MPI mode), cutpoint_checkpoint_here returns CUTPOINT_ERROR and the
+ * process must exit.
+ *
+ * The order of calls: MPI_Init, cutpoint_join_mpi, cutpoint_protect_*,
+ * cutpoint_start, the loop (compute, MPI exchange, MPI_Barrier,
+ * cutpoint_checkpoint_here), cutpoint_finish, cutpoint_close,
+ * MPI_Finalize. */
+
+/* Join the job as the rank the MPI launcher's environment names, with no
+ * cutpoint channels. total_steps as for cutpoint_join. */
+int cutpoint_join_mpi(int64_t total_steps, cutpoint_rank *out);
+
+/* A quiescent point after step (see the contract above): a cut scheduled
+ * at step captures the protected buffers here, and the call returns at
+ * once while the shard is written in the background. CUTPOINT_INVALID
+ * for a handle of cutpoint_join. */
+int cutpoint_checkpoint_here(cutpoint_rank r, int64_t step);
 
 /* Leave the job: writers are cancelled, channels and connections closed,
  * the handle released. A rank that closes without cutpoint_finish looks

@@ -212,6 +212,15 @@ def _declare(lib: ctypes.CDLL) -> None:
         f = getattr(lib, name)
         f.argtypes = args
         f.restype = res
+    # ABI 2 (MPI mode): declared when the library has them.
+    for name, (args, res) in {
+        "cutpoint_join_mpi": ([i64, p64], c_int),
+        "cutpoint_checkpoint_here": ([i64, i64], c_int),
+    }.items():
+        f = getattr(lib, name, None)
+        if f is not None:
+            f.argtypes = args
+            f.restype = res
 
 
 def _buffer_of(arr: Any, what: str) -> tuple[int, int, int]:
@@ -235,19 +244,33 @@ class Rank:
     other rank); ``total_steps`` is the job's last step if known (no cut is
     taken past it). Use it as a context manager: leaving the block closes
     the rank.
+
+    ``mpi=True`` joins in MPI mode (``cutpoint_join_mpi``): the job keeps
+    its own MPI communication (mpi4py, ...), uses no cutpoint channels
+    (``peers`` must be None), takes its rank from the MPI launcher, and
+    calls :meth:`checkpoint_here` after a barrier at every step.
     """
 
-    def __init__(self, peers: Optional[Iterable[int]] = None, total_steps: int = 0, library: Optional[str] = None) -> None:
+    def __init__(
+        self, peers: Optional[Iterable[int]] = None, total_steps: int = 0, library: Optional[str] = None, mpi: bool = False
+    ) -> None:
         self._lib = load_library(library)
         self._h = 0
         self._keep: list[Any] = []  # protected arrays: must outlive the rank
         # recv's buffer, one per thread: threads receiving from different
         # peers must not wait for each other.
         self._local = threading.local()
-        plist = list(peers) if peers is not None else []
-        arr = (ctypes.c_int32 * len(plist))(*plist) if plist else None
         h = ctypes.c_int64()
-        self._check(self._lib.cutpoint_join(arr, len(plist), int(total_steps), ctypes.byref(h)))
+        if mpi:
+            if peers is not None:
+                raise InvalidArgument(INVALID, "Rank(mpi=True): an MPI-mode rank has no cutpoint channels; peers must be None")
+            if self._lib.cutpoint_abi_version() < 2:
+                raise OSError(f"cutpoint: MPI mode needs libcutpoint ABI 2, this one is {self._lib.cutpoint_abi_version()}")
+            self._check(self._lib.cutpoint_join_mpi(int(total_steps), ctypes.byref(h)))
+        else:
+            plist = list(peers) if peers is not None else []
+            arr = (ctypes.c_int32 * len(plist))(*plist) if plist else None
+            self._check(self._lib.cutpoint_join(arr, len(plist), int(total_steps), ctypes.byref(h)))
         self._h = h.value
         r, w = ctypes.c_int32(), ctypes.c_int32()
         self._check(self._lib.cutpoint_identity(self._h, ctypes.byref(r), ctypes.byref(w)))
@@ -319,6 +342,14 @@ class Rank:
         s = ctypes.c_int64()
         self._check(self._lib.cutpoint_start(self._h, ctypes.byref(s)))
         return s.value
+
+    def checkpoint_here(self, step: int) -> None:
+        """MPI mode: the quiescent point after ``step``, called on every
+        rank at every step after a barrier, with no MPI message in flight.
+        A cut due at ``step`` captures the protected arrays here. A lost
+        rank ends the MPI world and the launcher relaunches it whole from
+        the latest cut, so this never rolls back in place."""
+        self._check(self._lib.cutpoint_checkpoint_here(self._h, int(step)))
 
     def safe_point(self, step: int) -> int:
         """Call after finishing ``step``: a cut may capture the protected
