@@ -328,3 +328,65 @@ func TestNATSOutageRiddenOut(t *testing.T) {
 		t.Fatalf("digest after a NATS outage %s, undisturbed %s", got, want)
 	}
 }
+
+// TestRankLossWhileStoreReadOnly: the store turns read-only (a bind mount
+// remounted ro, as a file server that briefly refuses writes) and a rank is
+// SIGKILLed meanwhile: the coordinator retries the job record write of the
+// recovery instead of failing the job, cuts abort until the store is
+// writable again, and the job ends with the undisturbed digest.
+func TestRankLossWhileStoreReadOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a read-only bind mount needs root")
+	}
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	steps := []string{"--ranks", "4", "--size", "96", "--steps", "20000", "--heartbeat-interval", "100ms"}
+	want := runOK(t, nil, append([]string{"run", "--store", filepath.Join(t.TempDir(), "ref"), "--interval", "0"}, steps...)...).digest(t)
+	store := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "--bind", store, store).CombinedOutput(); err != nil {
+		t.Skipf("bind mount: %v %s", err, out)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			exec.Command("umount", store).Run()
+		}
+	}()
+	// The lease outlives the read-only spell (its renewals fail meanwhile).
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "500", "--lease-ttl", "20s"}, steps...)
+	cmd := cutpoint(t, nil, args...)
+	var out, errb syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	if out, err := exec.Command("mount", "-o", "remount,bind,ro", store).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, out)
+	}
+	pid := rankPid(t, cmd.Process.Pid, 1)
+	if pid == 0 {
+		t.Fatal("rank 1's process not found")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	time.Sleep(3 * time.Second)
+	if out, err := exec.Command("umount", store).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	mounted = false
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("job: %v\n%s", err, tail(errb.String(), 60))
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	if !strings.Contains(r.stderr, "job record write failed; retrying") {
+		t.Fatalf("the recovery's record write never met the read-only store:\n%s", tail(r.stderr, 60))
+	}
+}
