@@ -253,6 +253,7 @@ func (c *Coordinator) ManifestCommitted(epoch uint64) {
 	c.event(Event{Kind: EvCutCommitted, Epoch: e.id, Step: e.step, Rank: -1, Peer: -1, Bytes: bytes, Stored: stored,
 		Duration: c.now - e.issuedAt})
 	c.rd.GC = &GC{Keep: c.cfg.Keep, Pins: c.pins()}
+	c.forgetCollected(c.rd.GC)
 	if e.final {
 		c.finalCommitted = true
 		c.stop(CodeStoppedWithCut, fmt.Sprintf("preempted: final cut %d at step %d committed", e.id, e.step), EvJobStopped)
@@ -279,6 +280,22 @@ func (c *Coordinator) ManifestFailed(epoch uint64, err error) {
 		c.abortCur(wire.ReasonCommitFailed, -1, -1, err.Error())
 		c.progress()
 	}
+}
+
+// forgetCollected drops from the committed cuts those the GC g may
+// delete (all but the newest Keep and the pins): a fallback from a damaged
+// cut must never pick a cut that is gone (with --keep 1 nothing older is
+// left, and the job restarts from step 0). A GC that fails keeps more than
+// this view, never less.
+func (c *Coordinator) forgetCollected(g *GC) {
+	keep := map[uint64]bool{}
+	for _, e := range g.Pins {
+		keep[e] = true
+	}
+	for i := len(c.committed) - 1; i >= 0 && i >= len(c.committed)-g.Keep; i-- {
+		keep[c.committed[i].Epoch] = true
+	}
+	c.committed = slices.DeleteFunc(c.committed, func(cc CommittedCut) bool { return !keep[cc.Epoch] })
 }
 
 func (c *Coordinator) pins() []uint64 {
