@@ -16,10 +16,10 @@ import (
 	"math"
 
 	"github.com/cutpoint/cutpoint/kernels"
-	"github.com/cutpoint/cutpoint/rank"
 )
 
-// Comm is what the workload needs from the rank runtime (*rank.Rank).
+// Comm is what the workload needs from the rank runtime (*rank.Rank);
+// this package does not import rank, so rank's own tests can run it.
 type Comm interface {
 	ID() int
 	World() int
@@ -35,13 +35,19 @@ type Comm interface {
 	// from, which differs from step after a rollback.
 	SafePoint(ctx context.Context, step int64) (int64, error)
 	// Finish hands the job's result to the coordinator and waits for the
-	// other ranks; ErrRolledBack means the job goes on from SafePoint.
+	// other ranks; a rolled-back error (see rolledBack) means the job
+	// goes on from SafePoint.
 	Finish(ctx context.Context, result []byte) error
 }
 
-// ErrRolledBack is what Comm's calls return (wrapped or not) when a
-// rollback interrupts them; the loop then calls SafePoint.
-var ErrRolledBack = rank.ErrRolledBack
+// rolledBack reports whether err (wrapped or not) says that a rollback
+// interrupted a Comm call; the loop then calls SafePoint. The error's
+// RolledBack() bool method says so (rank.ErrRolledBack has it): matching by
+// method rather than by rank's sentinel keeps this package below rank.
+func rolledBack(err error) bool {
+	var rb interface{ RolledBack() bool }
+	return errors.As(err, &rb) && rb.RolledBack()
+}
 
 // Config describes one heat2d job.
 type Config struct {
@@ -182,7 +188,7 @@ func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, e
 		for step < cfg.Steps {
 			cur, next := bufs[step%2], bufs[(step+1)%2]
 			if err := ex.exchange(ctx, c, dev, cur); err != nil {
-				if errors.Is(err, ErrRolledBack) {
+				if rolledBack(err) {
 					if step, err = c.SafePoint(ctx, step); err != nil {
 						return nil, err
 					}
@@ -204,7 +210,7 @@ func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, e
 		if err == nil {
 			err = c.Finish(ctx, digest)
 		}
-		if errors.Is(err, ErrRolledBack) {
+		if rolledBack(err) {
 			// A rank failed after this one's last step: go on from the
 			// cut the job rolled back to.
 			if step, err = c.SafePoint(ctx, step); err != nil {
