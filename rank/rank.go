@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -819,16 +818,19 @@ func (r *Rank) process() {
 			r.cond.Broadcast()
 		}
 		if rd.Exit != nil {
-			fenced := rd.Exit.Code != 0 && isFence(rd.Exit.Reason)
-			r.exit = &ExitError{Code: rd.Exit.Code, Reason: rd.Exit.Reason, fenced: fenced}
+			r.exit = exitError(rd.Exit)
 			r.running = false
 			r.cond.Broadcast()
 		}
 	}
 }
 
-// isFence tells a fence (this process was replaced) from a job stop.
-func isFence(reason string) bool { return strings.HasPrefix(reason, "fenced: ") }
+// exitError turns the participant's Exit into the error the job sees: its
+// Kind, not the reason text, tells a fence (this process was replaced)
+// from a job stop.
+func exitError(x *participant.Exit) *ExitError {
+	return &ExitError{Code: x.Code, Reason: x.Reason, fenced: x.Kind == participant.ExitFenced}
+}
 
 func (r *Rank) onCommitted(e uint64) {
 	r.committed = e
