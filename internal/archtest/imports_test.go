@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"kernels/shuffle":   nil,
 	"ckpt/backend":      nil,
 	"internal/archtest": nil,
+	"internal/exitcode": nil,
 
 	"kernels/cuda":             {"kernels"},
 	"kernels/kernelstest":      {"kernels"},
@@ -42,17 +43,17 @@ var allowed = map[string][]string{
 	"rank/transport/natstest":  nil,
 	"internal/levels":          {"internal/launch"},
 	"internal/heat2d":          {"kernels"},
-	"rank/participant":         {"internal/wire"},
-	"coordinator":              {"internal/wire"},
+	"rank/participant":         {"internal/exitcode", "internal/wire"},
+	"coordinator":              {"internal/exitcode", "internal/wire"},
 	"rank/transport":           {"internal/natsutil", "rank/transport/channel"},
 	"coordinator/sim":          {"coordinator", "internal/wire", "rank/participant"},
 	"rank/examples/ring":       {"kernels", "rank"},
 	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "kernels/shuffle"},
-	"coordinator/driver":       {"ckpt", "coordinator", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
+	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
 	"rank":                     {"ckpt", "internal/levels", "internal/natsutil", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
 	"cmd/libcutpoint":          {"kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
-	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/heat2d", "internal/jobstats",
+	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobstats",
 		"internal/launch", "internal/levels", "internal/natsutil", "internal/wire", "kernels", "kernels/cuda", "rank"},
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cutpoint/cutpoint/internal/exitcode"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -906,7 +907,7 @@ func (p *Participant) HandleControl(b []byte) error {
 	switch m := m.(type) {
 	case *wire.Fence:
 		if m.Rank == p.cfg.Rank && m.Spawn == p.cfg.Spawn {
-			p.exit(ExitFenced, 1, "fenced: "+m.Reason)
+			p.exit(ExitFenced, exitcode.Failure, "fenced: "+m.Reason)
 		}
 		return nil
 	case *wire.Stop:
