@@ -49,6 +49,18 @@ func rolledBack(err error) bool {
 	return errors.As(err, &rb) && rb.RolledBack()
 }
 
+// Device is what the workload needs of a device: allocation and copies
+// (kernels.Device's) and the stencil kernels (kernels.Heat2DKernels). The
+// CPU and CUDA devices have both; the rank runtime needs only the first.
+type Device interface {
+	Name() string
+	Alloc(n int64, elemSize int) (kernels.Buffer, error)
+	CopyFromHost(b kernels.Buffer, off int64, src []byte) error
+	CopyToHost(dst []byte, b kernels.Buffer, off int64) error
+	Synchronize() error
+	kernels.Heat2DKernels
+}
+
 // Config describes one heat2d job.
 type Config struct {
 	Size  int     // interior edge of each rank's tile
@@ -146,7 +158,7 @@ func (l Layout) Peers() []int {
 
 // Run runs the workload on dev and returns the digest of the final global
 // grid on rank 0 (nil on the other ranks).
-func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, error) {
+func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -251,7 +263,7 @@ func newExchanger(l Layout) *exchanger {
 // into cur's ghost border. Sends go first (the transport buffers them), then
 // receives in a fixed order, so the exchange is deadlock-free and
 // deterministic.
-func (x *exchanger) exchange(ctx context.Context, c Comm, dev kernels.Device, cur kernels.Buffer) error {
+func (x *exchanger) exchange(ctx context.Context, c Comm, dev Device, cur kernels.Buffer) error {
 	if err := dev.ReadEdges(cur, x.l.Tile, x.out); err != nil {
 		return err
 	}
@@ -295,7 +307,7 @@ const gatherBlockBytes = 1 << 20
 // float64 little-endian: SHA-256, hex. Every rank sends its interior rows to
 // rank 0 in blocks; rank 0 hashes global rows in order, holding one block per
 // process-grid column at a time.
-func gather(ctx context.Context, c Comm, dev kernels.Device, l Layout, cur kernels.Buffer) ([]byte, error) {
+func gather(ctx context.Context, c Comm, dev Device, l Layout, cur kernels.Buffer) ([]byte, error) {
 	t := l.Tile
 	tile := make([]byte, t.Bytes())
 	if err := dev.CopyToHost(tile, cur, 0); err != nil {
