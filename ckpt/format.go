@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"regexp"
+
+	"github.com/cutpoint/cutpoint/internal/jobname"
 	"sort"
 	"strconv"
 	"time"
@@ -160,16 +162,10 @@ type packTrailer struct {
 
 // --- names -----------------------------------------------------------------
 
-var jobNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// ValidJobName checks a job name against [A-Za-z0-9._-]{1,64}; names
-// starting with a dot are refused too, as they would be hidden files.
-func ValidJobName(job string) error {
-	if !jobNameRE.MatchString(job) || job[0] == '.' || job[0] == '-' {
-		return fmt.Errorf("job name %q: want 1 to 64 of [A-Za-z0-9._-], not starting with . or -", truncName(job))
-	}
-	return nil
-}
+// ValidJobName checks a job name: 1 to 64 of [A-Za-z0-9._-], not
+// starting with '.' (a hidden file) or '-'. The rule is internal/jobname's,
+// the one every layer uses.
+func ValidJobName(job string) error { return jobname.Check(job) }
 
 func truncName(s string) string {
 	if len(s) > 80 {

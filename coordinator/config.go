@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -84,8 +85,8 @@ func (cfg *Config) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
-	if !wire.ValidJobName(cfg.Job) {
-		return bad("job name %q is not [A-Za-z0-9._-]{1,64}", cfg.Job)
+	if err := jobname.Check(cfg.Job); err != nil {
+		return bad("%v", err)
 	}
 	if cfg.World < 1 || cfg.World > wire.MaxWorld {
 		return bad("world %d out of 1..%d", cfg.World, wire.MaxWorld)

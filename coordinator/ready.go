@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 
+	"github.com/cutpoint/cutpoint/internal/exitcode"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -91,32 +92,33 @@ type Outcome struct {
 	Epoch  uint64 // the last committed cut
 }
 
-// Exit codes of an Outcome (they are also cutpoint's exit codes).
+// Exit codes of an Outcome (they are also cutpoint's exit codes; the
+// numbers are defined once, in internal/exitcode).
 const (
-	CodeFinished       = 0
-	CodeFailed         = 1
-	CodeStoppedWithCut = 5
-	CodeStoppedNoCut   = 6
+	CodeFinished       = exitcode.OK
+	CodeFailed         = exitcode.Failure
+	CodeStoppedWithCut = exitcode.StoppedWithCut
+	CodeStoppedNoCut   = exitcode.StoppedNoCut
 	// CodeDeterministic: a rank failed in a way no recovery can fix (it
 	// failed before its first step, failed the same way twice from the
 	// same cut, or its restore failed for a reason no other cut cures);
 	// Reason carries the rank's own error.
-	CodeDeterministic = 7
+	CodeDeterministic = exitcode.Deterministic
 	// CodeUnprotected: every rank finished, but cutting had stopped
 	// (cutting-stopped) and no cut committed since: the job ran
 	// unprotected from Outcome.Epoch's step on.
-	CodeUnprotected = 8
+	CodeUnprotected = exitcode.Unprotected
 )
 
 // Exit codes of rank processes the coordinator reads (RankExited).
 const (
 	// RankExitCutDamaged: the restore found damage in the cut (the rank
 	// also says so with an AlarmCutDamaged).
-	RankExitCutDamaged = 3
+	RankExitCutDamaged = exitcode.Damaged
 	// RankExitTransient: the rank could not reach NATS or the store
 	// within its wait; the coordinator respawns it with backoff without
 	// counting a recovery (bounded by Config.OutageLimit).
-	RankExitTransient = 75
+	RankExitTransient = exitcode.Transient
 )
 
 // EventKind classifies an Event.

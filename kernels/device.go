@@ -68,18 +68,6 @@ type Device interface {
 	// e.g. to serve as the incremental base after a Restore.
 	Hash(b Buffer, chunkSize int) (*ChunkHashes, error)
 
-	// Heat2DStep computes one Jacobi step of the heat2d tile t:
-	// dst's interior from src (see Tile and StencilPoint). dst's ghost
-	// border is not written. dst and src must be different buffers.
-	Heat2DStep(dst, src Buffer, t Tile, alpha float64) error
-	// ReadEdges copies the tile's four interior edges of src into the
-	// non-nil slices of e; it returns when they are filled.
-	ReadEdges(src Buffer, t Tile, e Edges) error
-	// WriteGhosts copies the non-nil slices of e into the tile's four ghost
-	// edges of dst; a nil slice leaves that ghost edge as it is (a
-	// physical boundary). The slices may be reused when it returns.
-	WriteGhosts(dst Buffer, t Tile, e Edges) error
-
 	// Close releases the device's resources. Buffers and snapshots must
 	// be closed and released first.
 	Close() error

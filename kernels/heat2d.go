@@ -6,6 +6,27 @@ import (
 	"math"
 )
 
+// Heat2DKernels are the built-in workload's kernels, which a device may
+// offer besides Device (the CPU and CUDA devices both do). They are apart
+// from Device so that the runtime's interface holds only what every job
+// needs (allocation, copies, capture, restore, hashing); internal/heat2d
+// asks for them.
+type Heat2DKernels interface {
+	// Heat2DStep computes one Jacobi step of the heat2d tile t:
+	// dst's interior from src (see Tile and StencilPoint). dst's ghost
+	// border is not written. dst and src must be different buffers.
+	Heat2DStep(dst, src Buffer, t Tile, alpha float64) error
+	// ReadEdges copies the tile's four interior edges of src into the
+	// non-nil slices of e; it returns when they are filled.
+	ReadEdges(src Buffer, t Tile, e Edges) error
+	// WriteGhosts copies the non-nil slices of e into the tile's four ghost
+	// edges of dst; a nil slice leaves that ghost edge as it is (a
+	// physical boundary). The slices may be reused when it returns.
+	WriteGhosts(dst Buffer, t Tile, e Edges) error
+}
+
+var _ Heat2DKernels = (*CPU)(nil)
+
 // Tile is one rank's part of the heat2d global grid: NX×NY interior cells
 // with a one-cell ghost border, stored row-major as (NY+2) rows of (NX+2)
 // float64s. Cell (i, j) — column i, row j, both from 0 — is element

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
 )
@@ -233,6 +234,8 @@ func (o *Options) check() error {
 	}
 	if o.Job == "" {
 		errs = append(errs, fmt.Errorf("no job name (%s)", EnvJob))
+	} else if err := jobname.Check(o.Job); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvJob, err))
 	}
 	if o.Store == "" {
 		errs = append(errs, fmt.Errorf("no store directory (%s)", EnvStore))

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,12 +21,25 @@ import (
 	"github.com/cutpoint/cutpoint/rank/transport"
 )
 
+// rolledBackError is ErrRolledBack's type: a comparable value, so
+// errors.Is(err, ErrRolledBack) holds as for any sentinel.
+type rolledBackError struct{}
+
+func (rolledBackError) Error() string {
+	return "rank: rolled back to a committed cut; call SafePoint"
+}
+
+// RolledBack reports true; see ErrRolledBack.
+func (rolledBackError) RolledBack() bool { return true }
+
 // Errors returned to the job. Test with errors.Is.
 var (
 	// ErrRolledBack: the job was rolled back to a committed cut while the
 	// call was blocked or before it. The job must return to its loop and
 	// call SafePoint, which restores the state and returns the cut's step.
-	ErrRolledBack = errors.New("rank: rolled back to a committed cut; call SafePoint")
+	// It has a RolledBack() bool method so that a workload can recognise
+	// it without importing rank (internal/heat2d sits below rank).
+	ErrRolledBack error = rolledBackError{}
 	// ErrStopped: the coordinator stopped the job (it finished elsewhere,
 	// was preempted after a final cut, or failed). The process should exit
 	// with the code the coordinator asked for: the error is an *ExitError,
@@ -806,16 +818,19 @@ func (r *Rank) process() {
 			r.cond.Broadcast()
 		}
 		if rd.Exit != nil {
-			fenced := rd.Exit.Code != 0 && isFence(rd.Exit.Reason)
-			r.exit = &ExitError{Code: rd.Exit.Code, Reason: rd.Exit.Reason, fenced: fenced}
+			r.exit = exitError(rd.Exit)
 			r.running = false
 			r.cond.Broadcast()
 		}
 	}
 }
 
-// isFence tells a fence (this process was replaced) from a job stop.
-func isFence(reason string) bool { return strings.HasPrefix(reason, "fenced: ") }
+// exitError turns the participant's Exit into the error the job sees: its
+// Kind, not the reason text, tells a fence (this process was replaced)
+// from a job stop.
+func exitError(x *participant.Exit) *ExitError {
+	return &ExitError{Code: x.Code, Reason: x.Reason, fenced: x.Kind == participant.ExitFenced}
+}
 
 func (r *Rank) onCommitted(e uint64) {
 	r.committed = e

@@ -129,6 +129,10 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		return err
 	}
 	defer dev.Close()
+	hdev, ok := dev.(heat2d.Device)
+	if !ok { // both built-in devices have the kernels; a new one must too
+		return fmt.Errorf("--device %s: the device has no heat2d kernels", o.workload.Device)
+	}
 
 	ro.Logger = g.Logger
 	ro.Peers = heat2d.NewLayout(ro.Rank, ro.World, o.workload.Size).Peers()
@@ -151,7 +155,7 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name(), started)
 		comm = &statsComm{Rank: r, rec: rec}
 	}
-	_, err = heat2d.Run(ctx, comm, dev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
+	_, err = heat2d.Run(ctx, comm, hdev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
 	if rec != nil {
 		if werr := writeRankStats(statsDir, r, rec, err); werr != nil {
 			g.Logger.Warn("stats file not written", "err", werr)

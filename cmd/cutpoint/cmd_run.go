@@ -21,6 +21,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
@@ -468,19 +469,6 @@ func (o *runOptions) mpiWorld(args []string, ranksGiven bool) error {
 	return nil
 }
 
-// sanitizeJob turns an executable name into a valid job name.
-func sanitizeJob(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	if len(b) == 0 {
-		return "job"
-	}
-	return string(b)
-}
+// sanitizeJob turns an executable name into a valid job name
+// (internal/jobname's rule; a leading '.' or '-' becomes '_').
+func sanitizeJob(s string) string { return jobname.Sanitize(s) }

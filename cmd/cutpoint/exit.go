@@ -2,28 +2,31 @@ package main
 
 import (
 	"errors"
+
+	"github.com/cutpoint/cutpoint/internal/exitcode"
 )
 
-// Exit codes; documented in main.go and in the README.
+// Exit codes; defined in internal/exitcode, documented in main.go and in
+// the README.
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitDamaged     = 3
-	exitNotBuilt    = 4
-	exitStoppedCut  = 5
-	exitStoppedNone = 6
+	exitOK          = exitcode.OK
+	exitFailure     = exitcode.Failure
+	exitUsage       = exitcode.Usage
+	exitDamaged     = exitcode.Damaged
+	exitNotBuilt    = exitcode.NotBuilt
+	exitStoppedCut  = exitcode.StoppedWithCut
+	exitStoppedNone = exitcode.StoppedNoCut
 	// exitDeterministic: a rank failed in a way no recovery fixes (before
 	// its first step, the same way twice from the same cut, a restore that
 	// does not fit the job); the error is the rank's own.
-	exitDeterministic = 7
+	exitDeterministic = exitcode.Deterministic
 	// exitUnprotected: the job finished, but cutting had stopped
 	// (cutting-stopped: disk full, store gone, writes failing) and no cut
 	// committed since; the result is right but was unprotected.
-	exitUnprotected = 8
+	exitUnprotected = exitcode.Unprotected
 	// exitTransient (rank processes): NATS or the store stayed unreachable
 	// for the whole wait; the coordinator respawns with backoff.
-	exitTransient = 75
+	exitTransient = exitcode.Transient
 )
 
 // exitError carries an exit code with the error that caused it.

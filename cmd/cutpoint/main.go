@@ -2,7 +2,8 @@
 // consistent snapshots of all ranks while they run, stores them compressed,
 // and rolls the job back to the latest consistent cut when a rank is lost.
 //
-// Exit codes (one switch, exitCode in exit.go, maps errors to them):
+// Exit codes (defined once in internal/exitcode; one switch, exitCode in
+// exit.go, maps errors to them):
 //
 //	0  success
 //	1  failure (the job or the command failed; the message says why)

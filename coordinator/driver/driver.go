@@ -19,6 +19,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/coordinator"
+	"github.com/cutpoint/cutpoint/internal/exitcode"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/subjects"
@@ -690,7 +691,7 @@ func (d *driver) spawn(s coordinator.Spawn) error {
 			return fmt.Errorf("incarnation %d, cut %d: %w; restart the job with --restore and --hosts that have room", s.G, s.Epoch, err)
 		}
 		d.log.Error("spawn failed", "rank", s.Rank, "g", s.G, "err", err)
-		d.c.RankExited(s.Rank, s.G, 127)
+		d.c.RankExited(s.Rank, s.G, exitcode.SpawnFailed)
 		return nil
 	}
 	d.log.Debug("rank spawned", "rank", s.Rank, "g", s.G, "cut", s.Epoch, "step", s.Step)
@@ -715,7 +716,7 @@ func (d *driver) spawnGroup(gs GroupSpawner, spawns []coordinator.Spawn) {
 	if err := gs.SpawnGroup(procs); err != nil {
 		d.log.Error("spawn failed", "ranks", len(spawns), "g", spawns[0].G, "err", err)
 		for _, s := range spawns {
-			d.c.RankExited(s.Rank, s.G, 127)
+			d.c.RankExited(s.Rank, s.G, exitcode.SpawnFailed)
 		}
 		return
 	}

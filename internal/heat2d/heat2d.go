@@ -16,10 +16,10 @@ import (
 	"math"
 
 	"github.com/cutpoint/cutpoint/kernels"
-	"github.com/cutpoint/cutpoint/rank"
 )
 
-// Comm is what the workload needs from the rank runtime (*rank.Rank).
+// Comm is what the workload needs from the rank runtime (*rank.Rank);
+// this package does not import rank, so rank's own tests can run it.
 type Comm interface {
 	ID() int
 	World() int
@@ -35,13 +35,31 @@ type Comm interface {
 	// from, which differs from step after a rollback.
 	SafePoint(ctx context.Context, step int64) (int64, error)
 	// Finish hands the job's result to the coordinator and waits for the
-	// other ranks; ErrRolledBack means the job goes on from SafePoint.
+	// other ranks; a rolled-back error (see rolledBack) means the job
+	// goes on from SafePoint.
 	Finish(ctx context.Context, result []byte) error
 }
 
-// ErrRolledBack is what Comm's calls return (wrapped or not) when a
-// rollback interrupts them; the loop then calls SafePoint.
-var ErrRolledBack = rank.ErrRolledBack
+// rolledBack reports whether err (wrapped or not) says that a rollback
+// interrupted a Comm call; the loop then calls SafePoint. The error's
+// RolledBack() bool method says so (rank.ErrRolledBack has it): matching by
+// method rather than by rank's sentinel keeps this package below rank.
+func rolledBack(err error) bool {
+	var rb interface{ RolledBack() bool }
+	return errors.As(err, &rb) && rb.RolledBack()
+}
+
+// Device is what the workload needs of a device: allocation and copies
+// (kernels.Device's) and the stencil kernels (kernels.Heat2DKernels). The
+// CPU and CUDA devices have both; the rank runtime needs only the first.
+type Device interface {
+	Name() string
+	Alloc(n int64, elemSize int) (kernels.Buffer, error)
+	CopyFromHost(b kernels.Buffer, off int64, src []byte) error
+	CopyToHost(dst []byte, b kernels.Buffer, off int64) error
+	Synchronize() error
+	kernels.Heat2DKernels
+}
 
 // Config describes one heat2d job.
 type Config struct {
@@ -140,7 +158,7 @@ func (l Layout) Peers() []int {
 
 // Run runs the workload on dev and returns the digest of the final global
 // grid on rank 0 (nil on the other ranks).
-func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, error) {
+func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -182,7 +200,7 @@ func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, e
 		for step < cfg.Steps {
 			cur, next := bufs[step%2], bufs[(step+1)%2]
 			if err := ex.exchange(ctx, c, dev, cur); err != nil {
-				if errors.Is(err, ErrRolledBack) {
+				if rolledBack(err) {
 					if step, err = c.SafePoint(ctx, step); err != nil {
 						return nil, err
 					}
@@ -204,7 +222,7 @@ func Run(ctx context.Context, c Comm, dev kernels.Device, cfg Config) ([]byte, e
 		if err == nil {
 			err = c.Finish(ctx, digest)
 		}
-		if errors.Is(err, ErrRolledBack) {
+		if rolledBack(err) {
 			// A rank failed after this one's last step: go on from the
 			// cut the job rolled back to.
 			if step, err = c.SafePoint(ctx, step); err != nil {
@@ -245,7 +263,7 @@ func newExchanger(l Layout) *exchanger {
 // into cur's ghost border. Sends go first (the transport buffers them), then
 // receives in a fixed order, so the exchange is deadlock-free and
 // deterministic.
-func (x *exchanger) exchange(ctx context.Context, c Comm, dev kernels.Device, cur kernels.Buffer) error {
+func (x *exchanger) exchange(ctx context.Context, c Comm, dev Device, cur kernels.Buffer) error {
 	if err := dev.ReadEdges(cur, x.l.Tile, x.out); err != nil {
 		return err
 	}
@@ -289,7 +307,7 @@ const gatherBlockBytes = 1 << 20
 // float64 little-endian: SHA-256, hex. Every rank sends its interior rows to
 // rank 0 in blocks; rank 0 hashes global rows in order, holding one block per
 // process-grid column at a time.
-func gather(ctx context.Context, c Comm, dev kernels.Device, l Layout, cur kernels.Buffer) ([]byte, error) {
+func gather(ctx context.Context, c Comm, dev Device, l Layout, cur kernels.Buffer) ([]byte, error) {
 	t := l.Tile
 	tile := make([]byte, t.Bytes())
 	if err := dev.CopyToHost(tile, cur, 0); err != nil {

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
+
+	"github.com/cutpoint/cutpoint/internal/jobname"
 )
 
 // JobRecordFormat is the value of JobRecord.Format this package writes.
@@ -47,10 +48,9 @@ type RecoveryIntent struct {
 	Lost  []int  `json:"lost"`
 }
 
-var jobName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// ValidJobName reports whether s is a valid job name.
-func ValidJobName(s string) bool { return jobName.MatchString(s) }
+// ValidJobName reports whether s is a valid job name (internal/jobname's
+// rule, the store's: no leading '.' or '-').
+func ValidJobName(s string) bool { return jobname.Check(s) == nil }
 
 // EncodeJobRecord returns the JSON bytes of rec.
 func EncodeJobRecord(rec JobRecord) ([]byte, error) {
@@ -93,7 +93,7 @@ func (rec *JobRecord) check() error {
 		return fmt.Errorf("wire: job record: %s: %w", fmt.Sprintf(format, args...), ErrMalformed)
 	}
 	if !ValidJobName(rec.Job) {
-		return bad("job name %q is not [A-Za-z0-9._-]{1,64}", rec.Job)
+		return bad("%v", jobname.Check(rec.Job))
 	}
 	if rec.World < 1 || rec.World > MaxWorld {
 		return bad("world %d out of 1..%d", rec.World, MaxWorld)

@@ -685,4 +685,7 @@ func (d *Device) Shuffle(dst, src kernels.Buffer, chunkSize int) error {
 	return nil
 }
 
-var _ kernels.Device = (*Device)(nil)
+var (
+	_ kernels.Device        = (*Device)(nil)
+	_ kernels.Heat2DKernels = (*Device)(nil)
+)

@@ -19,7 +19,14 @@ import (
 	"github.com/cutpoint/cutpoint/kernels"
 )
 
-// Run runs every check against dev as subtests.
+// Heat2DDevice is a device with the heat2d kernels (both built-in devices).
+type Heat2DDevice interface {
+	kernels.Device
+	kernels.Heat2DKernels
+}
+
+// Run runs every check against dev as subtests; dev must have the heat2d
+// kernels.
 func Run(t *testing.T, dev kernels.Device) {
 	t.Run("Copies", func(t *testing.T) { Copies(t, dev) })
 	t.Run("Hash", func(t *testing.T) { Hash(t, dev) })
@@ -27,8 +34,12 @@ func Run(t *testing.T, dev kernels.Device) {
 	t.Run("CaptureReadOrders", func(t *testing.T) { CaptureReadOrders(t, dev) })
 	t.Run("CaptureIncremental", func(t *testing.T) { CaptureIncremental(t, dev) })
 	t.Run("CaptureRelease", func(t *testing.T) { CaptureRelease(t, dev) })
-	t.Run("Heat2D", func(t *testing.T) { Heat2D(t, dev) })
-	t.Run("EdgesGhosts", func(t *testing.T) { EdgesGhosts(t, dev) })
+	hd, ok := dev.(Heat2DDevice)
+	if !ok {
+		t.Fatalf("%s has no heat2d kernels (kernels.Heat2DKernels)", dev.Name())
+	}
+	t.Run("Heat2D", func(t *testing.T) { Heat2D(t, hd) })
+	t.Run("EdgesGhosts", func(t *testing.T) { EdgesGhosts(t, hd) })
 }
 
 // RandBytes returns n pseudo-random bytes from seed.
@@ -547,7 +558,7 @@ func sameBits(a, b []float64) (int, bool) {
 
 // Heat2D: steps on the device equal kernels.Heat2DStepSlices on the host
 // bit for bit, with ghost edges rewritten from the host every step.
-func Heat2D(t *testing.T, dev kernels.Device) {
+func Heat2D(t *testing.T, dev Heat2DDevice) {
 	for _, sh := range [][2]int{{1, 1}, {3, 300}, {300, 3}, {257, 129}, {1000, 700}} {
 		t.Run(fmt.Sprintf("%dx%d", sh[0], sh[1]), func(t *testing.T) {
 			tile := kernels.Tile{NX: sh[0], NY: sh[1], X0: 1, Y0: 2, GX: sh[0] + 3, GY: sh[1] + 5}
@@ -600,7 +611,7 @@ func Heat2D(t *testing.T, dev kernels.Device) {
 }
 
 // EdgesGhosts: ReadEdges and WriteGhosts agree with the host versions.
-func EdgesGhosts(t *testing.T, dev kernels.Device) {
+func EdgesGhosts(t *testing.T, dev Heat2DDevice) {
 	tile := kernels.Tile{NX: 37, NY: 23}
 	vals := make([]float64, tile.Elems())
 	for i := range vals {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cutpoint/cutpoint/internal/exitcode"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -906,12 +907,12 @@ func (p *Participant) HandleControl(b []byte) error {
 	switch m := m.(type) {
 	case *wire.Fence:
 		if m.Rank == p.cfg.Rank && m.Spawn == p.cfg.Spawn {
-			p.exit(1, "fenced: "+m.Reason)
+			p.exit(ExitFenced, exitcode.Failure, "fenced: "+m.Reason)
 		}
 		return nil
 	case *wire.Stop:
 		if m.G >= p.g {
-			p.exit(m.Code, m.Reason)
+			p.exit(ExitStopped, m.Code, m.Reason)
 		}
 		return nil
 	case *wire.Rollback:
@@ -1008,10 +1009,10 @@ func (p *Participant) commit(id uint64) {
 	p.event(EvCommitted, id, -1, wire.ReasonNone, "")
 }
 
-func (p *Participant) exit(code int, reason string) {
+func (p *Participant) exit(kind ExitKind, code int, reason string) {
 	if e := p.cur; e != nil && (e.phase == wire.PhaseCaptured || e.phase == wire.PhaseSealed) {
 		p.rd.Cancel = append(p.rd.Cancel, e.id)
 	}
 	p.st = stExited
-	p.rd.Exit = &Exit{Code: code, Reason: reason}
+	p.rd.Exit = &Exit{Kind: kind, Code: code, Reason: reason}
 }

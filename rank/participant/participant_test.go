@@ -250,8 +250,19 @@ func TestFenceAndRollback(t *testing.T) {
 		t.Fatalf("Send after rollback: %v", err)
 	}
 	p.HandleControl(ctl(&wire.Fence{CoordHeader: wire.CoordHeader{CGen: 1, G: 2}, Rank: 0, Spawn: 1, Reason: "x"}))
-	if x := p.Ready().Exit; x == nil || x.Code != 1 {
+	if x := p.Ready().Exit; x == nil || x.Code != 1 || x.Kind != ExitFenced {
 		t.Fatalf("exit %+v", x)
+	}
+}
+
+// TestStopIsNotAFence: a Stop is a stop whatever its reason says (the
+// reason text used to be parsed; a coordinator's "fenced: ..." reason must
+// not turn a stop into a fence).
+func TestStopIsNotAFence(t *testing.T) {
+	p := started(t, cfg(0, 1))
+	p.HandleControl(ctl(&wire.Stop{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Code: 3, Reason: "fenced: not really"}))
+	if x := p.Ready().Exit; x == nil || x.Kind != ExitStopped || x.Code != 3 {
+		t.Fatalf("exit %+v, want a stop with code 3", x)
 	}
 }
 

@@ -101,8 +101,30 @@ type Rollback struct {
 
 // Exit ends the process.
 type Exit struct {
+	Kind   ExitKind
 	Code   int
-	Reason string
+	Reason string // for the log; never parsed (Kind says what happened)
+}
+
+// ExitKind says why the process exits. It is decided by the message that
+// ended the participant (a wire.Fence or a wire.Stop), not by the reason
+// text, which comes from the coordinator and may say anything.
+type ExitKind uint8
+
+const (
+	// ExitStopped: the coordinator stopped the job (wire.Stop); Code is
+	// the code it asked for.
+	ExitStopped ExitKind = iota
+	// ExitFenced: a newer process replaced this one (wire.Fence, R13); it
+	// exits at once without touching the store.
+	ExitFenced
+)
+
+func (k ExitKind) String() string {
+	if k == ExitFenced {
+		return "fenced"
+	}
+	return "stopped"
 }
 
 // EventKind classifies an Event.
