@@ -77,10 +77,6 @@ type Rank struct {
 	o     Options
 	log   *slog.Logger
 	t0    time.Time
-	// ctlWarned: when a dropped control message was last warned about
-	// (at most one warning per 10 s: a flood of forged ones cannot flood
-	// the log).
-	ctlWarned time.Time
 	nc    *nats.Conn
 	ownNC bool
 	store *ckpt.Store
@@ -113,6 +109,11 @@ type Rank struct {
 	// lv: the job's node-local levels (rank/levels.go); nil for a job
 	// that keeps every cut in store alone.
 	lv *nodeLevels
+
+	// ctlWarned: when a dropped control message was last warned about
+	// (at most one warning per 10 s: a flood of forged ones cannot flood
+	// the log).
+	ctlWarned time.Time
 }
 
 // Stats count what a rank did, for logs and benchmarks.
