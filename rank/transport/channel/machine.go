@@ -270,8 +270,9 @@ func New(cfg Config, g, session uint64, now int64) (*Machine, error) {
 	}
 	// An honest sender enqueues only while what it charged and was not
 	// credited back fits the window, or one message alone: the receiver
-	// never has more than that delivered and not credited, nor more than
-	// that many full frames in flight past its next seq. Anything beyond
+	// never has more than max(Window, MaxMessage) delivered and not
+	// credited (see granted for the finer rule), nor more than that many
+	// full frames in flight past its next seq. Anything beyond
 	// is dropped (a sender that honours the window never sees it; frames
 	// of small messages past it are resent, which is always safe).
 	m.inflight = uint64(max(cfg.Window, cfg.MaxMessage))

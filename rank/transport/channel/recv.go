@@ -181,20 +181,27 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 	m.markAck(rc, drained || len(rc.ooo) > 0 || rc.bytesSinceAck >= m.urgentBytes)
 }
 
-// granted reports whether n more message bytes of rc fit what this
-// receiver granted: delivered and not credited back within
-// max(Window, MaxMessage), which an honest sender never exceeds (it
-// enqueues only within the window, or one message alone). A frame past it
-// is dropped and counted, never buffered, so a flood that ignores the
-// window cannot grow the receiver.
+// granted reports whether n more in-order payload bytes of rc fit what
+// this receiver granted: delivered and not credited back within the
+// window, or, once every message before the one being received is
+// credited back, within that message (at most MaxMessage, which the
+// decoder enforces). That is what an honest sender can do (it enqueues
+// within the window, or one message alone when nothing is outstanding),
+// so a frame past it is dropped and counted, never buffered: a flood that
+// ignores the window cannot grow the receiver past the window, nor past
+// one message.
 func (m *Machine) granted(rc *recvChan, n int) bool {
 	held := rc.accepted + uint64(n)
-	if held <= rc.credited || held-rc.credited <= m.inflight {
+	before := rc.accepted // bytes of the messages before the current one
+	if rc.asmOn {
+		before -= uint64(len(rc.asm))
+	}
+	if held <= rc.credited || held-rc.credited <= uint64(m.cfg.Window) || before <= rc.credited {
 		return true
 	}
 	m.st.WindowDropped++
 	m.malformed(rc.peer, fmt.Errorf("%w: rank %d sent %d bytes past the %d-byte window it was granted: dropped",
-		ErrMalformedFrame, rc.peer, held-rc.credited-m.inflight, m.inflight))
+		ErrMalformedFrame, rc.peer, held-rc.credited-uint64(m.cfg.Window), m.cfg.Window))
 	return false
 }
 
