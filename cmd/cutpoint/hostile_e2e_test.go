@@ -147,6 +147,9 @@ func TestHostileTokenHolder(t *testing.T) {
 	if !strings.Contains(errb.String(), "rank outside the world") {
 		t.Fatalf("the coordinator did not report dropping the fake ranks\n%s", tail(errb.String(), 40))
 	}
+	if !strings.Contains(errb.String(), "coordinator generation") {
+		t.Fatalf("no rank reported refusing the forged coordinator generation\n%s", tail(errb.String(), 40))
+	}
 	t.Logf("forged %d data frames (%d just ahead); %d rank-outside-the-world warnings, %d conflicting-fragment gaps, %d control-message warnings; epochs %d -> %d",
 		forged.Load(), near.Load(), strings.Count(errb.String(), "rank outside the world"), strings.Count(errb.String(), "two different fragments"),
 		strings.Count(errb.String(), "control message dropped"), cutsBefore, lastEpoch(t, store))
