@@ -69,9 +69,9 @@
 // credited back stay within the window plus one message when senders ask
 // Room before Enqueue; the reorder buffer stays within 2 x Window + 2
 // frames. Whatever a sender does (frames are not authenticated), a
-// receiver holds at most max(Window, MaxMessage) bytes delivered and not
-// credited back and the reorder bound: in-order frames past the window it
-// granted and frames more than the window in frames ahead are dropped and
+// receiver holds at most the window delivered and not credited back (or
+// one message, once all before it are credited) and the reorder bound:
+// in-order frames past what it granted and frames more than the window in frames ahead are dropped and
 // counted (WindowDropped, AheadDropped), two different copies of a held
 // seq break the channel (Conflicts), and acks past what was sent are
 // dropped (AckPastSent; persisting, they break the channel) or clamped
