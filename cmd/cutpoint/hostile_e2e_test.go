@@ -147,6 +147,9 @@ func TestHostileTokenHolder(t *testing.T) {
 	if !strings.Contains(errb.String(), "rank outside the world") {
 		t.Fatalf("the coordinator did not report dropping the fake ranks\n%s", tail(errb.String(), 40))
 	}
+	if !strings.Contains(errb.String(), "past the next expected") {
+		t.Fatalf("no rank warned about the frames forged far ahead\n%s", tail(errb.String(), 40))
+	}
 	if !strings.Contains(errb.String(), "coordinator generation") {
 		t.Fatalf("no rank reported refusing the forged coordinator generation\n%s", tail(errb.String(), 40))
 	}
