@@ -121,6 +121,11 @@ type Rank struct {
 	// lv: the job's node-local levels (rank/levels.go); nil for a job
 	// that keeps every cut in store alone.
 	lv *nodeLevels
+
+	// ctlWarned: when a dropped control message was last warned about
+	// (at most one warning per 10 s: a flood of forged ones cannot flood
+	// the log).
+	ctlWarned time.Time
 }
 
 // Stats count what a rank did, for logs and benchmarks.
@@ -713,7 +718,12 @@ func (r *Rank) onControl(m *nats.Msg) {
 		r.lv.noteFinal(m.Data)
 	}
 	if err := r.p.HandleControl(m.Data); err != nil {
-		r.log.Debug("control message dropped", "err", err)
+		if errors.Is(err, wire.ErrMalformed) && time.Since(r.ctlWarned) >= 10*time.Second {
+			r.ctlWarned = time.Now()
+			r.log.Warn("control message dropped (repeats within 10s are not logged)", "err", err)
+		} else {
+			r.log.Debug("control message dropped", "err", err)
+		}
 	}
 	r.process()
 }

@@ -154,7 +154,7 @@ type driver struct {
 	c     *coordinator.Coordinator
 	job   string
 	t0    time.Time
-	inbox chan []byte
+	inbox *inbox
 	late  chan launch.Exit // exits held back a moment (see loop)
 	// damageLogged, noCutLogged: readJob runs twice (before and after the
 	// lease); its notices are said once.
@@ -197,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	d := &driver{
 		cfg: cfg, log: cfg.Logger.With("component", "coordinator"), job: cfg.Coord.Job, t0: time.Now(),
-		inbox: make(chan []byte, 65536), late: make(chan launch.Exit, 1024), manifests: make(chan manifestResult, 16),
+		inbox: newInbox(cfg.Coord.World, 65536), late: make(chan launch.Exit, 1024), manifests: make(chan manifestResult, 16),
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
 	if err := d.start(ctx); err != nil {
@@ -220,10 +220,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// the pending limit is raised so a burst of heartbeats from many
 	// ranks is not dropped as a slow consumer.
 	sub, err := cfg.NC.Subscribe(subjects.ToCoordinator(d.job), func(m *nats.Msg) {
-		select {
-		case d.inbox <- m.Data:
-		default:
-			d.log.Warn("coordinator inbox full; rank message dropped (it will be repeated)")
+		if kind := d.inbox.offer(m.Data); kind >= 0 {
+			d.inbox.warn(d.log, kind, time.Now())
 		}
 	})
 	if err != nil {
@@ -472,7 +470,7 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 		select {
 		case <-ctx.Done():
 			d.c.StopNow("coordinator cancelled: " + context.Cause(ctx).Error())
-		case b := <-d.inbox:
+		case b := <-d.inbox.ch:
 			d.observe(b)
 			if err := d.c.Receive(b); err != nil {
 				d.log.Debug("rank message dropped", "err", err)
@@ -800,8 +798,14 @@ func (d *driver) gc(g coordinator.GC) {
 
 func (d *driver) onResult(m *nats.Msg) {
 	r, err := wire.DecodeResult(m.Data)
-	if err != nil {
-		d.log.Warn("malformed result dropped", "err", err)
+	if !d.inbox.admitResult(r, err) {
+		if err != nil || r.Rank < 0 || r.Rank >= d.cfg.Coord.World {
+			d.inbox.warn(d.log, dropResult, time.Now())
+			return
+		}
+		// A rank other than 0 may hand a result in; it is not the job's
+		// and is not kept, but it is acknowledged so the rank goes on.
+		_ = m.Respond([]byte("ok"))
 		return
 	}
 	d.resMu.Lock()

@@ -102,7 +102,13 @@ type Stats struct {
 	Aborts        uint64
 	Commits       uint64
 	AlignmentErrs uint64
+	CGenRefused   uint64 // control messages whose coordinator generation jumps past MaxCGenJump
 }
+
+// MaxCGenJump bounds how far a coordinator generation may be ahead of the
+// one a rank follows: each coordinator that takes over the job claims the
+// next generation in the store, so only a forged message jumps further.
+const MaxCGenJump = 64
 
 type state uint8
 
@@ -901,6 +907,14 @@ func (p *Participant) HandleControl(b []byte) error {
 	if h.CGen < p.cgen {
 		p.stats.StaleDropped++
 		return nil
+	}
+	if p.cgen != 0 && h.CGen-p.cgen > MaxCGenJump {
+		// Generations grow by one per coordinator that claims the job:
+		// a jump this large is forged, and adopting it would make this
+		// rank drop the real coordinator's messages from now on.
+		p.stats.CGenRefused++
+		return fmt.Errorf("%w: coordinator generation %d, this rank follows %d (more than %d ahead): dropped",
+			wire.ErrMalformed, h.CGen, p.cgen, MaxCGenJump)
 	}
 	p.cgen = h.CGen
 	p.lastHeard = p.now

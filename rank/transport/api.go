@@ -138,6 +138,12 @@ type Stats struct {
 	PublishErrors  uint64 // publishes the NATS client refused (the frame is retransmitted)
 	EventsDropped  uint64 // events not queued because too many were pending
 	Resets         uint64
+	// Bounds on what any sender can make this rank hold (each also counted
+	// in Malformed and warned about, rate-limited): data frames far past
+	// the window, in-order frames past the bytes granted, conflicting
+	// copies of a held fragment (a gap), acks past what was sent, acks
+	// clamped (a transmission never made, credit never granted).
+	AheadDropped, WindowDropped, Conflicts, AckPastSent, AckClamped uint64
 }
 
 // Faults intercepts frames, for fault-injection tests. Both methods may be

@@ -596,6 +596,11 @@ func (e *Endpoint) logEvent(ev Event) {
 	switch ev.Kind {
 	case EventGap, EventSlowConsumer, EventDisconnect:
 		e.log.Warn("transport event", attrs...)
+	case EventMalformed:
+		// Dropped frames that do not fit the channel (a hostile or broken
+		// sender: past the window, far ahead, acks of what was never
+		// sent). The machine reports at most one per peer per second.
+		e.log.Warn("transport event", attrs...)
 	case EventReconnect:
 		e.log.Info("transport event", attrs...)
 	default:

@@ -41,5 +41,10 @@ func (c *counters) snapshot(m channel.Stats) Stats {
 		PublishErrors:  c.publishErrors.Load(),
 		EventsDropped:  c.eventsDropped.Load(),
 		Resets:         m.Resets,
+		AheadDropped:   m.AheadDropped,
+		WindowDropped:  m.WindowDropped,
+		Conflicts:      m.Conflicts,
+		AckPastSent:    m.AckPastSent,
+		AckClamped:     m.AckClamped,
 	}
 }

@@ -68,7 +68,14 @@
 // stream is corrupt) and delivers nothing more. Bytes enqueued and not
 // credited back stay within the window plus one message when senders ask
 // Room before Enqueue; the reorder buffer stays within 2 x Window + 2
-// frames. After Reset(g), no message of an older incarnation is delivered,
+// frames. Whatever a sender does (frames are not authenticated), a
+// receiver holds at most the window delivered and not credited back (or
+// one message, once all before it are credited) and the reorder bound:
+// in-order frames past what it granted and frames more than the window in frames ahead are dropped and
+// counted (WindowDropped, AheadDropped), two different copies of a held
+// seq break the channel (Conflicts), and acks past what was sent are
+// dropped (AckPastSent; persisting, they break the channel) or clamped
+// (AckClamped). After Reset(g), no message of an older incarnation is delivered,
 // and frames of other incarnations are dropped (StaleDropped,
 // FutureDropped). TestSim checks these on thousands of seeded runs.
 package channel

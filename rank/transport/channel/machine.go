@@ -106,6 +106,19 @@ type Stats struct {
 	Duplicates, ReorderDropped, StaleDropped       uint64
 	FutureDropped, Malformed, Gaps, MsgsQueued     uint64
 	BytesQueued, MsgsReadied, BytesReadied, Resets uint64
+	// Bounds on what a sender (honest or not) can make the receiver hold
+	// (each drop is also reported as a rate-limited EventMalformed):
+	// AheadDropped: data frames beyond the window in frames past the next
+	// expected seq (never held, never taken as the truth); WindowDropped:
+	// in-order data frames past the bytes the receiver granted (delivered
+	// and not credited back over max(Window, MaxMessage)); Conflicts: a
+	// second, different copy of a held fragment (the channel breaks).
+	AheadDropped, WindowDropped, Conflicts uint64
+	// Acks that claim what this sender never sent: AckPastSent (cum at or
+	// past the lowest seq never transmitted: dropped; if they persist the
+	// channel breaks), AckClamped (a transmission id never used or credit
+	// past what was enqueued: clamped, the rest of the ack is used).
+	AckPastSent, AckClamped uint64
 }
 
 // Machine is one rank's end of all its channels. It is not safe for
@@ -115,6 +128,7 @@ type Machine struct {
 	urgentBytes int
 	oooLimit    int
 	maxAhead    int64
+	inflight    uint64 // message bytes a receiver may hold delivered and not credited
 	holdoff     int64
 	budget      int
 
@@ -172,6 +186,8 @@ type sendChan struct {
 	srtt, rttvar time.Duration // smoothed ack delay and its variation (0: no sample yet)
 	lastProgress int64         // last ack progress, or first send after idle
 	lastAck      int64         // last ack heard, or last probe sent
+	pastSince    int64         // first ack past nextSend since the last valid one (0: none)
+	pastCount    int           // acks past nextSend since the last valid one
 	waiting      bool          // Room said ErrWait since the last ack
 	probe        bool
 	gone         bool
@@ -208,6 +224,7 @@ type recvChan struct {
 	asmOn  bool
 
 	credited      uint64 // cumulative bytes the upper layer returned
+	accepted      uint64 // cumulative message bytes accepted in order
 	creditSent    uint64 // credited as of the last ack sent
 	bytesSinceAck int
 	ackPending    bool
@@ -251,7 +268,15 @@ func New(cfg Config, g, session uint64, now int64) (*Machine, error) {
 		now:         now,
 		lastEvent:   map[eventKey]int64{},
 	}
-	m.maxAhead = int64(m.oooLimit / DataHeaderLen)
+	// An honest sender enqueues only while what it charged and was not
+	// credited back fits the window, or one message alone: the receiver
+	// never has more than max(Window, MaxMessage) delivered and not
+	// credited (see granted for the finer rule), nor more than that many
+	// full frames in flight past its next seq. Anything beyond
+	// is dropped (a sender that honours the window never sees it; frames
+	// of small messages past it are resent, which is always safe).
+	m.inflight = uint64(max(cfg.Window, cfg.MaxMessage))
+	m.maxAhead = min(int64(m.oooLimit/DataHeaderLen), int64(m.inflight)/int64(cfg.FragPayload)+2)
 	m.install(g, session)
 	return m, nil
 }
@@ -290,6 +315,16 @@ func (m *Machine) Held(from int) (oooBytes, oooFrames, asm int) {
 		return rc.oooBytes, len(rc.ooo), len(rc.asm)
 	}
 	return 0, 0, 0
+}
+
+// Uncredited is what the receiver of channel from->Self accepted in order
+// and the upper layer has not credited back, and its bound
+// max(Window, MaxMessage).
+func (m *Machine) Uncredited(from int) (held, limit uint64) {
+	if rc := m.recv[from]; rc != nil && rc.accepted > rc.credited {
+		held = rc.accepted - rc.credited
+	}
+	return held, m.inflight
 }
 
 // Limits are the receiver's bounds: reorder bytes and frames.

@@ -1,6 +1,9 @@
 package channel
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Receive takes a frame that arrived at time now on subject sub of this
 // rank. b is hostile, and owned by the machine from now on (a payload may be
@@ -95,17 +98,34 @@ func (m *Machine) adoptSession(rc *recvChan, h *Header) bool {
 
 func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 	cost := len(payload) + DataHeaderLen
-	rc.maxTx = max(rc.maxTx, h.Tx)
 	switch {
 	case h.Seq < rc.next:
 		// A retransmission of something we have: our ack was lost or slow.
+		rc.maxTx = max(rc.maxTx, h.Tx)
 		m.st.Duplicates++
 		m.markAck(rc, true)
 		return
+	case h.Seq-rc.next > uint64(m.maxAhead):
+		// Further ahead than the window lets an honest sender be: never
+		// held, and its seq and tx are not believed (they would make the
+		// real frames look like duplicates, or poison the acks).
+		m.st.AheadDropped++
+		m.malformed(rc.peer, fmt.Errorf("%w: data frame seq %d from rank %d, %d past the next expected (window %d frames): dropped",
+			ErrMalformedFrame, h.Seq, rc.peer, h.Seq-rc.next, m.maxAhead))
+		return
 	case h.Seq > rc.next:
-		if _, dup := rc.ooo[h.Seq]; dup {
+		rc.maxTx = max(rc.maxTx, h.Tx)
+		if f, dup := rc.ooo[h.Seq]; dup {
+			if f.msgLen != h.MsgLen || f.offset != h.Offset || !bytes.Equal(f.payload, payload) {
+				// Two different frames claim one seq: one is forged, and
+				// nothing tells which. Refuse both rather than deliver
+				// either.
+				m.st.Conflicts++
+				m.corrupt(rc, fmt.Errorf("two different fragments with seq %d", h.Seq))
+				return
+			}
 			m.st.Duplicates++
-		} else if rc.oooBytes+cost > m.oooLimit || h.Seq-rc.next > uint64(m.maxAhead) {
+		} else if rc.oooBytes+cost > m.oooLimit {
 			// Dropping is always safe: the sender keeps every
 			// unacknowledged fragment and resends it.
 			m.st.ReorderDropped++
@@ -123,10 +143,15 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		m.markAck(rc, true)
 		return
 	}
+	if !m.granted(rc, len(payload)) {
+		return
+	}
+	rc.maxTx = max(rc.maxTx, h.Tx)
 	if !m.accept(rc, h.MsgLen, h.Offset, payload) {
 		return
 	}
 	rc.next++
+	rc.accepted += uint64(len(payload))
 	rc.bytesSinceAck += cost
 	drained := false
 	for len(rc.ooo) > 0 {
@@ -136,20 +161,48 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		}
 		delete(rc.ooo, rc.next)
 		rc.oooBytes -= len(f.payload) + DataHeaderLen
+		if !m.granted(rc, len(f.payload)) {
+			break // dropped: it comes again, as everything unacknowledged
+		}
 		rc.bytesSinceAck += len(f.payload) + DataHeaderLen
 		drained = true
 		if !m.accept(rc, f.msgLen, f.offset, f.payload) {
 			return
 		}
 		rc.next++
+		rc.accepted += uint64(len(f.payload))
 	}
 	if len(rc.ooo) == 0 {
 		rc.ooo, rc.oooBytes, rc.oooMin = nil, 0, 0
-	} else if rc.oooMin < rc.next {
+	} else if rc.oooMin <= rc.next {
 		rc.oooMin = 0 // recomputed when the next ack is built
 	}
 	// After a repair, ack at once so the sender learns of the next gap.
 	m.markAck(rc, drained || len(rc.ooo) > 0 || rc.bytesSinceAck >= m.urgentBytes)
+}
+
+// granted reports whether n more in-order payload bytes of rc fit what
+// this receiver granted: delivered and not credited back within the
+// window, or, once every message before the one being received is
+// credited back, within that message (at most MaxMessage, which the
+// decoder enforces). That is what an honest sender can do (it enqueues
+// within the window, or one message alone when nothing is outstanding),
+// so a frame past it is dropped and counted, never buffered: a flood that
+// ignores the window cannot grow the receiver past the window, nor past
+// one message.
+func (m *Machine) granted(rc *recvChan, n int) bool {
+	held := rc.accepted + uint64(n)
+	before := rc.accepted // bytes of the messages before the current one
+	if rc.asmOn {
+		before -= uint64(len(rc.asm))
+	}
+	if held <= rc.credited || held-rc.credited <= uint64(m.cfg.Window) || before <= rc.credited {
+		return true
+	}
+	m.st.WindowDropped++
+	m.malformed(rc.peer, fmt.Errorf("%w: rank %d sent %d bytes past the %d-byte window it was granted: dropped",
+		ErrMalformedFrame, rc.peer, held-rc.credited-uint64(m.cfg.Window), m.cfg.Window))
+	return false
 }
 
 // accept consumes the next in-order fragment. Fragments of a message follow

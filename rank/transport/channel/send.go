@@ -150,10 +150,21 @@ func (m *Machine) handleAck(sc *sendChan, h *Header) {
 		m.malformed(sc.peer, fmt.Errorf("%w: ack of seq %d without a session", ErrMalformedFrame, h.Cum))
 		return
 	}
-	if h.Cum >= sc.nextSend || h.LastTx >= sc.nextTx {
-		m.malformed(sc.peer, fmt.Errorf("%w: ack of seq %d, transmission %d: only %d and %d sent",
-			ErrMalformedFrame, h.Cum, h.LastTx, sc.nextSend-1, sc.nextTx-1))
+	if h.Cum >= sc.nextSend {
+		m.ackPastSent(sc, h)
 		return
+	}
+	if h.LastTx >= sc.nextTx || h.Credited > sc.charged {
+		// A transmission never made or credit for bytes never enqueued:
+		// believed, they would mark frames in flight lost or open the
+		// window past what was sent. Clamp them and use the rest.
+		m.st.AckClamped++
+		m.malformed(sc.peer, fmt.Errorf("%w: ack of transmission %d, credit %d: only %d sent, %d enqueued (clamped)",
+			ErrMalformedFrame, h.LastTx, h.Credited, sc.nextTx-1, sc.charged))
+		if h.LastTx >= sc.nextTx {
+			h.LastTx = 0
+		}
+		h.Credited = min(h.Credited, sc.charged)
 	}
 	if sc.peerSess != h.Session {
 		if sc.peerSess != 0 && sc.base > 1 {
@@ -168,6 +179,7 @@ func (m *Machine) handleAck(sc *sendChan, h *Header) {
 		sc.peerSess = h.Session
 	}
 	sc.lastAck = m.now
+	sc.pastSince, sc.pastCount = 0, 0
 	if h.Cum >= sc.base {
 		k := int(h.Cum - sc.base + 1)
 		if acked := &sc.frags[k-1]; acked.tx == h.LastTx {
@@ -190,6 +202,29 @@ func (m *Machine) handleAck(sc *sendChan, h *Header) {
 		m.resend(sc, sc.base, sc.nextSend, m.holdoff)
 	}
 	m.markLost(sc, h)
+}
+
+// ackPastSent handles an ack of fragments this sender never transmitted:
+// dropped and counted. One may be forged (it changes nothing); but if the
+// receiver itself keeps acknowledging past what was sent for 2 x
+// MaxBackoff (3 acks at least) with no valid ack between, it took forged frames for ours:
+// the channel reports a gap (so the job rolls back) instead of stalling
+// with a window that never reopens, or delivering what it holds as ours.
+func (m *Machine) ackPastSent(sc *sendChan, h *Header) {
+	m.st.AckPastSent++
+	m.malformed(sc.peer, fmt.Errorf("%w: ack of seq %d from rank %d: only %d sent (dropped)",
+		ErrMalformedFrame, h.Cum, sc.peer, sc.nextSend-1))
+	if sc.peerSess == 0 || h.Session != sc.peerSess || h.PeerSession != m.session {
+		return
+	}
+	sc.pastCount++
+	switch {
+	case sc.pastSince == 0:
+		sc.pastSince = m.now
+	case sc.pastCount >= 3 && time.Duration(m.now-sc.pastSince) >= 2*m.cfg.MaxBackoff:
+		m.breakSend(sc, fmt.Errorf("rank %d keeps acknowledging seq %d, only %d sent: it accepted forged frames",
+			sc.peer, h.Cum, sc.nextSend-1))
+	}
 }
 
 // breakSend marks sc broken after an unrepairable gap, tells the receiver

@@ -48,11 +48,16 @@ func TestSim(t *testing.T) {
 			n = min(n, 200)
 		}
 	}
-	simTotals = channel.Stats{}
+	simTotals, simHostileSeeds = channel.Stats{}, 0
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if err := runSim(seed, false, t.Logf); err != nil {
 			t.Fatalf("seed %d: %v\nreplay: go test ./rank/transport/channel -run 'TestSim$' -seed=%d -simtrace -v", seed, err, seed)
 		}
+	}
+	// The hostile seeds must have hit the bounds, or they tested nothing.
+	if simHostileSeeds > 0 && (simTotals.AheadDropped == 0 || simTotals.AckPastSent == 0 || simTotals.AckClamped == 0) {
+		t.Fatalf("%d hostile seeds, yet ahead-dropped %d, acks past sent %d, acks clamped %d",
+			simHostileSeeds, simTotals.AheadDropped, simTotals.AckPastSent, simTotals.AckClamped)
 	}
 }
 
@@ -147,6 +152,13 @@ type sim struct {
 	lastArrive  map[[3]int]int64
 	tickEvery   int64
 	msgsPerChan int
+
+	// hostile: a third party with the server's token injects frames
+	// copied from the honest ones and altered: data frames far past the
+	// window (seq and tx), acks past what was sent, and acks with a
+	// transmission id never used and credit never granted. None of it may
+	// change what the honest streams deliver.
+	hostile bool
 }
 
 func runSim(seed uint64, trace bool, logf func(string, ...any)) error {
@@ -166,6 +178,10 @@ func runSim(seed uint64, trace bool, logf func(string, ...any)) error {
 		partUntil:   map[[2]int]int64{},
 		lastArrive:  map[[3]int]int64{},
 		msgsPerChan: 3 + rnd.IntN(25),
+	}
+	s.hostile = rnd.IntN(3) == 0
+	if s.hostile {
+		simHostileSeeds++
 	}
 	s.maxLen = min(3*window, 4*frag+rnd.IntN(3*window))
 	s.cfg = channel.Config{
@@ -376,6 +392,11 @@ func (s *sim) ready(i int) error {
 	if from, b, f := s.heldOver(i); from >= 0 {
 		return fmt.Errorf("node %d holds %d bytes, %d frames out of order from %d: over the bound", i, b, f, from)
 	}
+	for p := range s.nodes {
+		if held, limit := nd.m.Uncredited(p); held > limit {
+			return fmt.Errorf("node %d holds %d bytes from %d delivered and not credited, over the %d it granted", i, held, p, limit)
+		}
+	}
 	if at := nd.m.NextAck(); at != 0 {
 		s.armTickAt(i, at)
 	}
@@ -432,6 +453,9 @@ func (s *sim) publish(i int, f channel.Out) {
 		}
 	}
 	s.trace("node %d -> %d %s type %d seq %d tx %d cum %d gapEnd %d flags %d: %d copies", i, f.To, kind, f.Header.Type, f.Header.Seq, f.Header.Tx, f.Header.Cum, f.Header.GapEnd, f.Header.Flags, copies)
+	if s.hostile {
+		s.forge(i, f)
+	}
 	for range copies {
 		at := s.now + s.delay + s.rnd.Int64N(s.jitter+1)
 		if s.fifo {
@@ -441,6 +465,38 @@ func (s *sim) publish(i int, f channel.Out) {
 		}
 		s.push(&simEvent{at: at, kind: evArrive, node: f.To, sub: f.Sub, frame: slices.Clone(frame), g: f.Header.G})
 	}
+}
+
+// forge injects, now and then, an altered copy of honest frame f from i.
+func (s *sim) forge(i int, f channel.Out) {
+	h := f.Header
+	var payload []byte
+	switch {
+	case f.Sub == channel.DataSub && h.Type == channel.TypeData && s.rnd.IntN(4) == 0:
+		// Forged ahead: far past any window, with a tx far past the
+		// sender's, and a payload of its own.
+		h.Seq += 1<<20 + uint64(s.rnd.IntN(1000))
+		h.Tx += 1 << 30
+		payload = make([]byte, len(f.Payload))
+		for k := range payload {
+			payload[k] = byte(s.rnd.Uint32())
+		}
+	case f.Sub == channel.AckSub && h.Type == channel.TypeAck && s.rnd.IntN(20) == 0:
+		if s.rnd.IntN(2) == 0 {
+			h.Cum += 1 << 30 // past what was sent
+			if h.GapEnd != 0 {
+				h.GapEnd += 1 << 30
+			}
+		} else {
+			h.LastTx += 1 << 30 // never transmitted
+			h.Credited += 1 << 30
+		}
+	default:
+		return
+	}
+	b := channel.AppendFrame(nil, &h, payload)
+	s.trace("forged %d -> %d type %d seq %d tx %d cum %d", i, f.To, h.Type, h.Seq, h.Tx, h.Cum)
+	s.push(&simEvent{at: s.now + s.rnd.Int64N(s.jitter+s.delay+1), kind: evArrive, node: f.To, sub: f.Sub, frame: b, g: h.G})
 }
 
 func (s *sim) parted(a, b int) bool {
@@ -558,7 +614,10 @@ func (s *sim) step(e *simEvent) error {
 	return s.ready(i)
 }
 
-var simTotals channel.Stats
+var (
+	simTotals       channel.Stats
+	simHostileSeeds int
+)
 
 func (s *sim) total() {
 	for _, nd := range s.nodes {
@@ -583,6 +642,11 @@ func (s *sim) total() {
 		t.MsgsReadied += st.MsgsReadied
 		t.BytesReadied += st.BytesReadied
 		t.Resets += st.Resets
+		t.AheadDropped += st.AheadDropped
+		t.WindowDropped += st.WindowDropped
+		t.Conflicts += st.Conflicts
+		t.AckPastSent += st.AckPastSent
+		t.AckClamped += st.AckClamped
 	}
 }
 

@@ -1,0 +1,98 @@
+package driver
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cutpoint/cutpoint/internal/wire"
+)
+
+// Why the driver dropped a message at its boundary, before it reached the
+// coordinator or any map keyed by a rank's claim.
+const (
+	dropMalformed  = iota // does not decode
+	dropRank              // claims a rank outside the world
+	dropFull              // not a status, and the share of the inbox other messages may use is full
+	dropStatusFull        // a status, and the whole inbox is full
+	dropResult            // a result from a rank other than 0, or malformed
+	dropKinds
+)
+
+var dropNames = [dropKinds]string{"malformed", "rank outside the world", "inbox full", "inbox full (status)", "result not from rank 0"}
+
+// inbox is the bounded path from the NATS callback to the loop. Messages
+// that claim a rank outside the world are dropped here, so no flood of
+// fake ranks grows anything; and a share of the inbox is kept for rank
+// statuses (the heartbeats), so that a flood of other messages cannot make
+// real ranks look silent. One FIFO keeps each rank's messages in order.
+type inbox struct {
+	world   int
+	ch      chan []byte
+	reserve int // slots only statuses may take
+
+	drops   [dropKinds]atomic.Uint64
+	mu      sync.Mutex
+	warned  [dropKinds]time.Time
+	reports [dropKinds]uint64 // drops as of the last warning
+}
+
+func newInbox(world, others int) *inbox {
+	reserve := max(4*world, 1024)
+	return &inbox{world: world, ch: make(chan []byte, others+reserve), reserve: reserve}
+}
+
+// offer queues b for the loop, or drops it and returns why (-1: queued).
+// It is called from one goroutine (the subscription's callback).
+func (in *inbox) offer(b []byte) int {
+	m, err := wire.DecodeRank(b)
+	if err != nil {
+		return in.drop(dropMalformed)
+	}
+	if r := m.Header().Rank; r < 0 || r >= in.world {
+		return in.drop(dropRank)
+	}
+	if _, status := m.(*wire.Status); !status && len(in.ch) >= cap(in.ch)-in.reserve {
+		return in.drop(dropFull)
+	}
+	select {
+	case in.ch <- b:
+		return -1
+	default:
+		return in.drop(dropStatusFull)
+	}
+}
+
+// admitResult says whether a decoded result may be kept: only rank 0's
+// result is the job's, so no other rank's claim takes memory (250,000
+// results for distinct ranks grew the coordinator to 1.4 GB before).
+func (in *inbox) admitResult(r wire.Result, err error) bool {
+	if err != nil || r.Rank != 0 {
+		in.drop(dropResult)
+		return false
+	}
+	return true
+}
+
+func (in *inbox) drop(kind int) int {
+	in.drops[kind].Add(1)
+	return kind
+}
+
+// Dropped is how many messages were dropped for each reason.
+func (in *inbox) dropped(kind int) uint64 { return in.drops[kind].Load() }
+
+// warn logs a drop of kind at most once per 10 s, with the count since
+// the last warning: a flood makes one line, not one per message.
+func (in *inbox) warn(log *slog.Logger, kind int, now time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.warned[kind].IsZero() && now.Sub(in.warned[kind]) < 10*time.Second {
+		return
+	}
+	n := in.drops[kind].Load()
+	log.Warn("rank messages dropped at the coordinator's boundary (repeats within 10s are counted, not logged)",
+		"reason", dropNames[kind], "dropped", n-in.reports[kind], "dropped_total", n)
+	in.warned[kind], in.reports[kind] = now, n
+}
