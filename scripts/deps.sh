@@ -34,8 +34,8 @@ if ! command -v zstd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/de
     { apt-get update >/dev/null && apt-get install -y --no-install-recommends zstd >/dev/null; }) ||
     log "could not install zstd; the zstd CLI baseline will be skipped"
 fi
-# Debian packages for libcutpoint's tests; only the missing ones, quietly.
-apt_pkgs=(gcc g++ gfortran python3 python3-numpy python3-pytest python3-setuptools python3-pip openmpi-bin libopenmpi-dev)
+# Debian packages for libcutpoint's tests and the multi-host bed (ip); only the missing ones, quietly.
+apt_pkgs=(gcc g++ gfortran python3 python3-numpy python3-pytest python3-setuptools python3-pip openmpi-bin libopenmpi-dev iproute2)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
