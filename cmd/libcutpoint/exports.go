@@ -128,27 +128,35 @@ var errMPIRollback = errors.New("libcutpoint: MPI mode: the rank was rolled back
 
 //export cutpoint_join_mpi
 func cutpoint_join_mpi(totalSteps C.int64_t, out *C.int64_t) C.int {
-	var h *handle
 	if out == nil {
-		return h.code(invalid("cutpoint_join_mpi: NULL out"))
+		return (*handle)(nil).code(invalid("cutpoint_join_mpi: NULL out"))
 	}
+	// No peers: the code exchanges its messages over MPI, none over
+	// cutpoint's channels, so a cut needs no markers and no channel state;
+	// the code's barrier before each checkpoint makes the cut consistent.
+	return join("cutpoint_join_mpi", []int{}, totalSteps, out, true)
+}
+
+// join joins the rank the launcher's environment names, with peers (nil:
+// the library's default) and totalSteps, and stores its handle in out.
+func join(fn string, peers []int, totalSteps C.int64_t, out *C.int64_t, mpi bool) C.int {
+	var h *handle
 	if totalSteps < 0 {
-		return h.code(invalid("cutpoint_join_mpi: total_steps %d < 0", int64(totalSteps)))
+		return h.code(invalid("%s: total_steps %d < 0", fn, int64(totalSteps)))
 	}
 	o, err := rank.OptionsFromEnv()
 	if err != nil {
 		return h.code(fmt.Errorf("libcutpoint: the launcher's environment: %w", err))
 	}
-	// No peers: the code exchanges its messages over MPI, none over
-	// cutpoint's channels, so a cut needs no markers and no channel state;
-	// the code's barrier before each checkpoint makes the cut consistent.
-	o.Peers = []int{}
+	if peers != nil {
+		o.Peers = peers
+	}
 	o.TotalSteps = int64(totalSteps)
 	r, err := rank.Join(context.Background(), o)
 	if err != nil {
 		return h.code(err)
 	}
-	*out = C.int64_t(register(r, true))
+	*out = C.int64_t(register(r, mpi))
 	return stOK
 }
 
@@ -171,30 +179,17 @@ func cutpoint_checkpoint_here(h C.int64_t, step C.int64_t) C.int {
 
 //export cutpoint_join
 func cutpoint_join(peers *C.int32_t, npeers C.size_t, totalSteps C.int64_t, out *C.int64_t) C.int {
-	var h *handle
 	if out == nil || (peers == nil && npeers > 0) {
-		return h.code(invalid("cutpoint_join: NULL out or peers"))
+		return (*handle)(nil).code(invalid("cutpoint_join: NULL out or peers"))
 	}
-	if totalSteps < 0 {
-		return h.code(invalid("cutpoint_join: total_steps %d < 0", int64(totalSteps)))
-	}
-	o, err := rank.OptionsFromEnv()
-	if err != nil {
-		return h.code(fmt.Errorf("libcutpoint: the launcher's environment: %w", err))
-	}
+	var ps []int
 	if npeers > 0 {
-		o.Peers = make([]int, int(npeers))
+		ps = make([]int, int(npeers))
 		for i, p := range unsafe.Slice((*int32)(unsafe.Pointer(peers)), int(npeers)) {
-			o.Peers[i] = int(p)
+			ps[i] = int(p)
 		}
 	}
-	o.TotalSteps = int64(totalSteps)
-	r, err := rank.Join(context.Background(), o)
-	if err != nil {
-		return h.code(err)
-	}
-	*out = C.int64_t(register(r, false))
-	return stOK
+	return join("cutpoint_join", ps, totalSteps, out, false)
 }
 
 //export cutpoint_identity

@@ -454,13 +454,13 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 			return nc, nil
 		}
 		if !errors.Is(err, nats.ErrNoServers) && !isDialError(err) {
-			return nil, fmt.Errorf("connect to nats %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("connect to nats %s: %w", Redact(rawURL), err)
 		}
 		if time.Now().Add(pause).After(deadline) {
-			return nil, fmt.Errorf("%w: %s (%d tries in %v): %v", ErrUnreachable, redact(rawURL), tries, o.Wait, err)
+			return nil, fmt.Errorf("%w: %s (%d tries in %v): %v", ErrUnreachable, Redact(rawURL), tries, o.Wait, err)
 		}
 		if tries == 1 {
-			log.Warn("nats unreachable; waiting for it", "conn", o.Name, "url", redact(rawURL), "for", o.Wait, "err", err)
+			log.Warn("nats unreachable; waiting for it", "conn", o.Name, "url", Redact(rawURL), "for", o.Wait, "err", err)
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, 2*time.Second)
@@ -472,15 +472,15 @@ func CheckURL(rawURL string) error {
 	for _, one := range strings.Split(rawURL, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
 		if err != nil {
-			return fmt.Errorf("nats URL %q: %w", redact(one), err)
+			return fmt.Errorf("nats URL %q: %w", Redact(one), err)
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("nats URL %q: scheme must be nats://, tls://, ws:// or wss://", redact(one))
+			return fmt.Errorf("nats URL %q: scheme must be nats://, tls://, ws:// or wss://", Redact(one))
 		}
 		if u.Host == "" {
-			return fmt.Errorf("nats URL %q: no host", redact(one))
+			return fmt.Errorf("nats URL %q: no host", Redact(one))
 		}
 	}
 	return nil
@@ -537,8 +537,6 @@ func redactOne(raw string) string {
 	u.User = nil
 	return u.Scheme + "://***@" + strings.TrimPrefix(u.String(), u.Scheme+"://")
 }
-
-func redact(raw string) string { return Redact(raw) }
 
 // EnvLocal names this host's NATS server when a URL list is given
 // (CUTPOINT_NATS_LOCAL=host:port or a URL): it is dialed first.

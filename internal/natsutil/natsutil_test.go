@@ -84,7 +84,7 @@ func TestUnreachableAndBadURL(t *testing.T) {
 	if err := CheckURL("nats://tok@127.0.0.1:4222,nats://h2:4222"); err != nil {
 		t.Errorf("CheckURL rejected a good list: %v", err)
 	}
-	if got := redact("nats://tok@127.0.0.1:4222"); strings.Contains(got, "tok") {
+	if got := Redact("nats://tok@127.0.0.1:4222"); strings.Contains(got, "tok") {
 		t.Errorf("redact leaked the token: %s", got)
 	}
 }
