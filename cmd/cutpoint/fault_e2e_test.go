@@ -277,53 +277,68 @@ func startNATS(t *testing.T, addr, urlFile string) *exec.Cmd {
 	}
 }
 
-// TestNATSOutageRiddenOut: the NATS server of a running job (its own
-// process, as on a cluster) is killed and restarted on the same port ten
-// seconds later; the job rides it out and ends with the undisturbed
-// digest.
-func TestNATSOutageRiddenOut(t *testing.T) {
-	want := reference(t)
+// splitJob is a job of the split deployment on a NATS server of its own
+// whose token the test knows: `cutpoint nats` and `cutpoint coordinator
+// --spawn local` (job's flags, a cut every 500 steps).
+type splitJob struct {
+	store, addr, urlFile, url string
+	nats, coord               *exec.Cmd
+	out, errb                 syncBuf
+}
+
+// startSplitJob starts a splitJob and returns once its first cut
+// committed; the test's cleanup kills both processes.
+func startSplitJob(t *testing.T) *splitJob {
+	t.Helper()
 	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
+	j := &splitJob{store: filepath.Join(dir, "store"), urlFile: filepath.Join(dir, "nats.url")}
+	if err := os.MkdirAll(j.store, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	j.addr = ln.Addr().String()
 	ln.Close()
-	urlFile := filepath.Join(dir, "nats.url")
-	nats := startNATS(t, addr, urlFile)
-	defer func() { nats.Process.Kill(); nats.Wait() }()
-	b, _ := os.ReadFile(urlFile)
-	url := strings.TrimSpace(string(b))
-	args := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
+	j.nats = startNATS(t, j.addr, j.urlFile)
+	t.Cleanup(func() { j.nats.Process.Kill(); j.nats.Wait() })
+	b, _ := os.ReadFile(j.urlFile)
+	j.url = strings.TrimSpace(string(b))
+	args := append([]string{"coordinator", "--nats", j.url, "--store", j.store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "500"}, job...)
-	coord := cutpoint(t, nil, args...)
-	var out, errb syncBuf
-	coord.Stdout, coord.Stderr = &out, &errb
-	if err := coord.Start(); err != nil {
+	j.coord = cutpoint(t, nil, args...)
+	j.coord.Stdout, j.coord.Stderr = &j.out, &j.errb
+	if err := j.coord.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
-	waitCut(t, store, "heat2d", 1, coord, &errb)
-	nats.Process.Kill()
-	nats.Wait()
+	t.Cleanup(func() { syscall.Kill(-j.coord.Process.Pid, syscall.SIGKILL) })
+	waitCut(t, j.store, "heat2d", 1, j.coord, &j.errb)
+	return j
+}
+
+// TestNATSOutageRiddenOut: the NATS server of a running job (its own
+// process, as on a cluster) is killed and restarted on the same port ten
+// seconds later; the job rides it out and ends with the undisturbed
+// digest.
+func TestNATSOutageRiddenOut(t *testing.T) {
+	want := reference(t)
+	j := startSplitJob(t)
+	j.nats.Process.Kill()
+	j.nats.Wait()
 	time.Sleep(10 * time.Second)
-	nats = startNATS(t, addr, urlFile)
+	j.nats = startNATS(t, j.addr, j.urlFile)
 	done := make(chan error, 1)
-	go func() { done <- coord.Wait() }()
+	go func() { done <- j.coord.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("job: %v\n%s", err, tail(errb.String(), 60))
+			t.Fatalf("job: %v\n%s", err, tail(j.errb.String(), 60))
 		}
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("job did not finish 2 minutes after NATS came back\n%s", tail(errb.String(), 60))
+		t.Fatalf("job did not finish 2 minutes after NATS came back\n%s", tail(j.errb.String(), 60))
 	}
-	r := result{stdout: out.String(), stderr: errb.String()}
+	r := result{stdout: j.out.String(), stderr: j.errb.String()}
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a NATS outage %s, undisturbed %s", got, want)
 	}

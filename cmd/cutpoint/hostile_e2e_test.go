@@ -2,12 +2,8 @@ package main
 
 import (
 	"math/rand/v2"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,33 +22,9 @@ import (
 // fake ranks.
 func TestHostileTokenHolder(t *testing.T) {
 	want := reference(t)
-	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	urlFile := filepath.Join(dir, "nats.url")
-	ns := startNATS(t, addr, urlFile)
-	defer func() { ns.Process.Kill(); ns.Wait() }()
-	b, _ := os.ReadFile(urlFile)
-	url := strings.TrimSpace(string(b))
-	args := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
-		"--interval", "0", "--every-steps", "500"}, job...)
-	coord := cutpoint(t, nil, args...)
-	var out, errb syncBuf
-	coord.Stdout, coord.Stderr = &out, &errb
-	if err := coord.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
 	// Once a cut is committed every rank follows the real coordinator.
-	waitCut(t, store, "heat2d", 1, coord, &errb)
+	j := startSplitJob(t)
+	store, url, coord, out, errb := j.store, j.url, j.coord, &j.out, &j.errb
 
 	nc, err := nats.Connect(url) // the token is in the URL: the attacker holds it
 	if err != nil {
