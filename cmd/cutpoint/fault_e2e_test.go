@@ -259,11 +259,16 @@ func TestDiskFullStopsCuttingLoudly(t *testing.T) {
 	}
 }
 
-// startNATS runs `cutpoint nats` on addr and returns its client URL.
+// startNATS runs `cutpoint nats` on addr ("": its default, a random
+// loopback port) and returns once it wrote its client URL to urlFile.
 func startNATS(t *testing.T, addr, urlFile string) *exec.Cmd {
 	t.Helper()
 	os.Remove(urlFile)
-	n := cutpoint(t, nil, "nats", "--listen", addr, "--url-file", urlFile, "--token", "e2e-token")
+	args := []string{"nats", "--url-file", urlFile, "--token", "e2e-token"}
+	if addr != "" {
+		args = append(args, "--listen", addr)
+	}
+	n := cutpoint(t, nil, args...)
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}

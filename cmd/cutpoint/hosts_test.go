@@ -146,19 +146,10 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	urlFile := filepath.Join(dir, "nats.url")
-	natsCmd := cutpoint(t, nil, "nats", "--url-file", urlFile, "--token", "e2e-token")
-	if err := natsCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	natsCmd := startNATS(t, "", urlFile)
 	defer func() { natsCmd.Process.Kill(); natsCmd.Wait() }()
-	var url string
-	for deadline := time.Now().Add(20 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(urlFile)
-		url = strings.TrimSpace(string(b))
-		if time.Now().After(deadline) {
-			t.Fatal("nats did not come up")
-		}
-	}
+	b, _ := os.ReadFile(urlFile)
+	url := strings.TrimSpace(string(b))
 	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "100"}, job...)
 	coord := cutpoint(t, nil, coordArgs...)
