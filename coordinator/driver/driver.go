@@ -156,9 +156,6 @@ type driver struct {
 	t0    time.Time
 	inbox *inbox
 	late  chan launch.Exit // exits held back a moment (see loop)
-	// damageLogged, noCutLogged: readJob runs twice (before and after the
-	// lease); its notices are said once.
-	damageLogged, noCutLogged bool
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
@@ -251,7 +248,7 @@ func (d *driver) start(ctx context.Context) error {
 	// nothing (not even a lease); then take the lease, and read it again:
 	// what the coordinator starts from is the job as its previous owner
 	// left it, and only one coordinator at a time may act on it.
-	if _, _, err := d.readJob(ctx); err != nil {
+	if _, _, err := d.readJob(ctx, false); err != nil {
 		if errors.Is(err, ErrJobExists) {
 			// Say who runs it, when someone does.
 			if li, lerr := st.InspectLease(ctx, d.job); lerr == nil && li.State == ckpt.LeaseLive {
@@ -265,7 +262,7 @@ func (d *driver) start(ctx context.Context) error {
 		return fmt.Errorf("job %q in store %s: %w", d.job, st, err)
 	}
 	d.lease = lease
-	rec, committed, err := d.readJob(ctx)
+	rec, committed, err := d.readJob(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -367,8 +364,9 @@ func (d *driver) leaseLost(err error) error {
 }
 
 // readJob reads the job record and the committed cuts and checks them
-// against the mode and the world size.
-func (d *driver) readJob(ctx context.Context) (*wire.JobRecord, []coordinator.CommittedCut, error) {
+// against the mode and the world size. It runs twice, before and after the lease is taken;
+// notices are logged only when say is set (the read under the lease).
+func (d *driver) readJob(ctx context.Context, say bool) (*wire.JobRecord, []coordinator.CommittedCut, error) {
 	st := d.cfg.Store
 	var rec *wire.JobRecord
 	b, err := st.GetJobFile(ctx, d.job, JobRecordFile)
@@ -387,10 +385,8 @@ func (d *driver) readJob(ctx context.Context) (*wire.JobRecord, []coordinator.Co
 	switch {
 	case err != nil && errors.Is(err, ckpt.ErrCorrupt) && (cuts != nil || d.cfg.Mode != coordinator.ModeNew):
 		// Damaged manifests are left out: a restore falls back to the
-		// newest cut whose manifest is intact. (readJob runs twice, before
-		// and after the lease: said once.)
-		if !d.damageLogged {
-			d.damageLogged = true
+		// newest cut whose manifest is intact.
+		if say {
 			d.log.Error("damaged cut manifests left out; the job uses the intact cuts", "job", d.job, "err", err)
 		}
 	case err != nil && !errors.Is(err, ckpt.ErrNotFound):
@@ -426,8 +422,7 @@ func (d *driver) readJob(ctx context.Context) (*wire.JobRecord, []coordinator.Co
 			if !d.cfg.RestoreIfAny {
 				return nil, nil, fmt.Errorf("job %q in store %s: %w; use --restore=if-any to start it from step 0 when there is none", d.job, st, ErrNoCut)
 			}
-			if !d.noCutLogged {
-				d.noCutLogged = true
+			if say {
 				d.log.Info("the job has no committed cut: starting it from step 0", "job", d.job)
 			}
 		}
