@@ -296,7 +296,7 @@ func TestOOMTwiceIsDeterministic(t *testing.T) {
 		d.now += int64(time.Second)
 		d.c.Tick(d.now)
 		d.step()
-		g = run()
+		run()
 		// The second time the OOM killer picks rank 0 (rolled back in
 		// place: its process is still spawn0).
 		d.c.RankEnded(0, spawn0, kill)
