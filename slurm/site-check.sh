@@ -20,6 +20,8 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "slurm/site-check.sh must run as root" >&2; exit 1; }
 S=${SITE_CHECK_DIR:-$(mktemp -d /var/tmp/cutpoint-site.XXXXXX)}
+# The munge user must reach the stand-in's munged files under it.
+mkdir -p "$S" && chmod 755 "$S"
 SITE_SOCK=/run/munge/munge.socket.2
 say() { echo "[site-check] $*"; }
 die() { echo "[site-check] FAIL: $*" >&2; exit 1; }
@@ -67,8 +69,8 @@ if [ -n "$real_ctld" ] && [ -s /etc/slurm/slurm.conf ]; then
   site_conf=/etc/slurm/slurm.conf
   export SLURM_CONF=$site_conf
 else
-  SLURM_CI_DIR=$S/slurm SLURM_CI_PORT=6817 bash "$ROOT/slurm/ci/start-slurm.sh" >"$S.start.log" 2>&1 ||
-    { cat "$S.start.log" >&2; die "could not start the stand-in site Slurm on 6817/6818"; }
+  SLURM_CI_DIR=$S/slurm SLURM_CI_PORT=6817 bash "$ROOT/slurm/ci/start-slurm.sh" >"$S/start.log" 2>&1 ||
+    { cat "$S/start.log" >&2; die "could not start the stand-in site Slurm on 6817/6818"; }
   made_slurm=1
   site_conf=$S/slurm/etc/slurm.conf
   export SLURM_CONF=$site_conf
@@ -90,7 +92,7 @@ say "site: daemons $site_daemons, job $site_job running, conf $site_conf"
 # What make test does to Slurm and munge, with the site running.
 unset SLURM_CONF
 say "scripts/deps.sh"
-"$ROOT/scripts/deps.sh" >"$S.deps.log" 2>&1 || { tail -n 20 "$S.deps.log" >&2; die "scripts/deps.sh failed"; }
+"$ROOT/scripts/deps.sh" >"$S/deps.log" 2>&1 || { tail -n 20 "$S/deps.log" >&2; die "scripts/deps.sh failed"; }
 say "the private test cluster: stop --purge, start, a job, stop"
 bash "$ROOT/slurm/ci/stop-slurm.sh" --purge >/dev/null
 bash "$ROOT/slurm/ci/start-slurm.sh"

@@ -256,7 +256,7 @@ if has mpi; then
   elif ! srun --mpi=list 2>&1 | grep -qw pmix; then
     log "case mpi: skipped (this Slurm has no pmix plugin: $(srun --mpi=list 2>&1 | tr '\n' ' '))"
   else
-    log "case mpi: cutpoint run --mpi -- srun --mpi=pmix (Open MPI, whole-world relaunch)"
+    log "case mpi: cutpoint run --mpi -- srun --mpi=pmix (Open MPI $(mpirun --version 2>/dev/null | sed -n 's/.*Open MPI) //p' | head -n 1), whole-world relaunch; $(srun --mpi=list 2>&1 | tr '\n' ' ')"
     (cd "$ROOT" && go build -buildmode=c-shared -o "$W/bin/libcutpoint.so" ./cmd/libcutpoint)
     rm -f "$W/bin/libcutpoint.h"
     mpicc -std=c99 -O2 -ffp-contract=off -Wall -Werror -I"$ROOT/cmd/libcutpoint/include" -I"$ROOT/examples/c" \
@@ -306,6 +306,7 @@ if has mpi; then
     done
     n=$(grep -oE 'restored rank=[0-9]+ cut=[1-9]' "$W/job-$j.out" | sort -u | wc -l)
     [ "$n" = "$RANKS" ] || fail "$j" "$n ranks restored a cut, want the whole world of $RANKS"
+    grep -E 'recovery-started g=2|recovery-finished g=2|task 1: Killed|^result ' "$W/job-$j.out" | sed 's/^/    /'
     log "case mpi: passed (job $j: task 1 killed, the world of $RANKS relaunched from a cut, digest $MREF)"
   fi
 fi
