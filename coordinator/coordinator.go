@@ -689,8 +689,9 @@ func (c *Coordinator) RankExited(rank int, spawn uint64, code int) {
 // rank that reported it finished and exits 0 is no failure. A process that
 // exits by itself (not killed) before it completed a step of its
 // incarnation, or that fails the same way twice in a row from the same
-// cut, failed deterministically: the job stops with CodeDeterministic and
-// the process's own last words. RankExitCutDamaged marks the recovery's
+// cut (for OOM kills: any rank, twice in a row from the same cut), failed
+// deterministically: the job stops with CodeDeterministic and the
+// process's own last words. RankExitCutDamaged marks the recovery's
 // cut bad and falls back; RankExitTransient respawns with backoff.
 func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 	if rank < 0 || rank >= len(c.ranks) || c.ph == phStopped {
@@ -743,7 +744,16 @@ func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 		c.deterministic(fmt.Sprintf("%s before it completed a step (from cut %d)", why, c.runningFrom()), x)
 		return
 	}
-	if !x.died() && c.repeated(failure{rank: rank, epoch: c.runningFrom(), how: how}, why+lastWords(x)) {
+	// A kill is no verdict on the job (a node failure, an operator, a
+	// test), so it never counts as repeated, except an OOM kill: the
+	// kernel enforcing a memory limit the job does not fit in does the same
+	// again after every respawn. Which rank the OOM killer picks varies, so
+	// two OOM kills in a row from the same cut match whatever the rank.
+	f := failure{rank: rank, epoch: c.runningFrom(), how: how}
+	if x.OOM {
+		f.rank = -1
+	}
+	if (!x.died() || x.OOM) && c.repeated(f, why+lastWords(x)) {
 		return
 	}
 	c.recover([]int{rank}, why)

@@ -257,6 +257,63 @@ func TestSameFailureTwiceIsDeterministic(t *testing.T) {
 	}
 }
 
+// TestOOMTwiceIsDeterministic: OOM kills twice in a row from the same cut
+// stop the job naming memory, even when the OOM killer picked another rank
+// the second time; two plain SIGKILLs in a row are recovered.
+func TestOOMTwiceIsDeterministic(t *testing.T) {
+	for _, oom := range []bool{true, false} {
+		d := restored(t, 2, twoCuts, wire.JobRecord{}, 0)
+		spawn0 := d.c.Incarnation()
+		run := func() uint64 {
+			g := d.c.Incarnation()
+			for r := range 2 {
+				spawn := g
+				if r == 0 {
+					spawn = spawn0 // rolled back in place
+				}
+				d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: spawn, G: g}, State: wire.StateWaitGo, Step: 20, Cut: 2, Peer: -1,
+					Hello: &wire.Hello{Peers: []int{1 - r}}})
+			}
+			if !d.c.Running() {
+				t.Fatal("not running")
+			}
+			for r := range 2 {
+				spawn := g
+				if r == 0 {
+					spawn = spawn0
+				}
+				d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: spawn, G: g}, State: wire.StateRunning, Step: 23, Peer: -1})
+			}
+			return g
+		}
+		kill := Exit{Code: -1, Signal: "SIGKILL", OOM: oom}
+		g := run()
+		d.c.RankEnded(1, g, kill)
+		d.step()
+		if d.outcome() != nil {
+			t.Fatalf("oom=%v: the first kill stopped the job", oom)
+		}
+		d.now += int64(time.Second)
+		d.c.Tick(d.now)
+		d.step()
+		run()
+		// The second time the OOM killer picks rank 0 (rolled back in
+		// place: its process is still spawn0).
+		d.c.RankEnded(0, spawn0, kill)
+		d.step()
+		o := d.outcome()
+		if !oom {
+			if o != nil {
+				t.Fatalf("two SIGKILLs stopped the job: %+v", o)
+			}
+			continue
+		}
+		if o == nil || o.Code != CodeDeterministic || !strings.Contains(o.Reason, "likely out of memory") || !strings.Contains(o.Reason, "second time in a row from cut 2") {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+}
+
 // TestCuttingStoppedLoudly: MaxFailedCuts write-failed aborts in a row
 // raise cutting-stopped (loud) and the finished job exits CodeUnprotected;
 // the cuts are retried with backoff meanwhile, and one that commits makes

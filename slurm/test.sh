@@ -14,13 +14,25 @@
 #   hang      one rank task SIGSTOPped: found silent, killed, recovered
 #   bad       no CUTPOINT_STORE, a missing one, a read-only one, too few
 #             tasks for the store's job: FAILED at once, nothing requeued
+#   mpi       an MPI job (examples/mpi/heat2d_mpi.c, Open MPI, built with
+#             mpicc on libcutpoint) as `cutpoint run --mpi -- srun
+#             --mpi=pmix -n 4 ...` inside sbatch: undisturbed, and with one
+#             MPI task SIGKILLed after a cut (srun ends the step, the
+#             whole world is relaunched from the latest cut); both end
+#             with the Go heat2d's digest. Skipped without mpicc or
+#             Slurm's pmix plugin (`srun --mpi=list`).
 #   nodeloss  on a two-node cluster (two slurmd on this host), the node
 #             that is not the batch host dies (its slurmd, step daemons and
 #             ranks SIGKILLed): its ranks come back on the other node
+#   site      slurm/site-check.sh: with a site's munged and Slurm running
+#             (a stand-in on the default munge socket and ports 6817/6818,
+#             a job in it), scripts/deps.sh and this cluster's whole cycle
+#             leave them untouched (same processes, job running, configs
+#             unchanged)
 #   timelimit (not by default: 3 to 5 minutes) --time=2 --signal=B:USR1@60:
 #             the warning before the time limit requeues the job
 #
-# Env: SLURM_TEST_CASES (default "spawner plain usr1 kill hang bad nodeloss"),
+# Env: SLURM_TEST_CASES (default "spawner plain usr1 kill hang bad mpi nodeloss site"),
 #      SLURM_TEST_STEPS / SLURM_TEST_SIZE (heat2d job, default 20000 / 128),
 #      SLURM_TEST_KEEP=1 keeps the work directory and the cluster.
 set -euo pipefail
@@ -30,7 +42,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # scontrol and scancel here (and in the jobs) talks to it, never to a
 # site's own Slurm.
 export SLURM_CONF=${SLURM_CI_DIR:-/var/tmp/cutpoint-slurm}/etc/slurm.conf
-CASES=${SLURM_TEST_CASES:-spawner plain usr1 kill hang bad nodeloss}
+CASES=${SLURM_TEST_CASES:-spawner plain usr1 kill hang bad mpi nodeloss site}
 STEPS=${SLURM_TEST_STEPS:-20000}
 SIZE=${SLURM_TEST_SIZE:-128}
 RANKS=4
@@ -238,6 +250,67 @@ if has bad; then
   log "case bad: passed (jobs ${!want[*]})"
 fi
 
+if has mpi; then
+  if ! command -v mpicc >/dev/null; then
+    log "case mpi: skipped (no mpicc; scripts/deps.sh installs Open MPI)"
+  elif ! srun --mpi=list 2>&1 | grep -qw pmix; then
+    log "case mpi: skipped (this Slurm has no pmix plugin: $(srun --mpi=list 2>&1 | tr '\n' ' '))"
+  else
+    log "case mpi: cutpoint run --mpi -- srun --mpi=pmix (Open MPI $(mpirun --version 2>/dev/null | sed -n 's/.*Open MPI) //p' | head -n 1), whole-world relaunch; $(srun --mpi=list 2>&1 | tr '\n' ' ')"
+    (cd "$ROOT" && go build -buildmode=c-shared -o "$W/bin/libcutpoint.so" ./cmd/libcutpoint)
+    rm -f "$W/bin/libcutpoint.h"
+    mpicc -std=c99 -O2 -ffp-contract=off -Wall -Werror -I"$ROOT/cmd/libcutpoint/include" -I"$ROOT/examples/c" \
+      -o "$W/bin/heat2d_mpi" "$ROOT/examples/mpi/heat2d_mpi.c" "$ROOT/examples/c/sha256.c" \
+      -L"$W/bin" -lcutpoint -Wl,-rpath,"$W/bin" -lm
+    # 64x64 for 20000 steps paced at 100 us a step: a few seconds, cuts
+    # every 200 steps, so several commit before the kill and after it.
+    MSIZE=64 MSTEPS=20000
+    MREF=$(cutpoint run --ranks "$RANKS" --store "$W/ref-mpi" --size "$MSIZE" --steps "$MSTEPS" 2>"$W/ref-mpi.err" | sed -n 's/^result //p')
+    [ -n "$MREF" ] || { cat "$W/ref-mpi.err" >&2; fail "" "cutpoint run printed no result"; }
+    # Open MPI ranks oversubscribed on few cores must yield while they
+    # wait, or they starve each other's heartbeats.
+    mpijob() {
+      sbatch --parsable -n "$RANKS" -o "$W/job-%j.out" --export=ALL,OMPI_MCA_mpi_yield_when_idle=1 --wrap \
+        "cutpoint run --mpi --store $W/$1 --heartbeat-interval 200ms --every-steps 200 -- srun --mpi=pmix --kill-on-bad-exit=1 -n $RANKS $W/bin/heat2d_mpi $MSIZE $MSTEPS 0.2 100"
+    }
+    # mpi_done JOBID: COMPLETED with the Go heat2d's digest.
+    mpi_done() {
+      local got
+      [ "$(field "$1" JobState)" = COMPLETED ] || fail "$1" "job state $(field "$1" JobState), want COMPLETED"
+      got=$(sed -n 's/^result \([0-9a-f]*\)$/\1/p' "$W/job-$1.out" | tail -n 1)
+      [ "$got" = "$MREF" ] || fail "$1" "digest '$got', want $MREF (the Go heat2d, cutpoint run)"
+    }
+    j=$(mpijob mpi-plain)
+    wait_end "$j" 240
+    mpi_done "$j"
+    grep -q 'cut committed.*component=coordinator' "$W/job-$j.out" || fail "$j" "the undisturbed MPI job committed no cut"
+    log "case mpi: undisturbed job $j passed"
+    j=$(mpijob mpi-kill)
+    wait_for "$j" 'cut committed.*component=coordinator' 180
+    pid=""
+    for _ in $(seq 50); do
+      for p in $(pgrep -f "$W/bin/heat2d_mpi" || true); do
+        e=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null || true)
+        if grep -qx "SLURM_JOB_ID=$j" <<<"$e" && grep -qx "SLURM_PROCID=1" <<<"$e"; then pid=$p; break; fi
+      done
+      [ -n "$pid" ] && break
+      sleep 0.1
+    done
+    [ -n "$pid" ] || fail "$j" "no MPI task of rank 1 found"
+    kill -9 "$pid"
+    log "case mpi: SIGKILL sent to MPI task 1 (pid $pid) of job $j"
+    wait_end "$j" 240
+    mpi_done "$j"
+    for p in 'recovery-started g=2 e=[1-9][0-9]* step=[1-9]' 'recovery-finished g=2' 'task 1: Killed'; do
+      grep -qE "$p" "$W/job-$j.out" || fail "$j" "no /$p/ in the output"
+    done
+    n=$(grep -oE 'restored rank=[0-9]+ cut=[1-9]' "$W/job-$j.out" | sort -u | wc -l)
+    [ "$n" = "$RANKS" ] || fail "$j" "$n ranks restored a cut, want the whole world of $RANKS"
+    grep -E 'recovery-started g=2|recovery-finished g=2|task 1: Killed|^result ' "$W/job-$j.out" | sed 's/^/    /'
+    log "case mpi: passed (job $j: task 1 killed, the world of $RANKS relaunched from a cut, digest $MREF)"
+  fi
+fi
+
 if has nodeloss; then
   log "case nodeloss: restarting the cluster with two nodes"
   bash "$ROOT/slurm/ci/stop-slurm.sh" --purge >/dev/null
@@ -278,4 +351,10 @@ if has timelimit; then
   wait_end "$j" 900
   check_done "$j" 1+
   log "case timelimit: passed (job $j, Restarts=$(field "$j" Restarts))"
+fi
+
+if has site; then
+  log "case site: a site's Slurm and munge are left alone"
+  bash "$ROOT/slurm/site-check.sh" || fail "" "slurm/site-check.sh failed"
+  log "case site: passed"
 fi

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cutpoint/cutpoint/internal/heat2d"
+	"github.com/cutpoint/cutpoint/internal/launch"
 )
 
 // Bounds of the pre-checks. A job past a warning bound runs, slower than it
@@ -49,8 +49,8 @@ func machineResources() resources {
 	return r
 }
 
-// memAvailable is MemAvailable from /proc/meminfo, or less when a cgroup
-// (v2) memory limit leaves less; 0 when unknown.
+// memAvailable is MemAvailable from /proc/meminfo, or less when the
+// memory cgroup's limit leaves less; 0 when unknown.
 func memAvailable() uint64 {
 	var avail uint64
 	if f, err := os.Open("/proc/meminfo"); err == nil {
@@ -65,13 +65,12 @@ func memAvailable() uint64 {
 		}
 		f.Close()
 	}
-	maxB, err1 := os.ReadFile("/sys/fs/cgroup/memory.max")
-	curB, err2 := os.ReadFile("/sys/fs/cgroup/memory.current")
-	if err1 == nil && err2 == nil {
-		maxV, e1 := strconv.ParseUint(string(bytes.TrimSpace(maxB)), 10, 64)
-		curV, e2 := strconv.ParseUint(string(bytes.TrimSpace(curB)), 10, 64)
-		if e1 == nil && e2 == nil && maxV > curV && (avail == 0 || maxV-curV < avail) {
-			avail = maxV - curV
+	// The launcher's own memory cgroup (v1 or v2, wherever it sits in the
+	// hierarchy), which the ranks inherit: its limit is what the OOM
+	// killer enforces.
+	if lim, used := launch.MemoryLimit(); lim > 0 && lim > used {
+		if left := uint64(lim - used); avail == 0 || left < avail {
+			avail = left
 		}
 	}
 	return avail

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank"
 	"github.com/cutpoint/cutpoint/rank/participant"
@@ -30,6 +31,10 @@ type handle struct {
 	// mpi: joined with cutpoint_join_mpi (no channels; the code's own MPI
 	// communication, cuts at cutpoint_checkpoint_here).
 	mpi bool
+	// rec and statsDir: the stats file asked for by the launcher
+	// (stats.go); rec is nil when none is.
+	rec      *jobstats.Recorder
+	statsDir string
 
 	mu sync.Mutex
 	// stash holds a message cutpoint_recv took but could not fit in the
@@ -117,7 +122,8 @@ func lookup(h C.int64_t) (*handle, C.int) {
 // register adds r to the table and returns its handle.
 func register(r *rank.Rank, mpi bool) int64 {
 	id := nextHandle.Add(1)
-	handles.Store(id, &handle{r: r, mpi: mpi, stash: map[int]stashed{}})
+	rec, dir := newRecorder(r)
+	handles.Store(id, &handle{r: r, mpi: mpi, rec: rec, statsDir: dir, stash: map[int]stashed{}})
 	return id
 }
 
@@ -170,7 +176,7 @@ func cutpoint_checkpoint_here(h C.int64_t, step C.int64_t) C.int {
 		return hd.code(invalid("cutpoint_checkpoint_here: the rank joined with cutpoint_join (channels): call cutpoint_safe_point"))
 	}
 	before := hd.r.Stats().Rollbacks
-	s, err := hd.r.SafePoint(context.Background(), int64(step))
+	s, err := hd.safePoint(int64(step))
 	if errors.Is(err, rank.ErrRolledBack) || (err == nil && (s != int64(step) || hd.r.Stats().Rollbacks != before)) {
 		return hd.code(errMPIRollback)
 	}
@@ -301,7 +307,7 @@ func cutpoint_start(h C.int64_t, step *C.int64_t) C.int {
 	if step == nil {
 		return hd.code(invalid("cutpoint_start: NULL step"))
 	}
-	s, err := hd.r.Start(context.Background())
+	s, err := hd.start()
 	if err != nil {
 		return hd.code(err)
 	}
@@ -386,7 +392,7 @@ func cutpoint_safe_point(h C.int64_t, step C.int64_t, resume *C.int64_t) C.int {
 	if resume == nil {
 		return hd.code(invalid("cutpoint_safe_point: NULL resume"))
 	}
-	s, err := hd.r.SafePoint(context.Background(), int64(step))
+	s, err := hd.safePoint(int64(step))
 	if err != nil {
 		return hd.code(err)
 	}
@@ -444,6 +450,13 @@ func cutpoint_close(h C.int64_t) C.int {
 		return (*handle)(nil).code(invalid("unknown rank handle %d", int64(h)))
 	}
 	hd := v.(*handle)
+	if err := hd.writeStats(); err != nil {
+		// The job's result does not depend on its stats file: say so on
+		// the rank's log and close anyway.
+		if lg := hd.r.Options().Logger; lg != nil {
+			lg.Warn("stats file not written", "err", err)
+		}
+	}
 	return hd.code(hd.r.Close())
 }
 

@@ -54,7 +54,7 @@ var allowed = map[string][]string{
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
 	"rank":                     {"ckpt", "internal/jobname", "internal/levels", "internal/natsutil", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
-	"cmd/libcutpoint":          {"kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
+	"cmd/libcutpoint":          {"internal/jobstats", "kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
 	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobname", "internal/jobstats",
 		"internal/launch", "internal/levels", "internal/natsutil", "internal/wire", "kernels", "kernels/cuda", "rank"},
 }

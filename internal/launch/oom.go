@@ -84,3 +84,36 @@ func memLimit(dir string, v2 bool) int64 {
 	}
 	return n
 }
+
+// memUsage is the cgroup's current memory use in bytes (0: unknown).
+func memUsage(dir string, v2 bool) int64 {
+	if dir == "" {
+		return 0
+	}
+	name := "memory.usage_in_bytes"
+	if v2 {
+		name = "memory.current"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// MemoryLimit is the memory limit of this process's cgroup (v2 memory.max
+// or v1 memory.limit_in_bytes; the rank processes it starts inherit it)
+// and what the cgroup uses now, in bytes; limit 0 when there is none or it
+// is not known. The pre-checks compare a job's state with it, because the
+// OOM killer acts on the cgroup's limit, not on the machine's free memory.
+func MemoryLimit() (limit, usage int64) {
+	dir, v2 := memCgroup()
+	if limit = memLimit(dir, v2); limit == 0 {
+		return 0, 0
+	}
+	return limit, memUsage(dir, v2)
+}

@@ -31,6 +31,15 @@ func TestOOMCounters(t *testing.T) {
 	if n := memLimit(v1, false); n != 0 {
 		t.Errorf("v1 unlimited read as %d", n)
 	}
+	os.WriteFile(filepath.Join(v1, "memory.limit_in_bytes"), []byte("314572800\n"), 0o644)
+	os.WriteFile(filepath.Join(v1, "memory.usage_in_bytes"), []byte("1048576\n"), 0o644)
+	if lim, used := memLimit(v1, false), memUsage(v1, false); lim != 300<<20 || used != 1<<20 {
+		t.Errorf("v1 limit %d, usage %d; want %d, %d", lim, used, 300<<20, 1<<20)
+	}
+	os.WriteFile(filepath.Join(v2, "memory.current"), []byte("4096\n"), 0o644)
+	if n := memUsage(v2, true); n != 4096 {
+		t.Errorf("v2 usage %d, want 4096", n)
+	}
 	if n := oomKills("", false); n != -1 {
 		t.Errorf("no cgroup: %d", n)
 	}

@@ -278,6 +278,15 @@ class Rank:
         self.rank: int = r.value
         #: The number of ranks.
         self.world: int = w.value
+        # safe_point's bound function and out-parameter, made once: a safe
+        # point without a cut is the call a job makes every step, and
+        # building a ctypes value and a byref per call costs more than the
+        # call into the library. Safe points run on one thread (cutpoint.h's
+        # rules), so one out-parameter is enough.
+        self._sp = self._lib.cutpoint_safe_point
+        self._sp_out = ctypes.c_int64()
+        self._sp_ref = ctypes.byref(self._sp_out)
+        self._send = self._lib.cutpoint_send
 
     # -- errors ----------------------------------------------------------
 
@@ -355,13 +364,21 @@ class Rank:
         """Call after finishing ``step``: a cut may capture the protected
         arrays here, and a rollback restores them. Returns the step to go on
         from (``step``, or the cut's step after a rollback)."""
-        s = ctypes.c_int64()
-        self._check(self._lib.cutpoint_safe_point(self._h, int(step), ctypes.byref(s)))
-        return s.value
+        rc = self._sp(self._h, int(step), self._sp_ref)
+        if rc:
+            self._check(rc)
+        return self._sp_out.value
 
     def send(self, to: int, data: Any) -> None:
         """Send bytes (or any C-contiguous buffer, e.g. a NumPy array) to
         rank ``to``. Blocks while the channel's credit window is full."""
+        if type(data) is bytes and data:
+            # The common case first: ctypes passes a bytes object's own
+            # memory, no copy and no memoryview.
+            rc = self._send(self._h, to, data, len(data))
+            if rc:
+                self._check(rc)
+            return
         mv = memoryview(data)
         if not mv.c_contiguous:
             raise InvalidArgument(INVALID, "send: the buffer must be C-contiguous")
@@ -392,17 +409,21 @@ class Rank:
 
     def recv(self, frm: int) -> bytes:
         """Receive the next message from rank ``frm`` (waits for one)."""
-        buf = getattr(self._local, "buf", None)
-        if buf is None:
-            buf = self._local.buf = ctypes.create_string_buffer(64 << 10)
-        while True:
+        # This thread's buffer and length out-parameter, made once.
+        st = getattr(self._local, "recv", None)
+        if st is None:
             n = ctypes.c_size_t()
-            rc = self._lib.cutpoint_recv(self._h, frm, buf, len(buf), ctypes.byref(n))
+            st = self._local.recv = [ctypes.create_string_buffer(64 << 10), n, ctypes.byref(n)]
+        buf, n, nref = st
+        recv = self._lib.cutpoint_recv
+        while True:
+            rc = recv(self._h, frm, buf, len(buf), nref)
             if rc == TOO_SMALL:
                 # The library kept the message: grow and take it.
-                buf = self._local.buf = ctypes.create_string_buffer(max(n.value, 2 * len(buf)))
+                buf = st[0] = ctypes.create_string_buffer(max(n.value, 2 * len(buf)))
                 continue
-            self._check(rc)
+            if rc:
+                self._check(rc)
             return ctypes.string_at(buf, n.value)  # copies n bytes, not the buffer
 
     def finish(self, result: Optional[bytes] = None) -> None:
