@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test
 
 all: build
 
@@ -194,6 +194,15 @@ multinode-test: build
 
 multinode-test-ci: build
 	MULTINODE_CASES="cluster kill hostloss partition" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
+
+# Real Slurm on the bed (as root; scripts/multinode/slurm.sh): slurmctld
+# and munged in a controller namespace, one slurmd per bed host under its
+# own hostname, all with a private config, key, socket and state; then
+# slurm/cutpoint.sbatch -N 3 (one NATS server per node), undisturbed and
+# with one node killed whole mid-job (scripts/multinode/slurm-test.sh).
+# About 1.5 minutes on two cores; skips without root or network namespaces.
+multinode-slurm-test: build
+	timeout 400 scripts/multinode/slurm-test.sh
 
 clean:
 	rm -rf $(BIN) bench-results bench-results-quick demo-store
