@@ -83,8 +83,9 @@ deps:
 # test is what CI runs (.ci/run): lint, every package's tests (the protocol
 # simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
 # and storage packages again under the race detector, the CUDA build checked
-# without a GPU, bounded soaks, Slurm and the multi-host bed.
-test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci
+# without a GPU, bounded soaks, Slurm (one node) and the multi-host bed
+# (its cases, then real Slurm on its three hosts).
+test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci multinode-slurm-test
 	@echo "make test: all checks passed"
 
 unit:
