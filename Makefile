@@ -201,7 +201,8 @@ multinode-test-ci: build
 # own hostname, all with a private config, key, socket and state; then
 # slurm/cutpoint.sbatch -N 3 (one NATS server per node), undisturbed and
 # with one node killed whole mid-job (scripts/multinode/slurm-test.sh).
-# About 1.5 minutes on two cores; skips without root or network namespaces.
+# 3.5 minutes on two cores under heavy load (less when quiet); skips without
+# root or network namespaces.
 multinode-slurm-test: build
 	timeout 400 scripts/multinode/slurm-test.sh
 
