@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test
 
 all: build
 
@@ -83,8 +83,9 @@ deps:
 # test is what CI runs (.ci/run): lint, every package's tests (the protocol
 # simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
 # and storage packages again under the race detector, the CUDA build checked
-# without a GPU, bounded soaks, Slurm and the multi-host bed.
-test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci
+# without a GPU, bounded soaks, Slurm (one node) and the multi-host bed
+# (its cases, then real Slurm on its three hosts).
+test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci multinode-slurm-test
 	@echo "make test: all checks passed"
 
 unit:
@@ -194,6 +195,16 @@ multinode-test: build
 
 multinode-test-ci: build
 	MULTINODE_CASES="cluster kill hostloss partition" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
+
+# Real Slurm on the bed (as root; scripts/multinode/slurm.sh): slurmctld
+# and munged in a controller namespace, one slurmd per bed host under its
+# own hostname, all with a private config, key, socket and state; then
+# slurm/cutpoint.sbatch -N 3 (one NATS server per node), undisturbed and
+# with one node killed whole mid-job (scripts/multinode/slurm-test.sh).
+# 3.5 minutes on two cores under heavy load (less when quiet); skips without
+# root or network namespaces.
+multinode-slurm-test: build
+	timeout 400 scripts/multinode/slurm-test.sh
 
 clean:
 	rm -rf $(BIN) bench-results bench-results-quick demo-store

@@ -315,6 +315,10 @@ if has nodeloss; then
   log "case nodeloss: restarting the cluster with two nodes"
   bash "$ROOT/slurm/ci/stop-slurm.sh" --purge >/dev/null
   SLURM_CI_NODES=2 bash "$ROOT/slurm/ci/start-slurm.sh"
+  # The new cluster numbers its jobs from 1 again: the one-node jobs'
+  # outputs move aside, or this job's output would append to theirs.
+  mkdir -p "$W/one-node"
+  mv "$W"/job-*.out "$W/one-node/" 2>/dev/null || true
   mkdir -p "$W/nodeloss"
   j=$(submit "$W/nodeloss" -N 2 -n "$RANKS" -- "${JOBFLAGS[@]}")
   wait_for "$j" 'cut committed.*component=coordinator' 120

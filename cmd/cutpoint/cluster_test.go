@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/natsutil"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -252,6 +255,87 @@ func TestNatsFlagErrors(t *testing.T) {
 		}
 		if strings.Contains(errs, "secretroute") {
 			t.Errorf("%v: stderr shows the token: %s", c.args, errs)
+		}
+	}
+}
+
+// waitFile returns the trimmed contents of path once it is non-empty.
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(path); len(bytes.TrimSpace(b)) > 0 {
+			return string(bytes.TrimSpace(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written after 20s", path)
+		}
+	}
+}
+
+// TestNatsClusterURLFile: a seed server on a cluster port picked at start
+// writes its route URL (no token in it) to --cluster-url-file; a second
+// server started later names it in --routes, and a message published on
+// the seed reaches a subscriber of the second (slurm/cutpoint.sbatch
+// starts its per-node servers this way).
+func TestNatsClusterURLFile(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"CUTPOINT_NATS_TOKEN=tok1", "CUTPOINT_NATS_CLUSTER_TOKEN=routetok"}
+	start := func(i int, routes string) string {
+		args := []string{"nats", "--url-file", filepath.Join(dir, fmt.Sprintf("n%d.url", i)),
+			"--cluster", "127.0.0.1:0", "--cluster-url-file", filepath.Join(dir, fmt.Sprintf("n%d.route", i))}
+		if routes != "" {
+			args = append(args, "--routes", routes)
+		}
+		c := cutpoint(t, env, args...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return waitFile(t, filepath.Join(dir, fmt.Sprintf("n%d.url", i)))
+	}
+	seedURL := start(0, "")
+	// The route file is written before the URL file.
+	route, err := os.ReadFile(filepath.Join(dir, "n0.route"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.TrimSpace(string(route))
+	if !strings.HasPrefix(r, "nats-route://127.0.0.1:") || strings.HasSuffix(r, ":0") || strings.Contains(r, "@") {
+		t.Fatalf("route file %q: want nats-route://127.0.0.1:PORT without credentials", r)
+	}
+	otherURL := start(1, r)
+	sub, err := natsutil.Connect(otherURL, natsutil.ConnectOptions{Name: "sub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ch := make(chan []byte, 1)
+	if _, err := sub.Subscribe("probe", func(m *nats.Msg) { ch <- m.Data }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := natsutil.Connect(seedURL, natsutil.ConnectOptions{Name: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	// Until the route is up the message has nowhere to go: publish again.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if err := pub.Publish("probe", []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-ch:
+			if string(got) != "hello" {
+				t.Fatalf("got %q", got)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message across the route after 20s")
 		}
 	}
 }

@@ -35,6 +35,7 @@ type natsServerOptions struct {
 	Routes           string
 	ClusterName      string
 	ClusterTokenFile string
+	ClusterURLFile   string
 	Monitor          string
 }
 
@@ -59,7 +60,10 @@ nats-route://HOST:PORT URLs; naming one is enough, the servers gossip the
 rest). Routes authenticate with the cluster token from --cluster-token-file
 or CUTPOINT_NATS_CLUSTER_TOKEN (never a flag); every server must have the
 same token and the same --cluster-name (default derived from the token).
-Give the job the list of all servers' client URLs (--nats URL1,URL2,...):
+--cluster-url-file writes this server's route URL (no credentials in it)
+before --url-file, for servers started later to name in --routes when the
+cluster port is picked at start (--cluster HOST:0), as slurm/cutpoint.sbatch
+does. Give the job the list of all servers' client URLs (--nats URL1,URL2,...):
 each process dials its own host's server first and fails over to the others.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,6 +81,7 @@ each process dials its own host's server first and fails over to the others.`,
 	f.StringVar(&o.Routes, "routes", "", "the other servers' route URLs, comma-separated (nats-route://HOST:PORT)")
 	f.StringVar(&o.ClusterName, "cluster-name", "", "cluster name, the same on every server (default: derived from the cluster token)")
 	f.StringVar(&o.ClusterTokenFile, "cluster-token-file", "", "file holding the route token every server of the cluster shares (default: "+envNatsClusterToken+")")
+	f.StringVar(&o.ClusterURLFile, "cluster-url-file", "", "write the route URL (nats-route://HOST:PORT) other servers give as --routes to this file when ready, before --url-file")
 	f.StringVar(&o.Monitor, "monitor", "", "HOST:PORT of nats-server's HTTP monitoring endpoint (/varz, /connz, /routez; off by default)")
 	return cmd
 }
@@ -138,8 +143,8 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	}
 	so := natsutil.ServerOptions{Listen: o.Listen, Advertise: o.Advertise, Token: token, MaxPayload: o.MaxPayload,
 		Monitor: o.Monitor, Logger: g.Logger}
-	if o.Cluster == "" && (o.Routes != "" || o.ClusterTokenFile != "" || o.ClusterName != "") {
-		return usageError(errors.New("--routes, --cluster-name and --cluster-token-file need --cluster HOST:PORT"))
+	if o.Cluster == "" && (o.Routes != "" || o.ClusterTokenFile != "" || o.ClusterName != "" || o.ClusterURLFile != "") {
+		return usageError(errors.New("--routes, --cluster-name, --cluster-token-file and --cluster-url-file need --cluster HOST:PORT"))
 	}
 	if o.Cluster != "" {
 		ctok := os.Getenv(envNatsClusterToken)
@@ -175,6 +180,13 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	attrs := []any{"url", srv.ClientURL()}
 	if cu := srv.ClusterURL(); cu != "" {
 		attrs = append(attrs, "cluster", cu, "cluster_name", so.Cluster.Name)
+	}
+	if o.ClusterURLFile != "" {
+		// No secret in it, but the same care: a file another user placed
+		// could send the servers started after this one elsewhere.
+		if err := writeSecretFile(o.ClusterURLFile, []byte(srv.ClusterURL()+"\n"), os.FileMode(0o600)); err != nil {
+			return usageError(fmt.Errorf("--cluster-url-file: %w", err))
+		}
 	}
 	if o.URLFile != "" {
 		// The URL may hold the token: 0600, in a place no other user

@@ -85,7 +85,9 @@ type SrunConfig struct {
 // node died before Slurm noticed), the node is left out of later steps,
 // the rank is reported lost and Kill returns an error: its death is not
 // confirmed, and should it still run behind a partition, the coordinator
-// fences it by its spawn id. Steps run with --no-kill, so a lost node does
+// fences it by its spawn id. A node left out this way, or reported down or
+// failed, takes every rank still running there with it: all are reported
+// gone at once. Steps run with --no-kill, so a lost node does
 // not end the world step on the other nodes.
 type Srun struct {
 	cfg   SrunConfig
@@ -474,10 +476,8 @@ func (s *Srun) line(st *srunStep, l string) {
 		return
 	}
 	if node := parseNodeFailure(l); node != "" {
-		s.mu.Lock()
-		s.failed[node] = true
-		s.mu.Unlock()
 		s.log.Warn("srun reports a node failure; new steps avoid the node", "node", node)
+		s.nodeLost(node, "failed")
 	}
 }
 
@@ -533,6 +533,7 @@ func (s *Srun) Kill(ctx context.Context, rank int, spawn uint64) error {
 		// bring a down node's steps back.
 		s.log.Warn("rank's node is down: taken as gone", "rank", rank, "node", node)
 		s.report(t, Exit{Code: -1, Signal: "node " + node + " down"})
+		s.nodeLost(node, "down")
 		return nil
 	}
 	if !single && pid > 0 && stepID != "" {
@@ -561,14 +562,37 @@ func (s *Srun) Kill(ctx context.Context, rank int, spawn uint64) error {
 // elsewhere. Should the process still run behind a partition, the
 // coordinator fences it by its spawn id when it speaks.
 func (s *Srun) unreachable(t *srunTask, node string, err error) error {
-	s.mu.Lock()
-	if node != "" {
-		s.failed[node] = true
-	}
-	s.mu.Unlock()
 	s.log.Warn("rank's node unreachable: excluded from new steps, the rank taken as lost", "rank", t.rank, "node", node, "err", err)
 	s.report(t, Exit{Code: -1, Signal: "node " + node + " unreachable"})
+	if node != "" {
+		s.nodeLost(node, "unreachable")
+	}
 	return fmt.Errorf("launch: rank %d on node %s not confirmed gone: %w", t.rank, node, err)
+}
+
+// nodeLost leaves node out of new steps and reports every task still
+// running there gone: a node that failed, is down or that a kill cannot
+// reach takes all its ranks with it. Without this, a rank of that node the
+// coordinator has not found silent yet would be waited for as a survivor:
+// during the recovery of its neighbour it is expected to roll back in
+// place, and it would be declared lost only when the recovery's ready
+// timeout ran out (a minute by default). Should such a rank still run
+// behind a partition, the coordinator fences it by its spawn id (R13).
+func (s *Srun) nodeLost(node, why string) {
+	s.mu.Lock()
+	s.failed[node] = true
+	var gone []*srunTask
+	for _, t := range s.tasks {
+		if !t.exited && t.node == node {
+			gone = append(gone, t)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(gone, func(i, j int) bool { return gone[i].rank < gone[j].rank })
+	for _, t := range gone {
+		s.log.Warn("rank's node lost: the rank taken as gone", "rank", t.rank, "node", node, "why", why)
+		s.report(t, Exit{Code: -1, Signal: "node " + node + " " + why})
+	}
 }
 
 // killPid kills one task of a multi-task step on its node, from a

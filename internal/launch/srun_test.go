@@ -2,6 +2,8 @@ package launch
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -336,4 +338,30 @@ func FuzzSrunOutput(f *testing.F) {
 			t.Fatalf("%d lines from %d newlines", n, strings.Count(s, "\n"))
 		}
 	})
+}
+
+// TestNodeLost: a lost node takes every rank still running there with it,
+// reported once each and in rank order; ranks elsewhere and ranks already
+// reported are left alone, and the node is excluded from new steps.
+func TestNodeLost(t *testing.T) {
+	s := &Srun{log: slog.New(slog.NewTextHandler(io.Discard, nil)), queued: make(chan struct{}, 1),
+		tasks: map[int]*srunTask{}, failed: map[string]bool{}}
+	st := &srunStep{name: "ranks 0-3"}
+	for r, node := range []string{"n1", "n2", "n2", "n1"} {
+		s.tasks[r] = &srunTask{step: st, index: r, rank: r, spawn: 1, node: node, gone: make(chan struct{})}
+	}
+	s.report(s.tasks[1], Exit{Code: 0})
+	s.queue = nil
+	s.nodeLost("n2", "unreachable")
+	s.nodeLost("n2", "down") // again: nothing more
+	if len(s.queue) != 1 || s.queue[0].Rank != 2 || s.queue[0].Signal != "node n2 unreachable" || s.queue[0].Code != -1 {
+		t.Fatalf("exits %+v, want rank 2 gone with node n2 unreachable", s.queue)
+	}
+	s.nodeLost("n1", "failed")
+	if len(s.queue) != 3 || s.queue[1].Rank != 0 || s.queue[2].Rank != 3 {
+		t.Fatalf("exits %+v, want ranks 0 and 3 after rank 2", s.queue)
+	}
+	if !s.failed["n1"] || !s.failed["n2"] {
+		t.Fatalf("failed nodes %v, want n1 and n2", s.failed)
+	}
 }

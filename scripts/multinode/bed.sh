@@ -76,12 +76,13 @@ up() {
 
 down() {
   need
-  for i in $(seq 1 9); do
-    if has_ns "cpbed-h$i"; then
+  # cpbed-ctl: the Slurm controller's host of slurm.sh, when it runs.
+  for h in $(seq -f 'cpbed-h%g' 1 9) cpbed-ctl; do
+    if has_ns "$h"; then
       # Processes still running in a host end with it: kill them first
       # (only those inside the bed's namespaces).
-      for pid in $(ip netns pids "cpbed-h$i" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-      ip netns del "cpbed-h$i"
+      for pid in $(ip netns pids "$h" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+      ip netns del "$h"
     fi
   done
   has_ns "$sw" && ip netns del "$sw"

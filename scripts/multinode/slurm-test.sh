@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# slurm-test.sh (make multinode-slurm-test): slurm/cutpoint.sbatch -N 3 on
+# the real Slurm cluster of slurm.sh (one slurmd per bed host, slurmctld in
+# cpbed-ctl). The script starts one `cutpoint nats` server per node; the
+# coordinator runs on the batch host and the ranks as job steps on all
+# three. Cases (SLURM_BED_CASES, default both):
+#
+#   plain     sbatch -N 3 --ntasks-per-node=2 (6 ranks) ends COMPLETED with the digest of `cutpoint
+#             run` of the same job; three servers, each advertising its
+#             node's bed address; while it runs, every rank is connected
+#             to its own node's server; no token in the output or on any
+#             command line
+#   nodekill  the same job; after the first cut a node that is not the
+#             batch host dies whole (slurmd, step daemons, ranks and NATS
+#             server, SIGKILL): the node is excluded, its ranks come back
+#             on the other two inside the same allocation (Restarts=0) in
+#             one recovery (none is waited for as a survivor), the
+#             job ends COMPLETED with the same digest, and no rank runs
+#             twice at any check
+#
+# SLURM_BED_STEPS (default 8000) and SLURM_BED_SIZE (96) size the job.
+# CPBED_KEEP=1 leaves the bed, the cluster and the logs in place;
+# SLURM_BED_LOGS=DIR copies the jobs' output and slurmctld's log there. Needs
+# root, iproute2 and the Slurm packages; skips (exit 0) without root or
+# network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+bed=$root/scripts/multinode/bed.sh
+sl=$root/scripts/multinode/slurm.sh
+bin=$root/bin/cutpoint
+steps=${SLURM_BED_STEPS:-8000}
+size=${SLURM_BED_SIZE:-96}
+cases=${SLURM_BED_CASES:-plain nodekill}
+export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
+D=$CPBED_DIR
+W=$D/shared/slurm-test
+nranks=6
+nodes=3
+t0=$SECONDS
+
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
+  echo "multinode-slurm-test: SKIP (needs root and iproute2 for network namespaces)"
+  exit 0
+fi
+if ! ip netns add cpbed-probe 2>/dev/null; then
+  echo "multinode-slurm-test: SKIP (cannot create network namespaces here)"
+  exit 0
+fi
+ip netns del cpbed-probe
+
+say() { printf '== [+%ss] %s\n' "$((SECONDS - t0))" "$*"; }
+fail() {
+  echo "multinode-slurm-test: FAIL: $*" >&2
+  if [ -n "${job:-}" ]; then
+    echo "--- scontrol show job $job" >&2
+    "$sl" run scontrol show job "$job" >&2 || true
+    echo "--- output of job $job (last 40 lines)" >&2
+    tail -n 40 "$W/job-$job.out" >&2 || true
+  fi
+  echo "--- slurmctld log (last 15 lines)" >&2
+  tail -n 15 "$D/slurm/ctl/slurmctld.log" >&2 2>/dev/null || true
+  exit 1
+}
+cleanup() {
+  if [ -n "${SLURM_BED_LOGS:-}" ]; then
+    mkdir -p "$SLURM_BED_LOGS"
+    cp "$W"/job-*.out "$D/slurm/ctl/slurmctld.log" "$SLURM_BED_LOGS"/ 2>/dev/null || true
+  fi
+  if [ "${CPBED_KEEP:-}" = 1 ]; then
+    echo "bed and cluster kept: $D ($sl down; $bed down remove them)"
+  else
+    "$sl" down >/dev/null 2>&1 || true
+    "$bed" down >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+[ -x "$bin" ] || fail "$bin missing (make build)"
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+  say "installing slurmctld slurmd slurm-client munge"
+  # As slurm/ci/start-slurm.sh: the packages' postinst must not start
+  # the site daemons.
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  apt-cache show slurmctld >/dev/null 2>&1 || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+"$bed" down >/dev/null 2>&1 || true
+"$sl" up
+mkdir -p "$W"
+
+sq() { "$sl" run "$@"; }
+field() { sq scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# wait_end JOB SECONDS: until the job reached a final state.
+wait_end() {
+  local st
+  for _ in $(seq "$2"); do
+    st=$(field "$1" JobState)
+    case "$st" in
+    COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED) return 0 ;;
+    esac
+    sleep 1
+  done
+  fail "job $1 not finished after $2 s (state $(field "$1" JobState))"
+}
+
+# wait_for JOB PATTERN SECONDS: until the job's output matches.
+wait_for() {
+  for _ in $(seq $(($3 * 5))); do
+    grep -qE "$2" "$W/job-$1.out" 2>/dev/null && return 0
+    case "$(field "$1" JobState)" in COMPLETED | FAILED | CANCELLED) fail "job $1 ended before its output showed /$2/" ;; esac
+    sleep 0.2
+  done
+  fail "no /$2/ in the output of job $1 after $3 s"
+}
+
+# ranks_of H: "PID RANK" of each cutpoint rank process in bed host hH (the
+# rank: CUTPOINT_RANK for a rank brought back alone, else SLURM_PROCID).
+ranks_of() {
+  local p e r
+  for p in $(ip netns pids "cpbed-$1" 2>/dev/null); do
+    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q "^$bin rank " || continue
+    e=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ") || continue
+    r=$(sed -n 's/^CUTPOINT_RANK=//p' <<<"$e" || true)
+    [ -n "$r" ] || r=$(sed -n 's/^SLURM_PROCID=//p' <<<"$e")
+    echo "$p $r"
+  done
+}
+
+# no_duplicates WHEN: no rank index runs in two processes on the bed.
+no_duplicates() {
+  local dup
+  dup=$(for h in h1 h2 h3; do ranks_of "$h"; done | awk '{print $2}' | sort | uniq -d)
+  [ -z "$dup" ] || fail "$1: rank(s) $dup run twice: $(for h in h1 h2 h3; do ranks_of "$h" | sed "s/^/$h: /"; done | tr '\n' ';')"
+}
+
+# no_secrets: no process on the bed carries a 32-hex-digit token on its
+# command line, and the job's output shows none in a URL.
+no_secrets() {
+  local ns p
+  for ns in cpbed-ctl cpbed-h1 cpbed-h2 cpbed-h3; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do
+      if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qE '(^|[^0-9a-f])[0-9a-f]{32}([^0-9a-f]|$)'; then
+        fail "a token on the command line of pid $p in $ns: $(tr '\0' ' ' <"/proc/$p/cmdline" | sed -E 's/[0-9a-f]{32}/<TOKEN>/g')"
+      fi
+    done
+  done
+  if grep -qE '[0-9a-f]{32}@' "$W/job-$1.out"; then fail "job $1's output shows a token"; fi
+}
+
+# own_server H: every rank process in host hH that holds a connection
+# holds it to hH's server; at least one does (a rank that is ending may
+# already have closed its own).
+own_server() {
+  local h=$1 addr pid r peers seen=0
+  addr=$("$bed" addr "${h#h}")
+  while read -r pid r; do
+    [ -n "$pid" ] || continue
+    peers=$(ip netns exec "cpbed-$h" ss -tnpH state established 2>/dev/null | grep "pid=$pid," | awk '{print $4}' | sed 's/:[0-9]*$//' | sort -u | tr '\n' ' ' || true)
+    [ -n "$peers" ] || continue
+    [ "$peers" = "$addr " ] || fail "rank $r (pid $pid) in $h is connected to '${peers}', want only its own node's server at $addr"
+    seen=$((seen + 1))
+  done < <(ranks_of "$h")
+  [ "$seen" -gt 0 ] || fail "no rank in $h holds a NATS connection"
+  echo "$h: $seen ranks on their own node's server ($addr)"
+}
+
+say "reference: cutpoint run --ranks $nranks --size $size --steps $steps (embedded NATS, in h1)"
+ref=$("$bed" exec h1 env CUTPOINT_CONFIG=/dev/null "$bin" run --store "$D/node/h1/ref-store" --interval 0 --ranks "$nranks" \
+  --size "$size" --steps "$steps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+[ -n "$ref" ] || fail "no reference digest"
+say "undisturbed digest $ref"
+
+# submit NAME: sbatch -N 3 --ntasks-per-node=2 of the job (6 ranks, two
+# on each node), from the login namespace.
+submit() {
+  mkdir -p "$W/$1"
+  sq env CUTPOINT_STORE="$W/$1" CUTPOINT_BIN="$bin" CUTPOINT_CONFIG=/dev/null \
+    sbatch --parsable -N "$nodes" --ntasks-per-node=$((nranks / nodes)) --chdir "$W" -o "$W/job-%j.out" "$root/slurm/cutpoint.sbatch" \
+    --size "$size" --steps "$steps" --interval 0 --every-steps 500
+}
+
+# check_done JOB: COMPLETED in its first run with the reference digest.
+check_done() {
+  local got
+  [ "$(field "$1" JobState)" = COMPLETED ] || fail "job $1: state $(field "$1" JobState), want COMPLETED"
+  [ "$(field "$1" Restarts)" = 0 ] || fail "job $1 was requeued (Restarts=$(field "$1" Restarts)): the allocation was not kept"
+  got=$(sed -n 's/^result \([0-9a-f]*\)$/\1/p' "$W/job-$1.out" | tail -n 1)
+  [ "$got" = "$ref" ] || fail "job $1: digest '$got', want $ref (cutpoint run)"
+}
+
+# check_servers JOB: one server per node, on the node's bed address.
+check_servers() {
+  local i a
+  grep -q "NATS: $nodes servers in one cluster, one per node" "$W/job-$1.out" || fail "job $1 did not start $nodes NATS servers"
+  for i in $(seq 1 "$nodes"); do
+    a=$("$bed" addr "$i")
+    grep -qE "msg=\"nats-server ready\" url=nats://$a:[0-9]+ cluster=nats-route://$a:[0-9]+" "$W/job-$1.out" ||
+      fail "job $1: no server of h$i ready on $a (client and route URL)"
+  done
+}
+
+for c in $cases; do
+  case "$c" in
+  plain)
+    say "plain: sbatch -N $nodes --ntasks-per-node=$((nranks / nodes)) slurm/cutpoint.sbatch"
+    job=$(submit plain)
+    wait_for "$job" 'cut committed.*component=coordinator' 120
+    # Mid-run: every rank on its own node's server, no duplicates, no token in argv.
+    for h in h1 h2 h3; do
+      [ -n "$(ranks_of "$h")" ] || fail "plain: no rank runs in $h"
+      own_server "$h"
+    done
+    no_duplicates plain
+    no_secrets "$job"
+    wait_end "$job" 240
+    check_done "$job"
+    check_servers "$job"
+    no_secrets "$job"
+    say "plain: passed (job $job: COMPLETED, digest $ref, 3 servers, each rank on its own node's server)"
+    ;;
+  nodekill)
+    say "nodekill: sbatch -N $nodes --ntasks-per-node=$((nranks / nodes)), a node other than the batch host killed whole after the first cut"
+    job=$(submit nodekill)
+    wait_for "$job" 'cut committed.*component=coordinator' 120
+    batch=$(field "$job" BatchHost)
+    victim=""
+    for h in cpbed-h3 cpbed-h2; do [ "$h" != "$batch" ] && [ -z "$victim" ] && victim=$h; done
+    lost=$(ranks_of "${victim#cpbed-}" | awk '{print $2}' | sort -n | xargs)
+    [ "$(wc -w <<<"$lost")" = $((nranks / nodes)) ] || fail "nodekill: ranks '$lost' run on $victim, want $((nranks / nodes))"
+    tk=$SECONDS
+    "$sl" kill "$victim"
+    say "nodekill: $victim SIGKILLed whole (its ranks $lost, slurmd, step daemons, NATS server); batch host $batch"
+    wait_for "$job" 'recovery-finished' 120
+    say "nodekill: recovered $((SECONDS - tk)) s after the kill"
+    no_duplicates "nodekill after the recovery"
+    # Every rank runs again, on the two live nodes.
+    live=$(for h in h1 h2 h3; do ranks_of "$h"; done | awk '{print $2}' | sort -n | xargs)
+    [ "$live" = "$(seq 0 $((nranks - 1)) | xargs)" ] || fail "nodekill: after the recovery ranks '$live' run, want 0-$((nranks - 1))"
+    [ -z "$(ranks_of "${victim#cpbed-}")" ] || fail "nodekill: a rank runs on the dead node $victim"
+    wait_end "$job" 300
+    check_done "$job"
+    check_servers "$job"
+    grep -qE "excluded from new steps.*node=$victim|node $victim (down|failed|unreachable)" "$W/job-$job.out" ||
+      fail "nodekill: the spawner did not exclude $victim"
+    # The node took all its ranks with it at once: none was waited for as
+    # a survivor of the recovery (that ends only at its ready timeout).
+    if grep -q 'ranks not ready within' "$W/job-$job.out"; then
+      fail "nodekill: a rank of $victim was waited for as a survivor: $(grep 'not ready within' "$W/job-$job.out" | head -1)"
+    fi
+    # The coordinator saw each of the dead node's ranks end.
+    for r in $lost; do
+      grep -qE "msg=\"rank process ended\" component=coordinator rank=$r " "$W/job-$job.out" ||
+        fail "nodekill: the coordinator did not see rank $r of $victim end"
+    done
+    for h in h1 h2 h3; do
+      [ -z "$(ranks_of "$h")" ] || fail "nodekill: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
+    done
+    no_secrets "$job"
+    say "nodekill: passed (job $job: COMPLETED in the same allocation, digest $ref, ranks $lost of $victim respawned, no duplicate)"
+    ;;
+  *) fail "unknown case $c" ;;
+  esac
+  job=""
+done
+say "all cases passed ($cases) in $((SECONDS - t0)) s"
