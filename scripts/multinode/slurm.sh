@@ -47,7 +47,7 @@ need() {
   [ "$(id -u)" = 0 ] || { echo "slurm.sh: needs root" >&2; exit 77; }
   local c
   for c in ip nsenter unshare slurmctld slurmd sbatch munged; do
-    command -v "$c" >/dev/null || { echo "slurm.sh: needs $c (make deps)" >&2; exit 77; }
+    command -v "$c" >/dev/null || { echo "slurm.sh: needs $c (slurm/ci/start-slurm.sh installs the Slurm and munge packages; make slurm-test runs it)" >&2; exit 77; }
   done
 }
 
