@@ -248,6 +248,15 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		mode = coordinator.ModeRejoin
 	}
 
+	key, err := jobKey(&j)
+	if err != nil {
+		return err
+	}
+	rankEnv := func(s coordinator.Spawn) []string { return append(spawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
+	if sharedEnvKeys(&j) {
+		rankEnv = spawnEnv
+	}
+
 	natsURL := o.nats.URL
 	if j.embedded {
 		// The embedded server takes a random token: only this job's
@@ -282,6 +291,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
 		env := append(append(o.rankEnv(natsURL), g.rankLogEnv()...), lv.Env()...)
+		if sharedEnvKeys(&j) {
+			env = append(env, rank.EnvJobKey+"="+key.Hex())
+		}
 		relay := g.relay()
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
@@ -310,7 +322,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			hs, err := launch.NewHosts(launch.HostsConfig{
 				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
-				Secret: secretVars(natsURL, o.nats.Token), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
+				Secret: append(secretVars(natsURL, o.nats.Token), rank.EnvRankKeys), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
 				Out: g.Stderr, Log: g.Logger, Options: opts,
 			})
 			if err != nil {
@@ -372,7 +384,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
+		RankEnv: rankEnv, Keys: &key, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
 		LeaseTTL:   o.LeaseTTL,

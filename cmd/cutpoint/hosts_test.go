@@ -152,7 +152,8 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 	url := strings.TrimSpace(string(b))
 	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "100"}, job...)
-	coord := cutpoint(t, nil, coordArgs...)
+	key := jobKeyEnv() // the coordinator that rejoins holds the first one's key
+	coord := cutpoint(t, key, coordArgs...)
 	// A file, as a deployment's log would be: the ranks write to it too,
 	// and a pipe read by this test would keep Wait waiting for them.
 	logPath := filepath.Join(dir, "coord1.log")
@@ -185,7 +186,7 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 			t.Fatalf("rank process %d died with its coordinator\n%s", p, tail(string(b), 40))
 		}
 	}
-	r := runOK(t, nil, append(coordArgs, "--rejoin")...)
+	r := runOK(t, key, append(coordArgs, "--rejoin")...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
 	}
