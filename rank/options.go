@@ -24,27 +24,27 @@ import (
 // inside a Slurm allocation inherits the batch script's SLURM_PROCID, which
 // is not the rank.
 const (
-	EnvNATS          = "CUTPOINT_NATS"          // NATS URL
-	EnvNATSToken     = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
-	EnvNATSNkey      = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
-	EnvJob           = "CUTPOINT_JOB"           // job name
-	EnvRank          = "CUTPOINT_RANK"          // this rank, 0..world-1
-	EnvWorld         = "CUTPOINT_WORLD"         // number of ranks
-	EnvStore         = "CUTPOINT_STORE"         // store directory
-	EnvSpawn         = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
-	EnvRestoreEpoch  = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
-	EnvRestoreStep   = "CUTPOINT_RESTORE_STEP"  // its step
-	EnvHeartbeat     = "CUTPOINT_HEARTBEAT_INTERVAL"
-	EnvCodec         = "CUTPOINT_CODEC"          // store codec for this rank's shards
-	EnvWorkers       = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
-	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
-	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
-	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
-	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
-	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
-	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
-	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
-	EnvNATSWait      = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
+	EnvNATS         = "CUTPOINT_NATS"          // NATS URL
+	EnvNATSToken    = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
+	EnvNATSNkey     = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
+	EnvJob          = "CUTPOINT_JOB"           // job name
+	EnvRank         = "CUTPOINT_RANK"          // this rank, 0..world-1
+	EnvWorld        = "CUTPOINT_WORLD"         // number of ranks
+	EnvStore        = "CUTPOINT_STORE"         // store directory
+	EnvSpawn        = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
+	EnvRestoreEpoch = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
+	EnvRestoreStep  = "CUTPOINT_RESTORE_STEP"  // its step
+	EnvHeartbeat    = "CUTPOINT_HEARTBEAT_INTERVAL"
+	EnvCodec        = "CUTPOINT_CODEC"          // store codec for this rank's shards
+	EnvWorkers      = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
+	EnvHoldBudget   = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
+	EnvWindow       = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
+	EnvStopTheWorld = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvStoreIO      = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
+	EnvHost         = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
+	EnvLogLevel     = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
+	EnvLogFormat    = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
+	EnvNATSWait     = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
 	// EnvRankKeys holds this rank's keys (wire.RankKeys.Encode: the
 	// coordinator's public key, the rank's report key, its pair keys);
 	// EnvJobKey the job key itself, for worlds that share one environment
@@ -52,8 +52,8 @@ const (
 	// from it. Secrets: on standard input under EnvSecrets=stdin, or in
 	// the environment, never on a command line. Without either the rank
 	// neither signs nor checks anything (tests that start ranks by hand).
-	EnvRankKeys = "CUTPOINT_RANK_KEYS"
-	EnvJobKey   = "CUTPOINT_JOB_KEY"
+	EnvRankKeys      = "CUTPOINT_RANK_KEYS"
+	EnvJobKey        = "CUTPOINT_JOB_KEY"
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"

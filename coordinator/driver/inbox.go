@@ -129,7 +129,7 @@ func (in *inbox) warn(log *slog.Logger, kind int, now time.Time) {
 		return
 	}
 	n := in.drops[kind].Load()
-	attrs := []any{"reason", dropNames[kind], "dropped", n-in.reports[kind], "dropped_total", n}
+	attrs := []any{"reason", dropNames[kind], "dropped", n - in.reports[kind], "dropped_total", n}
 	if kind == dropAuth {
 		attrs = append(attrs, "claimed_rank", in.claimed.Load())
 	}

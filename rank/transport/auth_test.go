@@ -118,7 +118,7 @@ func TestForgedFramesDropped(t *testing.T) {
 // tRankLog is a recorder that counts the malformed-frame events.
 type tRankLog struct {
 	*recorder
-	n      int
+	n int
 }
 
 func (r *tRankLog) Event(ev transport.Event) {
