@@ -724,26 +724,28 @@ func (r *Rank) ticker() {
 }
 
 func (r *Rank) onControl(m *nats.Msg) {
+	b := m.Data
+	var authErr error
+	if r.o.Keys != nil {
+		// Only the coordinator signs: what fails never reaches the
+		// participant, so no forged generation, epoch or Stop counts.
+		// Checked before the rank's lock, so a flood of forged messages
+		// costs this subscription's goroutine, not the job's calls.
+		b, authErr = wire.OpenCoord(r.o.Keys.Control, m.Data)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.p == nil || r.closed {
 		return
 	}
-	b := m.Data
-	if r.o.Keys != nil {
-		// Only the coordinator signs: what fails never reaches the
-		// participant, so no forged generation, epoch or Stop counts.
-		msg, err := wire.OpenCoord(r.o.Keys.Control, b)
-		if err != nil {
-			r.stats.ControlForged++
-			if now := time.Now(); now.Sub(r.forgedWarned) >= 10*time.Second {
-				r.log.Warn("control message fails authentication: dropped (not signed by the job's coordinator; repeats within 10s are counted, not logged)",
-					"subject", m.Subject, "dropped", r.stats.ControlForged-r.forgedLogged, "dropped_total", r.stats.ControlForged)
-				r.forgedWarned, r.forgedLogged = now, r.stats.ControlForged
-			}
-			return
+	if authErr != nil {
+		r.stats.ControlForged++
+		if now := time.Now(); now.Sub(r.forgedWarned) >= 10*time.Second {
+			r.log.Warn("control message fails authentication: dropped (not signed by the job's coordinator; repeats within 10s are counted, not logged)",
+				"subject", m.Subject, "dropped", r.stats.ControlForged-r.forgedLogged, "dropped_total", r.stats.ControlForged)
+			r.forgedWarned, r.forgedLogged = now, r.stats.ControlForged
 		}
-		b = msg
+		return
 	}
 	if r.lv != nil {
 		r.lv.noteFinal(b)
