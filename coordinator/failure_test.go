@@ -436,3 +436,23 @@ func TestProgressTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedStaleStatusIgnored: a running process that is ready at the
+// job's incarnation cannot send an older one's status, so one that arrives
+// (a real message resent by anyone on the job's subjects) is ignored: no
+// fence, no recovery.
+func TestReplayedStaleStatusIgnored(t *testing.T) {
+	d := started(t, 2, [][]int{{1}, {0}})
+	d.rd = nil
+	d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: 1, G: 0}, State: wire.StateRunning, Step: 3, Peer: -1})
+	for _, rd := range d.rd {
+		if len(rd.Kill) > 0 || len(rd.Spawn) > 0 || (rd.JobRecord != nil && rd.JobRecord.Recovery != nil) {
+			t.Fatalf("a replayed status started a recovery: %+v", rd)
+		}
+	}
+	for _, m := range d.messages() {
+		if _, ok := m.(*wire.Fence); ok {
+			t.Fatalf("a replayed status fenced the rank")
+		}
+	}
+}
