@@ -219,6 +219,16 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			return usageError(fmt.Errorf("--stats-dir: %w", err))
 		}
 	}
+	// Before the store is touched: a missing key leaves nothing behind.
+	key, err := jobKey(&j)
+	if err != nil {
+		return err
+	}
+	rankEnv := func(s coordinator.Spawn) []string { return append(spawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
+	if sharedEnvKeys(&j) {
+		rankEnv = spawnEnv
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
@@ -246,15 +256,6 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	mode := o.mode()
 	if j.rejoin {
 		mode = coordinator.ModeRejoin
-	}
-
-	key, err := jobKey(&j)
-	if err != nil {
-		return err
-	}
-	rankEnv := func(s coordinator.Spawn) []string { return append(spawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
-	if sharedEnvKeys(&j) {
-		rankEnv = spawnEnv
 	}
 
 	natsURL := o.nats.URL
