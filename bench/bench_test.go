@@ -61,7 +61,7 @@ func TestQuick(t *testing.T) {
 		byWhat[r.What] = append(byWhat[r.What], r)
 	}
 	for _, w := range []string{"cut", "incremental cut", "memcpy", "write+fsync", "single-threaded", "engine, no storage",
-		"no cuts", "overhead", "buffered packs", "blake3 hashes", "stop-the-world", "recovery", "one channel", "one-way latency", "shuffle, one core"} {
+		"no cuts", "overhead", "buffered packs", "blake3 hashes", "stop-the-world", "recovery", "one channel", "one channel, frames authenticated", "one-way latency", "shuffle, one core"} {
 		if len(byWhat[w]) == 0 {
 			t.Errorf("no %q record", w)
 		}

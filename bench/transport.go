@@ -39,7 +39,7 @@ func (h *harness) transportRates(ctx context.Context) ([]Record, error) {
 		if err != nil {
 			return out, fmt.Errorf("raw nats %s: %w", sizeName(int64(size)), err)
 		}
-		tr, err := transportThroughput(ctx, conn, size, total)
+		tr, err := transportThroughput(ctx, conn, size, total, false)
 		if err != nil {
 			return out, fmt.Errorf("transport %s: %w", sizeName(int64(size)), err)
 		}
@@ -47,6 +47,17 @@ func (h *harness) transportRates(ctx context.Context) ([]Record, error) {
 			Name: "transport/channel/" + sizeName(int64(size)), Family: "transport", Role: RoleScenario, What: "one channel",
 			StateBytes: total, Reps: 1, RawGBps: one(tr), RawNATSGBps: one(raw), VsRawNATS: one(tr / raw),
 			Note: fmt.Sprintf("%s messages back to back; raw NATS unpaced with no pending limit", sizeName(int64(size))),
+		})
+		// The same with every frame tagged and checked, as a job's ranks
+		// run (Options.Keys): the cost of authentication.
+		au, err := transportThroughput(ctx, conn, size, total, true)
+		if err != nil {
+			return out, fmt.Errorf("transport with keys %s: %w", sizeName(int64(size)), err)
+		}
+		out = append(out, Record{
+			Name: "transport/channel-auth/" + sizeName(int64(size)), Family: "transport", Role: RoleScenario, What: "one channel, frames authenticated",
+			StateBytes: total, Reps: 1, RawGBps: one(au), RawNATSGBps: one(raw), VsRawNATS: one(au / raw),
+			Note: fmt.Sprintf("%s messages back to back, every frame tagged (keyed BLAKE3) and checked; %.0f%% of the same run's transport without keys", sizeName(int64(size)), 100*au/tr),
 		})
 	}
 	rawLat, err := rawNATSLatency(ctx, conn, rtts)
@@ -152,8 +163,15 @@ func (s *sink) Deliver(from int, g uint64, msg []byte) {
 
 func (s *sink) Event(transport.Event) {}
 
-// pair opens ranks 0 and 1 of a job on their own connections.
-func pair(ctx context.Context, conn connFunc, h0, h1 *sink) (e0, e1 *transport.Endpoint, closeAll func(), err error) {
+// benchKeys is one pair key for the two ranks of a benchmark (a job's
+// ranks get theirs from the launcher: internal/wire.JobKey.RankKeys).
+type benchKeys [32]byte
+
+func (k benchKeys) PairKey(int) ([32]byte, bool) { return k, true }
+
+// pair opens ranks 0 and 1 of a job on their own connections; with auth
+// their frames are tagged and checked.
+func pair(ctx context.Context, conn connFunc, h0, h1 *sink, auth bool) (e0, e1 *transport.Endpoint, closeAll func(), err error) {
 	c0, err := conn("bench-rank0")
 	if err != nil {
 		return nil, nil, nil, err
@@ -164,10 +182,14 @@ func pair(ctx context.Context, conn connFunc, h0, h1 *sink) (e0, e1 *transport.E
 		return nil, nil, nil, err
 	}
 	job := fmt.Sprintf("bench%d", time.Now().UnixNano())
-	e0, err = transport.Open(ctx, c0, transport.Options{Job: job, Self: 0, Peers: []int{1}, G: 1}, h0)
+	var keys transport.Keys
+	if auth {
+		keys = benchKeys{1, 2, 3}
+	}
+	e0, err = transport.Open(ctx, c0, transport.Options{Job: job, Self: 0, Peers: []int{1}, G: 1, Keys: keys}, h0)
 	if err == nil {
 		h0.ep.Store(e0)
-		e1, err = transport.Open(ctx, c1, transport.Options{Job: job, Self: 1, Peers: []int{0}, G: 1}, h1)
+		e1, err = transport.Open(ctx, c1, transport.Options{Job: job, Self: 1, Peers: []int{0}, G: 1, Keys: keys}, h1)
 	}
 	closeAll = func() {
 		if e0 != nil {
@@ -187,9 +209,9 @@ func pair(ctx context.Context, conn connFunc, h0, h1 *sink) (e0, e1 *transport.E
 	return e0, e1, closeAll, nil
 }
 
-func transportThroughput(ctx context.Context, conn connFunc, size int, total int64) (float64, error) {
+func transportThroughput(ctx context.Context, conn connFunc, size int, total int64, auth bool) (float64, error) {
 	recv := &sink{want: total, done: make(chan struct{})}
-	e0, _, closeAll, err := pair(ctx, conn, &sink{}, recv)
+	e0, _, closeAll, err := pair(ctx, conn, &sink{}, recv, auth)
 	if err != nil {
 		return 0, err
 	}
@@ -244,7 +266,7 @@ func rawNATSLatency(ctx context.Context, conn connFunc, n int) (float64, error) 
 
 func transportLatency(ctx context.Context, conn connFunc, n int) (float64, error) {
 	pongs := make(chan struct{}, 1)
-	e0, _, closeAll, err := pair(ctx, conn, &sink{pongs: pongs}, &sink{echo: true})
+	e0, _, closeAll, err := pair(ctx, conn, &sink{pongs: pongs}, &sink{echo: true}, false)
 	if err != nil {
 		return 0, err
 	}

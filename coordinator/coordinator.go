@@ -921,6 +921,16 @@ func (c *Coordinator) onStatus(rank int, m *member, s *wire.Status) {
 			c.sendRollback(rank)
 			return
 		}
+		if c.ph == phRunning && m.ready {
+			// This process (the spawn was checked above) already said it
+			// is ready at c.g, and one publisher's messages arrive in
+			// order: an older incarnation's status from it is a replay
+			// (anyone on the job's subjects can resend a real message),
+			// not a stale process, and fencing it would let a replay
+			// cost a recovery each.
+			c.event(Event{Kind: EvProtocol, Rank: rank, Peer: -1, Text: fmt.Sprintf("status of incarnation %d from a process ready at %d (replayed): ignored", s.G, c.g)})
+			return
+		}
 		if c.ph == phRunning {
 			c.fence(rank, m.spawn, fmt.Sprintf("incarnation %d is stale, the job runs at %d", s.G, c.g))
 			c.recover([]int{rank}, fmt.Sprintf("rank %d fenced", rank))

@@ -453,3 +453,63 @@ func TestRankNotJoiningNamedThenStopped(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 }
+
+// TestProgressTimeout: both ranks heartbeat, only rank 0's step advances;
+// with a progress timeout rank 1 is lost for "no progress" once the
+// timeout passes (heartbeats prove liveness, not progress), without one it
+// never is.
+func TestProgressTimeout(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 200 * time.Millisecond} {
+		cfg := baseConfig(2)
+		cfg.ProgressTimeout = timeout
+		c, err := New(cfg, Start{Mode: ModeNew, Generation: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &drive{t: t, c: c}
+		d.step()
+		d.recv(hello(0, 1, 1))
+		d.recv(hello(1, 1, 0))
+		d.rd = nil
+		var lostAt int64
+		for i := 1; i <= 60 && lostAt == 0; i++ {
+			d.now += int64(10 * time.Millisecond)
+			d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: 1, G: 1}, State: wire.StateRunning, Step: int64(i), Peer: -1})
+			d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 1, Spawn: 1, G: 1}, State: wire.StateRunning, Step: 1, Peer: -1})
+			d.c.Tick(d.now)
+			d.step()
+			for _, ev := range d.events(EvRankLost) {
+				if ev.Rank != 1 || !strings.Contains(ev.Text, "no progress") {
+					t.Fatalf("timeout %v: lost %+v", timeout, ev)
+				}
+				lostAt = d.now
+			}
+		}
+		switch {
+		case timeout == 0 && lostAt != 0:
+			t.Fatalf("no progress timeout, but rank 1 was lost at %v", time.Duration(lostAt))
+		case timeout > 0 && (lostAt == 0 || lostAt < int64(timeout)):
+			t.Fatalf("progress timeout %v: rank 1 lost at %v", timeout, time.Duration(lostAt))
+		}
+	}
+}
+
+// TestReplayedStaleStatusIgnored: a running process that is ready at the
+// job's incarnation cannot send an older one's status, so one that arrives
+// (a real message resent by anyone on the job's subjects) is ignored: no
+// fence, no recovery.
+func TestReplayedStaleStatusIgnored(t *testing.T) {
+	d := started(t, 2, [][]int{{1}, {0}})
+	d.rd = nil
+	d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: 1, G: 0}, State: wire.StateRunning, Step: 3, Peer: -1})
+	for _, rd := range d.rd {
+		if len(rd.Kill) > 0 || len(rd.Spawn) > 0 || (rd.JobRecord != nil && rd.JobRecord.Recovery != nil) {
+			t.Fatalf("a replayed status started a recovery: %+v", rd)
+		}
+	}
+	for _, m := range d.messages() {
+		if _, ok := m.(*wire.Fence); ok {
+			t.Fatalf("a replayed status fenced the rank")
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
 // Environment variables the launcher (cutpoint run, the coordinator's
@@ -23,27 +24,36 @@ import (
 // inside a Slurm allocation inherits the batch script's SLURM_PROCID, which
 // is not the rank.
 const (
-	EnvNATS          = "CUTPOINT_NATS"          // NATS URL
-	EnvNATSToken     = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
-	EnvNATSNkey      = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
-	EnvJob           = "CUTPOINT_JOB"           // job name
-	EnvRank          = "CUTPOINT_RANK"          // this rank, 0..world-1
-	EnvWorld         = "CUTPOINT_WORLD"         // number of ranks
-	EnvStore         = "CUTPOINT_STORE"         // store directory
-	EnvSpawn         = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
-	EnvRestoreEpoch  = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
-	EnvRestoreStep   = "CUTPOINT_RESTORE_STEP"  // its step
-	EnvHeartbeat     = "CUTPOINT_HEARTBEAT_INTERVAL"
-	EnvCodec         = "CUTPOINT_CODEC"          // store codec for this rank's shards
-	EnvWorkers       = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
-	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
-	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
-	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
-	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
-	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
-	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
-	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
-	EnvNATSWait      = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
+	EnvNATS         = "CUTPOINT_NATS"          // NATS URL
+	EnvNATSToken    = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
+	EnvNATSNkey     = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
+	EnvJob          = "CUTPOINT_JOB"           // job name
+	EnvRank         = "CUTPOINT_RANK"          // this rank, 0..world-1
+	EnvWorld        = "CUTPOINT_WORLD"         // number of ranks
+	EnvStore        = "CUTPOINT_STORE"         // store directory
+	EnvSpawn        = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
+	EnvRestoreEpoch = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
+	EnvRestoreStep  = "CUTPOINT_RESTORE_STEP"  // its step
+	EnvHeartbeat    = "CUTPOINT_HEARTBEAT_INTERVAL"
+	EnvCodec        = "CUTPOINT_CODEC"          // store codec for this rank's shards
+	EnvWorkers      = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
+	EnvHoldBudget   = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
+	EnvWindow       = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
+	EnvStopTheWorld = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvStoreIO      = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
+	EnvHost         = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
+	EnvLogLevel     = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
+	EnvLogFormat    = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
+	EnvNATSWait     = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
+	// EnvRankKeys holds this rank's keys (wire.RankKeys.Encode: the
+	// coordinator's public key, the rank's report key, its pair keys);
+	// EnvJobKey the job key itself, for worlds that share one environment
+	// (an MPI world, one srun step), where every rank derives its keys
+	// from it. Secrets: on standard input under EnvSecrets=stdin, or in
+	// the environment, never on a command line. Without either the rank
+	// neither signs nor checks anything (tests that start ranks by hand).
+	EnvRankKeys      = "CUTPOINT_RANK_KEYS"
+	EnvJobKey        = "CUTPOINT_JOB_KEY"
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -114,6 +124,11 @@ type Options struct {
 	Levels levels.Config
 	// Fault is a fault-injection spec (see EnvFault); empty in production.
 	Fault string
+	// Keys authenticate the rank's messages to the coordinator and its
+	// frames to peers, and check the coordinator's control messages and
+	// the peers' frames (see wire.RankKeys); nil: nothing is authenticated,
+	// so the coordinator must have no keys either.
+	Keys *wire.RankKeys
 	// Logger receives the rank's logs. OptionsFromEnv sets one that writes
 	// to stderr in the launcher's level and format (EnvLogLevel,
 	// EnvLogFormat), which the launcher relays into its own log stream:
@@ -144,6 +159,7 @@ func OptionsFromEnv() (Options, error) {
 	o.NATS = str(EnvNATS)
 	o.Auth = natsutil.Auth{Token: str(EnvNATSToken), NkeySeedFile: str(EnvNATSNkey)}
 	o.Host = str(EnvHost)
+	rankKeys, jobKey := str(EnvRankKeys), str(EnvJobKey)
 	if v := str(EnvSecrets); v != "" {
 		if v != "stdin" {
 			errs = append(errs, fmt.Errorf("%s=%q: want stdin", EnvSecrets, v))
@@ -155,6 +171,12 @@ func OptionsFromEnv() (Options, error) {
 			}
 			if t, ok := sec[EnvNATSToken]; ok {
 				o.Auth.Token = t
+			}
+			if k, ok := sec[EnvRankKeys]; ok {
+				rankKeys = k
+			}
+			if k, ok := sec[EnvJobKey]; ok {
+				jobKey = k
 			}
 		}
 	}
@@ -207,6 +229,21 @@ func OptionsFromEnv() (Options, error) {
 		o.NATSWait = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	switch {
+	case rankKeys != "":
+		// The value is a secret: errors name the variable, never show it.
+		if k, err := wire.DecodeRankKeys(rankKeys, o.Rank, o.World); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvRankKeys, err))
+		} else {
+			o.Keys = k
+		}
+	case jobKey != "":
+		if k, err := wire.ParseJobKey(jobKey); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvJobKey, err))
+		} else if o.Rank >= 0 && o.World >= 1 && o.Rank < o.World && o.World <= wire.MaxWorld {
+			o.Keys = k.RankKeys(o.Rank, o.World)
+		}
+	}
 	lg, err := NewLogger(os.Stderr, str(EnvLogLevel), str(EnvLogFormat))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s/%s: %w", EnvLogLevel, EnvLogFormat, err))
@@ -248,6 +285,9 @@ func (o *Options) check() error {
 	}
 	if o.RestoreEpoch > 0 && o.RestoreStep < 0 {
 		errs = append(errs, fmt.Errorf("restore step %d < 0", o.RestoreStep))
+	}
+	if o.Keys != nil && (o.Keys.Rank != o.Rank || o.Keys.World != o.World) {
+		errs = append(errs, fmt.Errorf("keys of rank %d of %d given to rank %d of %d", o.Keys.Rank, o.Keys.World, o.Rank, o.World))
 	}
 	for _, p := range o.Peers {
 		if p < 0 || p >= o.World {

@@ -126,6 +126,13 @@ type Rank struct {
 	// (at most one warning per 10 s: a flood of forged ones cannot flood
 	// the log).
 	ctlWarned time.Time
+	// report seals the control messages to the coordinator (r.mu held;
+	// nil without Options.Keys).
+	report *wire.MAC
+	// forgedWarned: when a control message that failed authentication was
+	// last warned about (at most one warning per 10 s, with the count).
+	forgedWarned time.Time
+	forgedLogged int64
 }
 
 // Stats count what a rank did, for logs and benchmarks.
@@ -145,6 +152,9 @@ type Stats struct {
 	// partner's node-local store and to the shared store.
 	PartnerBytes int64
 	FlushBytes   int64
+	// ControlForged counts control messages dropped because they did not
+	// carry the coordinator's signature (Options.Keys).
+	ControlForged int64
 }
 
 type protected struct {
@@ -192,6 +202,9 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
+	if o.Keys != nil {
+		r.report = wire.NewMAC(o.Keys.Report)
+	}
 	if o.Levels.Enabled() {
 		if r.lv, err = openLevels(ctx, o, store, log); err != nil {
 			nc.Close()
@@ -324,9 +337,11 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 	}
-	ep, err := transport.Open(ctx, r.nc, transport.Options{
-		Job: r.o.Job, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log,
-	}, handler{r})
+	topts := transport.Options{Job: r.o.Job, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log}
+	if r.o.Keys != nil {
+		topts.Keys = r.o.Keys
+	}
+	ep, err := transport.Open(ctx, r.nc, topts, handler{r})
 	if err != nil {
 		return 0, fmt.Errorf("rank %d: open channels: %w", r.o.Rank, err)
 	}
@@ -709,15 +724,33 @@ func (r *Rank) ticker() {
 }
 
 func (r *Rank) onControl(m *nats.Msg) {
+	b := m.Data
+	var authErr error
+	if r.o.Keys != nil {
+		// Only the coordinator signs: what fails never reaches the
+		// participant, so no forged generation, epoch or Stop counts.
+		// Checked before the rank's lock, so a flood of forged messages
+		// costs this subscription's goroutine, not the job's calls.
+		b, authErr = wire.OpenCoord(r.o.Keys.Control, m.Data)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.p == nil || r.closed {
 		return
 	}
-	if r.lv != nil {
-		r.lv.noteFinal(m.Data)
+	if authErr != nil {
+		r.stats.ControlForged++
+		if now := time.Now(); now.Sub(r.forgedWarned) >= 10*time.Second {
+			r.log.Warn("control message fails authentication: dropped (not signed by the job's coordinator; repeats within 10s are counted, not logged)",
+				"subject", m.Subject, "dropped", r.stats.ControlForged-r.forgedLogged, "dropped_total", r.stats.ControlForged)
+			r.forgedWarned, r.forgedLogged = now, r.stats.ControlForged
+		}
+		return
 	}
-	if err := r.p.HandleControl(m.Data); err != nil {
+	if r.lv != nil {
+		r.lv.noteFinal(b)
+	}
+	if err := r.p.HandleControl(b); err != nil {
 		if errors.Is(err, wire.ErrMalformed) && time.Since(r.ctlWarned) >= 10*time.Second {
 			r.ctlWarned = time.Now()
 			r.log.Warn("control message dropped (repeats within 10s are not logged)", "err", err)
@@ -793,6 +826,9 @@ func (r *Rank) process() {
 			r.cond.Broadcast()
 		}
 		for _, m := range rd.Control {
+			if r.report != nil {
+				m = r.report.Seal(wire.DomainReport, append(make([]byte, 0, len(m)+wire.TagLen), m...))
+			}
 			if err := r.nc.Publish(subjects.ToCoordinator(r.o.Job), m); err != nil {
 				r.log.Debug("control publish failed", "err", err)
 			}

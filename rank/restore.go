@@ -201,7 +201,11 @@ func (r *Rank) restoreFailed(ctx context.Context, g, epoch uint64, err error) er
 	r.log.Error("restore failed", "cut", epoch, "err", err)
 	a := &wire.Alarm{RankHeader: wire.RankHeader{Rank: r.o.Rank, Spawn: r.o.Spawn, G: g}, Kind: kind, Peer: -1, Cut: epoch,
 		Detail: truncate(err.Error(), 1000)}
-	if perr := r.nc.Publish(subjects.ToCoordinator(r.o.Job), wire.EncodeRank(a)); perr == nil {
+	msg := wire.EncodeRank(a)
+	if r.o.Keys != nil {
+		msg = wire.NewMAC(r.o.Keys.Report).Seal(wire.DomainReport, msg) // its own MAC: r.mu may not be held here
+	}
+	if perr := r.nc.Publish(subjects.ToCoordinator(r.o.Job), msg); perr == nil {
 		_ = r.nc.FlushWithContext(withTimeout(ctx, 2*time.Second))
 	}
 	return err

@@ -19,7 +19,7 @@ import (
 const EnvSecrets = "CUTPOINT_SECRETS"
 
 const (
-	maxSecrets  = 64 << 10
+	maxSecrets  = 64 << 20 // rank keys take 43 bytes per rank of the world
 	secretsWait = 30 * time.Second
 )
 
@@ -68,9 +68,9 @@ func parseSecrets(b []byte, readErr error) (map[string]string, error) {
 			continue
 		}
 		name, val, ok := strings.Cut(line, "=")
-		if !ok || (name != EnvNATS && name != EnvNATSToken) {
+		if !ok || (name != EnvNATS && name != EnvNATSToken && name != EnvRankKeys && name != EnvJobKey) {
 			// The value is a secret: name the line, never print it.
-			return nil, fmt.Errorf("%s=stdin: line %d: want NAME=VALUE, NAME one of %s and %s", EnvSecrets, n, EnvNATS, EnvNATSToken)
+			return nil, fmt.Errorf("%s=stdin: line %d: want NAME=VALUE, NAME one of %s, %s, %s and %s", EnvSecrets, n, EnvNATS, EnvNATSToken, EnvRankKeys, EnvJobKey)
 		}
 		out[name] = val
 	}

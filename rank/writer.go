@@ -158,6 +158,9 @@ func (r *Rank) sendResult(ctx context.Context, g uint64, result []byte) error {
 	if err != nil {
 		return fmt.Errorf("rank %d: result: %w", r.o.Rank, err)
 	}
+	if r.o.Keys != nil {
+		msg = wire.NewMAC(r.o.Keys.Report).Seal(wire.DomainResult, msg)
+	}
 	for {
 		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.o.Job), msg)
 		if err == nil && string(reply.Data) == "ok" {

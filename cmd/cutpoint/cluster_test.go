@@ -140,7 +140,8 @@ func TestNatsClusterServersKilled(t *testing.T) {
 	list := strings.Join(urls, ",")
 	coordArgs := []string{"coordinator", "--store", store, "--ranks", "4", "--spawn", "none",
 		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms"}
-	coord := cutpoint(t, []string{"CUTPOINT_NATS=" + list, "CUTPOINT_NATS_LOCAL=" + hostPort(t, urls[0])}, coordArgs...)
+	key := jobKeyEnv() // --spawn none: the coordinator and the ranks hold one job key
+	coord := cutpoint(t, append([]string{"CUTPOINT_NATS=" + list, "CUTPOINT_NATS_LOCAL=" + hostPort(t, urls[0])}, key...), coordArgs...)
 	var cout bytes.Buffer
 	var cerr syncBuf
 	coord.Stdout, coord.Stderr = &cout, &cerr
@@ -153,9 +154,9 @@ func TestNatsClusterServersKilled(t *testing.T) {
 	var ranks []*exec.Cmd
 	var logs []string
 	for r := range 4 {
-		rc := cutpoint(t, []string{"CUTPOINT_NATS=" + list, "CUTPOINT_NATS_LOCAL=" + hostPort(t, urls[home[r]]),
+		rc := cutpoint(t, append([]string{"CUTPOINT_NATS=" + list, "CUTPOINT_NATS_LOCAL=" + hostPort(t, urls[home[r]]),
 			"CUTPOINT_JOB=heat2d", "CUTPOINT_WORLD=4", "CUTPOINT_STORE=" + store, fmt.Sprintf("CUTPOINT_RANK=%d", r),
-			"CUTPOINT_HEARTBEAT_INTERVAL=100ms"},
+			"CUTPOINT_HEARTBEAT_INTERVAL=100ms"}, key...),
 			"--log-level", "debug", "rank", "--size", "96", "--steps", "6000")
 		name := filepath.Join(dir, fmt.Sprintf("rank%d.log", r))
 		rlog, _ := os.Create(name)

@@ -49,7 +49,10 @@ server (--nats; see "cutpoint nats"). Who starts the rank processes:
 --restore-if-exists does so when the store holds the job and starts it
 otherwise (a requeued or resubmitted batch job). --rejoin replaces a
 coordinator that died while the ranks kept running: the new one rebuilds
-its state from the store and the ranks' reports.
+its state from the store and the ranks' reports. It must hold the job key
+the ranks hold: give both coordinators the same CUTPOINT_JOB_KEY (64 hex
+digits, in the environment); --spawn none needs it too, for this
+coordinator and every rank.
 
 Signals and exit codes as for "run".`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -219,6 +219,16 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			return usageError(fmt.Errorf("--stats-dir: %w", err))
 		}
 	}
+	// Before the store is touched: a missing key leaves nothing behind.
+	key, err := jobKey(&j)
+	if err != nil {
+		return err
+	}
+	rankEnv := func(s coordinator.Spawn) []string { return append(spawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
+	if sharedEnvKeys(&j) {
+		rankEnv = spawnEnv
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics, err := serveMetrics(ctx, g, o.Metrics, o.Job)
@@ -282,6 +292,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			argv = append([]string{self, "rank"}, j.workload.args()...)
 		}
 		env := append(append(o.rankEnv(natsURL), g.rankLogEnv()...), lv.Env()...)
+		if sharedEnvKeys(&j) {
+			env = append(env, rank.EnvJobKey+"="+key.Hex())
+		}
 		relay := g.relay()
 		if j.statsDir != "" {
 			abs, err := filepath.Abs(j.statsDir)
@@ -310,7 +323,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 			hs, err := launch.NewHosts(launch.HostsConfig{
 				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
-				Secret: secretVars(natsURL, o.nats.Token), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
+				Secret: append(secretVars(natsURL, o.nats.Token), rank.EnvRankKeys), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
 				Out: g.Stderr, Log: g.Logger, Options: opts,
 			})
 			if err != nil {
@@ -372,7 +385,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: spawnEnv, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
+		RankEnv: rankEnv, Keys: &key, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
 		LeaseTTL:   o.LeaseTTL,

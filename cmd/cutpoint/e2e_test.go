@@ -413,7 +413,10 @@ func TestCoordinatorKilled(t *testing.T) {
 	}
 	coordArgs := []string{"coordinator", "--nats", url, "--store", store, "--ranks", "4", "--spawn", "none",
 		"--interval", "0", "--every-steps", "100", "--heartbeat-interval", "100ms", "--lease-ttl", "3s"}
-	coord := cutpoint(t, nil, coordArgs...)
+	// The ranks are started by hand (--spawn none): they, the coordinator
+	// and the one that rejoins hold one job key.
+	key := jobKeyEnv()
+	coord := cutpoint(t, key, coordArgs...)
 	var cerr syncBuf
 	coord.Stderr = &cerr
 	if err := coord.Start(); err != nil {
@@ -421,8 +424,8 @@ func TestCoordinatorKilled(t *testing.T) {
 	}
 	var ranks []*exec.Cmd
 	for r := range 4 {
-		rc := cutpoint(t, []string{"CUTPOINT_NATS=" + url, "CUTPOINT_JOB=heat2d", "CUTPOINT_WORLD=4",
-			"CUTPOINT_STORE=" + store, fmt.Sprintf("CUTPOINT_RANK=%d", r), "CUTPOINT_HEARTBEAT_INTERVAL=100ms"},
+		rc := cutpoint(t, append([]string{"CUTPOINT_NATS=" + url, "CUTPOINT_JOB=heat2d", "CUTPOINT_WORLD=4",
+			"CUTPOINT_STORE=" + store, fmt.Sprintf("CUTPOINT_RANK=%d", r), "CUTPOINT_HEARTBEAT_INTERVAL=100ms"}, key...),
 			"rank", "--size", "96", "--steps", "6000")
 		rlog, _ := os.Create(filepath.Join(dir, fmt.Sprintf("rank%d.log", r)))
 		rc.Stderr = rlog
@@ -438,14 +441,14 @@ func TestCoordinatorKilled(t *testing.T) {
 	}()
 	waitCut(t, store, "heat2d", 1, coord, &cerr)
 	// A rejoin while the coordinator lives is refused, naming it.
-	if r := runCmd(t, cutpoint(t, nil, append(coordArgs, "--rejoin")...)); r.code != exitUsage ||
+	if r := runCmd(t, cutpoint(t, key, append(coordArgs, "--rejoin")...)); r.code != exitUsage ||
 		!strings.Contains(r.stderr, fmt.Sprintf("pid %d", coord.Process.Pid)) {
 		t.Fatalf("rejoin with a live coordinator: exit %d\n%s", r.code, tail(r.stderr, 10))
 	}
 	syscall.Kill(-coord.Process.Pid, syscall.SIGKILL)
 	coord.Wait()
 	time.Sleep(300 * time.Millisecond) // the ranks run on without it
-	r := runOK(t, nil, append(coordArgs, "--rejoin")...)
+	r := runOK(t, key, append(coordArgs, "--rejoin")...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
 	}

@@ -30,7 +30,7 @@ func pidsOf(t *testing.T, file string) []int {
 // started through a spawn template that runs locally. Every rank of host
 // b is SIGKILLed after the first cut: b is taken for dead, its ranks come
 // back on c, and the job ends with the undisturbed digest. The NATS token
-// reaches the ranks on stdin, never on a command line.
+// and the rank's keys reach the ranks on stdin, never on a command line.
 func TestRunOnHosts(t *testing.T) {
 	want := reference(t)
 	dir := t.TempDir()
@@ -65,6 +65,10 @@ func TestRunOnHosts(t *testing.T) {
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		if strings.Contains(string(cl), "NATS_TOKEN") || !strings.Contains(string(env), "\x00CUTPOINT_HOST=b\x00") {
 			t.Errorf("rank %d: command line %q: want no token, and CUTPOINT_HOST=b in its environment", pid, strings.ReplaceAll(string(cl), "\x00", " "))
+		}
+		// The rank's keys came on stdin too; the job key reaches no rank.
+		if strings.Contains(string(cl), "_KEY") || strings.Contains(string(env), "CUTPOINT_RANK_KEYS=") || strings.Contains(string(env), "CUTPOINT_JOB_KEY=") {
+			t.Errorf("rank %d: a key on its command line or in its environment", pid)
 		}
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
@@ -152,7 +156,8 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 	url := strings.TrimSpace(string(b))
 	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "100"}, job...)
-	coord := cutpoint(t, nil, coordArgs...)
+	key := jobKeyEnv() // the coordinator that rejoins holds the first one's key
+	coord := cutpoint(t, key, coordArgs...)
 	// A file, as a deployment's log would be: the ranks write to it too,
 	// and a pipe read by this test would keep Wait waiting for them.
 	logPath := filepath.Join(dir, "coord1.log")
@@ -185,7 +190,7 @@ func TestCoordinatorSpawnLocalKilled(t *testing.T) {
 			t.Fatalf("rank process %d died with its coordinator\n%s", p, tail(string(b), 40))
 		}
 	}
-	r := runOK(t, nil, append(coordArgs, "--rejoin")...)
+	r := runOK(t, key, append(coordArgs, "--rejoin")...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after a coordinator restart %s, undisturbed %s", got, want)
 	}

@@ -107,11 +107,15 @@ type jobOptions struct {
 	Hash        string
 	Heartbeat   time.Duration
 	FailTimeout time.Duration
-	Grace       time.Duration
-	Metrics     string
-	MaxRecover  int
-	StopWorld   bool
-	StoreIO     string
+	// ProgressTimeout: a running rank whose step stays the same this
+	// long while it heartbeats is lost (on by default: a rank hung in
+	// the job's own code, or held by a peer that never sends).
+	ProgressTimeout time.Duration
+	Grace           time.Duration
+	Metrics         string
+	MaxRecover      int
+	StopWorld       bool
+	StoreIO         string
 
 	// RestoreIfAny (--restore=if-any): a restore of a job with no
 	// committed cut starts it from step 0 instead of failing.
@@ -122,6 +126,10 @@ type jobOptions struct {
 	LeaseTTL time.Duration
 	levels   levelOptions
 }
+
+// DefaultProgressTimeout is --progress-timeout's default: long against
+// any step of a job that checkpoints, short against a job hung for good.
+const DefaultProgressTimeout = 30 * time.Minute
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
@@ -139,6 +147,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Hash, "hash", "", "chunk content hash for a new store: xxh3 (default) or blake3 (collision resistant, more CPU per cut)")
 	f.DurationVar(&o.Heartbeat, "heartbeat-interval", rank.DefaultHeartbeatInterval, "rank heartbeat interval")
 	f.DurationVar(&o.FailTimeout, "failure-timeout", 0, "a rank silent this long is lost (default 5 heartbeats)")
+	f.DurationVar(&o.ProgressTimeout, "progress-timeout", DefaultProgressTimeout, "a running rank whose step does not advance this long, heartbeats or not, is lost and the job recovers (0: off; set it above the job's longest step)")
 	f.DurationVar(&o.Grace, "grace", time.Minute, "after SIGTERM: how long to wait for the final cut before stopping")
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries for the same cause without a commit in between before the job fails (4x for mixed causes)")
@@ -210,6 +219,11 @@ func (o *jobOptions) check() error {
 	if o.Heartbeat < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want >= 10ms", o.Heartbeat))
 	}
+	if o.ProgressTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--progress-timeout %v: want >= 0 (0: off)", o.ProgressTimeout))
+	} else if o.ProgressTimeout != 0 && o.ProgressTimeout < 2*o.Heartbeat {
+		errs = append(errs, fmt.Errorf("--progress-timeout %v: want >= 2 heartbeats (%v), or 0 for off", o.ProgressTimeout, 2*o.Heartbeat))
+	}
 	if o.FailTimeout != 0 && o.FailTimeout < 2*o.Heartbeat {
 		errs = append(errs, fmt.Errorf("--failure-timeout %v: want >= 2 heartbeats (%v)", o.FailTimeout, 2*o.Heartbeat))
 	}
@@ -253,7 +267,7 @@ func (o *jobOptions) mode() coordinator.Mode {
 
 func (o *jobOptions) coordConfig() coordinator.Config {
 	return coordinator.Config{
-		Job: o.Job, World: o.Ranks, HeartbeatInterval: o.Heartbeat, FailureTimeout: o.FailTimeout,
+		Job: o.Job, World: o.Ranks, HeartbeatInterval: o.Heartbeat, FailureTimeout: o.FailTimeout, ProgressTimeout: o.ProgressTimeout,
 		CutInterval: o.Interval, CutEverySteps: o.EverySteps, Keep: o.Keep, MaxRecoveries: o.MaxRecover,
 		WholeWorld: o.wholeWorld,
 	}

@@ -8,6 +8,7 @@ package driver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,6 +109,14 @@ type Config struct {
 	// RecordRetry bounds how long a failing job record write is retried
 	// (with backoff) before the job fails (default 2m).
 	RecordRetry time.Duration
+	// Keys: the job key (wire.JobKey). Every control message is signed
+	// with the coordinator's key derived from it, and every rank message
+	// and result must carry the tag of the rank it claims, else it is
+	// dropped, counted (the "fails authentication" reason of the drop
+	// metric) and warned about at most once per 10 s, naming the rank
+	// claimed. nil: nothing is signed or checked (tests whose ranks run
+	// without keys).
+	Keys *wire.JobKey
 	// LeaseTTL is the ttl of the job lease the coordinator holds while it
 	// runs (default ckpt.DefaultLeaseTTL), renewed every LeaseTTL/3.
 	LeaseTTL time.Duration
@@ -172,6 +181,8 @@ type driver struct {
 	// lagWarned: the warning that cuts cannot keep up with CutEverySteps
 	// was given (once a run).
 	lagWarned bool
+
+	ctl ed25519.PrivateKey // signs control messages; nil without Config.Keys
 }
 
 type manifestResult struct {
@@ -197,6 +208,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		inbox: newInbox(cfg.Coord.World, 65536), late: make(chan launch.Exit, 1024), manifests: make(chan manifestResult, 16),
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
+	if cfg.Keys != nil {
+		d.inbox.keys = cfg.Keys
+		d.ctl = cfg.Keys.ControlKey()
+	}
 	if err := d.start(ctx); err != nil {
 		if d.lease != nil {
 			_ = d.lease.Release(context.WithoutCancel(ctx))
@@ -218,6 +233,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// ranks is not dropped as a slow consumer.
 	sub, err := cfg.NC.Subscribe(subjects.ToCoordinator(d.job), func(m *nats.Msg) {
 		if kind := d.inbox.offer(m.Data); kind >= 0 {
+			d.cfg.Metrics.messageDropped(kind)
 			d.inbox.warn(d.log, kind, time.Now())
 		}
 	})
@@ -560,7 +576,7 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 			if m.To != coordinator.Broadcast {
 				subj = subjects.ToRank(d.job, m.To)
 			}
-			if err := d.cfg.NC.Publish(subj, m.Data); err != nil {
+			if err := d.cfg.NC.Publish(subj, d.sign(m.Data)); err != nil {
 				d.log.Debug("control publish failed", "subject", subj, "err", err)
 			}
 		}
@@ -694,7 +710,7 @@ func (d *driver) spawn(s coordinator.Spawn) error {
 // stopRanks tells every rank that the job failed.
 func (d *driver) stopRanks(reason string) {
 	stop := &wire.Stop{CoordHeader: wire.CoordHeader{CGen: d.c.Generation(), G: d.c.Incarnation()}, Code: coordinator.CodeFailed, Reason: reason}
-	_ = d.cfg.NC.Publish(subjects.ToAll(d.job), wire.EncodeCoord(stop))
+	_ = d.cfg.NC.Publish(subjects.ToAll(d.job), d.sign(wire.EncodeCoord(stop)))
 	_ = d.cfg.NC.Flush()
 }
 
@@ -791,10 +807,42 @@ func (d *driver) gc(g coordinator.GC) {
 	}()
 }
 
+// sign appends the coordinator's signature to a control message (a copy:
+// the coordinator's Ready may share msg's array).
+func (d *driver) sign(msg []byte) []byte {
+	if d.ctl == nil {
+		return msg
+	}
+	return wire.SignCoord(d.ctl, append(make([]byte, 0, len(msg)+wire.SigLen), msg...))
+}
+
+// openResult checks a result's tag under the key of the rank it claims.
+func (d *driver) openResult(b []byte) (wire.Result, error) {
+	if d.cfg.Keys == nil {
+		return wire.DecodeResult(b)
+	}
+	rk, ok := wire.ClaimedRank(b)
+	if !ok || rk >= d.cfg.Coord.World {
+		return wire.Result{}, fmt.Errorf("result claims no rank of the world: %w", wire.ErrMalformed)
+	}
+	msg, err := wire.NewMAC(d.cfg.Keys.ReportKey(rk)).Open(wire.DomainResult, b)
+	if err != nil {
+		d.inbox.claimed.Store(int64(rk))
+		return wire.Result{}, err
+	}
+	return wire.DecodeResult(msg)
+}
+
 func (d *driver) onResult(m *nats.Msg) {
-	r, err := wire.DecodeResult(m.Data)
+	r, err := d.openResult(m.Data)
 	if !d.inbox.admitResult(r, err) {
+		if errors.Is(err, wire.ErrAuth) {
+			d.cfg.Metrics.messageDropped(dropAuth)
+			d.inbox.warn(d.log, dropAuth, time.Now())
+			return
+		}
 		if err != nil || r.Rank < 0 || r.Rank >= d.cfg.Coord.World {
+			d.cfg.Metrics.messageDropped(dropResult)
 			d.inbox.warn(d.log, dropResult, time.Now())
 			return
 		}

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -17,10 +18,11 @@ const (
 	dropFull              // not a status, and the share of the inbox other messages may use is full
 	dropStatusFull        // a status, and the whole inbox is full
 	dropResult            // a result from a rank other than 0, or malformed
+	dropAuth              // fails authentication under the key of the rank it claims (Config.Keys)
 	dropKinds
 )
 
-var dropNames = [dropKinds]string{"malformed", "rank outside the world", "inbox full", "inbox full (status)", "result not from rank 0"}
+var dropNames = [dropKinds]string{"malformed", "rank outside the world", "inbox full", "inbox full (status)", "result not from rank 0", "fails authentication"}
 
 // inbox is the bounded path from the NATS callback to the loop. Messages
 // that claim a rank outside the world are dropped here, so no flood of
@@ -36,16 +38,47 @@ type inbox struct {
 	mu      sync.Mutex
 	warned  [dropKinds]time.Time
 	reports [dropKinds]uint64 // drops as of the last warning
+
+	// keys: nil, or the job key, under which every rank message must
+	// carry the tag of the rank it claims (macs: one per rank seen,
+	// bounded by the world; used by offer's goroutine only).
+	keys *wire.JobKey
+	macs map[int]*wire.MAC
+	// claimed is the rank the last message that failed authentication
+	// claimed, for the warning.
+	claimed atomic.Int64
 }
 
 func newInbox(world, others int) *inbox {
 	reserve := max(4*world, 1024)
-	return &inbox{world: world, ch: make(chan []byte, others+reserve), reserve: reserve}
+	return &inbox{world: world, ch: make(chan []byte, others+reserve), reserve: reserve, macs: map[int]*wire.MAC{}}
 }
 
 // offer queues b for the loop, or drops it and returns why (-1: queued).
 // It is called from one goroutine (the subscription's callback).
 func (in *inbox) offer(b []byte) int {
+	if in.keys != nil {
+		// The claim selects the key; a claim outside the world is
+		// dropped before any key or map.
+		r, ok := wire.ClaimedRank(b)
+		if !ok {
+			return in.drop(dropMalformed)
+		}
+		if r >= in.world {
+			return in.drop(dropRank)
+		}
+		mac := in.macs[r]
+		if mac == nil {
+			mac = wire.NewMAC(in.keys.ReportKey(r))
+			in.macs[r] = mac
+		}
+		msg, err := mac.Open(wire.DomainReport, b)
+		if err != nil {
+			in.claimed.Store(int64(r))
+			return in.drop(dropAuth)
+		}
+		b = msg
+	}
 	m, err := wire.DecodeRank(b)
 	if err != nil {
 		return in.drop(dropMalformed)
@@ -68,6 +101,10 @@ func (in *inbox) offer(b []byte) int {
 // result is the job's, so no other rank's claim takes memory (250,000
 // results for distinct ranks grew the coordinator to 1.4 GB before).
 func (in *inbox) admitResult(r wire.Result, err error) bool {
+	if errors.Is(err, wire.ErrAuth) {
+		in.drop(dropAuth)
+		return false
+	}
 	if err != nil || r.Rank != 0 {
 		in.drop(dropResult)
 		return false
@@ -92,7 +129,10 @@ func (in *inbox) warn(log *slog.Logger, kind int, now time.Time) {
 		return
 	}
 	n := in.drops[kind].Load()
-	log.Warn("rank messages dropped at the coordinator's boundary (repeats within 10s are counted, not logged)",
-		"reason", dropNames[kind], "dropped", n-in.reports[kind], "dropped_total", n)
+	attrs := []any{"reason", dropNames[kind], "dropped", n - in.reports[kind], "dropped_total", n}
+	if kind == dropAuth {
+		attrs = append(attrs, "claimed_rank", in.claimed.Load())
+	}
+	log.Warn("rank messages dropped at the coordinator's boundary (repeats within 10s are counted, not logged)", attrs...)
 	in.warned[kind], in.reports[kind] = now, n
 }

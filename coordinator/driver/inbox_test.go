@@ -2,11 +2,13 @@ package driver
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -89,5 +91,60 @@ func TestResultOnlyRankZero(t *testing.T) {
 	}
 	if in.dropped(dropResult) != 4 {
 		t.Fatalf("dropped %d results, want 4", in.dropped(dropResult))
+	}
+}
+
+// TestInboxAuthenticates: with the job key, a status tagged with its
+// rank's report key is queued without its tag; the same status untagged,
+// tagged by another rank's key (a rank passing for another), or tagged as
+// a result is dropped as failing authentication, naming the rank claimed;
+// a result is admitted only with rank 0's result tag.
+func TestInboxAuthenticates(t *testing.T) {
+	k := wire.NewJobKey()
+	in := newInbox(4, 100)
+	in.keys = &k
+	st := status(1)
+	if kind := in.offer(wire.NewMAC(k.ReportKey(1)).Seal(wire.DomainReport, append([]byte(nil), st...))); kind != -1 {
+		t.Fatalf("genuine status: drop kind %d", kind)
+	}
+	if got := <-in.ch; !bytes.Equal(got, st) {
+		t.Fatalf("queued %x, want the status without its tag", got)
+	}
+	for name, b := range map[string][]byte{
+		"untagged":        st,
+		"rank 2's key":    wire.NewMAC(k.ReportKey(2)).Seal(wire.DomainReport, append([]byte(nil), st...)),
+		"a result's tag":  wire.NewMAC(k.ReportKey(1)).Seal(wire.DomainResult, append([]byte(nil), st...)),
+		"another job key": wire.NewMAC(wire.NewJobKey().ReportKey(1)).Seal(wire.DomainReport, append([]byte(nil), st...)),
+	} {
+		if kind := in.offer(b); kind != dropAuth {
+			t.Errorf("%s: drop kind %d, want %d", name, kind, dropAuth)
+		}
+	}
+	if kind := in.offer(status(9)); kind != dropRank {
+		t.Errorf("a rank outside the world: drop kind %d", kind)
+	}
+	if len(in.ch) != 0 || in.dropped(dropAuth) != 4 || in.claimed.Load() != 1 {
+		t.Fatalf("inbox holds %d, auth drops %d, claimed %d", len(in.ch), in.dropped(dropAuth), in.claimed.Load())
+	}
+	var log bytes.Buffer
+	in.warn(slog.New(slog.NewTextHandler(&log, nil)), dropAuth, time.Now())
+	if !strings.Contains(log.String(), `reason="fails authentication"`) || !strings.Contains(log.String(), "claimed_rank=1") {
+		t.Fatalf("warning: %s", log.String())
+	}
+
+	d := &driver{cfg: Config{Keys: &k, Coord: coordinator.Config{World: 4}}, inbox: in}
+	res, _ := wire.EncodeResult(wire.Result{Rank: 0, G: 1, Data: []byte("digest")})
+	if r, err := d.openResult(wire.NewMAC(k.ReportKey(0)).Seal(wire.DomainResult, append([]byte(nil), res...))); err != nil || !in.admitResult(r, err) {
+		t.Fatalf("rank 0's genuine result: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"untagged":     res,
+		"rank 1's key": wire.NewMAC(k.ReportKey(1)).Seal(wire.DomainResult, append([]byte(nil), res...)),
+		"a report tag": wire.NewMAC(k.ReportKey(0)).Seal(wire.DomainReport, append([]byte(nil), res...)),
+	} {
+		r, err := d.openResult(b)
+		if in.admitResult(r, err) || !errors.Is(err, wire.ErrAuth) {
+			t.Errorf("%s: admitted, or not an authentication failure: %v", name, err)
+		}
 	}
 }

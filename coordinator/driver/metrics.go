@@ -24,6 +24,7 @@ type Metrics struct {
 	liveRanks    prometheus.Gauge
 	unprotected  prometheus.Gauge
 	badCuts      prometheus.Counter
+	dropped      *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics with reg (wrap it with
@@ -60,7 +61,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cutpoint_cutting_stopped", Help: "1 while cutting has stopped (cutting-stopped: consecutive cuts failed for one cause) and no cut committed since: the job runs unprotected."}),
 		badCuts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cutpoint_cuts_damaged_total", Help: "Committed cuts a restore found damaged and marked bad (the job fell back to an older one)."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cutpoint_rank_messages_dropped_total", Help: "Rank messages and results dropped at the coordinator's boundary, by reason (fails authentication: forged, or from a sender without the job's keys)."}, []string{"reason"}),
 	}
+	reg.MustRegister(m.dropped)
 	reg.MustRegister(m.cuts, m.aborts, m.bytesRaw, m.bytesStored, m.cutSeconds, m.failures,
 		m.recoveries, m.recoverySecs, m.lastCutStep, m.lastCutRatio, m.step, m.liveRanks, m.unprotected, m.badCuts)
 	return m
@@ -75,6 +79,14 @@ func (m *Metrics) cutCommitted(info ckpt.CutInfo, took time.Duration) {
 	}
 	m.lastCutStep.Set(float64(info.Step))
 	m.lastCutRatio.Set(info.Ratio())
+}
+
+// messageDropped counts a drop of kind at the boundary (nil-safe: the
+// driver runs without metrics unless --metrics is given).
+func (m *Metrics) messageDropped(kind int) {
+	if m != nil {
+		m.dropped.WithLabelValues(dropNames[kind]).Inc()
+	}
 }
 
 func (m *Metrics) cutAborted(reason string) { m.aborts.WithLabelValues(reason).Inc() }

@@ -11,6 +11,11 @@
 // corpus under testdata/fuzz). Errors wrap ErrMalformed, ErrVersion,
 // ErrUnknownKind or ErrTooLarge and name the field that was wrong.
 //
+// Authentication (auth.go): the job key, the keys derived from it, and the
+// trailers that authenticate control messages (an ed25519 signature), rank
+// messages and results (a keyed BLAKE3 tag); a receiver checks and strips
+// the trailer before it decodes (docs/format.md, "Authentication").
+//
 // The package holds no protocol logic: what a message means is documented
 // by the machines that send and receive it (coordinator, rank/participant).
 //

@@ -144,6 +144,10 @@ type Stats struct {
 	// copies of a held fragment (a gap), acks past what was sent, acks
 	// clamped (a transmission never made, credit never granted).
 	AheadDropped, WindowDropped, Conflicts, AckPastSent, AckClamped uint64
+	// AuthDropped: frames whose tag did not authenticate them under the
+	// pair key of the rank they claim to come from (Options.Keys), or that
+	// claim an undeclared rank; dropped before the machine saw them.
+	AuthDropped uint64
 }
 
 // Faults intercepts frames, for fault-injection tests. Both methods may be

@@ -82,12 +82,15 @@ func (h *trHandler) Deliver(from int, _ uint64, msg []byte) {
 }
 func (h *trHandler) Event(ev transport.Event) {}
 
-func newTrNet(b *testing.B, srv *natstest.Server, n int, peers func(int) []int, f onMsg, window int) *trNet {
+func newTrNet(b *testing.B, srv *natstest.Server, n int, peers func(int) []int, f onMsg, window int, auth bool) *trNet {
 	t := &trNet{eps: make([]*transport.Endpoint, n), ctx: context.Background()}
 	for r := 0; r < n; r++ {
 		h := &trHandler{self: r, ep: &t.eps[r], f: f}
-		ep, err := transport.Open(context.Background(), natstest.Connect(b, srv.URL()),
-			transport.Options{Job: "bench", Self: r, Peers: peers(r), G: 1, Window: window, MaxFrame: benchMaxFrame()}, h)
+		o := transport.Options{Job: "bench", Self: r, Peers: peers(r), G: 1, Window: window, MaxFrame: benchMaxFrame()}
+		if auth {
+			o.Keys = pairKeys{self: r, world: n}
+		}
+		ep, err := transport.Open(context.Background(), natstest.Connect(b, srv.URL()), o, h)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -253,7 +256,9 @@ func (t *tcpNet) close() {
 	}
 }
 
-var impls = []string{"tcp", "nats", "transport"}
+// transport-auth is the transport with Options.Keys: every frame tagged
+// and checked (the cost of authentication against the bare transport).
+var impls = []string{"tcp", "nats", "transport", "transport-auth"}
 
 func makeNet(b *testing.B, impl string, n int, peers func(int) []int, f onMsg) benchNet {
 	switch impl {
@@ -262,7 +267,7 @@ func makeNet(b *testing.B, impl string, n int, peers func(int) []int, f onMsg) b
 	case "nats":
 		return newNatsNet(b, benchServer(b), n, f, benchWindow())
 	default:
-		return newTrNet(b, benchServer(b), n, peers, f, benchWindow())
+		return newTrNet(b, benchServer(b), n, peers, f, benchWindow(), impl == "transport-auth")
 	}
 }
 

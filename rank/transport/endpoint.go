@@ -67,6 +67,8 @@ type Endpoint struct {
 	statusCh chan nats.Status
 
 	st counters
+
+	auth *frameAuth // nil: Options.Keys unset
 }
 
 // subjects are the publish subjects of one incarnation, by peer.
@@ -151,6 +153,14 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 		wkick:       make(chan struct{}, 1),
 		dkick:       make(chan struct{}, 1),
 		stop:        make(chan struct{}),
+	}
+	if cfg.Keys != nil {
+		a, err := newFrameAuth(cfg.Keys, cfg.peers)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+		}
+		e.auth = a
+		e.fragPayload -= TagLen // the frame and its tag fit the server's max payload
 	}
 	e.pendBytes = cfg.PendingBytesLimit
 	if e.pendBytes == 0 {
@@ -360,7 +370,8 @@ func (e *Endpoint) G() uint64 {
 
 // FragmentSize is the payload of a full data frame: messages longer than
 // that are fragmented. It is the connection's max payload (or
-// Options.MaxFrame if smaller) less the 64-byte frame header.
+// Options.MaxFrame if smaller) less the 64-byte frame header and, with
+// Options.Keys, the TagLen-byte tag.
 func (e *Endpoint) FragmentSize() int { return e.fragPayload }
 
 // Acquire blocks until the channel Self->to has room for n more bytes in

@@ -83,6 +83,14 @@ type Options struct {
 	// bounds memory; frames of tiny messages would hit a count limit first).
 	PendingBytesLimit int
 
+	// Keys authenticate every frame (a tag under the pair key of the
+	// channel's two ranks, TagLen bytes at its end): frames that fail are
+	// dropped and counted (Stats.AuthDropped) and warned about, at most
+	// once per second per claimed peer, before the machine sees them. nil:
+	// frames carry no tag and nothing is checked (tests, benchmarks of the
+	// bare transport). Every rank of a job must agree.
+	Keys Keys
+
 	// Logger receives warnings (gaps, slow consumers, disconnects) and
 	// debug detail; nil discards.
 	Logger *slog.Logger

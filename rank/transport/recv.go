@@ -17,12 +17,26 @@ func (e *Endpoint) receive(sub channel.Sub, m *nats.Msg) {
 	if f := e.cfg.Faults; f != nil && !f.Incoming(m.Subject, m.Data) {
 		return
 	}
+	b := m.Data
+	if e.auth != nil {
+		// Checked outside the endpoint's lock: a flood of forged frames
+		// costs the subscription's goroutine, not the senders.
+		frame, from, err := e.auth.openFrame(sub, b)
+		if err != nil {
+			e.st.authDropped.Add(1)
+			e.mu.Lock()
+			e.emitLocked(Event{Kind: EventMalformed, Peer: from, Err: err}, true)
+			e.mu.Unlock()
+			return
+		}
+		b = frame
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return
 	}
 	// The NATS client allocates Data per message: the machine may keep it.
-	e.m.Receive(e.now(), sub, m.Data)
+	e.m.Receive(e.now(), sub, b)
 	e.afterLocked()
 }

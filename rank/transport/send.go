@@ -38,6 +38,9 @@ func (e *Endpoint) writeLoop() {
 			for i := range batch {
 				f := &batch[i]
 				scratch = channel.AppendFrame(scratch[:0], &f.h, f.payload)
+				if e.auth != nil {
+					scratch = e.auth.sealFrame(int(f.h.To), scratch)
+				}
 				e.publish(f.subj, scratch)
 				*f = outFrame{}
 			}

@@ -12,7 +12,7 @@ import (
 type counters struct {
 	msgsDelivered, bytesDelivered, slowConsumer atomic.Uint64
 	disconnects, reconnects, publishErrors      atomic.Uint64
-	eventsDropped                               atomic.Uint64
+	eventsDropped, authDropped                  atomic.Uint64
 }
 
 func (c *counters) snapshot(m channel.Stats) Stats {
@@ -46,5 +46,6 @@ func (c *counters) snapshot(m channel.Stats) Stats {
 		Conflicts:      m.Conflicts,
 		AckPastSent:    m.AckPastSent,
 		AckClamped:     m.AckClamped,
+		AuthDropped:    c.authDropped.Load(),
 	}
 }

@@ -148,7 +148,11 @@ run_job() {
   local label=$1 placement=($2) kills=$3
   local store=$D/shared/store-$label out=$D/node/h1/coord-$label
   mkdir -p "$store"
-  "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" coordinator --store "$store" --ranks "$nranks" --spawn none \
+  # --spawn none: the coordinator and the ranks started here hold one job
+  # key, in their environment (a prefix assignment: not on any argv).
+  local key
+  key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  CUTPOINT_JOB_KEY=$key "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" coordinator --store "$store" --ranks "$nranks" --spawn none \
     --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
     </dev/null >"$out.out" 2>"$out.log" &
   local coord=$!
@@ -159,7 +163,7 @@ run_job() {
   for r in $(seq 0 $((nranks - 1))); do
     local h=h${placement[r]}
     cd "$D/node/$h"
-    "$bed" exec "$h" env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" CUTPOINT_JOB=heat2d \
+    CUTPOINT_JOB_KEY=$key "$bed" exec "$h" env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" CUTPOINT_JOB=heat2d \
       CUTPOINT_WORLD=$nranks CUTPOINT_STORE="$store" CUTPOINT_RANK="$r" CUTPOINT_HEARTBEAT_INTERVAL=100ms CUTPOINT_LOG_LEVEL=debug \
       "$bin" rank --size "$size" --steps "$steps" </dev/null >/dev/null 2>"$D/node/$h/rank$r-$label.log" &
     pids+=($!)
@@ -179,6 +183,7 @@ run_job() {
     sleep 0.1
   done
   wait "$coord" || fail "$label: coordinator exit $?: $(tail -5 "$out.log")"
+  if grep -rqF "$key" "$out.log" "$D"/node/*/rank*-"$label".log; then fail "$label: a log shows the job key"; fi
   digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
 }
 
