@@ -126,7 +126,7 @@ bench-quick: build
 # scripts, and the transport channel machine's 2,000 seeds (also part of
 # `unit` and `race`). A failing seed prints its reproduction command.
 sim:
-	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./coordinator/sim
+	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./sim
 	$(GO) test -count=1 -timeout 20m -run 'TestSim' ./rank/transport/channel
 
 # soak: 100,000 simulation seeds (and 300 with up to 1024 ranks), 50,000
@@ -134,12 +134,12 @@ sim:
 # transport under every fault at once (CUTPOINT_SOAK_DURATION, default in the
 # test), and 50 end-to-end jobs with random SIGKILLs (CUTPOINT_E2E_ROUNDS).
 soak:
-	$(GO) test -count=1 -timeout 180m -run 'Soak' -tags soak ./coordinator/... ./rank/... ./cmd/cutpoint
+	$(GO) test -count=1 -timeout 180m -run 'Soak' -tags soak ./sim ./coordinator/... ./rank/... ./cmd/cutpoint
 
 # soak-ci: the same soaks with bounded counts, for CI.
 SOAK_CI_SEEDS ?= 5000
 soak-ci:
-	$(GO) test -count=1 -timeout 30m -run 'Soak' -tags soak ./coordinator/sim -first=2001 -seeds=$(SOAK_CI_SEEDS) -large-seeds=20
+	$(GO) test -count=1 -timeout 30m -run 'Soak' -tags soak ./sim -first=2001 -seeds=$(SOAK_CI_SEEDS) -large-seeds=20
 	CUTPOINT_SOAK_DURATION=20s $(GO) test -count=1 -timeout 10m -run 'Soak' -tags soak ./rank/transport
 	CUTPOINT_E2E_ROUNDS=8 $(GO) test -count=1 -timeout 20m -run 'Soak' -tags soak ./cmd/cutpoint
 
