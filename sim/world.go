@@ -79,10 +79,13 @@ func ConfigFor(seed uint64, profile Profile) Config {
 // faults get a network that only delays and reorders.
 func drawNetwork(c *Config, profile Profile) {
 	e := newEngine(c.Seed ^ 0x6e37)
-	c.FragPayload = []int{96, 512, 1400, 8192}[e.rng.IntN(4)]
+	// Fragments small enough that the larger messages (up to 6 KB) come
+	// in several; the acks' delay as the Endpoint's default (1 ms) or
+	// shorter.
+	c.FragPayload = []int{256, 1400, 8192}[e.rng.IntN(3)]
 	c.AckTimeout = e.between(4*ms, 12*ms)
 	c.MaxBackoff = c.AckTimeout * e.between(2, 8)
-	c.AckDelay = e.between(20*us, 500*us)
+	c.AckDelay = e.between(200*us, 1*ms)
 	c.Net.Reorder = e.chance(0.3)
 	if len(c.Faults) == 0 && c.CtlLoss == 0 {
 		return

@@ -48,7 +48,7 @@ var allowed = map[string][]string{
 	"rank/participant":         {"internal/exitcode", "internal/wire"},
 	"coordinator":              {"internal/exitcode", "internal/jobname", "internal/wire"},
 	"rank/transport":           {"internal/natsutil", "rank/transport/channel"},
-	"sim":                      {"coordinator", "internal/wire", "rank/participant"},
+	"sim":                      {"coordinator", "internal/wire", "rank/participant", "rank/transport/channel"},
 	"rank/examples/ring":       {"kernels", "rank"},
 	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "kernels/shuffle"},
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
