@@ -131,7 +131,7 @@ sim: plants
 	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./sim
 	$(GO) test -count=1 -timeout 20m -run 'TestSim' ./rank/transport/channel
 
-# plants: each transport bug of channel.Plants, planted in turn (build tag
+# plants: each transport bug of channel.Plant, planted in turn (build tag
 # cutpoint_plant), must make the whole-stack simulation fail within the
 # 2,000 seeds; the test fails if one goes unnoticed, and logs the seed that
 # caught each.

@@ -19,7 +19,7 @@
 // as events).
 //
 // Built with the cutpoint_plant tag, TestPlants plants each bug of
-// channel.Plants in the transport in turn and checks that the simulation
+// channel.Plant in the transport in turn and checks that the simulation
 // fails within the seeds make test runs (make plants).
 //
 // Invariants checked on every run (violations fail the run with the seed):
