@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim plants bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test
 
 all: build
 
@@ -81,11 +81,12 @@ deps:
 	scripts/deps.sh
 
 # test is what CI runs (.ci/run): lint, every package's tests (the protocol
-# simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the protocol
+# simulation's 2,000 seeds, the end-to-end runs with SIGKILLs), the planted
+# transport bugs the simulation must catch, the protocol
 # and storage packages again under the race detector, the CUDA build checked
 # without a GPU, bounded soaks, Slurm (one node) and the multi-host bed
 # (its cases, then real Slurm on its three hosts).
-test: deps lint unit race cuda-check soak-ci slurm-test multinode-test-ci multinode-slurm-test
+test: deps lint unit plants race cuda-check soak-ci slurm-test multinode-test-ci multinode-slurm-test
 	@echo "make test: all checks passed"
 
 unit:
@@ -123,24 +124,32 @@ bench: build
 bench-quick: build
 	$(BIN)/cutpoint bench --quick --out bench-results-quick $(BENCH_FLAGS)
 
-# The protocol simulations alone: the coordinator's 2,000 seeds and scenario
-# scripts, and the transport channel machine's 2,000 seeds (also part of
-# `unit` and `race`). A failing seed prints its reproduction command.
-sim:
-	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./coordinator/sim
+# The protocol simulations alone: the whole stack's 2,000 seeds and scenario
+# scripts (part of `unit`), the transport channel machine's 2,000 seeds
+# (part of `unit` and `race`), and the planted transport bugs. A failing
+# seed prints its reproduction command.
+sim: plants
+	$(GO) test -count=1 -timeout 20m -run 'TestSim|TestScenarios' ./sim
 	$(GO) test -count=1 -timeout 20m -run 'TestSim' ./rank/transport/channel
+
+# plants: each transport bug of channel.Plant, planted in turn (build tag
+# cutpoint_plant), must make the whole-stack simulation fail within the
+# 2,000 seeds; the test fails if one goes unnoticed, and logs the seed that
+# caught each.
+plants:
+	$(GO) test -count=1 -timeout 10m -tags cutpoint_plant -run 'TestPlants' -v ./sim
 
 # soak: 100,000 simulation seeds (and 300 with up to 1024 ranks), 50,000
 # seeds of the transport channel machine's simulation, the
 # transport under every fault at once (CUTPOINT_SOAK_DURATION, default in the
 # test), and 50 end-to-end jobs with random SIGKILLs (CUTPOINT_E2E_ROUNDS).
 soak:
-	$(GO) test -count=1 -timeout 180m -run 'Soak' -tags soak ./coordinator/... ./rank/... ./cmd/cutpoint
+	$(GO) test -count=1 -timeout 180m -run 'Soak' -tags soak ./sim ./coordinator/... ./rank/... ./cmd/cutpoint
 
 # soak-ci: the same soaks with bounded counts, for CI.
 SOAK_CI_SEEDS ?= 5000
 soak-ci:
-	$(GO) test -count=1 -timeout 30m -run 'Soak' -tags soak ./coordinator/sim -first=2001 -seeds=$(SOAK_CI_SEEDS) -large-seeds=20
+	$(GO) test -count=1 -timeout 30m -run 'Soak' -tags soak ./sim -first=2001 -seeds=$(SOAK_CI_SEEDS) -large-seeds=20
 	CUTPOINT_SOAK_DURATION=20s $(GO) test -count=1 -timeout 10m -run 'Soak' -tags soak ./rank/transport
 	CUTPOINT_E2E_ROUNDS=8 $(GO) test -count=1 -timeout 20m -run 'Soak' -tags soak ./cmd/cutpoint
 

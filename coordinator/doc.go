@@ -3,7 +3,7 @@
 // decisions and the rebuild after its own restart. It reads no clock,
 // starts no goroutine, touches no socket or file and draws no random
 // number. Package coordinator/driver binds it to NATS, timers, the store
-// and the launcher; coordinator/sim drives it in a deterministic
+// and the launcher; sim drives it in a deterministic
 // simulation, which is also the reference for how a driver executes it.
 //
 // # Inputs

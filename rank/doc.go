@@ -30,6 +30,24 @@
 //     bytes, which cutpoint run prints hex-encoded as "result <hex>") is the
 //     job's answer. Finish returns once every rank has finished.
 //
+// Run does 4 to 6 with the rollbacks handled in one place: the job hands it
+// the number of steps, a function that computes step s+1 from the state at
+// s (its Send, Recv and compute) and one that makes the result:
+//
+//	err := r.Run(ctx, steps, func(ctx context.Context, s int64) error {
+//		if err := r.Send(ctx, next, encode(state[s%L])); err != nil {
+//			return err // ErrRolledBack included: Run rolls back
+//		}
+//		in, err := r.Recv(ctx, prev)
+//		if err != nil {
+//			return err
+//		}
+//		state[(s+1)%L] = mix(state[s%L], decode(in))
+//		return nil
+//	}, func() []byte { return digest(state) })
+//
+// and exits as the error says (below).
+//
 // # Errors and what to do
 //
 //   - ErrRolledBack (from Send, Recv, SafePoint or Finish): a rank was lost
@@ -37,7 +55,8 @@
 //     whatever the step was doing and call SafePoint: it restores the
 //     protected buffers in place and returns the cut's step, from which the
 //     loop goes on. A rollback after Finish returns too: go on from
-//     SafePoint and call Finish again at the end.
+//     SafePoint and call Finish again at the end. Run does all of this; a
+//     job that uses it never sees ErrRolledBack.
 //   - ErrStopped: the coordinator stopped the job (it finished, was
 //     preempted after a final cut, or failed). The error is an *ExitError:
 //     exit with its Code (0 finished, 5 stopped after a final cut: resume
@@ -67,6 +86,6 @@
 // before the sender's SafePoint(k) (the alignment contract; a violation is
 // reported naming both ranks).
 //
-// rank/examples/ring is a whole job; the package Example runs one in
-// process.
+// rank/examples/ring is a whole job written with Run; the package Example
+// runs one in process.
 package rank

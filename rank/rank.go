@@ -292,7 +292,7 @@ func (r *Rank) ProtectFunc(name string, elemSize int, fn func(step int64) kernel
 		return fmt.Errorf("rank: protect %q: buffer element size %d, declared %d", name, b.ElemSize(), elemSize)
 	}
 	// Staging memory allocated now costs nothing at the first cut.
-	if err := b.Device().Reserve(b, r.captureOptions(r.prot[len(r.prot)-1])); err != nil {
+	if err := deviceOf(b).Reserve(b, r.captureOptions(r.prot[len(r.prot)-1])); err != nil {
 		r.log.Warn("staging reservation failed; the first cut will allocate", "buffer", name, "err", err)
 	}
 	return nil
@@ -579,7 +579,7 @@ func (r *Rank) capture(e uint64, step int64) *shardWriter {
 	snaps := make([]capturedBuffer, 0, len(r.prot))
 	for _, p := range r.prot {
 		b := p.buf(step)
-		s, err := b.Device().Capture(b, r.captureOptions(p))
+		s, err := deviceOf(b).Capture(b, r.captureOptions(p))
 		if err != nil {
 			for _, c := range snaps {
 				c.snap.Release()

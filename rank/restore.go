@@ -142,7 +142,7 @@ func (r *Rank) loadFrom(ctx context.Context, sr *ckpt.ShardReader, epoch uint64,
 		} else {
 			tmp := make([]byte, n)
 			if err = sr.ReadBuffer(ctx, p.name, tmp); err == nil {
-				err = b.Device().Restore(b, tmp)
+				err = deviceOf(b).Restore(b, tmp)
 			}
 		}
 		if err != nil {
@@ -152,7 +152,7 @@ func (r *Rank) loadFrom(ctx context.Context, sr *ckpt.ShardReader, epoch uint64,
 		if opt.Incremental {
 			// The restored contents are the base of the next incremental
 			// capture (the cut restored from is committed).
-			if h, err := b.Device().Hash(b, opt.ChunkSize); err == nil {
+			if h, err := deviceOf(b).Hash(b, opt.ChunkSize); err == nil {
 				p.base, p.baseEpoch = h, epoch
 			}
 		}
@@ -227,7 +227,7 @@ func (r *Rank) keepInitial() error {
 	for i, p := range r.prot {
 		b := p.buf(0)
 		r.initial[i] = make([]byte, b.Len())
-		if err := b.Device().CopyToHost(r.initial[i], b, 0); err != nil {
+		if err := deviceOf(b).CopyToHost(r.initial[i], b, 0); err != nil {
 			return fmt.Errorf("rank %d: keep initial state of %q: %w", r.o.Rank, p.name, err)
 		}
 	}
@@ -260,7 +260,7 @@ func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
 	}
 	// No stale kernel may write a buffer after it is reloaded (R12).
 	for _, p := range r.prot {
-		if err := p.buf(rb.Step).Device().Synchronize(); err != nil {
+		if err := deviceOf(p.buf(rb.Step)).Synchronize(); err != nil {
 			return 0, fmt.Errorf("rank %d: rollback: synchronize device: %w", r.o.Rank, err)
 		}
 	}
@@ -274,7 +274,7 @@ func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
 		}
 		for i, p := range r.prot {
 			b := p.buf(0)
-			if err := b.Device().Restore(b, initial[i]); err != nil {
+			if err := deviceOf(b).Restore(b, initial[i]); err != nil {
 				return 0, fmt.Errorf("rank %d: rollback to step 0: %w", r.o.Rank, err)
 			}
 		}

@@ -48,7 +48,7 @@ var allowed = map[string][]string{
 	"rank/participant":         {"internal/exitcode", "internal/wire"},
 	"coordinator":              {"internal/exitcode", "internal/jobname", "internal/wire"},
 	"rank/transport":           {"internal/natsutil", "rank/transport/channel"},
-	"coordinator/sim":          {"coordinator", "internal/wire", "rank/participant"},
+	"sim":                      {"coordinator", "internal/wire", "rank/participant", "rank/transport/channel"},
 	"rank/examples/ring":       {"kernels", "rank"},
 	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "kernels/shuffle"},
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
@@ -104,7 +104,7 @@ var forbidden = []struct {
 	{from: "internal/levels", to: "ckpt/...", why: "levels must not do I/O"},
 	{from: "", to: "bench", why: "bench must not be imported by other packages (cmd/cutpoint runs it)", except: []string{"cmd/cutpoint"}},
 	{from: "", to: "cmd/...", why: "a command is not a library"},
-	{from: "", to: "coordinator/sim", why: "the simulation is for tests"},
+	{from: "", to: "sim", why: "the simulation is for tests"},
 	{from: "", to: "internal/archtest", why: "archtest is a test"},
 }
 
@@ -244,7 +244,7 @@ func TestTableIsTight(t *testing.T) {
 // injection, fixtures, conformance suites, the simulation) are imported by
 // test files only, never by code a binary links.
 func TestTestHelpersStayInTests(t *testing.T) {
-	helpers := []string{"ckpt/backend/fault", "ckpt/backend/backendtest", "kernels/kernelstest", "rank/transport/natstest", "coordinator/sim"}
+	helpers := []string{"ckpt/backend/fault", "ckpt/backend/backendtest", "kernels/kernelstest", "rank/transport/natstest", "sim"}
 	for pkg, deps := range list(t, "").prod {
 		for _, d := range deps {
 			if slices.Contains(helpers, d) {

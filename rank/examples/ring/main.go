@@ -53,39 +53,31 @@ func run() int {
 	return exitCode(log, compute(ctx, r, state, next, prev))
 }
 
-// compute runs the steps from wherever Start puts the state, goes back to
-// the latest cut whenever a call reports rank.ErrRolledBack, and finishes.
+// compute runs the steps from wherever Start puts the state and finishes;
+// r.Run goes back to the latest cut whenever a call reports
+// rank.ErrRolledBack (a rank died) and goes on from there.
 func compute(ctx context.Context, r *rank.Rank, state []float64, next, prev int) error {
 	L := int64(len(state))
-	step, err := r.Start(ctx) // 0, or the step of the cut this process restored
-	for {
-		for err == nil && step < steps {
-			v := state[step%L]
-			if err = r.Send(ctx, next, encode(v)); err == nil {
-				var in []byte
-				if in, err = r.Recv(ctx, prev); err == nil {
-					state[(step+1)%L] = 0.5*v + 0.25*decode(in) + 1
-					step++
-					step, err = r.SafePoint(ctx, step) // a cut may be taken here
-				}
-			}
-			if errors.Is(err, rank.ErrRolledBack) { // a rank died: back to the latest cut
-				step, err = r.SafePoint(ctx, step)
-			}
-		}
-		if err == nil {
-			sum := 0.0
-			for _, x := range state {
-				sum += x
-			}
-			// Raw bytes: the launcher prints rank 0's as "result <hex>".
-			err = r.Finish(ctx, encode(sum))
-		}
-		if !errors.Is(err, rank.ErrRolledBack) {
+	step := func(ctx context.Context, step int64) error { // step+1 from the state at step
+		v := state[step%L]
+		if err := r.Send(ctx, next, encode(v)); err != nil {
 			return err
 		}
-		step, err = r.SafePoint(ctx, step) // failed after our last step: go on from the cut
+		in, err := r.Recv(ctx, prev)
+		if err != nil {
+			return err
+		}
+		state[(step+1)%L] = 0.5*v + 0.25*decode(in) + 1
+		return nil // then Run calls SafePoint: a cut may be taken there
 	}
+	result := func() []byte {
+		sum := 0.0
+		for _, x := range state {
+			sum += x
+		}
+		return encode(sum) // raw bytes: the launcher prints rank 0's as "result <hex>"
+	}
+	return r.Run(ctx, steps, step, result)
 }
 
 // exitCode: 0 when the job finished; the code the coordinator asked for

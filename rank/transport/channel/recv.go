@@ -18,7 +18,7 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 		return
 	}
 	switch {
-	case h.G < m.g:
+	case h.G < m.g && plant != PlantAcceptStale:
 		m.st.StaleDropped++
 		m.emit(Event{Kind: EventStale, Peer: m.peerOf(h.From),
 			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.Type, h.G)}, true)

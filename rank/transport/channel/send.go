@@ -58,6 +58,9 @@ func (m *Machine) takeFrames(sc *sendChan, out *[]Out, budget int) int {
 		h := ctl
 		h.Type = TypeData
 		h.Seq, h.MsgLen, h.Offset = seq, uint64(len(f.msg)), uint64(f.off)
+		if plant == PlantMisnumberFragment && f.off > 0 && f.off+f.n == len(f.msg) {
+			h.Seq++
+		}
 		f.sent, f.tx = m.now, sc.nextTx
 		sc.nextTx++
 		h.Tx = f.tx
@@ -69,6 +72,9 @@ func (m *Machine) takeFrames(sc *sendChan, out *[]Out, budget int) int {
 	for sc.retxFrom < sc.retxTo && used < budget {
 		seq := sc.retxFrom
 		sc.retxFrom++
+		if plant == PlantDropRetransmit && sc.retxFrom == sc.retxTo {
+			continue // planted: still marked, so never marked (nor sent) again
+		}
 		if f := &sc.frags[seq-sc.base]; f.resend {
 			f.resend = false
 			data(seq, f)

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/wire"
 	"github.com/cutpoint/cutpoint/rank/participant"
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
 
 // rankProc is one rank process: the job (a deterministic program), the
@@ -22,6 +24,14 @@ type rankProc struct {
 	alive bool   // the process exists
 	hung  bool   // exists, but does nothing (a lost node)
 	part  *participant.Participant
+	// tm is the process's transport: the real channel machine, which the
+	// Endpoint drives in production.
+	tm *channel.Machine
+	// oldG, oldUntil: the previous incarnation's subjects stay subscribed
+	// until then (see network.arrive).
+	oldG     uint64
+	oldUntil int64
+	ackAt    int64 // a Tick for the machine's delayed ack is scheduled then (0: none)
 
 	// the job
 	st       uint64
@@ -50,7 +60,34 @@ type writer struct {
 }
 
 func (w *World) newRankProc(rank int, spawn uint64) *rankProc {
-	return &rankProc{w: w, rank: rank, spawn: spawn, g: spawn, alive: true, waitRecv: -1, writers: map[uint64]*writer{}}
+	r := &rankProc{w: w, rank: rank, spawn: spawn, g: spawn, alive: true, waitRecv: -1, writers: map[uint64]*writer{}}
+	tm, err := channel.New(w.transportConfig(rank), spawn, w.session(), w.now())
+	if err != nil {
+		w.failf("rank %d: channel.New: %v", rank, err)
+		r.alive = false
+		return r
+	}
+	// Open subscribes, then greets: the machine hellos every peer.
+	r.tm = tm
+	tm.Subscribed()
+	return r
+}
+
+// transportConfig is the Endpoint's configuration of the machine, on the
+// simulation's time scale.
+func (w *World) transportConfig(rank int) channel.Config {
+	return channel.Config{Self: rank, Peers: w.prog.Peers(rank), Window: int(w.cfg.Window), MaxMessage: 1 << 20,
+		FragPayload: w.cfg.FragPayload, AckTimeout: time.Duration(w.cfg.AckTimeout),
+		MaxBackoff: time.Duration(w.cfg.MaxBackoff), AckDelay: time.Duration(w.cfg.AckDelay)}
+}
+
+// session is a transport session id (the Endpoint draws a random one).
+func (w *World) session() uint64 {
+	for {
+		if s := w.eng.rng.Uint64(); s != 0 {
+			return s
+		}
+	}
 }
 
 // load builds the participant at incarnation g from cut epoch (0: step 0),
@@ -98,67 +135,153 @@ func (r *rankProc) load(g uint64, epoch uint64, step int64) {
 
 func (r *rankProc) active() bool { return r.alive && !r.hung && r.part != nil }
 
-// drain executes the participant's Ready, in order, as a runtime must
-// (here the "lock" is the simulation's single thread):
-//  1. Frames: enqueue on the channels in order (markers behind data, R2);
-//  2. Credits: return window credit;
-//  3. Control: publish to the coordinator;
-//  4. Seal / Cancel: hand channel state to the epoch's writer, or stop it;
-//  5. Advance, then act on Exit and Rollback (which end this participant);
-//  6. wake the job if what it waits for arrived.
+// drain executes what the two machines of the process ask for, the
+// participant's Ready and the transport's, until neither has more (here
+// the runtime's lock is the simulation's single thread).
 func (r *rankProc) drain() {
-	for r.active() && r.part.HasReady() {
-		p := r.part
-		rd := p.Ready()
-		for _, f := range rd.Frames {
-			r.w.net.send(r, f.To, f.Data)
-		}
-		for _, c := range rd.Credits {
-			r.w.net.credit(c.From, r.rank, int64(c.Bytes), r.g)
-		}
-		for _, b := range rd.Control {
-			r.w.toCoord(r.rank, b)
-		}
-		if s := rd.Seal; s != nil {
-			if wr := r.writers[s.Epoch]; wr != nil && wr.part == p {
-				wr.seal = s
-				r.w.trigger(OnSealed, r.rank)
-				if !r.active() {
-					return
-				}
-				r.finishWrite(wr)
-			} else {
-				r.w.failf("rank %d: Seal for epoch %d without a writer", r.rank, s.Epoch)
-			}
-		}
-		for _, e := range rd.Cancel {
-			if wr := r.writers[e]; wr != nil {
-				wr.cancelled = true
-				delete(r.writers, e)
-			}
-		}
-		for _, ev := range rd.Events {
-			r.w.eng.tracef("rank %d: %s", r.rank, ev)
-			switch ev.Kind {
-			case participant.EvAlignment:
-				r.w.stats.Alignment++
-			case participant.EvAborted:
-				r.w.stats.RankAborts[ev.Reason.String()]++
-			}
-		}
-		p.Advance()
-		if rd.Exit != nil {
-			r.exit(rd.Exit.Code, rd.Exit.Reason)
+	for r.alive && !r.hung && r.tm != nil {
+		switch {
+		case r.part != nil && r.part.HasReady():
+			r.execParticipant()
+		case r.tm.HasReady():
+			r.execTransport()
+		default:
+			r.armAck()
 			return
-		}
-		if rd.Rollback != nil {
-			r.rollback(*rd.Rollback)
-			return
-		}
-		if rd.Started || (r.waitRecv >= 0 && slices.Contains(rd.Deliverable, r.waitRecv)) {
-			r.wake()
 		}
 	}
+}
+
+// execParticipant executes one participant Ready, in order, as a runtime
+// must:
+//  1. Frames: enqueue on the transport in order (markers behind data, R2);
+//  2. Credits: return window credit to the transport;
+//  3. Control: publish to the coordinator;
+//  4. Seal / Cancel: hand channel state to the epoch's writer, or stop it;
+//  5. Advance, then act on Exit and Rollback (which end this participant)
+//     and on channels the transport refused (broken);
+//  6. wake the job if what it waits for arrived.
+func (r *rankProc) execParticipant() {
+	p := r.part
+	rd := p.Ready()
+	var broken []int
+	for _, f := range rd.Frames {
+		if err := r.tm.Enqueue(f.To, f.Data); err != nil {
+			if !errors.Is(err, channel.ErrBroken) {
+				r.w.failf("rank %d: enqueue to %d: %v", r.rank, f.To, err)
+				return
+			}
+			broken = append(broken, f.To)
+		}
+	}
+	if len(rd.Credits) > 0 {
+		r.tm.Tick(r.w.now()) // as the Endpoint does: a delayed ack is due AckDelay from now
+	}
+	for _, c := range rd.Credits {
+		r.tm.Credit(c.From, c.Bytes)
+	}
+	for _, b := range rd.Control {
+		r.w.toCoord(r.rank, b)
+	}
+	if s := rd.Seal; s != nil {
+		if wr := r.writers[s.Epoch]; wr != nil && wr.part == p {
+			wr.seal = s
+			r.w.trigger(OnSealed, r.rank)
+			if !r.active() {
+				return
+			}
+			r.finishWrite(wr)
+		} else {
+			r.w.failf("rank %d: Seal for epoch %d without a writer", r.rank, s.Epoch)
+		}
+	}
+	for _, e := range rd.Cancel {
+		if wr := r.writers[e]; wr != nil {
+			wr.cancelled = true
+			delete(r.writers, e)
+		}
+	}
+	for _, ev := range rd.Events {
+		r.w.eng.tracef("rank %d: %s", r.rank, ev)
+		switch ev.Kind {
+		case participant.EvAlignment:
+			r.w.stats.Alignment++
+		case participant.EvAborted:
+			r.w.stats.RankAborts[ev.Reason.String()]++
+		}
+	}
+	p.Advance()
+	if rd.Exit != nil {
+		r.exit(rd.Exit.Code, rd.Exit.Reason)
+		return
+	}
+	if rd.Rollback != nil {
+		r.rollback(*rd.Rollback)
+		return
+	}
+	for _, to := range broken {
+		p.ChannelFault(to, channel.ErrBroken.Error())
+	}
+	if rd.Started || (r.waitRecv >= 0 && slices.Contains(rd.Deliverable, r.waitRecv)) {
+		r.wake()
+	}
+}
+
+// execTransport executes one transport Ready as the Endpoint does:
+// frames published in order, deliveries of the current incarnation handed
+// to the participant in order, gaps reported to it, senders woken.
+func (r *rankProc) execTransport() {
+	m := r.tm
+	m.Tick(r.w.now())
+	rd := m.Ready()
+	m.Advance()
+	for i := range rd.Frames {
+		r.w.net.publish(r, &rd.Frames[i])
+	}
+	for _, d := range rd.Deliver {
+		if !r.active() || d.G != m.G() || d.G != r.part.Incarnation() {
+			continue // the Endpoint drops deliveries of an older incarnation
+		}
+		if err := r.part.Deliver(d.From, d.Msg); err != nil {
+			r.w.eng.tracef("rank %d: deliver from %d: %v", r.rank, d.From, err)
+		}
+	}
+	for _, ev := range rd.Events {
+		r.w.eng.tracef("rank %d: transport event %d peer %d g %d: %v", r.rank, ev.Kind, ev.Peer, ev.G, ev.Err)
+		switch ev.Kind {
+		case channel.EventGap:
+			r.w.stats.Gaps++
+			r.w.failf("rank %d, channel with %d at g=%d: %v: %v", r.rank, ev.Peer, ev.G, errGap, ev.Err)
+			if r.active() && ev.G == r.part.Incarnation() {
+				r.part.ChannelFault(ev.Peer, fmt.Sprint(ev.Err)) // what the runtime does (R14)
+			}
+		case channel.EventStale:
+			r.w.stats.Stale++
+		}
+	}
+	if rd.Wake && r.waitCred {
+		r.wake()
+	}
+}
+
+// armAck schedules a Tick for the machine's delayed ack (the Endpoint's
+// ack timer).
+func (r *rankProc) armAck() {
+	due := r.tm.NextAck()
+	if due == 0 || (r.ackAt != 0 && r.ackAt <= due) {
+		return
+	}
+	r.ackAt = due
+	tm := r.tm
+	r.w.eng.at(due, func() {
+		if r.ackAt == due {
+			r.ackAt = 0
+		}
+		if r.alive && !r.hung && r.tm == tm {
+			tm.Tick(r.w.now())
+			r.drain()
+		}
+	})
 }
 
 // wake schedules the job to continue (once).
@@ -199,9 +322,15 @@ func (r *rankProc) runJob() {
 		k := r.step + 1
 		switch op.Kind {
 		case OpSend:
-			if op.Peer != r.rank && !w.net.acquire(r.rank, op.Peer, int64(wire.DataHeaderLen+op.Size), r.g) {
-				r.waitCred = true
-				return // the transport wakes us with credit
+			if op.Peer != r.rank {
+				// Rank.Send's Acquire: wait while the window is full.
+				if err := r.tm.Room(op.Peer, wire.DataHeaderLen+op.Size); errors.Is(err, channel.ErrWait) {
+					r.waitCred = true
+					return // the transport's Wake calls us again
+				} else if err != nil {
+					r.jobError("Send", err)
+					return
+				}
 			}
 			r.waitCred = false
 			if err := p.Send(op.Peer, w.prog.Payload(r.st, r.rank, k, r.pc, op.Size)); err != nil {
@@ -325,22 +454,28 @@ func (r *rankProc) finish() {
 	}
 	r.drain()
 	if r.w.cfg.ExitAfterFinish {
-		gen := r.appGen
-		r.w.eng.after(2*r.w.cfg.HB, func() {
-			if r.alive && !r.hung && r.appGen == gen {
-				r.w.eng.tracef("rank %d spawn %d exits 0 after finishing", r.rank, r.spawn)
-				r.die(0)
-			}
-		})
+		r.exitWhenFlushed(r.appGen)
 	}
 }
 
-// deliver is the transport's Deliver (in channel order).
-func (r *rankProc) deliver(from int, frame []byte) {
-	if err := r.part.Deliver(from, frame); err != nil {
-		r.w.eng.tracef("rank %d: deliver from %d: %v", r.rank, from, err)
-	}
-	r.drain()
+// exitWhenFlushed ends a finished process two heartbeats on, once its
+// transport holds nothing unacknowledged. A finished rank's exit 0 is no
+// failure to the coordinator, so nothing would respawn it to resend a
+// last message the network lost: its peer would wait for ever. (Rank.Finish
+// waits for Stop, which comes once every rank finished, so a real rank
+// exits only after its peers received everything.)
+func (r *rankProc) exitWhenFlushed(gen uint64) {
+	r.w.eng.after(2*r.w.cfg.HB, func() {
+		if !r.alive || r.hung || r.appGen != gen {
+			return
+		}
+		if r.tm.Unacked() > 0 {
+			r.exitWhenFlushed(gen)
+			return
+		}
+		r.w.eng.tracef("rank %d spawn %d exits 0 after finishing", r.rank, r.spawn)
+		r.die(0)
+	})
 }
 
 func (r *rankProc) control(b []byte) {
@@ -357,8 +492,11 @@ func (r *rankProc) tick() {
 	if !r.alive {
 		return
 	}
-	if r.active() {
-		r.part.Tick(r.w.now())
+	if !r.hung {
+		if r.part != nil {
+			r.part.Tick(r.w.now())
+		}
+		r.tm.Tick(r.w.now())
 		r.drain()
 	}
 	r.w.eng.after(r.w.cfg.Tick+r.w.between(0, r.w.cfg.Tick/4), r.tick)
@@ -376,8 +514,16 @@ func (r *rankProc) rollback(rb participant.Rollback) {
 		wr.cancelled = true
 	}
 	r.writers = map[uint64]*writer{}
+	// Endpoint.Reset: the machine starts g with a new session, subscribes
+	// to g's subjects (the old ones linger a moment) and greets.
+	r.oldG, r.oldUntil = r.g, w.now()+w.between(0, w.cfg.CtlDelayMax)
 	r.g = rb.G
-	w.net.reset(r.rank, rb.G)
+	if err := r.tm.Reset(rb.G, w.session()); err != nil {
+		w.failf("rank %d: transport Reset(%d): %v", r.rank, rb.G, err)
+		return
+	}
+	r.tm.Subscribed()
+	r.drain()
 	w.trigger(OnRestore, r.rank)
 	if !r.alive || r.hung {
 		return

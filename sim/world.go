@@ -26,14 +26,19 @@ type Config struct {
 	CtlDelayMin, CtlDelayMax                       int64
 	CtlLoss                                        float64
 	Window                                         int64
-	HoldBudget                                     int64
-	WriteMin, WriteMax                             int64
-	CommitMin, CommitMax                           int64
-	RecordMin, RecordMax                           int64
-	SpawnMin, SpawnMax                             int64
-	RestartMin, RestartMax                         int64
-	Keep                                           int
-	Faults                                         []Fault
+	// The transport machine's fragment payload and timers.
+	FragPayload                      int
+	AckTimeout, MaxBackoff, AckDelay int64
+	// Net is how the data network misbehaves.
+	Net                    NetFaults
+	HoldBudget             int64
+	WriteMin, WriteMax     int64
+	CommitMin, CommitMax   int64
+	RecordMin, RecordMax   int64
+	SpawnMin, SpawnMax     int64
+	RestartMin, RestartMax int64
+	Keep                   int
+	Faults                 []Fault
 	// ExpectCuttingStopped: the scenario breaks R7 on purpose.
 	ExpectCuttingStopped bool
 	// ExitAfterFinish: a rank's process exits 0 two heartbeats after its
@@ -63,6 +68,52 @@ const (
 
 // ConfigFor derives a run from a seed.
 func ConfigFor(seed uint64, profile Profile) Config {
+	c := configFor(seed, profile)
+	drawNetwork(&c, profile)
+	return c
+}
+
+// drawNetwork draws the transport's settings and the data network's
+// faults from a stream of their own, so that the rest of a seed's run is
+// what it was before the simulation ran the real transport. Seeds without
+// faults get a network that only delays and reorders.
+func drawNetwork(c *Config, profile Profile) {
+	e := newEngine(c.Seed ^ 0x6e37)
+	// Fragments small enough that the larger messages (up to 6 KB) come
+	// in several; the acks' delay as the Endpoint's default (1 ms) or
+	// shorter.
+	c.FragPayload = []int{256, 1400, 8192}[e.rng.IntN(3)]
+	c.AckTimeout = e.between(4*ms, 12*ms)
+	c.MaxBackoff = c.AckTimeout * e.between(2, 8)
+	c.AckDelay = e.between(200*us, 1*ms)
+	c.Net.Reorder = e.chance(0.3)
+	if len(c.Faults) == 0 && c.CtlLoss == 0 {
+		return
+	}
+	if e.chance(0.7) {
+		c.Net.Drop = []float64{0.001, 0.01, 0.05, 0.15}[e.rng.IntN(4)]
+	}
+	if e.chance(0.5) {
+		c.Net.Dup = []float64{0.01, 0.05}[e.rng.IntN(2)]
+	}
+	span := c.Steps * (c.ComputeMin + c.ComputeMax) / 2
+	if c.N > 1 && e.chance(0.3) {
+		for range e.between(1, 3) {
+			a := e.rng.IntN(c.N)
+			b := (a + 1 + e.rng.IntN(c.N-1)) % c.N
+			from := e.between(0, span)
+			c.Net.Partitions = append(c.Net.Partitions, Partition{A: a, B: b, From: from, To: from + e.between(1*ms, 40*ms)})
+		}
+	}
+	if profile == Small && e.chance(0.2) {
+		// Shorter than the coordinator's failure timeout: the heartbeats
+		// lost with the connection do not make the rank look dead.
+		from := e.between(0, span)
+		c.Net.Disconnects = append(c.Net.Disconnects, Disconnect{Rank: e.rng.IntN(c.N), From: from, To: from + e.between(1*ms, c.FailureTimeout/3)})
+	}
+}
+
+func configFor(seed uint64, profile Profile) Config {
 	e := newEngine(seed ^ 0x5eed)
 	c := Config{Seed: seed, SlowRank: -1}
 	c.Pattern = Pattern(1 + e.rng.IntN(int(numPatterns)))
@@ -152,7 +203,7 @@ func (c Config) String() string {
 	for _, f := range c.Faults {
 		s += " " + f.String()
 	}
-	return s
+	return s + fmt.Sprintf(" frag=%d ack-timeout=%v ", c.FragPayload, time.Duration(c.AckTimeout)) + c.Net.String()
 }
 
 // Stats summarise a run.
@@ -160,6 +211,7 @@ type Stats struct {
 	Commits, Aborts, Recoveries, CoordCrashes, RankCrashes int
 	CtlLost, Alignment, CuttingStopped                     int
 	CutsDamaged, DamageFound                               int            // CutDamage faults, restores that found one
+	FramesLost, Gaps, Stale                                int            // data frames the network lost; transport gaps; stale frames dropped
 	AbortReasons                                           map[string]int // at the coordinator
 	RankAborts                                             map[string]int // at the ranks (by their own reason)
 	Events                                                 uint64
@@ -250,6 +302,7 @@ func Run(cfg Config) (Stats, error) {
 func RunRestore(cfg Config, from *store, epoch uint64) (Stats, error) {
 	cfg.Faults = nil
 	cfg.CtlLoss = 0
+	cfg.Net = NetFaults{Reorder: cfg.Net.Reorder}
 	cfg.HoldBudget = 64 << 20
 	w, err := newWorld(cfg, from.copyUpTo(epoch))
 	if err != nil {

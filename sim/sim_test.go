@@ -25,7 +25,7 @@ func reproduce(seed uint64, profile Profile) string {
 	if profile == Large {
 		large = " -large"
 	}
-	return fmt.Sprintf("go test ./coordinator/sim -run 'TestSim|TestSoak' -count=1 -v -seed=%d%s", seed, large)
+	return fmt.Sprintf("go test ./sim -run 'TestSim|TestSoak' -count=1 -v -seed=%d%s", seed, large)
 }
 
 // runSeed runs one seed, then a restore of the job from one of the cuts it

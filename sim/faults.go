@@ -86,6 +86,21 @@ func randomFaults(e *engine, c Config) []Fault {
 }
 
 func (w *World) scheduleFaults() {
+	for _, d := range w.cfg.Net.Disconnects {
+		// The Endpoint tells the machine when NATS reports the connection
+		// down and back (the network drops the frames meanwhile).
+		w.eng.at(d.From, func() {
+			if p := w.procs[d.Rank]; p != nil && p.alive && p.tm != nil {
+				p.tm.Disconnected()
+			}
+		})
+		w.eng.at(d.To, func() {
+			if p := w.procs[d.Rank]; p != nil && p.alive && p.tm != nil {
+				p.tm.Reconnected()
+				p.drain()
+			}
+		})
+	}
 	for i := range w.cfg.Faults {
 		f := &w.cfg.Faults[i]
 		if f.Trigger == AtTime {
