@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -41,6 +42,24 @@ type Config struct {
 	// overhead run and the cut intervals measured (0 or nil: the plan's).
 	JobWindow    time.Duration
 	JobIntervals []time.Duration
+	// Seed orders the job variants of each repetition and seeds the
+	// bootstrap intervals (0: drawn from the clock); results.json records
+	// it, and the same seed gives the same order.
+	Seed uint64
+	// NoJobExtras leaves out the job variants beside "no cuts" and the
+	// intervals (buffered packs, BLAKE3 hashes, stop-the-world).
+	NoJobExtras bool
+	// ScaleRanks are the rank counts of the scale runs (nil: the plan's,
+	// 8, 16, 32 and 64; quick 4 and 8); ScaleOff leaves them out.
+	ScaleRanks []int
+	ScaleOff   bool
+	// StoreMax caps the store family's state sizes (0: the plan's, up to
+	// 4 GiB): a modest run on a small or busy machine drops the larger
+	// sizes and measures the rank and changed-fraction sweeps at the cap.
+	StoreMax int64
+	// Frozen is the frozen fraction of the incremental-reuse runs (0: the
+	// plan's, 0.9; negative: none).
+	Frozen float64
 	// Devices limits the device scenarios to these ("cpu", "cuda"); empty:
 	// every device of this build and machine.
 	Devices []string
@@ -121,7 +140,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.Quick {
 		mode = "quick"
 	}
-	h.res = &Results{Version: ResultsVersion, Command: cfg.Command, Mode: mode, Started: time.Now().UTC(),
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	h.res = &Results{Version: ResultsVersion, Command: cfg.Command, Mode: mode, Seed: seed, Commit: buildCommit(), Started: time.Now().UTC(),
 		Machine: describeMachine(h.scratch), Records: []Record{}, Skipped: []Skip{}, Goals: []Goal{}}
 	h.res.Machine.ScratchDir = filepath.Dir(h.scratch)
 	defer func() {
@@ -272,7 +295,8 @@ func (h *harness) plan() []task {
 		sweeps = []sweep{{datagen.Heat, []int64{16 * MiB, 64 * MiB}}, {datagen.Uniform, []int64{16 * MiB, 64 * MiB}}, {datagen.Weights, []int64{16 * MiB}}}
 		rankSize, ranks, changed = 64*MiB, []int{1, 2, 4}, []float64{0.1}
 		jp = jobPlan{State: 8 * MiB, Ranks: 2, Codec: "s2", Window: 2 * time.Second, CalSteps: 50,
-			Intervals: []time.Duration{500 * time.Millisecond}, Reps: 1, RecoveryReps: 1, RecoveryWindow: 5 * time.Second}
+			Intervals: []time.Duration{500 * time.Millisecond}, Reps: 2, Extras: true, Frozen: 0.9, RecoveryReps: 1, RecoveryWindow: 5 * time.Second,
+			Scale: []int{4}, ScaleSize: 32, ScaleWindow: 2 * time.Second, ScaleInterval: 500 * time.Millisecond}
 	} else {
 		gridSize = 256 * MiB
 		codecs = []string{"none", "s2", "s2-better", "zstd-1", "zstd-3"}
@@ -283,11 +307,18 @@ func (h *harness) plan() []task {
 		}
 		rankSize, ranks, changed = 1*GiB, []int{1, 2, 4, 8}, []float64{0.1, 0.5}
 		jp = jobPlan{State: 1 * GiB, Ranks: 2, Codec: "s2", Window: 30 * time.Second, CalSteps: 15,
-			Intervals: []time.Duration{10 * time.Second, 5 * time.Second, 2500 * time.Millisecond}, Reps: 3,
-			RecoveryReps: 3, RecoveryWindow: 20 * time.Second}
+			Intervals: []time.Duration{10 * time.Second, 5 * time.Second, 2500 * time.Millisecond}, Reps: 10, Extras: true, Frozen: 0.9,
+			RecoveryReps: 3, RecoveryWindow: 20 * time.Second,
+			Scale: []int{8, 16, 32, 64}, ScaleSize: 128, ScaleWindow: 15 * time.Second, ScaleInterval: 2 * time.Second}
+	}
+	if c := h.cfg.StoreMax; c > 0 {
+		gridSize, rankSize = min(gridSize, c), min(rankSize, c)
+		for i := range sweeps {
+			sweeps[i].sizes = slices.DeleteFunc(sweeps[i].sizes, func(n int64) bool { return n > c })
+		}
 	}
 	if h.cfg.Reps > 0 {
-		jp.Reps, jp.RecoveryReps = h.cfg.Reps, h.cfg.Reps
+		jp.Reps, jp.RecoveryReps = h.cfg.Reps, min(h.cfg.Reps, 3)
 	}
 	if h.cfg.JobState > 0 {
 		jp.State = h.cfg.JobState
@@ -300,6 +331,20 @@ func (h *harness) plan() []task {
 	}
 	if len(h.cfg.JobIntervals) > 0 {
 		jp.Intervals = h.cfg.JobIntervals
+	}
+	jp.Seed = h.res.Seed
+	jp.Extras = jp.Extras && !h.cfg.NoJobExtras
+	if len(h.cfg.ScaleRanks) > 0 {
+		jp.Scale = h.cfg.ScaleRanks
+	}
+	if h.cfg.ScaleOff {
+		jp.Scale = nil
+	}
+	switch {
+	case h.cfg.Frozen < 0:
+		jp.Frozen = 0
+	case h.cfg.Frozen > 0:
+		jp.Frozen = h.cfg.Frozen
 	}
 	const defRanks = 2
 	var tasks []task
@@ -319,7 +364,7 @@ func (h *harness) plan() []task {
 	// burst hits both sides of a ratio.
 	refs := func(ctx context.Context, kind datagen.Kind, size int64) (recs []Record, disk, zstd *Record, err error) {
 		recs = append(recs, h.limitMemcpy(kind, size))
-		d, err := h.limitDisk(kind, size)
+		d, err := h.limitDisk(kind, size, defRanks)
 		if err != nil {
 			return recs, nil, nil, err
 		}
@@ -528,5 +573,43 @@ func (h *harness) compare() {
 			}
 			r.VsDiskLimit = one(r.RawGBps.Median / lim)
 		}
+		// A scenario above its limit means the limit is no ceiling:
+		// flag both, and the goals read no verdict from it.
+		if r.VsDiskLimit != nil && r.VsDiskLimit.Max > 1 {
+			r.LimitExceeded = true
+			if disk != nil {
+				disk.LimitExceeded = true
+			}
+		}
+		if r.BlockingVsMemcpy != nil && r.BlockingVsMemcpy.Median < 1 {
+			r.LimitExceeded = true
+			if m := find(fmt.Sprintf("limit/memcpy/%s/%s", kind, size)); m != nil {
+				m.LimitExceeded = true
+			}
+		}
 	}
+}
+
+// buildCommit is the VCS revision of this binary, "+dirty" when the tree
+// had changes, "" when the build did not record it.
+func buildCommit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
 }

@@ -29,6 +29,12 @@ type benchOptions struct {
 	Doc      string
 	DocPlots string
 	From     string
+	Seed     uint64
+	NoExtras bool
+	Scale    []int
+	NoScale  bool
+	Frozen   float64
+	StoreMax string
 }
 
 func newBenchCommand(g *GlobalOptions) *cobra.Command {
@@ -73,6 +79,12 @@ harness could not run; 2 usage error.`,
 	f.StringSliceVar(&o.Devices, "devices", nil, "run the device scenarios on these only: cpu, cuda (default every device of this build)")
 	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
 	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed of the job variants' order and the bootstrap intervals (default: from the clock; recorded in results.json)")
+	f.BoolVar(&o.NoExtras, "no-job-extras", false, "job family: leave out the buffered-packs, BLAKE3 and stop-the-world variants")
+	f.IntSliceVar(&o.Scale, "scale-ranks", nil, "rank counts of the job family's scale runs (default 8,16,32,64, quick 4)")
+	f.BoolVar(&o.NoScale, "no-scale", false, "job family: leave out the scale runs")
+	f.Float64Var(&o.Frozen, "frozen", 0, "job family: frozen fraction of the incremental-reuse runs (default 0.9; negative: none)")
+	f.StringVar(&o.StoreMax, "store-max", "", "cap the store family's state sizes, e.g. 256MiB (default: the plan's, up to 4GiB)")
 	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
 	return cmd
 }
@@ -93,6 +105,14 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 	if o.Reps < 0 || o.JobRanks < 0 || o.JobWin < 0 {
 		return usageError(errors.New("--reps, --job-ranks and --job-window must be >= 0"))
 	}
+	for _, n := range o.Scale {
+		if n < 1 || n > 1024 {
+			return usageError(fmt.Errorf("--scale-ranks %d: want 1..1024", n))
+		}
+	}
+	if o.Frozen >= 1 {
+		return usageError(fmt.Errorf("--frozen %g: want a fraction below 1", o.Frozen))
+	}
 	for _, iv := range o.JobIvals {
 		if iv <= 0 {
 			return usageError(fmt.Errorf("--job-intervals: %v: want positive durations", iv))
@@ -103,6 +123,13 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 		var err error
 		if state, err = parseSize(o.JobState); err != nil {
 			return usageError(fmt.Errorf("--job-state: %w", err))
+		}
+	}
+	var storeMax int64
+	if o.StoreMax != "" {
+		var err error
+		if storeMax, err = parseSize(o.StoreMax); err != nil {
+			return usageError(fmt.Errorf("--store-max: %w", err))
 		}
 	}
 	if o.Doc != "" {
@@ -123,7 +150,8 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 	} else {
 		res, err = bench.Run(ctx, bench.Config{
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
-			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices,
+			Seed: o.Seed, NoJobExtras: o.NoExtras, ScaleRanks: o.Scale, ScaleOff: o.NoScale, Frozen: o.Frozen, StoreMax: storeMax, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
 			Log: g.Logger, Progress: g.Stderr,
 		})
 	}
