@@ -193,7 +193,11 @@ func evaluateGoals(res *Results) []Goal {
 	switch {
 	case gpuJob != nil:
 		// The SafePoint of a running job is what the application sees.
-		add(5, "GPU: app-visible stall per cut <= 1 ms plus launch", fmt.Sprintf("%.3f ms median, max %.3f ms (heat2d under cutpoint run, %s on %d ranks, every SafePoint with a cut)", gpuJob.BlockingMs.med(), gpuJob.BlockingMs.Max, sizeName(gpuJob.StateBytes), gpuJob.Ranks), boolp(gpuJob.BlockingMs.med() <= 1.5), "1 ms plus 0.5 ms allowed for the launch")
+		// The SafePoint returns once the device-side copy is enqueued;
+		// that copy then holds the job's stream, and the harness does not
+		// time it, so the stall the job sees is not all measured.
+		add(5, "GPU: app-visible stall per cut <= 1 ms plus launch", fmt.Sprintf("%.3f ms median, max %.3f ms at the SafePoint (heat2d under cutpoint run, %s on %d ranks, every SafePoint with a cut)", gpuJob.BlockingMs.med(), gpuJob.BlockingMs.Max, sizeName(gpuJob.StateBytes), gpuJob.Ranks), nil,
+			"the SafePoint only: the device-side pass that then holds the job's stream is not timed (CUDA events would), so the run cannot settle the goal")
 	case gpuFull != nil:
 		add(5, "GPU: app-visible stall per cut <= 1 ms plus launch", fmt.Sprintf("%.3f ms (%s, %d ranks)", gpuFull.BlockingMs.med(), sizeName(gpuFull.StateBytes), gpuFull.Ranks), boolp(gpuFull.BlockingMs.med() <= 1.5), "1 ms plus 0.5 ms allowed for the launch")
 	default:
@@ -205,9 +209,6 @@ func evaluateGoals(res *Results) []Goal {
 		unknown(5, "GPU: incremental cut with 10% of chunks changed >= 5x faster than a full one", "no GPU in this run")
 	}
 	unknown(5, "GPU: capture >= 80% of pinned device-to-host bandwidth", "the harness does not measure the pinned bandwidth; kernels/cuda's TestReport does (make gpu-test-bin)")
-	if gpuJob != nil {
-		gs[len(gs)-3].Note += "; the SafePoint only: the device-side copy that then holds the job's stream is not timed"
-	}
 
 	// Issue 8.
 	for _, r := range res.Records {

@@ -28,7 +28,7 @@ type benchOptions struct {
 	Devices  []string
 	Doc      string
 	DocPlots string
-	From     string
+	From     []string
 	Seed     uint64
 	NoExtras bool
 	Scale    []int
@@ -85,7 +85,8 @@ harness could not run; 2 usage error.`,
 	f.BoolVar(&o.NoScale, "no-scale", false, "job family: leave out the scale runs")
 	f.Float64Var(&o.Frozen, "frozen", 0, "job family: frozen fraction of the incremental-reuse runs (default 0.9; negative: none)")
 	f.StringVar(&o.StoreMax, "store-max", "", "cap the store family's state sizes, e.g. 256MiB (default: the plan's, up to 4GiB)")
-	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
+	cmd.AddCommand(newBenchGoalsCommand(g))
+	f.StringSliceVar(&o.From, "from", nil, "measure nothing: redraw the table and plots (and --doc) from this results.json into --out; several (comma-separated) go into --out/run1, run2, ... and one --doc section")
 	return cmd
 }
 
@@ -140,31 +141,55 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			o.DocPlots = filepath.Join(filepath.Dir(o.Doc), "bench")
 		}
 	}
-	var res *bench.Results
-	var err error
-	if o.From != "" {
-		if res, err = bench.ReadResults(o.From); err != nil {
-			return usageError(fmt.Errorf("--from: %w", err))
+	var runs []bench.DocRun
+	if len(o.From) > 0 {
+		for i, from := range o.From {
+			res, err := bench.ReadResults(from)
+			if err != nil {
+				return usageError(fmt.Errorf("--from: %w", err))
+			}
+			out := o.Out
+			if len(o.From) > 1 {
+				out = filepath.Join(o.Out, fmt.Sprintf("run%d", i+1))
+			}
+			if err := bench.Render(res, out); err != nil {
+				return err
+			}
+			run := bench.DocRun{Res: res, Out: out}
+			if o.Doc != "" {
+				if abs, err := filepath.Abs(from); err == nil {
+					if d, err := filepath.Abs(filepath.Dir(o.Doc)); err == nil {
+						if rel, err := filepath.Rel(d, abs); err == nil && !strings.HasPrefix(rel, "..") {
+							run.Raw = rel
+						}
+					}
+				}
+			}
+			runs = append(runs, run)
 		}
-		err = bench.Render(res, o.Out)
 	} else {
-		res, err = bench.Run(ctx, bench.Config{
+		res, err := bench.Run(ctx, bench.Config{
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
 			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices,
-			Seed: o.Seed, NoJobExtras: o.NoExtras, ScaleRanks: o.Scale, ScaleOff: o.NoScale, Frozen: o.Frozen, StoreMax: storeMax, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
-			Log: g.Logger, Progress: g.Stderr,
+			Seed: o.Seed, NoJobExtras: o.NoExtras, ScaleRanks: o.Scale, ScaleOff: o.NoScale, Frozen: o.Frozen, StoreMax: storeMax,
+			Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			Log:     g.Logger, Progress: g.Stderr,
 		})
-	}
-	if err != nil {
-		return err
+		if err != nil {
+			return err
+		}
+		runs = append(runs, bench.DocRun{Res: res, Out: o.Out})
 	}
 	if o.Doc != "" {
-		if err := bench.UpdateDoc(o.Doc, res, o.Out, o.DocPlots); err != nil {
+		if err := bench.UpdateDocRuns(o.Doc, runs, o.DocPlots); err != nil {
 			return fmt.Errorf("--doc: %w", err)
 		}
 	}
-	fmt.Fprintf(g.Stdout, "%d records, %d goals, %d skipped; see %s\n", len(res.Records), len(res.Goals), len(res.Skipped),
-		filepath.Join(o.Out, bench.TableFile))
+	for _, r := range runs {
+		res := r.Res
+		fmt.Fprintf(g.Stdout, "%d records, %d goals, %d skipped; see %s\n", len(res.Records), len(res.Goals), len(res.Skipped),
+			filepath.Join(r.Out, bench.TableFile))
+	}
 	return nil
 }
 
@@ -186,4 +211,44 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a positive byte count, optionally with KiB, MiB or GiB", s)
 	}
 	return n * mult, nil
+}
+
+func newBenchGoalsCommand(g *GlobalOptions) *cobra.Command {
+	var doc, dir string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "goals [--doc docs/benchmarks.md] [--dir docs/bench] [--check]",
+		Short: "Write the goal table of the benchmarks document from the committed raw results",
+		Long: `Make the "Where the goals stand" table from the raw results: every
+*.goals.json under --dir names its sources (a harness results.json, whose
+goals are evaluated with this build's rules, or one figure read from any
+raw file by a selector; docs/benchmarks.md describes the schema). The
+table is written between the goal markers of --doc; --check only compares
+and exits 1 when the committed table differs.
+
+Exit codes: 0 written (or unchanged with --check); 1 a spec or raw file
+could not be read, or --check found a difference; 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(doc); err != nil {
+				return usageError(fmt.Errorf("--doc: %w", err))
+			}
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return usageError(fmt.Errorf("--dir %s: not a folder", dir))
+			}
+			if err := bench.UpdateGoalTable(doc, dir, check); err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(g.Stdout, "%s: the goal table is what %s makes\n", doc, dir)
+			} else {
+				fmt.Fprintf(g.Stdout, "%s: goal table written from %s\n", doc, dir)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&doc, "doc", "docs/benchmarks.md", "the document whose goal table is written")
+	cmd.Flags().StringVar(&dir, "dir", "docs/bench", "the folder of raw results and their *.goals.json")
+	cmd.Flags().BoolVar(&check, "check", false, "only compare: exit 1 when the committed table differs")
+	return cmd
 }
