@@ -108,8 +108,9 @@ staticcheck:
 demo: build
 	scripts/demo.sh
 
-# The benchmark harness (package bench): a full run took 13 to 15 minutes on
-# two cores and writes several GiB under bench-results/ (the largest
+# The benchmark harness (package bench): a full run takes about an hour on
+# two cores (10 pairs of every job variant, in a seeded random order; it
+# took 13 to 15 minutes with 3) and writes several GiB under bench-results/ (the largest
 # scenario holds 4 GiB of state); results.json,
 # results.md and the plots land there. BENCH_FLAGS adds flags, e.g.
 # BENCH_FLAGS='--doc docs/benchmarks.md' to regenerate the Harness section.

@@ -116,6 +116,10 @@ func evaluateGoals(res *Results) []Goal {
 		}
 		add(4, "app-visible blocking per cut on CPU <= 1.5x a memcpy of the protected state", m, boolp(ok),
 			"memcpy: every rank's state at once, each on as many goroutines as its capture, measured in the same run; met only if every row's median is")
+	} else if worstStore != nil {
+		add(4, "app-visible blocking per cut on CPU <= 1.5x a memcpy of the protected state",
+			fmt.Sprintf("worst store row %.2fx median (%s, %d ranks; max %.2fx); no job run with cuts", worstStore.BlockingVsMemcpy.Median, sizeName(worstStore.StateBytes), worstStore.Ranks, worstStore.BlockingVsMemcpy.Max),
+			boolp(worstStore.BlockingVsMemcpy.Median <= 1.5), "store family (in-process captures); memcpy: every rank's state at once, each on as many goroutines as its capture, measured in the same run; met only if every row's median is")
 	} else {
 		unknown(4, "app-visible blocking per cut on CPU <= 1.5x a memcpy of the protected state", "no job run with cuts")
 	}

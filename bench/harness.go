@@ -296,7 +296,7 @@ func (h *harness) plan() []task {
 		rankSize, ranks, changed = 64*MiB, []int{1, 2, 4}, []float64{0.1}
 		jp = jobPlan{State: 8 * MiB, Ranks: 2, Codec: "s2", Window: 2 * time.Second, CalSteps: 50,
 			Intervals: []time.Duration{500 * time.Millisecond}, Reps: 2, Extras: true, Frozen: 0.9, RecoveryReps: 1, RecoveryWindow: 5 * time.Second,
-			Scale: []int{4}, ScaleSize: 32, ScaleWindow: 2 * time.Second, ScaleInterval: 500 * time.Millisecond}
+			Scale: []int{4}, ScaleSize: 32, ScaleWindow: 4 * time.Second, ScaleInterval: 500 * time.Millisecond}
 	} else {
 		gridSize = 256 * MiB
 		codecs = []string{"none", "s2", "s2-better", "zstd-1", "zstd-3"}

@@ -54,9 +54,14 @@ small plan (under two minutes on two cores). The job runs start this
 executable's "run" command. --doc FILE writes the report into FILE's
 generated "Harness" section and copies the plots to --doc-plots.
 
-A full run took 13 to 15 minutes on two cores and writes several GiB to
---scratch (the largest scenario holds 4 GiB of state); run it on a quiet
-machine.
+A full run takes about an hour on two cores (10 pairs of every job
+variant, in an order drawn from --seed; the verdicts come from intervals
+over the pairs) and writes several GiB to --scratch (the largest scenario
+holds 4 GiB of state); run it on a quiet machine, or a modest plan:
+--store-max 256MiB, --no-job-extras, --job-intervals 10s.
+
+"cutpoint bench goals" writes docs/benchmarks.md's goal table from the
+committed raw results.
 
 Exit codes: 0 done (failed scenarios are listed in the results); 1 the
 harness could not run; 2 usage error.`,
