@@ -170,7 +170,15 @@ func evaluateGoals(res *Results) []Goal {
 		found := false
 		for _, r := range res.Records {
 			if r.What == what && r.RawGBps != nil {
-				add(5, strings.SplitN(what, ",", 2)[0]+" >= 5 GB/s per core", fmt.Sprintf("%.2f GB/s", r.RawGBps.Median), boolp(r.RawGBps.Median >= 5), "")
+				g := strings.SplitN(what, ",", 2)[0] + " >= 5 GB/s per core"
+				if r.WriteMBPerCPUs != nil {
+					// Per CPU-second: one goroutine on a shared machine
+					// gets a fraction of a core, which wall time counts.
+					perCore := r.WriteMBPerCPUs.Median / 1000
+					add(5, g, fmt.Sprintf("%.2f GB per CPU-second (%.2f GB/s by the wall clock)", perCore, r.RawGBps.Median), boolp(perCore >= 5), "per core = over the process's CPU time")
+				} else {
+					add(5, g, fmt.Sprintf("%.2f GB/s", r.RawGBps.Median), boolp(r.RawGBps.Median >= 5), "")
+				}
 				found = true
 			}
 		}

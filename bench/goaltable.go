@@ -256,21 +256,31 @@ func evalSpec(root, dir string, s GoalSpec) (GoalRow, error) {
 	if err != nil {
 		return row, fmt.Errorf("select: %w", err)
 	}
-	v := aggregate(vals, s.Select.Agg)
-	den := 1.0
+	raw := aggregate(vals, s.Select.Agg)
+	agg := s.Select.Agg
+	if agg == "" {
+		agg = "median"
+	}
+	m := fmt.Sprintf("%s %s (%s of %d", num(raw), s.Unit, agg, len(vals))
+	if len(vals) > 1 {
+		m += fmt.Sprintf(", %s to %s", num(slices.Min(vals)), num(slices.Max(vals)))
+	}
+	m += ")"
+	v := raw
 	if s.Vs != nil {
 		dv, err := s.Vs.values(recs)
 		if err != nil {
 			return row, fmt.Errorf("vs: %w", err)
 		}
-		den = aggregate(dv, s.Vs.Agg)
+		den := aggregate(dv, s.Vs.Agg)
 		if den == 0 {
 			return row, fmt.Errorf("vs: %w: the figure divided by is 0", ErrGoalSpec)
 		}
 		for i := range vals {
 			vals[i] /= den
 		}
-		v /= den
+		v = raw / den
+		m += fmt.Sprintf(" against %s: %s", num(den), num(v))
 	}
 	meets := func(x float64) bool {
 		switch {
@@ -303,18 +313,6 @@ func evalSpec(root, dir string, s GoalSpec) (GoalRow, error) {
 			row.Verdict = VerdictInconclusive
 		}
 	}
-	agg := s.Select.Agg
-	if agg == "" {
-		agg = "median"
-	}
-	m := fmt.Sprintf("%s %s (%s of %d", num(v), s.Unit, agg, len(vals))
-	if len(vals) > 1 {
-		m += fmt.Sprintf(", %s to %s", num(slices.Min(vals)), num(slices.Max(vals)))
-	}
-	m += ")"
-	if s.Vs != nil {
-		m += fmt.Sprintf(", against %s", num(den))
-	}
 	m += fmt.Sprintf("; goal %s %s", s.Op, num(s.Limit))
 	if s.Note != "" {
 		m += " — " + s.Note
@@ -337,17 +335,18 @@ func parseOp(op string) (atMost, strict bool, err error) {
 	return false, false, fmt.Errorf("%w: op %q: want <=, <, >= or >", ErrGoalSpec, op)
 }
 
-// num prints a figure with 3 significant digits, without exponent for
-// the usual magnitudes.
+// num prints a figure with about 3 significant digits.
 func num(x float64) string {
-	if x != 0 && (math.Abs(x) >= 1e6 || math.Abs(x) < 1e-3) {
-		return strconv.FormatFloat(x, 'g', 3, 64)
+	a := math.Abs(x)
+	switch {
+	case a >= 100:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(x, 'f', 2, 64)
 	}
-	s := strconv.FormatFloat(x, 'f', max(0, 2-int(math.Floor(math.Log10(math.Abs(x)+1e-300)))), 64)
-	if x == 0 {
-		return "0"
-	}
-	return s
+	return strconv.FormatFloat(x, 'g', 3, 64)
 }
 
 func readBounded(name string) ([]byte, error) {
@@ -522,7 +521,7 @@ func GoalMarkdown(rows []GoalRow, docDir, rawDir string) (string, error) {
 			raw = fmt.Sprintf("[%s](%s)", path.Base(r.Raw), path.Join(filepath.ToSlash(rel), r.Raw))
 		}
 		if r.Command != "" {
-			cmd = "`" + strings.ReplaceAll(r.Command, "|", "\\|") + "`"
+			cmd = "`" + strings.ReplaceAll(portable(r.Command), "|", "\\|") + "`"
 			if r.Commit != "" {
 				c := strings.TrimSuffix(r.Commit, "+dirty")
 				if len(c) > 12 {
@@ -582,3 +581,18 @@ func UpdateGoalTable(doc, rawDir string, check bool) error {
 // ErrGoalTableStale: the committed goal table is not what the raw
 // results make.
 var ErrGoalTableStale = errors.New("the goal table differs from what the raw results make")
+
+// portable replaces the absolute paths of a recorded command (the output
+// and scratch folders of the machine it ran on) by DIR: the document names
+// no machine's paths.
+func portable(cmd string) string {
+	f := strings.Fields(cmd)
+	for i, w := range f {
+		if strings.HasPrefix(w, "/") {
+			f[i] = "DIR"
+		} else if k, v, ok := strings.Cut(w, "=/"); ok && strings.HasPrefix(k, "--") {
+			f[i], _ = k+"=DIR", v
+		}
+	}
+	return strings.Join(f, " ")
+}
