@@ -157,9 +157,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	h.prog = newProgress(cfg.Progress, h.log, len(p))
 	loadMax := h.res.Machine.LoadStart[0]
 	for _, t := range p {
-		if err := ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil && !t.always {
+			// The summaries still run: what was measured before the
+			// interruption is kept.
 			h.skip(t.name, "interrupted: "+err.Error())
-			break
+			continue
 		}
 		h.prog.start(t.name)
 		recs, err := t.run(ctx)
@@ -264,6 +266,9 @@ type task struct {
 	kinds []datagen.Kind
 	size  int64 // of the data it uses
 	run   func(ctx context.Context) ([]Record, error)
+	// always: run even after an interruption (a summary of what the
+	// earlier tasks measured; it must not need ctx).
+	always bool
 }
 
 func (h *harness) want(family string) bool {

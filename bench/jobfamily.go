@@ -193,7 +193,7 @@ func (h *harness) jobTasks(p jobPlan) []task {
 			return nil, nil
 		}})
 	}
-	tasks = append(tasks, task{name: prefix + "/summary", run: func(ctx context.Context) ([]Record, error) {
+	tasks = append(tasks, task{name: prefix + "/summary", always: true, run: func(context.Context) ([]Record, error) {
 		return f.records(prefix), nil
 	}})
 	return tasks

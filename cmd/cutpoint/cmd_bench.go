@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,6 +64,9 @@ holds 4 GiB of state); run it on a quiet machine, or a modest plan:
 
 "cutpoint bench goals" writes docs/benchmarks.md's goal table from the
 committed raw results.
+
+SIGINT or SIGTERM cancels the task in progress, skips the rest and still
+writes what was measured until then.
 
 Exit codes: 0 done (failed scenarios are listed in the results); 1 the
 harness could not run; 2 usage error.`,
@@ -173,6 +178,11 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			runs = append(runs, run)
 		}
 	} else {
+		// SIGINT or SIGTERM cancels the task in progress and skips the
+		// rest; what was measured until then is still summarized and
+		// written.
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
 		res, err := bench.Run(ctx, bench.Config{
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
 			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices,
