@@ -110,6 +110,48 @@ func (h *harness) jobTasks(p jobPlan) []task {
 		h.log.Info("bench: calibrated", "steps_per_s", fmt.Sprintf("%.2f", f.rate), "steps", f.steps, "state_bytes", f.state)
 		return nil, nil
 	}}}
+	// The frozen and scale runs first: the pairs are the longest part,
+	// and an interrupted run keeps what came before.
+	if p.Frozen > 0 && len(p.Intervals) > 0 {
+		for rep := range min(p.Reps, 3) {
+			tasks = append(tasks, task{name: fmt.Sprintf("%s/frozen %g/rep%d", prefix, p.Frozen, rep+1), run: func(ctx context.Context) ([]Record, error) {
+				if err := calibrated(); err != nil {
+					return nil, err
+				}
+				a := base
+				a.Steps, a.Interval, a.Frozen = f.steps, p.Intervals[0], p.Frozen
+				j, err := h.runJob(ctx, a)
+				if err != nil {
+					return nil, err
+				}
+				f.frozen = append(f.frozen, j)
+				return nil, nil
+			}})
+		}
+	}
+	for _, n := range p.Scale {
+		tasks = append(tasks, task{name: fmt.Sprintf("job/%s/scale/r%d", p.Device, n), run: func(ctx context.Context) ([]Record, error) {
+			// Calibrate at this rank count: the step rate of many ranks
+			// sharing the cores is not the two-rank one.
+			a := jobArgs{Ranks: n, Size: p.ScaleSize, Codec: p.Codec, Device: p.Device, Steps: p.CalSteps * 2, Force: true}
+			c, err := h.runJob(ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			rate := c.stepRate()
+			if !(rate > 0) {
+				return nil, fmt.Errorf("%d ranks: no step rate from the calibration run", n)
+			}
+			a.Steps = max(20, int64(rate*p.ScaleWindow.Seconds()))
+			a.Interval = p.ScaleInterval
+			j, err := h.runJob(ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			f.scale[n] = &j
+			return nil, nil
+		}})
+	}
 	rng := rand.New(rand.NewPCG(p.Seed, 1))
 	for rep := range p.Reps {
 		for _, vi := range rng.Perm(len(f.variants)) {
@@ -136,23 +178,6 @@ func (h *harness) jobTasks(p jobPlan) []task {
 			}})
 		}
 	}
-	if p.Frozen > 0 && len(p.Intervals) > 0 {
-		for rep := range min(p.Reps, 3) {
-			tasks = append(tasks, task{name: fmt.Sprintf("%s/frozen %g/rep%d", prefix, p.Frozen, rep+1), run: func(ctx context.Context) ([]Record, error) {
-				if err := calibrated(); err != nil {
-					return nil, err
-				}
-				a := base
-				a.Steps, a.Interval, a.Frozen = f.steps, p.Intervals[0], p.Frozen
-				j, err := h.runJob(ctx, a)
-				if err != nil {
-					return nil, err
-				}
-				f.frozen = append(f.frozen, j)
-				return nil, nil
-			}})
-		}
-	}
 	for rep := range p.RecoveryReps {
 		tasks = append(tasks, task{name: fmt.Sprintf("%s/recovery/rep%d", prefix, rep+1), run: func(ctx context.Context) ([]Record, error) {
 			if err := calibrated(); err != nil {
@@ -167,29 +192,6 @@ func (h *harness) jobTasks(p jobPlan) []task {
 				return nil, err
 			}
 			f.recov = append(f.recov, j)
-			return nil, nil
-		}})
-	}
-	for _, n := range p.Scale {
-		tasks = append(tasks, task{name: fmt.Sprintf("job/%s/scale/r%d", p.Device, n), run: func(ctx context.Context) ([]Record, error) {
-			// Calibrate at this rank count: the step rate of many ranks
-			// sharing the cores is not the two-rank one.
-			a := jobArgs{Ranks: n, Size: p.ScaleSize, Codec: p.Codec, Device: p.Device, Steps: p.CalSteps * 2, Force: true}
-			c, err := h.runJob(ctx, a)
-			if err != nil {
-				return nil, err
-			}
-			rate := c.stepRate()
-			if !(rate > 0) {
-				return nil, fmt.Errorf("%d ranks: no step rate from the calibration run", n)
-			}
-			a.Steps = max(20, int64(rate*p.ScaleWindow.Seconds()))
-			a.Interval = p.ScaleInterval
-			j, err := h.runJob(ctx, a)
-			if err != nil {
-				return nil, err
-			}
-			f.scale[n] = &j
 			return nil, nil
 		}})
 	}
