@@ -78,7 +78,9 @@ type GoalSpec struct {
 	// instead of the aggregate alone.
 	Every bool   `json:"every,omitempty"`
 	Unit  string `json:"unit,omitempty"`
-	// Command made the raw result; Commit is the revision it ran at.
+	// Command made the raw result; Commit is the revision it ran at
+	// (also for a harness row, when its results.json names none: a
+	// binary built without VCS stamping).
 	Command string `json:"command,omitempty"`
 	Commit  string `json:"commit,omitempty"`
 	Note    string `json:"note,omitempty"`
@@ -185,7 +187,7 @@ func evalSpecFile(root, name string) (rows, harness []GoalRow, err error) {
 	for i, s := range f.Rows {
 		where := fmt.Sprintf("%s: row %d", name, i+1)
 		if s.Harness != "" {
-			h, err := harnessRows(root, filepath.Join(filepath.Dir(name), s.Harness), s.Issues)
+			h, err := harnessRows(root, filepath.Join(filepath.Dir(name), s.Harness), s.Issues, s.Commit)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", where, err)
 			}
@@ -202,7 +204,9 @@ func evalSpecFile(root, name string) (rows, harness []GoalRow, err error) {
 }
 
 // harnessRows evaluates a results.json's goals with this build's rules.
-func harnessRows(root, name string, issues []int) ([]GoalRow, error) {
+// commit names the revision when the results do not (a binary built
+// without VCS stamping).
+func harnessRows(root, name string, issues []int, commit string) ([]GoalRow, error) {
 	res, err := ReadResults(name)
 	if err != nil {
 		return nil, err
@@ -210,6 +214,9 @@ func harnessRows(root, name string, issues []int) ([]GoalRow, error) {
 	rel, err := filepath.Rel(root, name)
 	if err != nil {
 		return nil, err
+	}
+	if res.Commit == "" {
+		res.Commit = commit
 	}
 	var out []GoalRow
 	for _, g := range evaluateGoals(res) {
