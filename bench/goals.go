@@ -149,7 +149,9 @@ func evaluateGoals(res *Results) []Goal {
 		unknown(4, "runtime overhead with a cut every 10 s, heat2d 1 GiB: <= 2%", "no job runs")
 	}
 	// What a cut adds to a rank's memory, per byte of its state.
-	if ovGoal != nil && ovGoal.RSSAddedPerStateByte != nil {
+	if ovGoal != nil && ovGoal.RSSAddedPerStateByte != nil && ovGoal.Cuts != nil && ovGoal.Cuts.Median < 1 {
+		unknown(20, "memory a cut adds to a rank <= one copy of its state", "the runs with cuts committed none (median): no cut's memory was measured")
+	} else if ovGoal != nil && ovGoal.RSSAddedPerStateByte != nil {
 		a := ovGoal.RSSAddedPerStateByte
 		note := "peak RSS of the largest rank with cuts minus without, paired by repetition, over one rank's state"
 		if a.Median > 1 {

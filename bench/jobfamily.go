@@ -280,9 +280,14 @@ func (f *jobFamily) records(prefix string) []Record {
 			afterCap, afterReq = append(afterCap, ac...), append(afterReq, ar...)
 			periods = append(periods, j.period())
 			args = append(args, j.args.Interval.Seconds())
-			reuse = append(reuse, j.reuse())
-			// Pairs: the no-cut run of the same repetition.
-			if n := none[rep]; v.interval > 0 && n != nil {
+			if len(j.run.Cuts) >= 2 {
+				// Reuse needs an older cut to reuse from.
+				reuse = append(reuse, j.reuse())
+			}
+			// Pairs: the no-cut run of the same repetition, when this
+			// run committed a cut (a run the machine slowed so much that
+			// it ended before its first cut measures no cut at all).
+			if n := none[rep]; v.interval > 0 && n != nil && len(j.run.Cuts) > 0 {
 				over = append(over, (n.stepRate()/j.stepRate()-1)*100)
 				wover = append(wover, (j.wall.Seconds()/n.wall.Seconds()-1)*100)
 				rssAdd = append(rssAdd, (j.maxRSS()-n.maxRSS())/rankBytes)
@@ -315,7 +320,9 @@ func (f *jobFamily) records(prefix string) []Record {
 		r.Reps = len(f.frozen)
 		var reuse, req, stalls, cuts, rss []float64
 		for _, j := range f.frozen {
-			reuse = append(reuse, j.reuse())
+			if len(j.run.Cuts) >= 2 {
+				reuse = append(reuse, j.reuse())
+			}
 			_, ar := j.captureToCommit()
 			req = append(req, ar...)
 			stalls = append(stalls, j.stalls()...)
