@@ -157,7 +157,7 @@ func evaluateGoals(res *Results) []Goal {
 		if a.Median > 1 {
 			note += "; above one copy of the state: a streaming capture into bounded staging (trading stall for memory) would bound it, and is not done"
 		}
-		add(20, "memory a cut adds to a rank <= one copy of its state", fmt.Sprintf("%.2f bytes per byte of state (min %.2f, max %.2f, %d pairs)", a.Median, a.Min, a.Max, a.N), rangeMet(a, 1, true), note)
+		add(20, "memory a cut adds to a rank <= one copy of its state", fmt.Sprintf("%.2f bytes per byte of state (min %.2f, max %.2f, %d pairs; %s of state per rank)", a.Median, a.Min, a.Max, a.N, sizeName(ovGoal.StateBytes/int64(max(1, ovGoal.Ranks)))), rangeMet(a, 1, true), note)
 	} else {
 		unknown(20, "memory a cut adds to a rank <= one copy of its state", "no paired job runs")
 	}

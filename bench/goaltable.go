@@ -142,33 +142,43 @@ func GoalTable(dir string) ([]GoalRow, error) {
 
 // mergeHarnessRows keeps, for each goal several harness runs evaluate,
 // the rows of the runs that measured it, or one "not measured" row when
-// none did.
+// none did: the first that has figures (a run not at the goal's
+// setting), else the first.
 func mergeHarnessRows(rows []GoalRow) []GoalRow {
 	type key struct {
 		issue int
 		goal  string
 	}
 	measured := map[key]bool{}
-	for _, r := range rows {
+	best := map[key]int{}
+	for i, r := range rows {
+		k := key{r.Issue, r.Goal}
 		if r.Verdict != VerdictNotMeasured {
-			measured[key{r.Issue, r.Goal}] = true
+			measured[k] = true
+			continue
+		}
+		if j, ok := best[k]; !ok || (hasFigures(r) && !hasFigures(rows[j])) {
+			best[k] = i
 		}
 	}
 	var out []GoalRow
-	seen := map[key]bool{}
-	for _, r := range rows {
+	for i, r := range rows {
 		k := key{r.Issue, r.Goal}
 		switch {
 		case r.Verdict != VerdictNotMeasured:
 			out = append(out, r)
-		case !measured[k] && !seen[k]:
-			seen[k] = true
-			r.Raw, r.Command, r.Commit = "", "", ""
+		case !measured[k] && best[k] == i:
+			if !hasFigures(r) {
+				r.Raw, r.Command, r.Commit = "", "", ""
+			}
 			out = append(out, r)
 		}
 	}
 	return out
 }
+
+// hasFigures: a not-measured row that still reports what its run measured.
+func hasFigures(r GoalRow) bool { return !strings.HasPrefix(r.Measured, "not measured") }
 
 func evalSpecFile(root, name string) (rows, harness []GoalRow, err error) {
 	b, err := readBounded(name)
