@@ -153,7 +153,7 @@ func evaluateGoals(res *Results) []Goal {
 		unknown(20, "memory a cut adds to a rank <= one copy of its state", "the runs with cuts committed none (median): no cut's memory was measured")
 	} else if ovGoal != nil && ovGoal.RSSAddedPerStateByte != nil {
 		a := ovGoal.RSSAddedPerStateByte
-		note := "peak RSS of the largest rank with cuts minus without, paired by repetition, over one rank's state"
+		note := "peak RSS of the largest rank with cuts minus without, paired by repetition, over one rank's state; the workload's own peaks (heat2d's start-up grid, the final gather on rank 0) can hide a cut's staging under them"
 		if a.Median > 1 {
 			note += "; above one copy of the state: a streaming capture into bounded staging (trading stall for memory) would bound it, and is not done"
 		}
