@@ -2,12 +2,14 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,7 +34,8 @@ func (h *harness) window(n int) []byte {
 	return h.win[:n]
 }
 
-// limitMemcpy is one core copying the state: the memory bandwidth limit.
+// limitMemcpy is the state copied on GOMAXPROCS goroutines, as a rank's
+// capture copies it: the memory bandwidth limit.
 func (h *harness) limitMemcpy(kind datagen.Kind, size int64) Record {
 	data := h.data.get(kind, size)
 	d := h.memcpyParts([][]byte{data})
@@ -40,45 +43,66 @@ func (h *harness) limitMemcpy(kind datagen.Kind, size int64) Record {
 		Name: fmt.Sprintf("limit/memcpy/%s/%s", kind, sizeName(size)), Family: FamilyStore, Role: RoleLimit, What: "memcpy",
 		Kind: kind.String(), StateBytes: size, Ranks: 1, Reps: 1,
 		MemcpyMs: one(ms(d)), RawGBps: one(gbps(size, d)),
-		Note: "one goroutine, copy() into a pre-faulted window of at most 1 GiB",
+		Workers: runtime.GOMAXPROCS(0),
+		Note:    fmt.Sprintf("%d goroutines (as the capture), copy() into a pre-faulted window of at most 1 GiB", runtime.GOMAXPROCS(0)),
 	}
 }
 
-// limitDisk writes the state to one new file on the scratch disk in 8 MiB
+// limitDisk writes the state in writers new files at once (as many as
+// the job has ranks, each a rank's share) on the scratch disk in 8 MiB
 // writes through the store's own local backend (O_DIRECT where the file
-// system allows it, as packs are written) and commits it (fsync, rename):
-// the disk's limit for raw bytes on the engine's own write path.
-func (h *harness) limitDisk(kind datagen.Kind, size int64) (Record, error) {
+// system allows it, as packs are written) and commits them (fsync,
+// rename): the disk's limit for raw bytes on the engine's own write path.
+func (h *harness) limitDisk(kind datagen.Kind, size int64, writers int) (Record, error) {
 	data := h.data.get(kind, size)
+	writers = max(1, writers)
 	rec := Record{
 		Name: fmt.Sprintf("limit/write+fsync/%s/%s", kind, sizeName(size)), Family: FamilyStore, Role: RoleLimit, What: "write+fsync",
-		Kind: kind.String(), StateBytes: size, Ranks: 1, Reps: 1,
-		Note: "one file through the store's local backend (O_DIRECT where allowed), 8 MiB writes, then fsync",
+		Kind: kind.String(), StateBytes: size, Ranks: writers, Workers: writers, Reps: 1,
+		Note: fmt.Sprintf("%d files written at once (one per rank) through the store's local backend (O_DIRECT where allowed), 8 MiB writes, then fsync", writers),
 	}
 	b, err := local.New(h.scratch)
 	if err != nil {
 		return rec, err
 	}
-	rel := fmt.Sprintf("raw-%d", h.seq)
-	h.seq++
-	defer os.Remove(filepath.Join(h.scratch, rel))
+	parts := split(data, writers, 8)
+	rels := make([]string, len(parts))
+	for i := range rels {
+		rels[i] = fmt.Sprintf("raw-%d", h.seq)
+		h.seq++
+		defer os.Remove(filepath.Join(h.scratch, rels[i]))
+	}
 	ctx := context.Background()
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
 	t0 := time.Now()
-	w, err := b.Create(ctx, rel)
-	if err != nil {
-		return rec, err
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := b.Create(ctx, rels[i])
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for off := 0; off < len(p); off += 8 << 20 {
+				if _, err := w.Write(p[off:min(off+8<<20, len(p))]); err != nil {
+					w.Abort()
+					errs[i] = err
+					return
+				}
+			}
+			errs[i] = w.Commit()
+		}()
 	}
-	for off := 0; off < len(data); off += 8 << 20 {
-		if _, err := w.Write(data[off:min(off+8<<20, len(data))]); err != nil {
-			w.Abort()
-			return rec, err
-		}
-	}
-	if err := w.Commit(); err != nil {
-		return rec, err
-	}
+	wg.Wait()
 	d := time.Since(t0)
-	dropCache(filepath.Join(h.scratch, rel))
+	if err := errors.Join(errs...); err != nil {
+		return rec, err
+	}
+	for _, rel := range rels {
+		dropCache(filepath.Join(h.scratch, rel))
+	}
 	rec.DurableMs = one(ms(d))
 	rec.RawGBps = one(gbps(size, d))
 	rec.StoredGBps = rec.RawGBps

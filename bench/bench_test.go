@@ -125,6 +125,40 @@ func TestQuick(t *testing.T) {
 			positive(r, "capture copy", r.CaptureCopyMs)
 		}
 	}
+	if got.Seed == 0 {
+		t.Error("no seed recorded")
+	}
+	for _, r := range byWhat["overhead"] {
+		if r.OverheadPct != nil && len(r.Samples) != r.OverheadPct.N {
+			t.Errorf("%s: %d samples for %d pairs", r.Name, len(r.Samples), r.OverheadPct.N)
+		}
+		if r.OverheadPct != nil && r.OverheadPct.N >= 2 && (r.OverheadCI == nil || r.OverheadCI.Low > r.OverheadCI.High) {
+			t.Errorf("%s: interval %+v from %d pairs", r.Name, r.OverheadCI, r.OverheadPct.N)
+		}
+	}
+	for _, r := range byWhat["one channel"] {
+		if len(r.Samples) != transportSamples || r.VsRawNATSCI == nil {
+			t.Errorf("%s: %d samples, interval %+v; want %d and an interval", r.Name, len(r.Samples), r.VsRawNATSCI, transportSamples)
+		}
+	}
+	for _, w := range []string{"scale", "incremental reuse"} {
+		if len(byWhat[w]) == 0 {
+			t.Errorf("no %q record", w)
+		}
+	}
+	for _, r := range byWhat["scale"] {
+		positive(r, "launcher CPU cores", r.LauncherCPUCores)
+		positive(r, "steps/s", r.StepsPerS)
+	}
+	for _, r := range byWhat["incremental reuse"] {
+		// A quick run may end before its second cut: no reuse to read.
+		if f := r.ReusedFraction; f != nil && (f.Min < 0 || f.Max > 1) {
+			t.Errorf("%s: reused fraction %+v outside [0, 1]", r.Name, f)
+		}
+		if r.Cuts == nil {
+			t.Errorf("%s: no cut count", r.Name)
+		}
+	}
 	for _, r := range byWhat["recovery"] {
 		positive(r, "recovery s", r.RecoveryS)
 		positive(r, "respawn s", r.RespawnS)

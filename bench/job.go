@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/internal/jobstats"
 )
 
@@ -28,6 +31,8 @@ type jobArgs struct {
 	Device       string
 	StoreIO      string // "": cutpoint run's default
 	Hash         string // "": cutpoint run's default
+	Frozen       float64
+	Force        bool // past the pre-checks (more ranks than cores)
 }
 
 // jobRun is what one run left: its files and its wall time.
@@ -36,6 +41,9 @@ type jobRun struct {
 	wall  time.Duration
 	run   jobstats.Run
 	ranks []jobstats.Rank
+	// reused and chunks count the last committed cut's chunks, and of
+	// them those referenced from an older cut (0, 0 without cuts).
+	reused, chunks int
 }
 
 // heatSize is the tile edge that gives about total bytes of state over
@@ -70,6 +78,12 @@ func (h *harness) runJob(ctx context.Context, a jobArgs) (jobRun, error) {
 	if a.Kill != "" {
 		args = append(args, "--kill", a.Kill)
 	}
+	if a.Frozen > 0 {
+		args = append(args, "--frozen", strconv.FormatFloat(a.Frozen, 'g', -1, 64))
+	}
+	if a.Force {
+		args = append(args, "--force")
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return jobRun{}, err
 	}
@@ -98,7 +112,69 @@ func (h *harness) runJob(ctx context.Context, a jobArgs) (jobRun, error) {
 	if err != nil {
 		return jobRun{}, err
 	}
-	return jobRun{args: a, wall: wall, run: run, ranks: ranks}, nil
+	j := jobRun{args: a, wall: wall, run: run, ranks: ranks}
+	if n := len(run.Cuts); n > 0 {
+		if j.reused, j.chunks, err = inspectReuse(ctx, store, run.Job, run.Cuts[n-1].Epoch); err != nil {
+			return j, fmt.Errorf("inspect the last cut: %w", err)
+		}
+	}
+	return j, nil
+}
+
+// inspectReuse counts the chunks of every buffer of a committed cut, and
+// of them those its shards reference from older cuts.
+func inspectReuse(ctx context.Context, dir, job string, epoch uint64) (reused, chunks int, err error) {
+	st, err := ckpt.OpenDir(ctx, dir, ckpt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer st.Close()
+	d, err := st.Inspect(ctx, job, epoch)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, r := range d.Ranks {
+		if r.Err != nil {
+			return 0, 0, r.Err
+		}
+		for _, b := range r.Buffers {
+			reused += b.ReusedChunks
+			chunks += b.Chunks
+		}
+	}
+	return reused, chunks, nil
+}
+
+// reuse is the fraction of the last cut's chunks that were reused; NaN
+// without cuts.
+func (j jobRun) reuse() float64 {
+	if j.chunks == 0 {
+		return math.NaN()
+	}
+	return float64(j.reused) / float64(j.chunks)
+}
+
+// period is the mean time between the starts of consecutive cuts (the
+// coordinator's cut start is the commit minus the cut's request→commit
+// time), seconds; NaN with fewer than two cuts.
+func (j jobRun) period() float64 {
+	c := j.run.Cuts
+	if len(c) < 2 {
+		return math.NaN()
+	}
+	first := c[0].CommittedNs - c[0].TookNs
+	last := c[len(c)-1].CommittedNs - c[len(c)-1].TookNs
+	return float64(last-first) / 1e9 / float64(len(c)-1)
+}
+
+// cpuCores is the launcher's and the reaped ranks' CPU time over the
+// run's wall time.
+func (j jobRun) cpuCores() (launcher, ranks float64) {
+	w := j.wall.Seconds()
+	if w <= 0 {
+		return math.NaN(), math.NaN()
+	}
+	return float64(j.run.Self.UserNs+j.run.Self.SysNs) / 1e9 / w, float64(j.run.Children.UserNs+j.run.Children.SysNs) / 1e9 / w
 }
 
 // cleanEnv is the environment without CUTPOINT_* variables.

@@ -20,17 +20,12 @@ func Markdown(res *Results, plotDir string) string {
 		m.CPUs, m.CPUModel, float64(m.MemBytes)/(1<<30), m.Kernel, m.Go, m.GOMAXPROCS, orDash(m.ScratchFS), orDash(firstLine(m.ZstdCLI)), strings.Join(m.Devices, ", "))
 	fmt.Fprintf(&b, "Load average (1, 5, 15 min): %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end, 1-minute maximum %.2f seen between tasks.\n\n",
 		m.LoadStart[0], m.LoadStart[1], m.LoadStart[2], m.LoadEnd[0], m.LoadEnd[1], m.LoadEnd[2], m.LoadMax)
+	fmt.Fprintf(&b, "Seed %d (the job variants' order in each repetition, the bootstrap intervals); commit %s.\n\n", res.Seed, orDash(res.Commit))
 	b.WriteString("Units: GB/s is 10^9 bytes per second; MiB is 2^20 bytes. A cell with several repetitions shows the median and (min–max).\n\n")
 
 	b.WriteString("### Against the goals\n\n| issue | goal | measured | met |\n|---|---|---|---|\n")
 	for _, g := range res.Goals {
-		met := "—"
-		if g.Met != nil {
-			met = "yes"
-			if !*g.Met {
-				met = "**NO**"
-			}
-		}
+		met := verdictCell(g)
 		meas := g.Measured
 		if g.Note != "" {
 			meas += " — " + g.Note
@@ -50,7 +45,7 @@ func Markdown(res *Results, plotDir string) string {
 			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				r.Kind, sizeName(r.StateBytes), r.Ranks, r.Codec, onOff(r.Shuffle), changed(r), r.Device,
 				f(r.BlockingMs, 1), f(r.MemcpyMs, 1), f(r.BlockingVsMemcpy, 2), f(r.DurableMs, 0), f(r.CommittedMs, 0),
-				f(r.RawGBps, 3), f(r.StoredGBps, 3), f(r.Ratio, 3), f(r.RestoreGBps, 3), fx(r.VsZstdCLI), pct(r.VsDiskLimit),
+				f(r.RawGBps, 3), f(r.StoredGBps, 3), f(r.Ratio, 3), f(r.RestoreGBps, 3), fx(r.VsZstdCLI), pct(r.VsDiskLimit)+exceeded(r),
 				f(r.WriteMBPerCPUs, 0), mib(r.PeakInflightBytes), mib(r.PeakRSSExtraBytes))
 		}
 		b.WriteString("\n")
@@ -76,20 +71,44 @@ func Markdown(res *Results, plotDir string) string {
 				msv = r.MemcpyMs
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.What, r.Kind, sizeName(r.StateBytes), orDash(strings.TrimSpace(codec)),
-				f(r.RawGBps, 3), f(r.Ratio, 3), f(msv, 0), f(r.WriteMBPerCPUs, 0), esc(r.Note))
+				f(r.RawGBps, 3), f(r.Ratio, 3), f(msv, 0), f(r.WriteMBPerCPUs, 0), esc(r.Note)+exceeded(r))
 		}
 		b.WriteString("\n")
 	}
-	if rows := filter(res, func(r Record) bool { return r.Family == FamilyJob && r.What != "recovery" }); len(rows) > 0 {
+	if rows := filter(res, func(r Record) bool {
+		return r.Family == FamilyJob && r.What != "recovery" && r.What != "scale" && r.What != "incremental reuse"
+	}); len(rows) > 0 {
 		b.WriteString("### heat2d under `cutpoint run` (job family)\n\n")
 		b.WriteString("Real processes: `cutpoint run --ranks R --size N --steps K` with an embedded NATS server, the variants interleaved within each repetition. *overhead*: the no-cut run's step rate over this run's, minus 1, per repetition pair (the slowest rank's rate between its first and last step: start-up and the final gather excluded); *wall*: the same for the whole command; *blocking*: every cut's SafePoint on every rank; *copy*: the capture's copy alone (the runtime's own count, mean per rank and run); *capture→commit*: the last rank's capture to the manifest rename; *request→commit*: the coordinator's cut start to the commit.\n\n")
-		b.WriteString("| variant | state | ranks | reps | steps/s | overhead % | wall overhead % | cuts/run | blocking ms | copy ms | blocking / memcpy | capture→commit ms | request→commit ms | rank peak RSS MiB | launcher RSS MiB |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("*period*: the real time between cut starts (the runs' --interval in brackets: the harness shortens it by the measured request→commit time); *95 % interval*: bootstrap interval of the mean of the paired overheads; *RSS added / byte*: the largest rank's peak RSS with cuts minus without, per byte of one rank's state; *reused*: chunks of the last cut referenced from an older one.\n\n")
+		b.WriteString("| variant | state | ranks | reps | steps/s | overhead % | 95 % interval | wall overhead % | period s | cuts/run | blocking ms | copy ms | blocking / memcpy | capture→commit ms | request→commit ms | rank peak RSS MiB | RSS added / byte | reused | launcher RSS MiB |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			period := f(r.PeriodS, 1)
+			if r.IntervalArgS != nil {
+				period += " [" + f(r.IntervalArgS, 1) + "]"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				r.Name[strings.LastIndex(r.Name, "/")+1:], sizeName(r.StateBytes), r.Ranks, r.Reps,
-				f(r.StepsPerS, 2), f(r.OverheadPct, 2), f(r.WallOverheadPct, 1), f(r.Cuts, 1), f(r.BlockingMs, 1), f(r.CaptureCopyMs, 1), f(r.BlockingVsMemcpy, 2),
-				f(r.CommittedMs, 0), f(r.CutRequestToCommitMs, 0), mib(r.PeakRSSBytes), mib(r.LauncherRSSBytes))
+				f(r.StepsPerS, 2), f(r.OverheadPct, 2), ci(r.OverheadCI, 2, 1), f(r.WallOverheadPct, 1), period, f(r.Cuts, 1), f(r.BlockingMs, 1), f(r.CaptureCopyMs, 1), f(r.BlockingVsMemcpy, 2),
+				f(r.CommittedMs, 0), f(r.CutRequestToCommitMs, 0), mib(r.PeakRSSBytes), f(r.RSSAddedPerStateByte, 2), pct(r.ReusedFraction), mib(r.LauncherRSSBytes))
+		}
+		b.WriteString("\n")
+	}
+	if rows := filter(res, func(r Record) bool { return r.What == "incremental reuse" }); len(rows) > 0 {
+		b.WriteString("Incremental reuse on a job whose state only partly changes (heat2d --frozen: a parameter buffer as large as the heat field, its first fraction frozen, the rest rewritten every step; the heat field changes everywhere, so at most half the frozen fraction of the chunks can be reused):\n\n")
+		b.WriteString("| workload | state | ranks | reps | cuts/run | reused chunks | blocking ms | request→commit ms | rank peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s |\n", r.Kind, sizeName(r.StateBytes), r.Ranks, r.Reps, f(r.Cuts, 1), pct(r.ReusedFraction), f(r.BlockingMs, 1), f(r.CutRequestToCommitMs, 0), mib(r.PeakRSSBytes))
+		}
+		b.WriteString("\n")
+	}
+	if rows := filter(res, func(r Record) bool { return r.What == "scale" }); len(rows) > 0 {
+		b.WriteString("Scale on one machine (small heat2d tiles, many rank processes; *launcher CPU*: `cutpoint run` itself, the coordinator and its embedded NATS server, in cores: CPU-seconds per second of the run; *ranks CPU*: every rank process together):\n\n")
+		b.WriteString("| ranks | state | steps/s | cuts | period s | request→commit ms | launcher CPU cores | ranks CPU cores | launcher RSS MiB | rank peak RSS MiB |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Ranks, sizeName(r.StateBytes), f(r.StepsPerS, 1), f(r.Cuts, 0), f(r.PeriodS, 2),
+				f(r.CutRequestToCommitMs, 0), f(r.LauncherCPUCores, 3), f(r.RanksCPUCores, 2), mib(r.LauncherRSSBytes), mib(r.PeakRSSBytes))
 		}
 		b.WriteString("\n")
 	}
@@ -103,9 +122,9 @@ func Markdown(res *Results, plotDir string) string {
 		b.WriteString("\n")
 	}
 	if rows := filter(res, func(r Record) bool { return r.Family == "transport" }); len(rows) > 0 {
-		b.WriteString("### Rank transport against raw NATS (same embedded server, same run)\n\n| what | transport GB/s | raw NATS GB/s | transport / raw | one-way µs | raw NATS one-way µs | added µs |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("### Rank transport against raw NATS (same embedded server, same pacing, same run)\n\n| what | samples | transport GB/s | raw NATS GB/s | transport / raw | 95 % interval | one-way µs | raw NATS one-way µs | added µs |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
 		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(r.Name, "transport/"), f(r.RawGBps, 3), f(r.RawNATSGBps, 3), pct(r.VsRawNATS),
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(r.Name, "transport/"), r.Reps, f(r.RawGBps, 3), f(r.RawNATSGBps, 3), pct(r.VsRawNATS), ci(r.VsRawNATSCI, 0, 100),
 				f(r.OneWayUs, 1), f(r.RawNATSOneWayUs, 1), f(r.AddedLatencyUs, 1))
 		}
 		b.WriteString("\n")
@@ -125,6 +144,19 @@ func Markdown(res *Results, plotDir string) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// verdictCell is a goal's verdict as a table shows it.
+func verdictCell(g Goal) string {
+	switch v := g.Verdict; {
+	case v == VerdictMet || (v == "" && g.Met != nil && *g.Met):
+		return "yes"
+	case v == VerdictNotMet || (v == "" && g.Met != nil):
+		return "**NO**"
+	case v == VerdictInconclusive:
+		return "inconclusive"
+	}
+	return "—"
 }
 
 func filter(res *Results, keep func(Record) bool) []Record {
@@ -148,6 +180,25 @@ func f(s *Stat, prec int) string {
 		v += fmt.Sprintf(" (%.*f–%.*f)", prec, s.Min, prec, s.Max)
 	}
 	return v
+}
+
+// ci formats an interval scaled by scale with prec decimals.
+func ci(c *Interval, prec int, scale float64) string {
+	if c == nil {
+		return "—"
+	}
+	return fmt.Sprintf("[%.*f, %.*f]", prec, c.Low*scale, prec, c.High*scale)
+}
+
+// exceeded marks a row above its limit, or a limit a row exceeded.
+func exceeded(r Record) string {
+	if !r.LimitExceeded {
+		return ""
+	}
+	if r.Role == RoleLimit {
+		return " **exceeded by a scenario: not a ceiling**"
+	}
+	return " (above its limit: the limit is wrong)"
 }
 
 func fx(s *Stat) string {

@@ -140,6 +140,36 @@ type Record struct {
 	OneWayUs        *Stat `json:"one_way_latency_us,omitempty"`
 	RawNATSOneWayUs *Stat `json:"raw_nats_one_way_latency_us,omitempty"`
 	AddedLatencyUs  *Stat `json:"added_latency_us,omitempty"`
+	// VsRawNATSCI is the interval of the mean of the per-sample ratios
+	// (transport and raw NATS measured in turn, same pacing).
+	VsRawNATSCI *Interval `json:"vs_raw_nats_ci,omitempty"`
+
+	// Statistics of a paired comparison: the per-pair values themselves
+	// (overhead %, transport ratio) so that anyone can recompute the
+	// interval, and the interval of their mean.
+	Samples    []float64 `json:"samples,omitempty"`
+	OverheadCI *Interval `json:"overhead_ci_pct,omitempty"`
+	// PeriodS is the real time between the starts of consecutive cuts
+	// (the coordinator counts --interval from the previous commit).
+	PeriodS *Stat `json:"cut_period_s,omitempty"`
+	// IntervalArgS is the --interval the runs were given to get a period
+	// of IntervalS (the harness subtracts the request→commit time).
+	IntervalArgS *Stat `json:"interval_arg_s,omitempty"`
+	// Memory: the largest rank's peak RSS with cuts minus without, per
+	// byte of one rank's state, paired by repetition.
+	RSSAddedPerStateByte *Stat `json:"rss_added_per_state_byte,omitempty"`
+	// ReusedFraction: chunks of the last cut's shards referenced from an
+	// older cut instead of written (incremental reuse), per run.
+	ReusedFraction *Stat `json:"reused_chunk_fraction,omitempty"`
+	// Scale: CPU of the launcher (coordinator and its embedded NATS
+	// server) and of all rank processes, in cores (CPU-seconds per second
+	// of the run).
+	LauncherCPUCores *Stat `json:"launcher_cpu_cores,omitempty"`
+	RanksCPUCores    *Stat `json:"ranks_cpu_cores,omitempty"`
+	// LimitExceeded: a scenario measured above this limit row, or (on a
+	// scenario) above the limit it is compared with: the limit is not a
+	// ceiling, and ratios against it are wrong.
+	LimitExceeded bool `json:"limit_exceeded,omitempty"`
 
 	Note string `json:"note,omitempty"`
 }
@@ -157,7 +187,10 @@ type Goal struct {
 	Goal     string `json:"goal"`
 	Measured string `json:"measured"`
 	Met      *bool  `json:"met"`
-	Note     string `json:"note,omitempty"`
+	// Verdict: met, not met, inconclusive (the measurement cannot settle
+	// it) or not measured.
+	Verdict string `json:"verdict,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -181,9 +214,15 @@ type Machine struct {
 
 // Results is results.json.
 type Results struct {
-	Version   int       `json:"version"`
-	Command   string    `json:"command"`
-	Mode      string    `json:"mode"` // quick | full
+	Version int    `json:"version"`
+	Command string `json:"command"`
+	Mode    string `json:"mode"` // quick | full
+	// Seed orders the job variants within each repetition and seeds the
+	// bootstrap intervals; the same seed gives the same order.
+	Seed uint64 `json:"seed"`
+	// Commit is the VCS revision the binary was built from ("" unknown;
+	// "+dirty" when the tree had changes).
+	Commit    string    `json:"commit,omitempty"`
 	Started   time.Time `json:"started"`
 	Finished  time.Time `json:"finished"`
 	DurationS float64   `json:"duration_s"`

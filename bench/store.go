@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -342,33 +343,45 @@ func (h *harness) storeScenario(ctx context.Context, sp storeSpec) (Record, erro
 	return rec, nil
 }
 
-// memcpyParts copies every part into the harness's window, one goroutine
-// per part, as the ranks hold the state, and returns the wall time of the
-// second pass (the first faults the window in).
+// memcpyParts copies the parts as the capture does: every part at once,
+// each on GOMAXPROCS goroutines (a CPU rank's capture copies on all its
+// device's workers, kernels.NewCPU(0)).
 func (h *harness) memcpyParts(parts [][]byte) time.Duration {
+	return h.memcpyThreads(parts, runtime.GOMAXPROCS(0))
+}
+
+// memcpyThreads copies every part into the harness's window at once, each
+// part split over perPart goroutines, and returns the wall time of the
+// second pass (the first faults the window in).
+func (h *harness) memcpyThreads(parts [][]byte, perPart int) time.Duration {
 	var total int
 	for _, p := range parts {
 		total += len(p)
 	}
-	win := h.window(min(total, maxWindow))
+	perPart = max(1, perPart)
+	// At least a page per goroutine, so that every copy makes progress.
+	win := h.window(max(min(total, maxWindow), len(parts)*perPart*4096))
 	var d time.Duration
 	for pass := range 2 {
 		var wg sync.WaitGroup
 		t0 := time.Now()
-		off := 0
-		for i, p := range parts {
-			// Each part gets its share of the window.
-			n := len(win) / len(parts)
-			w := win[off : off+n]
-			off += n
-			_ = i
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for lo := 0; lo < len(p); lo += len(w) {
-					copy(w, p[lo:min(lo+len(w), len(p))])
-				}
-			}()
+		n := len(win) / (len(parts) * perPart)
+		slot := 0
+		for _, p := range parts {
+			piece := (len(p) + perPart - 1) / perPart
+			for lo := 0; lo < len(p); lo += piece {
+				src := p[lo:min(lo+piece, len(p))]
+				// Each goroutine gets its share of the window.
+				w := win[slot*n : (slot+1)*n]
+				slot++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for o := 0; o < len(src); o += len(w) {
+						copy(w, src[o:min(o+len(w), len(src))])
+					}
+				}()
+			}
 		}
 		wg.Wait()
 		if pass == 1 {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,7 +30,13 @@ type benchOptions struct {
 	Devices  []string
 	Doc      string
 	DocPlots string
-	From     string
+	From     []string
+	Seed     uint64
+	NoExtras bool
+	Scale    []int
+	NoScale  bool
+	Frozen   float64
+	StoreMax string
 }
 
 func newBenchCommand(g *GlobalOptions) *cobra.Command {
@@ -48,9 +56,17 @@ small plan (under two minutes on two cores). The job runs start this
 executable's "run" command. --doc FILE writes the report into FILE's
 generated "Harness" section and copies the plots to --doc-plots.
 
-A full run took 13 to 15 minutes on two cores and writes several GiB to
---scratch (the largest scenario holds 4 GiB of state); run it on a quiet
-machine.
+A full run takes about an hour on two cores (10 pairs of every job
+variant, in an order drawn from --seed; the verdicts come from intervals
+over the pairs) and writes several GiB to --scratch (the largest scenario
+holds 4 GiB of state); run it on a quiet machine, or a modest plan:
+--store-max 256MiB, --no-job-extras, --job-intervals 10s.
+
+"cutpoint bench goals" writes docs/benchmarks.md's goal table from the
+committed raw results.
+
+SIGINT or SIGTERM cancels the task in progress, skips the rest and still
+writes what was measured until then.
 
 Exit codes: 0 done (failed scenarios are listed in the results); 1 the
 harness could not run; 2 usage error.`,
@@ -73,7 +89,14 @@ harness could not run; 2 usage error.`,
 	f.StringSliceVar(&o.Devices, "devices", nil, "run the device scenarios on these only: cpu, cuda (default every device of this build)")
 	f.StringVar(&o.Doc, "doc", "", "also write the report into this markdown file's generated Harness section")
 	f.StringVar(&o.DocPlots, "doc-plots", "", "where --doc's plots go (default: bench/ beside the document)")
-	f.StringVar(&o.From, "from", "", "measure nothing: redraw the table and plots (and --doc) from this results.json into --out")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed of the job variants' order and the bootstrap intervals (default: from the clock; recorded in results.json)")
+	f.BoolVar(&o.NoExtras, "no-job-extras", false, "job family: leave out the buffered-packs, BLAKE3 and stop-the-world variants")
+	f.IntSliceVar(&o.Scale, "scale-ranks", nil, "rank counts of the job family's scale runs (default 8,16,32,64, quick 4)")
+	f.BoolVar(&o.NoScale, "no-scale", false, "job family: leave out the scale runs")
+	f.Float64Var(&o.Frozen, "frozen", 0, "job family: frozen fraction of the incremental-reuse runs (default 0.9; negative: none)")
+	f.StringVar(&o.StoreMax, "store-max", "", "cap the store family's state sizes, e.g. 256MiB (default: the plan's, up to 4GiB)")
+	cmd.AddCommand(newBenchGoalsCommand(g))
+	f.StringSliceVar(&o.From, "from", nil, "measure nothing: redraw the table and plots (and --doc) from this results.json into --out; several (comma-separated) go into --out/run1, run2, ... and one --doc section")
 	return cmd
 }
 
@@ -93,6 +116,14 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 	if o.Reps < 0 || o.JobRanks < 0 || o.JobWin < 0 {
 		return usageError(errors.New("--reps, --job-ranks and --job-window must be >= 0"))
 	}
+	for _, n := range o.Scale {
+		if n < 1 || n > 1024 {
+			return usageError(fmt.Errorf("--scale-ranks %d: want 1..1024", n))
+		}
+	}
+	if o.Frozen >= 1 {
+		return usageError(fmt.Errorf("--frozen %g: want a fraction below 1", o.Frozen))
+	}
 	for _, iv := range o.JobIvals {
 		if iv <= 0 {
 			return usageError(fmt.Errorf("--job-intervals: %v: want positive durations", iv))
@@ -105,6 +136,13 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			return usageError(fmt.Errorf("--job-state: %w", err))
 		}
 	}
+	var storeMax int64
+	if o.StoreMax != "" {
+		var err error
+		if storeMax, err = parseSize(o.StoreMax); err != nil {
+			return usageError(fmt.Errorf("--store-max: %w", err))
+		}
+	}
 	if o.Doc != "" {
 		if _, err := os.Stat(o.Doc); err != nil {
 			return usageError(fmt.Errorf("--doc: %w", err))
@@ -113,30 +151,60 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			o.DocPlots = filepath.Join(filepath.Dir(o.Doc), "bench")
 		}
 	}
-	var res *bench.Results
-	var err error
-	if o.From != "" {
-		if res, err = bench.ReadResults(o.From); err != nil {
-			return usageError(fmt.Errorf("--from: %w", err))
+	var runs []bench.DocRun
+	if len(o.From) > 0 {
+		for i, from := range o.From {
+			res, err := bench.ReadResults(from)
+			if err != nil {
+				return usageError(fmt.Errorf("--from: %w", err))
+			}
+			out := o.Out
+			if len(o.From) > 1 {
+				out = filepath.Join(o.Out, fmt.Sprintf("run%d", i+1))
+			}
+			if err := bench.Render(res, out); err != nil {
+				return err
+			}
+			run := bench.DocRun{Res: res, Out: out}
+			if o.Doc != "" {
+				if abs, err := filepath.Abs(from); err == nil {
+					if d, err := filepath.Abs(filepath.Dir(o.Doc)); err == nil {
+						if rel, err := filepath.Rel(d, abs); err == nil && !strings.HasPrefix(rel, "..") {
+							run.Raw = rel
+						}
+					}
+				}
+			}
+			runs = append(runs, run)
 		}
-		err = bench.Render(res, o.Out)
 	} else {
-		res, err = bench.Run(ctx, bench.Config{
+		// SIGINT or SIGTERM cancels the task in progress and skips the
+		// rest; what was measured until then is still summarized and
+		// written.
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		res, err := bench.Run(ctx, bench.Config{
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
-			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices, Command: "cutpoint " + strings.Join(os.Args[1:], " "),
-			Log: g.Logger, Progress: g.Stderr,
+			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices,
+			Seed: o.Seed, NoJobExtras: o.NoExtras, ScaleRanks: o.Scale, ScaleOff: o.NoScale, Frozen: o.Frozen, StoreMax: storeMax,
+			Command: "cutpoint " + strings.Join(os.Args[1:], " "),
+			Log:     g.Logger, Progress: g.Stderr,
 		})
-	}
-	if err != nil {
-		return err
+		if err != nil {
+			return err
+		}
+		runs = append(runs, bench.DocRun{Res: res, Out: o.Out})
 	}
 	if o.Doc != "" {
-		if err := bench.UpdateDoc(o.Doc, res, o.Out, o.DocPlots); err != nil {
+		if err := bench.UpdateDocRuns(o.Doc, runs, o.DocPlots); err != nil {
 			return fmt.Errorf("--doc: %w", err)
 		}
 	}
-	fmt.Fprintf(g.Stdout, "%d records, %d goals, %d skipped; see %s\n", len(res.Records), len(res.Goals), len(res.Skipped),
-		filepath.Join(o.Out, bench.TableFile))
+	for _, r := range runs {
+		res := r.Res
+		fmt.Fprintf(g.Stdout, "%d records, %d goals, %d skipped; see %s\n", len(res.Records), len(res.Goals), len(res.Skipped),
+			filepath.Join(r.Out, bench.TableFile))
+	}
 	return nil
 }
 
@@ -158,4 +226,44 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a positive byte count, optionally with KiB, MiB or GiB", s)
 	}
 	return n * mult, nil
+}
+
+func newBenchGoalsCommand(g *GlobalOptions) *cobra.Command {
+	var doc, dir string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "goals [--doc docs/benchmarks.md] [--dir docs/bench] [--check]",
+		Short: "Write the goal table of the benchmarks document from the committed raw results",
+		Long: `Make the "Where the goals stand" table from the raw results: every
+*.goals.json under --dir names its sources (a harness results.json, whose
+goals are evaluated with this build's rules, or one figure read from any
+raw file by a selector; docs/benchmarks.md describes the schema). The
+table is written between the goal markers of --doc; --check only compares
+and exits 1 when the committed table differs.
+
+Exit codes: 0 written (or unchanged with --check); 1 a spec or raw file
+could not be read, or --check found a difference; 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(doc); err != nil {
+				return usageError(fmt.Errorf("--doc: %w", err))
+			}
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return usageError(fmt.Errorf("--dir %s: not a folder", dir))
+			}
+			if err := bench.UpdateGoalTable(doc, dir, check); err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(g.Stdout, "%s: the goal table is what %s makes\n", doc, dir)
+			} else {
+				fmt.Fprintf(g.Stdout, "%s: goal table written from %s\n", doc, dir)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&doc, "doc", "docs/benchmarks.md", "the document whose goal table is written")
+	cmd.Flags().StringVar(&dir, "dir", "docs/bench", "the folder of raw results and their *.goals.json")
+	cmd.Flags().BoolVar(&check, "check", false, "only compare: exit 1 when the committed table differs")
+	return cmd
 }

@@ -155,7 +155,7 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name(), started)
 		comm = &statsComm{Rank: r, rec: rec}
 	}
-	_, err = heat2d.Run(ctx, comm, hdev, heat2d.Config{Size: o.workload.Size, Steps: o.workload.Steps, Alpha: heat2d.DefaultAlpha})
+	_, err = heat2d.Run(ctx, comm, hdev, o.workload.config())
 	if rec != nil {
 		if werr := writeRankStats(statsDir, r, rec, err); werr != nil {
 			g.Logger.Warn("stats file not written", "err", werr)

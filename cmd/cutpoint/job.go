@@ -64,16 +64,22 @@ type workloadOptions struct {
 	Steps  int64
 	Size   int
 	Device string
+	Frozen float64
 }
 
 func (o *workloadOptions) AddFlags(f *pflag.FlagSet) {
 	f.Int64Var(&o.Steps, "steps", 2000, "heat2d: steps to run")
 	f.IntVar(&o.Size, "size", 512, "heat2d: grid edge per rank (cells)")
 	f.StringVar(&o.Device, "device", "cpu", "device of the ranks: cpu or cuda (cuda needs the cuda build)")
+	f.Float64Var(&o.Frozen, "frozen", 0, "heat2d: add a parameter buffer as large as the tile whose first FRACTION is frozen and the rest rewritten every step (0: none), to measure incremental cuts")
+}
+
+func (o workloadOptions) config() heat2d.Config {
+	return heat2d.Config{Size: o.Size, Steps: o.Steps, Alpha: heat2d.DefaultAlpha, Frozen: o.Frozen}
 }
 
 func (o workloadOptions) check() error {
-	if err := (heat2d.Config{Size: o.Size, Steps: o.Steps, Alpha: heat2d.DefaultAlpha}).Validate(); err != nil {
+	if err := o.config().Validate(); err != nil {
 		return err
 	}
 	if o.Device != "cpu" && o.Device != "cuda" && !strings.HasPrefix(o.Device, "cuda:") {
@@ -84,7 +90,11 @@ func (o workloadOptions) check() error {
 
 // args renders the workload flags for a spawned `cutpoint rank`.
 func (o workloadOptions) args() []string {
-	return []string{"--steps", strconv.FormatInt(o.Steps, 10), "--size", strconv.Itoa(o.Size), "--device", o.Device}
+	a := []string{"--steps", strconv.FormatInt(o.Steps, 10), "--size", strconv.Itoa(o.Size), "--device", o.Device}
+	if o.Frozen > 0 {
+		a = append(a, "--frozen", strconv.FormatFloat(o.Frozen, 'g', -1, 64))
+	}
+	return a
 }
 
 // jobOptions configure the coordinator side of a job (run, coordinator).

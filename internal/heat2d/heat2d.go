@@ -66,6 +66,13 @@ type Config struct {
 	Size  int     // interior edge of each rank's tile
 	Steps int64   // steps to run
 	Alpha float64 // diffusion number; stable for alpha <= 0.25
+	// Frozen, when > 0, adds a second protected buffer "w" as large as
+	// the tile, like the parameters of a model with frozen layers: its
+	// first Frozen fraction is written once, the rest rewritten every
+	// step. It gives the job state of which only a known part changes
+	// between cuts (heat2d alone rewrites every cell), to measure what
+	// incremental cuts reuse.
+	Frozen float64
 }
 
 // DefaultAlpha is stable for the explicit 5-point scheme (<= 0.25).
@@ -81,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.Alpha > 0 && c.Alpha <= 0.25) {
 		return fmt.Errorf("heat2d: alpha %g: want 0 < alpha <= 0.25", c.Alpha)
+	}
+	if !(c.Frozen >= 0 && c.Frozen < 1) {
+		return fmt.Errorf("heat2d: --frozen %g: want 0 <= fraction < 1", c.Frozen)
 	}
 	return nil
 }
@@ -191,6 +201,16 @@ func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 	if err := c.ProtectFunc("u", 8, func(step int64) kernels.Buffer { return bufs[step%2] }); err != nil {
 		return nil, err
 	}
+	params, err := newParams(dev, t.Bytes(), cfg.Frozen)
+	if err != nil {
+		return nil, err
+	}
+	if params != nil {
+		defer params.buf.Close()
+		if err := c.ProtectFunc("w", 8, func(int64) kernels.Buffer { return params.buf }); err != nil {
+			return nil, err
+		}
+	}
 	step, err := c.Start(ctx)
 	if err != nil {
 		return nil, err
@@ -210,6 +230,9 @@ func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 			}
 			if err := dev.Heat2DStep(next, cur, t, cfg.Alpha); err != nil {
 				return nil, fmt.Errorf("heat2d: rank %d step %d: %w", l.Rank, step+1, err)
+			}
+			if err := params.update(dev, step+1); err != nil {
+				return nil, fmt.Errorf("heat2d: rank %d step %d: parameters: %w", l.Rank, step+1, err)
 			}
 			if step, err = c.SafePoint(ctx, step+1); err != nil {
 				return nil, err
@@ -235,6 +258,60 @@ func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 		}
 		return digest, nil
 	}
+}
+
+// params is the --frozen buffer: a frozen head written once, and a
+// trainable tail that every step rewrites as a function of the step alone,
+// so that a rank restored at step s holds what it held at s.
+type params struct {
+	buf    kernels.Buffer
+	frozen int64 // bytes
+	tail   []float64
+}
+
+// newParams allocates the buffer (nil when frozen is 0) and writes its
+// frozen head.
+func newParams(dev Device, n int64, frozen float64) (*params, error) {
+	if frozen <= 0 {
+		return nil, nil
+	}
+	b, err := dev.Alloc(n, 8)
+	if err != nil {
+		return nil, fmt.Errorf("heat2d: allocate the %d-byte parameter buffer on %s: %w", n, dev.Name(), err)
+	}
+	p := &params{buf: b, frozen: int64(float64(n/8)*frozen) * 8}
+	head := make([]float64, p.frozen/8)
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range head {
+		// A fixed pseudo-random head (xorshift): incompressible enough to
+		// be like trained weights, the same in every run.
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		head[i] = float64(x>>11) / (1 << 53)
+	}
+	if err := dev.CopyFromHost(b, 0, kernels.Float64Bytes(head)); err != nil {
+		b.Close()
+		return nil, err
+	}
+	p.tail = make([]float64, (n-p.frozen)/8)
+	if err := p.update(dev, 0); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// update rewrites the trainable tail for step.
+func (p *params) update(dev Device, step int64) error {
+	if p == nil {
+		return nil
+	}
+	s := float64(step)
+	for i := range p.tail {
+		p.tail[i] = s*1e-3 + float64(i)*1e-9
+	}
+	return dev.CopyFromHost(p.buf, p.frozen, kernels.Float64Bytes(p.tail))
 }
 
 // exchanger holds the edge buffers reused every step.

@@ -173,3 +173,68 @@ func TestProcGridAndPeers(t *testing.T) {
 		t.Error("unstable alpha accepted")
 	}
 }
+
+// frozenComm records the "w" buffer at every SafePoint.
+type frozenComm struct {
+	*memComm
+	w    func(int64) kernels.Buffer
+	seen map[int64][]byte
+}
+
+func (c *frozenComm) ProtectFunc(name string, _ int, f func(int64) kernels.Buffer) error {
+	if name == "w" {
+		c.w = f
+	}
+	return nil
+}
+
+func (c *frozenComm) SafePoint(_ context.Context, s int64) (int64, error) {
+	if c.w != nil {
+		b := c.w(s)
+		out := make([]byte, b.Len())
+		if err := kernels.CPUDevice().CopyToHost(out, b, 0); err != nil {
+			return s, err
+		}
+		c.seen[s] = out
+	}
+	return s, nil
+}
+
+// With --frozen, the parameter buffer's head stays as written and its
+// tail is a function of the step alone (what a restore at that step
+// holds), and the heat field's digest is the one without it.
+func TestFrozenParameters(t *testing.T) {
+	cfg := Config{Size: 64, Steps: 5, Alpha: DefaultAlpha, Frozen: 0.75}
+	c := &frozenComm{memComm: &memComm{id: 0, n: 1, net: newMemNet()}, seen: map[int64][]byte{}}
+	d, err := Run(context.Background(), c, kernels.CPUDevice(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := cfg
+	plain.Frozen = 0
+	if Hex(d) != runJob(t, 1, plain) {
+		t.Fatal("the parameter buffer changed the heat field's digest")
+	}
+	first, last := c.seen[1], c.seen[cfg.Steps]
+	if first == nil || last == nil {
+		t.Fatalf("the parameter buffer was not protected (seen %d SafePoints)", len(c.seen))
+	}
+	n := len(last) / 8 * 8
+	head := int(float64(n/8)*cfg.Frozen) * 8
+	if string(first[:head]) != string(last[:head]) {
+		t.Fatal("the frozen head changed between steps")
+	}
+	if string(first[head:]) == string(last[head:]) {
+		t.Fatal("the trainable tail did not change")
+	}
+	p := &params{tail: make([]float64, (len(last)-head)/8)}
+	for i := range p.tail {
+		p.tail[i] = float64(cfg.Steps)*1e-3 + float64(i)*1e-9
+	}
+	if string(kernels.Float64Bytes(p.tail)) != string(last[head:]) {
+		t.Fatal("the tail at the last step is not a function of the step alone")
+	}
+	if err := (Config{Size: 8, Alpha: DefaultAlpha, Frozen: 1}).Validate(); err == nil {
+		t.Fatal("--frozen 1 passed Validate")
+	}
+}
