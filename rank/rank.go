@@ -159,6 +159,9 @@ type protected struct {
 	pending   map[uint64]*kernels.ChunkHashes
 }
 
+// space is the job's subject space (internal/subjects).
+func (r *Rank) space() string { return subjects.Space(r.o.Job, r.o.JobID) }
+
 // Join connects to NATS and the store as rank o.Rank of job o.Job. The job
 // then protects its state buffers and calls Start.
 func Join(ctx context.Context, o Options) (*Rank, error) {
@@ -179,6 +182,9 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
 		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
+		// The result's reply comes to an inbox inside the job's
+		// permissions (internal/subjects).
+		InboxPrefix: subjects.RankInbox(subjects.Space(o.Job, o.JobID), o.Rank),
 	})
 	if err != nil {
 		store.Close()
@@ -325,13 +331,13 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 		}
 	}
 	ep, err := transport.Open(ctx, r.nc, transport.Options{
-		Job: r.o.Job, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log,
+		Job: r.o.Job, JobID: r.o.JobID, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log,
 	}, handler{r})
 	if err != nil {
 		return 0, fmt.Errorf("rank %d: open channels: %w", r.o.Rank, err)
 	}
 	r.ep = ep
-	for _, subj := range []string{subjects.ToRank(r.o.Job, r.o.Rank), subjects.ToAll(r.o.Job)} {
+	for _, subj := range []string{subjects.ToRank(r.space(), r.o.Rank), subjects.ToAll(r.space())} {
 		sub, err := r.nc.Subscribe(subj, r.onControl)
 		if err != nil {
 			return 0, fmt.Errorf("rank %d: subscribe %s: %w", r.o.Rank, subj, err)
@@ -793,7 +799,7 @@ func (r *Rank) process() {
 			r.cond.Broadcast()
 		}
 		for _, m := range rd.Control {
-			if err := r.nc.Publish(subjects.ToCoordinator(r.o.Job), m); err != nil {
+			if err := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), m); err != nil {
 				r.log.Debug("control publish failed", "err", err)
 			}
 		}

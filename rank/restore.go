@@ -201,7 +201,7 @@ func (r *Rank) restoreFailed(ctx context.Context, g, epoch uint64, err error) er
 	r.log.Error("restore failed", "cut", epoch, "err", err)
 	a := &wire.Alarm{RankHeader: wire.RankHeader{Rank: r.o.Rank, Spawn: r.o.Spawn, G: g}, Kind: kind, Peer: -1, Cut: epoch,
 		Detail: truncate(err.Error(), 1000)}
-	if perr := r.nc.Publish(subjects.ToCoordinator(r.o.Job), wire.EncodeRank(a)); perr == nil {
+	if perr := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), wire.EncodeRank(a)); perr == nil {
 		_ = r.nc.FlushWithContext(withTimeout(ctx, 2*time.Second))
 	}
 	return err

@@ -159,7 +159,7 @@ func (r *Rank) sendResult(ctx context.Context, g uint64, result []byte) error {
 		return fmt.Errorf("rank %d: result: %w", r.o.Rank, err)
 	}
 	for {
-		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.o.Job), msg)
+		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.space()), msg)
 		if err == nil && string(reply.Data) == "ok" {
 			return nil
 		}

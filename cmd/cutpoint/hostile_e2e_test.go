@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
 	"github.com/cutpoint/cutpoint/rank/transport/channel"
@@ -32,6 +35,9 @@ func TestHostileTokenHolder(t *testing.T) {
 	}
 	defer nc.Close()
 	cutsBefore := lastEpoch(t, store)
+	// The token gives every subject of the server: the attacker learns
+	// the job's id from the traffic (here, the store).
+	space := jobSpace(t, store, "heat2d")
 	var forged, near atomic.Int64
 	rnd := rand.New(rand.NewPCG(1, 2))
 	// Forged ahead: every tenth data frame seen comes again past its seq,
@@ -39,7 +45,7 @@ func TestHostileTokenHolder(t *testing.T) {
 	// far past the window (dropped), three times just ahead (held, until
 	// the real frame shows the conflict: a gap, and a rollback).
 	var seen atomic.Int64
-	dsub, err := nc.Subscribe("cp.heat2d.*.d.>", func(m *nats.Msg) {
+	dsub, err := nc.Subscribe("cp."+space+".*.d.>", func(m *nats.Msg) {
 		n := seen.Add(1)
 		if n%10 != 0 {
 			return
@@ -72,15 +78,15 @@ func TestHostileTokenHolder(t *testing.T) {
 	go func() {
 		defer close(flooded)
 		// A coordinator message of an absurd generation, once.
-		_ = nc.Publish(subjects.ToAll("heat2d"), wire.EncodeCoord(&wire.Abort{CoordHeader: wire.CoordHeader{CGen: 1 << 62, G: 1}, Epoch: 1}))
+		_ = nc.Publish(subjects.ToAll(space), wire.EncodeCoord(&wire.Abort{CoordHeader: wire.CoordHeader{CGen: 1 << 62, G: 1}, Epoch: 1}))
 		for r := range 1000 {
 			res, _ := wire.EncodeResult(wire.Result{Rank: 4 + r, G: 1, Data: make([]byte, 1024)})
-			_ = nc.Publish(subjects.Result("heat2d"), res)
+			_ = nc.Publish(subjects.Result(space), res)
 		}
 		for round := 0; ; round++ {
 			for r := 4; r < 10004; r++ {
 				st := wire.EncodeRank(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: 1, G: 1}, State: wire.StateRunning, Step: int64(round), Peer: -1})
-				_ = nc.Publish(subjects.ToCoordinator("heat2d"), st)
+				_ = nc.Publish(subjects.ToCoordinator(space, r), st)
 			}
 			_ = nc.Flush()
 			select {
@@ -128,6 +134,22 @@ func TestHostileTokenHolder(t *testing.T) {
 	t.Logf("forged %d data frames (%d just ahead); %d rank-outside-the-world warnings, %d conflicting-fragment gaps, %d control-message warnings; epochs %d -> %d",
 		forged.Load(), near.Load(), strings.Count(errb.String(), "rank outside the world"), strings.Count(errb.String(), "two different fragments"),
 		strings.Count(errb.String(), "control message dropped"), cutsBefore, lastEpoch(t, store))
+}
+
+// jobSpace is the subject space of the job's current run (its id is in
+// the store once the coordinator holds the job's lease).
+func jobSpace(t *testing.T, store, job string) string {
+	t.Helper()
+	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, err := s.GetJobFile(context.Background(), job, driver.JobIDFile)
+	if err != nil {
+		t.Fatalf("job id: %v", err)
+	}
+	return subjects.Space(job, string(id))
 }
 
 func lastEpoch(t *testing.T, store string) uint64 {

@@ -292,7 +292,7 @@ func TestSecretVars(t *testing.T) {
 		{"nats://tok@10.0.0.1:4222", "", "CUTPOINT_NATS"},
 		{"nats://u:p@10.0.0.1:4222", "t", "CUTPOINT_NATS_TOKEN,CUTPOINT_NATS"},
 	} {
-		if got := strings.Join(secretVars(c.url, c.token), ","); got != c.want {
+		if got := strings.Join(secretVars(c.url, c.token, false), ","); got != c.want {
 			t.Errorf("%s token %q: %q, want %q", c.url, c.token, got, c.want)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,14 @@ type natsOptions struct {
 	Token     string
 	TokenFile string
 	Nkey      string
+	// TLS: the CA of the server's certificate, and the client's own
+	// certificate and key for a server that asks for one (mutual TLS).
+	TLSCA, TLSCert, TLSKey string
+	// User and Password: set by `run` for its embedded server's
+	// coordinator user; no flags (a password never goes on argv).
+	User, Password string
+	// caPEM: the CA's content, for the ranks (read once by check).
+	caPEM []byte
 }
 
 func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
@@ -39,6 +48,30 @@ func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
 	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port; visible in ps: prefer --nats-token-file or CUTPOINT_NATS_TOKEN)")
 	f.StringVar(&o.TokenFile, "nats-token-file", "", "file holding the NATS token")
 	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
+	f.StringVar(&o.TLSCA, "nats-tls-ca", "", "CA certificate (PEM) that signed the NATS server's certificate (TLS; the ranks are handed its content)")
+	f.StringVar(&o.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that asks for one (mutual TLS)")
+	f.StringVar(&o.TLSKey, "nats-tls-key", "", "key of --nats-tls-cert (a file only this user can read)")
+}
+
+// readTLS reads the CA for the ranks and checks the client certificate
+// pair before anything starts.
+func (o *natsOptions) readTLS() error {
+	if o.TLSCA != "" {
+		b, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return fmt.Errorf("--nats-tls-ca: %w", err)
+		}
+		o.caPEM = b
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if o.TLSKey != "" {
+		if _, err := natsutil.ReadSecretFile(o.TLSKey); err != nil {
+			return fmt.Errorf("--nats-tls-key: %w", err)
+		}
+	}
+	return nil
 }
 
 // readTokenFile reads --nats-token-file into Token.
@@ -57,7 +90,10 @@ func (o *natsOptions) readTokenFile() error {
 	return nil
 }
 
-func (o natsOptions) auth() natsutil.Auth { return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey} }
+func (o natsOptions) auth() natsutil.Auth {
+	return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey, User: o.User, Password: o.Password,
+		TLS: natsutil.ClientTLS{CA: o.TLSCA, CAPEM: o.caPEM, Cert: o.TLSCert, Key: o.TLSKey}}
+}
 
 // workloadOptions are the flags of the built-in heat2d workload.
 type workloadOptions struct {
@@ -121,6 +157,13 @@ type jobOptions struct {
 	Force    bool
 	LeaseTTL time.Duration
 	levels   levelOptions
+	// jobID is the job's random id, part of every subject (set by runJob).
+	jobID string
+	// rankUsers: the embedded server's per-rank credentials (set by
+	// runJob); nil: the ranks share the job's credentials.
+	rankUsers []natsutil.User
+	// sharedRanks: rankUsers is one user all ranks share (an MPI world).
+	sharedRanks bool
 }
 
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
@@ -224,6 +267,9 @@ func (o *jobOptions) check() error {
 	if err := o.nats.readTokenFile(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.nats.readTLS(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.RestoreCut != 0 && !o.Restore {
 		errs = append(errs, fmt.Errorf("--cut %d: only with --restore", o.RestoreCut))
 	}
@@ -312,6 +358,21 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 	if o.nats.Nkey != "" {
 		nk, _ := filepath.Abs(o.nats.Nkey)
 		env = append(env, rank.EnvNATSNkey+"="+nk)
+	}
+	if o.jobID != "" {
+		env = append(env, rank.EnvJobID+"="+o.jobID)
+	}
+	if o.sharedRanks && len(o.rankUsers) == 1 {
+		env = append(env, rank.EnvNATSUser+"="+o.rankUsers[0].Name, rank.EnvNATSPassword+"="+o.rankUsers[0].Password)
+	}
+	if len(o.nats.caPEM) > 0 {
+		// The content, not the path: ranks on other hosts have no copy.
+		env = append(env, rank.EnvNATSTLSCAData+"="+base64.StdEncoding.EncodeToString(o.nats.caPEM))
+	}
+	if o.nats.TLSCert != "" {
+		c, _ := filepath.Abs(o.nats.TLSCert)
+		k, _ := filepath.Abs(o.nats.TLSKey)
+		env = append(env, rank.EnvNATSTLSCert+"="+c, rank.EnvNATSTLSKey+"="+k)
 	}
 	if o.StopWorld {
 		env = append(env, rank.EnvStopTheWorld+"=1")
