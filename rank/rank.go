@@ -595,8 +595,9 @@ func (r *Rank) capture(e uint64, step int64) *shardWriter {
 }
 
 // Finish tells the job's protocol that the job's code is done: result
-// (the job's answer, e.g. a digest; rank 0's is printed by the launcher)
-// is handed to the coordinator, and the rank waits until every rank is
+// (the job's answer, e.g. a digest) is handed to the coordinator by rank 0
+// (the job's result is rank 0's: another rank's is not sent, and NATS's
+// permissions refuse it on a server with per-rank users), and the rank waits until every rank is
 // done. It returns nil when the job ended, ErrRolledBack when a failure
 // elsewhere rolled the job back (the job must go on from SafePoint), or
 // the error that stopped it.
@@ -608,7 +609,7 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 	}
 	g := r.p.Incarnation()
 	r.mu.Unlock()
-	if result != nil {
+	if result != nil && r.o.Rank == 0 {
 		if err := r.sendResult(ctx, g, result); err != nil {
 			return err
 		}

@@ -259,7 +259,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		mode = coordinator.ModeRejoin
 	}
 
-	if o.jobID, err = jobID(ctx, store, o.Job, j.rejoin); err != nil {
+	if o.jobID, err = jobID(ctx, store, o.Job, o.JobID, j.rejoin, j.spawn == "none"); err != nil {
 		return err
 	}
 	natsURL := o.nats.URL

@@ -20,14 +20,24 @@ import (
 	"github.com/cutpoint/cutpoint/rank"
 )
 
-// jobID returns the id of this run of the job: a new random one (the
-// driver writes it to the store once it holds the lease), or, for rejoin,
-// the one the running ranks use.
-func jobID(ctx context.Context, store *ckpt.Store, job string, rejoin bool) (string, error) {
-	if !rejoin {
+// jobID returns the id of this run of the job: the one given
+// (--job-id); for rejoin, the one the running ranks use (from the store);
+// none when someone else starts the ranks (spawnNone), who would not know
+// a random one; else a new random one (the driver writes it to the store
+// once it holds the lease).
+func jobID(ctx context.Context, store *ckpt.Store, job, given string, rejoin, spawnNone bool) (string, error) {
+	switch {
+	case given != "":
+		return given, nil
+	case spawnNone && !rejoin:
+		return "", nil
+	case !rejoin:
 		return subjects.NewID(), nil
 	}
 	b, err := store.GetJobFile(ctx, job, driver.JobIDFile)
+	if errors.Is(err, ckpt.ErrNotFound) {
+		return "", nil // a job that ran on its name alone
+	}
 	if err != nil {
 		return "", fmt.Errorf("job %q: the job id its ranks use (%s): %w", job, driver.JobIDFile, err)
 	}

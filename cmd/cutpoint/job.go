@@ -24,6 +24,7 @@ import (
 	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/rank"
 )
 
@@ -157,7 +158,9 @@ type jobOptions struct {
 	Force    bool
 	LeaseTTL time.Duration
 	levels   levelOptions
-	// jobID is the job's random id, part of every subject (set by runJob).
+	// JobID (--job-id) fixes the job's id; jobID is the one in use, part
+	// of every subject (set by runJob).
+	JobID string
 	jobID string
 	// rankUsers: the embedded server's per-rank credentials (set by
 	// runJob); nil: the ranks share the job's credentials.
@@ -169,6 +172,7 @@ type jobOptions struct {
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
+	f.StringVar(&o.JobID, "job-id", "", "the job's id in its NATS subjects, 16 lowercase hex digits (default: a random one; ranks started by someone else (--spawn none) must get the same as CUTPOINT_JOB_ID, or, if neither is given, both use the job's name alone)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
 	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest intact committed cut in --store (a damaged one is reported and skipped; none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
 	f.Lookup("restore").NoOptDefVal = "true"
@@ -269,6 +273,11 @@ func (o *jobOptions) check() error {
 	}
 	if err := o.nats.readTLS(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.JobID != "" {
+		if err := subjects.CheckID(o.JobID); err != nil {
+			errs = append(errs, fmt.Errorf("--job-id %q: %w", o.JobID, err))
+		}
 	}
 	if o.RestoreCut != 0 && !o.Restore {
 		errs = append(errs, fmt.Errorf("--cut %d: only with --restore", o.RestoreCut))

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/rank"
+)
+
+// envHostileOut, set for a test's `run`, makes its rank 1 (first spawn)
+// try, with its own NATS credentials, to speak as rank 2, as the
+// coordinator and as rank 0, and write what the server answered there.
+const envHostileOut = "CUTPOINT_TEST_HOSTILE_OUT"
+
+// hostileRank is called by TestMain in every re-executed process; it acts
+// only in rank 1's first process of a test that asked for it.
+func hostileRank() {
+	out := os.Getenv(envHostileOut)
+	if out == "" || os.Getenv(rank.EnvRank) != "1" || len(os.Args) < 2 || os.Args[1] != "rank" {
+		return
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return // a respawned rank 1: done once
+	}
+	defer f.Close()
+	space := subjects.Space(os.Getenv(rank.EnvJob), os.Getenv(rank.EnvJobID))
+	var mu sync.Mutex
+	var violations []string
+	ca, _ := base64.StdEncoding.DecodeString(os.Getenv(rank.EnvNATSTLSCAData))
+	nc, err := natsutil.Connect(os.Getenv(rank.EnvNATS), natsutil.ConnectOptions{Name: "hostile rank 1",
+		Auth: natsutil.Auth{User: os.Getenv(rank.EnvNATSUser), Password: os.Getenv(rank.EnvNATSPassword), TLS: natsutil.ClientTLS{CAPEM: ca}},
+		OnAsyncError: func(_ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				mu.Lock()
+				violations = append(violations, err.Error())
+				mu.Unlock()
+			}
+		}})
+	if err != nil {
+		fmt.Fprintf(f, "connect: %v\n", err)
+		return
+	}
+	defer nc.Close()
+	fmt.Fprintf(f, "tls %v\n", nc.TLSRequired())
+	finished := wire.EncodeRank(&wire.Status{RankHeader: wire.RankHeader{Rank: 2, Spawn: 1, G: 1}, State: wire.StateFinished, Step: 1, Peer: -1})
+	stop := wire.EncodeCoord(&wire.Stop{CoordHeader: wire.CoordHeader{CGen: 1 << 62, G: 1}})
+	res, _ := wire.EncodeResult(wire.Result{Rank: 0, G: 1, Data: make([]byte, 32)})
+	forged := []string{subjects.ToCoordinator(space, 2), subjects.ToAll(space), subjects.ToRank(space, 0), subjects.Result(space),
+		"cp." + space + ".1.d.0.2"}
+	for i, s := range forged {
+		data := [][]byte{finished, stop, stop, res, []byte("junk frame")}[i]
+		_ = nc.Publish(s, data)
+	}
+	_, _ = nc.SubscribeSync("cp." + space + ".*.d.2.*") // rank 2's frames
+	_, _ = nc.SubscribeSync("cp.>")                     // every job's subjects
+	want := len(forged) + 2
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_ = nc.Flush()
+		mu.Lock()
+		n := len(violations)
+		mu.Unlock()
+		if n >= want {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, v := range violations {
+		fmt.Fprintln(f, v)
+	}
+}
+
+// TestRankCredentialsBounded: a job on run's embedded server, listening on
+// every interface (so TLS with a certificate made for the job), whose
+// rank 1 tries with its own credentials to report as rank 2, to send the
+// coordinator's broadcast and rank 0's control message, to hand in the
+// result, to send a data frame as rank 2, and to read rank 2's frames and
+// every subject: NATS refuses each (a permissions violation), and the job
+// ends with the undisturbed digest.
+func TestRankCredentialsBounded(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hostile.txt")
+	r := runOK(t, []string{envHostileOut + "=" + out},
+		append([]string{"run", "--store", filepath.Join(dir, "store"), "--interval", "0", "--every-steps", "1000",
+			"--nats-listen", "0.0.0.0:0"}, job...)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("rank 1 did not try: %v", err)
+	}
+	report := string(b)
+	t.Logf("rank 1's attempts:\n%s", report)
+	if !strings.HasPrefix(report, "tls true\n") {
+		t.Fatalf("rank 1's connection is not TLS:\n%s", report)
+	}
+	space := "cp.heat2d."
+	for _, s := range []string{"Publish to \"" + space + "%s.ctl.r2c.2\"", "Publish to \"" + space + "%s.ctl.c2r.all\"",
+		"Publish to \"" + space + "%s.ctl.c2r.0\"", "Publish to \"" + space + "%s.ctl.result\"", "Publish to \"" + space + "%s.1.d.0.2\"",
+		"Subscription to \"" + space + "%s.*.d.2.*\"", "Subscription to \"cp.>\""} {
+		frag := strings.SplitN(s, "%s", 2)
+		if !strings.Contains(report, frag[0]) || (len(frag) > 1 && !strings.Contains(report, frag[len(frag)-1])) {
+			t.Errorf("no permissions violation for %s in:\n%s", s, report)
+		}
+	}
+	if n := strings.Count(report, "Permissions Violation"); n != 7 {
+		t.Errorf("%d permissions violations, want 7:\n%s", n, report)
+	}
+	if strings.Contains(r.stderr, "result from") && strings.Contains(r.stderr, "forged") {
+		t.Errorf("the coordinator saw a forged result:\n%s", tail(r.stderr, 40))
+	}
+}
