@@ -230,8 +230,8 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	}
 	defer srv.Shutdown()
 	url := srv.ClientURL()
-	if generated != nil {
-		url = "tls://" + strings.TrimPrefix(url, "nats://")
+	if rest, ok := strings.CutPrefix(url, "nats://"); ok && generated != nil {
+		url = "tls://" + rest
 	}
 	if token != "" {
 		url = withToken(url, token)

@@ -125,3 +125,85 @@ func TestRankCredentialsBounded(t *testing.T) {
 		t.Errorf("the coordinator saw a forged result:\n%s", tail(r.stderr, 40))
 	}
 }
+
+// TestNatsTLSGenerated: `cutpoint nats` on every interface without a
+// certificate makes one for the run, writes its CA next to the URL file
+// and a tls:// URL; a coordinator given that CA (--nats-tls-ca, from the
+// environment) hands it to its ranks, and the job ends with the
+// undisturbed digest. A client without the CA is refused.
+func TestNatsTLSGenerated(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "nats.url")
+	n := cutpoint(t, []string{"CUTPOINT_NATS_TOKEN=tls-e2e-token"}, "nats", "--listen", "0.0.0.0:0", "--url-file", urlFile)
+	var nerr syncBuf
+	n.Stderr = &nerr
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Process.Kill(); n.Wait() })
+	var url string
+	for deadline := time.Now().Add(20 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(urlFile)
+		url = strings.TrimSpace(string(b))
+		if time.Now().After(deadline) {
+			t.Fatalf("no URL file\n%s", nerr.String())
+		}
+	}
+	if !strings.HasPrefix(url, "tls://tls-e2e-token@") {
+		t.Fatalf("URL %q, want tls://TOKEN@...", url)
+	}
+	caFile := urlFile + ".ca.pem"
+	st, err := os.Lstat(caFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("CA file %s: %v %v", caFile, st, err)
+	}
+	if nc, err := natsutil.Connect(url, natsutil.ConnectOptions{Name: "no CA"}); err == nil {
+		nc.Close()
+		t.Fatal("connected without the server's CA")
+	}
+	if strings.Contains(nerr.String(), "tls-e2e-token") {
+		t.Fatalf("the server's log shows the token:\n%s", nerr.String())
+	}
+	store := filepath.Join(dir, "store")
+	r := runOK(t, []string{"CUTPOINT_NATS=" + url, "CUTPOINT_NATS_TLS_CA=" + caFile},
+		append([]string{"coordinator", "--store", store, "--spawn", "local", "--interval", "0", "--every-steps", "1500"}, job...)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest over TLS %s, undisturbed %s", got, want)
+	}
+	if strings.Contains(r.stderr, "tls-e2e-token") {
+		t.Fatalf("the job's log shows the token:\n%s", tail(r.stderr, 40))
+	}
+}
+
+// TestNatsListenerChecks: a listener other hosts reach without
+// authentication, cluster routes there without TLS, and half a
+// certificate are refused before anything listens.
+func TestNatsListenerChecks(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "tok")
+	os.WriteFile(tok, []byte("checks-token\n"), 0o600)
+	open := filepath.Join(dir, "open")
+	os.WriteFile(open, []byte("checks-token\n"), 0o644)
+	os.Chmod(open, 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nats", "--listen", "0.0.0.0:0"}, "without authentication"},
+		{[]string{"nats", "--listen", "0.0.0.0:0", "--token-file", tok, "--cluster", "0.0.0.0:0"}, "without TLS"},
+		{[]string{"nats", "--listen", "127.0.0.1:0", "--tls-cert", tok}, "go together"},
+		{[]string{"nats", "--listen", "127.0.0.1:0", "--tls-ca", tok}, "--tls-ca needs"},
+		{[]string{"nats", "--token-file", open}, "group or others"},
+		{[]string{"run", "--nats", "nats://127.0.0.1:1", "--nats-listen", "0.0.0.0:0"}, "--nats-listen"},
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--job-id", "XYZ"}, "--job-id"},
+	} {
+		_, errs, code := runCLI(t, c.args...)
+		if code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d naming %q", c.args, code, errs, exitUsage, c.want)
+		}
+		if strings.Contains(errs, "checks-token") {
+			t.Errorf("%v: stderr shows the token", c.args)
+		}
+	}
+}
