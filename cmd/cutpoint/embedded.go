@@ -84,7 +84,9 @@ func rankUser(r int) string {
 func startEmbedded(o *jobOptions, listen string, shared bool) (*embeddedNATS, error) {
 	space := subjects.Space(o.Job, o.jobID)
 	cp := subjects.CoordinatorPermissions(space)
-	o.nats.Token, o.nats.User, o.nats.Password = "", coordinatorUser, newPassword()
+	// Credentials given for an external server (the environment fills
+	// --nats-token too) mean nothing here: the server makes its own.
+	o.nats.Token, o.nats.Nkey, o.nats.User, o.nats.Password = "", "", coordinatorUser, newPassword()
 	users := []natsutil.User{{Name: coordinatorUser, Password: o.nats.Password, Publish: cp.Publish, Subscribe: cp.Subscribe}}
 	o.rankUsers, o.sharedRanks = nil, shared
 	if shared {

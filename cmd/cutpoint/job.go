@@ -37,9 +37,11 @@ type natsOptions struct {
 	// TLS: the CA of the server's certificate, and the client's own
 	// certificate and key for a server that asks for one (mutual TLS).
 	TLSCA, TLSCert, TLSKey string
-	// User and Password: set by `run` for its embedded server's
-	// coordinator user; no flags (a password never goes on argv).
-	User, Password string
+	// User and PasswordFile (--nats-user, --nats-password-file): a user
+	// of the server's own authorization (a site's per-job users); `run`
+	// sets User and Password for its embedded server's coordinator user.
+	// A password never goes on argv.
+	User, PasswordFile, Password string
 	// caPEM: the CA's content, for the ranks (read once by check).
 	caPEM []byte
 }
@@ -49,6 +51,8 @@ func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
 	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port; visible in ps: prefer --nats-token-file or CUTPOINT_NATS_TOKEN)")
 	f.StringVar(&o.TokenFile, "nats-token-file", "", "file holding the NATS token")
 	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
+	f.StringVar(&o.User, "nats-user", "", "NATS user (of the server's own authorization, e.g. cutpoint nats --auth-file), with --nats-password-file")
+	f.StringVar(&o.PasswordFile, "nats-password-file", "", "file holding the password of --nats-user (a file only this user can read)")
 	f.StringVar(&o.TLSCA, "nats-tls-ca", "", "CA certificate (PEM) that signed the NATS server's certificate (TLS; the ranks are handed its content)")
 	f.StringVar(&o.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that asks for one (mutual TLS)")
 	f.StringVar(&o.TLSKey, "nats-tls-key", "", "key of --nats-tls-cert (a file only this user can read)")
@@ -75,8 +79,19 @@ func (o *natsOptions) readTLS() error {
 	return nil
 }
 
-// readTokenFile reads --nats-token-file into Token.
+// readTokenFile reads --nats-token-file into Token and
+// --nats-password-file into Password.
 func (o *natsOptions) readTokenFile() error {
+	if (o.User == "") != (o.PasswordFile == "") {
+		return errors.New("--nats-user and --nats-password-file go together")
+	}
+	if o.PasswordFile != "" {
+		p, err := readSecret("--nats-password-file", o.PasswordFile)
+		if err != nil {
+			return err
+		}
+		o.Password = p
+	}
 	if o.TokenFile == "" {
 		return nil
 	}

@@ -197,6 +197,9 @@ func TestNatsListenerChecks(t *testing.T) {
 		{[]string{"nats", "--token-file", open}, "group or others"},
 		{[]string{"run", "--nats", "nats://127.0.0.1:1", "--nats-listen", "0.0.0.0:0"}, "--nats-listen"},
 		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--job-id", "XYZ"}, "--job-id"},
+		{[]string{"nats", "--token-file", tok, "--auth-file", tok}, "not both"},
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--nats-user", "u"}, "--nats-password-file"},
+		{[]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--nats-tls-key", open, "--nats-tls-cert", tok}, "group or others"},
 	} {
 		_, errs, code := runCLI(t, c.args...)
 		if code != exitUsage || !strings.Contains(errs, c.want) {

@@ -463,3 +463,52 @@ func TestCreateSecretFile(t *testing.T) {
 		t.Fatalf("in a directory others can read: %v, want ErrSecretFile", err)
 	}
 }
+
+// TestAuthFileOfTheDocs: the per-job authorization file docs/operations.md
+// shows for a site cluster parses, and its rank 0 may do what a rank 0
+// does and not speak for rank 1.
+func TestAuthFileOfTheDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(doc), "# auth.conf:")
+	if start < 0 {
+		t.Fatal("no auth.conf example in docs/operations.md")
+	}
+	block := string(doc)[start:]
+	block = block[:strings.Index(block, "```")]
+	block = strings.ReplaceAll(block, "…", "pw")
+	conf := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(conf, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := StartServer(ServerOptions{AuthFile: conf})
+	if err != nil {
+		t.Fatalf("the docs' auth file: %v\n%s", err, block)
+	}
+	defer srv.Shutdown()
+	space := subjects.Space("heat2d", subjects.NewID())
+	coord := connectAs(t, srv.ClientURL(), "alice-coord", "pw", subjects.Inbox(space)+".c")
+	res, err := coord.nc.Subscribe(subjects.Result(space), func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Unsubscribe()
+	_ = coord.nc.Flush()
+	r0 := connectAs(t, srv.ClientURL(), "alice-rank0", "pw", subjects.RankInbox(space, 0))
+	if reply, err := r0.nc.Request(subjects.Result(space), []byte("digest"), 5*time.Second); err != nil || string(reply.Data) != "ok" {
+		t.Fatalf("rank 0's result under the docs' permissions: %v %v", reply, err)
+	}
+	for _, s := range []string{subjects.ToCoordinator(space, 0), "cp." + space + ".1.d.1.0", "cp." + space + ".1.a.1.0"} {
+		_ = r0.nc.Publish(s, nil)
+	}
+	if v := r0.violations(t, 0); len(v) != 0 {
+		t.Fatalf("rank 0 doing its job: %q", v)
+	}
+	_ = r0.nc.Publish(subjects.ToCoordinator(space, 1), nil)
+	_ = r0.nc.Publish(subjects.ToAll(space), nil)
+	if v := r0.violations(t, 2); len(v) != 2 {
+		t.Fatalf("rank 0 speaking for rank 1 and the coordinator: %q", v)
+	}
+}
