@@ -25,7 +25,7 @@ func TestSpaceAndID(t *testing.T) {
 		t.Fatal("Space without id")
 	}
 	// Two jobs of one name never share a subject.
-	if ToAll(Space("heat2d", NewID())) == ToAll(Space("heat2d", NewID())) {
+	if a, b := ToAll(Space("heat2d", NewID())), ToAll(Space("heat2d", NewID())); a == b {
 		t.Fatal("two runs of heat2d share a subject")
 	}
 	s := Space("j", id)
