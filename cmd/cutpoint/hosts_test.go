@@ -63,8 +63,8 @@ func TestRunOnHosts(t *testing.T) {
 	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if strings.Contains(string(cl), "NATS_TOKEN") || !strings.Contains(string(env), "\x00CUTPOINT_HOST=b\x00") {
-			t.Errorf("rank %d: command line %q: want no token, and CUTPOINT_HOST=b in its environment", pid, strings.ReplaceAll(string(cl), "\x00", " "))
+		if strings.Contains(string(cl), "NATS_TOKEN") || strings.Contains(string(cl), "NATS_PASSWORD") || !strings.Contains(string(env), "\x00CUTPOINT_HOST=b\x00") {
+			t.Errorf("rank %d: command line %q: want no token or password, and CUTPOINT_HOST=b in its environment", pid, strings.ReplaceAll(string(cl), "\x00", " "))
 		}
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}

@@ -210,3 +210,47 @@ func TestNatsListenerChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoJobsOfOneNameOnOneServer: two jobs named heat2d (two stores) run
+// at once on one NATS server with one token; each run has its own id in
+// its subjects, so neither sees the other's messages and both end with
+// the undisturbed digest.
+func TestTwoJobsOfOneNameOnOneServer(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "nats.url")
+	n := startNATS(t, "", urlFile)
+	t.Cleanup(func() { n.Process.Kill(); n.Wait() })
+	b, _ := os.ReadFile(urlFile)
+	url := strings.TrimSpace(string(b))
+	type run struct {
+		out, errb syncBuf
+		done      chan error
+	}
+	var runs []*run
+	for i := range 2 {
+		r := &run{done: make(chan error, 1)}
+		c := cutpoint(t, []string{"CUTPOINT_NATS=" + url}, append([]string{"coordinator", "--store", filepath.Join(dir, fmt.Sprint("store", i)),
+			"--spawn", "local", "--interval", "0", "--every-steps", "2000"}, job...)...)
+		c.Stdout, c.Stderr = &r.out, &r.errb
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill() })
+		go func() { r.done <- c.Wait() }()
+		runs = append(runs, r)
+	}
+	for i, r := range runs {
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Fatalf("job %d: %v\n%s", i, err, tail(r.errb.String(), 40))
+			}
+		case <-time.After(4 * time.Minute):
+			t.Fatalf("job %d did not finish\n%s", i, tail(r.errb.String(), 40))
+		}
+		if got := (result{stdout: r.out.String(), stderr: r.errb.String()}).digest(t); got != want {
+			t.Fatalf("job %d: digest %s, undisturbed %s", i, got, want)
+		}
+	}
+}
