@@ -65,6 +65,9 @@ type embeddedNATS struct {
 	url string
 }
 
+// maxRankUsers bounds the embedded server's per-rank users.
+const maxRankUsers = 4096
+
 // coordinatorUser is the embedded server's user name of the coordinator.
 const coordinatorUser = "coordinator"
 
@@ -88,6 +91,10 @@ func startEmbedded(o *jobOptions, listen string, shared bool) (*embeddedNATS, er
 	// --nats-token too) mean nothing here: the server makes its own.
 	o.nats.Token, o.nats.Nkey, o.nats.User, o.nats.Password = "", "", coordinatorUser, newPassword()
 	users := []natsutil.User{{Name: coordinatorUser, Password: o.nats.Password, Publish: cp.Publish, Subscribe: cp.Subscribe}}
+	// Past maxRankUsers the server's users would cost more than they
+	// protect at start: the ranks share one user (no control, nothing
+	// outside the job), as an MPI world does.
+	shared = shared || o.Ranks > maxRankUsers
 	o.rankUsers, o.sharedRanks = nil, shared
 	if shared {
 		p := subjects.WorldPermissions(space)
