@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -24,27 +26,34 @@ import (
 // inside a Slurm allocation inherits the batch script's SLURM_PROCID, which
 // is not the rank.
 const (
-	EnvNATS         = "CUTPOINT_NATS"          // NATS URL
-	EnvNATSToken    = "CUTPOINT_NATS_TOKEN"    // NATS token (optional)
-	EnvNATSNkey     = "CUTPOINT_NATS_NKEY"     // NATS nkey seed file (optional)
-	EnvJob          = "CUTPOINT_JOB"           // job name
-	EnvRank         = "CUTPOINT_RANK"          // this rank, 0..world-1
-	EnvWorld        = "CUTPOINT_WORLD"         // number of ranks
-	EnvStore        = "CUTPOINT_STORE"         // store directory
-	EnvSpawn        = "CUTPOINT_SPAWN"         // incarnation this process is spawned at
-	EnvRestoreEpoch = "CUTPOINT_RESTORE_EPOCH" // committed cut to restore at start (0: none)
-	EnvRestoreStep  = "CUTPOINT_RESTORE_STEP"  // its step
-	EnvHeartbeat    = "CUTPOINT_HEARTBEAT_INTERVAL"
-	EnvCodec        = "CUTPOINT_CODEC"          // store codec for this rank's shards
-	EnvWorkers      = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
-	EnvHoldBudget   = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
-	EnvWindow       = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
-	EnvStopTheWorld = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
-	EnvStoreIO      = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
-	EnvHost         = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
-	EnvLogLevel     = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
-	EnvLogFormat    = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
-	EnvNATSWait     = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
+	EnvNATS          = "CUTPOINT_NATS"             // NATS URL
+	EnvNATSToken     = "CUTPOINT_NATS_TOKEN"       // NATS token (optional)
+	EnvNATSNkey      = "CUTPOINT_NATS_NKEY"        // NATS nkey seed file (optional)
+	EnvJob           = "CUTPOINT_JOB"              // job name
+	EnvJobID         = "CUTPOINT_JOB_ID"           // the job's random id, part of every subject (internal/subjects)
+	EnvNATSUser      = "CUTPOINT_NATS_USER"        // NATS user (per-rank credentials of the embedded server)
+	EnvNATSPassword  = "CUTPOINT_NATS_PASSWORD"    // its password (a secret: on stdin with EnvSecrets)
+	EnvNATSTLSCA     = "CUTPOINT_NATS_TLS_CA"      // CA file (PEM) that signed the NATS server's certificate
+	EnvNATSTLSCAData = "CUTPOINT_NATS_TLS_CA_DATA" // the same CA as base64 of its PEM (launchers of remote ranks)
+	EnvNATSTLSCert   = "CUTPOINT_NATS_TLS_CERT"    // client certificate (mTLS)
+	EnvNATSTLSKey    = "CUTPOINT_NATS_TLS_KEY"     // its key file (checked like a secret file)
+	EnvRank          = "CUTPOINT_RANK"             // this rank, 0..world-1
+	EnvWorld         = "CUTPOINT_WORLD"            // number of ranks
+	EnvStore         = "CUTPOINT_STORE"            // store directory
+	EnvSpawn         = "CUTPOINT_SPAWN"            // incarnation this process is spawned at
+	EnvRestoreEpoch  = "CUTPOINT_RESTORE_EPOCH"    // committed cut to restore at start (0: none)
+	EnvRestoreStep   = "CUTPOINT_RESTORE_STEP"     // its step
+	EnvHeartbeat     = "CUTPOINT_HEARTBEAT_INTERVAL"
+	EnvCodec         = "CUTPOINT_CODEC"          // store codec for this rank's shards
+	EnvWorkers       = "CUTPOINT_WRITER_WORKERS" // shard writer goroutines (default GOMAXPROCS)
+	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
+	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
+	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
+	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
+	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
+	EnvLogFormat     = "CUTPOINT_LOG_FORMAT"     // the launcher's --log-format: text or json
+	EnvNATSWait      = "CUTPOINT_NATS_WAIT"      // how long to wait for an unreachable NATS server at start (default 2m)
 	// EnvRankKeys holds this rank's keys (wire.RankKeys.Encode: the
 	// coordinator's public key, the rank's report key, its pair keys);
 	// EnvJobKey the job key itself, for worlds that share one environment
@@ -72,7 +81,10 @@ type Options struct {
 	NATS string        // NATS URL (required)
 	Auth natsutil.Auth // NATS credentials
 	Job  string        // job name (required)
-	Rank int
+	// JobID is the job's random id (EnvJobID), part of every subject;
+	// empty: the job's name alone (one job on a private server).
+	JobID string
+	Rank  int
 	// World is the number of ranks (required).
 	World int
 	// Store is the store directory (required).
@@ -157,7 +169,10 @@ func OptionsFromEnv() (Options, error) {
 		}
 	}
 	o.NATS = str(EnvNATS)
-	o.Auth = natsutil.Auth{Token: str(EnvNATSToken), NkeySeedFile: str(EnvNATSNkey)}
+	o.Auth = natsutil.Auth{Token: str(EnvNATSToken), NkeySeedFile: str(EnvNATSNkey), User: str(EnvNATSUser),
+		Password: str(EnvNATSPassword),
+		TLS:      natsutil.ClientTLS{CA: str(EnvNATSTLSCA), Cert: str(EnvNATSTLSCert), Key: str(EnvNATSTLSKey)}}
+	caData := str(EnvNATSTLSCAData)
 	o.Host = str(EnvHost)
 	rankKeys, jobKey := str(EnvRankKeys), str(EnvJobKey)
 	if v := str(EnvSecrets); v != "" {
@@ -178,9 +193,20 @@ func OptionsFromEnv() (Options, error) {
 			if k, ok := sec[EnvJobKey]; ok {
 				jobKey = k
 			}
+			if t, ok := sec[EnvNATSPassword]; ok {
+				o.Auth.Password = t
+			}
 		}
 	}
+	if caData != "" {
+		b, err := base64.StdEncoding.DecodeString(caData)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: not base64: %w", EnvNATSTLSCAData, err))
+		}
+		o.Auth.TLS.CAPEM = b
+	}
 	o.Job = str(EnvJob)
+	o.JobID = str(EnvJobID)
 	o.Store = str(EnvStore)
 	o.Codec = str(EnvCodec)
 	o.StoreIO = str(EnvStoreIO)
@@ -273,6 +299,11 @@ func (o *Options) check() error {
 		errs = append(errs, fmt.Errorf("no job name (%s)", EnvJob))
 	} else if err := jobname.Check(o.Job); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvJob, err))
+	}
+	if o.JobID != "" {
+		if err := subjects.CheckID(o.JobID); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJobID, o.JobID, err))
+		}
 	}
 	if o.Store == "" {
 		errs = append(errs, fmt.Errorf("no store directory (%s)", EnvStore))

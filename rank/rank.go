@@ -169,6 +169,9 @@ type protected struct {
 	pending   map[uint64]*kernels.ChunkHashes
 }
 
+// space is the job's subject space (internal/subjects).
+func (r *Rank) space() string { return subjects.Space(r.o.Job, r.o.JobID) }
+
 // Join connects to NATS and the store as rank o.Rank of job o.Job. The job
 // then protects its state buffers and calls Start.
 func Join(ctx context.Context, o Options) (*Rank, error) {
@@ -189,6 +192,9 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
 		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
+		// The result's reply comes to an inbox inside the job's
+		// permissions (internal/subjects).
+		InboxPrefix: subjects.RankInbox(subjects.Space(o.Job, o.JobID), o.Rank),
 	})
 	if err != nil {
 		store.Close()
@@ -337,7 +343,7 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 	}
-	topts := transport.Options{Job: r.o.Job, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log}
+	topts := transport.Options{Job: r.o.Job, JobID: r.o.JobID, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log}
 	if r.o.Keys != nil {
 		topts.Keys = r.o.Keys
 	}
@@ -346,7 +352,7 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("rank %d: open channels: %w", r.o.Rank, err)
 	}
 	r.ep = ep
-	for _, subj := range []string{subjects.ToRank(r.o.Job, r.o.Rank), subjects.ToAll(r.o.Job)} {
+	for _, subj := range []string{subjects.ToRank(r.space(), r.o.Rank), subjects.ToAll(r.space())} {
 		sub, err := r.nc.Subscribe(subj, r.onControl)
 		if err != nil {
 			return 0, fmt.Errorf("rank %d: subscribe %s: %w", r.o.Rank, subj, err)
@@ -604,8 +610,9 @@ func (r *Rank) capture(e uint64, step int64) *shardWriter {
 }
 
 // Finish tells the job's protocol that the job's code is done: result
-// (the job's answer, e.g. a digest; rank 0's is printed by the launcher)
-// is handed to the coordinator, and the rank waits until every rank is
+// (the job's answer, e.g. a digest) is handed to the coordinator by rank 0
+// (the job's result is rank 0's: another rank's is not sent, and NATS's
+// permissions refuse it on a server with per-rank users), and the rank waits until every rank is
 // done. It returns nil when the job ended, ErrRolledBack when a failure
 // elsewhere rolled the job back (the job must go on from SafePoint), or
 // the error that stopped it.
@@ -617,7 +624,7 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 	}
 	g := r.p.Incarnation()
 	r.mu.Unlock()
-	if result != nil {
+	if result != nil && r.o.Rank == 0 {
 		if err := r.sendResult(ctx, g, result); err != nil {
 			return err
 		}
@@ -829,7 +836,7 @@ func (r *Rank) process() {
 			if r.report != nil {
 				m = r.report.Seal(wire.DomainReport, append(make([]byte, 0, len(m)+wire.TagLen), m...))
 			}
-			if err := r.nc.Publish(subjects.ToCoordinator(r.o.Job), m); err != nil {
+			if err := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), m); err != nil {
 				r.log.Debug("control publish failed", "err", err)
 			}
 		}

@@ -205,7 +205,7 @@ func (r *Rank) restoreFailed(ctx context.Context, g, epoch uint64, err error) er
 	if r.o.Keys != nil {
 		msg = wire.NewMAC(r.o.Keys.Report).Seal(wire.DomainReport, msg) // its own MAC: r.mu may not be held here
 	}
-	if perr := r.nc.Publish(subjects.ToCoordinator(r.o.Job), msg); perr == nil {
+	if perr := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), msg); perr == nil {
 		_ = r.nc.FlushWithContext(withTimeout(ctx, 2*time.Second))
 	}
 	return err

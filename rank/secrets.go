@@ -14,9 +14,20 @@ import (
 
 // EnvSecrets says where the rank's secret variables are when they must not
 // be on its command line: "stdin" (the --hosts spawner) means they come as
-// NAME=VALUE lines on standard input, then EOF. Only EnvNATS and
-// EnvNATSToken are taken from there.
+// NAME=VALUE lines on standard input, then EOF. Only the variables of
+// stdinNameList are taken from there.
 const EnvSecrets = "CUTPOINT_SECRETS"
+
+// stdinNameList are the variables taken from standard input.
+var stdinNameList = []string{EnvNATS, EnvNATSToken, EnvNATSPassword, EnvRankKeys, EnvJobKey}
+
+var stdinNames = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range stdinNameList {
+		m[n] = true
+	}
+	return m
+}()
 
 const (
 	maxSecrets  = 64 << 20 // rank keys take 43 bytes per rank of the world
@@ -68,9 +79,9 @@ func parseSecrets(b []byte, readErr error) (map[string]string, error) {
 			continue
 		}
 		name, val, ok := strings.Cut(line, "=")
-		if !ok || (name != EnvNATS && name != EnvNATSToken && name != EnvRankKeys && name != EnvJobKey) {
+		if !ok || !stdinNames[name] {
 			// The value is a secret: name the line, never print it.
-			return nil, fmt.Errorf("%s=stdin: line %d: want NAME=VALUE, NAME one of %s, %s, %s and %s", EnvSecrets, n, EnvNATS, EnvNATSToken, EnvRankKeys, EnvJobKey)
+			return nil, fmt.Errorf("%s=stdin: line %d: want NAME=VALUE, NAME one of %s", EnvSecrets, n, strings.Join(stdinNameList, ", "))
 		}
 		out[name] = val
 	}

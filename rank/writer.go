@@ -162,7 +162,7 @@ func (r *Rank) sendResult(ctx context.Context, g uint64, result []byte) error {
 		msg = wire.NewMAC(r.o.Keys.Report).Seal(wire.DomainResult, msg)
 	}
 	for {
-		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.o.Job), msg)
+		reply, err := r.nc.RequestWithContext(withTimeout(ctx, 2*time.Second), subjects.Result(r.space()), msg)
 		if err == nil && string(reply.Data) == "ok" {
 			return nil
 		}

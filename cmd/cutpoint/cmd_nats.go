@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -37,6 +39,11 @@ type natsServerOptions struct {
 	ClusterTokenFile string
 	ClusterURLFile   string
 	Monitor          string
+	TLSCert          string
+	TLSKey           string
+	TLSCA            string
+	AuthFile         string
+	Plaintext        bool
 }
 
 func newNatsCommand(g *GlobalOptions) *cobra.Command {
@@ -64,7 +71,21 @@ same token and the same --cluster-name (default derived from the token).
 before --url-file, for servers started later to name in --routes when the
 cluster port is picked at start (--cluster HOST:0), as slurm/cutpoint.sbatch
 does. Give the job the list of all servers' client URLs (--nats URL1,URL2,...):
-each process dials its own host's server first and fails over to the others.`,
+each process dials its own host's server first and fails over to the others.
+
+Security (docs/operations.md, Security). A listener other hosts can reach
+(not 127.0.0.1 or localhost) needs authentication (a token, or --auth-file)
+and TLS: --tls-cert and --tls-key (the key a file only this user can
+read); --tls-ca asks every client for a certificate signed by that CA
+(mutual TLS) and is the CA of the other servers' route certificates, which
+a cluster's routes need. Without --tls-cert, a single server (no
+--cluster) makes a certificate of its own for this run: its CA certificate
+goes to the --url-file with ".ca.pem" appended (clients: --nats-tls-ca), and
+the URL is written with tls://. --insecure-plaintext keeps a reachable
+listener without TLS (an isolated network only: the token crosses it in the
+clear). --auth-file takes users with permissions, nkeys or accounts from a
+nats-server configuration file (its authorization and accounts blocks), for
+per-job credentials on a site server; it excludes a token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runNats(cmd.Context(), g, o)
@@ -83,12 +104,19 @@ each process dials its own host's server first and fails over to the others.`,
 	f.StringVar(&o.ClusterTokenFile, "cluster-token-file", "", "file holding the route token every server of the cluster shares (default: "+envNatsClusterToken+")")
 	f.StringVar(&o.ClusterURLFile, "cluster-url-file", "", "write the route URL (nats-route://HOST:PORT) other servers give as --routes to this file when ready, before --url-file")
 	f.StringVar(&o.Monitor, "monitor", "", "HOST:PORT of nats-server's HTTP monitoring endpoint (/varz, /connz, /routez; off by default)")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "server certificate (PEM) for the client listener and the cluster's routes")
+	f.StringVar(&o.TLSKey, "tls-key", "", "its key (a file only this user can read)")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "CA (PEM) clients' certificates must be signed by (mutual TLS), and the CA of the other servers' route certificates")
+	f.StringVar(&o.AuthFile, "auth-file", "", "nats-server configuration file with users (and their permissions), nkeys or accounts (a file only this user can read)")
+	f.BoolVar(&o.Plaintext, "insecure-plaintext", false, "allow a listener other hosts can reach without TLS (isolated networks only)")
 	return cmd
 }
 
-// readSecret reads a token file: the first line, trimmed; empty is an error.
+// readSecret reads a token file: the first line, trimmed; empty is an
+// error. The file must be this user's, private, regular and no link
+// (natsutil.ReadSecretFile).
 func readSecret(flag, path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := natsutil.ReadSecretFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", flag, err)
 	}
@@ -142,7 +170,40 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 		g.Logger.Warn("--token is visible to every user of this host (ps); use --token-file or " + envNatsToken)
 	}
 	so := natsutil.ServerOptions{Listen: o.Listen, Advertise: o.Advertise, Token: token, MaxPayload: o.MaxPayload,
-		Monitor: o.Monitor, Logger: g.Logger}
+		Monitor: o.Monitor, Logger: g.Logger, AuthFile: o.AuthFile, Plaintext: o.Plaintext,
+		TLS: natsutil.ServerTLS{Cert: o.TLSCert, Key: o.TLSKey, CA: o.TLSCA}}
+	if token != "" && o.AuthFile != "" {
+		return usageError(errors.New("give a token or --auth-file, not both (NATS takes one way to authenticate)"))
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return usageError(errors.New("--tls-cert and --tls-key go together"))
+	}
+	if o.TLSCA != "" && o.TLSCert == "" {
+		return usageError(errors.New("--tls-ca needs --tls-cert and --tls-key (the server's own certificate)"))
+	}
+	if token == "" && o.AuthFile == "" {
+		if natsutil.IsLoopback(o.Listen) {
+			g.Logger.Warn("no token: every process of this host can use this server (and every job's subjects on it); set --token-file or " + envNatsToken)
+		}
+	}
+	var generated *natsutil.JobTLS
+	if !natsutil.IsLoopback(o.Listen) && o.TLSCert == "" && !o.Plaintext && o.Cluster == "" && (token != "" || o.AuthFile != "") {
+		// A certificate of this run's own; its CA goes next to the URL.
+		hosts := certHosts(o.Listen)
+		if o.Advertise != "" {
+			if h, _, err := net.SplitHostPort(o.Advertise); err == nil {
+				hosts = append(hosts, h)
+			} else {
+				hosts = append(hosts, o.Advertise)
+			}
+		}
+		jt, err := natsutil.GenerateTLS("", hosts, 400*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		defer jt.Remove()
+		generated, so.TLS = jt, jt.Server
+	}
 	if o.Cluster == "" && (o.Routes != "" || o.ClusterTokenFile != "" || o.ClusterName != "" || o.ClusterURLFile != "") {
 		return usageError(errors.New("--routes, --cluster-name, --cluster-token-file and --cluster-url-file need --cluster HOST:PORT"))
 	}
@@ -174,10 +235,13 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	}
 	defer srv.Shutdown()
 	url := srv.ClientURL()
+	if rest, ok := strings.CutPrefix(url, "nats://"); ok && generated != nil {
+		url = "tls://" + rest
+	}
 	if token != "" {
 		url = withToken(url, token)
 	}
-	attrs := []any{"url", srv.ClientURL()}
+	attrs := []any{"url", natsutil.Redact(url), "tls", so.TLS.Enabled(), "mtls", so.TLS.CA != ""}
 	if cu := srv.ClusterURL(); cu != "" {
 		attrs = append(attrs, "cluster", cu, "cluster_name", so.Cluster.Name)
 	}
@@ -189,6 +253,13 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 		}
 	}
 	if o.URLFile != "" {
+		if generated != nil {
+			// Before the URL: whoever waits for the URL file finds the CA.
+			if err := writeSecretFile(o.URLFile+".ca.pem", generated.CAPEM, os.FileMode(0o600)); err != nil {
+				return usageError(fmt.Errorf("--url-file (its CA): %w", err))
+			}
+			attrs = append(attrs, "ca_file", o.URLFile+".ca.pem")
+		}
 		// The URL may hold the token: 0600, in a place no other user
 		// prepared (see writeSecretFile).
 		if err := writeSecretFile(o.URLFile, []byte(url+"\n"), os.FileMode(0o600)); err != nil {
@@ -197,6 +268,9 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 		abs, _ := filepath.Abs(o.URLFile)
 		g.Logger.Info("nats-server ready", append(attrs, "url_file", abs)...)
 	} else {
+		if generated != nil {
+			attrs = append(attrs, "ca_file", generated.CAFile)
+		}
 		g.Logger.Info("nats-server ready", attrs...)
 		fmt.Fprintln(g.Stdout, url)
 	}
@@ -206,11 +280,12 @@ func runNats(ctx context.Context, g *GlobalOptions, o natsServerOptions) error {
 	return nil
 }
 
-// withToken puts a token into a nats:// URL.
+// withToken puts a token into a nats:// or tls:// URL.
 func withToken(url, token string) string {
-	const scheme = "nats://"
-	if len(url) > len(scheme) && url[:len(scheme)] == scheme {
-		return scheme + token + "@" + url[len(scheme):]
+	for _, scheme := range []string{"nats://", "tls://"} {
+		if len(url) > len(scheme) && url[:len(scheme)] == scheme {
+			return scheme + token + "@" + url[len(scheme):]
+		}
 	}
 	return url
 }

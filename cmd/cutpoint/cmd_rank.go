@@ -91,6 +91,17 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	if fs.Changed("nats-nkey") {
 		ro.Auth.NkeySeedFile = o.nats.Nkey
 	}
+	if fs.Changed("nats-password-file") {
+		if err := o.nats.readTokenFile(); err != nil {
+			return usageError(err)
+		}
+		ro.Auth.User, ro.Auth.Password = o.nats.User, o.nats.Password
+	}
+	for flag, dst := range map[string]*string{"nats-tls-ca": &ro.Auth.TLS.CA, "nats-tls-cert": &ro.Auth.TLS.Cert, "nats-tls-key": &ro.Auth.TLS.Key} {
+		if f := fs.Lookup(flag); f != nil && f.Changed {
+			*dst = f.Value.String()
+		}
+	}
 	if fs.Changed("job") {
 		ro.Job = o.Job
 	}

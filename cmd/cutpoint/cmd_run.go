@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/rank"
 )
 
@@ -36,7 +36,12 @@ type runOptions struct {
 	Progress string
 	StatsDir string
 	MPI      bool
+	// NATSListen is the embedded server's address.
+	NATSListen string
 }
+
+// defaultNATSListen: the embedded server takes only this host's clients.
+const defaultNATSListen = "127.0.0.1:0"
 
 func newRunCommand(g *GlobalOptions) *cobra.Command {
 	var o runOptions
@@ -101,6 +106,7 @@ unprotected to its end.`,
 	cmd.Flags().StringSliceVar(&o.Kill, "kill", nil, "fault injection: SIGKILL rank R when the job reaches step S (R@S, repeatable)")
 	cmd.Flags().StringVar(&o.Progress, "progress", "auto", "live progress line on stderr: auto (on a terminal), always, never")
 	cmd.Flags().BoolVar(&o.MPI, "mpi", false, "the command after -- is an MPI launcher (mpirun -np N ./app) that starts the whole world; on by default for mpirun, mpiexec and orterun")
+	cmd.Flags().StringVar(&o.NATSListen, "nats-listen", defaultNATSListen, "address of the embedded NATS server; one other hosts can reach (0.0.0.0:0, for --hosts) gets TLS with a certificate made for the job, whose CA the ranks are handed")
 	cmd.Flags().StringVar(&o.StatsDir, "stats-dir", "", "write run.json (cuts, kills, recoveries, usage) and one JSON file per rank process (cut stalls, restores, step times, peak RSS) into this directory")
 	return cmd
 }
@@ -129,6 +135,9 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	if o.Job == "" {
 		o.Job = defaultJobName(args)
 	}
+	if o.nats.URL != "" && o.NATSListen != defaultNATSListen {
+		return usageError(errNoListen)
+	}
 	hosts, err := o.hosts.parse(o.Ranks)
 	if err != nil {
 		return usageError(err)
@@ -136,7 +145,7 @@ func runRun(ctx context.Context, g *GlobalOptions, o runOptions, args []string) 
 	return runJob(ctx, g, jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, kills: o.Kill,
 		progress: o.Progress, embedded: o.nats.URL == "", spawn: "local", statsDir: o.StatsDir,
-		hosts: hosts, spawnCmd: o.hosts.SpawnCmd, mpi: o.MPI,
+		hosts: hosts, spawnCmd: o.hosts.SpawnCmd, mpi: o.MPI, natsListen: o.NATSListen,
 	})
 }
 
@@ -163,6 +172,8 @@ type jobRun struct {
 	// hosts (--hosts): ranks run through spawnCmd on these hosts.
 	hosts    []launch.Host
 	spawnCmd string
+	// natsListen is the embedded server's address (run --nats-listen).
+	natsListen string
 	// mpi: args is an MPI launcher that starts the whole world (--mpi).
 	mpi bool
 	// detached: the ranks outlive this process (coordinator --spawn
@@ -224,9 +235,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if err != nil {
 		return err
 	}
-	rankEnv := func(s coordinator.Spawn) []string { return append(spawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
+	rankEnv := func(s coordinator.Spawn) []string { return append(o.rankSpawnEnv(s), rankKeyEnv(key, o.Ranks, s)) }
 	if sharedEnvKeys(&j) {
-		rankEnv = spawnEnv
+		rankEnv = o.rankSpawnEnv
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -258,22 +269,25 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		mode = coordinator.ModeRejoin
 	}
 
+	if o.jobID, err = jobID(ctx, store, o.Job, o.JobID, j.rejoin, j.spawn == "none"); err != nil {
+		return err
+	}
 	natsURL := o.nats.URL
 	if j.embedded {
-		// The embedded server takes a random token: only this job's
-		// processes can talk on it.
-		tok := make([]byte, 16)
-		_, _ = rand.Read(tok)
-		o.nats.Token = hex.EncodeToString(tok)
-		srv, err := natsutil.StartServer(natsutil.ServerOptions{Token: o.nats.Token})
+		// The embedded server has a user for the coordinator and one
+		// per rank, with random passwords and permissions for this
+		// job's subjects alone (startEmbedded).
+		en, err := startEmbedded(o, j.natsListen, j.mpi)
 		if err != nil {
-			return err
+			return usageError(fmt.Errorf("embedded nats-server: %w", err))
 		}
-		defer srv.Shutdown()
-		natsURL = srv.ClientURL()
-		g.Logger.Debug("embedded nats-server", "url", natsURL)
+		defer en.close()
+		natsURL = en.url
+		g.Logger.Debug("embedded nats-server", "url", natsURL, "tls", en.tls != nil)
 	}
-	nc, err := natsutil.Connect(natsURL, natsutil.ConnectOptions{Name: "cutpoint coordinator " + o.Job, Auth: o.nats.auth(), Logger: g.Logger})
+	g.Logger.Debug("job subjects", "space", subjects.Space(o.Job, o.jobID))
+	nc, err := natsutil.Connect(natsURL, natsutil.ConnectOptions{Name: "cutpoint coordinator " + o.Job, Auth: o.nats.auth(), Logger: g.Logger,
+		InboxPrefix: subjects.Inbox(subjects.Space(o.Job, o.jobID)) + ".c"})
 	if err != nil {
 		return usageError(fmt.Errorf("--nats: %w", err))
 	}
@@ -318,12 +332,12 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			drvSpawner, signaler = mp, mp.Signal
 			o.wholeWorld = true
 		case len(j.hosts) > 0:
-			if j.embedded {
-				g.Logger.Warn("the embedded NATS server listens on loopback: only ranks this machine starts can reach it (give --nats for other hosts)")
+			if j.embedded && natsutil.IsLoopback(j.natsListen) {
+				g.Logger.Warn("the embedded NATS server listens on loopback: only ranks this machine starts can reach it (give --nats-listen 0.0.0.0:0, or --nats for other hosts)")
 			}
 			hs, err := launch.NewHosts(launch.HostsConfig{
 				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
-				Secret: append(secretVars(natsURL, o.nats.Token), rank.EnvRankKeys), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
+				Secret: append(secretVars(natsURL, o.nats.Token, len(o.rankUsers) > 0), rank.EnvRankKeys), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
 				Out: g.Stderr, Log: g.Logger, Options: opts,
 			})
 			if err != nil {
@@ -385,7 +399,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: rankEnv, Keys: &key, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
+		RankEnv: rankEnv, Keys: &key, JobID: o.jobID, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
 		LeaseTTL:   o.LeaseTTL,

@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envAsMain) == "1" {
 		// Re-executed as the cutpoint command (by a test, or by `run` to
 		// start a rank).
+		hostileRank()
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(m.Run())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
 	"github.com/cutpoint/cutpoint/rank/transport/channel"
@@ -39,13 +42,16 @@ func TestHostileTokenHolder(t *testing.T) {
 	}
 	defer nc.Close()
 	cutsBefore := lastEpoch(t, store)
+	// The token gives every subject of the server: the attacker learns
+	// the job's id from the traffic (here, the store).
+	space := jobSpace(t, store, "heat2d")
 	var forged atomic.Int64
 	rnd := rand.New(rand.NewPCG(1, 2))
 	// Forged ahead: every tenth data frame seen comes again past its seq,
 	// with a transmission id far ahead, a payload of its own and the tag
 	// it had (or random bytes): without the pair key no tag fits.
 	var seen atomic.Int64
-	dsub, err := nc.Subscribe("cp.heat2d.*.d.>", func(m *nats.Msg) {
+	dsub, err := nc.Subscribe("cp."+space+".*.d.>", func(m *nats.Msg) {
 		n := seen.Add(1)
 		if n%10 != 0 || len(m.Data) < wire.TagLen {
 			return
@@ -110,35 +116,35 @@ func TestHostileTokenHolder(t *testing.T) {
 		// A coordinator message of an absurd generation, a well-formed
 		// Stop of the real generation, and random bytes behind a valid
 		// Stop header (they decoded as a Stop before).
-		_ = nc.Publish(subjects.ToAll("heat2d"), wire.EncodeCoord(&wire.Abort{CoordHeader: wire.CoordHeader{CGen: 1 << 62, G: 1}, Epoch: 1}))
-		_ = nc.Publish(subjects.ToAll("heat2d"), wire.EncodeCoord(&wire.Stop{CoordHeader: hdr, Code: 0, Reason: "forged"}))
+		_ = nc.Publish(subjects.ToAll(space), wire.EncodeCoord(&wire.Abort{CoordHeader: wire.CoordHeader{CGen: 1 << 62, G: 1}, Epoch: 1}))
+		_ = nc.Publish(subjects.ToAll(space), wire.EncodeCoord(&wire.Stop{CoordHeader: hdr, Code: 0, Reason: "forged"}))
 		for range 20 {
 			junk := make([]byte, 8+rnd.IntN(120))
 			for i := range junk {
 				junk[i] = byte(rnd.Uint32())
 			}
 			junk[0], junk[1] = wire.Version, wire.KindStop
-			_ = nc.Publish(subjects.ToAll("heat2d"), junk)
-			_ = nc.Publish(subjects.ToRank("heat2d", rnd.IntN(4)), junk)
+			_ = nc.Publish(subjects.ToAll(space), junk)
+			_ = nc.Publish(subjects.ToRank(space, rnd.IntN(4)), junk)
 		}
 		// Rank 0's result with the attacker's digest, and every real rank
 		// "finished" (five such messages ended a job with exit 0 before).
 		res, _ := wire.EncodeResult(wire.Result{Rank: 0, G: 1, Data: []byte(forgedDigest)})
 		for range 10 {
-			_ = nc.Publish(subjects.Result("heat2d"), res)
+			_ = nc.Publish(subjects.Result(space), res)
 		}
 		for r := range 4 {
 			st := wire.EncodeRank(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: 1, G: 1}, State: wire.StateFinished, Step: 1 << 40, Peer: -1})
-			_ = nc.Publish(subjects.ToCoordinator("heat2d"), st)
+			_ = nc.Publish(subjects.ToCoordinator(space, r), st)
 		}
 		for r := range 1000 {
 			res, _ := wire.EncodeResult(wire.Result{Rank: 4 + r, G: 1, Data: make([]byte, 1024)})
-			_ = nc.Publish(subjects.Result("heat2d"), res)
+			_ = nc.Publish(subjects.Result(space), res)
 		}
 		for round := 0; ; round++ {
 			for r := 0; r < 10004; r++ {
 				st := wire.EncodeRank(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: 1, G: 1}, State: wire.StateRunning, Step: int64(round), Peer: -1})
-				_ = nc.Publish(subjects.ToCoordinator("heat2d"), st)
+				_ = nc.Publish(subjects.ToCoordinator(space, r), st)
 			}
 			_ = nc.Flush()
 			select {
@@ -219,6 +225,22 @@ func rssKB(pid int) int64 {
 // jobKeyEnv is the environment that gives a coordinator and the ranks
 // started by hand one job key (--spawn none, --rejoin).
 func jobKeyEnv() []string { return []string{"CUTPOINT_JOB_KEY=" + wire.NewJobKey().Hex()} }
+
+// jobSpace is the subject space of the job's current run (its id is in
+// the store once the coordinator holds the job's lease).
+func jobSpace(t *testing.T, store, job string) string {
+	t.Helper()
+	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, err := s.GetJobFile(context.Background(), job, driver.JobIDFile)
+	if err != nil {
+		t.Fatalf("job id: %v", err)
+	}
+	return subjects.Space(job, string(id))
+}
 
 func lastEpoch(t *testing.T, store string) uint64 {
 	t.Helper()

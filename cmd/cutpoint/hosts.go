@@ -47,10 +47,13 @@ func (o *hostsOptions) parse(ranks int) ([]launch.Host, error) {
 
 // secretVars names the rank variables that must not be on a command line:
 // the token, and the URL when it carries credentials.
-func secretVars(natsURL, token string) []string {
+func secretVars(natsURL, token string, password bool) []string {
 	var s []string
 	if token != "" {
 		s = append(s, rank.EnvNATSToken)
+	}
+	if password {
+		s = append(s, rank.EnvNATSPassword)
 	}
 	if u, err := url.Parse(natsURL); err == nil && u.User != nil {
 		s = append(s, rank.EnvNATS)

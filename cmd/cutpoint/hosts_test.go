@@ -63,8 +63,8 @@ func TestRunOnHosts(t *testing.T) {
 	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if strings.Contains(string(cl), "NATS_TOKEN") || !strings.Contains(string(env), "\x00CUTPOINT_HOST=b\x00") {
-			t.Errorf("rank %d: command line %q: want no token, and CUTPOINT_HOST=b in its environment", pid, strings.ReplaceAll(string(cl), "\x00", " "))
+		if strings.Contains(string(cl), "NATS_TOKEN") || strings.Contains(string(cl), "NATS_PASSWORD") || !strings.Contains(string(env), "\x00CUTPOINT_HOST=b\x00") {
+			t.Errorf("rank %d: command line %q: want no token or password, and CUTPOINT_HOST=b in its environment", pid, strings.ReplaceAll(string(cl), "\x00", " "))
 		}
 		// The rank's keys came on stdin too; the job key reaches no rank.
 		if strings.Contains(string(cl), "_KEY") || strings.Contains(string(env), "CUTPOINT_RANK_KEYS=") || strings.Contains(string(env), "CUTPOINT_JOB_KEY=") {
@@ -297,7 +297,7 @@ func TestSecretVars(t *testing.T) {
 		{"nats://tok@10.0.0.1:4222", "", "CUTPOINT_NATS"},
 		{"nats://u:p@10.0.0.1:4222", "t", "CUTPOINT_NATS_TOKEN,CUTPOINT_NATS"},
 	} {
-		if got := strings.Join(secretVars(c.url, c.token), ","); got != c.want {
+		if got := strings.Join(secretVars(c.url, c.token, false), ","); got != c.want {
 			t.Errorf("%s token %q: %q, want %q", c.url, c.token, got, c.want)
 		}
 	}

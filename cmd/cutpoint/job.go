@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
+	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/rank"
 )
 
@@ -32,6 +34,16 @@ type natsOptions struct {
 	Token     string
 	TokenFile string
 	Nkey      string
+	// TLS: the CA of the server's certificate, and the client's own
+	// certificate and key for a server that asks for one (mutual TLS).
+	TLSCA, TLSCert, TLSKey string
+	// User and PasswordFile (--nats-user, --nats-password-file): a user
+	// of the server's own authorization (a site's per-job users); `run`
+	// sets User and Password for its embedded server's coordinator user.
+	// A password never goes on argv.
+	User, PasswordFile, Password string
+	// caPEM: the CA's content, for the ranks (read once by check).
+	caPEM []byte
 }
 
 func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
@@ -39,10 +51,47 @@ func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
 	f.StringVar(&o.Token, "nats-token", "", "NATS token (or in the URL: nats://TOKEN@host:port; visible in ps: prefer --nats-token-file or CUTPOINT_NATS_TOKEN)")
 	f.StringVar(&o.TokenFile, "nats-token-file", "", "file holding the NATS token")
 	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
+	f.StringVar(&o.User, "nats-user", "", "NATS user (of the server's own authorization, e.g. cutpoint nats --auth-file), with --nats-password-file")
+	f.StringVar(&o.PasswordFile, "nats-password-file", "", "file holding the password of --nats-user (a file only this user can read)")
+	f.StringVar(&o.TLSCA, "nats-tls-ca", "", "CA certificate (PEM) that signed the NATS server's certificate (TLS; the ranks are handed its content)")
+	f.StringVar(&o.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that asks for one (mutual TLS)")
+	f.StringVar(&o.TLSKey, "nats-tls-key", "", "key of --nats-tls-cert (a file only this user can read)")
 }
 
-// readTokenFile reads --nats-token-file into Token.
+// readTLS reads the CA for the ranks and checks the client certificate
+// pair before anything starts.
+func (o *natsOptions) readTLS() error {
+	if o.TLSCA != "" {
+		b, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return fmt.Errorf("--nats-tls-ca: %w", err)
+		}
+		o.caPEM = b
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if o.TLSKey != "" {
+		if _, err := natsutil.ReadSecretFile(o.TLSKey); err != nil {
+			return fmt.Errorf("--nats-tls-key: %w", err)
+		}
+	}
+	return nil
+}
+
+// readTokenFile reads --nats-token-file into Token and
+// --nats-password-file into Password.
 func (o *natsOptions) readTokenFile() error {
+	if (o.User == "") != (o.PasswordFile == "") {
+		return errors.New("--nats-user and --nats-password-file go together")
+	}
+	if o.PasswordFile != "" {
+		p, err := readSecret("--nats-password-file", o.PasswordFile)
+		if err != nil {
+			return err
+		}
+		o.Password = p
+	}
 	if o.TokenFile == "" {
 		return nil
 	}
@@ -57,7 +106,10 @@ func (o *natsOptions) readTokenFile() error {
 	return nil
 }
 
-func (o natsOptions) auth() natsutil.Auth { return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey} }
+func (o natsOptions) auth() natsutil.Auth {
+	return natsutil.Auth{Token: o.Token, NkeySeedFile: o.Nkey, User: o.User, Password: o.Password,
+		TLS: natsutil.ClientTLS{CA: o.TLSCA, CAPEM: o.caPEM, Cert: o.TLSCert, Key: o.TLSKey}}
+}
 
 // workloadOptions are the flags of the built-in heat2d workload.
 type workloadOptions struct {
@@ -135,6 +187,15 @@ type jobOptions struct {
 	Force    bool
 	LeaseTTL time.Duration
 	levels   levelOptions
+	// JobID (--job-id) fixes the job's id; jobID is the one in use, part
+	// of every subject (set by runJob).
+	JobID string
+	jobID string
+	// rankUsers: the embedded server's per-rank credentials (set by
+	// runJob); nil: the ranks share the job's credentials.
+	rankUsers []natsutil.User
+	// sharedRanks: rankUsers is one user all ranks share (an MPI world).
+	sharedRanks bool
 }
 
 // DefaultProgressTimeout is --progress-timeout's default: long against
@@ -144,6 +205,7 @@ const DefaultProgressTimeout = 30 * time.Minute
 func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Store, "store", "cutpoint-store", "checkpoint store directory (shared storage on a cluster)")
 	f.StringVar(&o.Job, "job", "", "job name (default: heat2d, or the executable's name)")
+	f.StringVar(&o.JobID, "job-id", "", "the job's id in its NATS subjects, 16 lowercase hex digits (default: a random one; ranks started by someone else (--spawn none) must get the same as CUTPOINT_JOB_ID, or, if neither is given, both use the job's name alone)")
 	f.IntVar(&o.Ranks, "ranks", 4, "number of ranks")
 	f.Var(&restoreFlag{o}, "restore", "resume the job from its latest intact committed cut in --store (a damaged one is reported and skipped; none is an error); --restore=if-any: resume if there is a cut, else start from step 0")
 	f.Lookup("restore").NoOptDefVal = "true"
@@ -248,6 +310,14 @@ func (o *jobOptions) check() error {
 	if err := o.nats.readTokenFile(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.nats.readTLS(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.JobID != "" {
+		if err := subjects.CheckID(o.JobID); err != nil {
+			errs = append(errs, fmt.Errorf("--job-id %q: %w", o.JobID, err))
+		}
+	}
 	if o.RestoreCut != 0 && !o.Restore {
 		errs = append(errs, fmt.Errorf("--cut %d: only with --restore", o.RestoreCut))
 	}
@@ -336,6 +406,21 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 	if o.nats.Nkey != "" {
 		nk, _ := filepath.Abs(o.nats.Nkey)
 		env = append(env, rank.EnvNATSNkey+"="+nk)
+	}
+	if o.jobID != "" {
+		env = append(env, rank.EnvJobID+"="+o.jobID)
+	}
+	if o.sharedRanks && len(o.rankUsers) == 1 {
+		env = append(env, rank.EnvNATSUser+"="+o.rankUsers[0].Name, rank.EnvNATSPassword+"="+o.rankUsers[0].Password)
+	}
+	if len(o.nats.caPEM) > 0 {
+		// The content, not the path: ranks on other hosts have no copy.
+		env = append(env, rank.EnvNATSTLSCAData+"="+base64.StdEncoding.EncodeToString(o.nats.caPEM))
+	}
+	if o.nats.TLSCert != "" {
+		c, _ := filepath.Abs(o.nats.TLSCert)
+		k, _ := filepath.Abs(o.nats.TLSKey)
+		env = append(env, rank.EnvNATSTLSCert+"="+c, rank.EnvNATSTLSKey+"="+k)
 	}
 	if o.StopWorld {
 		env = append(env, rank.EnvStopTheWorld+"=1")

@@ -31,6 +31,11 @@ import (
 // job's folder of the store.
 const JobRecordFile = "job.json"
 
+// JobIDFile is the job file holding the job's random id (Config.JobID),
+// written once the lease is held, so that a coordinator that rejoins the
+// job's running ranks speaks on their subjects.
+const JobIDFile = "nats-job-id"
+
 // Spawner starts and kills rank processes (internal/launch.Local, the Slurm
 // spawner). Spawn ids are the coordinator's incarnation numbers.
 type Spawner interface {
@@ -83,6 +88,11 @@ type Config struct {
 	RestoreIfAny bool
 	Store        *ckpt.Store
 	NC           *nats.Conn
+	// JobID is the job's random id, part of every subject
+	// (internal/subjects); the ranks must be given the same. Empty: the
+	// job's name alone. It is written to JobIDFile (not with ModeRejoin,
+	// which must be given the one there).
+	JobID string
 	// Spawner starts ranks; nil when ranks are started by someone else
 	// (then a needed respawn fails the job clearly).
 	Spawner Spawner
@@ -162,6 +172,7 @@ type driver struct {
 	log   *slog.Logger
 	c     *coordinator.Coordinator
 	job   string
+	space string // the job's subjects (internal/subjects.Space)
 	t0    time.Time
 	inbox *inbox
 	late  chan launch.Exit // exits held back a moment (see loop)
@@ -204,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Tick = 10 * time.Millisecond
 	}
 	d := &driver{
-		cfg: cfg, log: cfg.Logger.With("component", "coordinator"), job: cfg.Coord.Job, t0: time.Now(),
+		cfg: cfg, log: cfg.Logger.With("component", "coordinator"), job: cfg.Coord.Job, space: subjects.Space(cfg.Coord.Job, cfg.JobID), t0: time.Now(),
 		inbox: newInbox(cfg.Coord.World, 65536), late: make(chan launch.Exit, 1024), manifests: make(chan manifestResult, 16),
 		results: map[int]wire.Result{}, steps: map[int]int64{}, cutStart: map[uint64]time.Time{},
 	}
@@ -231,20 +242,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// A callback subscription decouples the NATS client from the loop;
 	// the pending limit is raised so a burst of heartbeats from many
 	// ranks is not dropped as a slow consumer.
-	sub, err := cfg.NC.Subscribe(subjects.ToCoordinator(d.job), func(m *nats.Msg) {
-		if kind := d.inbox.offer(m.Data); kind >= 0 {
+	sub, err := cfg.NC.Subscribe(subjects.ToCoordinatorAll(d.space), func(m *nats.Msg) {
+		if kind := d.inbox.offerFrom(subjects.RankOf(m.Subject), m.Data); kind >= 0 {
 			d.cfg.Metrics.messageDropped(kind)
 			d.inbox.warn(d.log, kind, time.Now())
 		}
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.ToCoordinator(d.job), err)
+		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.ToCoordinatorAll(d.space), err)
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, 256<<20)
-	rsub, err := cfg.NC.Subscribe(subjects.Result(d.job), d.onResult)
+	rsub, err := cfg.NC.Subscribe(subjects.Result(d.space), d.onResult)
 	if err != nil {
-		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.Result(d.job), err)
+		return Result{}, fmt.Errorf("subscribe %s: %w", subjects.Result(d.space), err)
 	}
 	defer rsub.Unsubscribe()
 	if err := cfg.NC.Flush(); err != nil {
@@ -278,6 +289,12 @@ func (d *driver) start(ctx context.Context) error {
 		return fmt.Errorf("job %q in store %s: %w", d.job, st, err)
 	}
 	d.lease = lease
+	if d.cfg.JobID != "" && d.cfg.Mode != coordinator.ModeRejoin {
+		// Under the lease: the id a later --rejoin must speak on.
+		if err := st.PutJobFile(ctx, d.job, JobIDFile, []byte(d.cfg.JobID)); err != nil {
+			return fmt.Errorf("job %q: write %s: %w", d.job, JobIDFile, err)
+		}
+	}
 	rec, committed, err := d.readJob(ctx, true)
 	if err != nil {
 		return err
@@ -572,9 +589,9 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 			}
 		}
 		for _, m := range rd.Messages {
-			subj := subjects.ToAll(d.job)
+			subj := subjects.ToAll(d.space)
 			if m.To != coordinator.Broadcast {
-				subj = subjects.ToRank(d.job, m.To)
+				subj = subjects.ToRank(d.space, m.To)
 			}
 			if err := d.cfg.NC.Publish(subj, d.sign(m.Data)); err != nil {
 				d.log.Debug("control publish failed", "subject", subj, "err", err)
@@ -710,7 +727,7 @@ func (d *driver) spawn(s coordinator.Spawn) error {
 // stopRanks tells every rank that the job failed.
 func (d *driver) stopRanks(reason string) {
 	stop := &wire.Stop{CoordHeader: wire.CoordHeader{CGen: d.c.Generation(), G: d.c.Incarnation()}, Code: coordinator.CodeFailed, Reason: reason}
-	_ = d.cfg.NC.Publish(subjects.ToAll(d.job), d.sign(wire.EncodeCoord(stop)))
+	_ = d.cfg.NC.Publish(subjects.ToAll(d.space), d.sign(wire.EncodeCoord(stop)))
 	_ = d.cfg.NC.Flush()
 }
 

@@ -56,15 +56,22 @@ func newInbox(world, others int) *inbox {
 
 // offer queues b for the loop, or drops it and returns why (-1: queued).
 // It is called from one goroutine (the subscription's callback).
-func (in *inbox) offer(b []byte) int {
+func (in *inbox) offer(b []byte) int { return in.offerFrom(-1, b) }
+
+// offerFrom is offer for a message that came on rank from's own subject
+// (internal/subjects.ToCoordinator; -1: not known): a message claiming
+// another rank is dropped, so that NATS's per-rank publish permissions
+// also bind the rank a message speaks for.
+func (in *inbox) offerFrom(from int, b []byte) int {
 	if in.keys != nil {
-		// The claim selects the key; a claim outside the world is
-		// dropped before any key or map.
+		// The claim selects the key; a claim outside the world, or
+		// another rank's than the subject's, is dropped before any key
+		// or map.
 		r, ok := wire.ClaimedRank(b)
 		if !ok {
 			return in.drop(dropMalformed)
 		}
-		if r >= in.world {
+		if r >= in.world || (from >= 0 && r != from) {
 			return in.drop(dropRank)
 		}
 		mac := in.macs[r]
@@ -83,7 +90,7 @@ func (in *inbox) offer(b []byte) int {
 	if err != nil {
 		return in.drop(dropMalformed)
 	}
-	if r := m.Header().Rank; r < 0 || r >= in.world {
+	if r := m.Header().Rank; r < 0 || r >= in.world || (from >= 0 && r != from) {
 		return in.drop(dropRank)
 	}
 	if _, status := m.(*wire.Status); !status && len(in.ch) >= cap(in.ch)-in.reserve {

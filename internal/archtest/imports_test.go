@@ -56,7 +56,7 @@ var allowed = map[string][]string{
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
 	"cmd/libcutpoint":          {"internal/jobstats", "kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
 	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobname", "internal/jobstats",
-		"internal/launch", "internal/levels", "internal/natsutil", "internal/wire", "kernels", "kernels/cuda", "rank"},
+		"internal/launch", "internal/levels", "internal/natsutil", "internal/subjects", "internal/wire", "kernels", "kernels/cuda", "rank"},
 }
 
 // exceptions are the arrows of allowed that run against the design's

@@ -227,7 +227,7 @@ func TestOrderURLs(t *testing.T) {
 }
 
 func TestClientURLNeverUnspecified(t *testing.T) {
-	s, err := StartServer(ServerOptions{Listen: "0.0.0.0:0", Advertise: "node7.example"})
+	s, err := StartServer(ServerOptions{Listen: "0.0.0.0:0", Advertise: "node7.example", Token: "t", Plaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestClientURLNeverUnspecified(t *testing.T) {
 	if u := s.ClientURL(); !strings.HasPrefix(u, "nats://node7.example:") {
 		t.Fatalf("ClientURL = %s, want the advertised host", u)
 	}
-	s2, err := StartServer(ServerOptions{Listen: "0.0.0.0:0"})
+	s2, err := StartServer(ServerOptions{Listen: "0.0.0.0:0", Token: "t", Plaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

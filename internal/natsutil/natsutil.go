@@ -29,6 +29,21 @@ type ServerOptions struct {
 	Token string
 	// NkeyUsers, if set, are the public nkeys allowed to connect.
 	NkeyUsers []string
+	// Users, if set, are the users allowed to connect, each with its
+	// publish and subscribe permissions (a job's per-rank users). NATS
+	// does not take a token and users together.
+	Users []User
+	// AuthFile, if set, is a nats-server configuration file whose
+	// authorization and accounts blocks (users with permissions, nkeys,
+	// accounts) the server takes: a site's per-job accounts. It is read as
+	// a secret file (ReadSecretFile): it may hold passwords.
+	AuthFile string
+	// TLS, if a certificate is given, makes the client listener (and the
+	// cluster's routes) TLS; a CA asks clients for certificates.
+	TLS ServerTLS
+	// Plaintext allows a listener that is not loopback without TLS (an
+	// isolated network; the token crosses it in the clear).
+	Plaintext bool
 	// MaxPayload caps one message (bytes); 0 keeps the server default (1 MiB).
 	MaxPayload int32
 	// MaxPending caps bytes buffered for one slow client; 0 keeps the default.
@@ -63,6 +78,17 @@ type ClusterOptions struct {
 	// never put on a command line).
 	Token string
 }
+
+// User is one NATS user of a server and what it may do: Publish and
+// Subscribe are subject patterns (NATS wildcards); nil allows nothing.
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
+}
+
+// ErrInsecureListener is returned by StartServer for a listener other
+// hosts can reach without authentication or without TLS.
+var ErrInsecureListener = errors.New("insecure nats listener")
 
 // routeUser is the user name routes authenticate with; the secret is the
 // cluster token.
@@ -100,6 +126,39 @@ func StartServer(o ServerOptions) (*Server, error) {
 	for _, pub := range o.NkeyUsers {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
 	}
+	for _, u := range o.Users {
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: nonNil(u.Publish)},
+			Subscribe: &server.SubjectPermission{Allow: nonNil(u.Subscribe)},
+		}})
+	}
+	if o.AuthFile != "" {
+		if err := authFile(opts, o.AuthFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.Token != "" && (len(opts.Users) > 0 || len(opts.Nkeys) > 0 || len(opts.Accounts) > 0) {
+		return nil, errors.New("nats: a token and users (or nkeys, accounts) exclude each other")
+	}
+	authed := o.Token != "" || len(opts.Users) > 0 || len(opts.Nkeys) > 0
+	if !IsLoopback(listen) {
+		switch {
+		case !authed:
+			return nil, fmt.Errorf("%w: %s is reachable from other hosts and takes clients without authentication: give a token, users or --auth-file (or listen on 127.0.0.1)", ErrInsecureListener, listen)
+		case !o.TLS.Enabled() && !o.Plaintext:
+			return nil, fmt.Errorf("%w: %s is reachable from other hosts without TLS, so credentials would cross the network in the clear: give a certificate (--tls-cert, --tls-key) or listen on 127.0.0.1", ErrInsecureListener, listen)
+		}
+	}
+	if o.TLS.Enabled() {
+		cfg, err := o.TLS.serverConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = cfg, true, o.TLS.CA != ""
+		// The handshake runs on a loaded machine too: nats-server's
+		// default of 2s is kept as the floor.
+		opts.TLSTimeout = 5
+	}
 	if o.Monitor != "" {
 		mhost, mport, err := splitListen(o.Monitor)
 		if err != nil {
@@ -115,7 +174,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		opts.ClientAdvertise = advertise
 	}
 	if c := o.Cluster; c != nil {
-		if err := clusterOptions(opts, c, o.Advertise); err != nil {
+		if err := clusterOptions(opts, c, o.Advertise, o.TLS, o.Plaintext); err != nil {
 			return nil, err
 		}
 	}
@@ -135,7 +194,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 }
 
 // clusterOptions fills the Cluster and Routes options of opts from c.
-func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) error {
+func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string, tlsOpts ServerTLS, plaintext bool) error {
 	if c.Name == "" {
 		return errors.New("nats cluster: no name (every server of the cluster must use the same)")
 	}
@@ -161,6 +220,18 @@ func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) e
 		opts.Cluster.Username = routeUser
 		opts.Cluster.Password = c.Token
 	}
+	if !IsLoopback(c.Listen) && !plaintext && !tlsOpts.Enabled() {
+		return fmt.Errorf("%w: cluster routes on %s without TLS: give --tls-cert, --tls-key and --tls-ca (the CA of every server's certificate)", ErrInsecureListener, c.Listen)
+	}
+	if tlsOpts.Enabled() {
+		cfg, err := tlsOpts.routeConfig()
+		if err != nil {
+			return err
+		}
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = cfg, 5
+		// Route URLs name hosts by address or by name; the certificate
+		// must carry what the others dial.
+	}
 	if isUnspecified(chost) && cport != server.RANDOM_PORT {
 		// Other servers must dial a routable address, not 0.0.0.0.
 		if ahost, err := hostOf(advertise); err == nil {
@@ -183,6 +254,41 @@ func clusterOptions(opts *server.Options, c *ClusterOptions, advertise string) e
 			u.User = url.UserPassword(routeUser, c.Token)
 		}
 		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+// nonNil turns "no subjects" into an empty allow list, which NATS reads as
+// nothing allowed (nil would allow everything).
+func nonNil(s []string) []string {
+	if len(s) == 0 {
+		return []string{"_CUTPOINT_NOTHING"}
+	}
+	return s
+}
+
+// authFile takes the users, nkeys and accounts of a nats-server
+// configuration file into opts.
+func authFile(opts *server.Options, path string) error {
+	b, err := ReadSecretFile(path)
+	if err != nil {
+		return fmt.Errorf("nats auth file: %w", err)
+	}
+	var fo server.Options
+	if err := fo.ProcessConfigString(string(b)); err != nil {
+		return fmt.Errorf("nats auth file %s: %w", path, err)
+	}
+	if len(fo.Users) == 0 && len(fo.Nkeys) == 0 && len(fo.Accounts) == 0 {
+		return fmt.Errorf("nats auth file %s: no users, nkeys or accounts in it (see nats-server's authorization and accounts blocks)", path)
+	}
+	if fo.Authorization != "" || fo.Username != "" {
+		return fmt.Errorf("nats auth file %s: give users (with permissions) or accounts, not a single token or user", path)
+	}
+	opts.Users = append(opts.Users, fo.Users...)
+	opts.Nkeys = append(opts.Nkeys, fo.Nkeys...)
+	opts.Accounts = append(opts.Accounts, fo.Accounts...)
+	if fo.NoAuthUser != "" {
+		return fmt.Errorf("nats auth file %s: no_auth_user lets clients in without credentials: refused", path)
 	}
 	return nil
 }
@@ -327,11 +433,16 @@ func (s *Server) Shutdown() {
 	s.s.WaitForShutdown()
 }
 
-// Auth holds client credentials. At most one of Token and NkeySeedFile is
-// used; a token embedded in the URL (nats://TOKEN@host:port) also works.
+// Auth holds client credentials and TLS settings. At most one of Token,
+// NkeySeedFile and User is used; a token embedded in the URL
+// (nats://TOKEN@host:port) also works. The seed file is read as a secret
+// file (ReadSecretFile).
 type Auth struct {
 	Token        string
 	NkeySeedFile string
+	User         string
+	Password     string
+	TLS          ClientTLS
 }
 
 // Stats counts connection events; they are never silently dropped.
@@ -360,6 +471,9 @@ type ConnectOptions struct {
 	OnDisconnect func(error)
 	// OnAsyncError is told of asynchronous errors such as slow consumers.
 	OnAsyncError func(sub *nats.Subscription, err error)
+	// InboxPrefix, if set, replaces _INBOX for this connection's reply
+	// subjects (they must be inside its subscribe permissions).
+	InboxPrefix string
 }
 
 // ErrUnreachable is returned by Connect when no server answers at the URL.
@@ -424,9 +538,27 @@ func Connect(rawURL string, o ConnectOptions) (*nats.Conn, error) {
 			}
 		}),
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
+	tcfg, err := o.Auth.TLS.config()
+	if err != nil {
+		return nil, fmt.Errorf("nats tls: %w", err)
+	}
+	if tcfg != nil {
+		opts = append(opts, nats.Secure(tcfg))
+	}
+	n := 0
+	for _, set := range []bool{o.Auth.Token != "", o.Auth.NkeySeedFile != "", o.Auth.User != ""} {
+		if set {
+			n++
+		}
+	}
 	switch {
-	case o.Auth.Token != "" && o.Auth.NkeySeedFile != "":
-		return nil, errors.New("nats auth: give either a token or an nkey seed file, not both")
+	case n > 1:
+		return nil, errors.New("nats auth: give one of a token, an nkey seed file and a user, not more")
+	case o.Auth.User != "":
+		opts = append(opts, nats.UserInfo(o.Auth.User, o.Auth.Password))
 	case o.Auth.Token != "":
 		opts = append(opts, nats.Token(o.Auth.Token))
 	case o.Auth.NkeySeedFile != "":
@@ -487,7 +619,7 @@ func CheckURL(rawURL string) error {
 }
 
 func nkeyOption(seedFile string) (nats.Option, error) {
-	seed, err := os.ReadFile(seedFile)
+	seed, err := ReadSecretFile(seedFile)
 	if err != nil {
 		return nil, fmt.Errorf("nats nkey seed: %w", err)
 	}

@@ -49,6 +49,10 @@ var ErrInvalidOptions = errors.New("transport: invalid options")
 type Options struct {
 	// Job names the job; it must match [A-Za-z0-9._-]{1,64}.
 	Job string
+	// JobID is the job's random id (internal/subjects): it is part of
+	// every subject, so jobs of the same name never share one. Empty: the
+	// name alone (one job on a private server).
+	JobID string
 	// Self is this rank.
 	Self int
 	// Peers are the declared peers: a channel exists in both directions
@@ -113,6 +117,9 @@ func (o Options) normalize() (config, error) {
 	if !jobRE.MatchString(o.Job) {
 		return bad("Job %q does not match [A-Za-z0-9._-]{1,64}", o.Job)
 	}
+	if o.JobID != "" && !jobIDRE.MatchString(o.JobID) {
+		return bad("JobID %q is not 16 lowercase hex digits", o.JobID)
+	}
 	if o.Self < 0 || o.Self > channel.MaxRankOnWire {
 		return bad("Self %d out of range", o.Self)
 	}
@@ -176,7 +183,19 @@ func (o Options) normalize() (config, error) {
 // '.' by '~' keeps distinct jobs on distinct subjects.
 func jobToken(job string) string { return strings.ReplaceAll(job, ".", "~") }
 
-// Subjects of incarnation g (job token J):
+// jobIDRE is internal/subjects' job id (kept here: the transport imports
+// nothing of the control plane).
+var jobIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// space is the job's subject space, as internal/subjects.Space makes it.
+func space(job, id string) string {
+	if id == "" {
+		return jobToken(job)
+	}
+	return jobToken(job) + "." + id
+}
+
+// Subjects of incarnation g (job space J: the job token and its id):
 //
 //	cp.J.g.d.<to>.<from>   data, probe and gone frames of channel from->to
 //	cp.J.g.a.<to>.<from>   acks from rank from to the sender rank to

@@ -91,7 +91,7 @@ start_nats() {
       [ "$i" = "$j" ] || routes+="${routes:+,}nats-route://$("$bed" addr "$j"):6222"
     done
     rm -f "$D/node/h$i/nats.url"
-    "$bed" exec "h$i" env CUTPOINT_CONFIG=/dev/null "$bin" nats --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 --routes "$routes" \
+    "$bed" exec "h$i" env CUTPOINT_CONFIG=/dev/null "$bin" nats --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 --routes "$routes" --insecure-plaintext \
       --token-file "$D/shared/secrets/nats.token" --cluster-token-file "$D/shared/secrets/cluster.token" \
       --monitor 127.0.0.1:8222 --url-file "$D/node/h$i/nats.url" </dev/null >/dev/null 2>>"$D/node/h$i/nats.log" &
     natspid[i]=$!
