@@ -316,7 +316,7 @@ func New(cfg Config, st Start) (*Coordinator, error) {
 		c.startRecovery(-1, why, false)
 	case ModeRejoin:
 		c.ph = phRebuilding
-		c.deadline = c.now + int64(cfg.StartTimeout)
+		c.deadline = c.now + c.rebuildWait()
 		c.persist(opNone)
 	}
 	return c, nil
@@ -1077,9 +1077,22 @@ func (c *Coordinator) NATSDown(down bool) {
 	if c.launched && (c.ph == phStarting || c.ph == phRecovering) {
 		c.deadline = c.now + int64(c.cfg.StartTimeout)
 	}
+	if c.ph == phRebuilding {
+		c.deadline = c.now + c.rebuildWait()
+	}
 	if e := c.cur; e != nil {
 		e.issuedAt = c.now
 	}
+}
+
+// rebuildWait is how long a coordinator restart waits to hear every rank.
+// Live ranks send a status every heartbeat whoever coordinates, so a rank
+// not heard within two failure timeouts is as silent as a lost one: most
+// likely it died with the previous coordinator's host. Waiting the whole
+// start timeout for it would hold every survivor (blocked on its halos)
+// for a minute.
+func (c *Coordinator) rebuildWait() int64 {
+	return int64(min(c.cfg.StartTimeout, 2*c.cfg.FailureTimeout))
 }
 
 // Unprotected reports whether cutting has stopped (cutting-stopped and no

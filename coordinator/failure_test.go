@@ -396,3 +396,36 @@ func TestRankNotJoiningNamedThenStopped(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 }
+
+// TestRebuildSilentRankRespawned: a coordinator that takes over hears one
+// rank of two; the other died with the previous coordinator's host. The
+// rebuild gives up on it after two failure timeouts, not the whole start
+// timeout, and respawns only it from the latest cut; before that nothing
+// is respawned.
+func TestRebuildSilentRankRespawned(t *testing.T) {
+	cfg := baseConfig(2) // failure timeout 50ms, start timeout 60s
+	rec := &wire.JobRecord{Job: "t", World: 2, Generation: 1, Incarnation: 2, EpochLimit: 8}
+	c, err := New(cfg, Start{Mode: ModeRejoin, Record: rec, Committed: []CommittedCut{{Epoch: 3, Step: 40}}, Generation: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &drive{t: t, c: c}
+	d.step()
+	hb := func(now int64) {
+		c.Tick(now)
+		d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: 2, G: 2}, State: wire.StateRunning, Step: 45, Epoch: 3,
+			Phase: wire.PhaseCommitted, Peer: -1})
+	}
+	ms := int64(time.Millisecond)
+	for now := int64(0); now <= 95*ms; now += 10 * ms {
+		hb(now)
+	}
+	if s := d.spawns(); len(s) != 0 {
+		t.Fatalf("respawned %v before two failure timeouts", s)
+	}
+	hb(105 * ms)
+	s := d.spawns()
+	if e, ok := s[1]; !ok || e != 3 || len(s) != 1 {
+		t.Fatalf("spawns %v, want rank 1 alone from cut 3", s)
+	}
+}
