@@ -429,3 +429,53 @@ func TestRebuildSilentRankRespawned(t *testing.T) {
 		t.Fatalf("spawns %v, want rank 1 alone from cut 3", s)
 	}
 }
+
+// TestStallNotSilence: both ranks heartbeat every 10ms; the coordinator
+// itself does not run for 200ms (four failure timeouts). The stall is
+// not counted as the ranks' silence (nor in MaxSilence), and
+// a rank that really stops is still found one failure timeout later, also
+// while the coordinator keeps stalling now and then.
+func TestStallNotSilence(t *testing.T) {
+	d := started(t, 2, [][]int{{1}, {0}})
+	g := d.c.Incarnation()
+	ms := int64(time.Millisecond)
+	beat := func(ranks ...int) {
+		for _, r := range ranks {
+			d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: g, G: g}, State: wire.StateRunning, Step: d.now / ms, Peer: -1})
+		}
+	}
+	for range 5 {
+		d.now += 10 * ms
+		d.c.Tick(d.now)
+		beat(0, 1)
+	}
+	d.now += 200 * ms // the stall
+	d.c.Stalled(d.now, 200*time.Millisecond)
+	d.c.Tick(d.now)
+	d.step()
+	beat(0, 1)
+	if len(d.events(EvRankLost)) != 0 || d.c.Incarnation() != g {
+		t.Fatalf("ranks declared lost for the coordinator's own stall: %+v", d.events(EvRankLost))
+	}
+	if s := d.c.Stats().MaxSilence; s == 0 || s > 20*time.Millisecond {
+		t.Fatalf("MaxSilence %v, want the ranks' 10ms (the stall excluded)", s)
+	}
+	// Rank 1 stops; the coordinator stalls 30ms every 40ms meanwhile.
+	start := d.now
+	for i := 0; len(d.events(EvRankLost)) == 0; i++ {
+		if d.now-start > 500*ms {
+			t.Fatal("the silent rank was never declared lost")
+		}
+		d.now += 10 * ms
+		if i%4 == 3 {
+			d.now += 30 * ms
+			d.c.Stalled(d.now, 30*time.Millisecond)
+		}
+		d.c.Tick(d.now)
+		d.step()
+		beat(0)
+	}
+	if ev := d.events(EvRankLost); ev[0].Rank != 1 {
+		t.Fatalf("lost %+v, want rank 1", ev)
+	}
+}
