@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,10 +14,11 @@ import (
 // watches the job of a `coordinator --spawn local`. The coordinator is
 // SIGKILLed after the first cut together with one of its ranks, as when
 // its host dies with a rank on it; the three other ranks keep computing.
-// The standby takes the job over once the lease expired, respawns the rank
-// it does not hear (through its own --spawn local), and the job ends with
-// the undisturbed digest, every old rank gone. A standby started after the
-// job ended stands down at once with exit 0.
+// Of two standbys exactly one takes the job over once the lease expired,
+// respawns the rank it does not hear (through its own --spawn local), and
+// the job ends with the undisturbed digest, every old rank gone; the other
+// stands down (exit 0). A standby started after the job ended stands down
+// at once.
 func TestCoordinatorStandby(t *testing.T) {
 	want := reference(t)
 	dir := t.TempDir()
@@ -29,19 +31,24 @@ func TestCoordinatorStandby(t *testing.T) {
 	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "100"}, job...)
 
-	// The standby first: it waits for the store and the job to appear.
-	standby := cutpoint(t, nil, append(coordArgs, "--standby")...)
-	var sout, serr syncBuf
-	standby.Stdout, standby.Stderr = &sout, &serr
-	if err := standby.Start(); err != nil {
-		t.Fatal(err)
+	// Two standbys first: they wait for the store and the job to appear.
+	var standbys [2]*exec.Cmd
+	var souts, serrs [2]syncBuf
+	var sdones [2]chan struct{}
+	for i := range standbys {
+		sb := cutpoint(t, nil, append(coordArgs, "--standby")...)
+		sb.Stdout, sb.Stderr = &souts[i], &serrs[i]
+		if err := sb.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { sb.Wait(); close(done) }()
+		defer func() {
+			syscall.Kill(-sb.Process.Pid, syscall.SIGKILL)
+			<-done
+		}()
+		standbys[i], sdones[i] = sb, done
 	}
-	sdone := make(chan struct{})
-	go func() { standby.Wait(); close(sdone) }()
-	defer func() {
-		syscall.Kill(-standby.Process.Pid, syscall.SIGKILL)
-		<-sdone
-	}()
 
 	coord := cutpoint(t, nil, coordArgs...)
 	logf, err := os.Create(filepath.Join(dir, "coord1.log")) // a file: the ranks write to it too
@@ -64,13 +71,15 @@ func TestCoordinatorStandby(t *testing.T) {
 			syscall.Kill(-p, syscall.SIGKILL)
 		}
 	}()
-	select {
-	case <-sdone:
-		t.Fatalf("the standby exited while the coordinator ran\n%s", tail(serr.String(), 40))
-	default:
-	}
-	if strings.Contains(serr.String(), "expired: taking over") {
-		t.Fatalf("the standby took over a live job\n%s", tail(serr.String(), 40))
+	for i := range standbys {
+		select {
+		case <-sdones[i]:
+			t.Fatalf("standby %d exited while the coordinator ran\n%s", i, tail(serrs[i].String(), 40))
+		default:
+		}
+		if strings.Contains(serrs[i].String(), "expired: taking over") {
+			t.Fatalf("standby %d took over a live job\n%s", i, tail(serrs[i].String(), 40))
+		}
 	}
 	syscall.Kill(coord.Process.Pid, syscall.SIGKILL)
 	syscall.Kill(-ranks[0], syscall.SIGKILL)
@@ -81,16 +90,33 @@ func TestCoordinatorStandby(t *testing.T) {
 			t.Fatalf("rank process %d died with its coordinator", p)
 		}
 	}
-	select {
-	case <-sdone:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the standby did not finish the job\n%s", tail(serr.String(), 60))
+	// Exactly one standby runs the job to its end; the other stands down
+	// once the job is over (it lost the race for the lease, or never saw
+	// it expire).
+	winner := -1
+	for i := range standbys {
+		select {
+		case <-sdones[i]:
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("standby %d did not end\n%s", i, tail(serrs[i].String(), 60))
+		}
+		if code := standbys[i].ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("standby %d exit %d\n%s", i, code, tail(serrs[i].String(), 60))
+		}
+		if strings.Contains(souts[i].String(), "result ") {
+			if winner >= 0 {
+				t.Fatalf("both standbys ran the job\n%s\n---\n%s", tail(serrs[0].String(), 30), tail(serrs[1].String(), 30))
+			}
+			winner = i
+		} else if !strings.Contains(serrs[i].String(), "standing down") {
+			t.Fatalf("standby %d neither finished the job nor stood down\n%s", i, tail(serrs[i].String(), 40))
+		}
 	}
-	log := serr.String()
-	if code := standby.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("standby exit %d\n%s", code, tail(log, 60))
+	if winner < 0 {
+		t.Fatalf("no standby finished the job\n%s\n---\n%s", tail(serrs[0].String(), 40), tail(serrs[1].String(), 40))
 	}
-	r := result{stdout: sout.String(), stderr: log}
+	log := serrs[winner].String()
+	r := result{stdout: souts[winner].String(), stderr: log}
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest after the takeover %s, undisturbed %s", got, want)
 	}

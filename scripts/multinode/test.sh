@@ -435,6 +435,7 @@ for c in $cases; do
       say "standby: coordinator in h1, a standby in h2; host h1 killed whole after the first cut"
       start_nats
       store=$D/shared/store-standby
+      rm -rf "$store" # the case may be listed more than once
       mkdir -p "$store"
       flags=(coordinator --store "$store" --ranks "$nranks" --spawn local
         --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}'
