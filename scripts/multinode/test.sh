@@ -5,7 +5,7 @@
 # the host's loopback). The coordinator runs in h1 with --spawn none; the
 # ranks are `cutpoint rank` processes started in their hosts. Every process
 # gets the list of all three client URLs in CUTPOINT_NATS and dials its own
-# host's server first. Cases (MULTINODE_CASES, default all three):
+# host's server first. Cases (MULTINODE_CASES, default all but measure-load):
 #
 #   cluster  the job on the cluster ends with the undisturbed digest
 #   kill     h3's server SIGKILLed after the first cut, then h1's (the
