@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick goals soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim plants bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick goals soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim plants bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test multinode-measure-load
 
 all: build
 
@@ -202,15 +202,25 @@ slurm-test:
 # The multi-host bed (as root; scripts/multinode/bed.sh): three network
 # namespaces on a private bridge, one `cutpoint nats` cluster server each,
 # the job spread over them; cases cluster, kill (two of the three servers
-# SIGKILLed mid-run) and measure (NATS bytes per step per server, ranks
-# packed vs spread). Skips without root or iproute2. Under a minute on two
-# cores; multinode-test-ci (part of `make test`) runs cluster and kill.
+# SIGKILLed mid-run), hostloss, partition, standby (the coordinator's host
+# killed whole, a standby coordinator takes over), load (busy loops on
+# every core, default failure timeout: no false loss) and measure (NATS
+# bytes per step per server, ranks packed vs spread). Skips without root
+# or iproute2. Each case is under a minute on two cores; multinode-test-ci
+# (part of `make test`) runs all but measure. multinode-measure-load runs
+# the load case for MULTINODE_LOAD_SECONDS (15 min) and appends false
+# losses per hour to MULTINODE_OUT (docs/benchmarks.md).
 MULTINODE_STEPS ?= 6000
+MULTINODE_LOAD_SECONDS ?= 900
+MULTINODE_OUT ?= bench-results/multinode
 multinode-test: build
 	MULTINODE_STEPS=$(MULTINODE_STEPS) scripts/multinode/test.sh
 
 multinode-test-ci: build
-	MULTINODE_CASES="cluster kill hostloss partition" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 300 scripts/multinode/test.sh
+	MULTINODE_CASES="cluster kill hostloss partition standby load" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 420 scripts/multinode/test.sh
+
+multinode-measure-load: build
+	MULTINODE_CASES=measure-load MULTINODE_LOAD_SECONDS=$(MULTINODE_LOAD_SECONDS) MULTINODE_OUT=$(abspath $(MULTINODE_OUT)) scripts/multinode/test.sh
 
 # Real Slurm on the bed (as root; scripts/multinode/slurm.sh): slurmctld
 # and munged in a controller namespace, one slurmd per bed host under its

@@ -25,7 +25,8 @@ type Config struct {
 	FailureTimeout time.Duration
 	// StartTimeout: after a launch or rollback, every rank must be Ready(g)
 	// within this; after a coordinator restart, every rank must be heard
-	// within this. Default 60s.
+	// within this or two failure timeouts, whichever is shorter. Default
+	// 60s.
 	StartTimeout time.Duration
 	// CutInterval starts a cut this long after the previous commit (or
 	// start); 0 disables. CutEverySteps starts one every that many steps;

@@ -88,6 +88,11 @@ type Stats struct {
 	Commits    uint64
 	Aborts     uint64
 	Recoveries uint64
+	// MaxSilence is the longest a running rank went unheard between two
+	// of its messages (its heartbeats at least) as failure detection
+	// counts it (a stall of the coordinator itself excluded): the margin
+	// left under the failure timeout, e.g. on a loaded machine.
+	MaxSilence time.Duration
 }
 
 type phase uint8
@@ -316,7 +321,7 @@ func New(cfg Config, st Start) (*Coordinator, error) {
 		c.startRecovery(-1, why, false)
 	case ModeRejoin:
 		c.ph = phRebuilding
-		c.deadline = c.now + int64(cfg.StartTimeout)
+		c.deadline = c.now + c.rebuildWait()
 		c.persist(opNone)
 	}
 	return c, nil
@@ -857,6 +862,9 @@ func (c *Coordinator) Receive(b []byte) error {
 		return nil
 	}
 	mem.heard = true
+	if c.ph == phRunning && mem.alive && mem.lastHeard > 0 {
+		c.stats.MaxSilence = max(c.stats.MaxSilence, time.Duration(c.now-mem.lastHeard))
+	}
 	mem.lastHeard = c.now
 	switch m := m.(type) {
 	case *wire.Status:
@@ -1090,6 +1098,31 @@ func (c *Coordinator) NATSDown(down bool) {
 	if down {
 		return
 	}
+	c.restartClocks()
+}
+
+// Stalled tells the coordinator, before the Tick(now) that ends the
+// stall, that its driver did not run for d (its
+// process was not scheduled: an overloaded machine, a stop signal).
+// Whatever the ranks sent meanwhile may still wait unread in buffers, so
+// the stall does not count as the ranks' silence: their failure clocks
+// are moved forward by d (never past now). Only the stall is forgiven,
+// so a rank that is really silent is still found when stalls repeat.
+func (c *Coordinator) Stalled(now int64, d time.Duration) {
+	if c.ph == phStopped || d <= 0 {
+		return
+	}
+	if now > c.now {
+		c.now = now
+	}
+	for r := range c.ranks {
+		m := &c.ranks[r]
+		m.lastHeard = min(m.lastHeard+int64(d), c.now)
+		m.stepAt = min(m.stepAt+int64(d), c.now)
+	}
+}
+
+func (c *Coordinator) restartClocks() {
 	for r := range c.ranks {
 		c.ranks[r].lastHeard = c.now
 		c.ranks[r].stepAt = c.now
@@ -1097,9 +1130,22 @@ func (c *Coordinator) NATSDown(down bool) {
 	if c.launched && (c.ph == phStarting || c.ph == phRecovering) {
 		c.deadline = c.now + int64(c.cfg.StartTimeout)
 	}
+	if c.ph == phRebuilding {
+		c.deadline = c.now + c.rebuildWait()
+	}
 	if e := c.cur; e != nil {
 		e.issuedAt = c.now
 	}
+}
+
+// rebuildWait is how long a coordinator restart waits to hear every rank.
+// Live ranks send a status every heartbeat whoever coordinates, so a rank
+// not heard within two failure timeouts is as silent as a lost one: most
+// likely it died with the previous coordinator's host. Waiting the whole
+// start timeout for it would hold every survivor (blocked on its halos)
+// for a minute.
+func (c *Coordinator) rebuildWait() int64 {
+	return int64(min(c.cfg.StartTimeout, 2*c.cfg.FailureTimeout))
 }
 
 // Unprotected reports whether cutting has stopped (cutting-stopped and no

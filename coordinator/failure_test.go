@@ -511,5 +511,89 @@ func TestReplayedStaleStatusIgnored(t *testing.T) {
 		if _, ok := m.(*wire.Fence); ok {
 			t.Fatalf("a replayed status fenced the rank")
 		}
+		}
+	}
+}
+
+// TestRebuildSilentRankRespawned: a coordinator that takes over hears one
+// rank of two; the other died with the previous coordinator's host. The
+// rebuild gives up on it after two failure timeouts, not the whole start
+// timeout, and respawns only it from the latest cut; before that nothing
+// is respawned.
+func TestRebuildSilentRankRespawned(t *testing.T) {
+	cfg := baseConfig(2) // failure timeout 50ms, start timeout 60s
+	rec := &wire.JobRecord{Job: "t", World: 2, Generation: 1, Incarnation: 2, EpochLimit: 8}
+	c, err := New(cfg, Start{Mode: ModeRejoin, Record: rec, Committed: []CommittedCut{{Epoch: 3, Step: 40}}, Generation: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &drive{t: t, c: c}
+	d.step()
+	hb := func(now int64) {
+		c.Tick(now)
+		d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: 0, Spawn: 2, G: 2}, State: wire.StateRunning, Step: 45, Epoch: 3,
+			Phase: wire.PhaseCommitted, Peer: -1})
+	}
+	ms := int64(time.Millisecond)
+	for now := int64(0); now <= 95*ms; now += 10 * ms {
+		hb(now)
+	}
+	if s := d.spawns(); len(s) != 0 {
+		t.Fatalf("respawned %v before two failure timeouts", s)
+	}
+	hb(105 * ms)
+	s := d.spawns()
+	if e, ok := s[1]; !ok || e != 3 || len(s) != 1 {
+		t.Fatalf("spawns %v, want rank 1 alone from cut 3", s)
+	}
+}
+
+// TestStallNotSilence: both ranks heartbeat every 10ms; the coordinator
+// itself does not run for 200ms (four failure timeouts). The stall is
+// not counted as the ranks' silence (nor in MaxSilence), and
+// a rank that really stops is still found one failure timeout later, also
+// while the coordinator keeps stalling now and then.
+func TestStallNotSilence(t *testing.T) {
+	d := started(t, 2, [][]int{{1}, {0}})
+	g := d.c.Incarnation()
+	ms := int64(time.Millisecond)
+	beat := func(ranks ...int) {
+		for _, r := range ranks {
+			d.recv(&wire.Status{RankHeader: wire.RankHeader{Rank: r, Spawn: g, G: g}, State: wire.StateRunning, Step: d.now / ms, Peer: -1})
+		}
+	}
+	for range 5 {
+		d.now += 10 * ms
+		d.c.Tick(d.now)
+		beat(0, 1)
+	}
+	d.now += 200 * ms // the stall
+	d.c.Stalled(d.now, 200*time.Millisecond)
+	d.c.Tick(d.now)
+	d.step()
+	beat(0, 1)
+	if len(d.events(EvRankLost)) != 0 || d.c.Incarnation() != g {
+		t.Fatalf("ranks declared lost for the coordinator's own stall: %+v", d.events(EvRankLost))
+	}
+	if s := d.c.Stats().MaxSilence; s == 0 || s > 20*time.Millisecond {
+		t.Fatalf("MaxSilence %v, want the ranks' 10ms (the stall excluded)", s)
+	}
+	// Rank 1 stops; the coordinator stalls 30ms every 40ms meanwhile.
+	start := d.now
+	for i := 0; len(d.events(EvRankLost)) == 0; i++ {
+		if d.now-start > 500*ms {
+			t.Fatal("the silent rank was never declared lost")
+		}
+		d.now += 10 * ms
+		if i%4 == 3 {
+			d.now += 30 * ms
+			d.c.Stalled(d.now, 30*time.Millisecond)
+		}
+		d.c.Tick(d.now)
+		d.step()
+		beat(0)
+	}
+	if ev := d.events(EvRankLost); ev[0].Rank != 1 {
+		t.Fatalf("lost %+v, want rank 1", ev)
 	}
 }

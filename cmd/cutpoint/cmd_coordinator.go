@@ -23,6 +23,7 @@ type coordinatorOptions struct {
 	SrunArgs        string
 	Rejoin          bool
 	RestoreIfExists bool
+	Standby         bool
 }
 
 func newCoordinatorCommand(g *GlobalOptions) *cobra.Command {
@@ -49,8 +50,13 @@ server (--nats; see "cutpoint nats"). Who starts the rank processes:
 --restore-if-exists does so when the store holds the job and starts it
 otherwise (a requeued or resubmitted batch job). --rejoin replaces a
 coordinator that died while the ranks kept running: the new one rebuilds
-its state from the store and the ranks' reports. It must hold the job key
-the ranks hold: give both coordinators the same CUTPOINT_JOB_KEY (64 hex
+its state from the store and the ranks' reports. --standby, on another
+host with the same flags, watches the job's lease in the store and does
+that by itself when the lease expires (the coordinator or its host died):
+ranks it does not hear within two failure timeouts are respawned through
+its own --spawn/--hosts/--spawn-cmd; when the job ends under its
+coordinator, the standby exits 0. It must hold the job key the ranks hold:
+give every coordinator (standbys too) the same CUTPOINT_JOB_KEY (64 hex
 digits, in the environment); --spawn none needs it too, for this
 coordinator and every rank.
 
@@ -67,6 +73,7 @@ Signals and exit codes as for "run".`,
 	cmd.Flags().StringVar(&o.SrunArgs, "srun-args", "", "--spawn srun: extra srun options for every step, space-separated (e.g. \"--gpus-per-task=1\")")
 	cmd.Flags().BoolVar(&o.Rejoin, "rejoin", false, "take over a running job whose coordinator died")
 	cmd.Flags().BoolVar(&o.RestoreIfExists, "restore-if-exists", false, "restore when the store holds the job, else start it")
+	cmd.Flags().BoolVar(&o.Standby, "standby", false, "stand by for the job's coordinator (same flags, another host): take the job over (as --rejoin) when its lease expires")
 	return cmd
 }
 
@@ -91,6 +98,14 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 	}
 	if o.Rejoin && (o.Restore || o.RestoreIfExists) {
 		return usageError(errors.New("--rejoin excludes --restore and --restore-if-exists"))
+	}
+	if o.Standby && (o.Rejoin || o.Restore || o.RestoreIfExists) {
+		return usageError(errors.New("--standby excludes --rejoin, --restore and --restore-if-exists (it rejoins by itself when it takes over)"))
+	}
+	if o.Standby && o.Spawn == "srun" {
+		// Under Slurm the batch host's loss ends in a requeue and a
+		// --restore-if-exists from the latest cut (docs/slurm.md).
+		return usageError(errors.New("--standby needs --spawn local or none: under Slurm a lost batch host is requeued (--restore-if-exists)"))
 	}
 	var tasks int
 	if o.Spawn == "srun" {
@@ -128,11 +143,25 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 				"job", o.Job, "store", o.Store, "restart_count", n)
 		}
 	}
-	err = runJob(ctx, g, jobRun{
+	jr := jobRun{
 		job: o.jobOptions, workload: o.workloadOptions, args: args, progress: "never",
 		spawn: o.Spawn, rejoin: o.Rejoin, srunArgs: strings.Fields(o.SrunArgs),
 		hosts: hosts, spawnCmd: o.hosts.SpawnCmd, detached: true,
-	})
+	}
+	if o.Standby {
+		if err := ckpt.ValidJobName(o.Job); err != nil {
+			return usageError(fmt.Errorf("--job: %w", err))
+		}
+		// The flags are checked now, not after a wait of hours (on a
+		// copy: check reads the token file into the options).
+		c := jr.job
+		if err := c.check(); err != nil {
+			return usageError(err)
+		}
+		jr.rejoin = true
+		return runStandby(ctx, g, o.Store, o.Job, o.LeaseTTL, func() error { return runJob(ctx, g, jr) })
+	}
+	err = runJob(ctx, g, jr)
 	if o.Spawn == "srun" && errors.Is(err, driver.ErrWorldMismatch) {
 		return withCode(exitCode(err), fmt.Errorf("%w (the allocation has %d tasks: submit with as many tasks as the job has ranks)", err, tasks))
 	}

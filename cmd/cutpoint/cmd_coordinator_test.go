@@ -40,6 +40,10 @@ func TestCoordinatorFlagChecks(t *testing.T) {
 		{[]string{"--spawn", "mpirun"}, `--spawn "mpirun": want local, srun or none`},
 		{[]string{"--srun-args", "--gpus-per-task=1"}, "--srun-args needs --spawn srun"},
 		{[]string{"--rejoin", "--restore-if-exists"}, "--rejoin excludes --restore and --restore-if-exists"},
+		{[]string{"--standby", "--rejoin"}, "--standby excludes --rejoin"},
+		{[]string{"--standby", "--restore"}, "--standby excludes --rejoin"},
+		{[]string{"--standby", "--spawn", "srun"}, "--standby needs --spawn local or none"},
+		{[]string{"--standby", "--heartbeat-interval", "1ms"}, "--heartbeat-interval 1ms"},
 	} {
 		args := append([]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--store", t.TempDir()}, c.args...)
 		_, stderr, code := runCLI(t, args...)

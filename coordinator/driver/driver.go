@@ -180,6 +180,8 @@ type driver struct {
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
 	lease     *ckpt.Lease
+	lastTick  int64          // mono of the last tick (stall detection)
+	maxStall  time.Duration  // the longest stall seen
 	bg        sync.WaitGroup // manifest commits and GCs in the background
 
 	resMu   sync.Mutex
@@ -523,8 +525,7 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 			d.liveRanks()
 			d.rankEnded(ctx, ex)
 		case <-tick.C:
-			d.c.NATSDown(!d.cfg.NC.IsConnected())
-			d.c.Tick(d.mono())
+			d.tick()
 		case m := <-d.manifests:
 			if m.err != nil {
 				d.log.Error("manifest commit failed", "epoch", m.epoch, "err", m.err)
@@ -537,6 +538,48 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 			d.request(req)
 		}
 	}
+}
+
+// tick advances the coordinator's clock. What the ranks sent before the
+// tick is taken in first: select picks among ready cases at random, and a
+// tick handled before the statuses queued beside it would count their
+// time in the queue as the ranks' silence. A tick that comes long after
+// the previous one means this process was not running (a machine loaded
+// beyond its cores, a stop): the ranks' messages of that time may still
+// be unread, so the failure clocks restart instead of declaring ranks
+// lost for the coordinator's own stall.
+func (d *driver) tick() {
+	for n := len(d.inbox.ch); n > 0; n-- {
+		b := <-d.inbox.ch
+		d.observe(b)
+		if err := d.c.Receive(b); err != nil {
+			d.log.Debug("rank message dropped", "err", err)
+		}
+	}
+	now := d.mono()
+	if gap := time.Duration(now - d.lastTick); d.lastTick != 0 && gap > d.stallLimit() {
+		lvl := slog.LevelDebug
+		if gap > 2*d.stallLimit() {
+			lvl = slog.LevelWarn
+		}
+		d.log.Log(context.Background(), lvl, "the coordinator did not run for a while (machine overloaded?): the stall is not counted as the ranks' silence",
+			"stall", gap.Round(time.Millisecond))
+		d.c.Stalled(now, gap)
+		d.maxStall = max(d.maxStall, gap)
+	}
+	d.lastTick = now
+	d.c.NATSDown(!d.cfg.NC.IsConnected())
+	d.c.Tick(now)
+}
+
+// stallLimit: a gap between ticks beyond this is the coordinator's own
+// stall: a fifth of the failure timeout, at least 50 ticks.
+func (d *driver) stallLimit() time.Duration {
+	ft := d.cfg.Coord.FailureTimeout
+	if ft == 0 {
+		ft = 5 * d.cfg.Coord.HeartbeatInterval
+	}
+	return max(ft/5, 50*d.cfg.Tick)
 }
 
 func (d *driver) rankEnded(ctx context.Context, ex launch.Exit) {
@@ -885,7 +928,8 @@ func (d *driver) finish(out coordinator.Outcome) Result {
 		}
 		d.resMu.Unlock()
 	}
-	d.log.Info("job over", "code", out.Code, "reason", out.Reason, "last_cut", out.Epoch)
+	d.log.Info("job over", "code", out.Code, "reason", out.Reason, "last_cut", out.Epoch,
+		"max_silence", d.c.Stats().MaxSilence.Round(time.Millisecond), "max_stall", d.maxStall.Round(time.Millisecond))
 	return res
 }
 

@@ -5,7 +5,7 @@
 # the host's loopback). The coordinator runs in h1 with --spawn none; the
 # ranks are `cutpoint rank` processes started in their hosts. Every process
 # gets the list of all three client URLs in CUTPOINT_NATS and dials its own
-# host's server first. Cases (MULTINODE_CASES, default all three):
+# host's server first. Cases (MULTINODE_CASES, default all but measure-load):
 #
 #   cluster  the job on the cluster ends with the undisturbed digest
 #   kill     h3's server SIGKILLed after the first cut, then h1's (the
@@ -23,8 +23,28 @@
 #            first cut and then healed: its ranks are declared lost and
 #            replaced, the old ones fenced; the undisturbed digest, no rank
 #            left running
+#   standby  `cutpoint coordinator --hosts ... --spawn-cmd ...` in h1 and a
+#            standby (the same flags and --standby) in h2; after the first
+#            cut host h1 is killed whole (the coordinator, its NATS server,
+#            ranks 0 and 1: every process in its namespace, SIGKILL) and its
+#            namespace removed (a start there fails, as ssh to a dead host
+#            does); the standby takes the job over when the lease expires,
+#            respawns ranks 0 and 1 on h3's spare slots, and the job ends
+#            with the undisturbed digest, no rank left running
+#   load     busy loops on every core of the machine (nproc of them, for
+#            the whole job) while `run --hosts` runs the job with the
+#            DEFAULT heartbeat interval and failure timeout: no rank is
+#            declared lost (rank-lost events in the coordinator's log: 0)
+#            and the digest is the undisturbed one
+#   measure-load the load case repeated for MULTINODE_LOAD_SECONDS (default
+#            900): false losses per hour at 100 % CPU on every core, a raw
+#            result line (needs MULTINODE_OUT)
+#
+# (One NATS server of the cluster killed: the kill case, which kills h3's
+# server and later h1's, one at a time while the job runs.)
 #
 # MULTINODE_STEPS (default 6000) and MULTINODE_SIZE (96) size the job;
+# MULTINODE_LOAD_STEPS (8000) and MULTINODE_LOAD_SIZE (256) the load job;
 # MULTINODE_OUT=DIR appends each figure (hostloss recovery times, measure
 # bytes per step) as a JSON line to DIR/results.jsonl, the raw results of
 # docs/benchmarks.md. CPBED_KEEP=1 leaves the bed and its logs in place. Needs root and ip;
@@ -36,7 +56,9 @@ bed=$root/scripts/multinode/bed.sh
 bin=$root/bin/cutpoint
 steps=${MULTINODE_STEPS:-6000}
 size=${MULTINODE_SIZE:-96}
-cases=${MULTINODE_CASES:-cluster kill hostloss partition measure}
+cases=${MULTINODE_CASES:-cluster kill hostloss partition standby load measure}
+load_steps=${MULTINODE_LOAD_STEPS:-8000}
+load_size=${MULTINODE_LOAD_SIZE:-256}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 nranks=4
@@ -213,6 +235,82 @@ check_digest() {
   "$bin" verify --store "$D/shared/store-$1" --log-level warn >/dev/null || fail "$1: the store does not verify"
 }
 
+# no_rank_left CASE: only the NATS servers may still run in the hosts.
+no_rank_left() {
+  for i in 1 2 3; do
+    has_host "h$i" || continue
+    for p in $(ip netns pids "cpbed-h$i"); do
+      [ "$p" = "${natspid[i]}" ] && continue
+      if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' rank'; then
+        fail "$1: a rank is still running in h$i: $(tr '\0' ' ' <"/proc/$p/cmdline")"
+      fi
+    done
+  done
+}
+has_host() { ip netns list | awk '{print $1}' | grep -qx "cpbed-$1"; }
+
+# wait_pid LABEL PID LOG: wait (at most 180 s) for PID to exit 0.
+wait_pid() {
+  local t0=$SECONDS
+  while kill -0 "$2" 2>/dev/null; do
+    [ $((SECONDS - t0)) -lt 180 ] || fail "$1: the job did not end in 180 s: $(tail -5 "$3")"
+    sleep 0.1
+  done
+  wait "$2" || fail "$1: exit $?: $(tail -5 "$3")"
+}
+
+declare -a busypids=()
+busy_start() {
+  busypids=()
+  for _ in $(seq 1 "$(nproc)"); do
+    "$bed" exec h3 sh -c 'while :; do :; done' &
+    busypids+=($!)
+    pids+=($!)
+  done
+}
+busy_stop() {
+  for p in "${busypids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  busypids=()
+}
+
+# load_job LABEL: the load job under `run --hosts` with the default
+# heartbeat and failure timeout, busy loops on every core meanwhile. Sets
+# digest, lost (rank-lost events), silent (of them, by silence) and
+# elapsed (seconds).
+load_job() {
+  local label=$1 store=$D/shared/store-$1 out=$D/node/h1/run-$1
+  mkdir -p "$store"
+  busy_start
+  local t0
+  t0=$(date +%s.%N)
+  "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
+    --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}' \
+    --interval 0 --every-steps 200 --size "$load_size" --steps "$load_steps" \
+    </dev/null >"$out.out" 2>"$out.log" &
+  local runpid=$!
+  pids+=($runpid)
+  wait_pid "$label" "$runpid" "$out.log"
+  elapsed=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  busy_stop
+  digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
+  lost=$(grep -c 'rank-lost' "$out.log" || true)
+  silent=$(grep 'rank-lost' "$out.log" | grep -c 'silent for' || true)
+  # The coordinator's own view at the end: the longest a running rank
+  # went unheard, and the longest the coordinator itself did not run.
+  maxsil=$(dur_s "$(sed -n 's/.*msg="job over".* max_silence=\([^ ]*\).*/\1/p' "$out.log" | tail -1)")
+  maxstall=$(dur_s "$(sed -n 's/.*msg="job over".* max_stall=\([^ ]*\).*/\1/p' "$out.log" | tail -1)")
+}
+
+# dur_s D: a Go duration (1.5s, 800ms, 0s) in seconds.
+dur_s() {
+  case $1 in
+    *ms) awk -v v="${1%ms}" 'BEGIN {printf "%.3f", v / 1000}' ;;
+    *m*s) awk -v m="${1%%m*}" -v v="${1#*m}" 'BEGIN {sub("s", "", v); printf "%.3f", m * 60 + v}' ;;
+    *s) awk -v v="${1%s}" 'BEGIN {printf "%.3f", v}' ;;
+    *) echo null ;;
+  esac
+}
+
 for c in $cases; do
   case $c in
     cluster)
@@ -336,6 +434,93 @@ for c in $cases; do
         echo "hostloss: detection ${detect} s, kill to running again ${total} s, $nrec recoveries"
         result hostloss "{\"detect_s\": $detect, \"kill_to_running_s\": $total, \"recoveries\": $nrec, \"ranks\": $nranks, \"size\": $size, \"heartbeat\": \"100ms\"}"
       fi
+      stop_nats
+      ;;
+    standby)
+      say "standby: coordinator in h1, a standby in h2; host h1 killed whole after the first cut"
+      start_nats
+      store=$D/shared/store-standby
+      rm -rf "$store" # the case may be listed more than once
+      mkdir -p "$store"
+      flags=(coordinator --store "$store" --ranks "$nranks" --spawn local
+        --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}'
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --lease-ttl 3s --size "$size" --steps "$steps")
+      sb=$D/node/h2/standby
+      "$bed" exec h2 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" --standby \
+        </dev/null >"$sb.out" 2>"$sb.log" &
+      sbpid=$!
+      pids+=($sbpid)
+      out=$D/node/h1/coord-standby
+      "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" \
+        </dev/null >"$out.out" 2>"$out.log" &
+      pids+=($!)
+      wait_epoch "$out.log" 1 || fail "standby: no first cut: $(tail -5 "$out.log")"
+      grep -q 'expired: taking over' "$sb.log" && fail "standby: took over a live job: $(tail -5 "$sb.log")"
+      victims=$(ip netns pids cpbed-h1 | tr '\n' ' ')
+      killed_at=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      kill -9 $victims 2>/dev/null || true
+      ip netns del cpbed-h1
+      echo "standby: SIGKILLed every process of h1 (pids $victims: coordinator, NATS server, ranks 0 and 1) after cut $(last_epoch "$out.log"); h1 removed"
+      wait_pid standby "$sbpid" "$sb.log"
+      digest=$(tail -1 "$sb.out" | awk '$1 == "result" {print $2}')
+      check_digest standby "$digest"
+      grep -q 'expired: taking over' "$sb.log" || fail "standby: no takeover in its log: $(tail -5 "$sb.log")"
+      grep -q 'msg="host down: its ranks restart on other hosts" host=cpbed-h1' "$sb.log" ||
+        fail "standby: h1 was not marked down: $(grep -i host "$sb.log" | tail -5)"
+      for r in 0 1; do
+        grep -q "msg=\"rank started\" rank=$r host=cpbed-h3" "$sb.log" || fail "standby: rank $r not respawned on h3"
+      done
+      no_rank_left standby
+      if grep -rqF "$token" "$sb.log" "$out.log"; then fail "standby: a log shows the NATS token"; fi
+      echo "standby: the standby took over, ranks 0 and 1 respawned on h3; no rank left running; no log shows the token"
+      # The takeover: the kill to the standby's coordinator start (the
+      # lease expiry), then to every rank running again.
+      took_at=$(logtime "$(grep -m1 'msg="coordinator started"' "$sb.log")")
+      done_at=$(logtime "$(grep 'recovery-finished' "$sb.log" | tail -1)")
+      takeover=$(awk -v a="$killed_at" -v b="$took_at" 'BEGIN {printf "%.3f", b - a}')
+      total=$(awk -v a="$killed_at" -v b="$done_at" 'BEGIN {printf "%.3f", b - a}')
+      echo "standby: kill to takeover ${takeover} s (lease ttl 3s), kill to running again ${total} s"
+      result standby "{\"takeover_s\": $takeover, \"kill_to_running_s\": $total, \"lease_ttl\": \"3s\", \"ranks\": $nranks, \"size\": $size, \"heartbeat\": \"100ms\"}"
+      stop_nats
+      "$bed" up >/dev/null
+      ;;
+    load)
+      say "load: $(nproc) busy loops (every core) during the job, default heartbeat and failure timeout"
+      lref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-load" --interval 0 --ranks "$nranks" --size "$load_size" \
+        --steps "$load_steps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+      start_nats
+      load_job load
+      [ "$digest" = "$lref" ] || fail "load: digest ${digest:-none}, undisturbed $lref"
+      [ "$lost" = 0 ] || fail "load: $lost ranks declared lost ($silent by silence) under load: $(grep rank-lost "$D/node/h1/run-load.log" | head -3)"
+      echo "load: ${elapsed} s at 100 % CPU on every core, 0 ranks lost (longest silence ${maxsil} s of 2.5, coordinator stall ${maxstall} s), digest $digest = undisturbed"
+      stop_nats
+      ;;
+    measure-load)
+      dur=${MULTINODE_LOAD_SECONDS:-900}
+      say "measure-load: the load job repeated for ${dur} s, busy loops on every core"
+      lref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-load" --interval 0 --ranks "$nranks" --size "$load_size" \
+        --steps "$load_steps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+      start_nats
+      jobs=0 tlost=0 tsilent=0 exposure=0 bad=0 wsil=0 wstall=0
+      la0=$(cut -d' ' -f1 /proc/loadavg)
+      t0=$SECONDS
+      while [ $((SECONDS - t0)) -lt "$dur" ]; do
+        jobs=$((jobs + 1))
+        load_job "mload-$jobs"
+        [ "$digest" = "$lref" ] || bad=$((bad + 1))
+        tlost=$((tlost + lost)) tsilent=$((tsilent + silent))
+        wsil=$(awk -v a="$wsil" -v b="$maxsil" 'BEGIN {print (b + 0 > a + 0) ? b : a}')
+        wstall=$(awk -v a="$wstall" -v b="$maxstall" 'BEGIN {print (b + 0 > a + 0) ? b : a}')
+        exposure=$(awk -v a="$exposure" -v b="$elapsed" 'BEGIN {printf "%.1f", a + b}')
+        echo "measure-load: job $jobs: ${elapsed} s, $lost lost ($silent by silence), longest silence ${maxsil} s, stall ${maxstall} s, load $(cut -d' ' -f1 /proc/loadavg)"
+        rm -rf "$D/shared/store-mload-$jobs"
+      done
+      la1=$(cut -d' ' -f1 /proc/loadavg)
+      perh=$(awk -v n="$tlost" -v s="$exposure" 'BEGIN {printf "%.2f", n * 3600 / s}')
+      echo "measure-load: $tlost false losses ($tsilent by silence) in ${exposure} s under load over $jobs jobs ($perh per hour); $bad wrong digests"
+      result measure-load "{\"jobs\": $jobs, \"exposure_s\": $exposure, \"rank_lost\": $tlost, \"silent\": $tsilent, \"per_hour\": $perh, \"wrong_digests\": $bad, \"max_silence_s\": $wsil, \"max_coordinator_stall_s\": $wstall, \"ranks\": $nranks, \"size\": $load_size, \"steps\": $load_steps, \"busy_loops\": $(nproc), \"nproc\": $(nproc), \"heartbeat\": \"default (500ms)\", \"failure_timeout\": \"default (2.5s)\", \"loadavg_start\": $la0, \"loadavg_end\": $la1}"
+      [ "$bad" = 0 ] || fail "measure-load: $bad jobs ended with a wrong digest"
       stop_nats
       ;;
     *) fail "unknown case $c" ;;
