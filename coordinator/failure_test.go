@@ -511,7 +511,6 @@ func TestReplayedStaleStatusIgnored(t *testing.T) {
 		if _, ok := m.(*wire.Fence); ok {
 			t.Fatalf("a replayed status fenced the rank")
 		}
-		}
 	}
 }
 
