@@ -8,8 +8,11 @@ import (
 	"os"
 	"sync"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/internal/levels"
+	"github.com/cutpoint/cutpoint/internal/nodestore"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -20,6 +23,7 @@ import (
 // manifests stay in the shared store.
 type nodeLevels struct {
 	cfg    levels.Config
+	job    string
 	host   string
 	log    *slog.Logger
 	shared *ckpt.Store
@@ -28,6 +32,15 @@ type nodeLevels struct {
 
 	mu     sync.Mutex
 	stores map[string]*ckpt.Store // other hosts' directories, by host
+
+	// serve: this host's store, served to the other hosts' ranks; nc the
+	// job's NATS connection the copies travel over; limit the bandwidth
+	// bound of this rank's copies and flushes.
+	serve *storeServer
+	nc    *nats.Conn
+	limit *sharedBucket
+	// flushTo is the shared store as the flushes see it (paced by limit).
+	flushTo *ckpt.Store
 
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
@@ -57,7 +70,7 @@ func (l *nodeLevels) isFinal(epoch uint64) bool {
 	return l.final[epoch]
 }
 
-func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
+func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
 	if o.Host == "" {
 		// Launchers that do not say (srun): this machine's name.
 		h, err := os.Hostname()
@@ -67,7 +80,7 @@ func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Lo
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{},
+		cfg: o.Levels, job: o.Job, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -87,13 +100,28 @@ func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Lo
 		return nil, fmt.Errorf("node-local level: %w", err)
 	}
 	l.local = s
-	log.Info("node-local level", "dir", l.cfg.Dir(o.Host), "redundancy", l.cfg.Redundancy, "flush_every", l.cfg.FlushEvery)
+	if l.cfg.Bandwidth > 0 {
+		l.limit = &sharedBucket{b: nodestore.NewBucket(l.cfg.Bandwidth)}
+		if l.flushTo, err = ckpt.Open(ctx, &pacedBackend{Backend: shared.Backend(), limit: l.limit}, ckpt.Options{Codec: o.Codec, Logger: log}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("node-local level: %w", err)
+		}
+	}
+	if l.cfg.Redundant() {
+		if l.serve, err = serveStore(nc, o.Job, o.Host, s.Backend(), log); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("node-local level: %w", err)
+		}
+	}
+	log.Info("node-local level", "dir", l.cfg.Dir(o.Host), "redundancy", l.cfg.Redundancy, "flush_every", l.cfg.FlushEvery, "bandwidth_mibps", l.cfg.Bandwidth)
 	return l, nil
 }
 
-// store opens (once) the node-local store of another host; create makes
-// it (the partner's, to write a copy), else a missing one is ErrNoStore.
-func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt.Store, error) {
+// store opens (once) the node-local store of another host: over the
+// network, through the ranks on that host (rank/nodestore.go), which
+// created it when they started. A host with no rank serving is
+// ErrNoStore.
+func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error) {
 	if host == l.host {
 		return l.local, nil
 	}
@@ -102,9 +130,11 @@ func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt
 	if s := l.stores[host]; s != nil {
 		return s, nil
 	}
-	opts := l.opts
-	opts.Create = create
-	s, err := ckpt.OpenDir(ctx, l.cfg.Dir(host), opts)
+	if l.nc == nil {
+		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
+	}
+	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, host), timeout: remoteTimeout, limit: l.limit}
+	s, err := ckpt.Open(ctx, rb, l.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +143,9 @@ func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt
 }
 
 func (l *nodeLevels) close() {
+	if l.serve != nil {
+		l.serve.close()
+	}
 	l.local.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -175,7 +208,7 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 		ph, err := l.cfg.PartnerOf(l.host)
 		var ps *ckpt.Store
 		if err == nil {
-			ps, err = l.store(ctx, ph, true)
+			ps, err = l.store(ctx, ph)
 		}
 		if err == nil {
 			partner, err = l.local.CopyShard(ctx, ps, ref)
@@ -194,7 +227,7 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 		}
 	}
 	if shared {
-		if flushed, err = l.local.CopyShard(ctx, l.shared, ref); err != nil {
+		if flushed, err = l.local.CopyShard(ctx, l.flushTo, ref); err != nil {
 			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
 		}
 	}
@@ -210,7 +243,7 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (i
 	}
 	dsts := make([]*ckpt.Store, len(hosts))
 	for i, h := range hosts {
-		if dsts[i], err = l.store(ctx, h, true); err != nil {
+		if dsts[i], err = l.store(ctx, h); err != nil {
 			return 0, err
 		}
 	}
@@ -247,7 +280,7 @@ type levelStore struct {
 func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
 	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local}}
 	for _, h := range l.cfg.ReadOrder(l.host)[1:] {
-		s, err := l.store(ctx, h, false)
+		s, err := l.store(ctx, h)
 		if err != nil {
 			if !errors.Is(err, ckpt.ErrNoStore) {
 				l.log.Debug("node-local store not readable", "host", h, "err", err)

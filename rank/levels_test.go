@@ -5,18 +5,27 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/levels"
+	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
-// levelsFixture: a shared store and rank 0's node-local levels on host a
-// of hosts a, b.
+// levelsFixture: a shared store, a NATS server, and the node-local
+// levels of rank 0 on host a and of rank 1 on host b (which serves b's
+// store to a over NATS: the copies never touch b's directory from a).
 func levelsFixture(t *testing.T, flushEvery int) (*nodeLevels, *ckpt.Store, string) {
+	l, _, shared, dir := levelsPair(t, flushEvery, levels.RedundancyPartner, "a:1,b:1", 2)
+	return l, shared, dir
+}
+
+func levelsPair(t *testing.T, flushEvery int, redundancy, hosts string, world int) (*nodeLevels, []*nodeLevels, *ckpt.Store, string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -26,13 +35,27 @@ func levelsFixture(t *testing.T, flushEvery int) (*nodeLevels, *ckpt.Store, stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shared.Close() })
-	cfg := levels.Config{Local: filepath.Join(dir, "{host}"), Redundancy: levels.RedundancyPartner, FlushEvery: flushEvery, Hosts: "a:1,b:1", World: 2}
-	l, err := openLevels(ctx, Options{Rank: 0, Host: "a", Levels: cfg}, shared, log)
+	ns := natstest.Run(t)
+	cfg := levels.Config{Local: filepath.Join(dir, "{host}"), Redundancy: redundancy, FlushEvery: flushEvery, Hosts: hosts, World: world}
+	hl, err := launch.ParseHosts(hosts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.close)
-	return l, shared, dir
+	var all []*nodeLevels
+	for i, h := range hl {
+		nc, err := nats.Connect(ns.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l, err := openLevels(ctx, Options{Job: "j", Rank: i, Host: h.Name, Levels: cfg}, nc, shared, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.close)
+		all = append(all, l)
+	}
+	return all[0], all[1:], shared, dir
 }
 
 func writeLocal(t *testing.T, s *ckpt.Store, epoch uint64) ckpt.ShardRef {
@@ -61,9 +84,9 @@ func writeLocal(t *testing.T, s *ckpt.Store, epoch uint64) ckpt.ShardRef {
 // copy fails; never reported with a local copy alone.
 func TestProtectCommitRule(t *testing.T) {
 	ctx := context.Background()
-	l, shared, dir := levelsFixture(t, 3)
+	l, others, shared, dir := levelsPair(t, 3, levels.RedundancyPartner, "a:1,b:1", 2)
 	partnerStore := func() *ckpt.Store {
-		s, err := l.store(ctx, "b", false)
+		s, err := l.store(ctx, "b")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,6 +100,10 @@ func TestProtectCommitRule(t *testing.T) {
 	}
 	if err := partnerStore().HasShard(ctx, ref); err != nil {
 		t.Fatalf("partner copy: %v", err)
+	}
+	// The copy is in b's own directory, written there by b's rank.
+	if err := others[0].local.HasShard(ctx, ref); err != nil {
+		t.Fatalf("partner copy in b's directory %s: %v", dir, err)
 	}
 	if err := shared.HasShard(ctx, ref); !errors.Is(err, ckpt.ErrNotFound) {
 		t.Fatalf("epoch 1 in the shared store: %v", err)
@@ -101,19 +128,16 @@ func TestProtectCommitRule(t *testing.T) {
 		t.Fatalf("final epoch 4: flushed %d, %v", f, err)
 	}
 
-	// The partner's directory breaks: the shard goes to the shared store.
+	// No rank serves b's store any more (its host is gone): the partner
+	// copy fails and the shard goes to the shared store.
 	l.mu.Lock()
 	for h, s := range l.stores {
 		s.Close()
 		delete(l.stores, h)
 	}
 	l.mu.Unlock()
-	if err := os.RemoveAll(filepath.Join(dir, "b")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "b"), []byte("not a directory"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	others[0].serve.close()
+	others[0].serve = nil
 	ref = writeLocal(t, l.local, 5)
 	p, f, err = l.protect(ctx, ref, false)
 	if err != nil || p != 0 || f == 0 || shared.HasShard(ctx, ref) != nil {

@@ -193,7 +193,7 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
 	if o.Levels.Enabled() {
-		if r.lv, err = openLevels(ctx, o, store, log); err != nil {
+		if r.lv, err = openLevels(ctx, o, nc, store, log); err != nil {
 			nc.Close()
 			store.Close()
 			return nil, fmt.Errorf("rank %d: %w", o.Rank, err)

@@ -35,6 +35,9 @@ const (
 	EnvRedundancy = "CUTPOINT_REDUNDANCY"  // none or partner
 	EnvFlushEvery = "CUTPOINT_FLUSH_EVERY" // flush to the shared store every N epochs
 	EnvHostList   = "CUTPOINT_HOST_LIST"   // the --hosts list, for the partner
+	// EnvBandwidth bounds the bandwidth of a rank's copies to other hosts
+	// and of its flushes to the shared store, in MiB/s.
+	EnvBandwidth = "CUTPOINT_REDUNDANCY_BANDWIDTH"
 )
 
 // RecordFile is the job file recording a job's levels in the shared store.
@@ -58,6 +61,9 @@ type Config struct {
 	Hosts string `json:"hosts,omitempty"`
 	// World is the number of ranks (for the block placement).
 	World int `json:"world,omitempty"`
+	// Bandwidth bounds, in MiB/s, what each rank's copies to other hosts
+	// and flushes to the shared store take (0: no bound).
+	Bandwidth float64 `json:"bandwidth_mibps,omitempty"`
 }
 
 // Enabled says whether the job has a node-local level.
@@ -124,6 +130,9 @@ func (c Config) Redundant() bool {
 func (c Config) Check() error {
 	if c.World < 0 || c.World > 1<<20 {
 		return fmt.Errorf("world size %d out of range", c.World)
+	}
+	if !(c.Bandwidth >= 0 && c.Bandwidth <= 1<<20) {
+		return fmt.Errorf("--redundancy-bandwidth %v MiB/s: want 0 (no bound) to %d", c.Bandwidth, 1<<20)
 	}
 	if !c.Enabled() {
 		if c.Redundancy != "" && c.Redundancy != RedundancyNone {
@@ -302,8 +311,12 @@ func (c Config) Env() []string {
 	if red == "" {
 		red = RedundancyNone
 	}
-	return []string{EnvLocal + "=" + c.Local, EnvRedundancy + "=" + red,
+	env := []string{EnvLocal + "=" + c.Local, EnvRedundancy + "=" + red,
 		EnvFlushEvery + "=" + strconv.Itoa(max(c.FlushEvery, 1)), EnvHostList + "=" + c.Hosts}
+	if c.Bandwidth > 0 {
+		env = append(env, EnvBandwidth+"="+strconv.FormatFloat(c.Bandwidth, 'g', -1, 64))
+	}
+	return env
 }
 
 // FromEnv reads Env's variables (world: the job's number of ranks).
@@ -315,6 +328,13 @@ func FromEnv(getenv func(string) string, world int) (Config, error) {
 			return c, fmt.Errorf("%s=%q: want a number >= 1", EnvFlushEvery, v)
 		}
 		c.FlushEvery = n
+	}
+	if v := getenv(EnvBandwidth); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: want MiB/s", EnvBandwidth, v)
+		}
+		c.Bandwidth = f
 	}
 	if err := c.Check(); err != nil {
 		return c, err
