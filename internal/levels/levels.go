@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,8 +90,11 @@ func (c Config) Erasure() (k, m int, ok bool) {
 }
 
 // ErasureHosts returns the K+M hosts that hold the erasure fragments of
-// the shards written on host: the hosts after it in the --hosts list,
-// cyclically, never host itself.
+// the shards written on host: the hosts the ranks start on (block
+// placement of the --hosts list) after host, cyclically, then, when those
+// are too few, the other hosts of the list; never host itself. Copies go
+// over the network to a rank on each of them, so a host without ranks (a
+// spare) is taken last.
 func (c Config) ErasureHosts(host string) ([]string, error) {
 	k, m, ok := c.Erasure()
 	if !ok {
@@ -100,21 +104,20 @@ func (c Config) ErasureHosts(host string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := -1
-	for j, h := range r.all {
-		if h == host {
-			i = j
-		}
-	}
-	if i < 0 {
+	if !containsStr(r.all, host) {
 		return nil, fmt.Errorf("host %q is not in the host list %q", host, c.Hosts)
 	}
 	if len(r.all)-1 < k+m {
 		return nil, fmt.Errorf("--redundancy rs:%d+%d needs %d hosts besides the writer's, the host list %q has %d", k, m, k+m, c.Hosts, len(r.all)-1)
 	}
 	out := make([]string, 0, k+m)
-	for j := 1; len(out) < k+m; j++ {
-		out = append(out, r.all[(i+j)%len(r.all)])
+	for _, list := range [][]string{r.ranks, r.all} {
+		i := slices.Index(list, host)
+		for j := 1; j <= len(list) && len(out) < k+m; j++ {
+			if h := list[(i+j)%len(list)]; h != host && !containsStr(out, h) {
+				out = append(out, h)
+			}
+		}
 	}
 	return out, nil
 }
