@@ -13,8 +13,8 @@ import (
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/internal/launch"
 	"github.com/cutpoint/cutpoint/internal/levels"
-	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 )
 
 // levelsFixture: a shared store, a NATS server, and the node-local
