@@ -39,8 +39,12 @@ type nodeLevels struct {
 	serve *storeServer
 	nc    *nats.Conn
 	limit *sharedBucket
-	// flushTo is the shared store as the flushes see it (paced by limit).
+	// flushTo is the shared store as the flushes see it (paced by limit);
+	// flush runs them in the background (rank/flush.go).
 	flushTo *ckpt.Store
+	flush   *flusher
+	paced   *pacedBackend
+	rank    int
 
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
@@ -80,7 +84,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, job: o.Job, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
+		cfg: o.Levels, job: o.Job, rank: o.Rank, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -102,11 +106,13 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 	l.local = s
 	if l.cfg.Bandwidth > 0 {
 		l.limit = &sharedBucket{b: nodestore.NewBucket(l.cfg.Bandwidth)}
-		if l.flushTo, err = ckpt.Open(ctx, &pacedBackend{Backend: shared.Backend(), limit: l.limit}, ckpt.Options{Codec: o.Codec, Logger: log}); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("node-local level: %w", err)
-		}
 	}
+	l.paced = &pacedBackend{Backend: shared.Backend(), limit: l.limit}
+	if l.flushTo, err = ckpt.Open(ctx, l.paced, ckpt.Options{Codec: o.Codec, Logger: log}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("node-local level: %w", err)
+	}
+	l.flush = newFlusher(l)
 	if l.cfg.Redundant() {
 		if l.serve, err = serveStore(nc, o.Job, o.Host, s.Backend(), log); err != nil {
 			s.Close()
@@ -143,6 +149,7 @@ func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error
 }
 
 func (l *nodeLevels) close() {
+	l.flush.close()
 	if l.serve != nil {
 		l.serve.close()
 	}
@@ -200,10 +207,13 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 
 // protect copies a shard just written to the node-local store to the
 // levels the commit rule needs before the rank reports it: the partner's
-// store, and the shared store every FlushEvery epochs, or whenever there
-// is no partner copy (a local copy alone does not survive its host).
+// store (or the erasure fragments on other hosts), over the network. The
+// shared store gets it now only when the cut is final (a preemption's),
+// when there is no copy on another host, or when that copy failed (a local
+// copy alone does not survive its host); a flush epoch's shard goes there
+// in the background once the cut commits (rank/flush.go).
 func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool) (partner, flushed int64, err error) {
-	shared := final || l.cfg.Flush(ref.Epoch)
+	shared := final || !l.cfg.Redundant()
 	if l.cfg.Partner() {
 		ph, err := l.cfg.PartnerOf(l.host)
 		var ps *ckpt.Store

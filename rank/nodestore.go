@@ -563,6 +563,8 @@ const remoteTimeout = 10 * time.Second
 type pacedBackend struct {
 	backend.Backend
 	limit *sharedBucket
+	// fault, when set, is passed every write (the "flush" fault point).
+	fault func(string)
 }
 
 func (p *pacedBackend) String() string { return fmt.Sprint(p.Backend) }
@@ -572,18 +574,23 @@ func (p *pacedBackend) Create(ctx context.Context, name string) (backend.Writer,
 	if err != nil {
 		return nil, err
 	}
-	return &pacedWriter{Writer: w, ctx: ctx, limit: p.limit}, nil
+	return &pacedWriter{Writer: w, ctx: ctx, limit: p.limit, fault: p.fault}, nil
 }
 
 type pacedWriter struct {
 	backend.Writer
 	ctx   context.Context
 	limit *sharedBucket
+	fault func(string)
 }
 
 func (w *pacedWriter) Write(b []byte) (int, error) {
 	if err := w.limit.wait(w.ctx, len(b)); err != nil {
 		return 0, err
 	}
-	return w.Writer.Write(b)
+	n, err := w.Writer.Write(b)
+	if w.fault != nil {
+		w.fault("flush-write") // a kill with the file half written
+	}
+	return n, err
 }

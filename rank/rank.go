@@ -198,6 +198,7 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 			store.Close()
 			return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 		}
+		r.lv.hook(r)
 	}
 	r.peers = o.Peers
 	if r.peers == nil {
@@ -607,6 +608,9 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 			return err
 		}
 	}
+	if r.lv != nil {
+		r.finalFlush(ctx)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.callState(); err != nil {
@@ -846,6 +850,7 @@ func (r *Rank) onCommitted(e uint64) {
 	r.committed = e
 	if r.lv != nil {
 		r.lv.gc(r.o.Job, e)
+		r.lv.flush.committed(e)
 	}
 	r.initial = nil // a rollback now goes to a committed cut
 	for _, p := range r.prot {

@@ -159,6 +159,10 @@ type driver struct {
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
+	// flushMu guards unflushed: committed flush epochs whose manifests
+	// do not record the shared store yet (flush.go).
+	flushMu   sync.Mutex
+	unflushed []uint64
 	lease     *ckpt.Lease
 	bg        sync.WaitGroup // manifest commits and GCs in the background
 
@@ -460,6 +464,9 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 		if out != nil {
+			if out.Code == coordinator.CodeFinished {
+				d.recordFinalFlush()
+			}
 			return d.finish(*out), nil
 		}
 		select {
@@ -905,6 +912,7 @@ func (d *driver) onCommitted(m manifestResult) {
 	d.log.Info("cut committed", "epoch", m.epoch, "step", m.info.Step, "raw_bytes", m.info.RawBytes,
 		"new_bytes", m.info.NewBytes, "took", p.LastCutTime.Round(time.Millisecond))
 	d.checkLag(p.Cuts, prevStep, m.info.Step)
+	d.watchFlush(m.epoch, m.info)
 	d.notify()
 }
 
