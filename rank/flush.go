@@ -28,6 +28,7 @@ type flusher struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	want    uint64 // latest committed epoch to flush; 0: none
+	last    ckpt.ShardRef // the last shard reported durable
 	running bool
 	closed  bool
 	ctx     context.Context
@@ -109,7 +110,22 @@ func (f *flusher) flush(ctx context.Context, e uint64) error {
 	if l.rank >= len(cut.Shards) {
 		return fmt.Errorf("cut %d has %d ranks: %w", e, len(cut.Shards), ckpt.ErrNotFound)
 	}
-	ref := cut.Shards[l.rank]
+	return f.flushRef(ctx, cut.Shards[l.rank])
+}
+
+// reported remembers the last shard this rank reported durable: its cut
+// may commit as the job ends, after the rank learns of no more commits.
+func (f *flusher) reported(ref ckpt.ShardRef) {
+	f.mu.Lock()
+	if ref.Epoch > f.last.Epoch {
+		f.last = ref
+	}
+	f.mu.Unlock()
+}
+
+func (f *flusher) flushRef(ctx context.Context, ref ckpt.ShardRef) error {
+	l := f.l
+	e := ref.Epoch
 	if l.flushTo.HasShard(ctx, ref) == nil {
 		return nil
 	}
@@ -119,12 +135,16 @@ func (f *flusher) flush(ctx context.Context, e uint64) error {
 		if c.level == ckpt.LevelShared {
 			continue
 		}
-		if err := c.st.HasShard(ctx, ref); err != nil {
+		st, err := c.get(ctx)
+		if err == nil {
+			err = st.HasShard(ctx, ref)
+		}
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		f.fault("flush")
-		n, err := c.st.CopyShard(ctx, l.flushTo, ref)
+		n, err := st.CopyShard(ctx, l.flushTo, ref)
 		f.added(n)
 		if err != nil {
 			return fmt.Errorf("flush cut %d from %s: %w", e, c.level, err)
@@ -150,9 +170,15 @@ func (f *flusher) final(ctx context.Context, e uint64, wait time.Duration) error
 		f.want = 0
 	}
 	f.mu.Unlock()
+	f.mu.Lock()
+	last := f.last
+	f.mu.Unlock()
 	deadline := time.Now().Add(wait)
 	for {
 		err := f.flush(ctx, e)
+		if err == nil && last.Epoch > e {
+			err = f.flushRef(ctx, last)
+		}
 		if err == nil || errors.Is(err, ckpt.ErrNotFound) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
@@ -193,8 +219,9 @@ func (l *nodeLevels) hook(r *Rank) {
 }
 
 // finalFlush puts the rank's shard of its last committed cut in the
-// shared store before the rank reports it finished: the last cut of a job
-// that ends is always in the shared store. A failure is logged, not
+// shared store once the coordinator said the job is over, before the rank
+// leaves: the last cut of a job that ends is always in the shared store
+// (the driver waits for it, driver/flush.go). A failure is logged, not
 // returned: the job's work is done, and the cut stays on the node-local
 // levels.
 func (r *Rank) finalFlush(ctx context.Context) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -45,6 +46,7 @@ type nodeLevels struct {
 	flush   *flusher
 	paced   *pacedBackend
 	rank    int
+	t0      time.Time // when the rank joined
 
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
@@ -84,7 +86,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, job: o.Job, rank: o.Rank, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
+		cfg: o.Levels, job: o.Job, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -139,7 +141,7 @@ func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error
 	if l.nc == nil {
 		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
 	}
-	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, host), timeout: remoteTimeout, limit: l.limit}
+	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}
 	s, err := ckpt.Open(ctx, rb, l.opts)
 	if err != nil {
 		return nil, err
@@ -186,10 +188,11 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 	if err := l.local.HasShard(ctx, ref); err != nil {
 		copied := false
 		for _, c := range l.candidates(ctx)[1:] {
-			if c.st.HasShard(ctx, ref) != nil {
+			st, err := c.get(ctx)
+			if err != nil || st.HasShard(ctx, ref) != nil {
 				continue
 			}
-			if _, err := c.st.CopyShard(ctx, l.local, ref); err == nil {
+			if _, err := st.CopyShard(ctx, l.local, ref); err == nil {
 				copied = true
 				break
 			}
@@ -268,8 +271,11 @@ func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
 	}
 	var srcs []*ckpt.Store
 	for _, c := range l.candidates(ctx) {
-		if c.level != ckpt.LevelShared {
-			srcs = append(srcs, c.st)
+		if c.level == ckpt.LevelShared {
+			continue
+		}
+		if st, err := c.get(ctx); err == nil {
+			srcs = append(srcs, st)
 		}
 	}
 	_, err := l.local.RebuildShard(ctx, ref, srcs)
@@ -282,24 +288,36 @@ type levelStore struct {
 	st    *ckpt.Store
 	// rebuild: rebuild the shard into st from erasure fragments first.
 	rebuild bool
+	l       *nodeLevels
+}
+
+// get opens the level's store when first needed: another host's is
+// reached over the network, and a host that does not answer (gone) is
+// only waited for by the restores that get that far.
+func (c *levelStore) get(ctx context.Context) (*ckpt.Store, error) {
+	if c.st != nil {
+		return c.st, nil
+	}
+	s, err := c.l.store(ctx, c.host)
+	if err != nil {
+		if !errors.Is(err, ckpt.ErrNoStore) {
+			c.l.log.Debug("node-local store not readable", "host", c.host, "err", err)
+		}
+		return nil, err
+	}
+	c.st = s
+	return s, nil
 }
 
 // candidates lists the stores a restore tries, fastest first: this host's
-// node-local store, the partner's and the other hosts' that can be
-// reached, then the shared store.
+// node-local store, the partner's and the other hosts' (opened when
+// used), then the shared store.
 func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
-	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local}}
+	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local, l: l}}
 	for _, h := range l.cfg.ReadOrder(l.host)[1:] {
-		s, err := l.store(ctx, h)
-		if err != nil {
-			if !errors.Is(err, ckpt.ErrNoStore) {
-				l.log.Debug("node-local store not readable", "host", h, "err", err)
-			}
-			continue
-		}
-		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, st: s})
+		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, l: l})
 	}
-	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared})
+	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared, l: l})
 }
 
 // gc collects this host's node-local store in the background after a

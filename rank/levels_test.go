@@ -56,6 +56,7 @@ func levelsPair(t *testing.T, flushEvery int, redundancy, hosts string, world in
 			t.Fatal(err)
 		}
 		t.Cleanup(l.close)
+		l.t0 = time.Now().Add(-time.Minute) // a host with no rank fails at once
 		all = append(all, l)
 	}
 	return all[0], all[1:], shared, dir
@@ -155,8 +156,12 @@ func TestProtectCommitRule(t *testing.T) {
 	for _, c := range l.candidates(ctx) {
 		order = append(order, c.level+":"+c.host)
 	}
-	if len(order) != 2 || order[0] != "local:a" || order[1] != "shared:" {
-		t.Fatalf("candidates %v (b is not a store now)", order)
+	if len(order) != 3 || order[0] != "local:a" || order[1] != "partner:b" || order[2] != "shared:" {
+		t.Fatalf("candidates %v", order)
+	}
+	c := l.candidates(ctx)[1]
+	if _, err := c.get(ctx); !errors.Is(err, ckpt.ErrNoStore) {
+		t.Fatalf("b's store with no rank serving it: %v, want ErrNoStore", err)
 	}
 }
 

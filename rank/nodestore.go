@@ -258,6 +258,10 @@ type remoteBackend struct {
 	subj    string
 	timeout time.Duration
 	limit   *sharedBucket
+	// graceUntil: before then, a host where no rank answers yet is asked
+	// again (the job's ranks start together, not at the same instant: a
+	// restore may look for a copy before the ranks holding it are up).
+	graceUntil time.Time
 }
 
 // sharedBucket is one rank's bandwidth bound over all its copies.
@@ -310,6 +314,14 @@ func (b *remoteBackend) call(ctx context.Context, subj string, req nodestore.Req
 		msg, err = b.nc.RequestWithContext(c, subj, data)
 		cancel()
 		if errors.Is(err, nats.ErrNoResponders) {
+			if time.Now().Before(b.graceUntil) {
+				attempt--
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
 			return nodestore.Reply{}, fmt.Errorf("host %s: %w", b.host, errNoServer)
 		}
 		if err != nil {
@@ -556,6 +568,10 @@ func (r *remoteReader) ReadAt(p []byte, off int64) (int, error) {
 // remoteTimeout bounds the wait for one reply from another host's rank
 // (a commit's fsync included); a request is sent at most three times.
 const remoteTimeout = 10 * time.Second
+
+// startGrace is how long after it joined a rank waits for another host's
+// ranks to answer at all.
+const startGrace = 5 * time.Second
 
 // pacedBackend is the shared store as a rank's flushes see it: the files
 // they write are paced by the rank's bandwidth bound, so that a flush

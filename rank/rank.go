@@ -608,9 +608,6 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 			return err
 		}
 	}
-	if r.lv != nil {
-		r.finalFlush(ctx)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.callState(); err != nil {
@@ -626,6 +623,13 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 	for {
 		if r.exit != nil {
 			if r.exit.Code == 0 && !r.exit.fenced {
+				if r.lv != nil {
+					// The job is over: its last cut goes to the shared
+					// store before this rank leaves.
+					r.mu.Unlock()
+					r.finalFlush(ctx)
+					r.mu.Lock()
+				}
 				return nil
 			}
 			return r.exit

@@ -163,6 +163,7 @@ type driver struct {
 	// do not record the shared store yet (flush.go).
 	flushMu   sync.Mutex
 	unflushed []uint64
+	flushBusy sync.Mutex
 	lease     *ckpt.Lease
 	bg        sync.WaitGroup // manifest commits and GCs in the background
 

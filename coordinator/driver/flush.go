@@ -45,14 +45,18 @@ func (d *driver) watchFlush(epoch uint64, info ckpt.CutInfo) {
 	}
 }
 
-// markFlushes records the flushes that are done. wait: block for the GC's
-// lock (at the end of the job) instead of leaving it to the next commit.
+// markFlushes records the flushes that are done. One check runs at a
+// time (wait: block for it, at the end of the job; else a check already
+// running makes this one unneeded); it waits for a GC that runs (a GC
+// started after each commit too, and is short).
 func (d *driver) markFlushes(ctx context.Context, wait bool) {
 	if wait {
-		d.gcBusy.Lock()
-	} else if !d.gcBusy.TryLock() {
-		return // a GC or another check runs; the next commit asks again
+		d.flushBusy.Lock()
+	} else if !d.flushBusy.TryLock() {
+		return
 	}
+	defer d.flushBusy.Unlock()
+	d.gcBusy.Lock()
 	defer d.gcBusy.Unlock()
 	d.flushMu.Lock()
 	epochs := slices.Clone(d.unflushed)
@@ -81,32 +85,52 @@ func (d *driver) markFlushes(ctx context.Context, wait bool) {
 	d.flushMu.Unlock()
 }
 
+// finalFlushWait bounds how long the driver waits, once the job has
+// finished, for the ranks to flush its last cut.
+const finalFlushWait = time.Minute
+
 // recordFinalFlush records the flush of the job's last cut once the job
-// has finished (every rank flushed it before it reported finished).
+// has finished: the ranks flush it when they are told the job is over,
+// before they leave (their last committed cut, and the last shard they
+// reported, whose cut may commit as the job ends); this waits for that
+// (at most finalFlushWait).
 func (d *driver) recordFinalFlush() {
 	if !d.cfg.Levels.Enabled() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A cut whose manifest was being written as the job finished is the
+	// last one (its ranks reported their shards and flush them too).
+	d.waitBackground()
+	ctx, cancel := context.WithTimeout(context.Background(), finalFlushWait)
 	defer cancel()
 	cuts, err := d.cfg.Store.List(ctx, d.job)
 	if err != nil || len(cuts) == 0 {
 		return
 	}
-	last := cuts[len(cuts)-1]
-	if last.Levels().Shared {
+	last := cuts[len(cuts)-1].Epoch
+	if cuts[len(cuts)-1].Levels().Shared {
 		return
 	}
 	d.flushMu.Lock()
-	if !slices.Contains(d.unflushed, last.Epoch) {
-		d.unflushed = append(d.unflushed, last.Epoch)
+	if !slices.Contains(d.unflushed, last) {
+		d.unflushed = append(d.unflushed, last)
 	}
 	d.flushMu.Unlock()
-	d.markFlushes(ctx, true)
-	d.flushMu.Lock()
-	left := slices.Contains(d.unflushed, last.Epoch)
-	d.flushMu.Unlock()
-	if left {
-		d.log.Warn("the job's last cut is not in the shared store (a rank's final flush failed): it is on the node-local levels only", "epoch", last.Epoch)
+	t := time.Now()
+	for {
+		d.markFlushes(ctx, true)
+		d.flushMu.Lock()
+		left := slices.Contains(d.unflushed, last)
+		d.flushMu.Unlock()
+		if !left {
+			d.log.Debug("last cut flushed", "epoch", last, "waited", time.Since(t).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			d.log.Warn("the job's last cut is not in the shared store (a rank's final flush failed or took too long): it is on the node-local levels only", "epoch", last)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
