@@ -27,7 +27,7 @@ type flusher struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	want    uint64 // latest committed epoch to flush; 0: none
+	want    uint64        // latest committed epoch to flush; 0: none
 	last    ckpt.ShardRef // the last shard reported durable
 	running bool
 	closed  bool

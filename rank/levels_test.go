@@ -20,14 +20,10 @@ import (
 	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 )
 
-// levelsFixture: a shared store, a NATS server, and the node-local
-// levels of rank 0 on host a and of rank 1 on host b (which serves b's
-// store to a over NATS: the copies never touch b's directory from a).
-func levelsFixture(t *testing.T, flushEvery int) (*nodeLevels, *ckpt.Store, string) {
-	l, _, shared, dir := levelsPair(t, flushEvery, levels.RedundancyPartner, "a:1,b:1", 2)
-	return l, shared, dir
-}
-
+// levelsPair: a shared store, a NATS server, and the node-local levels
+// of one rank on each host of hosts (rank i on host i), each serving its
+// host's store to the others over NATS: the copies never touch another
+// host's directory by path.
 func levelsPair(t *testing.T, flushEvery int, redundancy, hosts string, world int) (*nodeLevels, []*nodeLevels, *ckpt.Store, string) {
 	t.Helper()
 	ctx := context.Background()
