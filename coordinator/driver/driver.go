@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -790,7 +791,21 @@ func (d *driver) gc(g coordinator.GC) {
 	go func() {
 		defer d.bg.Done()
 		defer d.gcBusy.Unlock()
-		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins, Lease: d.lease})
+		pins := g.Pins
+		if d.cfg.Levels.Enabled() {
+			// The latest cut held in the shared store stays, however many
+			// node-local cuts came after it: it is what a loss of more
+			// hosts than the redundancy covers restores from.
+			// So do the flush epochs whose flush is still under way.
+			pins = slices.Clone(pins)
+			if e := d.latestShared(context.Background()); e != 0 {
+				pins = append(pins, e)
+			}
+			d.flushMu.Lock()
+			pins = append(pins, d.unflushed...)
+			d.flushMu.Unlock()
+		}
+		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: pins, Lease: d.lease})
 		if err != nil {
 			d.log.Warn("gc failed", "err", err)
 			return

@@ -134,3 +134,18 @@ func (d *driver) recordFinalFlush() {
 		}
 	}
 }
+
+// latestShared is the newest committed cut whose manifest says it is in
+// the shared store (0: none).
+func (d *driver) latestShared(ctx context.Context) uint64 {
+	cuts, err := d.cfg.Store.List(ctx, d.job)
+	if err != nil {
+		return 0
+	}
+	for i := len(cuts) - 1; i >= 0; i-- {
+		if cuts[i].Levels().Shared {
+			return cuts[i].Epoch
+		}
+	}
+	return 0
+}
