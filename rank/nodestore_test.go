@@ -151,3 +151,39 @@ func TestNodeStoreOverNATS(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkNodeStoreUpload: one file uploaded to another host's store
+// through the rank serving it (embedded NATS on loopback, local disk with
+// fsync), no bandwidth bound.
+func BenchmarkNodeStoreUpload(b *testing.B) {
+	ctx := context.Background()
+	ns := natstest.Run(b)
+	be, err := local.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	snc, _ := nats.Connect(ns.URL())
+	defer snc.Close()
+	srv, err := serveStore(snc, "j", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.close()
+	cnc, _ := nats.Connect(ns.URL())
+	defer cnc.Close()
+	rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "h"), timeout: 10 * time.Second}
+	data := make([]byte, 16<<20)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		w, err := rb.Create(ctx, "jobs/j/packs/1/x.pack")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

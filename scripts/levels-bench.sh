@@ -42,13 +42,14 @@ run_case() { # name rep extra-args...
 	shared=$(du -sb "$d/store/jobs" | cut -f1)
 	flush=$(jq -s '[.[] | select(.rank != null) | .flush_bytes // 0] | add' "$d/stats/"rank*.json)
 	partner=$(jq -s '[.[] | select(.rank != null) | .partner_bytes // 0] | add' "$d/stats/"rank*.json)
+	stored=$(jq -s '[.[] | select(.rank != null) | .shard_stored_bytes // 0] | add' "$d/stats/"rank*.json)
 	rb=$(jq -s -c '[.[] | select(.rank != null) | .restore_bytes // {}] | reduce .[] as $m ({}; reduce ($m|keys[]) as $k (.; .[$k] += $m[$k]))' "$d/stats/"rank*.json)
 	jq -c --arg case "$name" --argjson rep "$rep" --argjson wall "$(echo "$end - $start" | bc)" \
-		--argjson shared_bytes "$shared" --argjson flush "${flush:-0}" --argjson partner "${partner:-0}" --argjson restore "$rb" \
+		--argjson shared_bytes "$shared" --argjson flush "${flush:-0}" --argjson partner "${partner:-0}" --argjson stored "${stored:-0}" --argjson restore "$rb" \
 		'{case: $case, rep: $rep, wall_s: $wall, run_s: ((.end_unix_ns - .running_unix_ns) / 1e9),
 		  cuts: ((.cuts // []) | length), cut_took_ms: [(.cuts // [])[].took_ns / 1e6],
 		  recovery_ms: [(.recoveries // [])[] | (.end_unix_ns - .start_unix_ns) / 1e6],
-		  shared_store_bytes: $shared_bytes, flush_bytes: $flush, partner_bytes: $partner, restore_bytes: $restore}' \
+		  shared_store_bytes: $shared_bytes, shard_stored_bytes: $stored, flush_bytes: $flush, partner_bytes: $partner, restore_bytes: $restore}' \
 		"$d/stats/run.json" | tee -a "$OUT/results.jsonl"
 	rm -rf "$d"
 }
