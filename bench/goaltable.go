@@ -96,6 +96,11 @@ type Selection struct {
 	Where map[string]any `json:"where,omitempty"`
 	Field string         `json:"field"`         // dotted path to a number
 	Agg   string         `json:"agg,omitempty"` // max, min, median (default), mean
+	// Missing, when set, is the value of a selected record that lacks
+	// Field: for counters kept as maps that leave out what is zero
+	// (restore_bytes by level has no "shared" key when nothing was read
+	// from the shared store).
+	Missing *float64 `json:"missing,omitempty"`
 }
 
 // GoalRow is one row of the generated table.
@@ -471,8 +476,11 @@ func (s Selection) values(recs []map[string]any) ([]float64, error) {
 		if !ok {
 			continue
 		}
-		if x, isNum := lookup(r, s.Field).(float64); isNum {
+		v := lookup(r, s.Field)
+		if x, isNum := v.(float64); isNum {
 			out = append(out, x)
+		} else if v == nil && s.Missing != nil {
+			out = append(out, *s.Missing)
 		}
 	}
 	if len(out) == 0 {

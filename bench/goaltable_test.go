@@ -132,3 +132,26 @@ func TestVerdictFromInterval(t *testing.T) {
 		t.Fatal("one sample has no interval")
 	}
 }
+
+// TestSelectionMissing: a selected record without the field is skipped,
+// or counted as Missing when that is set.
+func TestSelectionMissing(t *testing.T) {
+	recs := []map[string]any{
+		{"case": "kill", "bytes": map[string]any{"local": 5.0}},
+		{"case": "kill", "bytes": map[string]any{"local": 7.0, "shared": 3.0}},
+		{"case": "other", "bytes": map[string]any{"shared": 9.0}},
+	}
+	s := Selection{Where: map[string]any{"case": "kill"}, Field: "bytes.shared"}
+	if got, err := s.values(recs); err != nil || len(got) != 1 || got[0] != 3 {
+		t.Fatalf("without missing: %v, %v; want [3]", got, err)
+	}
+	zero := 0.0
+	s.Missing = &zero
+	if got, err := s.values(recs); err != nil || len(got) != 2 || got[0] != 0 || got[1] != 3 {
+		t.Fatalf("missing 0: %v, %v; want [0 3]", got, err)
+	}
+	s.Where = map[string]any{"case": "none"}
+	if _, err := s.values(recs); err == nil {
+		t.Fatal("no selected record: want an error, also with missing set")
+	}
+}

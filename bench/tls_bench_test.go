@@ -46,7 +46,7 @@ func BenchmarkTransportTLS(b *testing.B) {
 				b.SetBytes(total)
 				var sum float64
 				for range b.N {
-					g, err := transportThroughput(ctx, conn, size, total)
+					g, err := transportThroughput(ctx, conn, size, total, false)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -58,7 +58,7 @@ func BenchmarkTransportTLS(b *testing.B) {
 				b.SetBytes(total)
 				var sum float64
 				for range b.N {
-					g, err := rawNATSThroughput(ctx, conn, size, total)
+					g, err := rawNATSThroughput(ctx, conn, size, total, 0)
 					if err != nil {
 						b.Fatal(err)
 					}

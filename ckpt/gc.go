@@ -136,10 +136,16 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 		if err != nil {
 			return rep, err
 		}
-		if !inShared(m.meta) {
-			continue // on node-local levels: references nothing here
-		}
+		nodeLocal := !inShared(m.meta)
 		for _, ref := range m.shards {
+			if nodeLocal {
+				// A cut on node-local levels may still have some shards
+				// here: a rank whose copy to another host failed flushed
+				// its shard instead (the commit rule). Those are live.
+				if _, err := s.b.Stat(ctx, ref.Pack()); err != nil {
+					continue
+				}
+			}
 			idx, err := s.readShardIndex(ctx, ref)
 			if errors.Is(err, ErrCorrupt) {
 				unreadable = append(unreadable, err)

@@ -347,3 +347,47 @@ func (s *Store) VerifyShard(ctx context.Context, ref ShardRef) (int64, error) {
 	}
 	return n, nil
 }
+
+// MarkShared records that committed cut epoch of a multi-level job is now
+// in this (the shared) store too, once its ranks flushed their shards in
+// the background: when every shard index of the cut is here and intact
+// and every pack they reuse chunks from is here, the manifest is replaced
+// (atomically: readers see the old or the new one, also across a crash)
+// by the same manifest whose MetaLevels adds shared. It returns whether
+// the cut is in the shared store now. A shard still missing is no error:
+// false, nil (the flush is not done). The caller must not run it together
+// with a GC of the job (which could remove the manifest meanwhile).
+func (s *Store) MarkShared(ctx context.Context, job string, epoch uint64) (bool, error) {
+	mu := s.jobLock(job)
+	mu.Lock()
+	defer mu.Unlock()
+	m, err := s.loadManifest(ctx, job, epoch)
+	if err != nil {
+		return false, err
+	}
+	lv, err := CutLevels(m.meta)
+	if err != nil {
+		return false, fmt.Errorf("job %s cut %d: %w", job, epoch, err)
+	}
+	if lv.Shared {
+		return true, nil
+	}
+	for _, ref := range m.shards {
+		if err := s.HasShard(ctx, ref); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	if err := s.checkShards(ctx, CutSpec{Job: job, Epoch: epoch, Shards: m.shards}); err != nil {
+		return false, err
+	}
+	lv.Shared = true
+	m.meta[MetaLevels] = lv.String()
+	if err := s.b.Replace(ctx, manifestName(job, epoch), encodeManifest(m)); err != nil {
+		return false, fmt.Errorf("job %s cut %d: record the flush: %w", job, epoch, err)
+	}
+	s.log.Info("cut flushed to the shared store", "job", job, "epoch", epoch, "levels", lv.String())
+	return true, nil
+}

@@ -173,8 +173,14 @@ func open(ctx context.Context, b backend.Backend, where string, opts Options) (*
 		data, _ := json.MarshalIndent(cfg, "", "  ")
 		err = b.CreateExclusive(ctx, configName, append(data, '\n'))
 		if errors.Is(err, backend.ErrExist) {
-			// Another process created the store at the same moment.
+			// Another process created the store at the same moment; it
+			// claims the name before it writes the content, so a read
+			// meanwhile may find the file still empty: wait for it.
 			cfg, err = readConfig(ctx, b, where)
+			for i := 0; i < 100 && errors.Is(err, ErrCorrupt) && ctx.Err() == nil; i++ {
+				time.Sleep(10 * time.Millisecond)
+				cfg, err = readConfig(ctx, b, where)
+			}
 		}
 	}
 	if err != nil {

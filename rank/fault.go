@@ -19,6 +19,11 @@ import (
 //	durable   after a shard is durable, before it is reported
 //	reported  after the shard report went out, before the commit is known
 //	restore   in the middle of restoring a cut
+//	flush     before a background flush of a committed cut to the shared
+//	          store copies the shard
+//	flush-write
+//	          in the middle of a file written to the shared store by a flush
+//	          (after each write; with N, the N-th)
 const EnvFault = "CUTPOINT_FAULT"
 
 // faults counts passes through fault points (nil: none configured).
@@ -42,7 +47,7 @@ func parseFaults(spec string, rank int, spawn uint64) (*faults, error) {
 			return nil, fmt.Errorf("%s=%q: rank %q", EnvFault, spec, parts[0])
 		}
 		switch parts[1] {
-		case "capture", "write", "durable", "reported", "restore":
+		case "capture", "write", "durable", "reported", "restore", "flush", "flush-write":
 		default:
 			return nil, fmt.Errorf("%s=%q: unknown point %q", EnvFault, spec, parts[1])
 		}

@@ -7,9 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/internal/levels"
+	"github.com/cutpoint/cutpoint/internal/nodestore"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
 
@@ -20,6 +24,7 @@ import (
 // manifests stay in the shared store.
 type nodeLevels struct {
 	cfg    levels.Config
+	job    string
 	host   string
 	log    *slog.Logger
 	shared *ckpt.Store
@@ -28,6 +33,20 @@ type nodeLevels struct {
 
 	mu     sync.Mutex
 	stores map[string]*ckpt.Store // other hosts' directories, by host
+
+	// serve: this host's store, served to the other hosts' ranks; nc the
+	// job's NATS connection the copies travel over; limit the bandwidth
+	// bound of this rank's copies and flushes.
+	serve *storeServer
+	nc    *nats.Conn
+	limit *sharedBucket
+	// flushTo is the shared store as the flushes see it (paced by limit);
+	// flush runs them in the background (rank/flush.go).
+	flushTo *ckpt.Store
+	flush   *flusher
+	paced   *pacedBackend
+	rank    int
+	t0      time.Time // when the rank joined
 
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
@@ -57,7 +76,7 @@ func (l *nodeLevels) isFinal(epoch uint64) bool {
 	return l.final[epoch]
 }
 
-func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
+func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
 	if o.Host == "" {
 		// Launchers that do not say (srun): this machine's name.
 		h, err := os.Hostname()
@@ -67,7 +86,7 @@ func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Lo
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, host: o.Host, log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{},
+		cfg: o.Levels, job: o.Job, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -87,13 +106,30 @@ func openLevels(ctx context.Context, o Options, shared *ckpt.Store, log *slog.Lo
 		return nil, fmt.Errorf("node-local level: %w", err)
 	}
 	l.local = s
-	log.Info("node-local level", "dir", l.cfg.Dir(o.Host), "redundancy", l.cfg.Redundancy, "flush_every", l.cfg.FlushEvery)
+	if l.cfg.Bandwidth > 0 {
+		l.limit = &sharedBucket{b: nodestore.NewBucket(l.cfg.Bandwidth)}
+	}
+	l.paced = &pacedBackend{Backend: shared.Backend(), limit: l.limit}
+	if l.flushTo, err = ckpt.Open(ctx, l.paced, ckpt.Options{Codec: o.Codec, Logger: log}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("node-local level: %w", err)
+	}
+	l.flush = newFlusher(l)
+	if l.cfg.Redundant() {
+		if l.serve, err = serveStore(nc, o.Job, o.Host, s.Backend(), log); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("node-local level: %w", err)
+		}
+	}
+	log.Info("node-local level", "dir", l.cfg.Dir(o.Host), "redundancy", l.cfg.Redundancy, "flush_every", l.cfg.FlushEvery, "bandwidth_mibps", l.cfg.Bandwidth)
 	return l, nil
 }
 
-// store opens (once) the node-local store of another host; create makes
-// it (the partner's, to write a copy), else a missing one is ErrNoStore.
-func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt.Store, error) {
+// store opens (once) the node-local store of another host: over the
+// network, through the ranks on that host (rank/nodestore.go), which
+// created it when they started. A host with no rank serving is
+// ErrNoStore.
+func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error) {
 	if host == l.host {
 		return l.local, nil
 	}
@@ -102,9 +138,11 @@ func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt
 	if s := l.stores[host]; s != nil {
 		return s, nil
 	}
-	opts := l.opts
-	opts.Create = create
-	s, err := ckpt.OpenDir(ctx, l.cfg.Dir(host), opts)
+	if l.nc == nil {
+		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
+	}
+	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}
+	s, err := ckpt.Open(ctx, rb, l.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +151,10 @@ func (l *nodeLevels) store(ctx context.Context, host string, create bool) (*ckpt
 }
 
 func (l *nodeLevels) close() {
+	l.flush.close()
+	if l.serve != nil {
+		l.serve.close()
+	}
 	l.local.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,10 +188,11 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 	if err := l.local.HasShard(ctx, ref); err != nil {
 		copied := false
 		for _, c := range l.candidates(ctx)[1:] {
-			if c.st.HasShard(ctx, ref) != nil {
+			st, err := c.get(ctx)
+			if err != nil || st.HasShard(ctx, ref) != nil {
 				continue
 			}
-			if _, err := c.st.CopyShard(ctx, l.local, ref); err == nil {
+			if _, err := st.CopyShard(ctx, l.local, ref); err == nil {
 				copied = true
 				break
 			}
@@ -167,15 +210,18 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 
 // protect copies a shard just written to the node-local store to the
 // levels the commit rule needs before the rank reports it: the partner's
-// store, and the shared store every FlushEvery epochs, or whenever there
-// is no partner copy (a local copy alone does not survive its host).
+// store (or the erasure fragments on other hosts), over the network. The
+// shared store gets it now only when the cut is final (a preemption's),
+// when there is no copy on another host, or when that copy failed (a local
+// copy alone does not survive its host); a flush epoch's shard goes there
+// in the background once the cut commits (rank/flush.go).
 func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool) (partner, flushed int64, err error) {
-	shared := final || l.cfg.Flush(ref.Epoch)
+	shared := final || !l.cfg.Redundant()
 	if l.cfg.Partner() {
 		ph, err := l.cfg.PartnerOf(l.host)
 		var ps *ckpt.Store
 		if err == nil {
-			ps, err = l.store(ctx, ph, true)
+			ps, err = l.store(ctx, ph)
 		}
 		if err == nil {
 			partner, err = l.local.CopyShard(ctx, ps, ref)
@@ -194,7 +240,7 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 		}
 	}
 	if shared {
-		if flushed, err = l.local.CopyShard(ctx, l.shared, ref); err != nil {
+		if flushed, err = l.local.CopyShard(ctx, l.flushTo, ref); err != nil {
 			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
 		}
 	}
@@ -210,7 +256,7 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (i
 	}
 	dsts := make([]*ckpt.Store, len(hosts))
 	for i, h := range hosts {
-		if dsts[i], err = l.store(ctx, h, true); err != nil {
+		if dsts[i], err = l.store(ctx, h); err != nil {
 			return 0, err
 		}
 	}
@@ -225,8 +271,11 @@ func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
 	}
 	var srcs []*ckpt.Store
 	for _, c := range l.candidates(ctx) {
-		if c.level != ckpt.LevelShared {
-			srcs = append(srcs, c.st)
+		if c.level == ckpt.LevelShared {
+			continue
+		}
+		if st, err := c.get(ctx); err == nil {
+			srcs = append(srcs, st)
 		}
 	}
 	_, err := l.local.RebuildShard(ctx, ref, srcs)
@@ -239,24 +288,36 @@ type levelStore struct {
 	st    *ckpt.Store
 	// rebuild: rebuild the shard into st from erasure fragments first.
 	rebuild bool
+	l       *nodeLevels
+}
+
+// get opens the level's store when first needed: another host's is
+// reached over the network, and a host that does not answer (gone) is
+// only waited for by the restores that get that far.
+func (c *levelStore) get(ctx context.Context) (*ckpt.Store, error) {
+	if c.st != nil {
+		return c.st, nil
+	}
+	s, err := c.l.store(ctx, c.host)
+	if err != nil {
+		if !errors.Is(err, ckpt.ErrNoStore) {
+			c.l.log.Debug("node-local store not readable", "host", c.host, "err", err)
+		}
+		return nil, err
+	}
+	c.st = s
+	return s, nil
 }
 
 // candidates lists the stores a restore tries, fastest first: this host's
-// node-local store, the partner's and the other hosts' that can be
-// reached, then the shared store.
+// node-local store, the partner's and the other hosts' (opened when
+// used), then the shared store.
 func (l *nodeLevels) candidates(ctx context.Context) []levelStore {
-	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local}}
+	out := []levelStore{{level: ckpt.LevelLocal, host: l.host, st: l.local, l: l}}
 	for _, h := range l.cfg.ReadOrder(l.host)[1:] {
-		s, err := l.store(ctx, h, false)
-		if err != nil {
-			if !errors.Is(err, ckpt.ErrNoStore) {
-				l.log.Debug("node-local store not readable", "host", h, "err", err)
-			}
-			continue
-		}
-		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, st: s})
+		out = append(out, levelStore{level: ckpt.LevelPartner, host: h, l: l})
 	}
-	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared})
+	return append(out, levelStore{level: ckpt.LevelShared, st: l.shared, l: l})
 }
 
 // gc collects this host's node-local store in the background after a

@@ -212,11 +212,12 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		r.report = wire.NewMAC(o.Keys.Report)
 	}
 	if o.Levels.Enabled() {
-		if r.lv, err = openLevels(ctx, o, store, log); err != nil {
+		if r.lv, err = openLevels(ctx, o, nc, store, log); err != nil {
 			nc.Close()
 			store.Close()
 			return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 		}
+		r.lv.hook(r)
 	}
 	r.peers = o.Peers
 	if r.peers == nil {
@@ -644,6 +645,13 @@ func (r *Rank) Finish(ctx context.Context, result []byte) error {
 	for {
 		if r.exit != nil {
 			if r.exit.Code == 0 && !r.exit.fenced {
+				if r.lv != nil {
+					// The job is over: its last cut goes to the shared
+					// store before this rank leaves.
+					r.mu.Unlock()
+					r.finalFlush(ctx)
+					r.mu.Lock()
+				}
 				return nil
 			}
 			return r.exit
@@ -889,6 +897,7 @@ func (r *Rank) onCommitted(e uint64) {
 	r.committed = e
 	if r.lv != nil {
 		r.lv.gc(r.o.Job, e)
+		r.lv.flush.committed(e)
 	}
 	r.initial = nil // a rollback now goes to a committed cut
 	for _, p := range r.prot {

@@ -58,7 +58,7 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		// Before the shared store: rebuild this host's copy from erasure
 		// fragments (tried only when no full copy was intact).
 		n := len(cands) - 1
-		cands = append(cands[:n:n], levelStore{level: ckpt.LevelErasure, host: r.lv.host, st: r.lv.local, rebuild: true}, cands[n])
+		cands = append(cands[:n:n], levelStore{level: ckpt.LevelErasure, host: r.lv.host, st: r.lv.local, rebuild: true, l: r.lv}, cands[n])
 	}
 	for _, c := range cands {
 		if c.rebuild {
@@ -67,14 +67,19 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 				continue
 			}
 		}
-		if err := c.st.HasShard(ctx, ref); err != nil {
+		st, err := c.get(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			continue
+		}
+		if err := st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
 				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
 			}
 			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
 			continue
 		}
-		sr, err := c.st.OpenShardRef(ctx, ref)
+		sr, err := st.OpenShardRef(ctx, ref)
 		if err != nil {
 			errs = append(errs, err)
 			continue

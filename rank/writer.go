@@ -144,6 +144,9 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 	}
 	// Persist before report, at every level the commit rule needs.
 	partner, flushed, err := r.lv.protect(w.ctx, ref, r.lv.isFinal(ref.Epoch))
+	if err == nil {
+		r.lv.flush.reported(ref)
+	}
 	r.mu.Lock()
 	r.stats.PartnerBytes += partner
 	r.stats.FlushBytes += flushed

@@ -20,12 +20,14 @@ type levelOptions struct {
 	Local      string
 	Redundancy string
 	FlushEvery int
+	Bandwidth  float64
 }
 
 func (o *levelOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Local, "local", "", "node-local checkpoint directory, {host} replaced by the rank's host (level 1; default: none, every cut in --store)")
 	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local and --hosts)")
-	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner or rs:K+M: write every Nth epoch's cut to --store too (level 3)")
+	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner or rs:K+M: write every Nth epoch's cut to --store too, in the background after it commits (level 3)")
+	f.Float64Var(&o.Bandwidth, "redundancy-bandwidth", 0, "MiB/s each rank's copies to other hosts and flushes to --store may take, in the background (0: no bound)")
 }
 
 // hostsString writes a --hosts list back in its own syntax.
@@ -42,7 +44,7 @@ func hostsString(hosts []launch.Host) string {
 // that gives no --local (the flags win when given: a restore may move to
 // other hosts).
 func (o *jobOptions) levelConfig(ctx context.Context, store *ckpt.Store, hosts []launch.Host, resume bool) (levels.Config, error) {
-	c := levels.Config{Local: o.levels.Local, Redundancy: o.levels.Redundancy, FlushEvery: o.levels.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks}
+	c := levels.Config{Local: o.levels.Local, Redundancy: o.levels.Redundancy, FlushEvery: o.levels.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks, Bandwidth: o.levels.Bandwidth}
 	if c.Local == "" && resume {
 		data, err := store.GetJobFile(ctx, o.Job, levels.RecordFile)
 		if errors.Is(err, ckpt.ErrNotFound) {
@@ -56,6 +58,9 @@ func (o *jobOptions) levelConfig(ctx context.Context, store *ckpt.Store, hosts [
 			return c, fmt.Errorf("store %s job %s: %w", store, o.Job, err)
 		}
 		rec.Hosts, rec.World = c.Hosts, c.World // the partner follows this launch's hosts
+		if c.Bandwidth > 0 {
+			rec.Bandwidth = c.Bandwidth
+		}
 		if err := rec.Check(); err != nil {
 			return c, fmt.Errorf("the job's recorded levels (%s) do not fit this launch: %w", levels.RecordFile, err)
 		}
@@ -79,8 +84,8 @@ func (o *jobOptions) levelConfig(ctx context.Context, store *ckpt.Store, hosts [
 // precheckLevels refuses bad level flags before anything is created.
 func (o *jobOptions) precheckLevels(hosts []launch.Host) error {
 	l := o.levels
-	if l.Local == "" && (l.Redundancy == "" || l.Redundancy == levels.RedundancyNone) && l.FlushEvery <= 1 {
+	if l.Local == "" && (l.Redundancy == "" || l.Redundancy == levels.RedundancyNone) && l.FlushEvery <= 1 && l.Bandwidth == 0 {
 		return nil
 	}
-	return levels.Config{Local: l.Local, Redundancy: l.Redundancy, FlushEvery: l.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks}.Check()
+	return levels.Config{Local: l.Local, Redundancy: l.Redundancy, FlushEvery: l.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks, Bandwidth: l.Bandwidth}.Check()
 }

@@ -196,7 +196,7 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	}
 	all, per := restoreBytes(t, stats)
 	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelPartner] == 0 || per[1][ckpt.LevelLocal] == 0 {
-		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its partner copy, rank 1 from its own, nothing shared", all, per)
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its partner copy, rank 1 from its own, nothing shared\n%s", all, per, tail(r.stderr, 80))
 	}
 }
 
@@ -238,7 +238,7 @@ func TestLevelsPreempted(t *testing.T) {
 	}
 	all, _ := restoreBytes(t, stats)
 	if all[ckpt.LevelShared] == 0 || all[ckpt.LevelLocal]+all[ckpt.LevelPartner] != 0 {
-		t.Fatalf("restore bytes by level %v: want all from the shared store", all)
+		t.Fatalf("restore bytes by level %v: want all from the shared store\n%s", all, r.stderr)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,6 +180,11 @@ type driver struct {
 
 	manifests chan manifestResult
 	gcBusy    sync.Mutex
+	// flushMu guards unflushed: committed flush epochs whose manifests
+	// do not record the shared store yet (flush.go).
+	flushMu   sync.Mutex
+	unflushed []uint64
+	flushBusy sync.Mutex
 	lease     *ckpt.Lease
 	lastTick  int64          // mono of the last tick (stall detection)
 	maxStall  time.Duration  // the longest stall seen
@@ -495,6 +501,9 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 		if out != nil {
+			if out.Code == coordinator.CodeFinished {
+				d.recordFinalFlush()
+			}
 			return d.finish(*out), nil
 		}
 		select {
@@ -858,7 +867,21 @@ func (d *driver) gc(g coordinator.GC) {
 	go func() {
 		defer d.bg.Done()
 		defer d.gcBusy.Unlock()
-		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: g.Pins, Lease: d.lease})
+		pins := g.Pins
+		if d.cfg.Levels.Enabled() {
+			// The latest cut held in the shared store stays, however many
+			// node-local cuts came after it: it is what a loss of more
+			// hosts than the redundancy covers restores from.
+			// So do the flush epochs whose flush is still under way.
+			pins = slices.Clone(pins)
+			if e := d.latestShared(context.Background()); e != 0 {
+				pins = append(pins, e)
+			}
+			d.flushMu.Lock()
+			pins = append(pins, d.unflushed...)
+			d.flushMu.Unlock()
+		}
+		rep, err := d.cfg.Store.GC(context.Background(), d.job, ckpt.GCOptions{Keep: g.Keep, Pin: pins, Lease: d.lease})
 		if err != nil {
 			d.log.Warn("gc failed", "err", err)
 			return
@@ -1014,6 +1037,7 @@ func (d *driver) onCommitted(m manifestResult) {
 	d.log.Info("cut committed", "epoch", m.epoch, "step", m.info.Step, "raw_bytes", m.info.RawBytes,
 		"new_bytes", m.info.NewBytes, "took", p.LastCutTime.Round(time.Millisecond))
 	d.checkLag(p.Cuts, prevStep, m.info.Step)
+	d.watchFlush(m.epoch, m.info)
 	d.notify()
 }
 

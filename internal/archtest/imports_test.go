@@ -44,6 +44,7 @@ var allowed = map[string][]string{
 	"rank/transport/channel":   nil,
 	"rank/transport/natstest":  nil,
 	"internal/levels":          {"internal/launch"},
+	"internal/nodestore":       {"ckpt/backend"},
 	"internal/heat2d":          {"kernels"},
 	"rank/participant":         {"internal/exitcode", "internal/wire"},
 	"coordinator":              {"internal/exitcode", "internal/jobname", "internal/wire"},
@@ -52,7 +53,7 @@ var allowed = map[string][]string{
 	"rank/examples/ring":       {"kernels", "rank"},
 	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "kernels/shuffle"},
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
-	"rank":                     {"ckpt", "internal/jobname", "internal/levels", "internal/natsutil", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
+	"rank":                     {"ckpt", "ckpt/backend", "internal/jobname", "internal/levels", "internal/natsutil", "internal/nodestore", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
 	"cmd/libcutpoint":          {"internal/jobstats", "kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
 	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobname", "internal/jobstats",

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,6 +36,9 @@ const (
 	EnvRedundancy = "CUTPOINT_REDUNDANCY"  // none or partner
 	EnvFlushEvery = "CUTPOINT_FLUSH_EVERY" // flush to the shared store every N epochs
 	EnvHostList   = "CUTPOINT_HOST_LIST"   // the --hosts list, for the partner
+	// EnvBandwidth bounds the bandwidth of a rank's copies to other hosts
+	// and of its flushes to the shared store, in MiB/s.
+	EnvBandwidth = "CUTPOINT_REDUNDANCY_BANDWIDTH"
 )
 
 // RecordFile is the job file recording a job's levels in the shared store.
@@ -58,6 +62,9 @@ type Config struct {
 	Hosts string `json:"hosts,omitempty"`
 	// World is the number of ranks (for the block placement).
 	World int `json:"world,omitempty"`
+	// Bandwidth bounds, in MiB/s, what each rank's copies to other hosts
+	// and flushes to the shared store take (0: no bound).
+	Bandwidth float64 `json:"bandwidth_mibps,omitempty"`
 }
 
 // Enabled says whether the job has a node-local level.
@@ -83,8 +90,11 @@ func (c Config) Erasure() (k, m int, ok bool) {
 }
 
 // ErasureHosts returns the K+M hosts that hold the erasure fragments of
-// the shards written on host: the hosts after it in the --hosts list,
-// cyclically, never host itself.
+// the shards written on host: the hosts the ranks start on (block
+// placement of the --hosts list) after host, cyclically, then, when those
+// are too few, the other hosts of the list; never host itself. Copies go
+// over the network to a rank on each of them, so a host without ranks (a
+// spare) is taken last.
 func (c Config) ErasureHosts(host string) ([]string, error) {
 	k, m, ok := c.Erasure()
 	if !ok {
@@ -94,21 +104,20 @@ func (c Config) ErasureHosts(host string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := -1
-	for j, h := range r.all {
-		if h == host {
-			i = j
-		}
-	}
-	if i < 0 {
+	if !containsStr(r.all, host) {
 		return nil, fmt.Errorf("host %q is not in the host list %q", host, c.Hosts)
 	}
 	if len(r.all)-1 < k+m {
 		return nil, fmt.Errorf("--redundancy rs:%d+%d needs %d hosts besides the writer's, the host list %q has %d", k, m, k+m, c.Hosts, len(r.all)-1)
 	}
 	out := make([]string, 0, k+m)
-	for j := 1; len(out) < k+m; j++ {
-		out = append(out, r.all[(i+j)%len(r.all)])
+	for _, list := range [][]string{r.ranks, r.all} {
+		i := slices.Index(list, host)
+		for j := 1; j <= len(list) && len(out) < k+m; j++ {
+			if h := list[(i+j)%len(list)]; h != host && !containsStr(out, h) {
+				out = append(out, h)
+			}
+		}
 	}
 	return out, nil
 }
@@ -124,6 +133,9 @@ func (c Config) Redundant() bool {
 func (c Config) Check() error {
 	if c.World < 0 || c.World > 1<<20 {
 		return fmt.Errorf("world size %d out of range", c.World)
+	}
+	if !(c.Bandwidth >= 0 && c.Bandwidth <= 1<<20) {
+		return fmt.Errorf("--redundancy-bandwidth %v MiB/s: want 0 (no bound) to %d", c.Bandwidth, 1<<20)
 	}
 	if !c.Enabled() {
 		if c.Redundancy != "" && c.Redundancy != RedundancyNone {
@@ -302,8 +314,12 @@ func (c Config) Env() []string {
 	if red == "" {
 		red = RedundancyNone
 	}
-	return []string{EnvLocal + "=" + c.Local, EnvRedundancy + "=" + red,
+	env := []string{EnvLocal + "=" + c.Local, EnvRedundancy + "=" + red,
 		EnvFlushEvery + "=" + strconv.Itoa(max(c.FlushEvery, 1)), EnvHostList + "=" + c.Hosts}
+	if c.Bandwidth > 0 {
+		env = append(env, EnvBandwidth+"="+strconv.FormatFloat(c.Bandwidth, 'g', -1, 64))
+	}
+	return env
 }
 
 // FromEnv reads Env's variables (world: the job's number of ranks).
@@ -315,6 +331,13 @@ func FromEnv(getenv func(string) string, world int) (Config, error) {
 			return c, fmt.Errorf("%s=%q: want a number >= 1", EnvFlushEvery, v)
 		}
 		c.FlushEvery = n
+	}
+	if v := getenv(EnvBandwidth); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: want MiB/s", EnvBandwidth, v)
+		}
+		c.Bandwidth = f
 	}
 	if err := c.Check(); err != nil {
 		return c, err

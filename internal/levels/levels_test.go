@@ -102,6 +102,18 @@ func TestErasureHosts(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"d", "a", "b"}) {
 		t.Fatalf("ErasureHosts(c) = %v, %v", got, err)
 	}
+	// A spare host (e, no rank at launch) is taken last, and a spare's own
+	// fragments go to hosts with ranks.
+	c.Hosts, c.World = "a:1,b:1,c:1,d:1,e:1", 4
+	for host, want := range map[string][]string{"b": {"c", "d", "a"}, "d": {"a", "b", "c"}, "e": {"a", "b", "c"}} {
+		if got, err := c.ErasureHosts(host); err != nil || !slices.Equal(got, want) {
+			t.Errorf("ErasureHosts(%s) with spare e = %v, %v; want %v", host, got, err, want)
+		}
+	}
+	c.Redundancy = "rs:3+1" // four other hosts: b's go to c, d, a and the spare e
+	if got, err := c.ErasureHosts("b"); err != nil || !slices.Equal(got, []string{"c", "d", "a", "e"}) {
+		t.Errorf("ErasureHosts(b) rs:3+1 = %v, %v", got, err)
+	}
 	if c.Flush(1) || !(Config{Local: "/l/{host}", Redundancy: "rs:2+1", FlushEvery: 1}).Flush(1) {
 		t.Error("flush rule with erasure")
 	}

@@ -1,0 +1,612 @@
+package rank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cutpoint/cutpoint/ckpt/backend"
+	"github.com/cutpoint/cutpoint/internal/nodestore"
+	"github.com/cutpoint/cutpoint/internal/subjects"
+)
+
+// The drivers of internal/nodestore: every rank serves its host's
+// node-local store to the job's other ranks over NATS (storeServer), and
+// reaches another host's node-local store only through the ranks on that
+// host (remoteBackend, a backend.Backend, so that ckpt's CopyShard,
+// EncodeShard and RebuildShard run over it unchanged with every check
+// they make). Requests to a host go to its queue subject (one of the
+// ranks there answers); an upload, once created, talks to the rank that
+// created its file on that rank's own subject.
+
+// storeSubject is the queue subject of host's node-local store.
+func storeSubject(job, host string) string {
+	return "cp." + subjects.Job(job) + ".ctl.store." + strings.ReplaceAll(host, ".", "~")
+}
+
+// storeQueue is the queue group of the ranks serving one host.
+const storeQueue = "store"
+
+// storeServer serves one rank's host's node-local store.
+type storeServer struct {
+	b      backend.Backend
+	log    *slog.Logger
+	direct string
+
+	mu      sync.Mutex
+	m       *nodestore.Server
+	writers map[uint64]backend.Writer
+
+	subs []*nats.Subscription
+	stop chan struct{}
+	done chan struct{}
+}
+
+func serveStore(nc *nats.Conn, job, host string, b backend.Backend, log *slog.Logger) (*storeServer, error) {
+	s := &storeServer{b: b, log: log, m: nodestore.NewServer(job), writers: map[uint64]backend.Writer{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	subj := storeSubject(job, host)
+	s.direct = subj + "." + nats.NewInbox()[len(nats.InboxPrefix):]
+	q, err := nc.QueueSubscribe(subj, storeQueue, s.handle)
+	if err != nil {
+		return nil, fmt.Errorf("serve the node-local store: %w", err)
+	}
+	d, err := nc.Subscribe(s.direct, s.handle)
+	if err != nil {
+		q.Unsubscribe()
+		return nil, fmt.Errorf("serve the node-local store: %w", err)
+	}
+	s.subs = []*nats.Subscription{q, d}
+	for _, sub := range s.subs {
+		// Clients wait for each reply, so little is ever pending; the
+		// bound keeps a flood from growing the process.
+		_ = sub.SetPendingLimits(256, 64<<20)
+	}
+	go s.ticker()
+	return s, nil
+}
+
+func (s *storeServer) ticker() {
+	defer close(s.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for _, id := range s.m.Tick() {
+			if w := s.writers[id]; w != nil {
+				w.Abort()
+				delete(s.writers, id)
+				s.log.Warn("node-local store: an upload stayed idle, aborted", "session", id)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *storeServer) close() {
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, w := range s.writers {
+		w.Abort()
+		delete(s.writers, id)
+	}
+}
+
+func statusOf(err error) nodestore.Status {
+	switch {
+	case err == nil:
+		return nodestore.StatusOK
+	case errors.Is(err, backend.ErrNotExist):
+		return nodestore.StatusNotExist
+	case errors.Is(err, backend.ErrExist):
+		return nodestore.StatusExist
+	case errors.Is(err, backend.ErrInvalidName):
+		return nodestore.StatusInvalid
+	}
+	return nodestore.StatusFailed
+}
+
+func errReply(err error) nodestore.Reply {
+	msg := err.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	return nodestore.Reply{Status: statusOf(err), Err: msg}
+}
+
+func (s *storeServer) handle(msg *nats.Msg) {
+	if msg.Reply == "" {
+		return
+	}
+	req, err := nodestore.DecodeRequest(msg.Data)
+	if err != nil {
+		s.mu.Lock()
+		s.m.Refused[nodestore.StatusInvalid]++
+		s.mu.Unlock()
+		_ = msg.Respond(nodestore.EncodeReply(nodestore.Reply{Status: nodestore.StatusInvalid, Err: err.Error()}))
+		return
+	}
+	rep := s.execute(req)
+	_ = msg.Respond(nodestore.EncodeReply(rep))
+}
+
+// execute runs what the machine admits. Uploads (create, write, commit,
+// abort) hold the lock while they touch their file; reads do not.
+func (s *storeServer) execute(req nodestore.Request) nodestore.Reply {
+	ctx := context.Background()
+	s.mu.Lock()
+	a := s.m.Admit(req)
+	switch a.Kind {
+	case 0:
+		s.mu.Unlock()
+		return *a.Reply
+	case nodestore.OpCreate, nodestore.OpWrite, nodestore.OpCommit, nodestore.OpAbort:
+		defer s.mu.Unlock()
+		var err error
+		switch a.Kind {
+		case nodestore.OpCreate:
+			var w backend.Writer
+			if w, err = s.b.Create(ctx, a.Name); err == nil {
+				s.writers[a.Session] = w
+			}
+		case nodestore.OpWrite:
+			w := s.writers[a.Session]
+			if w == nil {
+				err = errors.New("upload lost")
+			} else if _, err = w.Write(a.Data); err != nil {
+				w.Abort()
+				delete(s.writers, a.Session)
+			}
+		case nodestore.OpCommit:
+			if w := s.writers[a.Session]; w == nil {
+				err = errors.New("upload lost")
+			} else {
+				err = w.Commit() // fsync, rename, fsync of the directory
+				delete(s.writers, a.Session)
+			}
+		case nodestore.OpAbort:
+			if w := s.writers[a.Session]; w != nil {
+				w.Abort()
+				delete(s.writers, a.Session)
+			}
+		}
+		s.m.Done(a, err)
+		if a.Reply != nil {
+			return *a.Reply
+		}
+		if err != nil {
+			return errReply(err)
+		}
+		rep := nodestore.Reply{Session: a.Session}
+		if a.Kind == nodestore.OpCreate {
+			rep.Data = []byte(s.direct)
+		}
+		return rep
+	}
+	s.mu.Unlock()
+	switch a.Kind {
+	case nodestore.OpReplace:
+		if err := s.b.Replace(ctx, a.Name, a.Data); err != nil {
+			return errReply(err)
+		}
+		return nodestore.Reply{}
+	case nodestore.OpStat:
+		fi, err := s.b.Stat(ctx, a.Name)
+		if err != nil {
+			return errReply(err)
+		}
+		return nodestore.Reply{Size: fi.Size, IsDir: fi.IsDir}
+	case nodestore.OpRead:
+		r, err := s.b.Open(ctx, a.Name)
+		if err != nil {
+			return errReply(err)
+		}
+		defer r.Close()
+		n := max(0, min(int64(a.Length), r.Size()-a.Offset))
+		buf := make([]byte, n)
+		if n > 0 {
+			if _, err := r.ReadAt(buf, a.Offset); err != nil && !errors.Is(err, io.EOF) {
+				return errReply(err)
+			}
+		}
+		return nodestore.Reply{Size: r.Size(), Data: buf}
+	case nodestore.OpList:
+		var rep nodestore.Reply
+		stop := errors.New("page full")
+		err := s.b.List(ctx, a.Name, func(fi backend.FileInfo) error {
+			if a.After != "" && fi.Name <= a.After {
+				return nil
+			}
+			if len(rep.Entries) == nodestore.MaxListEntries {
+				rep.More = true
+				return stop
+			}
+			rep.Entries = append(rep.Entries, nodestore.Entry{Name: fi.Name, Size: fi.Size, IsDir: fi.IsDir, Temp: fi.Temp})
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			return errReply(err)
+		}
+		return rep
+	}
+	return nodestore.Reply{Status: nodestore.StatusInvalid, Err: "unknown action"}
+}
+
+// remoteBackend is another host's node-local store, reached through the
+// ranks on that host. Remove and CreateExclusive are not offered: each
+// host collects and creates its own store.
+type remoteBackend struct {
+	nc      *nats.Conn
+	host    string
+	subj    string
+	timeout time.Duration
+	limit   *sharedBucket
+	// graceUntil: before then, a host where no rank answers yet is asked
+	// again (the job's ranks start together, not at the same instant: a
+	// restore may look for a copy before the ranks holding it are up).
+	graceUntil time.Time
+}
+
+// sharedBucket is one rank's bandwidth bound over all its copies.
+type sharedBucket struct {
+	mu sync.Mutex
+	b  *nodestore.Bucket
+}
+
+func (s *sharedBucket) wait(ctx context.Context, n int) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	d := s.b.Take(time.Now(), n)
+	s.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+var _ backend.Backend = (*remoteBackend)(nil)
+
+// errNoServer: no rank serves the host's store (the host is gone, or has
+// no rank now). It matches backend.ErrNotExist, so a restore skips the
+// host as it skips a missing copy.
+var errNoServer = fmt.Errorf("no rank serves that host's node-local store: %w", backend.ErrNotExist)
+
+func (b *remoteBackend) String() string { return "node-local store of host " + b.host + " (over NATS)" }
+
+// call sends req to subj and waits for its reply, sending it again (the
+// server answers a repeated request without doing it twice) when none
+// comes in time.
+func (b *remoteBackend) call(ctx context.Context, subj string, req nodestore.Request) (nodestore.Reply, error) {
+	data := nodestore.EncodeRequest(req)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = ctx.Err(); err != nil {
+			return nodestore.Reply{}, err
+		}
+		c, cancel := context.WithTimeout(ctx, b.timeout)
+		var msg *nats.Msg
+		msg, err = b.nc.RequestWithContext(c, subj, data)
+		cancel()
+		if errors.Is(err, nats.ErrNoResponders) {
+			if time.Now().Before(b.graceUntil) {
+				attempt--
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			return nodestore.Reply{}, fmt.Errorf("host %s: %w", b.host, errNoServer)
+		}
+		if err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				break
+			}
+			continue
+		}
+		rep, derr := nodestore.DecodeReply(msg.Data)
+		if derr != nil {
+			return rep, fmt.Errorf("host %s: %s reply: %w", b.host, req.Op, derr)
+		}
+		return rep, replyErr(b.host, req, rep)
+	}
+	return nodestore.Reply{}, fmt.Errorf("host %s: %s %s: %w", b.host, req.Op, req.Name, err)
+}
+
+func replyErr(host string, req nodestore.Request, rep nodestore.Reply) error {
+	var base error
+	switch rep.Status {
+	case nodestore.StatusOK:
+		return nil
+	case nodestore.StatusNotExist:
+		base = backend.ErrNotExist
+	case nodestore.StatusExist:
+		base = backend.ErrExist
+	case nodestore.StatusInvalid:
+		base = backend.ErrInvalidName
+	default:
+		base = nodestore.ErrRefused
+	}
+	return fmt.Errorf("host %s: %s %s: %s: %w", host, req.Op, req.Name, rep.Err, base)
+}
+
+func (b *remoteBackend) Create(ctx context.Context, name string) (backend.Writer, error) {
+	if err := backend.ValidName(name); err != nil {
+		return nil, err
+	}
+	rep, err := b.call(ctx, b.subj, nodestore.Request{Op: nodestore.OpCreate, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	direct := string(rep.Data)
+	if !strings.HasPrefix(direct, b.subj+".") || strings.ContainsAny(direct, " *>") {
+		return nil, fmt.Errorf("host %s: create %s: the server named subject %q, not one of that host's", b.host, name, direct)
+	}
+	return &remoteWriter{b: b, ctx: ctx, name: name, direct: direct, up: nodestore.Upload{Session: rep.Session}}, nil
+}
+
+func (b *remoteBackend) CreateExclusive(ctx context.Context, name string, data []byte) error {
+	return fmt.Errorf("host %s: create %s: a node-local store is created by its own host's ranks: %w", b.host, name, backend.ErrExist)
+}
+
+func (b *remoteBackend) Replace(ctx context.Context, name string, data []byte) error {
+	if len(data) > nodestore.MaxData {
+		return fmt.Errorf("host %s: replace %s: %d bytes, limit %d: %w", b.host, name, len(data), nodestore.MaxData, backend.ErrTooLarge)
+	}
+	if err := b.limit.wait(ctx, len(data)); err != nil {
+		return err
+	}
+	_, err := b.call(ctx, b.subj, nodestore.Request{Op: nodestore.OpReplace, Name: name, Data: data})
+	return err
+}
+
+func (b *remoteBackend) Stat(ctx context.Context, name string) (backend.FileInfo, error) {
+	rep, err := b.call(ctx, b.subj, nodestore.Request{Op: nodestore.OpStat, Name: name})
+	if err != nil {
+		return backend.FileInfo{}, err
+	}
+	return backend.FileInfo{Name: name, Size: rep.Size, IsDir: rep.IsDir}, nil
+}
+
+func (b *remoteBackend) Open(ctx context.Context, name string) (backend.Reader, error) {
+	fi, err := b.Stat(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir {
+		return nil, fmt.Errorf("host %s: open %s: a directory: %w", b.host, name, backend.ErrNotRegular)
+	}
+	// Reads carry no context (io.ReaderAt): each piece has the backend's
+	// timeout instead.
+	return &remoteReader{b: b, name: name, size: fi.Size}, nil
+}
+
+func (b *remoteBackend) ReadFile(ctx context.Context, name string, limit int64) ([]byte, error) {
+	r, err := b.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if r.Size() > limit {
+		return nil, fmt.Errorf("host %s: %s: %d bytes, limit %d: %w", b.host, name, r.Size(), limit, backend.ErrTooLarge)
+	}
+	buf := make([]byte, r.Size())
+	if _, err := r.ReadAt(buf, 0); err != nil && !(errors.Is(err, io.EOF) && len(buf) == 0) {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (b *remoteBackend) List(ctx context.Context, dir string, fn func(backend.FileInfo) error) error {
+	after := ""
+	for {
+		rep, err := b.call(ctx, b.subj, nodestore.Request{Op: nodestore.OpList, Name: dir, After: after})
+		if err != nil {
+			return err
+		}
+		for _, e := range rep.Entries {
+			if e.Name <= after || !strings.HasPrefix(e.Name, dir+"/") {
+				return fmt.Errorf("host %s: list %s: entry %q out of order or outside", b.host, dir, e.Name)
+			}
+			if err := fn(backend.FileInfo{Name: e.Name, Size: e.Size, IsDir: e.IsDir, Temp: e.Temp}); err != nil {
+				return err
+			}
+			after = e.Name
+		}
+		if !rep.More || len(rep.Entries) == 0 {
+			return nil
+		}
+	}
+}
+
+func (b *remoteBackend) Remove(ctx context.Context, name string) error {
+	return fmt.Errorf("host %s: remove %s: each host collects its own node-local store", b.host, name)
+}
+
+// remoteWriter uploads one file: pieces of at most nodestore.MaxData,
+// each acknowledged before the next is sent, paced by the bandwidth bound.
+type remoteWriter struct {
+	b      *remoteBackend
+	ctx    context.Context
+	name   string
+	direct string
+	up     nodestore.Upload
+	buf    []byte
+	done   bool
+}
+
+func (w *remoteWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, backend.ErrFinished
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, nodestore.MaxData)
+		}
+		k := min(len(p), nodestore.MaxData-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == nodestore.MaxData {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *remoteWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if err := w.b.limit.wait(w.ctx, len(w.buf)); err != nil {
+		return err
+	}
+	req, err := w.up.Write(w.buf)
+	if err != nil {
+		return err
+	}
+	rep, err := w.b.call(w.ctx, w.direct, req)
+	if err == nil {
+		err = w.up.Acked(req, rep)
+	}
+	if err != nil {
+		return err
+	}
+	w.buf = w.buf[:0]
+	return nil
+}
+
+func (w *remoteWriter) Commit() error {
+	if w.done {
+		return backend.ErrFinished
+	}
+	w.done = true
+	if err := w.flush(); err != nil {
+		w.abort()
+		return err
+	}
+	// The reply comes once the file is fsynced and renamed there.
+	_, err := w.b.call(w.ctx, w.direct, w.up.Commit())
+	return err
+}
+
+func (w *remoteWriter) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.abort()
+	return nil
+}
+
+func (w *remoteWriter) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), w.b.timeout)
+	defer cancel()
+	_, _ = w.b.call(ctx, w.direct, nodestore.Request{Op: nodestore.OpAbort, Session: w.up.Session})
+}
+
+// remoteReader reads a file of another host's store in pieces of at most
+// nodestore.MaxData.
+type remoteReader struct {
+	b    *remoteBackend
+	name string
+	size int64
+}
+
+func (r *remoteReader) Size() int64  { return r.size }
+func (r *remoteReader) Close() error { return nil }
+
+func (r *remoteReader) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		if off+int64(n) >= r.size {
+			return n, io.EOF
+		}
+		k := min(len(p)-n, nodestore.MaxData)
+		rep, err := r.b.call(context.Background(), r.b.subj, nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: off + int64(n), Length: uint32(k)})
+		if err != nil {
+			return n, err
+		}
+		if rep.Size != r.size || len(rep.Data) > k {
+			return n, fmt.Errorf("host %s: read %s: the file changed (%d bytes, was %d)", r.b.host, r.name, rep.Size, r.size)
+		}
+		if len(rep.Data) == 0 {
+			return n, io.EOF
+		}
+		n += copy(p[n:], rep.Data)
+	}
+	return n, nil
+}
+
+// remoteTimeout bounds the wait for one reply from another host's rank
+// (a commit's fsync included); a request is sent at most three times.
+const remoteTimeout = 10 * time.Second
+
+// startGrace is how long after it joined a rank waits for another host's
+// ranks to answer at all.
+const startGrace = 5 * time.Second
+
+// pacedBackend is the shared store as a rank's flushes see it: the files
+// they write are paced by the rank's bandwidth bound, so that a flush
+// takes no more of the file system than --redundancy-bandwidth.
+type pacedBackend struct {
+	backend.Backend
+	limit *sharedBucket
+	// fault, when set, is passed every write (the "flush" fault point).
+	fault func(string)
+}
+
+func (p *pacedBackend) String() string { return fmt.Sprint(p.Backend) }
+
+func (p *pacedBackend) Create(ctx context.Context, name string) (backend.Writer, error) {
+	w, err := p.Backend.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &pacedWriter{Writer: w, ctx: ctx, limit: p.limit, fault: p.fault}, nil
+}
+
+type pacedWriter struct {
+	backend.Writer
+	ctx   context.Context
+	limit *sharedBucket
+	fault func(string)
+}
+
+func (w *pacedWriter) Write(b []byte) (int, error) {
+	if err := w.limit.wait(w.ctx, len(b)); err != nil {
+		return 0, err
+	}
+	n, err := w.Writer.Write(b)
+	if w.fault != nil {
+		w.fault("flush-write") // a kill with the file half written
+	}
+	return n, err
+}
