@@ -254,3 +254,76 @@ func TestTwoJobsOfOneNameOnOneServer(t *testing.T) {
 		}
 	}
 }
+
+// TestNatsCertsCluster: `cutpoint nats certs` makes one CA and one
+// certificate; two `cutpoint nats` servers on every interface take it for
+// their clients and for their routes (which need one CA: a certificate a
+// server makes for itself cannot be checked by the other), and ask
+// clients for a certificate of that CA. A client without one is refused;
+// a coordinator with the job's certificate (from the environment, as
+// slurm/cutpoint.sbatch gives it) reaches both servers and the job ends
+// with the undisturbed digest.
+func TestNatsCertsCluster(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cutpoint(t, nil, "nats", "certs", "--dir", dir, "--host", "127.0.0.1,localhost").Output()
+	if err != nil {
+		t.Fatalf("nats certs: %v", err)
+	}
+	certs := strings.TrimSpace(string(out))
+	for _, f := range []string{"ca.pem", "server.pem", "server-key.pem"} {
+		st, err := os.Lstat(filepath.Join(certs, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", f, st, err)
+		}
+	}
+	tlsFlags := []string{"--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"), "--tls-ca", filepath.Join(certs, "ca.pem")}
+	env := []string{"CUTPOINT_NATS_TOKEN=certs-e2e-token", "CUTPOINT_NATS_CLUSTER_TOKEN=certs-e2e-route"}
+	start := func(i int, routes string) string {
+		urlFile, routeFile := filepath.Join(dir, fmt.Sprintf("url.%d", i)), filepath.Join(dir, fmt.Sprintf("route.%d", i))
+		args := append([]string{"nats", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1", "--cluster", "0.0.0.0:0",
+			"--cluster-url-file", routeFile, "--url-file", urlFile}, tlsFlags...)
+		if routes != "" {
+			args = append(args, "--routes", routes)
+		}
+		n := cutpoint(t, env, args...)
+		var nerr syncBuf
+		n.Stderr = &nerr
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Process.Kill(); n.Wait() })
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(urlFile); len(b) > 0 {
+				if strings.Contains(nerr.String(), "certs-e2e") {
+					t.Fatalf("server %d's log shows a token:\n%s", i, nerr.String())
+				}
+				return strings.TrimSpace(string(b))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("server %d wrote no URL\n%s", i, nerr.String())
+			}
+		}
+	}
+	u0 := start(0, "")
+	route0, err := os.ReadFile(filepath.Join(dir, "route.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1 := start(1, strings.TrimSpace(string(route0)))
+	if nc, err := natsutil.Connect(u0, natsutil.ConnectOptions{Name: "no client certificate",
+		Auth: natsutil.Auth{TLS: natsutil.ClientTLS{CA: filepath.Join(certs, "ca.pem")}}}); err == nil {
+		nc.Close()
+		t.Fatal("connected without a client certificate")
+	}
+	store := filepath.Join(dir, "store")
+	r := runOK(t, []string{"CUTPOINT_NATS=" + u1 + "," + u0, "CUTPOINT_NATS_TLS_CA=" + filepath.Join(certs, "ca.pem"),
+		"CUTPOINT_NATS_TLS_CERT=" + filepath.Join(certs, "server.pem"), "CUTPOINT_NATS_TLS_KEY=" + filepath.Join(certs, "server-key.pem")},
+		append([]string{"coordinator", "--store", store, "--spawn", "local", "--interval", "0", "--every-steps", "1500"}, job...)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest over the TLS cluster %s, undisturbed %s", got, want)
+	}
+}
