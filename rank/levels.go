@@ -25,6 +25,7 @@ import (
 type nodeLevels struct {
 	cfg    levels.Config
 	job    string
+	jobID  string // the job's subject-space id (subjects.Space)
 	host   string
 	log    *slog.Logger
 	shared *ckpt.Store
@@ -86,7 +87,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, job: o.Job, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
+		cfg: o.Levels, job: o.Job, jobID: o.JobID, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -116,7 +117,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 	}
 	l.flush = newFlusher(l)
 	if l.cfg.Redundant() {
-		if l.serve, err = serveStore(nc, o.Job, o.Host, s.Backend(), log); err != nil {
+		if l.serve, err = serveStore(nc, o.Job, o.JobID, o.Host, s.Backend(), log); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("node-local level: %w", err)
 		}
@@ -141,7 +142,7 @@ func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error
 	if l.nc == nil {
 		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
 	}
-	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}
+	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, l.jobID, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}
 	s, err := ckpt.Open(ctx, rb, l.opts)
 	if err != nil {
 		return nil, err

@@ -26,9 +26,10 @@ import (
 // ranks there answers); an upload, once created, talks to the rank that
 // created its file on that rank's own subject.
 
-// storeSubject is the queue subject of host's node-local store.
-func storeSubject(job, host string) string {
-	return "cp." + subjects.Job(job) + ".ctl.store." + strings.ReplaceAll(host, ".", "~")
+// storeSubject is the queue subject of host's node-local store, in the
+// job's subject space.
+func storeSubject(job, jobID, host string) string {
+	return subjects.Store(subjects.Space(job, jobID), host)
 }
 
 // storeQueue is the queue group of the ranks serving one host.
@@ -49,10 +50,10 @@ type storeServer struct {
 	done chan struct{}
 }
 
-func serveStore(nc *nats.Conn, job, host string, b backend.Backend, log *slog.Logger) (*storeServer, error) {
+func serveStore(nc *nats.Conn, job, jobID, host string, b backend.Backend, log *slog.Logger) (*storeServer, error) {
 	s := &storeServer{b: b, log: log, m: nodestore.NewServer(job), writers: map[uint64]backend.Writer{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	subj := storeSubject(job, host)
+	subj := storeSubject(job, jobID, host)
 	s.direct = subj + "." + nats.NewInbox()[len(nats.InboxPrefix):]
 	q, err := nc.QueueSubscribe(subj, storeQueue, s.handle)
 	if err != nil {

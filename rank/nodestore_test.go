@@ -39,7 +39,7 @@ func TestNodeStoreOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snc.Close()
-	srv, err := serveStore(snc, "j", "h.1", b, log)
+	srv, err := serveStore(snc, "j", "", "h.1", b, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestNodeStoreOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cnc.Close()
-	rb := &remoteBackend{nc: cnc, host: "h.1", subj: storeSubject("j", "h.1"), timeout: 2 * time.Second,
+	rb := &remoteBackend{nc: cnc, host: "h.1", subj: storeSubject("j", "", "h.1"), timeout: 2 * time.Second,
 		limit: &sharedBucket{b: nodestore.NewBucket(1000)}}
 
 	name := "jobs/j/packs/00000000000000000001/r000000-g1-00.pack"
@@ -107,7 +107,7 @@ func TestNodeStoreOverNATS(t *testing.T) {
 		}
 		return rep
 	}
-	subj := storeSubject("j", "h.1")
+	subj := storeSubject("j", "", "h.1")
 	if rep := ask(subj, []byte("garbage")); rep.Status != nodestore.StatusInvalid {
 		t.Fatalf("garbage: %+v", rep)
 	}
@@ -164,14 +164,14 @@ func BenchmarkNodeStoreUpload(b *testing.B) {
 	}
 	snc, _ := nats.Connect(ns.URL())
 	defer snc.Close()
-	srv, err := serveStore(snc, "j", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := serveStore(snc, "j", "", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.close()
 	cnc, _ := nats.Connect(ns.URL())
 	defer cnc.Close()
-	rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "h"), timeout: 10 * time.Second}
+	rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "", "h"), timeout: 10 * time.Second}
 	data := make([]byte, 16<<20)
 	b.SetBytes(int64(len(data)))
 	for i := 0; i < b.N; i++ {

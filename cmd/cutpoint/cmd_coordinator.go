@@ -13,6 +13,8 @@ import (
 
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/rank"
 )
 
 type coordinatorOptions struct {
@@ -157,6 +159,12 @@ func runCoordinator(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o 
 		c := jr.job
 		if err := c.check(); err != nil {
 			return usageError(err)
+		}
+		// The key too: a takeover without the ranks' key could only fail.
+		if v, ok := os.LookupEnv(rank.EnvJobKey); !ok || v == "" {
+			return usageError(errors.New("--standby needs the job key the running ranks hold: set " + rank.EnvJobKey + " (in the environment, never on the command line) to the value the coordinator has"))
+		} else if _, err := wire.ParseJobKey(v); err != nil {
+			return usageError(fmt.Errorf("%s: %w", rank.EnvJobKey, err))
 		}
 		jr.rejoin = true
 		return runStandby(ctx, g, o.Store, o.Job, o.LeaseTTL, func() error { return runJob(ctx, g, jr) })

@@ -44,6 +44,7 @@ func TestCoordinatorFlagChecks(t *testing.T) {
 		{[]string{"--standby", "--restore"}, "--standby excludes --rejoin"},
 		{[]string{"--standby", "--spawn", "srun"}, "--standby needs --spawn local or none"},
 		{[]string{"--standby", "--heartbeat-interval", "1ms"}, "--heartbeat-interval 1ms"},
+		{[]string{"--standby"}, "--standby needs the job key"},
 	} {
 		args := append([]string{"coordinator", "--nats", "nats://127.0.0.1:1", "--store", t.TempDir()}, c.args...)
 		_, stderr, code := runCLI(t, args...)

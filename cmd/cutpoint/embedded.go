@@ -98,11 +98,11 @@ func startEmbedded(o *jobOptions, listen string, shared bool) (*embeddedNATS, er
 	o.rankUsers, o.sharedRanks = nil, shared
 	if shared {
 		p := subjects.WorldPermissions(space)
-		o.rankUsers = []natsutil.User{{Name: rankUser(-1), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe}}
+		o.rankUsers = []natsutil.User{{Name: rankUser(-1), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true}}
 	} else {
 		for r := range o.Ranks {
 			p := subjects.RankPermissions(space, r)
-			o.rankUsers = append(o.rankUsers, natsutil.User{Name: rankUser(r), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe})
+			o.rankUsers = append(o.rankUsers, natsutil.User{Name: rankUser(r), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true})
 		}
 	}
 	so := natsutil.ServerOptions{Listen: listen, Users: append(users, o.rankUsers...)}

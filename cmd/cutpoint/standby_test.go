@@ -31,12 +31,14 @@ func TestCoordinatorStandby(t *testing.T) {
 	coordArgs := append([]string{"coordinator", "--nats", url, "--store", store, "--spawn", "local",
 		"--interval", "0", "--every-steps", "100"}, job...)
 
+	// Every coordinator holds the job key the ranks hold.
+	keyEnv := jobKeyEnv()
 	// Two standbys first: they wait for the store and the job to appear.
 	var standbys [2]*exec.Cmd
 	var souts, serrs [2]syncBuf
 	var sdones [2]chan struct{}
 	for i := range standbys {
-		sb := cutpoint(t, nil, append(coordArgs, "--standby")...)
+		sb := cutpoint(t, keyEnv, append(coordArgs, "--standby")...)
 		sb.Stdout, sb.Stderr = &souts[i], &serrs[i]
 		if err := sb.Start(); err != nil {
 			t.Fatal(err)
@@ -50,7 +52,7 @@ func TestCoordinatorStandby(t *testing.T) {
 		standbys[i], sdones[i] = sb, done
 	}
 
-	coord := cutpoint(t, nil, coordArgs...)
+	coord := cutpoint(t, keyEnv, coordArgs...)
 	logf, err := os.Create(filepath.Join(dir, "coord1.log")) // a file: the ranks write to it too
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +137,7 @@ func TestCoordinatorStandby(t *testing.T) {
 	}
 	verifyStore(t, store)
 
-	late := runOK(t, nil, append(coordArgs, "--standby")...)
+	late := runOK(t, keyEnv, append(coordArgs, "--standby")...)
 	if !strings.Contains(late.stderr, "standing down") || strings.Contains(late.stderr, "expired: taking over") {
 		t.Fatalf("a standby of an ended job did not stand down\n%s", tail(late.stderr, 20))
 	}

@@ -84,6 +84,10 @@ type ClusterOptions struct {
 type User struct {
 	Name, Password     string
 	Publish, Subscribe []string
+	// Responses lets the user answer the requests it receives (one reply
+	// each, on the requester's reply subject, whatever Publish says):
+	// a rank serving its host's node-local store to other ranks.
+	Responses bool
 }
 
 // ErrInsecureListener is returned by StartServer for a listener other
@@ -127,10 +131,14 @@ func StartServer(o ServerOptions) (*Server, error) {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
 	}
 	for _, u := range o.Users {
-		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: &server.Permissions{
+		p := &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: nonNil(u.Publish)},
 			Subscribe: &server.SubjectPermission{Allow: nonNil(u.Subscribe)},
-		}})
+		}
+		if u.Responses {
+			p.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: 2 * time.Minute}
+		}
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: p})
 	}
 	if o.AuthFile != "" {
 		if err := authFile(opts, o.AuthFile); err != nil {

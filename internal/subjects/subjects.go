@@ -127,6 +127,7 @@ func RankPermissions(space string, r int) Permissions {
 			"cp." + space + ".*.d.*." + me,
 			"cp." + space + ".*.a.*." + me,
 			ToCoordinator(space, r),
+			StoreAll(space),
 		},
 		Subscribe: []string{
 			"cp." + space + ".*.d." + me + ".*",
@@ -134,6 +135,7 @@ func RankPermissions(space string, r int) Permissions {
 			ToRank(space, r),
 			ToAll(space),
 			RankInbox(space, r) + ".>",
+			StoreAll(space),
 		},
 	}
 	if r == 0 {
@@ -147,11 +149,22 @@ func RankPermissions(space string, r int) Permissions {
 // result, but still no control message and nothing outside the job.
 func WorldPermissions(space string) Permissions {
 	return Permissions{
-		Publish: []string{"cp." + space + ".*.d.*.*", "cp." + space + ".*.a.*.*", ToCoordinatorAll(space), Result(space)},
+		Publish: []string{"cp." + space + ".*.d.*.*", "cp." + space + ".*.a.*.*", ToCoordinatorAll(space), Result(space), StoreAll(space)},
 		Subscribe: []string{"cp." + space + ".*.d.*.*", "cp." + space + ".*.a.*.*", "cp." + space + ".ctl.c2r.*",
-			Inbox(space) + ".>"},
+			Inbox(space) + ".>", StoreAll(space)},
 	}
 }
+
+// Store is the queue subject of host's node-local store, served by the
+// job's ranks on that host (rank/nodestore.go); dots in the host name
+// become "~" like the job's.
+func Store(space, host string) string {
+	return "cp." + space + ".ctl.store." + strings.ReplaceAll(host, ".", "~")
+}
+
+// StoreAll matches every host's node-local store subjects of the job,
+// and the per-upload subjects below them.
+func StoreAll(space string) string { return "cp." + space + ".ctl.store.>" }
 
 // RankInbox is rank r's reply prefix (a sub-prefix of Inbox).
 func RankInbox(space string, r int) string { return Inbox(space) + ".r" + strconv.Itoa(r) }

@@ -446,12 +446,16 @@ for c in $cases; do
         --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}'
         --interval 0 --every-steps 100 --heartbeat-interval 100ms --lease-ttl 3s --size "$size" --steps "$steps")
       sb=$D/node/h2/standby
-      "$bed" exec h2 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" --standby \
+      # The coordinator and its standby hold one job key (the ranks get
+      # their own keys from whichever coordinator spawns them), in the
+      # environment: a prefix assignment, not on any argv.
+      key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+      CUTPOINT_JOB_KEY=$key "$bed" exec h2 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" --standby \
         </dev/null >"$sb.out" 2>"$sb.log" &
       sbpid=$!
       pids+=($sbpid)
       out=$D/node/h1/coord-standby
-      "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" \
+      CUTPOINT_JOB_KEY=$key "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" \
         </dev/null >"$out.out" 2>"$out.log" &
       pids+=($!)
       wait_epoch "$out.log" 1 || fail "standby: no first cut: $(tail -5 "$out.log")"
