@@ -197,14 +197,15 @@ check_done() {
   [ "$got" = "$ref" ] || fail "job $1: digest '$got', want $ref (cutpoint run)"
 }
 
-# check_servers JOB: one server per node, on the node's bed address.
+# check_servers JOB: one server per node, on the node's bed address, TLS
+# for its clients (mutual) and its routes (the job's own CA).
 check_servers() {
   local i a
   grep -q "NATS: $nodes servers in one cluster, one per node" "$W/job-$1.out" || fail "job $1 did not start $nodes NATS servers"
   for i in $(seq 1 "$nodes"); do
     a=$("$bed" addr "$i")
-    grep -qE "msg=\"nats-server ready\" url=nats://$a:[0-9]+ cluster=nats-route://$a:[0-9]+" "$W/job-$1.out" ||
-      fail "job $1: no server of h$i ready on $a (client and route URL)"
+    grep -qE "msg=\"nats-server ready\" url=tls://([^@ ]*@)?$a:[0-9]+ tls=true mtls=true cluster=nats-route://$a:[0-9]+" "$W/job-$1.out" ||
+      fail "job $1: no TLS server of h$i ready on $a (client and route URL)"
   done
 }
 
