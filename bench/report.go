@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"regexp"
 	"strings"
 )
 
@@ -132,7 +133,7 @@ func Markdown(res *Results, plotDir string) string {
 	if len(res.Skipped) > 0 {
 		b.WriteString("Not measured in this run:\n\n")
 		for _, s := range res.Skipped {
-			fmt.Fprintf(&b, "- %s: %s\n", s.What, esc(firstLine(s.Why)))
+			fmt.Fprintf(&b, "- %s: %s\n", s.What, esc(scrubPaths(firstLine(s.Why))))
 		}
 		b.WriteString("\n")
 	}
@@ -244,6 +245,17 @@ func orDash(s string) string {
 		return "—"
 	}
 	return s
+}
+
+// absPath matches an absolute path that starts a word, after a bracket or
+// after '=' (a failed run's command line names its scratch folders).
+var absPath = regexp.MustCompile(`(^|[\s\[=(])/[^\s\]\):,;]*`)
+
+// scrubPaths replaces the absolute paths in a reason by DIR: the reasons
+// are printed into the committed document, which names no machine's paths
+// (results.json keeps them for whoever debugs the run).
+func scrubPaths(s string) string {
+	return absPath.ReplaceAllString(s, "${1}DIR")
 }
 
 func firstLine(s string) string {

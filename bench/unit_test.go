@@ -162,3 +162,16 @@ func TestMergeReps(t *testing.T) {
 		t.Fatalf("merged a: reps %d raw %+v ratio %+v", a.Reps, a.RawGBps, a.Ratio)
 	}
 }
+
+func TestScrubPaths(t *testing.T) {
+	for in, want := range map[string]string{
+		"failed: cutpoint [run --store /tmp/x/job-5/store --ranks 2]: exit status 8": "failed: cutpoint [run --store DIR --ranks 2]: exit status 8",
+		"open /var/x: no such file":                    "open DIR: no such file",
+		"--out=/a/b and (/c/d) r2/1GiB/every 10s/rep2": "--out=DIR and (DIR) r2/1GiB/every 10s/rep2",
+		"[/only]": "[DIR]",
+	} {
+		if got := scrubPaths(in); got != want {
+			t.Errorf("scrubPaths(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
