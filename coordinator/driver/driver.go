@@ -238,9 +238,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	stopRenew := d.renewLease()
+	stopPlacement := d.recordPlacement() // placement.go
 	defer func() {
 		// Nothing of this coordinator writes after the release: the
 		// renewals stop, the background commits and GCs end first.
+		stopPlacement()
 		stopRenew()
 		d.waitBackground()
 		if err := d.lease.Release(context.WithoutCancel(ctx)); err != nil {
@@ -333,6 +335,7 @@ func (d *driver) start(ctx context.Context) error {
 			return fmt.Errorf("job %q: write %s: %w", d.job, levels.RecordFile, err)
 		}
 	}
+	d.adoptPlacement(ctx, gen)                      // placement.go
 	d.cfg.Coord.ConfirmSilence = d.confirmSilence() // confirm.go
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
 		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen, RestoreCut: d.cfg.RestoreCut,
