@@ -76,6 +76,12 @@ type Config struct {
 	// be replaced). Every recovery then respawns every rank from the cut,
 	// killing those still running first, and rolls none back in place.
 	WholeWorld bool
+	// ConfirmSilence: the driver can ask the launcher whether a silent
+	// rank's process still exists and runs (Ready.Confirm, Confirmed).
+	// A rank silent past the failure timeout is then declared lost once
+	// the launcher says its process is gone, stopped, or cannot tell; one
+	// it says runs is given one more failure timeout first (confirm.go).
+	ConfirmSilence bool
 	// ProgressTimeout: a running rank whose step does not advance for this
 	// long is lost (heartbeats prove liveness, this proves progress); 0
 	// disables.

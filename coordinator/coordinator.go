@@ -93,6 +93,12 @@ type Stats struct {
 	// counts it (a stall of the coordinator itself excluded): the margin
 	// left under the failure timeout, e.g. on a loaded machine.
 	MaxSilence time.Duration
+	// Confirms counts silent ranks the launcher was asked about
+	// (Ready.Confirm); Spared those of them that spoke again during the
+	// grace their running process was given: losses the confirmation
+	// avoided.
+	Confirms uint64
+	Spared   uint64
 }
 
 type phase uint8
@@ -119,6 +125,7 @@ type member struct {
 	alive     bool   // a process may be running for this rank
 	heard     bool
 	lastHeard int64
+	probe     probe // confirmation of a silence by the launcher (confirm.go)
 	state     wire.RankState
 	g         uint64
 	step      int64
@@ -562,7 +569,7 @@ func (c *Coordinator) beat() {
 }
 
 func (c *Coordinator) checkFailures() {
-	var lost []int
+	var lost, confirming []int
 	anySilent := false
 	for r := range c.ranks {
 		m := &c.ranks[r]
@@ -571,6 +578,19 @@ func (c *Coordinator) checkFailures() {
 		}
 		silent := c.now-m.lastHeard > int64(c.cfg.FailureTimeout)*max(c.silentX, 1)
 		stuck := c.cfg.ProgressTimeout > 0 && !m.finished && c.now-m.stepAt > int64(c.cfg.ProgressTimeout)
+		note := ""
+		if !silent {
+			m.probe = probe{}
+		} else if wait, n := c.confirmSilent(r, m); wait {
+			// Silent, but the launcher is asked first (confirm.go);
+			// lost now only with another loss.
+			if !stuck {
+				confirming = append(confirming, r)
+				continue
+			}
+		} else {
+			note = n
+		}
 		if silent || stuck {
 			lost = append(lost, r)
 			anySilent = anySilent || silent
@@ -578,8 +598,20 @@ func (c *Coordinator) checkFailures() {
 			if !silent {
 				why = "no progress"
 			}
-			c.event(Event{Kind: EvRankLost, Rank: r, Peer: -1, Step: m.step, Text: fmt.Sprintf("%s for %v", why, time.Duration(c.now-m.lastHeard))})
+			c.event(Event{Kind: EvRankLost, Rank: r, Peer: -1, Step: m.step, Text: fmt.Sprintf("%s for %v%s", why, time.Duration(c.now-m.lastHeard), note)})
 		}
+	}
+	if len(lost) > 0 && len(confirming) > 0 {
+		// A recovery rolls back the others: a rank silent past the
+		// failure timeout would hold it up to the start timeout, so it is
+		// respawned with the lost ones, as without confirmation.
+		for _, r := range confirming {
+			m := &c.ranks[r]
+			c.event(Event{Kind: EvRankLost, Rank: r, Peer: -1, Step: m.step,
+				Text: fmt.Sprintf("silent for %v, confirmation pending: lost with rank %d", time.Duration(c.now-m.lastHeard), lost[0])})
+		}
+		lost = append(lost, confirming...)
+		slices.Sort(lost)
 	}
 	if len(lost) > 0 {
 		c.recover(lost, fmt.Sprintf("%d ranks lost (first %d)", len(lost), lost[0]))
@@ -866,6 +898,7 @@ func (c *Coordinator) Receive(b []byte) error {
 		c.stats.MaxSilence = max(c.stats.MaxSilence, time.Duration(c.now-mem.lastHeard))
 	}
 	mem.lastHeard = c.now
+	c.heardAgain(mem)
 	switch m := m.(type) {
 	case *wire.Status:
 		c.onStatus(h.Rank, mem, m)
@@ -1119,6 +1152,9 @@ func (c *Coordinator) Stalled(now int64, d time.Duration) {
 		m := &c.ranks[r]
 		m.lastHeard = min(m.lastHeard+int64(d), c.now)
 		m.stepAt = min(m.stepAt+int64(d), c.now)
+		if m.probe.at != 0 {
+			m.probe.at = min(m.probe.at+int64(d), c.now) // the grace, too, excludes the stall
+		}
 	}
 }
 

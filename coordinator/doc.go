@@ -13,6 +13,7 @@
 //	RankExited(rank, spawn, code)    the launcher saw a process exit
 //	RankEnded(rank, spawn, Exit)     the same with the signal, OOM evidence and last output line
 //	NATSDown(down)                   the driver lost or regained its NATS connection
+//	Confirmed(rank, spawn, Liveness) the launcher's answer to Ready.Confirm
 //	Tick(now)                        time passes (call it every few ms)
 //	RequestCut(final)                on demand; final: preemption
 //	StopNow(reason)                  the preemption grace ran out
@@ -43,6 +44,11 @@
 //     Receive before its exit.
 //  4. Messages: publish in order; To is a rank (its control subject,
 //     which every process of that rank listens on) or Broadcast.
+//     Confirm (with Config.ConfirmSilence): ask the launcher, without
+//     blocking, whether each silent process still exists and runs, and
+//     answer with Confirmed (LiveUnknown when it cannot tell). A process
+//     that runs gets one more failure timeout; any other answer, or none
+//     within a failure timeout, and the rank is lost.
 //  5. Commit: write the manifest (temp, fsync, rename, fsync dir: the
 //     rename is the commit) and report ManifestCommitted or
 //     ManifestFailed. It may run in the background; the coordinator waits.

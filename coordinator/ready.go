@@ -29,6 +29,11 @@ type Ready struct {
 	// Messages to publish, in order: To is a rank (its control subject)
 	// or Broadcast.
 	Messages []Message
+	// Confirm: ask the launcher, without blocking, whether each of these
+	// silent processes still exists and runs, and answer each with
+	// Confirmed(Rank, Spawn, Liveness) (LiveUnknown when it cannot
+	// tell). Only with Config.ConfirmSilence.
+	Confirm []Process
 	// Commit: write the cut manifest (temp, fsync, rename, fsync dir: the
 	// rename is the commit), then call ManifestCommitted(Epoch), or
 	// ManifestFailed(Epoch, err).
@@ -145,6 +150,9 @@ const (
 	EvCutDamaged     // loud: a restore found the cut damaged; it is marked bad (Epoch)
 	EvCuttingResumed // a cut committed after cutting-stopped
 	EvRankNotJoined  // a spawned rank was not heard within the start timeout
+	// EvRankSilentRunning: a rank silent past the failure timeout whose
+	// process the launcher says runs gets one more failure timeout.
+	EvRankSilentRunning
 )
 
 var eventNames = map[EventKind]string{
@@ -155,6 +163,7 @@ var eventNames = map[EventKind]string{
 	EvJobFinished: "job-finished",
 	EvJobStopped:  "job-stopped", EvJobFailed: "job-failed", EvProtocol: "protocol",
 	EvCutDamaged: "cut-damaged", EvCuttingResumed: "cutting-resumed", EvRankNotJoined: "rank-not-joined",
+	EvRankSilentRunning: "rank-silent-running",
 }
 
 func (k EventKind) String() string { return eventNames[k] }
@@ -208,6 +217,6 @@ func (e Event) String() string {
 
 // IsEmpty reports whether r asks for nothing.
 func (r *Ready) IsEmpty() bool {
-	return r.JobRecord == nil && len(r.Kill) == 0 && len(r.Spawn) == 0 && len(r.Messages) == 0 &&
+	return r.JobRecord == nil && len(r.Kill) == 0 && len(r.Spawn) == 0 && len(r.Messages) == 0 && len(r.Confirm) == 0 &&
 		r.Commit == nil && r.GC == nil && len(r.Events) == 0 && r.Outcome == nil
 }

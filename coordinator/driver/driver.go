@@ -238,9 +238,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	stopRenew := d.renewLease()
+	stopPlacement := d.recordPlacement() // placement.go
 	defer func() {
 		// Nothing of this coordinator writes after the release: the
 		// renewals stop, the background commits and GCs end first.
+		stopPlacement()
 		stopRenew()
 		d.waitBackground()
 		if err := d.lease.Release(context.WithoutCancel(ctx)); err != nil {
@@ -333,6 +335,8 @@ func (d *driver) start(ctx context.Context) error {
 			return fmt.Errorf("job %q: write %s: %w", d.job, levels.RecordFile, err)
 		}
 	}
+	d.adoptPlacement(ctx, gen)                      // placement.go
+	d.cfg.Coord.ConfirmSilence = d.confirmSilence() // confirm.go
 	c, err := coordinator.New(d.cfg.Coord, coordinator.Start{
 		Mode: d.cfg.Mode, Now: d.mono(), Record: rec, Committed: committed, Generation: gen, RestoreCut: d.cfg.RestoreCut,
 	})
@@ -649,6 +653,7 @@ func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
 				d.log.Debug("control publish failed", "subject", subj, "err", err)
 			}
 		}
+		d.confirm(rd.Confirm) // confirm.go
 		if man := rd.Commit; man != nil {
 			d.commit(*man)
 		}
@@ -1057,7 +1062,8 @@ func (d *driver) checkLag(cuts int, prevStep, step int64) {
 func (d *driver) event(ev coordinator.Event) {
 	lvl := slog.LevelDebug
 	switch ev.Kind {
-	case coordinator.EvCutAborted, coordinator.EvRankLost, coordinator.EvRecoveryStarted, coordinator.EvFenced, coordinator.EvProtocol:
+	case coordinator.EvCutAborted, coordinator.EvRankLost, coordinator.EvRecoveryStarted, coordinator.EvFenced, coordinator.EvProtocol,
+		coordinator.EvRankSilentRunning:
 		lvl = slog.LevelWarn
 	case coordinator.EvRecoveryFinished, coordinator.EvJobRunning, coordinator.EvJobFinished, coordinator.EvJobStopped, coordinator.EvRebuilt, coordinator.EvJobStarting,
 		coordinator.EvCuttingResumed:

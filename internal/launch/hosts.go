@@ -58,7 +58,8 @@ type Hosts struct {
 
 	mu       sync.Mutex
 	pl       *Placement
-	lastLost map[int]bool // the rank's last process was lost
+	lastLost map[int]bool  // the rank's last process was lost
+	changed  chan struct{} // the placement changed (PlacementChanged)
 }
 
 var _ Spawner = (*Hosts)(nil)
@@ -84,7 +85,7 @@ func NewHosts(cfg HostsConfig) (*Hosts, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hosts{cfg: cfg, pl: pl, lastLost: map[int]bool{}}
+	h := &Hosts{cfg: cfg, pl: pl, lastLost: map[int]bool{}, changed: make(chan struct{}, 1)}
 	h.Local = newLocal(nil, cfg.Out, cfg.Log, cfg.Options...)
 	h.Local.onExit = h.exited
 	return h, nil
@@ -102,6 +103,7 @@ func (h *Hosts) exited(ex Exit) {
 	}
 	h.mu.Unlock()
 	if down {
+		h.notify()
 		_, why := h.pl.Down(host)
 		h.log.Warn("host down: its ranks restart on other hosts", "host", host, "why", why, "last", ex.String())
 	}
@@ -133,10 +135,14 @@ func (h *Hosts) Summary() string {
 func (h *Hosts) Spawn(rank int, spawn uint64, env []string) error {
 	h.settle(rank)
 	h.mu.Lock()
+	was := h.pl.HostOf(rank)
 	host, err := h.pl.Place(rank)
 	if err != nil {
 		h.mu.Unlock()
 		return err
+	}
+	if host != was {
+		h.notify()
 	}
 	// Recorded before the start: the exit may come before start returns.
 	h.pl.Started(rank, spawn, host)
@@ -150,6 +156,7 @@ func (h *Hosts) Spawn(rank int, spawn uint64, env []string) error {
 		h.pl.Ended(rank, spawn, false)
 		if !errors.Is(err, ErrStillRunning) {
 			h.pl.StartFailed(host, err.Error())
+			h.notify()
 		}
 		h.mu.Unlock()
 		return fmt.Errorf("rank %d on host %s: %w", rank, host, err)
@@ -230,4 +237,34 @@ func safeWord(w string) bool {
 		}
 	}
 	return true
+}
+
+// notify says the placement changed (a rank moved, a host down); several
+// changes before the reader looks are one.
+func (h *Hosts) notify() {
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+// PlacementChanged receives after the placement changed: a rank moved to
+// another host, or a host marked down.
+func (h *Hosts) PlacementChanged() <-chan struct{} { return h.changed }
+
+// PlacementRecord returns what the placement changed so far (Job and
+// Generation left to the caller).
+func (h *Hosts) PlacementRecord() PlacementRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pl.Record()
+}
+
+// AdoptPlacement applies the record of a coordinator this one takes over
+// from (see Placement.Adopt), before any Spawn; it returns what did not
+// fit and the hosts as they are now.
+func (h *Hosts) AdoptPlacement(r PlacementRecord) (skipped []string, summary string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pl.Adopt(r), h.pl.Summary()
 }

@@ -3,6 +3,7 @@ package launch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -65,6 +66,7 @@ type Placement struct {
 	hosts   []hostState
 	index   map[string]int
 	assign  []int // rank -> host index
+	home    []int // rank -> host index of the block placement
 	running map[procKey]int
 }
 
@@ -102,6 +104,7 @@ func NewPlacement(hosts []Host, ranks int) (*Placement, error) {
 		p.assign[r] = h
 		p.hosts[h].used++
 	}
+	p.home = slices.Clone(p.assign)
 	return p, nil
 }
 
