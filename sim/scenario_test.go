@@ -385,62 +385,81 @@ func (s *scenario) restartCoord() error {
 	return nil
 }
 
-// drainCoord executes the coordinator's Ready. The job record is written
-// and acknowledged at once; the manifest write waits for "manifest".
+// drainCoord executes the coordinator's Readys with coordinator.Execute,
+// through the scenario's ports (scoord), which print what they do. The
+// job record is written and acknowledged at once; the manifest write
+// waits for "manifest".
 func (s *scenario) drainCoord() {
 	for !s.cdead && s.c.HasReady() {
-		rd := s.c.Ready()
-		s.c.Advance()
-		if r := rd.JobRecord; r != nil {
-			b, _ := wire.EncodeJobRecord(*r)
-			s.store.record = b
-			intent := ""
-			if ri := r.Recovery; ri != nil {
-				intent = fmt.Sprintf(" recovery{cut %d, respawn %v}", ri.Epoch, ri.Lost)
-			}
-			s.printf("coord: job record #%d: generation %d, g=%d, epochs < %d%s\n", r.Seq, r.Generation, r.Incarnation, r.EpochLimit, intent)
-			s.c.JobRecordWritten(r.Seq)
+		o, err := coordinator.Execute(s.c, scoord{s})
+		if err != nil {
+			s.printf("coord: %v\n", err)
+			return
 		}
-		for _, k := range rd.Kill {
-			s.printf("coord: kill rank %d spawn %d\n", k.Rank, k.Spawn)
-			if p := s.procs[k.Rank]; p != nil && (k.Spawn == 0 || p.spawn == k.Spawn) && !p.unkillable {
-				p.dead = true
-			}
-		}
-		for _, sp := range rd.Spawn {
-			s.printf("coord: spawn rank %d at g=%d from cut %d (step %d)\n", sp.Rank, sp.G, sp.Epoch, sp.Step)
-			s.spawn(sp)
-		}
-		for _, m := range rd.Messages {
-			if m.To == coordinator.Broadcast {
-				for r := range s.n {
-					s.ctl = append(s.ctl, smsg{from: coordKey, to: r, data: m.Data})
-				}
-				s.printf("coord: broadcast %s\n", describeCoord(m.Data))
-			} else {
-				s.ctl = append(s.ctl, smsg{from: coordKey, to: m.To, data: m.Data})
-				s.printf("coord: to %d %s\n", m.To, describeCoord(m.Data))
-			}
-		}
-		if m := rd.Commit; m != nil {
-			s.pending = m
-			refs := make([]string, len(m.Shards))
-			for i, b := range m.Shards {
-				refs[i] = string(b)
-			}
-			s.printf("coord: write manifest e=%d S=%d g=%d shards=%v\n", m.Epoch, m.Step, m.G, refs)
-		}
-		if gc := rd.GC; gc != nil {
-			s.printf("coord: gc keep=%d pins=%v\n", gc.Keep, gc.Pins)
-		}
-		for _, ev := range rd.Events {
-			s.printf("coord: event %s\n", ev)
-		}
-		if o := rd.Outcome; o != nil {
+		if o != nil {
 			s.printf("coord: outcome exit %d: %s\n", o.Code, o.Reason)
 		}
 	}
 }
+
+// scoord is the scenario's coordinator ports.
+type scoord struct{ s *scenario }
+
+func (p scoord) WriteRecord(r wire.JobRecord) error {
+	s := p.s
+	b, err := wire.EncodeJobRecord(r)
+	if err != nil {
+		return err
+	}
+	s.store.record = b
+	intent := ""
+	if ri := r.Recovery; ri != nil {
+		intent = fmt.Sprintf(" recovery{cut %d, respawn %v}", ri.Epoch, ri.Lost)
+	}
+	s.printf("coord: job record #%d: generation %d, g=%d, epochs < %d%s\n", r.Seq, r.Generation, r.Incarnation, r.EpochLimit, intent)
+	return nil
+}
+
+func (p scoord) Kill(k coordinator.Process) {
+	s := p.s
+	s.printf("coord: kill rank %d spawn %d\n", k.Rank, k.Spawn)
+	if pr := s.procs[k.Rank]; pr != nil && (k.Spawn == 0 || pr.spawn == k.Spawn) && !pr.unkillable {
+		pr.dead = true
+	}
+}
+
+func (p scoord) Spawn(spawns []coordinator.Spawn) error {
+	for _, sp := range spawns {
+		p.s.printf("coord: spawn rank %d at g=%d from cut %d (step %d)\n", sp.Rank, sp.G, sp.Epoch, sp.Step)
+		p.s.spawn(sp)
+	}
+	return nil
+}
+
+func (p scoord) Publish(m coordinator.Message) {
+	s := p.s
+	if m.To == coordinator.Broadcast {
+		for r := range s.n {
+			s.ctl = append(s.ctl, smsg{from: coordKey, to: r, data: m.Data})
+		}
+		s.printf("coord: broadcast %s\n", describeCoord(m.Data))
+	} else {
+		s.ctl = append(s.ctl, smsg{from: coordKey, to: m.To, data: m.Data})
+		s.printf("coord: to %d %s\n", m.To, describeCoord(m.Data))
+	}
+}
+
+func (p scoord) Commit(m coordinator.Manifest) {
+	p.s.pending = &m
+	refs := make([]string, len(m.Shards))
+	for i, b := range m.Shards {
+		refs[i] = string(b)
+	}
+	p.s.printf("coord: write manifest e=%d S=%d g=%d shards=%v\n", m.Epoch, m.Step, m.G, refs)
+}
+
+func (p scoord) GC(gc coordinator.GC)       { p.s.printf("coord: gc keep=%d pins=%v\n", gc.Keep, gc.Pins) }
+func (p scoord) Event(ev coordinator.Event) { p.s.printf("coord: event %s\n", ev) }
 
 func (s *scenario) spawn(sp coordinator.Spawn) {
 	cfg := participant.Config{Rank: sp.Rank, World: s.n, Peers: s.peers[sp.Rank], Spawn: sp.G, Incarnation: sp.G,
