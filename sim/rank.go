@@ -263,7 +263,6 @@ func (r *rankProc) execTransport() {
 	m := r.tm
 	m.Tick(r.w.now())
 	rd := m.Ready()
-	m.Advance()
 	for i := range rd.Frames {
 		r.w.net.publish(r, &rd.Frames[i])
 	}
@@ -291,6 +290,7 @@ func (r *rankProc) execTransport() {
 	if rd.Wake && r.waitCred {
 		r.wake()
 	}
+	m.Advance()
 }
 
 // armAck schedules a Tick for the machine's delayed ack (the Endpoint's
