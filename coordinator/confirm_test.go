@@ -48,7 +48,7 @@ func (d *drive) silence(limit time.Duration, answer func(r int) *Liveness, talki
 		d.c.Tick(d.now)
 		for d.c.HasReady() {
 			rd := d.c.Ready()
-			d.c.Advance()
+			d.c.Advance(rd)
 			d.rd = append(d.rd, rd)
 			if rd.JobRecord != nil {
 				d.c.JobRecordWritten(rd.JobRecord.Seq)

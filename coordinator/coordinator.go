@@ -176,7 +176,14 @@ type Coordinator struct {
 	g     uint64
 	ranks []member
 	stats Stats
-	rd    Ready
+	rd    Ready // accumulates the next Ready
+	// out is the Ready handed out and not yet acknowledged (handed);
+	// readies numbers them, for Advance's check. writing: the seq of
+	// out's job record whose write Execute started.
+	out     Ready
+	handed  bool
+	readies uint64
+	writing uint64
 
 	rec          wire.JobRecord
 	recAwait     uint64 // seq of the record write awaited, 0 none
@@ -401,13 +408,37 @@ func (c *Coordinator) markBad(e uint64) {
 func (c *Coordinator) BadCuts() []uint64 { return slices.Clone(c.rec.BadCuts) }
 
 // HasReady reports whether Ready has anything to execute.
-func (c *Coordinator) HasReady() bool { return !c.rd.IsEmpty() }
+func (c *Coordinator) HasReady() bool { return c.handed || !c.rd.IsEmpty() }
 
-// Ready returns what the driver must do; valid until Advance.
-func (c *Coordinator) Ready() Ready { return c.rd }
+// Ready returns what the driver must do. Calling it again before Advance
+// returns the same Ready; inputs in between go to the next one.
+func (c *Coordinator) Ready() Ready {
+	if !c.handed {
+		c.readies++
+		c.out, c.rd, c.handed = c.rd, Ready{}, true
+		c.out.n = c.readies
+	}
+	return c.out
+}
 
-// Advance acknowledges the last Ready as executed.
-func (c *Coordinator) Advance() { c.rd = Ready{} }
+// Advance acknowledges rd, the Ready handed out, as executed. It panics
+// when rd is not that Ready (Advance without Ready, twice, or with an
+// older one): the driver broke the Ready loop's contract, and going on
+// would lose or repeat actions.
+func (c *Coordinator) Advance(rd Ready) {
+	if !c.handed || rd.n != c.out.n {
+		panic(fmt.Sprintf("coordinator: Advance of Ready #%d, but %s", rd.n, handedOut(c.handed, c.out.n)))
+	}
+	c.out, c.handed, c.writing = Ready{}, false, 0
+}
+
+// handedOut says which Ready is handed out, for Advance's panic.
+func handedOut(handed bool, n uint64) string {
+	if !handed {
+		return "no Ready is handed out"
+	}
+	return fmt.Sprintf("Ready #%d is handed out", n)
+}
 
 // Stats returns the counters.
 func (c *Coordinator) Stats() Stats { return c.stats }

@@ -56,11 +56,11 @@ type drive struct {
 func (d *drive) step() {
 	for d.c.HasReady() {
 		rd := d.c.Ready()
-		d.c.Advance()
 		d.rd = append(d.rd, rd)
 		if rd.JobRecord != nil {
 			d.c.JobRecordWritten(rd.JobRecord.Seq)
 		}
+		d.c.Advance(rd)
 	}
 }
 

@@ -3,8 +3,9 @@
 // decisions and the rebuild after its own restart. It reads no clock,
 // starts no goroutine, touches no socket or file and draws no random
 // number. Package coordinator/driver binds it to NATS, timers, the store
-// and the launcher; sim drives it in a deterministic
-// simulation, which is also the reference for how a driver executes it.
+// and the launcher; sim drives it in a deterministic simulation. Both
+// execute its Readys with the one executor, Execute, through small ports
+// (Persister, Launcher, Publisher, Committer, Reporter).
 //
 // # Inputs
 //
@@ -22,8 +23,14 @@
 //
 // # The Ready loop
 //
-// After every input the driver takes Ready(), calls Advance(), and executes
-// the fields in this order:
+// The same for every machine of cutpoint (coordinator, participant,
+// transport channel), in etcd-io/raft's order: after inputs, while
+// HasReady, take Ready(), execute it, then Advance(rd) with that Ready.
+// Ready called again before Advance returns the same Ready; inputs made
+// while it is executed (JobRecordWritten, a RankExited for a spawn that
+// failed) go to the next one. Advance panics unless rd is the Ready handed
+// out. Execute(c, ports) is this loop's body; it executes the fields in
+// this order:
 //
 //  1. JobRecord: write it durably (temp file, fsync, rename, fsync the
 //     directory), then call JobRecordWritten(Seq) before executing the

@@ -46,6 +46,8 @@ type Ready struct {
 	// Outcome: the job is over; the driver sends Messages (the Stop
 	// broadcast) and then exits with Outcome.Code.
 	Outcome *Outcome
+
+	n uint64 // which Ready this is, for Advance's check
 }
 
 // Process names one rank process.

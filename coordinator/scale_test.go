@@ -82,7 +82,6 @@ func (j *scaleJob) receive(tb testing.TB, m wire.RankMsg) {
 func (j *scaleJob) drain(tb testing.TB) {
 	for j.c.HasReady() {
 		rd := j.c.Ready()
-		j.c.Advance()
 		for _, m := range rd.Messages {
 			j.out++
 			if m.To == Broadcast {
@@ -100,6 +99,7 @@ func (j *scaleJob) drain(tb testing.TB) {
 		if rd.Outcome != nil {
 			tb.Fatalf("outcome: %+v", rd.Outcome)
 		}
+		j.c.Advance(rd)
 	}
 }
 

@@ -816,74 +816,92 @@ func (h handler) Event(ev transport.Event) {
 	}
 }
 
-// process executes the participant's Ready (r.mu held), in field order.
+// process executes the participant's Readys (r.mu held) with
+// participant.Execute, through the runtime's ports.
 func (r *Rank) process() {
-	p := r.p
-	for p != nil && p.HasReady() {
-		rd := p.Ready()
-		p.Advance()
-		for _, f := range rd.Frames {
-			if err := r.ep.Enqueue(f.To, f.Data); err != nil {
-				r.log.Warn("enqueue failed", "to", f.To, "err", err)
-				if errors.Is(err, transport.ErrBroken) {
-					p.ChannelFault(f.To, err.Error())
-				}
-			}
-		}
-		for _, c := range rd.Credits {
-			r.ep.Credit(c.From, c.Bytes)
-		}
-		if len(rd.Deliverable) > 0 {
-			r.cond.Broadcast()
-		}
-		if rd.Started {
-			r.running = true
-			r.cond.Broadcast()
-		}
-		for _, m := range rd.Control {
-			if r.report != nil {
-				m = r.report.Seal(wire.DomainReport, append(make([]byte, 0, len(m)+wire.TagLen), m...))
-			}
-			if err := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), m); err != nil {
-				r.log.Debug("control publish failed", "err", err)
-			}
-		}
-		if rd.Seal != nil {
-			if w := r.writers[rd.Seal.Epoch]; w != nil {
-				w.seal <- rd.Seal
-			} else {
-				r.log.Warn("seal for an epoch without a writer", "epoch", rd.Seal.Epoch)
-			}
-		}
-		for _, e := range rd.Cancel {
-			if w := r.writers[e]; w != nil {
-				delete(r.writers, e)
-				w.cancel()
-			}
-		}
-		if rd.Committed > r.committed {
-			r.onCommitted(rd.Committed)
-		}
-		for _, ev := range rd.Events {
-			lvl := slog.LevelDebug
-			switch ev.Kind {
-			case participant.EvAborted, participant.EvAlignment, participant.EvChannelFault, participant.EvProtocol:
-				lvl = slog.LevelWarn
-			}
-			r.log.Log(context.Background(), lvl, ev.String())
-		}
-		if rd.Rollback != nil {
-			rb := *rd.Rollback
-			r.rollback = &rb
-			r.running = false
-			r.cond.Broadcast()
-		}
-		if rd.Exit != nil {
-			r.exit = exitError(rd.Exit)
-			r.running = false
-			r.cond.Broadcast()
-		}
+	for p := r.p; p != nil && p.HasReady(); {
+		participant.Execute(p, ports{r})
 	}
+}
+
+// ports are participant.Execute's ports over the Endpoint, NATS, the
+// shard writers and the job's waiters (r.mu held).
+type ports struct{ r *Rank }
+
+func (x ports) Enqueue(to int, frame []byte) error {
+	err := x.r.ep.Enqueue(to, frame)
+	if err != nil {
+		x.r.log.Warn("enqueue failed", "to", to, "err", err)
+	}
+	if errors.Is(err, transport.ErrBroken) {
+		return err
+	}
+	return nil
+}
+
+func (x ports) Credit(cs []participant.Credit) {
+	for _, c := range cs {
+		x.r.ep.Credit(c.From, c.Bytes)
+	}
+}
+
+func (x ports) Wake(_ []int, started bool) {
+	if started {
+		x.r.running = true
+	}
+	x.r.cond.Broadcast()
+}
+
+func (x ports) Report(m []byte) {
+	r := x.r
+	if r.report != nil {
+		m = r.report.Seal(wire.DomainReport, append(make([]byte, 0, len(m)+wire.TagLen), m...))
+	}
+	if err := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), m); err != nil {
+		r.log.Debug("control publish failed", "err", err)
+	}
+}
+
+func (x ports) Seal(s *participant.Seal) {
+	if w := x.r.writers[s.Epoch]; w != nil {
+		w.seal <- s
+	} else {
+		x.r.log.Warn("seal for an epoch without a writer", "epoch", s.Epoch)
+	}
+}
+
+func (x ports) Cancel(e uint64) {
+	if w := x.r.writers[e]; w != nil {
+		delete(x.r.writers, e)
+		w.cancel()
+	}
+}
+
+func (x ports) Committed(e uint64) {
+	if e > x.r.committed {
+		x.r.onCommitted(e)
+	}
+}
+
+func (x ports) Event(ev participant.Event) {
+	lvl := slog.LevelDebug
+	switch ev.Kind {
+	case participant.EvAborted, participant.EvAlignment, participant.EvChannelFault, participant.EvProtocol:
+		lvl = slog.LevelWarn
+	}
+	x.r.log.Log(context.Background(), lvl, ev.String())
+}
+
+func (x ports) Rollback(rb participant.Rollback) {
+	x.r.rollback = &rb
+	x.r.running = false
+	x.r.cond.Broadcast()
+}
+
+func (x ports) Exit(e participant.Exit) {
+	x.r.exit = exitError(&e)
+	x.r.running = false
+	x.r.cond.Broadcast()
 }
 
 // exitError turns the participant's Exit into the error the job sees: its

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"errors"
+
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/internal/wire"
 )
@@ -69,151 +71,200 @@ func (n *coordNode) input(fn func()) {
 	n.drain()
 }
 
-// drain executes Ready in the documented order:
-//  1. JobRecord: write it durably, acknowledge it (JobRecordWritten), and
-//     only then execute the rest of that Ready;
-//  2. Kill, then Spawn (the launcher: R13, the old process is gone first);
-//  3. Messages;
-//  4. Commit: start the manifest write; its result comes back as an input;
-//  5. GC; 6. Events; 7. Outcome.
+// drain executes the coordinator's Readys with coordinator.Execute, the
+// production driver's executor, through this node's ports; a job record
+// write takes simulated time (ErrInFlight), and its completion resumes
+// the same Ready.
 func (n *coordNode) drain() {
 	for n.alive && !n.busy && n.c.HasReady() {
-		rd := n.c.Ready()
-		n.c.Advance()
-		if rec := rd.JobRecord; rec != nil {
-			// The coordinator waits for the acknowledgement before acting
-			// on a record; a driver that wrote it concurrently would be
-			// correct only by luck.
-			for _, m := range rd.Messages {
-				if cm, err := wire.DecodeCoord(m.Data); err == nil {
-					switch cm.(type) {
-					case *wire.Rollback, *wire.Go:
-						n.w.failf("R15: %T in the same Ready as job record #%d", cm, rec.Seq)
-					}
-				}
-			}
-			if len(rd.Spawn) > 0 || len(rd.Kill) > 0 {
-				n.w.failf("R15: kill or spawn in the same Ready as job record #%d", rec.Seq)
-			}
-			b, err := wire.EncodeJobRecord(*rec)
-			if err != nil {
-				n.w.failf("job record does not encode: %v", err)
-				return
-			}
-			n.busy = true
-			n.record = &pendingRecord{bytes: b, seq: rec.Seq}
-			n.w.trigger(OnRecordWrite, -1)
-			if !n.alive {
-				return
-			}
-			n.w.eng.after(n.w.between(n.w.cfg.RecordMin, n.w.cfg.RecordMax), func() {
-				if !n.alive {
-					return
-				}
-				n.w.store.record = n.record.bytes
-				seq := n.record.seq
-				n.record = nil
-				n.c.JobRecordWritten(seq)
-				n.execute(rd)
-				n.busy = false
-				n.drain()
-				for !n.busy && len(n.inbox) > 0 && n.alive {
-					fn := n.inbox[0]
-					n.inbox = n.inbox[1:]
-					fn()
-					n.drain()
-				}
-			})
+		o, err := coordinator.Execute(n.c, n)
+		switch {
+		case errors.Is(err, coordinator.ErrInFlight):
 			return
+		case err != nil:
+			n.w.failf("coordinator: %v", err)
+			return
+		case o != nil && n.alive:
+			n.w.outcome = o
+			n.w.eng.tracef("outcome: exit %d: %s", o.Code, o.Reason)
 		}
-		n.execute(rd)
 	}
 }
 
-func (n *coordNode) execute(rd coordinator.Ready) {
-	w := n.w
-	n.checkDurable(rd)
-	for _, k := range rd.Kill {
-		w.kill(k.Rank, k.Spawn)
-	}
-	for _, s := range rd.Spawn {
-		w.spawn(s)
-	}
+// WriteRecord starts the durable write of the job record; inputs queue up
+// behind it until it lands, and then the rest of the Ready runs.
+func (n *coordNode) WriteRecord(rec wire.JobRecord) error {
+	// The coordinator waits for the acknowledgement before acting on a
+	// record; a driver that wrote it concurrently would be correct only
+	// by luck.
+	rd := n.c.Ready() // the Ready being executed
 	for _, m := range rd.Messages {
-		n.checkOutgoing(m.Data)
-		if m.To == coordinator.Broadcast {
-			for r := range w.cfg.N {
-				w.toRank(r, m.Data)
+		if cm, err := wire.DecodeCoord(m.Data); err == nil {
+			switch cm.(type) {
+			case *wire.Rollback, *wire.Go:
+				n.w.failf("R15: %T in the same Ready as job record #%d", cm, rec.Seq)
 			}
-		} else {
-			w.toRank(m.To, m.Data)
 		}
 	}
-	if man := rd.Commit; man != nil {
-		n.commits[man.Epoch] = man
-		w.trigger(OnCommitStart, -1)
+	if len(rd.Spawn) > 0 || len(rd.Kill) > 0 {
+		n.w.failf("R15: kill or spawn in the same Ready as job record #%d", rec.Seq)
+	}
+	b, err := wire.EncodeJobRecord(rec)
+	if err != nil {
+		n.w.failf("job record does not encode: %v", err)
+		return err
+	}
+	n.busy = true
+	n.record = &pendingRecord{bytes: b, seq: rec.Seq}
+	n.w.trigger(OnRecordWrite, -1)
+	if !n.alive {
+		return coordinator.ErrInFlight
+	}
+	n.w.eng.after(n.w.between(n.w.cfg.RecordMin, n.w.cfg.RecordMax), func() {
 		if !n.alive {
 			return
 		}
-		w.eng.after(w.between(w.cfg.CommitMin, w.cfg.CommitMax), func() {
-			if !n.alive {
-				return
-			}
-			delete(n.commits, man.Epoch)
-			w.commitManifest(man)
-			w.trigger(OnCommitRenamed, -1)
-			n.input(func() { n.c.ManifestCommitted(man.Epoch) })
+		n.w.store.record = n.record.bytes
+		seq := n.record.seq
+		n.record = nil
+		n.c.JobRecordWritten(seq)
+		n.busy = false
+		n.drain()
+		for !n.busy && len(n.inbox) > 0 && n.alive {
+			fn := n.inbox[0]
+			n.inbox = n.inbox[1:]
+			fn()
+			n.drain()
+		}
+	})
+	return coordinator.ErrInFlight
+}
+
+// Kill is the launcher's kill (R13: the old process is gone first).
+func (n *coordNode) Kill(k coordinator.Process) {
+	if n.alive {
+		n.w.kill(k.Rank, k.Spawn)
+	}
+}
+
+// Spawn asks the launcher to start each process.
+func (n *coordNode) Spawn(spawns []coordinator.Spawn) error {
+	for _, s := range spawns {
+		if !n.alive {
+			break
+		}
+		n.checkDurable(s.G, nil, &s)
+		n.w.spawn(s)
+	}
+	return nil
+}
+
+// Publish sends a control message to one rank or all.
+func (n *coordNode) Publish(m coordinator.Message) {
+	w := n.w
+	if !n.alive {
+		return
+	}
+	cm, err := wire.DecodeCoord(m.Data)
+	if err != nil {
+		w.failf("coordinator sent a message that does not decode: %v", err)
+		return
+	}
+	n.checkDurable(cm.Header().G, cm, nil)
+	n.checkOutgoing(cm)
+	if m.To == coordinator.Broadcast {
+		for r := range w.cfg.N {
+			w.toRank(r, m.Data)
+		}
+	} else {
+		w.toRank(m.To, m.Data)
+	}
+}
+
+// Commit starts the manifest write; its result comes back as an input.
+func (n *coordNode) Commit(m coordinator.Manifest) {
+	w := n.w
+	if !n.alive {
+		return
+	}
+	man := &m
+	n.commits[man.Epoch] = man
+	w.trigger(OnCommitStart, -1)
+	if !n.alive {
+		return
+	}
+	w.eng.after(w.between(w.cfg.CommitMin, w.cfg.CommitMax), func() {
+		if !n.alive {
+			return
+		}
+		delete(n.commits, man.Epoch)
+		w.commitManifest(man)
+		w.trigger(OnCommitRenamed, -1)
+		n.input(func() { n.c.ManifestCommitted(man.Epoch) })
+	})
+}
+
+// Confirm answers what a launcher that watches its own children would:
+// a process that no longer exists (or is an older spawn) is gone, one
+// that exists is running, also a hung one on a lost node (the grace it
+// earns must still end in a loss). The answer comes back after a control
+// delay, as the launcher's would.
+func (n *coordNode) Confirm(ps []coordinator.Process) {
+	w := n.w
+	if !n.alive {
+		return
+	}
+	for _, p := range ps {
+		l := coordinator.LiveGone
+		if pr := w.procs[p.Rank]; pr != nil && pr.alive && pr.spawn == p.Spawn {
+			l = coordinator.LiveRunning
+		}
+		w.eng.after(w.between(0, w.cfg.CtlDelayMax), func() {
+			n.input(func() { n.c.Confirmed(p.Rank, p.Spawn, l) })
 		})
 	}
-	if gc := rd.GC; gc != nil {
-		w.store.gc(gc.Keep, gc.Pins)
+}
+
+// GC collects old cuts in the store.
+func (n *coordNode) GC(gc coordinator.GC) {
+	if n.alive {
+		n.w.store.gc(gc.Keep, gc.Pins)
 	}
-	for _, ev := range rd.Events {
-		w.noteEvent(ev)
-	}
-	if o := rd.Outcome; o != nil {
-		w.outcome = o
-		w.eng.tracef("outcome: exit %d: %s", o.Code, o.Reason)
+}
+
+// Event logs and counts.
+func (n *coordNode) Event(ev coordinator.Event) {
+	if n.alive {
+		n.w.noteEvent(ev)
 	}
 }
 
 // checkDurable is R15: an incarnation (and its recovery intent) is in the
-// durable job record before anything of it leaves the coordinator.
-func (n *coordNode) checkDurable(rd coordinator.Ready) {
+// durable job record before anything of it leaves the coordinator: a
+// message cm or a spawn s at incarnation g.
+func (n *coordNode) checkDurable(g uint64, cm wire.CoordMsg, s *coordinator.Spawn) {
 	w := n.w
 	rec, err := w.store.jobRecord()
 	if err != nil || rec == nil {
-		if len(rd.Spawn) > 0 || len(rd.Messages) > 0 {
-			w.failf("R15: the coordinator acts before any job record is durable (%v)", err)
-		}
+		w.failf("R15: the coordinator acts before any job record is durable (%v)", err)
 		return
 	}
-	for _, s := range rd.Spawn {
+	if s != nil {
 		if ri := rec.Recovery; s.G > rec.Incarnation || ri == nil || ri.Epoch != s.Epoch {
 			w.failf("R15: spawn of rank %d at g=%d from cut %d, the durable record says g=%d intent %+v", s.Rank, s.G, s.Epoch, rec.Incarnation, ri)
 		}
+		return
 	}
-	for _, m := range rd.Messages {
-		cm, err := wire.DecodeCoord(m.Data)
-		if err != nil {
-			continue // checkOutgoing reports it
-		}
-		if g := cm.Header().G; g > rec.Incarnation {
-			w.failf("R15: %T at g=%d sent while the durable record says g=%d", cm, g, rec.Incarnation)
-		}
-		if rb, ok := cm.(*wire.Rollback); ok && (rec.Recovery == nil || rec.Recovery.Epoch != rb.Epoch) {
-			w.failf("R15: Rollback to cut %d sent while the durable intent is %+v", rb.Epoch, rec.Recovery)
-		}
+	if g > rec.Incarnation {
+		w.failf("R15: %T at g=%d sent while the durable record says g=%d", cm, g, rec.Incarnation)
+	}
+	if rb, ok := cm.(*wire.Rollback); ok && (rec.Recovery == nil || rec.Recovery.Epoch != rb.Epoch) {
+		w.failf("R15: Rollback to cut %d sent while the durable intent is %+v", rb.Epoch, rec.Recovery)
 	}
 }
 
 // checkOutgoing watches the coordinator's messages for R3.
-func (n *coordNode) checkOutgoing(b []byte) {
-	m, err := wire.DecodeCoord(b)
-	if err != nil {
-		n.w.failf("coordinator sent a message that does not decode: %v", err)
-		return
-	}
+func (n *coordNode) checkOutgoing(m wire.CoordMsg) {
 	if cut, ok := m.(*wire.Cut); ok {
 		if cut.Epoch <= n.w.maxEpoch {
 			n.w.failf("R3: epoch %d issued after epoch %d", cut.Epoch, n.w.maxEpoch)

@@ -152,78 +152,107 @@ func (r *rankProc) drain() {
 	}
 }
 
-// execParticipant executes one participant Ready, in order, as a runtime
-// must:
-//  1. Frames: enqueue on the transport in order (markers behind data, R2);
-//  2. Credits: return window credit to the transport;
-//  3. Control: publish to the coordinator;
-//  4. Seal / Cancel: hand channel state to the epoch's writer, or stop it;
-//  5. Advance, then act on Exit and Rollback (which end this participant)
-//     and on channels the transport refused (broken);
-//  6. wake the job if what it waits for arrived.
+// execParticipant executes one participant Ready with
+// participant.Execute, the rank runtime's executor, through the process's
+// ports (rankPorts).
 func (r *rankProc) execParticipant() {
-	p := r.part
-	rd := p.Ready()
-	var broken []int
-	for _, f := range rd.Frames {
-		if err := r.tm.Enqueue(f.To, f.Data); err != nil {
-			if !errors.Is(err, channel.ErrBroken) {
-				r.w.failf("rank %d: enqueue to %d: %v", r.rank, f.To, err)
-				return
-			}
-			broken = append(broken, f.To)
-		}
+	participant.Execute(r.part, rankPorts{r, r.part})
+}
+
+// rankPorts are participant.Execute's ports over the simulated process.
+// A process that dies while a Ready is executed (a fault fired at Seal)
+// does nothing more.
+type rankPorts struct {
+	r *rankProc
+	p *participant.Participant // the participant whose Ready it is
+}
+
+func (x rankPorts) Enqueue(to int, frame []byte) error {
+	r := x.r
+	if !r.active() {
+		return nil
 	}
-	if len(rd.Credits) > 0 {
-		r.tm.Tick(r.w.now()) // as the Endpoint does: a delayed ack is due AckDelay from now
+	err := r.tm.Enqueue(to, frame)
+	if err != nil && !errors.Is(err, channel.ErrBroken) {
+		r.w.failf("rank %d: enqueue to %d: %v", r.rank, to, err)
+		return nil
 	}
-	for _, c := range rd.Credits {
+	return err
+}
+
+func (x rankPorts) Credit(cs []participant.Credit) {
+	r := x.r
+	if !r.active() {
+		return
+	}
+	r.tm.Tick(r.w.now()) // as the Endpoint does: a delayed ack is due AckDelay from now
+	for _, c := range cs {
 		r.tm.Credit(c.From, c.Bytes)
 	}
-	for _, b := range rd.Control {
-		r.w.toCoord(r.rank, b)
-	}
-	if s := rd.Seal; s != nil {
-		if wr := r.writers[s.Epoch]; wr != nil && wr.part == p {
-			wr.seal = s
-			r.w.trigger(OnSealed, r.rank)
-			if !r.active() {
-				return
-			}
-			r.finishWrite(wr)
-		} else {
-			r.w.failf("rank %d: Seal for epoch %d without a writer", r.rank, s.Epoch)
-		}
-	}
-	for _, e := range rd.Cancel {
-		if wr := r.writers[e]; wr != nil {
-			wr.cancelled = true
-			delete(r.writers, e)
-		}
-	}
-	for _, ev := range rd.Events {
-		r.w.eng.tracef("rank %d: %s", r.rank, ev)
-		switch ev.Kind {
-		case participant.EvAlignment:
-			r.w.stats.Alignment++
-		case participant.EvAborted:
-			r.w.stats.RankAborts[ev.Reason.String()]++
-		}
-	}
-	p.Advance()
-	if rd.Exit != nil {
-		r.exit(rd.Exit.Code, rd.Exit.Reason)
-		return
-	}
-	if rd.Rollback != nil {
-		r.rollback(*rd.Rollback)
-		return
-	}
-	for _, to := range broken {
-		p.ChannelFault(to, channel.ErrBroken.Error())
-	}
-	if rd.Started || (r.waitRecv >= 0 && slices.Contains(rd.Deliverable, r.waitRecv)) {
+}
+
+func (x rankPorts) Wake(deliverable []int, started bool) {
+	r := x.r
+	if started || (r.waitRecv >= 0 && slices.Contains(deliverable, r.waitRecv)) {
 		r.wake()
+	}
+}
+
+func (x rankPorts) Report(m []byte) {
+	if x.r.active() {
+		x.r.w.toCoord(x.r.rank, m)
+	}
+}
+
+func (x rankPorts) Seal(s *participant.Seal) {
+	r := x.r
+	if !r.active() {
+		return
+	}
+	wr := r.writers[s.Epoch]
+	if wr == nil || wr.part != x.p {
+		r.w.failf("rank %d: Seal for epoch %d without a writer", r.rank, s.Epoch)
+		return
+	}
+	wr.seal = s
+	r.w.trigger(OnSealed, r.rank)
+	if r.active() {
+		r.finishWrite(wr)
+	}
+}
+
+func (x rankPorts) Cancel(e uint64) {
+	if wr := x.r.writers[e]; wr != nil && x.r.active() {
+		wr.cancelled = true
+		delete(x.r.writers, e)
+	}
+}
+
+func (x rankPorts) Committed(uint64) {}
+
+func (x rankPorts) Event(ev participant.Event) {
+	r := x.r
+	if !r.active() {
+		return
+	}
+	r.w.eng.tracef("rank %d: %s", r.rank, ev)
+	switch ev.Kind {
+	case participant.EvAlignment:
+		r.w.stats.Alignment++
+	case participant.EvAborted:
+		r.w.stats.RankAborts[ev.Reason.String()]++
+	}
+}
+
+func (x rankPorts) Rollback(rb participant.Rollback) {
+	if x.r.active() {
+		x.r.rollback(rb)
+	}
+}
+
+func (x rankPorts) Exit(e participant.Exit) {
+	if x.r.active() {
+		x.r.exit(e.Code, e.Reason)
 	}
 }
 
@@ -234,7 +263,6 @@ func (r *rankProc) execTransport() {
 	m := r.tm
 	m.Tick(r.w.now())
 	rd := m.Ready()
-	m.Advance()
 	for i := range rd.Frames {
 		r.w.net.publish(r, &rd.Frames[i])
 	}
@@ -262,6 +290,7 @@ func (r *rankProc) execTransport() {
 	if rd.Wake && r.waitCred {
 		r.wake()
 	}
+	m.Advance()
 }
 
 // armAck schedules a Tick for the machine's delayed ack (the Endpoint's

@@ -385,62 +385,84 @@ func (s *scenario) restartCoord() error {
 	return nil
 }
 
-// drainCoord executes the coordinator's Ready. The job record is written
-// and acknowledged at once; the manifest write waits for "manifest".
+// drainCoord executes the coordinator's Readys with coordinator.Execute,
+// through the scenario's ports (scoord), which print what they do. The
+// job record is written and acknowledged at once; the manifest write
+// waits for "manifest".
 func (s *scenario) drainCoord() {
 	for !s.cdead && s.c.HasReady() {
-		rd := s.c.Ready()
-		s.c.Advance()
-		if r := rd.JobRecord; r != nil {
-			b, _ := wire.EncodeJobRecord(*r)
-			s.store.record = b
-			intent := ""
-			if ri := r.Recovery; ri != nil {
-				intent = fmt.Sprintf(" recovery{cut %d, respawn %v}", ri.Epoch, ri.Lost)
-			}
-			s.printf("coord: job record #%d: generation %d, g=%d, epochs < %d%s\n", r.Seq, r.Generation, r.Incarnation, r.EpochLimit, intent)
-			s.c.JobRecordWritten(r.Seq)
+		o, err := coordinator.Execute(s.c, scoord{s})
+		if err != nil {
+			s.printf("coord: %v\n", err)
+			return
 		}
-		for _, k := range rd.Kill {
-			s.printf("coord: kill rank %d spawn %d\n", k.Rank, k.Spawn)
-			if p := s.procs[k.Rank]; p != nil && (k.Spawn == 0 || p.spawn == k.Spawn) && !p.unkillable {
-				p.dead = true
-			}
-		}
-		for _, sp := range rd.Spawn {
-			s.printf("coord: spawn rank %d at g=%d from cut %d (step %d)\n", sp.Rank, sp.G, sp.Epoch, sp.Step)
-			s.spawn(sp)
-		}
-		for _, m := range rd.Messages {
-			if m.To == coordinator.Broadcast {
-				for r := range s.n {
-					s.ctl = append(s.ctl, smsg{from: coordKey, to: r, data: m.Data})
-				}
-				s.printf("coord: broadcast %s\n", describeCoord(m.Data))
-			} else {
-				s.ctl = append(s.ctl, smsg{from: coordKey, to: m.To, data: m.Data})
-				s.printf("coord: to %d %s\n", m.To, describeCoord(m.Data))
-			}
-		}
-		if m := rd.Commit; m != nil {
-			s.pending = m
-			refs := make([]string, len(m.Shards))
-			for i, b := range m.Shards {
-				refs[i] = string(b)
-			}
-			s.printf("coord: write manifest e=%d S=%d g=%d shards=%v\n", m.Epoch, m.Step, m.G, refs)
-		}
-		if gc := rd.GC; gc != nil {
-			s.printf("coord: gc keep=%d pins=%v\n", gc.Keep, gc.Pins)
-		}
-		for _, ev := range rd.Events {
-			s.printf("coord: event %s\n", ev)
-		}
-		if o := rd.Outcome; o != nil {
+		if o != nil {
 			s.printf("coord: outcome exit %d: %s\n", o.Code, o.Reason)
 		}
 	}
 }
+
+// scoord is the scenario's coordinator ports.
+type scoord struct{ s *scenario }
+
+func (p scoord) WriteRecord(r wire.JobRecord) error {
+	s := p.s
+	b, err := wire.EncodeJobRecord(r)
+	if err != nil {
+		return err
+	}
+	s.store.record = b
+	intent := ""
+	if ri := r.Recovery; ri != nil {
+		intent = fmt.Sprintf(" recovery{cut %d, respawn %v}", ri.Epoch, ri.Lost)
+	}
+	s.printf("coord: job record #%d: generation %d, g=%d, epochs < %d%s\n", r.Seq, r.Generation, r.Incarnation, r.EpochLimit, intent)
+	return nil
+}
+
+func (p scoord) Kill(k coordinator.Process) {
+	s := p.s
+	s.printf("coord: kill rank %d spawn %d\n", k.Rank, k.Spawn)
+	if pr := s.procs[k.Rank]; pr != nil && (k.Spawn == 0 || pr.spawn == k.Spawn) && !pr.unkillable {
+		pr.dead = true
+	}
+}
+
+func (p scoord) Spawn(spawns []coordinator.Spawn) error {
+	for _, sp := range spawns {
+		p.s.printf("coord: spawn rank %d at g=%d from cut %d (step %d)\n", sp.Rank, sp.G, sp.Epoch, sp.Step)
+		p.s.spawn(sp)
+	}
+	return nil
+}
+
+func (p scoord) Publish(m coordinator.Message) {
+	s := p.s
+	if m.To == coordinator.Broadcast {
+		for r := range s.n {
+			s.ctl = append(s.ctl, smsg{from: coordKey, to: r, data: m.Data})
+		}
+		s.printf("coord: broadcast %s\n", describeCoord(m.Data))
+	} else {
+		s.ctl = append(s.ctl, smsg{from: coordKey, to: m.To, data: m.Data})
+		s.printf("coord: to %d %s\n", m.To, describeCoord(m.Data))
+	}
+}
+
+func (p scoord) Commit(m coordinator.Manifest) {
+	p.s.pending = &m
+	refs := make([]string, len(m.Shards))
+	for i, b := range m.Shards {
+		refs[i] = string(b)
+	}
+	p.s.printf("coord: write manifest e=%d S=%d g=%d shards=%v\n", m.Epoch, m.Step, m.G, refs)
+}
+
+func (p scoord) GC(gc coordinator.GC)       { p.s.printf("coord: gc keep=%d pins=%v\n", gc.Keep, gc.Pins) }
+func (p scoord) Event(ev coordinator.Event) { p.s.printf("coord: event %s\n", ev) }
+
+// Confirm is never asked: the scenarios run without ConfirmSilence.
+func (p scoord) Confirm(ps []coordinator.Process) { p.s.printf("coord: confirm %v\n", ps) }
 
 func (s *scenario) spawn(sp coordinator.Spawn) {
 	cfg := participant.Config{Rank: sp.Rank, World: s.n, Peers: s.peers[sp.Rank], Spawn: sp.G, Incarnation: sp.G,
@@ -465,75 +487,91 @@ func (s *scenario) load(cfg *participant.Config, epoch uint64, step int64) {
 	cfg.Restore = &participant.Restore{Epoch: epoch, Step: step, Meta: sh.Meta, Channels: sh.Channels}
 }
 
-// drainRank executes a participant's Ready the way a runtime does.
+// drainRank executes a participant's Readys with participant.Execute,
+// through the scenario's ports (srank), which print what they do.
 func (s *scenario) drainRank(pr *sproc) {
 	for !pr.dead && pr.p.HasReady() {
-		rd := pr.p.Ready()
-		p := pr.p
-		for _, f := range rd.Frames {
-			k := [2]int{pr.rank, f.To}
-			s.data[k] = append(s.data[k], f.Data)
-			s.printf("rank %d: frame to %d: %s\n", pr.rank, f.To, describeFrame(f.Data))
-		}
-		for _, c := range rd.Credits {
-			s.printf("rank %d: credit %d bytes to %d\n", pr.rank, c.Bytes, c.From)
-		}
-		for _, b := range rd.Control {
-			s.ctl = append(s.ctl, smsg{from: pr.rank, to: coordKey, data: b})
-			s.printf("rank %d: to coord %s\n", pr.rank, describeRank(b))
-		}
-		if sl := rd.Seal; sl != nil {
-			pr.writing[sl.Epoch] = sl
-			var chans []string
-			for _, cs := range sl.Channels {
-				var msgs []string
-				for _, fb := range cs.Msgs {
-					f, _ := wire.DecodeFrame(fb)
-					msgs = append(msgs, fmt.Sprintf("%d:%q", f.Data.Seq, f.Data.Payload))
-				}
-				chans = append(chans, fmt.Sprintf("from %d [%s]", cs.From, strings.Join(msgs, " ")))
-			}
-			s.printf("rank %d: seal e=%d S=%d channel state {%s}\n", pr.rank, sl.Epoch, sl.Step, strings.Join(chans, "; "))
-		}
-		for _, e := range rd.Cancel {
-			delete(pr.writing, e)
-			s.printf("rank %d: cancel shard e=%d\n", pr.rank, e)
-		}
-		if rd.Committed != 0 {
-			s.printf("rank %d: committed e=%d\n", pr.rank, rd.Committed)
-		}
-		if rd.Started {
-			s.printf("rank %d: started\n", pr.rank)
-		}
-		if len(rd.Deliverable) > 0 {
-			dl := slices.Compact(slices.Sorted(slices.Values(rd.Deliverable)))
-			s.printf("rank %d: deliverable from %v\n", pr.rank, dl)
-		}
-		for _, ev := range rd.Events {
-			s.printf("rank %d: event %s\n", pr.rank, ev)
-		}
-		p.Advance()
-		if x := rd.Exit; x != nil {
-			s.printf("rank %d: exit %d: %s\n", pr.rank, x.Code, x.Reason)
-			pr.dead = true
-			return
-		}
-		if rb := rd.Rollback; rb != nil {
-			s.printf("rank %d: rollback to cut %d (step %d) at g=%d\n", pr.rank, rb.Epoch, rb.Step, rb.G)
-			cfg := participant.Config{Rank: pr.rank, World: s.n, Peers: s.peers[pr.rank], Spawn: pr.spawn, Incarnation: rb.G,
-				TotalSteps: s.steps, HeartbeatInterval: s.hb, Now: s.now, HoldBudget: s.budget}
-			s.load(&cfg, rb.Epoch, rb.Step)
-			np, err := participant.New(cfg)
-			if err != nil {
-				s.printf("rank %d: %v\n", pr.rank, err)
-				return
-			}
-			// Frames of the old incarnation still in flight stay in the
-			// queues here (a transport's Reset drops them): the
-			// participant drops them itself (R11).
-			pr.p = np
-		}
+		participant.Execute(pr.p, srank{s, pr})
 	}
+}
+
+// srank is the scenario's participant ports.
+type srank struct {
+	s  *scenario
+	pr *sproc
+}
+
+func (x srank) Enqueue(to int, frame []byte) error {
+	k := [2]int{x.pr.rank, to}
+	x.s.data[k] = append(x.s.data[k], frame)
+	x.s.printf("rank %d: frame to %d: %s\n", x.pr.rank, to, describeFrame(frame))
+	return nil
+}
+
+func (x srank) Credit(cs []participant.Credit) {
+	for _, c := range cs {
+		x.s.printf("rank %d: credit %d bytes to %d\n", x.pr.rank, c.Bytes, c.From)
+	}
+}
+
+func (x srank) Report(b []byte) {
+	x.s.ctl = append(x.s.ctl, smsg{from: x.pr.rank, to: coordKey, data: b})
+	x.s.printf("rank %d: to coord %s\n", x.pr.rank, describeRank(b))
+}
+
+func (x srank) Seal(sl *participant.Seal) {
+	x.pr.writing[sl.Epoch] = sl
+	var chans []string
+	for _, cs := range sl.Channels {
+		var msgs []string
+		for _, fb := range cs.Msgs {
+			f, _ := wire.DecodeFrame(fb)
+			msgs = append(msgs, fmt.Sprintf("%d:%q", f.Data.Seq, f.Data.Payload))
+		}
+		chans = append(chans, fmt.Sprintf("from %d [%s]", cs.From, strings.Join(msgs, " ")))
+	}
+	x.s.printf("rank %d: seal e=%d S=%d channel state {%s}\n", x.pr.rank, sl.Epoch, sl.Step, strings.Join(chans, "; "))
+}
+
+func (x srank) Cancel(e uint64) {
+	delete(x.pr.writing, e)
+	x.s.printf("rank %d: cancel shard e=%d\n", x.pr.rank, e)
+}
+
+func (x srank) Committed(e uint64) { x.s.printf("rank %d: committed e=%d\n", x.pr.rank, e) }
+
+func (x srank) Wake(deliverable []int, started bool) {
+	if started {
+		x.s.printf("rank %d: started\n", x.pr.rank)
+	}
+	if len(deliverable) > 0 {
+		dl := slices.Compact(slices.Sorted(slices.Values(deliverable)))
+		x.s.printf("rank %d: deliverable from %v\n", x.pr.rank, dl)
+	}
+}
+
+func (x srank) Event(ev participant.Event) { x.s.printf("rank %d: event %s\n", x.pr.rank, ev) }
+
+func (x srank) Exit(e participant.Exit) {
+	x.s.printf("rank %d: exit %d: %s\n", x.pr.rank, e.Code, e.Reason)
+	x.pr.dead = true
+}
+
+func (x srank) Rollback(rb participant.Rollback) {
+	s, pr := x.s, x.pr
+	s.printf("rank %d: rollback to cut %d (step %d) at g=%d\n", pr.rank, rb.Epoch, rb.Step, rb.G)
+	cfg := participant.Config{Rank: pr.rank, World: s.n, Peers: s.peers[pr.rank], Spawn: pr.spawn, Incarnation: rb.G,
+		TotalSteps: s.steps, HeartbeatInterval: s.hb, Now: s.now, HoldBudget: s.budget}
+	s.load(&cfg, rb.Epoch, rb.Step)
+	np, err := participant.New(cfg)
+	if err != nil {
+		s.printf("rank %d: %v\n", pr.rank, err)
+		return
+	}
+	// Frames of the old incarnation still in flight stay in the
+	// queues here (a transport's Reset drops them): the participant
+	// drops them itself (R11).
+	pr.p = np
 }
 
 func (s *scenario) dataPending() bool {

@@ -267,7 +267,8 @@ func (w *World) coordConfig() coordinator.Config {
 		FailureTimeout: time.Duration(w.cfg.FailureTimeout), StartTimeout: time.Duration(w.cfg.StartTimeout),
 		CutInterval: time.Duration(w.cfg.CutInterval), CutEverySteps: w.cfg.CutEverySteps,
 		EpochTimeout: time.Duration(w.cfg.EpochTimeout), RequestLatency: time.Duration(w.cfg.CtlDelayMax),
-		Keep: w.cfg.Keep, EpochBlock: 4, MaxRecoveries: 20, WholeWorld: w.cfg.WholeWorld}
+		Keep: w.cfg.Keep, EpochBlock: 4, MaxRecoveries: 20, WholeWorld: w.cfg.WholeWorld,
+		ConfirmSilence: true}
 }
 
 func newWorld(cfg Config, st *store) (*World, error) {

@@ -608,69 +608,77 @@ func (d *driver) rankEnded(ctx context.Context, ex launch.Exit) {
 	d.c.RankEnded(ex.Rank, ex.Spawn, x)
 }
 
-// drain executes every pending Ready in the coordinator's documented
-// order; it returns the outcome when the job is over.
+// drain executes every pending Ready (coordinator.Execute, through the
+// driver's ports); it returns the outcome when the job is over.
 func (d *driver) drain(ctx context.Context) (*coordinator.Outcome, error) {
+	p := ports{d: d, ctx: ctx}
 	for d.c.HasReady() {
 		if err := d.lease.Check(); err != nil {
 			return nil, d.leaseLost(err)
 		}
-		rd := d.c.Ready()
-		d.c.Advance()
-		if rec := rd.JobRecord; rec != nil {
-			// Persist before anything that depends on it (R15).
-			if err := d.writeRecord(ctx, *rec); err != nil {
-				d.log.Error("job record write failed", "err", err)
-				d.c.JobRecordFailed(rec.Seq, err)
-			} else {
-				d.c.JobRecordWritten(rec.Seq)
-			}
+		out, err := coordinator.Execute(d.c, p)
+		if err != nil {
+			return nil, err
 		}
-		for _, k := range rd.Kill {
-			d.kill(ctx, k)
-		}
-		if gs, ok := d.cfg.Spawner.(GroupSpawner); ok && len(rd.Spawn) > 1 {
-			d.spawnGroup(gs, rd.Spawn)
-		} else {
-			for i, s := range rd.Spawn {
-				// Starting a large world takes a while: a stop (a second
-				// SIGTERM, the grace period over) must not wait for it.
-				if d.pollRequests() {
-					d.log.Warn("stop requested while ranks were being started", "started", i, "ranks", len(rd.Spawn))
-					break
-				}
-				if err := d.spawn(s); err != nil {
-					return nil, err
-				}
-			}
-		}
-		for _, m := range rd.Messages {
-			subj := subjects.ToAll(d.space)
-			if m.To != coordinator.Broadcast {
-				subj = subjects.ToRank(d.space, m.To)
-			}
-			if err := d.cfg.NC.Publish(subj, d.sign(m.Data)); err != nil {
-				d.log.Debug("control publish failed", "subject", subj, "err", err)
-			}
-		}
-		d.confirm(rd.Confirm) // confirm.go
-		if man := rd.Commit; man != nil {
-			d.commit(*man)
-		}
-		if gc := rd.GC; gc != nil {
-			d.gc(*gc)
-		}
-		for _, ev := range rd.Events {
-			d.event(ev)
-		}
-		if rd.Outcome != nil {
+		if out != nil {
 			_ = d.cfg.NC.Flush()
-			out := *rd.Outcome
-			return &out, nil
+			return out, nil
 		}
 	}
 	return nil, nil
 }
+
+// ports are coordinator.Execute's ports over the store, the launcher and
+// NATS.
+type ports struct {
+	d   *driver
+	ctx context.Context
+}
+
+func (p ports) WriteRecord(rec wire.JobRecord) error {
+	err := p.d.writeRecord(p.ctx, rec)
+	if err != nil {
+		p.d.log.Error("job record write failed", "err", err)
+	}
+	return err
+}
+
+func (p ports) Kill(k coordinator.Process) { p.d.kill(p.ctx, k) }
+
+func (p ports) Spawn(spawns []coordinator.Spawn) error {
+	d := p.d
+	if gs, ok := d.cfg.Spawner.(GroupSpawner); ok && len(spawns) > 1 {
+		d.spawnGroup(gs, spawns)
+		return nil
+	}
+	for i, s := range spawns {
+		// Starting a large world takes a while: a stop (a second
+		// SIGTERM, the grace period over) must not wait for it.
+		if d.pollRequests() {
+			d.log.Warn("stop requested while ranks were being started", "started", i, "ranks", len(spawns))
+			break
+		}
+		if err := d.spawn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p ports) Publish(m coordinator.Message) {
+	subj := subjects.ToAll(p.d.space)
+	if m.To != coordinator.Broadcast {
+		subj = subjects.ToRank(p.d.space, m.To)
+	}
+	if err := p.d.cfg.NC.Publish(subj, p.d.sign(m.Data)); err != nil {
+		p.d.log.Debug("control publish failed", "subject", subj, "err", err)
+	}
+}
+
+func (p ports) Commit(m coordinator.Manifest)    { p.d.commit(m) }
+func (p ports) GC(g coordinator.GC)              { p.d.gc(g) }
+func (p ports) Event(ev coordinator.Event)       { p.d.event(ev) }
+func (p ports) Confirm(ps []coordinator.Process) { p.d.confirm(ps) } // confirm.go
 
 // request hands a cut or stop request to the coordinator; it reports
 // whether it was a stop.

@@ -21,8 +21,14 @@
 //
 // # The Ready loop
 //
-// After every input the runtime, still holding the lock, takes Ready() and
-// executes it in field order, then calls Advance():
+// The same for every machine of cutpoint (coordinator, participant,
+// transport channel), in etcd-io/raft's order: after every input, while
+// HasReady, the runtime (still holding the lock) takes Ready(), executes
+// it, then calls Advance(rd) with that Ready. Ready called again before
+// Advance returns the same Ready; inputs made while it is executed (a
+// ChannelFault) go to the next one. Advance panics unless rd is the Ready
+// handed out. Execute(p, ports) is this loop's body, shared by package
+// rank and the simulation; it executes the fields in this order:
 //
 //  1. Frames: transport.Enqueue(To, Data) in order, before the lock is
 //     released. This is what makes capture and marker emission atomic with
@@ -31,22 +37,24 @@
 //     frames were waited for with Acquire(to, wire.DataHeaderLen+len(payload))
 //     before Send (without the lock); markers are enqueued without waiting.
 //     The self-channel never reaches the transport (R9): no Acquire, no
-//     Enqueue for it.
+//     Enqueue for it. A channel the transport reports broken becomes a
+//     ChannelFault (R14) after the rest of the Ready.
 //  2. Credits: transport.Credit(From, Bytes). Every frame of the current
 //     incarnation is credited exactly once: a marker and a held message
 //     on arrival (R8), any other when the job consumes it; a frame of
 //     another incarnation never.
-//  3. Deliverable, Started: wake a Recv waiting on one of those channels, or
-//     a job waiting for Go; it calls Recv/Send/SafePoint again.
-//  4. Control: publish to the coordinator (at most once is fine: whatever
+//  3. Control: publish to the coordinator (at most once is fine: whatever
 //     matters is repeated with the next heartbeat).
-//  5. Seal: give the channel state and Meta to the shard writer of that
+//  4. Seal: give the channel state and Meta to the shard writer of that
 //     epoch (started at Capture); when the shard is durable call
 //     ShardDurable (persist before report: the report is the promise that
 //     the shard survives a crash).
-//  6. Cancel: stop those epochs' writers and discard their output.
-//  7. Committed: informational (a base for incremental shards).
-//  8. Rollback / Exit: see below; they end this participant.
+//  5. Cancel: stop those epochs' writers and discard their output.
+//  6. Committed: informational (a base for incremental shards).
+//  7. Deliverable, Started: wake a Recv waiting on one of those channels, or
+//     a job waiting for Go; it calls Recv/Send/SafePoint again.
+//  8. Events: log and count them.
+//  9. Exit, else Rollback: see below; they end this participant.
 //
 // # Capture
 //

@@ -178,6 +178,10 @@ type epoch struct {
 // for concurrent use: the runtime calls it under one mutex.
 type Participant struct {
 	cfg       Config
+	rd        Ready // accumulates the next Ready
+	out       Ready // handed out, not yet acknowledged (handed)
+	handed    bool
+	readies   uint64 // Readys handed out, for Advance's check
 	g         uint64
 	st        state
 	now       int64
@@ -195,7 +199,6 @@ type Participant struct {
 	committed uint64
 	recvWait  int // channel index the job waits on in Recv, -1 none
 	aligned   bool
-	rd        Ready
 	stats     Stats
 }
 
@@ -342,14 +345,34 @@ func (p *Participant) Running() bool { return p.st == stRunning }
 func (p *Participant) Stats() Stats { return p.stats }
 
 // HasReady reports whether Ready has anything to execute.
-func (p *Participant) HasReady() bool { return !p.rd.IsEmpty() }
+func (p *Participant) HasReady() bool { return p.handed || !p.rd.IsEmpty() }
 
 // Ready returns what the runtime must do; the slices stay valid until
-// Advance. Calling Ready again before Advance returns the same content.
-func (p *Participant) Ready() Ready { return p.rd }
+// Advance. Calling Ready again before Advance returns the same Ready;
+// inputs in between go to the next one.
+func (p *Participant) Ready() Ready {
+	if !p.handed {
+		p.readies++
+		p.out, p.rd, p.handed = p.rd, Ready{}, true
+		p.out.n = p.readies
+	}
+	return p.out
+}
 
-// Advance acknowledges the last Ready: it was executed in full.
-func (p *Participant) Advance() { p.rd = Ready{} }
+// Advance acknowledges rd, the Ready handed out, as executed in full. It
+// panics when rd is not that Ready (Advance without Ready, twice, or with
+// an older one): the runtime broke the Ready loop's contract, and going
+// on would lose or repeat frames.
+func (p *Participant) Advance(rd Ready) {
+	if !p.handed || rd.n != p.out.n {
+		what := "no Ready is handed out"
+		if p.handed {
+			what = fmt.Sprintf("Ready #%d is handed out", p.out.n)
+		}
+		panic(fmt.Sprintf("participant: Advance of Ready #%d, but %s", rd.n, what))
+	}
+	p.out, p.handed = Ready{}, false
+}
 
 func (p *Participant) hdr() wire.RankHeader {
 	return wire.RankHeader{Rank: p.cfg.Rank, Spawn: p.cfg.Spawn, G: p.g}

@@ -19,7 +19,7 @@ func mustNew(t *testing.T, c Config) *Participant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Advance()
+	discard(p)
 	return p
 }
 
@@ -34,7 +34,7 @@ func started(t *testing.T, c Config) *Participant {
 	if !p.Running() {
 		t.Fatal("not running after Go")
 	}
-	p.Advance()
+	discard(p)
 	return p
 }
 
@@ -125,17 +125,17 @@ func TestChannelFaults(t *testing.T) {
 	if err := p.Deliver(2, wire.AppendData(nil, wire.Data{G: 1, Seq: 3})); err == nil {
 		t.Fatal("gap accepted")
 	}
-	got := strings.Join(controlKinds(t, p.Ready()), " ")
+	got := strings.Join(controlKinds(t, pending(p)), " ")
 	if got != "alarm:channel-fault alarm:channel-fault" {
 		t.Fatalf("alarms: %s", got)
 	}
-	p.Advance()
+	discard(p)
 	p.ChannelFault(3, "unrepairable gap")
 	p.ChannelFault(3, "again")
-	if got := strings.Join(controlKinds(t, p.Ready()), " "); got != "alarm:channel-fault" {
+	if got := strings.Join(controlKinds(t, pending(p)), " "); got != "alarm:channel-fault" {
 		t.Fatalf("transport fault: %s", got)
 	}
-	p.Advance()
+	discard(p)
 	// Another incarnation's frame is dropped silently (R11).
 	if err := p.Deliver(1, wire.AppendData(nil, wire.Data{G: 7, Seq: 1})); err != nil || p.HasReady() || p.Stats().StaleDropped != 1 {
 		t.Fatalf("stale frame: %v, ready %v, stats %+v", err, p.HasReady(), p.Stats())
@@ -147,7 +147,7 @@ func TestStaleCoordinatorIgnored(t *testing.T) {
 	if err := p.HandleControl(ctl(&wire.Cut{CoordHeader: wire.CoordHeader{CGen: 3, G: 1}, Epoch: 5, Step: 4})); err != nil {
 		t.Fatal(err)
 	}
-	p.Advance()
+	discard(p)
 	// A message of an older coordinator generation is ignored (R15).
 	if err := p.HandleControl(ctl(&wire.Abort{CoordHeader: wire.CoordHeader{CGen: 2, G: 1}, Epoch: 5})); err != nil {
 		t.Fatal(err)
@@ -165,18 +165,18 @@ func TestStaleCoordinatorIgnored(t *testing.T) {
 func TestRecordsUndeliveredAtCapture(t *testing.T) {
 	p := started(t, cfg(1, 0))
 	p.HandleControl(ctl(&wire.Cut{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Epoch: 1, Step: 1}))
-	p.Advance()
+	discard(p)
 	h := wire.AppendData(nil, wire.Data{G: 1, Seq: 1, Step: 0, Payload: []byte("h10")})
 	if err := p.Deliver(0, h); err != nil {
 		t.Fatal(err)
 	}
 	p.Deliver(0, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 1, Sent: 1}))
-	p.Advance()
+	discard(p)
 	act, err := p.SafePoint(1, 0)
 	if err != nil || !act.Capture {
 		t.Fatalf("%+v %v", act, err)
 	}
-	rd := p.Ready()
+	rd := pending(p)
 	if rd.Seal == nil || len(rd.Seal.Channels) != 1 || string(rd.Seal.Channels[0].Msgs[0]) != string(h) {
 		t.Fatalf("channel state %+v", rd.Seal)
 	}
@@ -202,9 +202,9 @@ func TestRestoreRejected(t *testing.T) {
 	p.Deliver(0, wire.AppendData(nil, wire.Data{G: 1, Seq: 1, Payload: []byte("x")}))
 	p.Deliver(0, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 1, Sent: 1}))
 	p.Deliver(2, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 1, Sent: 0}))
-	p.Advance()
+	discard(p)
 	p.SafePoint(1, 0)
-	seal := p.Ready().Seal
+	seal := pending(p).Seal
 	if seal == nil {
 		t.Fatal("no seal")
 	}
@@ -238,11 +238,11 @@ func TestRestoreRejected(t *testing.T) {
 func TestFenceAndRollback(t *testing.T) {
 	p := started(t, cfg(0, 1))
 	p.HandleControl(ctl(&wire.Fence{CoordHeader: wire.CoordHeader{CGen: 1, G: 2}, Rank: 0, Spawn: 9}))
-	if p.Ready().Exit != nil {
+	if pending(p).Exit != nil {
 		t.Fatal("fenced for another spawn")
 	}
 	p.HandleControl(ctl(&wire.Rollback{CoordHeader: wire.CoordHeader{CGen: 1, G: 2}, Rank: 0, Spawn: 1, Epoch: 3, Step: 30}))
-	rb := p.Ready().Rollback
+	rb := pending(p).Rollback
 	if rb == nil || *rb != (Rollback{G: 2, Epoch: 3, Step: 30}) {
 		t.Fatalf("rollback %+v", rb)
 	}
@@ -250,7 +250,7 @@ func TestFenceAndRollback(t *testing.T) {
 		t.Fatalf("Send after rollback: %v", err)
 	}
 	p.HandleControl(ctl(&wire.Fence{CoordHeader: wire.CoordHeader{CGen: 1, G: 2}, Rank: 0, Spawn: 1, Reason: "x"}))
-	if x := p.Ready().Exit; x == nil || x.Code != 1 || x.Kind != ExitFenced {
+	if x := pending(p).Exit; x == nil || x.Code != 1 || x.Kind != ExitFenced {
 		t.Fatalf("exit %+v", x)
 	}
 }
@@ -261,7 +261,7 @@ func TestFenceAndRollback(t *testing.T) {
 func TestStopIsNotAFence(t *testing.T) {
 	p := started(t, cfg(0, 1))
 	p.HandleControl(ctl(&wire.Stop{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Code: 3, Reason: "fenced: not really"}))
-	if x := p.Ready().Exit; x == nil || x.Kind != ExitStopped || x.Code != 3 {
+	if x := pending(p).Exit; x == nil || x.Kind != ExitStopped || x.Code != 3 {
 		t.Fatalf("exit %+v, want a stop with code 3", x)
 	}
 }
@@ -284,7 +284,7 @@ func FuzzInputs(f *testing.F) {
 			p.Recv(1)
 			p.SafePoint(int64(i+1), 0)
 			p.Tick(int64(i) * int64(time.Second))
-			p.Advance()
+			discard(p)
 		}
 	})
 }
@@ -295,40 +295,40 @@ func FuzzInputs(f *testing.F) {
 func TestHeldCreditedOnArrival(t *testing.T) {
 	p := started(t, cfg(1, 0))
 	p.HandleControl(ctl(&wire.Cut{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Epoch: 1, Step: 2}))
-	p.Advance()
+	discard(p)
 	pre := wire.AppendData(nil, wire.Data{G: 1, Seq: 1, Payload: []byte("pre")})
 	post := wire.AppendData(nil, wire.Data{G: 1, Seq: 2, Step: 2, Payload: []byte("post")})
 	p.Deliver(0, pre)
-	if c := p.Ready().Credits; len(c) != 0 {
+	if c := pending(p).Credits; len(c) != 0 {
 		t.Fatalf("deliverable message credited on arrival: %+v", c)
 	}
 	marker := wire.EncodeMarker(wire.Marker{G: 1, Epoch: 1, Step: 2, Sent: 1})
 	p.Deliver(0, marker)
 	p.Deliver(0, post)
-	if c := p.Ready().Credits; len(c) != 2 || c[0] != (Credit{From: 0, Bytes: len(marker)}) || c[1] != (Credit{From: 0, Bytes: len(post)}) {
+	if c := pending(p).Credits; len(c) != 2 || c[0] != (Credit{From: 0, Bytes: len(marker)}) || c[1] != (Credit{From: 0, Bytes: len(post)}) {
 		t.Fatalf("marker and held message: credits %+v", c)
 	}
 	if u := p.Uncredited(0); u != len(pre) {
 		t.Fatalf("uncredited %d, want %d", u, len(pre))
 	}
-	if dl := p.Ready().Deliverable; len(dl) != 1 {
+	if dl := pending(p).Deliverable; len(dl) != 1 {
 		t.Fatalf("held message made deliverable: %v", dl)
 	}
-	p.Advance()
+	discard(p)
 	if b, _, _ := p.Recv(0); string(b) != "pre" {
 		t.Fatalf("got %q", b)
 	}
-	if c := p.Ready().Credits; len(c) != 1 || c[0].Bytes != len(pre) {
+	if c := pending(p).Credits; len(c) != 1 || c[0].Bytes != len(pre) {
 		t.Fatalf("consumed message: credits %+v", c)
 	}
-	p.Advance()
+	discard(p)
 	p.SafePoint(1, 0)
 	p.SafePoint(2, 0)
-	p.Advance()
+	discard(p)
 	if b, _, _ := p.Recv(0); string(b) != "post" {
 		t.Fatalf("got %q", b)
 	}
-	if c := p.Ready().Credits; len(c) != 0 || p.Uncredited(0) != 0 {
+	if c := pending(p).Credits; len(c) != 0 || p.Uncredited(0) != 0 {
 		t.Fatalf("held message credited twice: %+v, %d uncredited", c, p.Uncredited(0))
 	}
 }
@@ -340,14 +340,96 @@ func TestLateWhenLearned(t *testing.T) {
 	p := started(t, cfg(1, 0))
 	p.SafePoint(1, 0)
 	p.SafePoint(2, 0)
-	p.Advance()
+	discard(p)
 	p.Deliver(0, wire.EncodeMarker(wire.Marker{G: 1, Epoch: 4, Step: 2}))
-	if got := strings.Join(controlKinds(t, p.Ready()), " "); got != "abort:late" {
+	if got := strings.Join(controlKinds(t, pending(p)), " "); got != "abort:late" {
 		t.Fatalf("control: %s", got)
 	}
-	p.Advance()
+	discard(p)
 	p.Deliver(0, wire.AppendData(nil, wire.Data{G: 1, Seq: 1, Step: 2, Payload: []byte("x")}))
 	if b, ok, _ := p.Recv(0); !ok || string(b) != "x" {
 		t.Fatalf("message after the marker of a late epoch held: %q %v", b, ok)
 	}
+}
+
+// pending is what the next Ready will hold (the tests inspect a machine's
+// output between inputs without executing it).
+func pending(p *Participant) Ready { return p.rd }
+
+// discard takes the next Ready and acknowledges it unexecuted.
+func discard(p *Participant) { p.Advance(p.Ready()) }
+
+// TestAdvanceContract: Advance acknowledges only the Ready handed out;
+// inputs while a Ready is executed go to the next one.
+func TestAdvanceContract(t *testing.T) {
+	p := started(t, cfg(0, 1))
+	mustPanic(t, "Advance before Ready", func() { p.Advance(Ready{}) })
+	if err := p.Send(1, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	rd := p.Ready()
+	if err := p.Send(1, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if again := p.Ready(); again.n != rd.n || len(again.Frames) != 1 {
+		t.Fatalf("Ready changed before Advance: %d frames", len(again.Frames))
+	}
+	mustPanic(t, "Advance of another Ready", func() { p.Advance(Ready{n: rd.n + 1}) })
+	p.Advance(rd)
+	mustPanic(t, "Advance twice", func() { p.Advance(rd) })
+	if next := p.Ready(); len(next.Frames) != 1 {
+		t.Fatalf("the frame sent while a Ready was executed: %d frames in the next", len(next.Frames))
+	}
+}
+
+// TestExecuteBrokenChannel: a frame the transport refuses as broken
+// becomes a channel fault (an alarm) in the next Ready, not this one.
+func TestExecuteBrokenChannel(t *testing.T) {
+	p := started(t, cfg(0, 1))
+	if err := p.Send(1, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	x := &logPorts{broken: errors.New("broken")}
+	Execute(p, x)
+	if got := strings.Join(x.log, " "); got != "enqueue" {
+		t.Fatalf("executed %q", got)
+	}
+	x.broken, x.log = nil, nil
+	Execute(p, x)
+	if got := strings.Join(x.log, " "); got != "report" {
+		t.Fatalf("executed %q, want the alarm reported", got)
+	}
+	if k := strings.Join(controlKinds(t, Ready{Control: x.reported}), " "); k != "alarm:channel-fault" {
+		t.Fatalf("reported %s", k)
+	}
+}
+
+type logPorts struct {
+	broken   error
+	log      []string
+	reported [][]byte
+}
+
+func (x *logPorts) Enqueue(int, []byte) error { x.log = append(x.log, "enqueue"); return x.broken }
+func (x *logPorts) Credit([]Credit)           { x.log = append(x.log, "credit") }
+func (x *logPorts) Wake([]int, bool)          { x.log = append(x.log, "wake") }
+func (x *logPorts) Report(m []byte) {
+	x.log = append(x.log, "report")
+	x.reported = append(x.reported, m)
+}
+func (x *logPorts) Event(Event)       {}
+func (x *logPorts) Seal(*Seal)        { x.log = append(x.log, "seal") }
+func (x *logPorts) Cancel(uint64)     { x.log = append(x.log, "cancel") }
+func (x *logPorts) Committed(uint64)  { x.log = append(x.log, "committed") }
+func (x *logPorts) Rollback(Rollback) { x.log = append(x.log, "rollback") }
+func (x *logPorts) Exit(Exit)         { x.log = append(x.log, "exit") }
+
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", what)
+		}
+	}()
+	f()
 }

@@ -23,12 +23,6 @@ type Ready struct {
 	// credited on arrival, held messages on arrival too (R8), data messages
 	// when the job consumes them; frames of another incarnation never.
 	Credits []Credit
-	// Deliverable lists channels (peer ranks, possibly this rank) that got
-	// messages a waiting Recv can now take; also set when an abort
-	// released held messages. The runtime wakes its waiters.
-	Deliverable []int
-	// Started: Go(g) arrived; the job's Send, Recv and SafePoint may run.
-	Started bool
 	// Control messages for the coordinator, in order (publish; they may be
 	// lost: the participant repeats what matters in its heartbeats).
 	Control [][]byte
@@ -43,6 +37,14 @@ type Ready struct {
 	// Committed is the latest cut the coordinator committed that this rank
 	// is part of (0: none in this Ready): a base for incremental shards.
 	Committed uint64
+	// Deliverable lists channels (peer ranks, possibly this rank) that got
+	// messages a waiting Recv can now take; also set when an abort
+	// released held messages. The runtime wakes its waiters.
+	Deliverable []int
+	// Started: Go(g) arrived; the job's Send, Recv and SafePoint may run.
+	Started bool
+	// Events to log (and count); nothing to execute.
+	Events []Event
 	// Rollback: the coordinator ordered a rollback in place. The runtime
 	// wakes blocked Send/Recv with ErrRolledBack, cancels shard writers,
 	// synchronizes device streams, calls transport.Reset(G), reloads cut
@@ -51,10 +53,11 @@ type Ready struct {
 	// participant is finished.
 	Rollback *Rollback
 	// Exit: end the process with Code (fenced, or the job stopped). The
-	// runtime flushes the transport first when Code is 0.
+	// runtime flushes the transport first when Code is 0. An Exit wins
+	// over a Rollback in the same Ready.
 	Exit *Exit
-	// Events to log (and count); nothing to execute.
-	Events []Event
+
+	n uint64 // which Ready this is, for Advance's check
 }
 
 // Frame is one frame for the channel to rank To.

@@ -30,9 +30,11 @@
 //
 // # The Ready loop
 //
-// After inputs, while HasReady, the driver calls Tick(now) if time has
-// passed (the frames' transmission times and the delayed ack are read from
-// the machine's clock), takes Ready(), executes it and calls Advance():
+// The same for every machine of cutpoint (coordinator, participant,
+// transport channel), in etcd-io/raft's order: after inputs, while
+// HasReady, the driver calls Tick(now) if time has passed (the frames'
+// transmission times and the delayed ack are read from the machine's
+// clock), takes Ready(), executes it, then calls Advance():
 //
 //  1. Frames: publish each, in order, from one publisher: the loss
 //     inference relies on one publisher's frames arriving in order. Out.Sub
