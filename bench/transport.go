@@ -85,7 +85,7 @@ func (h *harness) transportRates(ctx context.Context) ([]Record, error) {
 			Name: "transport/channel-auth/" + sizeName(int64(size)), Family: "transport", Role: RoleScenario, What: "one channel, frames authenticated",
 			StateBytes: total, Reps: transportSamples, RawGBps: statOf(aus...), RawNATSGBps: statOf(raws...), VsRawNATS: statOf(auRatios...),
 			Samples: auRatios, VsRawNATSCI: bootstrapCI(auRatios, 0.95, h.res.Seed),
-			Note: fmt.Sprintf("%s messages back to back, every frame tagged (keyed BLAKE3) and checked; raw NATS paced by the same %s window; median %.0f%% of the same run's transport without keys", sizeName(int64(size)), sizeName(transportWindow), 100*statOf(aus...).Median/statOf(trs...).Median),
+			Note: fmt.Sprintf("%s messages back to back, every frame tagged (GMAC) and checked; raw NATS paced by the same %s window; median %.0f%% of the same run's transport without keys", sizeName(int64(size)), sizeName(transportWindow), 100*statOf(aus...).Median/statOf(trs...).Median),
 		})
 	}
 	rawLat, err := rawNATSLatency(ctx, conn, rtts)

@@ -61,8 +61,12 @@ const (
 	// from it. Secrets: on standard input under EnvSecrets=stdin, or in
 	// the environment, never on a command line. Without either the rank
 	// neither signs nor checks anything (tests that start ranks by hand).
-	EnvRankKeys      = "CUTPOINT_RANK_KEYS"
-	EnvJobKey        = "CUTPOINT_JOB_KEY"
+	EnvRankKeys = "CUTPOINT_RANK_KEYS"
+	EnvJobKey   = "CUTPOINT_JOB_KEY"
+	// EnvFrameAuth "off" turns frame tags off (the launcher's --frame-auth
+	// off, for a trusted fabric); "on" or unset: frames are tagged
+	// whenever the rank holds keys.
+	EnvFrameAuth     = "CUTPOINT_FRAME_AUTH"
 	envSlurmProcID   = "SLURM_PROCID"
 	envSlurmNTasks   = "SLURM_NTASKS"
 	envSlurmRestarts = "SLURM_RESTART_COUNT"
@@ -141,6 +145,10 @@ type Options struct {
 	// the peers' frames (see wire.RankKeys); nil: nothing is authenticated,
 	// so the coordinator must have no keys either.
 	Keys *wire.RankKeys
+	// FrameAuthOff sends and accepts frames between ranks without tags
+	// even with Keys (EnvFrameAuth=off; docs/operations.md, Security):
+	// control messages, reports and results stay authenticated.
+	FrameAuthOff bool
 	// Logger receives the rank's logs. OptionsFromEnv sets one that writes
 	// to stderr in the launcher's level and format (EnvLogLevel,
 	// EnvLogFormat), which the launcher relays into its own log stream:
@@ -255,6 +263,13 @@ func OptionsFromEnv() (Options, error) {
 		o.NATSWait = d
 	}
 	o.StopTheWorld = str(EnvStopTheWorld) == "1"
+	switch v := str(EnvFrameAuth); v {
+	case "", "on":
+	case "off":
+		o.FrameAuthOff = true
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want on or off", EnvFrameAuth, v))
+	}
 	switch {
 	case rankKeys != "":
 		// The value is a secret: errors name the variable, never show it.

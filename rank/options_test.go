@@ -36,3 +36,20 @@ func TestOptionsFromEnvLogger(t *testing.T) {
 		t.Fatalf("default logger: %T", o.Logger.Handler())
 	}
 }
+
+// TestOptionsFromEnvFrameAuth: CUTPOINT_FRAME_AUTH=off turns frame tags
+// off, on or unset keeps them, anything else is an error naming the
+// variable.
+func TestOptionsFromEnvFrameAuth(t *testing.T) {
+	for v, off := range map[string]bool{"": false, "on": false, "off": true} {
+		t.Setenv(EnvFrameAuth, v)
+		o, err := OptionsFromEnv()
+		if err != nil || o.FrameAuthOff != off {
+			t.Errorf("%s=%q: FrameAuthOff %v, %v; want %v", EnvFrameAuth, v, o.FrameAuthOff, err, off)
+		}
+	}
+	t.Setenv(EnvFrameAuth, "no")
+	if _, err := OptionsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvFrameAuth) {
+		t.Errorf("%s=no: %v", EnvFrameAuth, err)
+	}
+}

@@ -345,7 +345,10 @@ func (r *Rank) Start(ctx context.Context) (int64, error) {
 		}
 	}
 	topts := transport.Options{Job: r.o.Job, JobID: r.o.JobID, Self: r.o.Rank, Peers: r.peers, G: g, Window: r.o.Window, Logger: r.log}
-	if r.o.Keys != nil {
+	switch {
+	case r.o.Keys != nil && r.o.FrameAuthOff:
+		r.log.Warn("frame tags are off (" + EnvFrameAuth + "=off): frames between ranks are neither tagged nor checked; anyone who can publish on the job's subjects can forge or alter them")
+	case r.o.Keys != nil:
 		topts.Keys = r.o.Keys
 	}
 	ep, err := transport.Open(ctx, r.nc, topts, handler{r})

@@ -397,9 +397,16 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			}
 		}
 	}
+	cutMeta := map[string]string{"device": j.workload.Device}
+	if o.FrameAuth == "off" {
+		// Loud, and in every cut's record (cutpoint inspect): whoever
+		// looks at the job later sees that its frames went untagged.
+		cutMeta["frame_auth"] = "off"
+		g.Logger.Warn("frame tags are off (--frame-auth off): frames between ranks are neither tagged nor checked, so anyone who can publish on the job's NATS subjects can forge or alter the job's messages; control messages, reports and results stay authenticated")
+	}
 	res, err := driver.Run(ctx, driver.Config{
 		Coord: o.coordConfig(), Mode: mode, RestoreIfAny: o.RestoreIfAny, Store: store, NC: nc, Spawner: drvSpawner,
-		RankEnv: rankEnv, Keys: &key, JobID: o.jobID, CutMeta: map[string]string{"device": j.workload.Device}, Levels: lv,
+		RankEnv: rankEnv, Keys: &key, JobID: o.jobID, CutMeta: cutMeta, Levels: lv,
 		Requests: signalRequests(ctx, g, o.Grace), OnProgress: onProgress, Metrics: metrics, Logger: g.Logger,
 		RestoreCut: o.RestoreCut,
 		LeaseTTL:   o.LeaseTTL,

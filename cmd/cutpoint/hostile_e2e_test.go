@@ -17,6 +17,7 @@ import (
 	"github.com/cutpoint/cutpoint/coordinator/driver"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
+	"github.com/cutpoint/cutpoint/rank/transport"
 	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
 
@@ -53,10 +54,10 @@ func TestHostileTokenHolder(t *testing.T) {
 	var seen atomic.Int64
 	dsub, err := nc.Subscribe("cp."+space+".*.d.>", func(m *nats.Msg) {
 		n := seen.Add(1)
-		if n%10 != 0 || len(m.Data) < wire.TagLen {
+		if n%10 != 0 || len(m.Data) < transport.TagLen {
 			return
 		}
-		body, tag := m.Data[:len(m.Data)-wire.TagLen], m.Data[len(m.Data)-wire.TagLen:]
+		body, tag := m.Data[:len(m.Data)-transport.TagLen], m.Data[len(m.Data)-transport.TagLen:]
 		h, p, err := channel.DecodeFrame(body, 1<<30)
 		if err != nil || h.Type != channel.TypeData {
 			return
@@ -75,7 +76,7 @@ func TestHostileTokenHolder(t *testing.T) {
 		if n%30 == 0 {
 			f = append(f, tag...)
 		} else {
-			f = append(f, junk[:min(len(junk), wire.TagLen)]...)
+			f = append(f, junk[:min(len(junk), transport.TagLen)]...)
 		}
 		if nc.Publish(m.Subject, f) == nil {
 			forged.Add(1)

@@ -178,6 +178,9 @@ type jobOptions struct {
 	MaxRecover      int
 	StopWorld       bool
 	StoreIO         string
+	// FrameAuth is --frame-auth: "on" (frames between ranks tagged and
+	// checked) or "off" (a trusted fabric; control messages stay signed).
+	FrameAuth string
 
 	// RestoreIfAny (--restore=if-any): a restore of a job with no
 	// committed cut starts it from step 0 instead of failing.
@@ -226,6 +229,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
 	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", ckpt.DefaultLeaseTTL, "ttl of the job's owner lease in the store (renewed every ttl/3); a killed coordinator's job can be taken over once it expired")
+	f.StringVar(&o.FrameAuth, "frame-auth", "on", "on: every frame between ranks is tagged and checked; off: frames go untagged, for a fabric where nobody else can publish on the job's subjects (control messages, reports and results stay authenticated; see docs/operations.md, Security)")
 	f.StringVar(&o.StoreIO, "store-io", "direct", "how ranks write packs: direct (O_DIRECT where the file system takes it) or buffered (page cache)")
 	o.levels.AddFlags(f)
 }
@@ -287,6 +291,9 @@ func (o *jobOptions) check() error {
 	}
 	if err := rank.CheckStoreIO(o.StoreIO); err != nil {
 		errs = append(errs, fmt.Errorf("--store-io: %w", err))
+	}
+	if o.FrameAuth != "on" && o.FrameAuth != "off" {
+		errs = append(errs, fmt.Errorf("--frame-auth %q: want on or off", o.FrameAuth))
 	}
 	if o.Heartbeat < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want >= 10ms", o.Heartbeat))
@@ -425,6 +432,9 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 	if o.StopWorld {
 		env = append(env, rank.EnvStopTheWorld+"=1")
 	}
+	// Always set, so that a rank never inherits another setting from the
+	// launcher's environment.
+	env = append(env, rank.EnvFrameAuth+"="+o.FrameAuth)
 	return env
 }
 

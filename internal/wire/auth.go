@@ -25,9 +25,10 @@ import (
 //     keyed BLAKE3 tag under the sender's report key (one per rank, derived
 //     from the job key and the rank): the coordinator derives every rank's,
 //     a rank holds its own;
-//   - transport frames (rank to rank, rank/transport) carry a tag under the
-//     pair key of the two ranks of the channel (one per unordered pair):
-//     a rank holds the keys of the pairs it is in.
+//   - transport frames (rank to rank, rank/transport) carry a GMAC tag
+//     under a key derived from the pair key of the two ranks of the
+//     channel (one per unordered pair) and the frame's direction,
+//     incarnation and session: a rank holds the keys of the pairs it is in.
 //
 // The identity a message claims (its rank field, a frame's from) selects
 // the key it is checked with, so a rank holding its own keys cannot pass
@@ -35,8 +36,9 @@ import (
 const (
 	// KeyLen is the length of the job key and of every derived symmetric key.
 	KeyLen = 32
-	// TagLen is the length of the MAC trailer of rank messages, results
-	// and transport frames (128 bits of keyed BLAKE3).
+	// TagLen is the length of the MAC trailer of rank messages and
+	// results (128 bits of keyed BLAKE3; transport frames carry their own,
+	// rank/transport.TagLen).
 	TagLen = 16
 	// SigLen is the length of the signature trailer of control messages.
 	SigLen = ed25519.SignatureSize
@@ -62,7 +64,7 @@ const (
 const (
 	DomainReport byte = 1 // rank-to-coordinator message
 	DomainResult byte = 2 // job result
-	DomainFrame  byte = 3 // transport frame
+	DomainFrame  byte = 3 // transport frame (frame format version 1; version 2 tags frames with GMAC under keys of their own)
 )
 
 // JobKey is the secret of one run of a job. It is never logged (String

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cutpoint/cutpoint/rank/transport"
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
 	"github.com/cutpoint/cutpoint/rank/transport/natstest"
 )
 
@@ -446,17 +447,18 @@ func TestMalformedFramesRejected(t *testing.T) {
 		[]byte("hello"),
 		make([]byte, 31),
 		make([]byte, 64), // version 0
-		transport.DataFrame(7, 1, 1, sess, 1, 3, 0, []byte("abc")),                           // undeclared peer
-		transport.DataFrame(0, 5, 1, sess, 1, 3, 0, []byte("abc")),                           // for another rank
-		transport.DataFrame(0, 1, 1, sess, 0, 3, 0, []byte("abc")),                           // seq 0
-		transport.DataFrame(0, 1, 1, sess, 1, 1<<40, 0, []byte("abc")),                       // over MaxMessage
-		transport.DataFrame(0, 1, 1, sess, 1, 3, 2, []byte("abc")),                           // past the message end
-		transport.DataFrame(0, 1, 1, 0, 1, 3, 0, []byte("abc")),                              // session 0
-		transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 0),                                     // an ack on the data subject
-		transport.AckFrame(0, 1, 1, sess, 5, 0, 3, 0, 0),                                     // gap end before cum
-		transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 1<<7),                                  // unknown flag
-		append(transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 0), 0),                          // too long
-		append([]byte{2}, transport.DataFrame(0, 1, 1, sess, 1, 3, 0, []byte("abc"))[1:]...), // version 2
+		transport.DataFrame(7, 1, 1, sess, 1, 3, 0, []byte("abc")),                                                  // undeclared peer
+		transport.DataFrame(0, 5, 1, sess, 1, 3, 0, []byte("abc")),                                                  // for another rank
+		transport.DataFrame(0, 1, 1, sess, 0, 3, 0, []byte("abc")),                                                  // seq 0
+		transport.DataFrame(0, 1, 1, sess, 1, 1<<40, 0, []byte("abc")),                                              // over MaxMessage
+		transport.DataFrame(0, 1, 1, sess, 1, 3, 2, []byte("abc")),                                                  // past the message end
+		transport.DataFrame(0, 1, 1, 0, 1, 3, 0, []byte("abc")),                                                     // session 0
+		transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 0),                                                            // an ack on the data subject
+		transport.AckFrame(0, 1, 1, sess, 5, 0, 3, 0, 0),                                                            // gap end before cum
+		transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 1<<7),                                                         // unknown flag
+		append(transport.AckFrame(0, 1, 1, sess, 0, 0, 0, 0, 0), 0),                                                 // too long
+		append([]byte{channel.FrameVersion + 1}, transport.DataFrame(0, 1, 1, sess, 1, 3, 0, []byte("abc"))[1:]...), // a later version
+		append([]byte{channel.FrameVersion - 1}, transport.DataFrame(0, 1, 1, sess, 1, 3, 0, []byte("abc"))[1:]...), // an earlier version
 	}
 	rnd := rand.New(rand.NewPCG(8, 8))
 	for i := 0; i < 200; i++ {
@@ -464,7 +466,7 @@ func TestMalformedFramesRejected(t *testing.T) {
 		for j := range b {
 			b[j] = byte(rnd.Uint32())
 		}
-		b = append([]byte{1, byte(1 + rnd.IntN(4))}, b...) // get past the version check
+		b = append([]byte{channel.FrameVersion, byte(1 + rnd.IntN(4))}, b...) // get past the version check
 		bad = append(bad, b)
 	}
 	pub := natstest.Connect(t, srv.URL())

@@ -10,7 +10,7 @@
 // the simulation in this package's tests is the other driver, and the
 // reference for how one executes the machine.
 //
-// The wire format (version 1) is in frame.go: DecodeFrame treats bytes as
+// The wire format (version 2) is in frame.go: DecodeFrame treats bytes as
 // hostile and allocates nothing; AppendFrame encodes.
 //
 // # Inputs

@@ -7,11 +7,11 @@ import (
 	"math"
 )
 
-// Wire format, version 1. Every frame is one NATS message. All integers are
+// Wire format, version 2. Every frame is one NATS message. All integers are
 // little-endian. The common header is 32 bytes:
 //
 //	off size field
-//	  0    1 version (1)
+//	  0    1 version (2)
 //	  1    1 type: 1 data, 2 ack, 3 probe, 4 gone
 //	  2    2 flags (only the ack type defines any; all others zero)
 //	  4    4 from: the rank that published the frame
@@ -42,8 +42,13 @@ import (
 //
 // probe and gone are the common Header alone (32 bytes). A probe asks the
 // receiver for an ack; gone tells it the sender cannot repair its gap.
+//
+// Version 2 changed no field: it marks the authentication trailer that
+// rank/transport appends with keys (GMAC with a nonce in place of keyed
+// BLAKE3), so that ranks of both versions in one job fail with a version
+// mismatch rather than as forgeries.
 const (
-	FrameVersion = 1
+	FrameVersion = 2
 
 	TypeData  = 1
 	TypeAck   = 2
