@@ -226,11 +226,12 @@ multinode-measure-load: build
 # and munged in a controller namespace, one slurmd per bed host under its
 # own hostname, all with a private config, key, socket and state; then
 # slurm/cutpoint.sbatch -N 3 (one NATS server per node), undisturbed and
-# with one node killed whole mid-job (scripts/multinode/slurm-test.sh).
-# 3.5 minutes on two cores under heavy load (less when quiet); skips without
+# with one node killed whole mid-job, and with the batch host killed whole
+# (requeued, restored from the latest cut) (scripts/multinode/slurm-test.sh).
+# 2.5 minutes on two cores (load about 2); skips without
 # root or network namespaces.
 multinode-slurm-test: build
-	timeout 400 scripts/multinode/slurm-test.sh
+	timeout 480 scripts/multinode/slurm-test.sh
 
 clean:
 	rm -rf $(BIN) bench-results bench-results-quick demo-store

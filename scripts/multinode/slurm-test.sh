@@ -3,7 +3,7 @@
 # the real Slurm cluster of slurm.sh (one slurmd per bed host, slurmctld in
 # cpbed-ctl). The script starts one `cutpoint nats` server per node; the
 # coordinator runs on the batch host and the ranks as job steps on all
-# three. Cases (SLURM_BED_CASES, default both):
+# three. Cases (SLURM_BED_CASES, default all three):
 #
 #   plain     sbatch -N 3 --ntasks-per-node=2 (6 ranks) ends COMPLETED with the digest of `cutpoint
 #             run` of the same job; three servers, each advertising its
@@ -17,6 +17,15 @@
 #             one recovery (none is waited for as a survivor), the
 #             job ends COMPLETED with the same digest, and no rank runs
 #             twice at any check
+#   batchkill sbatch -N 2 --ntasks-per-node=3; after a committed cut the
+#             batch host dies whole (coordinator, its ranks, slurmd, NATS
+#             server): Slurm takes it out of the --no-kill job and marks it
+#             DOWN, cutpoint.sbatch's watcher on the other node requeues
+#             the job, whose second run (Restarts=1) starts on the two
+#             live nodes once no rank of the first run is left, restores
+#             the latest cut committed before the kill (every rank), and
+#             ends COMPLETED with the same digest; the node is brought
+#             back (slurm.sh revive) for the cases after it
 #
 # SLURM_BED_STEPS (default 8000) and SLURM_BED_SIZE (96) size the job.
 # CPBED_KEEP=1 leaves the bed, the cluster and the logs in place;
@@ -31,7 +40,7 @@ sl=$root/scripts/multinode/slurm.sh
 bin=$root/bin/cutpoint
 steps=${SLURM_BED_STEPS:-8000}
 size=${SLURM_BED_SIZE:-96}
-cases=${SLURM_BED_CASES:-plain nodekill}
+cases=${SLURM_BED_CASES:-plain nodekill batchkill}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 W=$D/shared/slurm-test
@@ -122,16 +131,19 @@ wait_for() {
   fail "no /$2/ in the output of job $1 after $3 s"
 }
 
-# ranks_of H: "PID RANK" of each cutpoint rank process in bed host hH (the
-# rank: CUTPOINT_RANK for a rank brought back alone, else SLURM_PROCID).
+# ranks_of H: "PID RANK RUN" of each cutpoint rank process in bed host hH
+# (the rank: CUTPOINT_RANK for a rank brought back alone, else
+# SLURM_PROCID; the run of the batch job it belongs to: 1 + its
+# SLURM_RESTART_COUNT, which Slurm leaves unset in a job's first run).
 ranks_of() {
-  local p e r
+  local p e r n
   for p in $(ip netns pids "cpbed-$1" 2>/dev/null); do
     tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q "^$bin rank " || continue
     e=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ") || continue
     r=$(sed -n 's/^CUTPOINT_RANK=//p' <<<"$e" || true)
     [ -n "$r" ] || r=$(sed -n 's/^SLURM_PROCID=//p' <<<"$e")
-    echo "$p $r"
+    n=$(sed -n 's/^SLURM_RESTART_COUNT=//p' <<<"$e")
+    echo "$p $r $((${n:-0} + 1))"
   done
 }
 
@@ -179,20 +191,22 @@ ref=$("$bed" exec h1 env CUTPOINT_CONFIG=/dev/null "$bin" run --store "$D/node/h
 [ -n "$ref" ] || fail "no reference digest"
 say "undisturbed digest $ref"
 
-# submit NAME: sbatch -N 3 --ntasks-per-node=2 of the job (6 ranks, two
-# on each node), from the login namespace.
+# submit NAME [NODES]: sbatch -N NODES (default 3) of the job, its 6 ranks
+# spread evenly (two on each of three nodes), from the login namespace.
 submit() {
+  local n=${2:-$nodes}
   mkdir -p "$W/$1"
   sq env CUTPOINT_STORE="$W/$1" CUTPOINT_BIN="$bin" CUTPOINT_CONFIG=/dev/null \
-    sbatch --parsable -N "$nodes" --ntasks-per-node=$((nranks / nodes)) --chdir "$W" -o "$W/job-%j.out" "$root/slurm/cutpoint.sbatch" \
+    sbatch --parsable -N "$n" --ntasks-per-node=$((nranks / n)) --chdir "$W" -o "$W/job-%j.out" "$root/slurm/cutpoint.sbatch" \
     --size "$size" --steps "$steps" --interval 0 --every-steps 500
 }
 
-# check_done JOB: COMPLETED in its first run with the reference digest.
+# check_done JOB [RESTARTS]: COMPLETED after RESTARTS requeues (default
+# 0: in its first run) with the reference digest.
 check_done() {
   local got
   [ "$(field "$1" JobState)" = COMPLETED ] || fail "job $1: state $(field "$1" JobState), want COMPLETED"
-  [ "$(field "$1" Restarts)" = 0 ] || fail "job $1 was requeued (Restarts=$(field "$1" Restarts)): the allocation was not kept"
+  [ "$(field "$1" Restarts)" = "${2:-0}" ] || fail "job $1: Restarts=$(field "$1" Restarts), want ${2:-0}"
   got=$(sed -n 's/^result \([0-9a-f]*\)$/\1/p' "$W/job-$1.out" | tail -n 1)
   [ "$got" = "$ref" ] || fail "job $1: digest '$got', want $ref (cutpoint run)"
 }
@@ -266,7 +280,68 @@ for c in $cases; do
       [ -z "$(ranks_of "$h")" ] || fail "nodekill: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
     done
     no_secrets "$job"
+    "$sl" revive "$victim"
     say "nodekill: passed (job $job: COMPLETED in the same allocation, digest $ref, ranks $lost of $victim respawned, no duplicate)"
+    ;;
+  batchkill)
+    # -N 2 on the three hosts: the requeued job finds two live nodes while
+    # the dead batch host stays DOWN.
+    say "batchkill: sbatch -N 2 --ntasks-per-node=$((nranks / 2)), the batch host killed whole after a committed cut"
+    job=$(submit batchkill 2)
+    wait_for "$job" 'cut committed.*component=coordinator' 120
+    batch=$(field "$job" BatchHost)
+    alloc=$(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs)
+    [ "$(wc -w <<<"$alloc")" = 2 ] || fail "batchkill: allocation '$alloc', want 2 nodes"
+    other=""
+    for h in $alloc; do [ "$h" != "$batch" ] && other=$h; done
+    [ -n "$(ranks_of "${other#cpbed-}")" ] || fail "batchkill: no rank runs on $other"
+    # The latest cut the first run committed before the kill: the
+    # requeued run must restore it (or a later one, should one commit
+    # in the instant before the kill).
+    tk=$SECONDS
+    "$sl" kill "$batch"
+    last=$(grep -E 'msg="cut committed" component=coordinator' "$W/job-$job.out" | sed -n 's/.* epoch=\([0-9]*\) .*/\1/p' | tail -n 1)
+    [ -n "$last" ] || fail "batchkill: no committed cut before the kill"
+    say "batchkill: batch host $batch SIGKILLed whole (coordinator, its ranks, slurmd, NATS server) after cut $last; $other lives"
+    # Slurm notices the dead node (SlurmdTimeout), marks it DOWN and
+    # requeues the job: its steps on $other are killed.
+    for _ in $(seq 120); do
+      [ "$(field "$job" Restarts)" = 1 ] && break
+      sleep 1
+    done
+    [ "$(field "$job" Restarts)" = 1 ] || fail "batchkill: not requeued $((SECONDS - tk)) s after the kill (state $(field "$job" JobState), Restarts=$(field "$job" Restarts))"
+    say "batchkill: requeued $((SECONDS - tk)) s after the kill (state $(field "$job" JobState)); $batch is $(sq sinfo -h -N -n "$batch" -o %T)"
+    # The node is marked DOWN (not responding, "*") once the job's
+    # requeue has cleaned up: the requeued run cannot go there.
+    for _ in $(seq 60); do
+      case "$(sq sinfo -h -N -n "$batch" -o %T)" in down*) break ;; esac
+      sleep 0.5
+    done
+    case "$(sq sinfo -h -N -n "$batch" -o %T)" in down*) ;; *) fail "batchkill: the dead batch host $batch is not DOWN ($(sq sinfo -h -N -n "$batch" -o %T))" ;; esac
+    wait_for "$job" "job $job run 2 on " 120
+    say "batchkill: run 2 started $((SECONDS - tk)) s after the kill on $(field "$job" NodeList)"
+    # From now on no rank of run 1 may live anywhere: Slurm killed the
+    # old steps before it started the job again.
+    old=$(for h in h1 h2 h3; do ranks_of "$h" | awk -v h="$h" '$3 == 1 {print h": pid "$1" rank "$2}'; done)
+    [ -z "$old" ] || fail "batchkill: ranks of run 1 still live while run 2 runs: $(tr '\n' ';' <<<"$old")"
+    wait_for "$job" 'coordinator started.*mode=restore' 120
+    wait_for "$job" 'msg=restored .*cut='"$last"' ' 120
+    wait_for "$job" 'cut committed.*component=coordinator.*' 120
+    no_duplicates "batchkill in run 2"
+    [ -z "$(ranks_of "${batch#cpbed-}")" ] || fail "batchkill: a rank runs on the dead node $batch"
+    wait_end "$job" 300
+    check_done "$job" 1
+    grep -qE 'the store holds the job: restoring it' "$W/job-$job.out" || fail "batchkill: run 2 did not restore the job"
+    # Every rank of run 2 restored cut $last (the ranks' "restored" lines).
+    n=$(grep -cE "msg=restored .*cut=$last " "$W/job-$job.out" || true)
+    [ "$n" -ge "$nranks" ] || fail "batchkill: $n ranks restored cut $last, want $nranks"
+    case " $(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs) " in *" $batch "*) fail "batchkill: run 2 ran on the dead node $batch" ;; esac
+    for h in h1 h2 h3; do
+      [ -z "$(ranks_of "$h")" ] || fail "batchkill: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
+    done
+    no_secrets "$job"
+    "$sl" revive "$batch"
+    say "batchkill: passed (job $job: requeued once, run 2 on $(field "$job" NodeList) restored cut $last, digest $ref; $batch back in service)"
     ;;
   *) fail "unknown case $c" ;;
   esac

@@ -22,6 +22,9 @@
 #                          squeue, scontrol, ...)
 #   slurm.sh kill HOST     HOST dies whole: every process in its namespace
 #                          (slurmd, step daemons, ranks, NATS) gets SIGKILL
+#   slurm.sh revive HOST   HOST comes back: its slurmd starts again and the
+#                          node returns to service (ReturnToService=2);
+#                          waits until it is idle
 #   slurm.sh conf          print the SLURM_CONF path
 #   slurm.sh status        sinfo, or what is missing
 #
@@ -120,6 +123,26 @@ EOF
   echo "PartitionName=bed Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
 }
 
+# wait_idle NODE: until NODE is idle (or in use) with its slurmd running;
+# a node that is down is resumed every few seconds.
+wait_idle() {
+  local n=$1 st="" j
+  for j in $(seq 120); do
+    st=$(nsenter --net=/run/netns/"$ctl" sinfo -h -N -n "$n" -o '%T' 2>/dev/null || true)
+    # A slurmd that failed to start leaves the node "idle" until
+    # slurmctld's first ping: it must be running too.
+    alive "$S/$n/slurmd.pid" slurmd || st="slurmd not running"
+    case "$st" in
+    idle | mixed | allocated) return 0 ;;
+    down* | drain*) if [ $((j % 10)) = 0 ]; then nsenter --net=/run/netns/"$ctl" scontrol update nodename="$n" state=resume || true; fi ;;
+    esac
+    sleep 0.25
+  done
+  echo "slurm.sh: node $n not usable after 30 s (state '$st')" >&2
+  tail -n 20 "$S/ctl/slurmctld.log" "$S/$n/slurmd.log" >&2 || true
+  return 1
+}
+
 # kill_ns NS: SIGKILL every process in network namespace NS.
 kill_ns() {
   local pid
@@ -180,28 +203,8 @@ up() {
   for i in $(seq 1 "$hosts"); do
     in_ns "cpbed-h$i" "cpbed-h$i" slurmd -f "$CONF" -N "cpbed-h$i"
   done
-  local st="" n
   for i in $(seq 1 "$hosts"); do
-    n=cpbed-h$i
-    for j in $(seq 120); do
-      st=$(nsenter --net=/run/netns/"$ctl" sinfo -h -N -n "$n" -o '%T' 2>/dev/null || true)
-      # A slurmd that failed to start leaves the node "idle" until
-      # slurmctld's first ping: it must be running too.
-      alive "$S/$n/slurmd.pid" slurmd || st="slurmd not running"
-      case "$st" in
-      idle | mixed | allocated) break ;;
-      down* | drain*) if [ $((j % 10)) = 0 ]; then nsenter --net=/run/netns/"$ctl" scontrol update nodename="$n" state=resume || true; fi ;;
-      esac
-      sleep 0.25
-    done
-    case "$st" in
-    idle | mixed | allocated) ;;
-    *)
-      echo "slurm.sh: node $n not usable after 30 s (state '$st')" >&2
-      tail -n 20 "$S/ctl/slurmctld.log" "$S/$n/slurmd.log" >&2 || true
-      exit 1
-      ;;
-    esac
+    wait_idle "cpbed-h$i" || exit 1
   done
   echo "slurm up: slurmctld in $ctl ($ctladdr), slurmd in $(for i in $(seq 1 "$hosts"); do printf 'cpbed-h%s ' "$i"; done)($(sinfo -V)); SLURM_CONF=$CONF"
 }
@@ -224,6 +227,15 @@ kill)
   has_ns "$h" || { echo "slurm.sh: no host $h" >&2; exit 2; }
   kill_ns "$h"
   ;;
+revive)
+  need
+  h=${1:?slurm.sh revive HOST}
+  h=cpbed-${h#cpbed-}
+  has_ns "$h" || { echo "slurm.sh: no host $h" >&2; exit 2; }
+  export SLURM_CONF=$CONF
+  alive "$S/$h/slurmd.pid" slurmd || in_ns "$h" "$h" slurmd -f "$CONF" -N "$h"
+  wait_idle "$h"
+  ;;
 status)
   if has_ns "$ctl" && [ -s "$CONF" ]; then
     SLURM_CONF=$CONF nsenter --net=/run/netns/"$ctl" sinfo -N
@@ -232,7 +244,7 @@ status)
   fi
   ;;
 *)
-  sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac
