@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
+	"github.com/cutpoint/cutpoint/internal/pause"
 )
 
 // The job lease: exactly one owner (a coordinator, or a store tool such as
@@ -440,7 +441,7 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 				left := li.Expires.Sub(opts.Now())
 				s.log.Warn("job lease of a process that is gone: waiting for it to expire",
 					"job", job, "owner", li.owner(), "wait", left.Round(time.Millisecond))
-				if err := sleepCtx(ctx, left+time.Millisecond); err != nil {
+				if err := pause.For(ctx, min(left+time.Millisecond, MaxLeaseTTL)); err != nil {
 					return nil, err
 				}
 				continue
@@ -450,7 +451,7 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 			// Most likely an instance its creator is writing this
 			// moment: read it again shortly, to name its owner.
 			if unreadable++; unreadable < 50 {
-				if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+				if err := pause.For(ctx, 10*time.Millisecond); err != nil {
 					return nil, err
 				}
 				continue
@@ -491,20 +492,6 @@ func (s *Store) AcquireLease(ctx context.Context, job string, opts LeaseOptions)
 		}
 		l.cleanup(ctx)
 		return l, nil
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(min(d, MaxLeaseTTL))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

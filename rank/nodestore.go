@@ -14,6 +14,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/ckpt/backend"
 	"github.com/cutpoint/cutpoint/internal/nodestore"
+	"github.com/cutpoint/cutpoint/internal/pause"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 )
 
@@ -281,14 +282,7 @@ func (s *sharedBucket) wait(ctx context.Context, n int) error {
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return pause.For(ctx, d)
 }
 
 var _ backend.Backend = (*remoteBackend)(nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/ckpt"
 	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/pause"
 )
 
 // A standby coordinator (`coordinator --standby`) runs on another host
@@ -90,20 +91,9 @@ func watchLease(ctx context.Context, g *GlobalOptions, dir, job string, ttl time
 				}
 			}
 		}
-		if err := sleepCtx(ctx, poll); err != nil {
+		if err := pause.For(ctx, poll); err != nil {
 			return 0, err
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"internal/archtest": nil,
 	"internal/exitcode": nil,
 	"internal/jobname":  nil,
+	"internal/pause":    nil,
 
 	"internal/wire": {"internal/jobname"},
 
@@ -51,13 +52,13 @@ var allowed = map[string][]string{
 	"rank/transport":           {"internal/natsutil", "rank/transport/channel"},
 	"sim":                      {"coordinator", "internal/wire", "rank/participant", "rank/transport/channel"},
 	"rank/examples/ring":       {"kernels", "rank"},
-	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "kernels/shuffle"},
+	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "internal/pause", "kernels/shuffle"},
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
-	"rank":                     {"ckpt", "ckpt/backend", "internal/jobname", "internal/levels", "internal/natsutil", "internal/nodestore", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
+	"rank":                     {"ckpt", "ckpt/backend", "internal/jobname", "internal/levels", "internal/natsutil", "internal/nodestore", "internal/pause", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
 	"cmd/libcutpoint":          {"internal/jobstats", "kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
 	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobname", "internal/jobstats",
-		"internal/launch", "internal/levels", "internal/natsutil", "internal/subjects", "internal/wire", "kernels", "kernels/cuda", "rank"},
+		"internal/launch", "internal/levels", "internal/natsutil", "internal/pause", "internal/subjects", "internal/wire", "kernels", "kernels/cuda", "rank"},
 }
 
 // exceptions are the arrows of allowed that run against the design's
