@@ -290,7 +290,7 @@ func (r *rankProc) execTransport() {
 	if rd.Wake && r.waitCred {
 		r.wake()
 	}
-	m.Advance()
+	m.Advance(rd)
 }
 
 // armAck schedules a Tick for the machine's delayed ack (the Endpoint's

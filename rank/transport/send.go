@@ -79,7 +79,7 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 		if r.Wake {
 			e.wakeLocked()
 		}
-		e.m.Advance()
+		e.m.Advance(r)
 	}
 	e.afterLocked()
 	return out

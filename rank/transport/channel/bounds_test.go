@@ -41,7 +41,7 @@ func drain(m *channel.Machine, now int64) (msgs [][]byte, events []channel.Event
 			msgs = append(msgs, d.Msg)
 		}
 		events = append(events, r.Events...)
-		m.Advance()
+		m.Advance(r)
 	}
 	return msgs, events
 }

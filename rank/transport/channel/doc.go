@@ -34,7 +34,7 @@
 // transport channel), in etcd-io/raft's order: after inputs, while
 // HasReady, the driver calls Tick(now) if time has passed (the frames'
 // transmission times and the delayed ack are read from the machine's
-// clock), takes Ready(), executes it, then calls Advance():
+// clock), takes rd := Ready(), executes it, then calls Advance(rd):
 //
 //  1. Frames: publish each, in order, from one publisher: the loss
 //     inference relies on one publisher's frames arriving in order. Out.Sub
@@ -48,7 +48,8 @@
 //  3. Events: report them (gaps, malformed and stale frames).
 //  4. Wake: senders waiting for credit call Room again.
 //
-// Advance acknowledges the Ready: its frames were taken for publishing (the
+// Advance(rd) acknowledges the Ready and panics unless rd is the one handed
+// out (not yet acknowledged): its frames were taken for publishing (the
 // driver may publish them after Advance and outside its lock, as long as
 // the frames of successive Readys leave in order), its deliveries queued,
 // its events reported. Ready called again before Advance returns the same

@@ -114,7 +114,7 @@ func FuzzReceive(f *testing.F) {
 					}
 				}
 			}
-			m.Advance()
+			m.Advance(rd)
 		}
 	})
 }

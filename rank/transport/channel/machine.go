@@ -92,6 +92,8 @@ type Ready struct {
 	// Wake: a window grew, a channel broke or an incarnation began:
 	// waiting senders should ask Room again.
 	Wake bool
+
+	n uint64 // which Ready this is: Advance checks it
 }
 
 // IsEmpty reports whether r asks for nothing.
@@ -148,9 +150,10 @@ type Machine struct {
 	ackUrgent bool
 	ackDue    int64 // delayed ack due at (0: none armed)
 
-	rd     Ready // accumulating for the next Ready
-	out    Ready // handed out, not yet advanced
-	handed bool
+	rd      Ready // accumulating for the next Ready
+	out     Ready // handed out, not yet advanced
+	handed  bool
+	readies uint64 // Readys handed out so far: each one's number
 
 	lastEvent map[eventKey]int64
 	st        Stats
@@ -581,14 +584,31 @@ func (m *Machine) Ready() Ready {
 		m.st.MsgsReadied++
 		m.st.BytesReadied += uint64(len(d.Msg))
 	}
+	m.readies++
+	r.n = m.readies
 	m.out, m.handed = r, true
 	return r
 }
 
-// Advance acknowledges the last Ready: its frames were published (or
-// given to the connection, which may lose them), its deliveries queued
-// for the upper layer and its events reported.
-func (m *Machine) Advance() { m.out, m.handed = Ready{}, false }
+// Advance acknowledges rd, the Ready handed out, once it is executed: its
+// frames were published (or given to the connection, which may lose
+// them), its deliveries queued for the upper layer and its events
+// reported. It panics unless rd is the Ready handed out (the contract of
+// all three machines: Ready, execute, Advance; see doc.go).
+func (m *Machine) Advance(rd Ready) {
+	if !m.handed || rd.n != m.out.n {
+		panic(fmt.Sprintf("channel: Advance of Ready #%d, but %s", rd.n, handedOut(m.handed, m.out.n)))
+	}
+	m.out, m.handed = Ready{}, false
+}
+
+// handedOut says which Ready is handed out, for Advance's panic.
+func handedOut(handed bool, n uint64) string {
+	if !handed {
+		return "no Ready is handed out"
+	}
+	return fmt.Sprintf("Ready #%d is handed out", n)
+}
 
 func (m *Machine) markReady(sc *sendChan) {
 	if !sc.inReady {

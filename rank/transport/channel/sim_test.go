@@ -382,7 +382,7 @@ func (s *sim) ready(i int) error {
 				return fmt.Errorf("node %d: gap with %d in g=%d, and neither rank restarted: %v", i, ev.Peer, ev.G, ev.Err)
 			}
 		}
-		nd.m.Advance()
+		nd.m.Advance(r)
 		if r.Wake {
 			if err := s.trySend(i); err != nil {
 				return err
@@ -707,12 +707,15 @@ func TestReadyAdvance(t *testing.T) {
 	if r2 := m.Ready(); len(r2.Frames) != len(r1.Frames) || len(r2.Deliver) != 0 {
 		t.Fatalf("Ready changed before Advance: %+v", r2)
 	}
-	m.Advance()
+	mustPanic(t, "Advance of a Ready not handed out", func() { m.Advance(channel.Ready{}) })
+	m.Advance(r1)
+	mustPanic(t, "Advance twice", func() { m.Advance(r1) })
 	r3 := m.Ready()
 	if len(r3.Frames) != 0 || len(r3.Deliver) != 1 || string(r3.Deliver[0].Msg) != "self" {
 		t.Fatalf("next Ready: %+v", r3)
 	}
-	m.Advance()
+	mustPanic(t, "Advance of the Ready before", func() { m.Advance(r1) })
+	m.Advance(r3)
 	if m.HasReady() {
 		t.Fatalf("still a Ready: %+v", m.Ready())
 	}
@@ -722,4 +725,16 @@ func TestReadyAdvance(t *testing.T) {
 	if err := m.Room(2, 1); !errors.Is(err, channel.ErrUnknownPeer) {
 		t.Fatalf("Room to an undeclared rank: %v", err)
 	}
+}
+
+// mustPanic: Advance out of the contract (Ready, execute, Advance of that
+// Ready) is a bug of the caller, never silently accepted.
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", what)
+		}
+	}()
+	f()
 }
