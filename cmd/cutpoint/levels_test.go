@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,45 +137,60 @@ func TestLevelsHostLoss(t *testing.T) {
 	t.Logf("after gc:\n%s", out)
 }
 
-// TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
-// node-local copy of the latest cut is damaged. --restore (the levels
-// come from the store's record) rebuilds rank 0 from its partner copy,
-// reports the damage, reads nothing from the shared store, and the job
-// ends with the undisturbed digest.
-func TestLevelsRestoreFallback(t *testing.T) {
-	want := reference(t)
+// levelsFixture is a job on hosts a and b with node-local cuts and
+// partner copies (flush every 1000 cuts: only a final cut reaches the
+// shared store), stopped after two cuts: by SIGKILL of the whole job, or
+// by SIGTERM (a final cut, in the shared store too).
+type levelsFixture struct {
+	store, local, stats string
+	base                []string // the run's arguments without the levels
+	last                *ckpt.Cut
+}
+
+func newLevelsFixture(t *testing.T, sig syscall.Signal) *levelsFixture {
+	t.Helper()
 	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	local := filepath.Join(dir, "local")
-	stats := filepath.Join(dir, "stats")
-	base := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
+	f := &levelsFixture{store: filepath.Join(dir, "store"), local: filepath.Join(dir, "local"), stats: filepath.Join(dir, "stats")}
+	f.base = append([]string{"run", "--store", f.store, "--interval", "0", "--every-steps", "100",
 		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}"}, job...)
-	args := append(append([]string{}, base...), "--local", local+"/{host}", "--redundancy", "partner", "--flush-every", "1000")
+	args := append(append([]string{}, f.base...), "--local", f.local+"/{host}", "--redundancy", "partner", "--flush-every", "1000")
 	cmd := cutpoint(t, nil, args...)
 	var errb syncBuf
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitCut(t, store, "heat2d", 2, cmd, &errb)
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	waitCut(t, f.store, "heat2d", 2, cmd, &errb)
+	if sig == syscall.SIGKILL {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	} else {
+		syscall.Kill(cmd.Process.Pid, sig)
+	}
 	cmd.Wait()
 	time.Sleep(300 * time.Millisecond) // the ranks die with their launcher
-	cuts := committed(t, store, "heat2d")
+	cuts := committed(t, f.store, "heat2d")
 	last := cuts[len(cuts)-1]
-	if last.Levels().Shared {
-		t.Fatalf("cut %d is in the shared store; the test needs a node-local one", last.Epoch)
+	if lv := last.Levels(); !lv.Local || !lv.Partner || lv.Shared != (sig != syscall.SIGKILL) {
+		t.Fatalf("cut %d levels %q after %v\n%s", last.Epoch, lv, sig, tail(errb.String(), 40))
 	}
-	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	s, err := ckpt.OpenDir(context.Background(), f.store, ckpt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut, err := s.LoadCut(context.Background(), "heat2d", last.Epoch)
+	f.last, err = s.LoadCut(context.Background(), "heat2d", last.Epoch)
 	s.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pack := filepath.Join(local, "a", filepath.FromSlash(cut.Shards[0].Pack()))
+	return f
+}
+
+// damage flips one bit of rank's pack of the latest cut in host's
+// node-local directory (its own copy, or the partner copy it keeps for
+// a rank of the other host: the same path).
+func (f *levelsFixture) damage(t *testing.T, host string, rank int) {
+	t.Helper()
+	pack := filepath.Join(f.local, host, filepath.FromSlash(f.last.Shards[rank].Pack()))
 	data, err := os.ReadFile(pack)
 	if err != nil {
 		t.Fatal(err)
@@ -183,20 +199,64 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	if err := os.WriteFile(pack, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code := runCLI(t, "verify", "--store", store, "--local", local+"/{host}")
+}
+
+// damagedCopies sums the rank processes' damaged_copies counters per
+// rank.
+func damagedCopies(t *testing.T, dir string) map[int]map[string]int64 {
+	t.Helper()
+	_, ranks, err := jobstats.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[int]map[string]int64{}
+	for _, r := range ranks {
+		if per[r.Rank] == nil {
+			per[r.Rank] = map[string]int64{}
+		}
+		for l, n := range r.DamagedCopies {
+			per[r.Rank][l] += n
+		}
+	}
+	return per
+}
+
+// TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
+// node-local copy of the latest cut is damaged. --restore (the levels
+// come from the store's record) rebuilds rank 0 from its partner copy,
+// reports and counts the damage, reads nothing from the shared store, and
+// the job ends with the undisturbed digest.
+func TestLevelsRestoreFallback(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGKILL)
+	f.damage(t, "a", 0)
+	out, errs, code := runCLI(t, "verify", "--store", f.store, "--local", f.local+"/{host}")
 	if code != exitDamaged || !strings.Contains(out, "DAMAGED node-local a") {
 		t.Fatalf("verify of a damaged node-local copy: exit %d\n%s%s", code, out, errs)
 	}
-	r := runOK(t, nil, append(append([]string{}, base...), "--restore", "--stats-dir", stats)...)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("restored digest %s, undisturbed %s", got, want)
 	}
 	if !strings.Contains(r.stderr, "damaged copy") {
 		t.Fatalf("the damaged copy went unreported\n%s", tail(r.stderr, 60))
 	}
-	all, per := restoreBytes(t, stats)
+	all, per := restoreBytes(t, f.stats)
 	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelPartner] == 0 || per[1][ckpt.LevelLocal] == 0 {
 		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its partner copy, rank 1 from its own, nothing shared\n%s", all, per, tail(r.stderr, 80))
+	}
+	dmg := damagedCopies(t, f.stats)
+	for rk, d := range dmg {
+		want := map[string]int64{}
+		if rk == 0 {
+			want[ckpt.LevelLocal] = 1
+		}
+		if !maps.Equal(d, want) {
+			t.Fatalf("damaged copies per rank %v: want rank 0's node-local copy alone", dmg)
+		}
+	}
+	if len(dmg) != 4 {
+		t.Fatalf("stats of ranks %v, want 4", dmg)
 	}
 }
 
