@@ -69,14 +69,14 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		}
 		st, err := c.get(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		if err := st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
 				r.damaged(epoch, c, err)
 			}
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		sr, err := st.OpenShardRef(ctx, ref)
@@ -93,13 +93,22 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 				return nil, err
 			}
 			r.damaged(epoch, c, err)
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		r.restored(epoch, step, t, c.level, ref)
 		return rs, nil
 	}
 	return nil, fmt.Errorf("rank %d: restore cut %d: no level holds an intact copy: %w", r.o.Rank, epoch, errors.Join(errs...))
+}
+
+// name says which copy c is in errors: its level and, for node-local
+// levels, its host ("local a", "partner b", "shared").
+func (c *levelStore) name() string {
+	if c.host == "" {
+		return c.level
+	}
+	return c.level + " " + c.host
 }
 
 // damaged reports a copy that failed its checks and counts it by level,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -257,6 +258,71 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	}
 	if len(dmg) != 4 {
 		t.Fatalf("stats of ranks %v, want 4", dmg)
+	}
+}
+
+// TestLevelsRestoreDamagedPartner: SIGTERM's final cut is in the shared
+// store as well as node-local; both node-local copies of rank 0's shard
+// (its own on a, the partner copy on b) are damaged. --restore passes
+// over both, counts them, reads rank 0 from the shared store, and the
+// job ends with the undisturbed digest.
+func TestLevelsRestoreDamagedPartner(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGTERM)
+	f.damage(t, "a", 0)
+	f.damage(t, "b", 0)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, f.stats)
+	if per[0][ckpt.LevelShared] == 0 || per[0][ckpt.LevelLocal]+per[0][ckpt.LevelPartner] != 0 || per[1][ckpt.LevelLocal] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from the shared store, rank 1 from its own copy\n%s", all, per, tail(r.stderr, 80))
+	}
+	dmg := damagedCopies(t, f.stats)
+	if d := dmg[0]; d[ckpt.LevelLocal] != 1 || d[ckpt.LevelPartner] != 1 || len(d) != 2 {
+		t.Fatalf("damaged copies per rank %v: want rank 0's node-local and partner copies", dmg)
+	}
+	for rk := 1; rk < 4; rk++ {
+		if len(dmg[rk]) != 0 {
+			t.Fatalf("damaged copies per rank %v: rank %d found damage in intact copies", dmg, rk)
+		}
+	}
+}
+
+// TestLevelsRestoreDamagedNoShared: the whole job is SIGKILLed before any
+// cut reached the shared store; both node-local copies of rank 0's shard
+// of the latest cut are damaged. Rank 0's restore of that cut fails,
+// naming both damaged copies and the shared store's missing one; the
+// coordinator marks the cut bad and falls back to the cut before it
+// (intact node-local copies): the job ends with the undisturbed digest,
+// never having read the damaged bytes into the job, and nothing read
+// from the shared store.
+func TestLevelsRestoreDamagedNoShared(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGKILL)
+	f.damage(t, "a", 0)
+	f.damage(t, "b", 0)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	for _, s := range []string{
+		fmt.Sprintf("restore cut %d: no level holds an intact copy", f.last.Epoch),
+		"local a: ", "partner b: ", "the stored bytes are damaged", "shared: ",
+		fmt.Sprintf("cut %d marked bad, falling back to cut", f.last.Epoch),
+	} {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("the failed restore does not say %q\n%s", s, tail(r.stderr, 80))
+		}
+	}
+	all, per := restoreBytes(t, f.stats)
+	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelLocal] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its own copy of the older cut, nothing shared", all, per)
+	}
+	dmg := damagedCopies(t, f.stats)
+	if d := dmg[0]; d[ckpt.LevelLocal] != 1 || d[ckpt.LevelPartner] != 1 || len(d) != 2 {
+		t.Fatalf("damaged copies per rank %v: want rank 0's node-local and partner copies", dmg)
 	}
 }
 
