@@ -138,10 +138,11 @@ func TestLevelsHostLoss(t *testing.T) {
 	t.Logf("after gc:\n%s", out)
 }
 
-// levelsFixture is a job on hosts a and b with node-local cuts and
-// partner copies (flush every 1000 cuts: only a final cut reaches the
-// shared store), stopped after two cuts: by SIGKILL of the whole job, or
-// by SIGTERM (a final cut, in the shared store too).
+// levelsFixture is a job with node-local cuts and redundancy across
+// hosts (flush every 1000 cuts: only a final cut reaches the shared
+// store), stopped after two cuts: by SIGKILL of the whole job, or by
+// SIGTERM (a final cut, in the shared store too). newLevelsFixture: hosts
+// a and b, partner copies; newLevelsFixtureOn: any hosts and redundancy.
 type levelsFixture struct {
 	store, local, stats string
 	base                []string // the run's arguments without the levels
@@ -150,11 +151,16 @@ type levelsFixture struct {
 
 func newLevelsFixture(t *testing.T, sig syscall.Signal) *levelsFixture {
 	t.Helper()
+	return newLevelsFixtureOn(t, sig, "a:2,b:2", "partner")
+}
+
+func newLevelsFixtureOn(t *testing.T, sig syscall.Signal, hosts, redundancy string) *levelsFixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &levelsFixture{store: filepath.Join(dir, "store"), local: filepath.Join(dir, "local"), stats: filepath.Join(dir, "stats")}
 	f.base = append([]string{"run", "--store", f.store, "--interval", "0", "--every-steps", "100",
-		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}"}, job...)
-	args := append(append([]string{}, f.base...), "--local", f.local+"/{host}", "--redundancy", "partner", "--flush-every", "1000")
+		"--hosts", hosts, "--spawn-cmd", "{cmd}"}, job...)
+	args := append(append([]string{}, f.base...), "--local", f.local+"/{host}", "--redundancy", redundancy, "--flush-every", "1000")
 	cmd := cutpoint(t, nil, args...)
 	var errb syncBuf
 	cmd.Stderr = &errb
@@ -171,7 +177,7 @@ func newLevelsFixture(t *testing.T, sig syscall.Signal) *levelsFixture {
 	time.Sleep(300 * time.Millisecond) // the ranks die with their launcher
 	cuts := committed(t, f.store, "heat2d")
 	last := cuts[len(cuts)-1]
-	if lv := last.Levels(); !lv.Local || !lv.Partner || lv.Shared != (sig != syscall.SIGKILL) {
+	if lv := last.Levels(); !lv.Local || !strings.Contains(lv.String(), strings.Split(redundancy, ":")[0]) || lv.Shared != (sig != syscall.SIGKILL) {
 		t.Fatalf("cut %d levels %q after %v\n%s", last.Epoch, lv, sig, tail(errb.String(), 40))
 	}
 	s, err := ckpt.OpenDir(context.Background(), f.store, ckpt.Options{})
@@ -324,6 +330,71 @@ func TestLevelsRestoreDamagedNoShared(t *testing.T) {
 	if d := dmg[0]; d[ckpt.LevelLocal] != 1 || d[ckpt.LevelPartner] != 1 || len(d) != 2 {
 		t.Fatalf("damaged copies per rank %v: want rank 0's node-local and partner copies", dmg)
 	}
+}
+
+// TestLevelsErasureBeyondM: rs:2+1 over four one-slot hosts (e a spare):
+// each shard's fragments are on the three other hosts. SIGTERM's final
+// cut is in the shared store as well; then hosts b, c and d lose their
+// node-local directories, so ranks 1-3 keep neither their own copy nor
+// more than one fragment each (M = 1 host per group at most). --restore
+// rebuilds rank 0 from its own copy and reads ranks 1-3 from the shared
+// store; the digest is undisturbed.
+func TestLevelsErasureBeyondM(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixtureOn(t, syscall.SIGTERM, "a:1,b:1,c:1,d:1,e:1", "rs:2+1")
+	for _, h := range []string{"b", "c", "d"} {
+		if err := os.RemoveAll(filepath.Join(f.local, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, f.stats)
+	if per[0][ckpt.LevelLocal] == 0 || per[0][ckpt.LevelShared] != 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its own copy", all, per)
+	}
+	for rk := 1; rk < 4; rk++ {
+		if per[rk][ckpt.LevelShared] == 0 || per[rk][ckpt.LevelErasure]+per[rk][ckpt.LevelLocal] != 0 {
+			t.Fatalf("restore bytes by level %v, per rank %v: want rank %d from the shared store", all, per, rk)
+		}
+	}
+	t.Logf("restore bytes per rank %v", per)
+}
+
+// TestLevelsErasureBeyondMNoShared: as TestLevelsErasureBeyondM, but the
+// whole job is SIGKILLed before any cut reached the shared store: no
+// level holds ranks 1-3's shards of any cut. The restore says so (no
+// intact copy, too few erasure fragments, none in the shared store) and
+// the coordinator falls back cut by cut; the run either ends with the
+// undisturbed digest (recomputed from the start) or fails: never a job
+// started from a wrong state, never a silent failure.
+func TestLevelsErasureBeyondMNoShared(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixtureOn(t, syscall.SIGKILL, "a:1,b:1,c:1,d:1,e:1", "rs:2+1")
+	for _, h := range []string{"b", "c", "d"} {
+		if err := os.RemoveAll(filepath.Join(f.local, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCmd(t, cutpoint(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...))
+	for _, s := range []string{
+		fmt.Sprintf("restore cut %d: no level holds an intact copy", f.last.Epoch),
+		"1 intact erasure fragments, 2 needed",
+		fmt.Sprintf("shared: job heat2d cut %d rank", f.last.Epoch),
+		fmt.Sprintf("cut %d marked bad", f.last.Epoch),
+	} {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("exit %d: the failed restore does not say %q\n%s", r.code, s, tail(r.stderr, 80))
+		}
+	}
+	if r.code == 0 {
+		if got := r.digest(t); got != want {
+			t.Fatalf("digest %s after a restore with no intact copy, undisturbed %s", got, want)
+		}
+	}
+	t.Logf("exit %d\n%s", r.code, tail(r.stderr, 3))
 }
 
 // TestLevelsPreempted: SIGTERM's final cut goes to the shared store
