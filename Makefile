@@ -204,20 +204,25 @@ slurm-test:
 # the job spread over them; cases cluster, kill (two of the three servers
 # SIGKILLed mid-run), hostloss, partition, standby (the coordinator's host
 # killed whole, a standby coordinator takes over), load (busy loops on
-# every core, default failure timeout: no false loss) and measure (NATS
-# bytes per step per server, ranks packed vs spread). Skips without root
-# or iproute2. Each case is under a minute on two cores; multinode-test-ci
-# (part of `make test`) runs all but measure. multinode-measure-load runs
-# the load case for MULTINODE_LOAD_SECONDS (15 min) and appends false
-# losses per hour to MULTINODE_OUT (docs/benchmarks.md).
+# every core, default failure timeout: no false loss), levels and
+# levels-rs (node-local level with a partner copy / rs:2+1 fragments, a
+# host killed whole and its node-local directory wiped: recovery reads no
+# byte from the shared store) and measure (NATS bytes per step per server,
+# ranks packed vs spread). Skips without root or iproute2. Each case is
+# under a minute on two cores; multinode-test-ci (part of `make test`)
+# runs all but measure (MULTINODE_CASES=... picks some).
+# multinode-measure-load runs the load case for MULTINODE_LOAD_SECONDS (15
+# min) and appends false losses per hour to MULTINODE_OUT
+# (docs/benchmarks.md).
 MULTINODE_STEPS ?= 6000
 MULTINODE_LOAD_SECONDS ?= 900
 MULTINODE_OUT ?= bench-results/multinode
 multinode-test: build
 	MULTINODE_STEPS=$(MULTINODE_STEPS) scripts/multinode/test.sh
 
+MULTINODE_CI_CASES := cluster kill hostloss partition standby load levels levels-rs
 multinode-test-ci: build
-	MULTINODE_CASES="cluster kill hostloss partition standby load" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 420 scripts/multinode/test.sh
+	MULTINODE_CASES="$(or $(MULTINODE_CASES),$(MULTINODE_CI_CASES))" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 480 scripts/multinode/test.sh
 
 multinode-measure-load: build
 	MULTINODE_CASES=measure-load MULTINODE_LOAD_SECONDS=$(MULTINODE_LOAD_SECONDS) MULTINODE_OUT=$(abspath $(MULTINODE_OUT)) scripts/multinode/test.sh

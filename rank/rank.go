@@ -148,6 +148,10 @@ type Stats struct {
 	// RestoreBytes counts the stored bytes of the shards restores read,
 	// by level (ckpt.LevelLocal, LevelPartner, LevelShared).
 	RestoreBytes map[string]int64
+	// DamagedCopies counts the copies restores found damaged (a check
+	// failed while reading them) and passed over for the next level, by
+	// the level that held them.
+	DamagedCopies map[string]int64
 	// PartnerBytes and FlushBytes count the pack bytes copied to the
 	// partner's node-local store and to the shared store.
 	PartnerBytes int64
@@ -718,6 +722,7 @@ func (r *Rank) Stats() Stats {
 	defer r.mu.Unlock()
 	st := r.stats
 	st.RestoreBytes = maps.Clone(st.RestoreBytes)
+	st.DamagedCopies = maps.Clone(st.DamagedCopies)
 	return st
 }
 

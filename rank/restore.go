@@ -69,14 +69,14 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		}
 		st, err := c.get(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		if err := st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
-				r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
+				r.damaged(epoch, c, err)
 			}
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		sr, err := st.OpenShardRef(ctx, ref)
@@ -92,14 +92,35 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 				// better.
 				return nil, err
 			}
-			r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
-			errs = append(errs, fmt.Errorf("%s %s: %w", c.level, c.host, err))
+			r.damaged(epoch, c, err)
+			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
 			continue
 		}
 		r.restored(epoch, step, t, c.level, ref)
 		return rs, nil
 	}
 	return nil, fmt.Errorf("rank %d: restore cut %d: no level holds an intact copy: %w", r.o.Rank, epoch, errors.Join(errs...))
+}
+
+// name says which copy c is in errors: its level and, for node-local
+// levels, its host ("local a", "partner b", "shared").
+func (c *levelStore) name() string {
+	if c.host == "" {
+		return c.level
+	}
+	return c.level + " " + c.host
+}
+
+// damaged reports a copy that failed its checks and counts it by level,
+// so that damage shows in the stats files and not only in the log.
+func (r *Rank) damaged(epoch uint64, c levelStore, err error) {
+	r.mu.Lock()
+	if r.stats.DamagedCopies == nil {
+		r.stats.DamagedCopies = map[string]int64{}
+	}
+	r.stats.DamagedCopies[c.level]++
+	r.mu.Unlock()
+	r.log.Error("restore: damaged copy, trying the next level", "cut", epoch, "tier", c.level, "host", c.host, "err", err)
 }
 
 // restored records a restore and what it read from which level.

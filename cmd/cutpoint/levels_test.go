@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,45 +138,66 @@ func TestLevelsHostLoss(t *testing.T) {
 	t.Logf("after gc:\n%s", out)
 }
 
-// TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
-// node-local copy of the latest cut is damaged. --restore (the levels
-// come from the store's record) rebuilds rank 0 from its partner copy,
-// reports the damage, reads nothing from the shared store, and the job
-// ends with the undisturbed digest.
-func TestLevelsRestoreFallback(t *testing.T) {
-	want := reference(t)
+// levelsFixture is a job with node-local cuts and redundancy across
+// hosts (flush every 1000 cuts: only a final cut reaches the shared
+// store), stopped after two cuts: by SIGKILL of the whole job, or by
+// SIGTERM (a final cut, in the shared store too). newLevelsFixture: hosts
+// a and b, partner copies; newLevelsFixtureOn: any hosts and redundancy.
+type levelsFixture struct {
+	store, local, stats string
+	base                []string // the run's arguments without the levels
+	last                *ckpt.Cut
+}
+
+func newLevelsFixture(t *testing.T, sig syscall.Signal) *levelsFixture {
+	t.Helper()
+	return newLevelsFixtureOn(t, sig, "a:2,b:2", "partner")
+}
+
+func newLevelsFixtureOn(t *testing.T, sig syscall.Signal, hosts, redundancy string) *levelsFixture {
+	t.Helper()
 	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	local := filepath.Join(dir, "local")
-	stats := filepath.Join(dir, "stats")
-	base := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
-		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}"}, job...)
-	args := append(append([]string{}, base...), "--local", local+"/{host}", "--redundancy", "partner", "--flush-every", "1000")
+	f := &levelsFixture{store: filepath.Join(dir, "store"), local: filepath.Join(dir, "local"), stats: filepath.Join(dir, "stats")}
+	f.base = append([]string{"run", "--store", f.store, "--interval", "0", "--every-steps", "100",
+		"--hosts", hosts, "--spawn-cmd", "{cmd}"}, job...)
+	args := append(append([]string{}, f.base...), "--local", f.local+"/{host}", "--redundancy", redundancy, "--flush-every", "1000")
 	cmd := cutpoint(t, nil, args...)
 	var errb syncBuf
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitCut(t, store, "heat2d", 2, cmd, &errb)
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	waitCut(t, f.store, "heat2d", 2, cmd, &errb)
+	if sig == syscall.SIGKILL {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	} else {
+		syscall.Kill(cmd.Process.Pid, sig)
+	}
 	cmd.Wait()
 	time.Sleep(300 * time.Millisecond) // the ranks die with their launcher
-	cuts := committed(t, store, "heat2d")
+	cuts := committed(t, f.store, "heat2d")
 	last := cuts[len(cuts)-1]
-	if last.Levels().Shared {
-		t.Fatalf("cut %d is in the shared store; the test needs a node-local one", last.Epoch)
+	if lv := last.Levels(); !lv.Local || !strings.Contains(lv.String(), strings.Split(redundancy, ":")[0]) || lv.Shared != (sig != syscall.SIGKILL) {
+		t.Fatalf("cut %d levels %q after %v\n%s", last.Epoch, lv, sig, tail(errb.String(), 40))
 	}
-	s, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
+	s, err := ckpt.OpenDir(context.Background(), f.store, ckpt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut, err := s.LoadCut(context.Background(), "heat2d", last.Epoch)
+	f.last, err = s.LoadCut(context.Background(), "heat2d", last.Epoch)
 	s.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pack := filepath.Join(local, "a", filepath.FromSlash(cut.Shards[0].Pack()))
+	return f
+}
+
+// damage flips one bit of rank's pack of the latest cut in host's
+// node-local directory (its own copy, or the partner copy it keeps for
+// a rank of the other host: the same path).
+func (f *levelsFixture) damage(t *testing.T, host string, rank int) {
+	t.Helper()
+	pack := filepath.Join(f.local, host, filepath.FromSlash(f.last.Shards[rank].Pack()))
 	data, err := os.ReadFile(pack)
 	if err != nil {
 		t.Fatal(err)
@@ -183,21 +206,195 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	if err := os.WriteFile(pack, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code := runCLI(t, "verify", "--store", store, "--local", local+"/{host}")
+}
+
+// damagedCopies sums the rank processes' damaged_copies counters per
+// rank.
+func damagedCopies(t *testing.T, dir string) map[int]map[string]int64 {
+	t.Helper()
+	_, ranks, err := jobstats.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[int]map[string]int64{}
+	for _, r := range ranks {
+		if per[r.Rank] == nil {
+			per[r.Rank] = map[string]int64{}
+		}
+		for l, n := range r.DamagedCopies {
+			per[r.Rank][l] += n
+		}
+	}
+	return per
+}
+
+// TestLevelsRestoreFallback: the whole job is SIGKILLed; rank 0's own
+// node-local copy of the latest cut is damaged. --restore (the levels
+// come from the store's record) rebuilds rank 0 from its partner copy,
+// reports and counts the damage, reads nothing from the shared store, and
+// the job ends with the undisturbed digest.
+func TestLevelsRestoreFallback(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGKILL)
+	f.damage(t, "a", 0)
+	out, errs, code := runCLI(t, "verify", "--store", f.store, "--local", f.local+"/{host}")
 	if code != exitDamaged || !strings.Contains(out, "DAMAGED node-local a") {
 		t.Fatalf("verify of a damaged node-local copy: exit %d\n%s%s", code, out, errs)
 	}
-	r := runOK(t, nil, append(append([]string{}, base...), "--restore", "--stats-dir", stats)...)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("restored digest %s, undisturbed %s", got, want)
 	}
 	if !strings.Contains(r.stderr, "damaged copy") {
 		t.Fatalf("the damaged copy went unreported\n%s", tail(r.stderr, 60))
 	}
-	all, per := restoreBytes(t, stats)
+	all, per := restoreBytes(t, f.stats)
 	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelPartner] == 0 || per[1][ckpt.LevelLocal] == 0 {
 		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its partner copy, rank 1 from its own, nothing shared\n%s", all, per, tail(r.stderr, 80))
 	}
+	dmg := damagedCopies(t, f.stats)
+	for rk, d := range dmg {
+		want := map[string]int64{}
+		if rk == 0 {
+			want[ckpt.LevelLocal] = 1
+		}
+		if !maps.Equal(d, want) {
+			t.Fatalf("damaged copies per rank %v: want rank 0's node-local copy alone", dmg)
+		}
+	}
+	if len(dmg) != 4 {
+		t.Fatalf("stats of ranks %v, want 4", dmg)
+	}
+}
+
+// TestLevelsRestoreDamagedPartner: SIGTERM's final cut is in the shared
+// store as well as node-local; both node-local copies of rank 0's shard
+// (its own on a, the partner copy on b) are damaged. --restore passes
+// over both, counts them, reads rank 0 from the shared store, and the
+// job ends with the undisturbed digest.
+func TestLevelsRestoreDamagedPartner(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGTERM)
+	f.damage(t, "a", 0)
+	f.damage(t, "b", 0)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, f.stats)
+	if per[0][ckpt.LevelShared] == 0 || per[0][ckpt.LevelLocal]+per[0][ckpt.LevelPartner] != 0 || per[1][ckpt.LevelLocal] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from the shared store, rank 1 from its own copy\n%s", all, per, tail(r.stderr, 80))
+	}
+	dmg := damagedCopies(t, f.stats)
+	if d := dmg[0]; d[ckpt.LevelLocal] != 1 || d[ckpt.LevelPartner] != 1 || len(d) != 2 {
+		t.Fatalf("damaged copies per rank %v: want rank 0's node-local and partner copies", dmg)
+	}
+	for rk := 1; rk < 4; rk++ {
+		if len(dmg[rk]) != 0 {
+			t.Fatalf("damaged copies per rank %v: rank %d found damage in intact copies", dmg, rk)
+		}
+	}
+}
+
+// TestLevelsRestoreDamagedNoShared: the whole job is SIGKILLed before any
+// cut reached the shared store; both node-local copies of rank 0's shard
+// of the latest cut are damaged. Rank 0's restore of that cut fails,
+// naming both damaged copies and the shared store's missing one; the
+// coordinator marks the cut bad and falls back to the cut before it
+// (intact node-local copies): the job ends with the undisturbed digest,
+// never having read the damaged bytes into the job, and nothing read
+// from the shared store.
+func TestLevelsRestoreDamagedNoShared(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixture(t, syscall.SIGKILL)
+	f.damage(t, "a", 0)
+	f.damage(t, "b", 0)
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	for _, s := range []string{
+		fmt.Sprintf("restore cut %d: no level holds an intact copy", f.last.Epoch),
+		"local a: ", "partner b: ", "the stored bytes are damaged", "shared: ",
+		fmt.Sprintf("cut %d marked bad, falling back to cut", f.last.Epoch),
+	} {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("the failed restore does not say %q\n%s", s, tail(r.stderr, 80))
+		}
+	}
+	all, per := restoreBytes(t, f.stats)
+	if all[ckpt.LevelShared] != 0 || per[0][ckpt.LevelLocal] == 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its own copy of the older cut, nothing shared", all, per)
+	}
+	dmg := damagedCopies(t, f.stats)
+	if d := dmg[0]; d[ckpt.LevelLocal] != 1 || d[ckpt.LevelPartner] != 1 || len(d) != 2 {
+		t.Fatalf("damaged copies per rank %v: want rank 0's node-local and partner copies", dmg)
+	}
+}
+
+// TestLevelsErasureBeyondM: rs:2+1 over four one-slot hosts (e a spare):
+// each shard's fragments are on the three other hosts. SIGTERM's final
+// cut is in the shared store as well; then hosts b, c and d lose their
+// node-local directories, so ranks 1-3 keep neither their own copy nor
+// more than one fragment each (M = 1 host per group at most). --restore
+// rebuilds rank 0 from its own copy and reads ranks 1-3 from the shared
+// store; the digest is undisturbed.
+func TestLevelsErasureBeyondM(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixtureOn(t, syscall.SIGTERM, "a:1,b:1,c:1,d:1,e:1", "rs:2+1")
+	for _, h := range []string{"b", "c", "d"} {
+		if err := os.RemoveAll(filepath.Join(f.local, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runOK(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("restored digest %s, undisturbed %s", got, want)
+	}
+	all, per := restoreBytes(t, f.stats)
+	if per[0][ckpt.LevelLocal] == 0 || per[0][ckpt.LevelShared] != 0 {
+		t.Fatalf("restore bytes by level %v, per rank %v: want rank 0 from its own copy", all, per)
+	}
+	for rk := 1; rk < 4; rk++ {
+		if per[rk][ckpt.LevelShared] == 0 || per[rk][ckpt.LevelErasure]+per[rk][ckpt.LevelLocal] != 0 {
+			t.Fatalf("restore bytes by level %v, per rank %v: want rank %d from the shared store", all, per, rk)
+		}
+	}
+	t.Logf("restore bytes per rank %v", per)
+}
+
+// TestLevelsErasureBeyondMNoShared: as TestLevelsErasureBeyondM, but the
+// whole job is SIGKILLed before any cut reached the shared store: no
+// level holds ranks 1-3's shards of any cut. The restore says so (no
+// intact copy, too few erasure fragments, none in the shared store) and
+// the coordinator falls back cut by cut; the run either ends with the
+// undisturbed digest (recomputed from the start) or fails: never a job
+// started from a wrong state, never a silent failure.
+func TestLevelsErasureBeyondMNoShared(t *testing.T) {
+	want := reference(t)
+	f := newLevelsFixtureOn(t, syscall.SIGKILL, "a:1,b:1,c:1,d:1,e:1", "rs:2+1")
+	for _, h := range []string{"b", "c", "d"} {
+		if err := os.RemoveAll(filepath.Join(f.local, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCmd(t, cutpoint(t, nil, append(append([]string{}, f.base...), "--restore", "--stats-dir", f.stats)...))
+	for _, s := range []string{
+		fmt.Sprintf("restore cut %d: no level holds an intact copy", f.last.Epoch),
+		"1 intact erasure fragments, 2 needed",
+		fmt.Sprintf("shared: job heat2d cut %d rank", f.last.Epoch),
+		fmt.Sprintf("cut %d marked bad", f.last.Epoch),
+	} {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("exit %d: the failed restore does not say %q\n%s", r.code, s, tail(r.stderr, 80))
+		}
+	}
+	if r.code == 0 {
+		if got := r.digest(t); got != want {
+			t.Fatalf("digest %s after a restore with no intact copy, undisturbed %s", got, want)
+		}
+	}
+	t.Logf("exit %d\n%s", r.code, tail(r.stderr, 3))
 }
 
 // TestLevelsPreempted: SIGTERM's final cut goes to the shared store

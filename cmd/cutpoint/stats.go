@@ -50,6 +50,7 @@ func writeRankStats(dir string, r *rank.Rank, rec *jobstats.Recorder, jobErr err
 		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
 		f.LastShardNs = int64(st.LastShardTime)
 		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
+		f.DamagedCopies = st.DamagedCopies
 		f.Usage = jobstats.SelfUsage(false)
 		if jobErr != nil {
 			f.Error = jobErr.Error()

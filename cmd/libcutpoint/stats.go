@@ -64,6 +64,7 @@ func (h *handle) writeStats() error {
 		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
 		f.LastShardNs = int64(st.LastShardTime)
 		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
+		f.DamagedCopies = st.DamagedCopies
 		f.Usage = jobstats.SelfUsage(false)
 	})
 	return jobstats.WriteFile(h.statsDir, jobstats.RankFileName(f.Rank, f.Spawn), f)

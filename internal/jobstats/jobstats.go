@@ -129,8 +129,11 @@ type Rank struct {
 	// RestoreBytes: stored bytes the restores read, by level ("local",
 	// "partner", "shared"; multi-level cuts).
 	RestoreBytes map[string]int64 `json:"restore_bytes,omitempty"`
-	PartnerBytes int64            `json:"partner_bytes,omitempty"` // copied to the partner's node-local store
-	FlushBytes   int64            `json:"flush_bytes,omitempty"`   // copied from node-local to the shared store
+	// DamagedCopies: copies the restores found damaged and passed over
+	// for the next level, by the level that held them.
+	DamagedCopies map[string]int64 `json:"damaged_copies,omitempty"`
+	PartnerBytes  int64            `json:"partner_bytes,omitempty"` // copied to the partner's node-local store
+	FlushBytes    int64            `json:"flush_bytes,omitempty"`   // copied from node-local to the shared store
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`
@@ -321,6 +324,9 @@ func DecodeRank(b []byte) (Rank, error) {
 	}
 	if len(r.RestoreBytes) > 8 {
 		return Rank{}, fmt.Errorf("restore bytes of %d levels: %w", len(r.RestoreBytes), ErrFormat)
+	}
+	if len(r.DamagedCopies) > 8 {
+		return Rank{}, fmt.Errorf("damaged copies of %d levels: %w", len(r.DamagedCopies), ErrFormat)
 	}
 	return r, nil
 }

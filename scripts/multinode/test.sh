@@ -23,6 +23,19 @@
 #            first cut and then healed: its ranks are declared lost and
 #            replaced, the old ones fenced; the undisturbed digest, no rank
 #            left running
+#   levels   `run --hosts h1:2,h2:2,h3:2` (spawn command `ip netns exec
+#            cpbed-{host} {cmd}`) with the node-local level in each host's
+#            bed directory (--local node/{host}/..., --redundancy partner,
+#            --flush-every 3, --stats-dir); after the first cut host h2 is
+#            killed whole (its ranks and NATS server, SIGKILL) and its
+#            node-local directory wiped: h2's ranks come back on h3 from
+#            their partner copies on h1, h1's roll back from their own, the
+#            ranks' counters show 0 bytes read from the shared store (the
+#            bytes per level are printed), one finished process per rank,
+#            the undisturbed digest, no rank left running
+#   levels-rs the same with --redundancy rs:2+1 on five one-slot hosts (the
+#            bed grows to h1..h5, a NATS server on each; h5 the spare): h2's
+#            rank is rebuilt on h5 from the erasure fragments on h3 h4 h1
 #   standby  `cutpoint coordinator --hosts ... --spawn-cmd ...` in h1 and a
 #            standby (the same flags and --standby) in h2; after the first
 #            cut host h1 is killed whole (the coordinator, its NATS server,
@@ -56,7 +69,7 @@ bed=$root/scripts/multinode/bed.sh
 bin=$root/bin/cutpoint
 steps=${MULTINODE_STEPS:-6000}
 size=${MULTINODE_SIZE:-96}
-cases=${MULTINODE_CASES:-cluster kill hostloss partition standby load measure}
+cases=${MULTINODE_CASES:-cluster kill hostloss partition standby load levels levels-rs measure}
 load_steps=${MULTINODE_LOAD_STEPS:-8000}
 load_size=${MULTINODE_LOAD_SIZE:-256}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
@@ -105,11 +118,14 @@ run_in() { local h=$1; shift; "$bed" exec "$h" env CUTPOINT_CONFIG=/dev/null "$@
 
 declare -a natspid=()
 urls=""
+# nhosts: the bed's hosts with a NATS server (3; the levels-rs case adds
+# two).
+nhosts=3
 start_nats() {
   urls=""
-  for i in 1 2 3; do
+  for i in $(seq 1 "$nhosts"); do
     local routes=""
-    for j in 1 2 3; do
+    for j in $(seq 1 "$nhosts"); do
       [ "$i" = "$j" ] || routes+="${routes:+,}nats-route://$("$bed" addr "$j"):6222"
     done
     rm -f "$D/node/h$i/nats.url"
@@ -119,7 +135,7 @@ start_nats() {
     natspid[i]=$!
     pids+=($!)
   done
-  for i in 1 2 3; do
+  for i in $(seq 1 "$nhosts"); do
     for _ in $(seq 1 200); do [ -s "$D/node/h$i/nats.url" ] && break; sleep 0.05; done
     [ -s "$D/node/h$i/nats.url" ] || fail "nats server of h$i did not come up: $(tail -5 "$D/node/h$i/nats.log")"
     local u
@@ -131,19 +147,19 @@ start_nats() {
     esac
     urls+="${urls:+,}$u"
   done
-  # The mesh is complete when every server routes to both others.
-  for i in 1 2 3; do
+  # The mesh is complete when every server routes to all the others.
+  for i in $(seq 1 "$nhosts"); do
     for _ in $(seq 1 200); do
       n=$(varz "h$i" routez | sed -n 's/.*"num_routes": *\([0-9]*\).*/\1/p')
-      [ "${n:-0}" -ge 2 ] && break
+      [ "${n:-0}" -ge $((nhosts - 1)) ] && break
       sleep 0.05
     done
-    [ "${n:-0}" -ge 2 ] || fail "h$i has ${n:-0} routes, want 2 or more"
+    [ "${n:-0}" -ge $((nhosts - 1)) ] || fail "h$i has ${n:-0} routes, want $((nhosts - 1)) or more"
   done
 }
 
 stop_nats() {
-  for i in 1 2 3; do kill "${natspid[i]}" 2>/dev/null || true; wait "${natspid[i]}" 2>/dev/null || true; done
+  for i in $(seq 1 "$nhosts"); do kill "${natspid[i]}" 2>/dev/null || true; wait "${natspid[i]}" 2>/dev/null || true; done
 }
 
 # varz HOST [PAGE]: a monitoring page of HOST's server (from inside HOST).
@@ -237,7 +253,7 @@ check_digest() {
 
 # no_rank_left CASE: only the NATS servers may still run in the hosts.
 no_rank_left() {
-  for i in 1 2 3; do
+  for i in $(seq 1 "$nhosts"); do
     has_host "h$i" || continue
     for p in $(ip netns pids "cpbed-h$i"); do
       [ "$p" = "${natspid[i]}" ] && continue
@@ -435,6 +451,102 @@ for c in $cases; do
         result hostloss "{\"detect_s\": $detect, \"kill_to_running_s\": $total, \"recoveries\": $nrec, \"ranks\": $nranks, \"size\": $size, \"heartbeat\": \"100ms\"}"
       fi
       stop_nats
+      ;;
+    levels | levels-rs)
+      # The hosts are named h1.. here (the spawn command adds the cpbed-
+      # prefix) so that --local's {host} names the bed's node-local
+      # directories, node/hN.
+      if [ "$c" = levels ]; then
+        red=partner hostlist=h1:2,h2:2,h3:2 spare=h3 survivors="0 1" moved="2 3" from=partner
+      else
+        nhosts=5
+        CPBED_HOSTS=5 "$bed" up >/dev/null
+        red=rs:2+1 hostlist=h1:1,h2:1,h3:1,h4:1,h5:1 spare=h5 survivors="0 2 3" moved="1" from=rs
+      fi
+      say "$c: run --hosts $hostlist --local node/{host} --redundancy $red --flush-every 3; host h2 killed whole and its node-local directory wiped after the first cut"
+      start_nats
+      store=$D/shared/store-$c out=$D/node/h1/run-$c stats=$D/shared/stats-$c
+      rm -rf "$store" "$stats" "$D"/node/h*/local-"$c" # the case may be listed more than once
+      mkdir -p "$store"
+      "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
+        --hosts "$hostlist" --spawn-cmd 'ip netns exec cpbed-{host} {cmd}' \
+        --local "$D/node/{host}/local-$c" --redundancy "$red" --flush-every 3 --stats-dir "$stats" \
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
+        </dev/null >"$out.out" 2>"$out.log" &
+      runpid=$!
+      pids+=($runpid)
+      wait_epoch "$out.log" 1 || fail "$c: no first cut: $(tail -5 "$out.log")"
+      # The first cut must be held by the node-local levels (the commit
+      # waits for the copy on another host).
+      [ -n "$(ls -A "$D/node/h2/local-$c" 2>/dev/null)" ] || fail "$c: h2's node-local directory is empty after cut 1"
+      victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
+      [ -n "$victims" ] || fail "$c: nothing runs in h2"
+      # shellcheck disable=SC2086
+      kill -9 $victims 2>/dev/null || true
+      rm -rf "$D/node/h2/local-$c"
+      echo "$c: SIGKILLed every process of h2 (pids $victims: its ranks and NATS server) after cut $(last_epoch "$out.log"); h2's node-local directory wiped"
+      wait_pid "$c" "$runpid" "$out.log"
+      digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
+      [ "$digest" = "$ref" ] || fail "$c: digest ${digest:-none}, undisturbed $ref"
+      echo "$c: digest $digest = undisturbed"
+      "$bin" verify --store "$store" --local "$D/node/{host}/local-$c" --log-level warn >/dev/null ||
+        fail "$c: the store and node-local levels do not verify"
+      grep -q 'msg="host down: its ranks restart on other hosts" host=h2' "$out.log" ||
+        fail "$c: h2 was not marked down: $(grep -i host "$out.log" | tail -5)"
+      grep -q 'recovery-finished' "$out.log" || fail "$c: no recovery in the run's log"
+      for r in $moved; do
+        grep -q "msg=\"rank started\" rank=$r host=$spare" "$out.log" || fail "$c: rank $r not respawned on $spare"
+      done
+      no_rank_left "$c"
+      # The ranks' own counters (one stats file per rank process that
+      # exited by itself: the SIGKILLed ones wrote none): restore bytes by
+      # level, flushed and copied bytes, and exactly one finished process
+      # per rank (no rank ran to the end twice).
+      python3 - "$stats" "$nranks" "$from" "$survivors" "$moved" <<'PY' || fail "$c: the ranks' counters"
+import glob, json, sys
+d, n, frm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+survivors = [int(x) for x in sys.argv[4].split()]
+moved = [int(x) for x in sys.argv[5].split()]
+per, files, total, flushed, copied = {}, {}, {}, 0, 0
+for f in glob.glob(d + "/rank-*-spawn-*.json"):
+    r = json.load(open(f))
+    files.setdefault(r["rank"], []).append((r["spawn"], r.get("error", "")))
+    for lv, b in (r.get("restore_bytes") or {}).items():
+        per.setdefault(r["rank"], {}).setdefault(lv, 0)
+        per[r["rank"]][lv] += b
+        total[lv] = total.get(lv, 0) + b
+    flushed += r.get("flush_bytes", 0)
+    copied += r.get("partner_bytes", 0)
+print("restore bytes by level:", json.dumps(total, sort_keys=True))
+for r in sorted(per):
+    print("  rank %d:" % r, json.dumps(per[r], sort_keys=True))
+print("bytes flushed to the shared store %d, copied to other hosts %d" % (flushed, copied))
+bad = []
+for r in range(n):
+    if len(files.get(r, [])) != 1:
+        bad.append("rank %d: %d processes ran to the end %s, want 1" % (r, len(files.get(r, [])), files.get(r)))
+    elif files[r][0][1]:
+        bad.append("rank %d ended with %r" % (r, files[r][0][1]))
+if total.get("shared", 0) != 0:
+    bad.append("the recovery read %d bytes from the shared store" % total["shared"])
+for r in survivors:
+    if per.get(r, {}).get("local", 0) == 0:
+        bad.append("survivor rank %d read nothing from its own node-local copy" % r)
+for r in moved:
+    if per.get(r, {}).get(frm, 0) == 0:
+        bad.append("respawned rank %d read nothing from the %s level" % (r, frm))
+    if files.get(r) and files[r][0][0] == 0:
+        bad.append("rank %d finished in its first process, not a respawned one" % r)
+if flushed == 0 or copied == 0:
+    bad.append("want bytes both flushed and copied")
+for b in bad:
+    print("FAIL:", b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+      if grep -qF "$token" "$out.log"; then fail "$c: the run log shows the NATS token"; fi
+      echo "$c: h2's ranks rebuilt on $spare from the $from level, the survivors from their own node-local copies; 0 bytes read from the shared store"
+      stop_nats
+      nhosts=3
       ;;
     standby)
       say "standby: coordinator in h1, a standby in h2; host h1 killed whole after the first cut"
