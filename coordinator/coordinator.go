@@ -122,6 +122,7 @@ const (
 
 type member struct {
 	spawn     uint64 // the process we talk to (0: unknown)
+	from      uint64 // the cut that process was spawned from (its first restore)
 	alive     bool   // a process may be running for this rank
 	heard     bool
 	lastHeard int64
@@ -796,7 +797,16 @@ func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 	switch {
 	case x.died():
 	case x.Code == RankExitCutDamaged && restoring && !m.ready && ri.Epoch != 0:
-		c.cutDamaged(rank, ri.Epoch, "the rank's restore found it damaged (exit code 3)"+lastWords(x))
+		// A process that never spoke failed its first restore, of the
+		// cut it was spawned from, which an earlier recovery may have
+		// abandoned already; one that spoke failed the rollback of this
+		// recovery. Marking the wrong cut bad would throw an intact cut
+		// away (cutDamaged of a cut marked already only respawns).
+		e := ri.Epoch
+		if m.g == 0 && m.from != 0 {
+			e = m.from
+		}
+		c.cutDamaged(rank, e, "the rank's restore found it damaged (exit code 3)"+lastWords(x))
 		return
 	case x.Code == RankExitTransient:
 		if c.outageAt == 0 {

@@ -146,6 +146,42 @@ running:
 	}
 }
 
+// TestDamageExitOfAnOlderRestore: rank 1 reports cut 2 damaged and the
+// job falls back to cut 1, rolling the other ranks back in place; rank 0,
+// which was failing on cut 2 too, exits with code 3 before it ever spoke
+// at the new incarnation. Its exit is about cut 2: cut 1 must stay intact
+// (not marked bad), and rank 0 is respawned from cut 1.
+func TestDamageExitOfAnOlderRestore(t *testing.T) {
+	const n = 3
+	d := restored(t, n, twoCuts, wire.JobRecord{}, 0)
+	g := d.c.Incarnation()
+	d.rd = nil
+	d.recv(damagedAlarm(1, g, 2))
+	if g2 := d.c.Incarnation(); g2 == g {
+		t.Fatal("no new incarnation after the damage")
+	}
+	d.rd = nil
+	d.c.RankExited(0, g, RankExitCutDamaged)
+	d.step()
+	if ev := d.events(EvCutDamaged); len(ev) != 0 {
+		t.Fatalf("the exit of a process restoring cut 2 marked another cut bad: %+v", ev)
+	}
+	if rec := d.lastRecord(); rec != nil && slices.Contains(rec.BadCuts, 1) {
+		t.Fatalf("cut 1 marked bad: %+v", rec)
+	}
+	for range 100 { // past any respawn backoff
+		d.now += int64(100 * time.Millisecond)
+		d.c.Tick(d.now)
+		d.step()
+	}
+	if got := d.spawns(); got[0] != 1 {
+		t.Fatalf("spawns after rank 0's exit %v, want rank 0 from cut 1", got)
+	}
+	if o := d.outcome(); o != nil {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
 // TestDamageExitCodeWithoutAlarm: the exit code alone (the alarm lost)
 // falls back too; with no older cut the job restarts from step 0.
 func TestDamageExitCodeWithoutAlarm(t *testing.T) {

@@ -162,7 +162,7 @@ func (c *Coordinator) launch() {
 	for _, r := range ri.Lost {
 		m := &c.ranks[r]
 		c.rd.Spawn = append(c.rd.Spawn, Spawn{Rank: r, G: c.g, Epoch: ri.Epoch, Step: ri.Step})
-		*m = member{spawn: c.g, alive: true, lastHeard: c.now, peers: m.peers, total: m.total}
+		*m = member{spawn: c.g, from: ri.Epoch, alive: true, lastHeard: c.now, peers: m.peers, total: m.total}
 	}
 	for r := range c.ranks {
 		m := &c.ranks[r]

@@ -338,7 +338,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 			hs, err := launch.NewHosts(launch.HostsConfig{
 				Hosts: j.hosts, Ranks: o.Ranks, Template: j.spawnCmd, Argv: argv, Env: env,
 				Secret: append(secretVars(natsURL, o.nats.Token, len(o.rankUsers) > 0), rank.EnvRankKeys), SecretsVar: rank.EnvSecrets, HostVar: rank.EnvHost,
-				Out: g.Stderr, Log: g.Logger, Options: opts,
+				Verdicts: []int{exitDamaged}, Out: g.Stderr, Log: g.Logger, Options: opts,
 			})
 			if err != nil {
 				return usageError(fmt.Errorf("--hosts/--spawn-cmd: %w", err))

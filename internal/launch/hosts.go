@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,11 @@ type HostsConfig struct {
 	SecretsVar string
 	// HostVar is set to the host's name in each rank's environment.
 	HostVar string
+	// Verdicts are the exit codes by which a rank reports on its input
+	// (the cut it was to restore is damaged), not trouble with its host:
+	// a rank that exits with one is not lost for its host's sake, so a
+	// host whose ranks all found the cut damaged stays up.
+	Verdicts []int
 	// Settle bounds how long a lost rank's respawn waits for the other
 	// processes of its host to end too (a host that died takes all of its
 	// ranks, whose exits arrive one by one); default 500ms.
@@ -94,6 +100,9 @@ func NewHosts(cfg HostsConfig) (*Hosts, error) {
 // exited runs on the reaping goroutine before the exit is delivered.
 func (h *Hosts) exited(ex Exit) {
 	lost := !ex.Killed && (ex.Code != 0 || ex.Signal != "")
+	if ex.Signal == "" && slices.Contains(h.cfg.Verdicts, ex.Code) {
+		lost = false // the rank ran and judged its cut; the host is fine
+	}
 	h.mu.Lock()
 	host, down := h.pl.Ended(ex.Rank, ex.Spawn, lost)
 	h.lastLost[ex.Rank] = lost

@@ -221,3 +221,32 @@ func TestHostsSpawnCmdFailure(t *testing.T) {
 		t.Fatalf("rank 1 on %s, want the spare on c: %v", h.HostOf(1), err)
 	}
 }
+
+// TestHostsVerdictNotLost: a rank exiting with a verdict code (the cut it
+// was to restore is damaged) does not take its host down, although it was
+// the host's only process; any other failure does.
+func TestHostsVerdictNotLost(t *testing.T) {
+	h, err := NewHosts(HostsConfig{
+		Hosts: []Host{{"a", 1}, {"b", 1}, {"c", 1}}, Ranks: 2,
+		Template: `exec {cmd}`, Argv: []string{"sh", "-c", `exit $CODE`}, HostVar: "CUTPOINT_HOST",
+		Verdicts: []int{3}, Out: &buf{}, Settle: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for r, code := range []string{"3", "1"} {
+		if err := h.Spawn(r, 1, []string{"CODE=" + code}); err != nil {
+			t.Fatal(err)
+		}
+		if e := nextExit(t, h.Local); e.Rank != r {
+			t.Fatalf("exit %+v", e)
+		}
+	}
+	if d, why := h.pl.Down("a"); d {
+		t.Fatalf("a down after its rank found the cut damaged (%s); %s", why, h.Summary())
+	}
+	if d, _ := h.pl.Down("b"); !d {
+		t.Fatalf("b up after its only rank failed with code 1; %s", h.Summary())
+	}
+}
