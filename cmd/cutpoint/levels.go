@@ -89,3 +89,22 @@ func (o *jobOptions) precheckLevels(hosts []launch.Host) error {
 	}
 	return levels.Config{Local: l.Local, Redundancy: l.Redundancy, FlushEvery: l.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks, Bandwidth: l.Bandwidth}.Check()
 }
+
+// levelHosts is the host ring the levels choose partners and erasure
+// groups from: the --hosts list; under --spawn srun with a node-local
+// level, the Slurm allocation's nodes (SLURM_JOB_NODELIST) with their
+// tasks (SLURM_TASKS_PER_NODE) as slots, so that srun's block
+// distribution of the ranks is the ring's placement.
+func (j *jobRun) levelHosts(getenv func(string) string) ([]launch.Host, error) {
+	if len(j.hosts) > 0 || j.spawn != "srun" || j.job.levels.Local == "" {
+		return j.hosts, nil
+	}
+	hosts, err := launch.SlurmHosts(getenv("SLURM_JOB_NODELIST"), getenv("SLURM_TASKS_PER_NODE"))
+	if errors.Is(err, launch.ErrNoAllocation) {
+		return nil, nil // the srun spawner says so
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--local under --spawn srun: the allocation's nodes: %w", err)
+	}
+	return hosts, nil
+}
