@@ -3,7 +3,7 @@
 # the real Slurm cluster of slurm.sh (one slurmd per bed host, slurmctld in
 # cpbed-ctl). The script starts one `cutpoint nats` server per node; the
 # coordinator runs on the batch host and the ranks as job steps on all
-# three. Cases (SLURM_BED_CASES, default all three):
+# three. Cases (SLURM_BED_CASES, default all four):
 #
 #   plain     sbatch -N 3 --ntasks-per-node=2 (6 ranks) ends COMPLETED with the digest of `cutpoint
 #             run` of the same job; three servers, each advertising its
@@ -17,6 +17,14 @@
 #             one recovery (none is waited for as a survivor), the
 #             job ends COMPLETED with the same digest, and no rank runs
 #             twice at any check
+#   levels    the same job with --local node/{host}/levels (each node's
+#             own directory, {host} its Slurm node name) --redundancy
+#             partner --flush-every 1000; after a committed cut a node
+#             other than the batch host dies whole and its node-local
+#             directory is wiped: the job ends COMPLETED with the same
+#             digest, the dead node's ranks restored from the copies on
+#             another node, and the ranks' stats (CUTPOINT_STATS_DIR) show
+#             no byte restored from the shared store
 #   batchkill sbatch -N 2 --ntasks-per-node=3; after a committed cut the
 #             batch host dies whole (coordinator, its ranks, slurmd, NATS
 #             server): Slurm takes it out of the --no-kill job and marks it
@@ -40,7 +48,7 @@ sl=$root/scripts/multinode/slurm.sh
 bin=$root/bin/cutpoint
 steps=${SLURM_BED_STEPS:-8000}
 size=${SLURM_BED_SIZE:-96}
-cases=${SLURM_BED_CASES:-plain nodekill batchkill}
+cases=${SLURM_BED_CASES:-plain nodekill levels batchkill}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 W=$D/shared/slurm-test
