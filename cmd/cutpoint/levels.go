@@ -25,7 +25,7 @@ type levelOptions struct {
 
 func (o *levelOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Local, "local", "", "node-local checkpoint directory, {host} replaced by the rank's host (level 1; default: none, every cut in --store)")
-	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local and --hosts)")
+	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local, and --hosts or a Slurm allocation of several nodes under --spawn srun)")
 	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner or rs:K+M: write every Nth epoch's cut to --store too, in the background after it commits (level 3)")
 	f.Float64Var(&o.Bandwidth, "redundancy-bandwidth", 0, "MiB/s each rank's copies to other hosts and flushes to --store may take, in the background (0: no bound)")
 }

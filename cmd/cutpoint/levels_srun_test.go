@@ -50,6 +50,14 @@ func TestLevelHostsSrun(t *testing.T) {
 	if err := j.job.precheckLevels(one); err == nil || !strings.Contains(err.Error(), "one host (cpbed-h1:7)") || !strings.Contains(err.Error(), "allocation of two or more nodes") {
 		t.Errorf("one node: %v, want the one-host refusal", err)
 	}
+	// More ranks than the allocation's tasks: the ring would be wrong.
+	few, err := j.levelHosts(env("n[1-3]", "1(x3)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.job.precheckLevels(few); err == nil || !strings.Contains(err.Error(), "3 slots for 7 ranks") {
+		t.Errorf("7 ranks on 3 tasks: %v, want a refusal", err)
+	}
 	// A malformed allocation is named; none at all is left to the spawner.
 	if _, err := j.levelHosts(env("n[1-", "1")); err == nil || !strings.Contains(err.Error(), "allocation") {
 		t.Errorf("bad node list: %v", err)
