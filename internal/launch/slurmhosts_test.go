@@ -80,3 +80,28 @@ func TestSlurmHosts(t *testing.T) {
 		}
 	}
 }
+
+// The allocation's strings come from the environment: any of them gives
+// hosts or an error, never a panic, and never more than MaxSlurmNodes.
+func FuzzSlurmHosts(f *testing.F) {
+	f.Add("n[1-3,07],gpu-a", "3(x2),1,1")
+	f.Add("x[01-02]y", "2(x2)")
+	f.Add("n[1-", "1(x")
+	f.Fuzz(func(t *testing.T, nodes, tasks string) {
+		if names, err := ExpandNodeList(nodes); err == nil && (len(names) == 0 || len(names) > MaxSlurmNodes) {
+			t.Fatalf("%q: %d names", nodes, len(names))
+		}
+		if n, err := ParseTasksPerNode(tasks); err == nil && len(n) > MaxSlurmNodes {
+			t.Fatalf("%q: %d nodes", tasks, len(n))
+		}
+		hosts, err := SlurmHosts(nodes, tasks)
+		if err != nil {
+			return
+		}
+		for _, h := range hosts {
+			if h.Slots < 1 {
+				t.Fatalf("%q %q: host %v", nodes, tasks, h)
+			}
+		}
+	})
+}
