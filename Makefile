@@ -231,9 +231,11 @@ multinode-measure-load: build
 # and munged in a controller namespace, one slurmd per bed host under its
 # own hostname, all with a private config, key, socket and state; then
 # slurm/cutpoint.sbatch -N 3 (one NATS server per node), undisturbed and
-# with one node killed whole mid-job, and with the batch host killed whole
-# (requeued, restored from the latest cut) (scripts/multinode/slurm-test.sh).
-# 2.5 minutes on two cores (load about 2); skips without
+# with one node killed whole mid-job, the same with node-local levels
+# (--local, --redundancy partner; the dead node's directory wiped), and
+# with the batch host killed whole (requeued, restored from the latest cut)
+# (scripts/multinode/slurm-test.sh). 3 minutes on two cores (load about
+# 4); skips without
 # root or network namespaces.
 multinode-slurm-test: build
 	timeout 480 scripts/multinode/slurm-test.sh

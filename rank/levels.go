@@ -79,8 +79,13 @@ func (l *nodeLevels) isFinal(epoch uint64) bool {
 
 func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Store, log *slog.Logger) (*nodeLevels, error) {
 	if o.Host == "" {
-		// Launchers that do not say (srun): this machine's name.
-		h, err := os.Hostname()
+		// Launchers that do not say (srun): the Slurm node's name, which
+		// is the one the allocation's node list (the partner ring) uses
+		// and may differ from the machine's host name; else the machine's.
+		h, err := os.Getenv("SLURMD_NODENAME"), error(nil)
+		if h == "" {
+			h, err = os.Hostname()
+		}
 		if err != nil || h == "" {
 			return nil, fmt.Errorf("node-local level %s: the launcher did not say which host this rank is on (%s): %v", o.Levels.Local, EnvHost, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -258,4 +259,36 @@ func TestBackgroundFlush(t *testing.T) {
 	}
 	down.Store(false)
 	waitIn(r0)
+}
+
+// A rank the launcher names no host for (srun) takes its Slurm node's
+// name, the one the allocation's ring uses, over the machine's.
+func TestOpenLevelsSlurmNodeName(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	shared, err := ckpt.OpenDir(ctx, filepath.Join(dir, "shared"), ckpt.Options{Create: true, ChunkSize: 4096, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	ns := natstest.Run(t)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	t.Setenv("SLURMD_NODENAME", "node-b")
+	cfg := levels.Config{Local: filepath.Join(dir, "{host}"), Redundancy: levels.RedundancyPartner, Hosts: "node-a:1,node-b:1", World: 2}
+	l, err := openLevels(ctx, Options{Job: "j", Rank: 1, Levels: cfg}, nc, shared, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	if l.host != "node-b" {
+		t.Errorf("host %q, want SLURMD_NODENAME's node-b", l.host)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node-b")); err != nil {
+		t.Errorf("node-b's directory: %v", err)
+	}
 }

@@ -252,7 +252,13 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		g = g.withStderr(progress)
 	}
 
-	if err := o.precheckLevels(j.hosts); err != nil {
+	// The levels' host ring: --hosts, or under srun the allocation's
+	// nodes with their tasks (srun's block placement of the ranks).
+	levelHosts, err := j.levelHosts(os.Getenv)
+	if err != nil {
+		return usageError(err)
+	}
+	if err := o.precheckLevels(levelHosts); err != nil {
 		return usageError(err)
 	}
 	store, err := o.openStore(ctx, g, (!o.Restore || o.RestoreIfAny) && !j.rejoin)
@@ -260,7 +266,7 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return err
 	}
 	defer store.Close()
-	lv, err := o.levelConfig(ctx, store, j.hosts, o.Restore || j.rejoin)
+	lv, err := o.levelConfig(ctx, store, levelHosts, o.Restore || j.rejoin)
 	if err != nil {
 		return usageError(err)
 	}

@@ -25,7 +25,7 @@ type levelOptions struct {
 
 func (o *levelOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Local, "local", "", "node-local checkpoint directory, {host} replaced by the rank's host (level 1; default: none, every cut in --store)")
-	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local and --hosts)")
+	f.StringVar(&o.Redundancy, "redundancy", "none", "copies of each node-local shard on other hosts: none, partner (a full copy on the next host) or rs:K+M (erasure fragments on the next K+M hosts) (level 2; needs --local, and --hosts or a Slurm allocation of several nodes under --spawn srun)")
 	f.IntVar(&o.FlushEvery, "flush-every", 1, "with --redundancy partner or rs:K+M: write every Nth epoch's cut to --store too, in the background after it commits (level 3)")
 	f.Float64Var(&o.Bandwidth, "redundancy-bandwidth", 0, "MiB/s each rank's copies to other hosts and flushes to --store may take, in the background (0: no bound)")
 }
@@ -88,4 +88,23 @@ func (o *jobOptions) precheckLevels(hosts []launch.Host) error {
 		return nil
 	}
 	return levels.Config{Local: l.Local, Redundancy: l.Redundancy, FlushEvery: l.FlushEvery, Hosts: hostsString(hosts), World: o.Ranks, Bandwidth: l.Bandwidth}.Check()
+}
+
+// levelHosts is the host ring the levels choose partners and erasure
+// groups from: the --hosts list; under --spawn srun with a node-local
+// level, the Slurm allocation's nodes (SLURM_JOB_NODELIST) with their
+// tasks (SLURM_TASKS_PER_NODE) as slots, so that srun's block
+// distribution of the ranks is the ring's placement.
+func (j *jobRun) levelHosts(getenv func(string) string) ([]launch.Host, error) {
+	if len(j.hosts) > 0 || j.spawn != "srun" || j.job.levels.Local == "" {
+		return j.hosts, nil
+	}
+	hosts, err := launch.SlurmHosts(getenv("SLURM_JOB_NODELIST"), getenv("SLURM_TASKS_PER_NODE"))
+	if errors.Is(err, launch.ErrNoAllocation) {
+		return nil, nil // the srun spawner says so
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--local under --spawn srun: the allocation's nodes: %w", err)
+	}
+	return hosts, nil
 }

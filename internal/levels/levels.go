@@ -174,7 +174,7 @@ func (c Config) Check() error {
 			return err
 		}
 		if len(ring.all) < 2 {
-			return fmt.Errorf("--redundancy partner: the job runs on one host (%s); a partner copy must be on another host: give --hosts with two or more, or --redundancy none", c.Hosts)
+			return fmt.Errorf("--redundancy partner: the job runs on one host (%s); a partner copy must be on another host: give --hosts with two or more (under --spawn srun: an allocation of two or more nodes), or --redundancy none", c.Hosts)
 		}
 	}
 	return nil

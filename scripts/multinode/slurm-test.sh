@@ -3,7 +3,7 @@
 # the real Slurm cluster of slurm.sh (one slurmd per bed host, slurmctld in
 # cpbed-ctl). The script starts one `cutpoint nats` server per node; the
 # coordinator runs on the batch host and the ranks as job steps on all
-# three. Cases (SLURM_BED_CASES, default all three):
+# three. Cases (SLURM_BED_CASES, default all four):
 #
 #   plain     sbatch -N 3 --ntasks-per-node=2 (6 ranks) ends COMPLETED with the digest of `cutpoint
 #             run` of the same job; three servers, each advertising its
@@ -17,6 +17,14 @@
 #             one recovery (none is waited for as a survivor), the
 #             job ends COMPLETED with the same digest, and no rank runs
 #             twice at any check
+#   levels    the same job with --local node/{host}/levels (each node's
+#             own directory, {host} its Slurm node name) --redundancy
+#             partner --flush-every 1000; after a committed cut a node
+#             other than the batch host dies whole and its node-local
+#             directory is wiped: the job ends COMPLETED with the same
+#             digest, the dead node's ranks restored from the copies on
+#             another node, and the ranks' stats (CUTPOINT_STATS_DIR) show
+#             no byte restored from the shared store
 #   batchkill sbatch -N 2 --ntasks-per-node=3; after a committed cut the
 #             batch host dies whole (coordinator, its ranks, slurmd, NATS
 #             server): Slurm takes it out of the --no-kill job and marks it
@@ -40,7 +48,7 @@ sl=$root/scripts/multinode/slurm.sh
 bin=$root/bin/cutpoint
 steps=${SLURM_BED_STEPS:-8000}
 size=${SLURM_BED_SIZE:-96}
-cases=${SLURM_BED_CASES:-plain nodekill batchkill}
+cases=${SLURM_BED_CASES:-plain nodekill levels batchkill}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 W=$D/shared/slurm-test
@@ -191,14 +199,16 @@ ref=$("$bed" exec h1 env CUTPOINT_CONFIG=/dev/null "$bin" run --store "$D/node/h
 [ -n "$ref" ] || fail "no reference digest"
 say "undisturbed digest $ref"
 
-# submit NAME [NODES]: sbatch -N NODES (default 3) of the job, its 6 ranks
-# spread evenly (two on each of three nodes), from the login namespace.
+# submit NAME [NODES [FLAGS...]]: sbatch -N NODES (default 3) of the job,
+# its 6 ranks spread evenly (two on each of three nodes), from the login
+# namespace; FLAGS go to the coordinator.
 submit() {
-  local n=${2:-$nodes}
-  mkdir -p "$W/$1"
-  sq env CUTPOINT_STORE="$W/$1" CUTPOINT_BIN="$bin" CUTPOINT_CONFIG=/dev/null \
+  local name=$1 n=${2:-$nodes}
+  shift $(($# < 2 ? $# : 2))
+  mkdir -p "$W/$name"
+  sq env CUTPOINT_STORE="$W/$name" CUTPOINT_BIN="$bin" CUTPOINT_CONFIG=/dev/null ${CUTPOINT_STATS_DIR:+CUTPOINT_STATS_DIR="$CUTPOINT_STATS_DIR"} \
     sbatch --parsable -N "$n" --ntasks-per-node=$((nranks / n)) --chdir "$W" -o "$W/job-%j.out" "$root/slurm/cutpoint.sbatch" \
-    --size "$size" --steps "$steps" --interval 0 --every-steps 500
+    --size "$size" --steps "$steps" --interval 0 --every-steps 500 "$@"
 }
 
 # check_done JOB [RESTARTS]: COMPLETED after RESTARTS requeues (default
@@ -282,6 +292,59 @@ for c in $cases; do
     no_secrets "$job"
     "$sl" revive "$victim"
     say "nodekill: passed (job $job: COMPLETED in the same allocation, digest $ref, ranks $lost of $victim respawned, no duplicate)"
+    ;;
+  levels)
+    # Node-local directories: node/hN/ is host hN's disk; Slurm names the
+    # node cpbed-hN, which is what {host} becomes (SLURMD_NODENAME).
+    for i in 1 2 3; do ln -sfn "h$i" "$D/node/cpbed-h$i"; rm -rf "$D/node/h$i/levels"; done
+    st=$W/levels-stats
+    rm -rf "$st"
+    mkdir -p "$st"
+    say "levels: sbatch -N $nodes --ntasks-per-node=$((nranks / nodes)) --local node/{host}/levels --redundancy partner --flush-every 1000, a node killed whole after a committed cut, its node-local directory wiped"
+    job=$(CUTPOINT_STATS_DIR=$st submit levels "$nodes" --local "$D/node/{host}/levels" --redundancy partner --flush-every 1000)
+    wait_for "$job" 'cut committed.*component=coordinator' 120
+    batch=$(field "$job" BatchHost)
+    victim=""
+    for h in cpbed-h3 cpbed-h2; do [ "$h" != "$batch" ] && [ -z "$victim" ] && victim=$h; done
+    lost=$(ranks_of "${victim#cpbed-}" | awk '{print $2}' | sort -n | xargs)
+    [ "$(wc -w <<<"$lost")" = $((nranks / nodes)) ] || fail "levels: ranks '$lost' run on $victim, want $((nranks / nodes))"
+    # Each node's ranks keep their cuts in that node's own directory.
+    for i in 1 2 3; do
+      [ -n "$(find "$D/node/h$i/levels" -type f 2>/dev/null | head -n 1)" ] || fail "levels: nothing in h$i's node-local directory"
+    done
+    grep -qE 'msg="node-local level" .*dir=[^ ]*/node/cpbed-h[123]/levels .*redundancy=partner' "$W/job-$job.out" ||
+      fail "levels: no rank opened its node's directory under its Slurm node name"
+    "$sl" kill "$victim"
+    rm -rf "$D/node/${victim#cpbed-}/levels"
+    say "levels: $victim SIGKILLed whole (its ranks $lost), its node-local directory wiped; batch host $batch"
+    wait_for "$job" 'recovery-finished' 120
+    no_duplicates "levels after the recovery"
+    wait_end "$job" 300
+    check_done "$job"
+    for h in h1 h2 h3; do
+      [ -z "$(ranks_of "$h")" ] || fail "levels: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
+    done
+    # The restores read the node-local copies (the survivors their own,
+    # the respawned ranks the copies on their partner's node), no byte of
+    # the shared store.
+    python3 - "$st" <<'PY' || fail "levels: the ranks' restores read the shared store (stats in $st)"
+import glob, json, sys
+tot = {}
+for f in glob.glob(sys.argv[1] + "/rank-*.json"):
+    for level, n in (json.load(open(f)).get("restore_bytes") or {}).items():
+        tot[level] = tot.get(level, 0) + n
+print("levels: bytes restored by level:", tot)
+sys.exit(0 if tot.get("shared", 0) == 0 and tot.get("local", 0) + tot.get("partner", 0) > 0 else 1)
+PY
+    # The dead node's ranks were rebuilt from the copies on another node
+    # (their partner's: its own directory when the rank came back there).
+    for r in $lost; do
+      grep -qE "msg=restored rank=$r .*tier=(local|partner) " "$W/job-$job.out" ||
+        fail "levels: rank $r of $victim was not restored from a node-local copy: $(grep -E "msg=restored rank=$r " "$W/job-$job.out" | tail -n 1)"
+    done
+    no_secrets "$job"
+    "$sl" revive "$victim"
+    say "levels: passed (job $job: COMPLETED, digest $ref, ranks $lost of $victim rebuilt from their partner copies, 0 bytes from the shared store)"
     ;;
   batchkill)
     # -N 2 on the three hosts: the requeued job finds two live nodes while
