@@ -154,6 +154,10 @@ type Options struct {
 	// EnvLogFormat), which the launcher relays into its own log stream:
 	// a job should log through it too. nil: slog.Default().
 	Logger *slog.Logger
+	// BeforeAlarm, if set, runs when a restore fails, before the rank
+	// tells the coordinator (which then replaces the process at once):
+	// the last chance to make its own records (a stats file) durable.
+	BeforeAlarm func(err error)
 }
 
 // DefaultHeartbeatInterval is the rank's and the coordinator's default.

@@ -225,6 +225,9 @@ func (r *Rank) restoreFailed(ctx context.Context, g, epoch uint64, err error) er
 		return err // I/O, cancellation: not a property of the cut
 	}
 	r.log.Error("restore failed", "cut", epoch, "err", err)
+	if r.o.BeforeAlarm != nil {
+		r.o.BeforeAlarm(err)
+	}
 	a := &wire.Alarm{RankHeader: wire.RankHeader{Rank: r.o.Rank, Spawn: r.o.Spawn, G: g}, Kind: kind, Peer: -1, Cut: epoch,
 		Detail: truncate(err.Error(), 1000)}
 	msg := wire.EncodeRank(a)

@@ -148,7 +148,22 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	ro.Logger = g.Logger
 	ro.Peers = heat2d.NewLayout(ro.Rank, ro.World, o.workload.Size).Peers()
 	ro.TotalSteps = o.workload.Steps
-	r, err := rank.Join(ctx, ro)
+	statsDir := o.StatsDir
+	if !fs.Changed("stats-dir") {
+		statsDir = os.Getenv(jobstats.EnvDir)
+	}
+	var r *rank.Rank
+	var rec *jobstats.Recorder
+	// A failed restore alarms the coordinator, which kills this process
+	// at once: the stats file (damaged copies, bytes read) goes first.
+	ro.BeforeAlarm = func(err error) {
+		if rec != nil && r != nil {
+			if werr := writeRankStats(statsDir, r, rec, err); werr != nil {
+				g.Logger.Warn("stats file not written", "err", werr)
+			}
+		}
+	}
+	r, err = rank.Join(ctx, ro)
 	if errors.Is(err, natsutil.ErrUnreachable) || errors.Is(err, rank.ErrStoreUnavailable) {
 		return withCode(exitTransient, err)
 	}
@@ -156,12 +171,7 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 		return err
 	}
 	defer r.Close()
-	statsDir := o.StatsDir
-	if !fs.Changed("stats-dir") {
-		statsDir = os.Getenv(jobstats.EnvDir)
-	}
 	var comm heat2d.Comm = r
-	var rec *jobstats.Recorder
 	if statsDir != "" {
 		rec = jobstats.NewRecorder(ro.Rank, r.Options().Spawn, dev.Name(), started)
 		comm = &statsComm{Rank: r, rec: rec}
