@@ -33,6 +33,7 @@ const (
 	EnvJobID         = "CUTPOINT_JOB_ID"           // the job's random id, part of every subject (internal/subjects)
 	EnvNATSUser      = "CUTPOINT_NATS_USER"        // NATS user (per-rank credentials of the embedded server)
 	EnvNATSPassword  = "CUTPOINT_NATS_PASSWORD"    // its password (a secret: on stdin with EnvSecrets)
+	EnvNATSUsers     = "CUTPOINT_NATS_USERS"       // a job's users directory (cutpoint nats users): the rank logs in as its own user
 	EnvNATSTLSCA     = "CUTPOINT_NATS_TLS_CA"      // CA file (PEM) that signed the NATS server's certificate
 	EnvNATSTLSCAData = "CUTPOINT_NATS_TLS_CA_DATA" // the same CA as base64 of its PEM (launchers of remote ranks)
 	EnvNATSTLSCert   = "CUTPOINT_NATS_TLS_CERT"    // client certificate (mTLS)
@@ -251,6 +252,15 @@ func OptionsFromEnv() (Options, error) {
 	num(EnvWindow, &window)
 	num(EnvWorkers, &workers)
 	o.Rank, o.World, o.Spawn, o.RestoreEpoch = int(rank), int(world), uint64(spawn), uint64(epoch)
+	// A users directory names no secret itself: the rank reads its own
+	// password from it. Credentials the launcher handed over win.
+	if dir := str(EnvNATSUsers); dir != "" && o.Auth.User == "" && o.Auth.Token == "" && o.Auth.NkeySeedFile == "" {
+		u, p, err := natsutil.RankLogin(dir, o.Rank)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvNATSUsers, err))
+		}
+		o.Auth.User, o.Auth.Password = u, p
+	}
 	o.HoldBudget, o.Window, o.WriterWorkers = hold, int(window), int(workers)
 	if v := str(EnvHeartbeat); v != "" {
 		d, err := time.ParseDuration(v)

@@ -110,6 +110,7 @@ per-job credentials on a site server; it excludes a token.`,
 	f.StringVar(&o.AuthFile, "auth-file", "", "nats-server configuration file with users (and their permissions), nkeys or accounts (a file only this user can read)")
 	f.BoolVar(&o.Plaintext, "insecure-plaintext", false, "allow a listener other hosts can reach without TLS (isolated networks only)")
 	cmd.AddCommand(newNatsCertsCommand(g))
+	cmd.AddCommand(newNatsUsersCommand(g))
 	return cmd
 }
 

@@ -111,6 +111,14 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	if fs.Changed("rank") {
 		ro.Rank = o.Rank
 	}
+	if fs.Changed("nats-users") && o.nats.Users != "" {
+		// After --rank: the directory holds one user per rank.
+		u, p, err := natsutil.RankLogin(o.nats.Users, ro.Rank)
+		if err != nil {
+			return usageError(fmt.Errorf("--nats-users: %w", err))
+		}
+		ro.Auth.User, ro.Auth.Password = u, p
+	}
 	if fs.Changed("world") {
 		ro.World = o.World
 	}

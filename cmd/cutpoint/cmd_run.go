@@ -279,6 +279,9 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 		return err
 	}
 	natsURL := o.nats.URL
+	if j.embedded && o.nats.Users != "" {
+		return usageError(errors.New("--nats-users: only with --nats (the embedded server makes the job's users itself)"))
+	}
 	if j.embedded {
 		// The embedded server has a user for the coordinator and one
 		// per rank, with random passwords and permissions for this

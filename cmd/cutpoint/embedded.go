@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,16 +67,30 @@ type embeddedNATS struct {
 // maxRankUsers bounds the embedded server's per-rank users.
 const maxRankUsers = 4096
 
-// coordinatorUser is the embedded server's user name of the coordinator.
-const coordinatorUser = "coordinator"
+// coordinatorUser and rankUser name the job's users (natsutil.RankUser:
+// -1 is the ranks of an MPI world together).
+const coordinatorUser = natsutil.CoordinatorUser
 
-// rankUser is the embedded server's user name of rank r (-1: the ranks of
-// an MPI world together).
-func rankUser(r int) string {
-	if r < 0 {
-		return "ranks"
+var rankUser = natsutil.RankUser
+
+// jobUsers are the NATS users of a job in subject space space, each with
+// a fresh password: the coordinator first, then one user per rank or,
+// shared (an MPI world, whose ranks share one environment), one for all
+// ranks. Past maxRankUsers the server's users would cost more than they
+// protect at start: the ranks share one user (no control, nothing outside
+// the job), as an MPI world does.
+func jobUsers(space string, ranks int, shared bool) []natsutil.User {
+	cp := subjects.CoordinatorPermissions(space)
+	users := []natsutil.User{{Name: coordinatorUser, Password: newPassword(), Publish: cp.Publish, Subscribe: cp.Subscribe}}
+	if shared || ranks > maxRankUsers {
+		p := subjects.WorldPermissions(space)
+		return append(users, natsutil.User{Name: rankUser(-1), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true})
 	}
-	return "rank-" + strconv.Itoa(r)
+	for r := range ranks {
+		p := subjects.RankPermissions(space, r)
+		users = append(users, natsutil.User{Name: rankUser(r), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true})
+	}
+	return users
 }
 
 // startEmbedded starts the job's server on listen and sets o's NATS
@@ -85,27 +98,12 @@ func rankUser(r int) string {
 // can reach gets a certificate made for this job, in a private directory,
 // whose CA the ranks are handed.
 func startEmbedded(o *jobOptions, listen string, shared bool) (*embeddedNATS, error) {
-	space := subjects.Space(o.Job, o.jobID)
-	cp := subjects.CoordinatorPermissions(space)
 	// Credentials given for an external server (the environment fills
 	// --nats-token too) mean nothing here: the server makes its own.
-	o.nats.Token, o.nats.Nkey, o.nats.User, o.nats.Password = "", "", coordinatorUser, newPassword()
-	users := []natsutil.User{{Name: coordinatorUser, Password: o.nats.Password, Publish: cp.Publish, Subscribe: cp.Subscribe}}
-	// Past maxRankUsers the server's users would cost more than they
-	// protect at start: the ranks share one user (no control, nothing
-	// outside the job), as an MPI world does.
-	shared = shared || o.Ranks > maxRankUsers
-	o.rankUsers, o.sharedRanks = nil, shared
-	if shared {
-		p := subjects.WorldPermissions(space)
-		o.rankUsers = []natsutil.User{{Name: rankUser(-1), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true}}
-	} else {
-		for r := range o.Ranks {
-			p := subjects.RankPermissions(space, r)
-			o.rankUsers = append(o.rankUsers, natsutil.User{Name: rankUser(r), Password: newPassword(), Publish: p.Publish, Subscribe: p.Subscribe, Responses: true})
-		}
-	}
-	so := natsutil.ServerOptions{Listen: listen, Users: append(users, o.rankUsers...)}
+	users := jobUsers(subjects.Space(o.Job, o.jobID), o.Ranks, shared)
+	o.nats.Token, o.nats.Nkey, o.nats.User, o.nats.Password = "", "", coordinatorUser, users[0].Password
+	o.rankUsers, o.sharedRanks = users[1:], len(users) == 2 && users[1].Name == rankUser(-1)
+	so := natsutil.ServerOptions{Listen: listen, Users: users}
 	e := &embeddedNATS{}
 	if !natsutil.IsLoopback(listen) {
 		jt, err := natsutil.GenerateTLS("", certHosts(listen), 400*24*time.Hour)

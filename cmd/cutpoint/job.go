@@ -42,6 +42,10 @@ type natsOptions struct {
 	// sets User and Password for its embedded server's coordinator user.
 	// A password never goes on argv.
 	User, PasswordFile, Password string
+	// Users (--nats-users): a job's users directory (cutpoint nats
+	// users): the coordinator logs in as its user, every rank it spawns
+	// as its own (rank.EnvNATSUsers).
+	Users string
 	// caPEM: the CA's content, for the ranks (read once by check).
 	caPEM []byte
 }
@@ -53,6 +57,7 @@ func (o *natsOptions) AddFlags(f *pflag.FlagSet, help string) {
 	f.StringVar(&o.Nkey, "nats-nkey", "", "NATS nkey seed file")
 	f.StringVar(&o.User, "nats-user", "", "NATS user (of the server's own authorization, e.g. cutpoint nats --auth-file), with --nats-password-file")
 	f.StringVar(&o.PasswordFile, "nats-password-file", "", "file holding the password of --nats-user (a file only this user can read)")
+	f.StringVar(&o.Users, "nats-users", "", "a job's users directory (cutpoint nats users): the coordinator logs in as its user and each rank as its own")
 	f.StringVar(&o.TLSCA, "nats-tls-ca", "", "CA certificate (PEM) that signed the NATS server's certificate (TLS; the ranks are handed its content)")
 	f.StringVar(&o.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that asks for one (mutual TLS)")
 	f.StringVar(&o.TLSKey, "nats-tls-key", "", "key of --nats-tls-cert (a file only this user can read)")
@@ -103,6 +108,29 @@ func (o *natsOptions) readTokenFile() error {
 		return err
 	}
 	o.Token = t
+	return nil
+}
+
+// coordinatorUsers logs the coordinator in as the user of --nats-users.
+func (o *natsOptions) coordinatorUsers() error {
+	if o.Users == "" {
+		return nil
+	}
+	if o.Token != "" || o.User != "" || o.Nkey != "" {
+		return errors.New("--nats-users: not with --nats-token, --nats-user or --nats-nkey (the directory holds the job's users)")
+	}
+	if !filepath.IsAbs(o.Users) {
+		abs, err := filepath.Abs(o.Users)
+		if err != nil {
+			return fmt.Errorf("--nats-users: %w", err)
+		}
+		o.Users = abs
+	}
+	p, err := natsutil.ReadUserPassword(o.Users, natsutil.CoordinatorUser)
+	if err != nil {
+		return fmt.Errorf("--nats-users: %w", err)
+	}
+	o.User, o.Password = natsutil.CoordinatorUser, p
 	return nil
 }
 
@@ -320,6 +348,9 @@ func (o *jobOptions) check() error {
 	if err := o.nats.readTLS(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.nats.coordinatorUsers(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.JobID != "" {
 		if err := subjects.CheckID(o.JobID); err != nil {
 			errs = append(errs, fmt.Errorf("--job-id %q: %w", o.JobID, err))
@@ -416,6 +447,9 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 	}
 	if o.jobID != "" {
 		env = append(env, rank.EnvJobID+"="+o.jobID)
+	}
+	if o.nats.Users != "" {
+		env = append(env, rank.EnvNATSUsers+"="+o.nats.Users)
 	}
 	if o.sharedRanks && len(o.rankUsers) == 1 {
 		env = append(env, rank.EnvNATSUser+"="+o.rankUsers[0].Name, rank.EnvNATSPassword+"="+o.rankUsers[0].Password)

@@ -40,8 +40,15 @@ func hostileRank() {
 	var mu sync.Mutex
 	var violations []string
 	ca, _ := base64.StdEncoding.DecodeString(os.Getenv(rank.EnvNATSTLSCAData))
+	user, password := os.Getenv(rank.EnvNATSUser), os.Getenv(rank.EnvNATSPassword)
+	if d := os.Getenv(rank.EnvNATSUsers); user == "" && d != "" {
+		if user, password, err = natsutil.RankLogin(d, 1); err != nil {
+			fmt.Fprintf(f, "users: %v\n", err)
+			return
+		}
+	}
 	nc, err := natsutil.Connect(os.Getenv(rank.EnvNATS), natsutil.ConnectOptions{Name: "hostile rank 1",
-		Auth: natsutil.Auth{User: os.Getenv(rank.EnvNATSUser), Password: os.Getenv(rank.EnvNATSPassword), TLS: natsutil.ClientTLS{CAPEM: ca}},
+		Auth: natsutil.Auth{User: user, Password: password, TLS: natsutil.ClientTLS{CAPEM: ca}},
 		OnAsyncError: func(_ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				mu.Lock()
@@ -106,8 +113,17 @@ func TestRankCredentialsBounded(t *testing.T) {
 	}
 	report := string(b)
 	t.Logf("rank 1's attempts:\n%s", report)
-	if !strings.HasPrefix(report, "tls true\n") {
-		t.Fatalf("rank 1's connection is not TLS:\n%s", report)
+	checkHostileReport(t, report, true)
+	if strings.Contains(r.stderr, "result from") && strings.Contains(r.stderr, "forged") {
+		t.Errorf("the coordinator saw a forged result:\n%s", tail(r.stderr, 40))
+	}
+}
+
+// checkHostileReport checks hostileRank's report: every attempt refused.
+func checkHostileReport(t *testing.T, report string, tls bool) {
+	t.Helper()
+	if !strings.HasPrefix(report, fmt.Sprintf("tls %v\n", tls)) {
+		t.Fatalf("rank 1's connection: want tls %v:\n%s", tls, report)
 	}
 	space := "cp.heat2d."
 	for _, s := range []string{"Publish to \"" + space + "%s.ctl.r2c.2\"", "Publish to \"" + space + "%s.ctl.c2r.all\"",
@@ -120,9 +136,6 @@ func TestRankCredentialsBounded(t *testing.T) {
 	}
 	if n := strings.Count(report, "Permissions Violation"); n != 7 {
 		t.Errorf("%d permissions violations, want 7:\n%s", n, report)
-	}
-	if strings.Contains(r.stderr, "result from") && strings.Contains(r.stderr, "forged") {
-		t.Errorf("the coordinator saw a forged result:\n%s", tail(r.stderr, 40))
 	}
 }
 
@@ -325,5 +338,117 @@ func TestNatsCertsCluster(t *testing.T) {
 		append([]string{"coordinator", "--store", store, "--spawn", "local", "--interval", "0", "--every-steps", "1500"}, job...)...)
 	if got := r.digest(t); got != want {
 		t.Fatalf("digest over the TLS cluster %s, undisturbed %s", got, want)
+	}
+}
+
+// TestNatsUsers: `cutpoint nats users` makes a job's users for servers
+// the job does not start; two clustered `cutpoint nats --auth-file`
+// servers take them; a coordinator given the directory (CUTPOINT_NATS_USERS)
+// logs in as its user and its ranks as theirs, and rank 1, trying with its
+// own credentials to speak as rank 2, as the coordinator and as rank 0, is
+// refused each time by NATS; a rank's password does not log in as the
+// coordinator; no password shows in a log; the job ends with the
+// undisturbed digest.
+func TestNatsUsers(t *testing.T) {
+	want := reference(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCmd(t, cutpoint(t, nil, "nats", "users", "--dir", dir, "--ranks", "0")); r.code != 2 || !strings.Contains(r.stderr, "--ranks 0") {
+		t.Fatalf("--ranks 0: exit %d, want 2 naming it:\n%s", r.code, r.stderr)
+	}
+	out, err := cutpoint(t, nil, "nats", "users", "--dir", dir, "--ranks", "4", "--job", "heat2d").Output()
+	if err != nil {
+		t.Fatalf("nats users: %v", err)
+	}
+	users := strings.TrimSpace(string(out))
+	if st, err := os.Lstat(users); err != nil || st.Mode().Perm() != 0o700 || !st.IsDir() {
+		t.Fatalf("users directory %s: %v %v", users, st, err)
+	}
+	ents, err := os.ReadDir(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var passwords []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+		st, err := os.Lstat(filepath.Join(users, e.Name()))
+		if err != nil || st.Mode().Perm() != 0o600 || !st.Mode().IsRegular() {
+			t.Fatalf("%s: %v %v", e.Name(), st, err)
+		}
+		if e.Name() != natsutil.UsersAuthFile {
+			p, err := natsutil.ReadUserPassword(users, e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			passwords = append(passwords, p)
+		}
+	}
+	if got := strings.Join(names, " "); got != "auth.conf coordinator rank-0 rank-1 rank-2 rank-3" {
+		t.Fatalf("users directory holds %s", got)
+	}
+	env := []string{"CUTPOINT_NATS_CLUSTER_TOKEN=users-e2e-route"}
+	var logs []*syncBuf
+	start := func(i int, routes string) string {
+		urlFile, routeFile := filepath.Join(dir, fmt.Sprintf("url.%d", i)), filepath.Join(dir, fmt.Sprintf("route.%d", i))
+		args := []string{"nats", "--listen", "127.0.0.1:0", "--cluster", "127.0.0.1:0", "--auth-file", filepath.Join(users, natsutil.UsersAuthFile),
+			"--cluster-url-file", routeFile, "--url-file", urlFile}
+		if routes != "" {
+			args = append(args, "--routes", routes)
+		}
+		n := cutpoint(t, env, args...)
+		nerr := &syncBuf{}
+		logs = append(logs, nerr)
+		n.Stderr = nerr
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Process.Kill(); n.Wait() })
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(urlFile); len(b) > 0 {
+				return strings.TrimSpace(string(b))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("server %d wrote no URL\n%s", i, nerr.String())
+			}
+		}
+	}
+	u0 := start(0, "")
+	route0, err := os.ReadFile(filepath.Join(dir, "route.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1 := start(1, strings.TrimSpace(string(route0)))
+	p1, err := natsutil.ReadUserPassword(users, "rank-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := natsutil.Connect(u0, natsutil.ConnectOptions{Name: "rank 1 as the coordinator",
+		Auth: natsutil.Auth{User: natsutil.CoordinatorUser, Password: p1}}); err == nil {
+		nc.Close()
+		t.Fatal("rank 1's password logged in as the coordinator")
+	}
+	hostile := filepath.Join(dir, "hostile.txt")
+	r := runOK(t, []string{"CUTPOINT_NATS=" + u1 + "," + u0, "CUTPOINT_NATS_USERS=" + users, envHostileOut + "=" + hostile},
+		append([]string{"coordinator", "--store", filepath.Join(dir, "store"), "--spawn", "local", "--interval", "0", "--every-steps", "1500"}, job...)...)
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest with the job's users %s, undisturbed %s", got, want)
+	}
+	b, err := os.ReadFile(hostile)
+	if err != nil {
+		t.Fatalf("rank 1 did not try: %v", err)
+	}
+	checkHostileReport(t, string(b), false)
+	for _, p := range passwords {
+		for i, l := range logs {
+			if strings.Contains(l.String(), p) {
+				t.Errorf("server %d's log shows a password", i)
+			}
+		}
+		if strings.Contains(r.stderr, p) || strings.Contains(r.stdout, p) {
+			t.Errorf("the coordinator's output shows a password")
+		}
 	}
 }
