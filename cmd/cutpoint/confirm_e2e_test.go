@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,6 +123,90 @@ func TestKilledRankFoundByLauncher(t *testing.T) {
 	if d >= 3*time.Second {
 		t.Fatalf("a killed rank lost %v after the kill: not before the 3s failure timeout", d)
 	}
+	r := wait()
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, tail(r.stderr, 60))
+	}
+	if got := r.digest(t); got != want {
+		t.Fatalf("digest %s, undisturbed %s", got, want)
+	}
+}
+
+// freezer puts pid into a new freezer cgroup (cgroup v1's freezer
+// hierarchy, else a child of this process's cgroup v2) and returns
+// functions that freeze and thaw it; skips where neither can be made.
+// A frozen process exists and is not stopped (its state is D or S, not
+// T): to its launcher it runs, as one hung in the kernel on a dead file
+// system does.
+func freezer(t *testing.T, pid int) (freeze, thaw func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a freezer cgroup of the test's own needs root")
+	}
+	name := fmt.Sprintf("cutpoint-test-freeze-%d", os.Getpid())
+	var dir, procs, stateFile, frozen, thawed string
+	if st, err := os.Stat("/sys/fs/cgroup/freezer"); err == nil && st.IsDir() {
+		dir = filepath.Join("/sys/fs/cgroup/freezer", name)
+		procs, stateFile, frozen, thawed = "cgroup.procs", "freezer.state", "FROZEN", "THAWED"
+	} else if b, err := os.ReadFile("/proc/self/cgroup"); err == nil && strings.HasPrefix(string(b), "0::") {
+		dir = filepath.Join("/sys/fs/cgroup", strings.TrimSpace(strings.TrimPrefix(string(b), "0::")), name)
+		procs, stateFile, frozen, thawed = "cgroup.procs", "cgroup.freeze", "1", "0"
+	} else {
+		t.Skip("no freezer cgroup on this machine")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a freezer cgroup: %v", err)
+	}
+	write := func(file, v string) error { return os.WriteFile(filepath.Join(dir, file), []byte(v), 0) }
+	thaw = func() { _ = write(stateFile, thawed) }
+	t.Cleanup(func() {
+		thaw()
+		for deadline := time.Now().Add(10 * time.Second); os.Remove(dir) != nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	if err := write(procs, strconv.Itoa(pid)); err != nil {
+		t.Skipf("cannot move the rank into the freezer cgroup: %v", err)
+	}
+	return func() {
+		if err := write(stateFile, frozen); err != nil {
+			t.Fatalf("freeze: %v", err)
+		}
+	}, thaw
+}
+
+// TestFrozenRankGetsGrace: a rank whose process still exists and is not
+// stopped but does nothing (frozen in a cgroup: state D, as a process
+// hung on a dead file system) goes silent; asked, its launcher says it
+// runs, so it gets one more failure timeout before it is declared lost
+// ("launcher: process running, still silent"), and is then replaced; the
+// job ends with the undisturbed digest. TestStoppedRankConfirmed is the
+// case without grace.
+func TestFrozenRankGetsGrace(t *testing.T) {
+	want := reference(t)
+	errb, wait, launcher := startConfirmJob(t)
+	pid := rankPid(t, launcher, 1)
+	if pid == 0 {
+		t.Fatal("rank 1's process not found")
+	}
+	freeze, thaw := freezer(t, pid)
+	freeze()
+	frozenAt := time.Now()
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		t.Logf("frozen rank's /proc stat: %s", st)
+	}
+	_, asked := logLine(t, errb, time.Minute, "silent rank: asked the launcher", "rank=1", "process=running")
+	_, grace := logLine(t, errb, time.Minute, "rank-silent-running", "rank=1")
+	line, lost := logLine(t, errb, time.Minute, "rank-lost g=", "rank=1", "launcher: process running, still silent")
+	t.Logf("frozen at 0; launcher asked at %v, grace at %v, lost at %v: %s", asked.Sub(frozenAt).Round(time.Millisecond),
+		grace.Sub(frozenAt).Round(time.Millisecond), lost.Sub(frozenAt).Round(time.Millisecond), line)
+	// The grace is one more failure timeout (3s) from the question.
+	if d := lost.Sub(asked); d < 3*time.Second-200*time.Millisecond {
+		t.Fatalf("lost %v after the launcher said it runs: no grace of a failure timeout", d)
+	}
+	// The frozen process cannot act on its SIGKILL until it thaws (cgroup
+	// v1); thawed, it dies or, fenced, has no effect on the job.
+	thaw()
 	r := wait()
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, tail(r.stderr, 60))
