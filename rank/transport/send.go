@@ -53,10 +53,11 @@ func (e *Endpoint) writeLoop() {
 	}
 }
 
-// collect executes the machine's Readys until one has frames (each Ready
-// holds about one full frame of data, so acks never wait behind more):
-// deliveries and events go to the deliverer's queue, wakes to Acquire, and
-// the frames are returned for publishing.
+// collect executes the machine's Readys (channel.Execute, through ports)
+// until one has frames (each Ready holds about one full frame of data, so
+// acks never wait behind more): deliveries and events go to the
+// deliverer's queue, wakes to Acquire, and the frames are returned for
+// publishing.
 func (e *Endpoint) collect(out []outFrame) []outFrame {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -64,25 +65,12 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 		return out
 	}
 	e.m.Tick(e.now())
-	for len(out) == 0 && e.m.HasReady() {
-		r := e.m.Ready()
-		for i := range r.Frames {
-			f := &r.Frames[i]
-			out = append(out, outFrame{subj: e.subject(f), h: f.Header, payload: f.Payload})
-		}
-		for _, d := range r.Deliver {
-			e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
-		}
-		for _, ev := range r.Events {
-			e.emitLocked(Event{Kind: eventKinds[ev.Kind], Peer: ev.Peer, G: ev.G, Err: ev.Err}, false)
-		}
-		if r.Wake {
-			e.wakeLocked()
-		}
-		e.m.Advance(r)
+	x := ports{e: e, out: out}
+	for len(x.out) == 0 && e.m.HasReady() {
+		channel.Execute(e.m, &x)
 	}
 	e.afterLocked()
-	return out
+	return x.out
 }
 
 func (e *Endpoint) publish(subj string, frame []byte) {
