@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -44,8 +45,9 @@ type Endpoint struct {
 
 	mu       sync.Mutex
 	m        *channel.Machine
-	subj     subjects // of m.G()
-	epoch    uint64   // bumped by Reset, so that Acquire notices one
+	subjG    uint64             // the incarnation of subjs
+	subjs    map[subjKey]string // publish subjects, by kind and peer
+	epoch    uint64             // bumped by Reset, so that Acquire notices one
 	closed   bool
 	connGone bool          // the connection is closed for good
 	wait     chan struct{} // closed (and cleared) when Acquire should look again
@@ -68,10 +70,9 @@ type Endpoint struct {
 	auth *frameAuth // nil: Options.Keys unset
 }
 
-// subjects are the publish subjects of one incarnation, by peer.
-type subjects struct {
-	g         uint64
-	data, ack map[int]string
+type subjKey struct {
+	sub channel.Sub
+	to  int
 }
 
 type upcall struct {
@@ -145,11 +146,6 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 		stop:        make(chan struct{}),
 	}
 	if cfg.Keys != nil {
-		a, err := newFrameAuth(cfg.Keys, cfg.peers)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
-		}
-		e.auth = a
 		e.fragPayload -= TagLen // the frame and its tag fit the server's max payload
 	}
 	e.pendBytes = cfg.PendingBytesLimit
@@ -162,6 +158,11 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 	}, cfg.G, newSession(), e.now())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	if cfg.Keys != nil { // the peers are checked: one key each
+		if e.auth, err = newFrameAuth(cfg.Keys, cfg.peers); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+		}
 	}
 	e.m = m
 	e.ackTimer = time.AfterFunc(time.Hour, e.ackTimerFired)
@@ -183,17 +184,14 @@ func (e *Endpoint) now() int64 { return int64(time.Since(e.t0)) }
 
 // subject is where frame f of the current incarnation goes.
 func (e *Endpoint) subject(f *channel.Out) string {
-	if e.subj.g != f.Header.G {
-		e.subj = subjects{g: f.Header.G, data: map[int]string{}, ack: map[int]string{}}
+	if e.subjs == nil || e.subjG != f.Header.G {
+		e.subjG, e.subjs = f.Header.G, map[subjKey]string{}
 	}
-	tab, mk := e.subj.data, dataSubject
-	if f.Sub == channel.AckSub {
-		tab, mk = e.subj.ack, ackSubject
-	}
-	s, ok := tab[f.To]
+	k := subjKey{f.Sub, f.To}
+	s, ok := e.subjs[k]
 	if !ok {
-		s = mk(e.job, f.Header.G, f.To, e.cfg.Self)
-		tab[f.To] = s
+		s = subject(e.job, f.Header.G, f.Sub, f.To, strconv.Itoa(e.cfg.Self))
+		e.subjs[k] = s
 	}
 	return s
 }
@@ -201,11 +199,11 @@ func (e *Endpoint) subject(f *channel.Out) string {
 // subscribe makes the subscriptions of incarnation g, drops those of the
 // previous incarnation, and flushes.
 func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
-	ds, err := e.nc.Subscribe(dataWildcard(e.job, g, e.cfg.Self), e.onData)
+	ds, err := e.nc.Subscribe(subject(e.job, g, channel.DataSub, e.cfg.Self, "*"), e.onData)
 	if err != nil {
 		return fmt.Errorf("transport: subscribe data of g=%d: %w", g, err)
 	}
-	as, err := e.nc.Subscribe(ackWildcard(e.job, g, e.cfg.Self), e.onAck)
+	as, err := e.nc.Subscribe(subject(e.job, g, channel.AckSub, e.cfg.Self, "*"), e.onAck)
 	if err != nil {
 		_ = ds.Unsubscribe()
 		return fmt.Errorf("transport: subscribe acks of g=%d: %w", g, err)
