@@ -25,8 +25,9 @@ import (
 // decision (sequence numbers, windows, acks, retransmission, dedup,
 // reordering, reassembly, incarnations); the Endpoint owns the NATS
 // subscriptions and publishes, the clock, the session ids, the waiting of
-// Acquire and the goroutines. Goroutines: a writer (takes the machine's
-// Ready, publishes its frames, ticks the machine's clock), a deliverer
+// Acquire and the goroutines. Goroutines: a writer (ticks the machine's
+// clock, executes its Readys with channel.Execute through ports, then
+// publishes their frames), a deliverer
 // (calls the Handler), a watcher of the connection's status, and one
 // watcher per subscription for slow-consumer reports. Frames are handed to
 // the machine on the NATS client's subscription goroutines, which only
@@ -523,36 +524,6 @@ func (e *Endpoint) noteLocked(ev Event) {
 	e.m.Note(e.now(), ev)
 	e.afterLocked()
 }
-
-const maxQueuedEvents = 1024
-
-// ports are channel.Execute's ports over the Endpoint (e.mu held): frames
-// are collected for the writer to publish outside the lock, deliveries
-// and events queued for the deliverer, waiting Acquire calls woken.
-type ports struct {
-	e   *Endpoint
-	out []outFrame
-}
-
-func (x *ports) Publish(f *channel.Out) {
-	x.out = append(x.out, outFrame{subj: x.e.subject(f), h: f.Header, payload: f.Payload})
-}
-
-func (x *ports) Deliver(d channel.Delivery) {
-	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
-}
-
-func (x *ports) Event(ev Event) {
-	e := x.e
-	if e.dqEvents >= maxQueuedEvents {
-		e.st.eventsDropped.Add(1)
-		return
-	}
-	e.dqEvents++
-	e.pushLocked(upcall{ev: &ev})
-}
-
-func (x *ports) Wake() { x.e.wakeLocked() }
 
 // deliverLoop is the one goroutine that calls the Handler.
 func (e *Endpoint) deliverLoop() {

@@ -73,6 +73,38 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 	return x.out
 }
 
+// maxQueuedEvents bounds the events queued for the deliverer (past it
+// they are counted in EventsDropped).
+const maxQueuedEvents = 1024
+
+// ports are channel.Execute's ports over the Endpoint (e.mu held): frames
+// are collected for the writer to publish outside the lock, deliveries
+// and events queued for the deliverer, waiting Acquire calls woken.
+type ports struct {
+	e   *Endpoint
+	out []outFrame
+}
+
+func (x *ports) Publish(f *channel.Out) {
+	x.out = append(x.out, outFrame{subj: x.e.subject(f), h: f.Header, payload: f.Payload})
+}
+
+func (x *ports) Deliver(d channel.Delivery) {
+	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
+}
+
+func (x *ports) Event(ev Event) {
+	e := x.e
+	if e.dqEvents >= maxQueuedEvents {
+		e.st.eventsDropped.Add(1)
+		return
+	}
+	e.dqEvents++
+	e.pushLocked(upcall{ev: &ev})
+}
+
+func (x *ports) Wake() { x.e.wakeLocked() }
+
 func (e *Endpoint) publish(subj string, frame []byte) {
 	if e.cfg.Faults == nil {
 		if err := e.nc.Publish(subj, frame); err != nil {
