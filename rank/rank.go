@@ -109,6 +109,10 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	flt, err := parseFaults(o.Fault, o.Rank, o.Spawn) // before anything is opened
+	if err != nil {
+		return nil, err
+	}
 	log := o.Logger.With("rank", o.Rank)
 	store, err := openStore(ctx, o, log)
 	if err != nil {
@@ -130,12 +134,6 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
-	}
-	flt, err := parseFaults(o.Fault, o.Rank, o.Spawn)
-	if err != nil {
-		nc.Close()
-		store.Close()
-		return nil, err
 	}
 	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
