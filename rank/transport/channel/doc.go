@@ -7,8 +7,9 @@
 // R14). It starts no goroutine, reads no clock, touches no socket and draws
 // no random number: time comes in with Tick and Receive, session ids with
 // New and Reset. Package transport (the Endpoint) is its driver over NATS,
-// package sim its driver in the whole-stack simulation; both execute its
-// Ready with Execute.
+// package sim its driver in the whole-stack simulation, this package's
+// TestSim a driver of many machines alone; all execute its Ready with
+// Execute.
 //
 // The wire format (version 2) is in frame.go: DecodeFrame treats bytes as
 // hostile and allocates nothing; AppendFrame encodes.
