@@ -16,70 +16,9 @@ import (
 	"github.com/cutpoint/cutpoint/internal/natsutil"
 	"github.com/cutpoint/cutpoint/internal/subjects"
 	"github.com/cutpoint/cutpoint/internal/wire"
-	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank/participant"
 	"github.com/cutpoint/cutpoint/rank/transport"
 )
-
-// rolledBackError is ErrRolledBack's type: a comparable value, so
-// errors.Is(err, ErrRolledBack) holds as for any sentinel.
-type rolledBackError struct{}
-
-func (rolledBackError) Error() string {
-	return "rank: rolled back to a committed cut; call SafePoint"
-}
-
-// RolledBack reports true; see ErrRolledBack.
-func (rolledBackError) RolledBack() bool { return true }
-
-// Errors returned to the job. Test with errors.Is.
-var (
-	// ErrRolledBack: the job was rolled back to a committed cut while the
-	// call was blocked or before it. The job must return to its loop and
-	// call SafePoint, which restores the state and returns the cut's step.
-	// It has a RolledBack() bool method so that a workload can recognise
-	// it without importing rank (internal/heat2d sits below rank).
-	ErrRolledBack error = rolledBackError{}
-	// ErrStopped: the coordinator stopped the job (it finished elsewhere,
-	// was preempted after a final cut, or failed). The process should exit
-	// with the code the coordinator asked for: the error is an *ExitError,
-	// errors.As gives its Code.
-	ErrStopped = errors.New("rank: job stopped by the coordinator")
-	// ErrFenced: this process was replaced by a newer one (R13). It must
-	// exit at once without touching the store.
-	ErrFenced = errors.New("rank: process fenced (replaced by a newer one)")
-	// ErrStoreUnavailable: Join could not open the store for a reason
-	// that may pass (permissions, I/O, a network file system away); a
-	// store that does not exist is not this. cutpoint rank exits 75 and
-	// the coordinator respawns it with backoff.
-	ErrStoreUnavailable = errors.New("rank: store unavailable")
-	// ErrNotStarted: Send, Recv or SafePoint before Start.
-	ErrNotStarted = errors.New("rank: Start has not been called")
-	// ErrProtectAfterStart: Protect after Start.
-	ErrProtectAfterStart = errors.New("rank: Protect after Start")
-	// ErrClosed: the rank was closed.
-	ErrClosed = errors.New("rank: closed")
-)
-
-// ExitError carries the exit code the coordinator asked for with ErrStopped
-// or ErrFenced.
-type ExitError struct {
-	Code   int
-	Reason string
-	fenced bool
-}
-
-func (e *ExitError) Error() string {
-	if e.fenced {
-		return fmt.Sprintf("%v: %s", ErrFenced, e.Reason)
-	}
-	return fmt.Sprintf("%v (code %d): %s", ErrStopped, e.Code, e.Reason)
-}
-
-// Is makes errors.Is(err, ErrStopped / ErrFenced) work.
-func (e *ExitError) Is(target error) bool {
-	return (target == ErrFenced && e.fenced) || (target == ErrStopped && !e.fenced)
-}
 
 // Rank is one rank of a job: its channels to peers, its protected state and
 // its part in the snapshot protocol. Send, Recv, SafePoint and Finish are
@@ -161,18 +100,6 @@ type Stats struct {
 	ControlForged int64
 }
 
-type protected struct {
-	name     string
-	elemSize int
-	buf      func(step int64) kernels.Buffer
-	// Device chunk hashes, for incremental capture on devices where the
-	// copy to the host is the cost (not the CPU): base is the hashes of
-	// committed cut baseEpoch; pending those of epochs not yet committed.
-	base      *kernels.ChunkHashes
-	baseEpoch uint64
-	pending   map[uint64]*kernels.ChunkHashes
-}
-
 // space is the job's subject space (internal/subjects).
 func (r *Rank) space() string { return subjects.Space(r.o.Job, r.o.JobID) }
 
@@ -180,6 +107,10 @@ func (r *Rank) space() string { return subjects.Space(r.o.Job, r.o.JobID) }
 // then protects its state buffers and calls Start.
 func Join(ctx context.Context, o Options) (*Rank, error) {
 	if err := o.check(); err != nil {
+		return nil, err
+	}
+	flt, err := parseFaults(o.Fault, o.Rank, o.Spawn) // before anything is opened
+	if err != nil {
 		return nil, err
 	}
 	log := o.Logger.With("rank", o.Rank)
@@ -203,12 +134,6 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
-	}
-	flt, err := parseFaults(o.Fault, o.Rank, o.Spawn)
-	if err != nil {
-		nc.Close()
-		store.Close()
-		return nil, err
 	}
 	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
@@ -268,60 +193,6 @@ func (r *Rank) World() int { return r.o.World }
 // Options returns the options the rank runs with, defaults filled in
 // (Spawn, HeartbeatInterval, Logger).
 func (r *Rank) Options() Options { return r.o }
-
-// Protect registers buf as state: it is captured at every cut and restored
-// on a rollback. Call it before Start.
-func (r *Rank) Protect(name string, buf kernels.Buffer) error {
-	return r.ProtectFunc(name, buf.ElemSize(), func(int64) kernels.Buffer { return buf })
-}
-
-// ProtectFunc registers state that lives in a buffer chosen by step, e.g.
-// one half of a double buffer: fn(step) names the buffer holding the state
-// after step. It is called at capture (with the cut's step) and at restore
-// (with the restored step, before the job resumes). Every buffer fn returns
-// must have the same length and element size.
-func (r *Rank) ProtectFunc(name string, elemSize int, fn func(step int64) kernels.Buffer) error {
-	if !kernels.ValidElemSize(elemSize) {
-		return fmt.Errorf("rank: protect %q: element size %d (want 1, 2, 4 or 8)", name, elemSize)
-	}
-	if name == "" || len(name) > 255 {
-		return fmt.Errorf("rank: protect: buffer name %q must have 1 to 255 bytes", name)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.started {
-		return ErrProtectAfterStart
-	}
-	for _, p := range r.prot {
-		if p.name == name {
-			return fmt.Errorf("rank: protect %q: name already protected", name)
-		}
-	}
-	r.prot = append(r.prot, &protected{name: name, elemSize: elemSize, buf: fn, pending: map[uint64]*kernels.ChunkHashes{}})
-	b := fn(0)
-	if b.ElemSize() != elemSize {
-		return fmt.Errorf("rank: protect %q: buffer element size %d, declared %d", name, b.ElemSize(), elemSize)
-	}
-	// Staging memory allocated now costs nothing at the first cut.
-	if err := deviceOf(b).Reserve(b, r.captureOptions(r.prot[len(r.prot)-1])); err != nil {
-		r.log.Warn("staging reservation failed; the first cut will allocate", "buffer", name, "err", err)
-	}
-	return nil
-}
-
-func (r *Rank) captureOptions(p *protected) kernels.CaptureOptions {
-	opt := kernels.CaptureOptions{ChunkSize: r.store.ChunkSize()}
-	if _, cpu := p.buf(0).Device().(*kernels.CPU); !cpu {
-		// Devices shuffle before the copy and skip unchanged chunks; on
-		// the CPU the writer's cores shuffle and the store deduplicates.
-		opt.Shuffle = true
-		opt.Incremental = true
-		if p.base != nil && p.baseEpoch == r.committed {
-			opt.Base = p.base
-		}
-	}
-	return opt
-}
 
 func (r *Rank) mono() int64 { return int64(time.Since(r.t0)) }
 
@@ -501,21 +372,6 @@ func (r *Rank) callState() error {
 	return nil
 }
 
-func (r *Rank) mapErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, participant.ErrRolledBack), errors.Is(err, participant.ErrNotStarted):
-		return ErrRolledBack
-	case errors.Is(err, participant.ErrExited):
-		if e := r.terminalErr(); e != nil {
-			return e
-		}
-		return &ExitError{Code: 1, Reason: err.Error()}
-	}
-	return fmt.Errorf("rank %d: %w", r.o.Rank, err)
-}
-
 // Recv returns the next message from rank from, waiting for one. It
 // returns ErrRolledBack when a rollback interrupts it. The message belongs
 // to the caller.
@@ -584,37 +440,6 @@ func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
 		r.mu.Lock()
 	}
 	return step, nil
-}
-
-// capture snapshots every protected buffer for epoch e at step (r.mu held)
-// and starts the epoch's shard writer.
-func (r *Rank) capture(e uint64, step int64) *shardWriter {
-	t := time.Now()
-	snaps := make([]capturedBuffer, 0, len(r.prot))
-	for _, p := range r.prot {
-		b := p.buf(step)
-		s, err := deviceOf(b).Capture(b, r.captureOptions(p))
-		if err != nil {
-			for _, c := range snaps {
-				c.snap.Release()
-			}
-			r.log.Error("capture failed", "epoch", e, "buffer", p.name, "err", err)
-			r.p.CaptureFailed(e, fmt.Errorf("capture %q: %w", p.name, err))
-			return nil
-		}
-		snaps = append(snaps, capturedBuffer{p: p, snap: s})
-		r.faults.hit("capture")
-	}
-	r.stats.Captures++
-	r.stats.CaptureTime += time.Since(t)
-	var base *ckpt.BaseRef
-	if r.committed > 0 {
-		base = &ckpt.BaseRef{Epoch: r.committed}
-	}
-	w := r.startWriter(ckpt.ShardSpec{
-		Job: r.o.Job, Epoch: e, Rank: r.o.Rank, Incarnation: r.p.Incarnation(), Step: step, Base: base,
-	}, snaps)
-	return w
 }
 
 // Finish tells the job's protocol that the job's code is done: result
@@ -724,216 +549,4 @@ func (r *Rank) Stats() Stats {
 	st.RestoreBytes = maps.Clone(st.RestoreBytes)
 	st.DamagedCopies = maps.Clone(st.DamagedCopies)
 	return st
-}
-
-func (r *Rank) ticker() {
-	defer close(r.tickDone)
-	period := min(r.o.HeartbeatInterval/4, 50*time.Millisecond)
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.tickStop:
-			return
-		case <-t.C:
-			r.mu.Lock()
-			if r.p != nil {
-				r.p.Tick(r.mono())
-				r.process()
-			}
-			r.mu.Unlock()
-		}
-	}
-}
-
-func (r *Rank) onControl(m *nats.Msg) {
-	b := m.Data
-	var authErr error
-	if r.o.Keys != nil {
-		// Only the coordinator signs: what fails never reaches the
-		// participant, so no forged generation, epoch or Stop counts.
-		// Checked before the rank's lock, so a flood of forged messages
-		// costs this subscription's goroutine, not the job's calls.
-		b, authErr = wire.OpenCoord(r.o.Keys.Control, m.Data)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p == nil || r.closed {
-		return
-	}
-	if authErr != nil {
-		r.stats.ControlForged++
-		if now := time.Now(); now.Sub(r.forgedWarned) >= 10*time.Second {
-			r.log.Warn("control message fails authentication: dropped (not signed by the job's coordinator; repeats within 10s are counted, not logged)",
-				"subject", m.Subject, "dropped", r.stats.ControlForged-r.forgedLogged, "dropped_total", r.stats.ControlForged)
-			r.forgedWarned, r.forgedLogged = now, r.stats.ControlForged
-		}
-		return
-	}
-	if r.lv != nil {
-		r.lv.noteFinal(b)
-	}
-	if err := r.p.HandleControl(b); err != nil {
-		if errors.Is(err, wire.ErrMalformed) && time.Since(r.ctlWarned) >= 10*time.Second {
-			r.ctlWarned = time.Now()
-			r.log.Warn("control message dropped (repeats within 10s are not logged)", "err", err)
-		} else {
-			r.log.Debug("control message dropped", "err", err)
-		}
-	}
-	r.process()
-}
-
-// handler receives the transport's arrivals.
-type handler struct{ r *Rank }
-
-func (h handler) Deliver(from int, g uint64, msg []byte) {
-	r := h.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.p == nil || g != r.p.Incarnation() {
-		return
-	}
-	if err := r.p.Deliver(from, msg); err != nil {
-		r.log.Debug("frame dropped", "from", from, "err", err)
-	}
-	r.process()
-}
-
-func (h handler) Event(ev transport.Event) {
-	r := h.r
-	switch ev.Kind {
-	case transport.EventGap:
-		r.log.Error("channel broken", "peer", ev.Peer, "g", ev.G, "err", ev.Err)
-		r.mu.Lock()
-		if r.p != nil && ev.G == r.p.Incarnation() {
-			r.p.ChannelFault(ev.Peer, fmt.Sprint(ev.Err))
-			r.process()
-		}
-		r.mu.Unlock()
-	case transport.EventDisconnect:
-		r.log.Warn("transport event", "kind", ev.Kind, "err", ev.Err)
-		if errors.Is(ev.Err, transport.ErrConnClosed) || r.nc.IsClosed() {
-			r.mu.Lock()
-			r.fault = fmt.Errorf("rank %d: NATS connection closed for good: %w", r.o.Rank, transport.ErrConnClosed)
-			r.cond.Broadcast()
-			r.mu.Unlock()
-		}
-	default:
-		r.log.Debug("transport event", "kind", ev.Kind, "peer", ev.Peer, "err", ev.Err)
-	}
-}
-
-// process executes the participant's Readys (r.mu held) with
-// participant.Execute, through the runtime's ports.
-func (r *Rank) process() {
-	for p := r.p; p != nil && p.HasReady(); {
-		participant.Execute(p, ports{r})
-	}
-}
-
-// ports are participant.Execute's ports over the Endpoint, NATS, the
-// shard writers and the job's waiters (r.mu held).
-type ports struct{ r *Rank }
-
-func (x ports) Enqueue(to int, frame []byte) error {
-	err := x.r.ep.Enqueue(to, frame)
-	if err != nil {
-		x.r.log.Warn("enqueue failed", "to", to, "err", err)
-	}
-	if errors.Is(err, transport.ErrBroken) {
-		return err
-	}
-	return nil
-}
-
-func (x ports) Credit(cs []participant.Credit) {
-	for _, c := range cs {
-		x.r.ep.Credit(c.From, c.Bytes)
-	}
-}
-
-func (x ports) Wake(_ []int, started bool) {
-	if started {
-		x.r.running = true
-	}
-	x.r.cond.Broadcast()
-}
-
-func (x ports) Report(m []byte) {
-	r := x.r
-	if r.report != nil {
-		m = r.report.Seal(wire.DomainReport, append(make([]byte, 0, len(m)+wire.TagLen), m...))
-	}
-	if err := r.nc.Publish(subjects.ToCoordinator(r.space(), r.o.Rank), m); err != nil {
-		r.log.Debug("control publish failed", "err", err)
-	}
-}
-
-func (x ports) Seal(s *participant.Seal) {
-	if w := x.r.writers[s.Epoch]; w != nil {
-		w.seal <- s
-	} else {
-		x.r.log.Warn("seal for an epoch without a writer", "epoch", s.Epoch)
-	}
-}
-
-func (x ports) Cancel(e uint64) {
-	if w := x.r.writers[e]; w != nil {
-		delete(x.r.writers, e)
-		w.cancel()
-	}
-}
-
-func (x ports) Committed(e uint64) {
-	if e > x.r.committed {
-		x.r.onCommitted(e)
-	}
-}
-
-func (x ports) Event(ev participant.Event) {
-	lvl := slog.LevelDebug
-	switch ev.Kind {
-	case participant.EvAborted, participant.EvAlignment, participant.EvChannelFault, participant.EvProtocol:
-		lvl = slog.LevelWarn
-	}
-	x.r.log.Log(context.Background(), lvl, ev.String())
-}
-
-func (x ports) Rollback(rb participant.Rollback) {
-	x.r.rollback = &rb
-	x.r.running = false
-	x.r.cond.Broadcast()
-}
-
-func (x ports) Exit(e participant.Exit) {
-	x.r.exit = exitError(&e)
-	x.r.running = false
-	x.r.cond.Broadcast()
-}
-
-// exitError turns the participant's Exit into the error the job sees: its
-// Kind, not the reason text, tells a fence (this process was replaced)
-// from a job stop.
-func exitError(x *participant.Exit) *ExitError {
-	return &ExitError{Code: x.Code, Reason: x.Reason, fenced: x.Kind == participant.ExitFenced}
-}
-
-func (r *Rank) onCommitted(e uint64) {
-	r.committed = e
-	if r.lv != nil {
-		r.lv.gc(r.o.Job, e)
-		r.lv.flush.committed(e)
-	}
-	r.initial = nil // a rollback now goes to a committed cut
-	for _, p := range r.prot {
-		if h, ok := p.pending[e]; ok {
-			p.base, p.baseEpoch = h, e
-		}
-		for k := range p.pending {
-			if k <= e {
-				delete(p.pending, k)
-			}
-		}
-	}
 }

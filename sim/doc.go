@@ -12,8 +12,9 @@
 // (a failure prints the seed and the command that replays it).
 //
 // The harnesses are also the reference for the real drivers: rankProc
-// (rank.go) shows how a rank runtime executes a participant's Ready and
-// the transport machine's (execParticipant, execTransport), and coordNode
+// (rank.go) executes a participant's Ready and the transport machine's
+// with the runtime's and the Endpoint's executors (participant.Execute,
+// channel.Execute) through ports over the simulated world, and coordNode
 // (coord.go) how the coordinator driver executes the coordinator's Ready
 // (persist before acting on it, kill before spawn, commit results fed back
 // as events).

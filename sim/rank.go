@@ -256,41 +256,51 @@ func (x rankPorts) Exit(e participant.Exit) {
 	}
 }
 
-// execTransport executes one transport Ready as the Endpoint does:
-// frames published in order, deliveries of the current incarnation handed
-// to the participant in order, gaps reported to it, senders woken.
+// execTransport executes one transport Ready with channel.Execute, the
+// Endpoint's executor, through the process's ports (transportPorts),
+// after moving the machine's clock as the Endpoint does.
 func (r *rankProc) execTransport() {
-	m := r.tm
-	m.Tick(r.w.now())
-	rd := m.Ready()
-	for i := range rd.Frames {
-		r.w.net.publish(r, &rd.Frames[i])
+	r.tm.Tick(r.w.now())
+	channel.Execute(r.tm, transportPorts{r})
+}
+
+// transportPorts are channel.Execute's ports over the simulated process:
+// frames go on the simulated network, deliveries straight to the
+// participant (here the Endpoint's deliverer is the simulation's single
+// thread), gaps to the participant as the runtime reports them.
+type transportPorts struct{ r *rankProc }
+
+func (x transportPorts) Publish(f *channel.Out) { x.r.w.net.publish(x.r, f) }
+
+func (x transportPorts) Deliver(d channel.Delivery) {
+	r := x.r
+	if !r.active() || d.G != r.tm.G() || d.G != r.part.Incarnation() {
+		return // the Endpoint drops deliveries of an older incarnation
 	}
-	for _, d := range rd.Deliver {
-		if !r.active() || d.G != m.G() || d.G != r.part.Incarnation() {
-			continue // the Endpoint drops deliveries of an older incarnation
+	if err := r.part.Deliver(d.From, d.Msg); err != nil {
+		r.w.eng.tracef("rank %d: deliver from %d: %v", r.rank, d.From, err)
+	}
+}
+
+func (x transportPorts) Event(ev channel.Event) {
+	r := x.r
+	r.w.eng.tracef("rank %d: transport event %d peer %d g %d: %v", r.rank, ev.Kind, ev.Peer, ev.G, ev.Err)
+	switch ev.Kind {
+	case channel.EventGap:
+		r.w.stats.Gaps++
+		r.w.failf("rank %d, channel with %d at g=%d: %v: %v", r.rank, ev.Peer, ev.G, errGap, ev.Err)
+		if r.active() && ev.G == r.part.Incarnation() {
+			r.part.ChannelFault(ev.Peer, fmt.Sprint(ev.Err)) // what the runtime does (R14)
 		}
-		if err := r.part.Deliver(d.From, d.Msg); err != nil {
-			r.w.eng.tracef("rank %d: deliver from %d: %v", r.rank, d.From, err)
-		}
+	case channel.EventStale:
+		r.w.stats.Stale++
 	}
-	for _, ev := range rd.Events {
-		r.w.eng.tracef("rank %d: transport event %d peer %d g %d: %v", r.rank, ev.Kind, ev.Peer, ev.G, ev.Err)
-		switch ev.Kind {
-		case channel.EventGap:
-			r.w.stats.Gaps++
-			r.w.failf("rank %d, channel with %d at g=%d: %v: %v", r.rank, ev.Peer, ev.G, errGap, ev.Err)
-			if r.active() && ev.G == r.part.Incarnation() {
-				r.part.ChannelFault(ev.Peer, fmt.Sprint(ev.Err)) // what the runtime does (R14)
-			}
-		case channel.EventStale:
-			r.w.stats.Stale++
-		}
+}
+
+func (x transportPorts) Wake() {
+	if x.r.waitCred {
+		x.r.wake()
 	}
-	if rd.Wake && r.waitCred {
-		r.wake()
-	}
-	m.Advance(rd)
 }
 
 // armAck schedules a Tick for the machine's delayed ack (the Endpoint's

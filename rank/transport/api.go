@@ -2,7 +2,6 @@ package transport
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/cutpoint/cutpoint/rank/transport/channel"
 )
@@ -50,100 +49,36 @@ type Handler interface {
 	Event(Event)
 }
 
-// EventKind says what happened.
-type EventKind int
+// EventKind and Event are package channel's: the machine reports its
+// events (gap, malformed, stale) and the Endpoint's (slow consumer,
+// disconnect, reconnect, a frame that fails authentication) in one
+// stream, rate-limited alike; see channel.EventKind for each kind.
+type (
+	EventKind = channel.EventKind
+	Event     = channel.Event
+)
 
 // Event kinds.
 const (
-	// EventSlowConsumer: the NATS client dropped frames of this rank's
-	// subscription (pending limit hit). Retransmission repairs it; an
-	// event is still worth a warning because it costs throughput.
-	EventSlowConsumer EventKind = iota + 1
-	// EventDisconnect: the NATS connection was lost; the client is
-	// reconnecting (or gave up: Err says so).
-	EventDisconnect
-	// EventReconnect: the connection is back; unacknowledged frames are
-	// being retransmitted and peers asked to resend.
-	EventReconnect
-	// EventGap: the channel with Peer has lost messages that cannot be
-	// retransmitted (the peer lost its state within one incarnation, or the
-	// stream was corrupt). The channel is broken until Reset: the upper
-	// layer should report it so that the coordinator starts a recovery.
-	EventGap
-	// EventMalformed: a frame failed to decode or did not fit the channel
-	// (Peer is -1 when the sender is unknown); it was dropped.
-	EventMalformed
-	// EventStale: a frame of an older incarnation was dropped.
-	EventStale
+	EventSlowConsumer = channel.EventSlowConsumer
+	EventDisconnect   = channel.EventDisconnect
+	EventReconnect    = channel.EventReconnect
+	EventGap          = channel.EventGap
+	EventMalformed    = channel.EventMalformed
+	EventStale        = channel.EventStale
 )
 
-func (k EventKind) String() string {
-	switch k {
-	case EventSlowConsumer:
-		return "slow-consumer"
-	case EventDisconnect:
-		return "disconnect"
-	case EventReconnect:
-		return "reconnect"
-	case EventGap:
-		return "gap"
-	case EventMalformed:
-		return "malformed"
-	case EventStale:
-		return "stale-incarnation"
-	}
-	return fmt.Sprintf("EventKind(%d)", int(k))
-}
-
-// Event is one transport event. EventMalformed, EventStale and
-// EventSlowConsumer are rate-limited to one per kind and peer per second
-// (Stats counts them all); the others are always reported.
-type Event struct {
-	Kind EventKind
-	// Peer is the rank concerned, or -1.
-	Peer int
-	// G is the endpoint's incarnation when the event happened.
-	G uint64
-	// Err gives the detail.
-	Err error
-}
-
-func (e Event) String() string {
-	return fmt.Sprintf("%s peer=%d g=%d: %v", e.Kind, e.Peer, e.G, e.Err)
-}
-
-// Stats are cumulative counters since Open (Reset does not clear them).
+// Stats are cumulative counters since Open (Reset does not clear them):
+// the machine's, and those of the Endpoint itself.
 type Stats struct {
-	MsgsSent       uint64 // messages accepted by Enqueue (self-channel included)
-	BytesSent      uint64 // their bytes
+	channel.Stats
 	MsgsDelivered  uint64 // messages handed to Handler.Deliver
 	BytesDelivered uint64 // their bytes
-	Fragmented     uint64 // messages sent in more than one frame
-	FramesSent     uint64 // data frames published for the first time
-	FramesReceived uint64 // data frames received (in any order, duplicates included)
-	Retransmits    uint64 // data frames published again
-	Timeouts       uint64 // retransmission timeouts fired
-	Probes         uint64 // credit probes sent
-	AcksSent       uint64
-	AcksReceived   uint64
-	Duplicates     uint64 // data frames dropped as already received
-	ReorderDropped uint64 // out-of-order frames dropped for lack of reorder room (retransmitted later)
-	StaleDropped   uint64 // frames of an older incarnation dropped
-	FutureDropped  uint64 // frames of a newer incarnation dropped (their sender retransmits them)
-	Malformed      uint64 // frames rejected by the decoder or by channel checks
 	SlowConsumer   uint64 // slow-consumer episodes reported by the NATS client
 	Disconnects    uint64
 	Reconnects     uint64
-	Gaps           uint64 // unrepairable gaps reported
 	PublishErrors  uint64 // publishes the NATS client refused (the frame is retransmitted)
 	EventsDropped  uint64 // events not queued because too many were pending
-	Resets         uint64
-	// Bounds on what any sender can make this rank hold (each also counted
-	// in Malformed and warned about, rate-limited): data frames far past
-	// the window, in-order frames past the bytes granted, conflicting
-	// copies of a held fragment (a gap), acks past what was sent, acks
-	// clamped (a transmission never made, credit never granted).
-	AheadDropped, WindowDropped, Conflicts, AckPastSent, AckClamped uint64
 	// AuthDropped: frames whose tag did not authenticate them under the
 	// pair key of the rank they claim to come from (Options.Keys), or that
 	// claim an undeclared rank; dropped before the machine saw them.

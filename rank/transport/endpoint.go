@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,8 +25,9 @@ import (
 // decision (sequence numbers, windows, acks, retransmission, dedup,
 // reordering, reassembly, incarnations); the Endpoint owns the NATS
 // subscriptions and publishes, the clock, the session ids, the waiting of
-// Acquire and the goroutines. Goroutines: a writer (takes the machine's
-// Ready, publishes its frames, ticks the machine's clock), a deliverer
+// Acquire and the goroutines. Goroutines: a writer (ticks the machine's
+// clock, executes its Readys with channel.Execute through ports, then
+// publishes their frames), a deliverer
 // (calls the Handler), a watcher of the connection's status, and one
 // watcher per subscription for slow-consumer reports. Frames are handed to
 // the machine on the NATS client's subscription goroutines, which only
@@ -35,7 +37,6 @@ type Endpoint struct {
 	cfg         config
 	h           Handler
 	log         *slog.Logger
-	self        int
 	job         string // subject token of the job
 	fragPayload int    // payload bytes per data frame
 	pendBytes   int    // pending-bytes limit of the data subscription
@@ -43,21 +44,20 @@ type Endpoint struct {
 
 	resetMu sync.Mutex // serializes Reset and Close
 
-	mu        sync.Mutex
-	m         *channel.Machine
-	subj      subjects // of m.G()
-	epoch     uint64   // bumped by Reset, so that Acquire notices one
-	closed    bool
-	connDown  bool
-	connGone  bool          // the connection is closed for good
-	wait      chan struct{} // closed (and cleared) when Acquire should look again
-	ackArmed  bool          // ackTimer runs for a delayed ack
-	dq        []upcall      // for the deliverer
-	dqHead    int
-	dqEvents  int
-	lastEvent map[eventKey]time.Time
-	dataSub   *nats.Subscription
-	ackSub    *nats.Subscription
+	mu       sync.Mutex
+	m        *channel.Machine
+	subjG    uint64             // the incarnation of subjs
+	subjs    map[subjKey]string // publish subjects, by kind and peer
+	epoch    uint64             // bumped by Reset, so that Acquire notices one
+	closed   bool
+	connGone bool          // the connection is closed for good
+	wait     chan struct{} // closed (and cleared) when Acquire should look again
+	ackArmed bool          // ackTimer runs for a delayed ack
+	dq       []upcall      // for the deliverer
+	dqHead   int
+	dqEvents int
+	dataSub  *nats.Subscription
+	ackSub   *nats.Subscription
 
 	wkick    chan struct{}
 	dkick    chan struct{}
@@ -71,10 +71,9 @@ type Endpoint struct {
 	auth *frameAuth // nil: Options.Keys unset
 }
 
-// subjects are the publish subjects of one incarnation, by peer.
-type subjects struct {
-	g         uint64
-	data, ack map[int]string
+type subjKey struct {
+	sub channel.Sub
+	to  int
 }
 
 type upcall struct {
@@ -82,11 +81,6 @@ type upcall struct {
 	g    uint64
 	msg  []byte
 	ev   *Event
-}
-
-type eventKey struct {
-	kind EventKind
-	peer int
 }
 
 // Open starts an endpoint on nc in incarnation o.G: it subscribes to this
@@ -145,21 +139,14 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 		cfg:         cfg,
 		h:           h,
 		log:         cfg.Logger.With("rank", cfg.Self, "job", cfg.Job),
-		self:        cfg.Self,
 		job:         space(cfg.Job, cfg.JobID),
 		fragPayload: frameMax - channel.DataHeaderLen,
 		t0:          time.Now(),
-		lastEvent:   map[eventKey]time.Time{},
 		wkick:       make(chan struct{}, 1),
 		dkick:       make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
 	if cfg.Keys != nil {
-		a, err := newFrameAuth(cfg.Keys, cfg.peers)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
-		}
-		e.auth = a
 		e.fragPayload -= TagLen // the frame and its tag fit the server's max payload
 	}
 	e.pendBytes = cfg.PendingBytesLimit
@@ -172,6 +159,11 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 	}, cfg.G, newSession(), e.now())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	if cfg.Keys != nil { // the peers are checked: one key each
+		if e.auth, err = newFrameAuth(cfg.Keys, cfg.peers); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+		}
 	}
 	e.m = m
 	e.ackTimer = time.AfterFunc(time.Hour, e.ackTimerFired)
@@ -193,17 +185,14 @@ func (e *Endpoint) now() int64 { return int64(time.Since(e.t0)) }
 
 // subject is where frame f of the current incarnation goes.
 func (e *Endpoint) subject(f *channel.Out) string {
-	if e.subj.g != f.Header.G {
-		e.subj = subjects{g: f.Header.G, data: map[int]string{}, ack: map[int]string{}}
+	if e.subjs == nil || e.subjG != f.Header.G {
+		e.subjG, e.subjs = f.Header.G, map[subjKey]string{}
 	}
-	tab, mk := e.subj.data, dataSubject
-	if f.Sub == channel.AckSub {
-		tab, mk = e.subj.ack, ackSubject
-	}
-	s, ok := tab[f.To]
+	k := subjKey{f.Sub, f.To}
+	s, ok := e.subjs[k]
 	if !ok {
-		s = mk(e.job, f.Header.G, f.To, e.self)
-		tab[f.To] = s
+		s = subject(e.job, f.Header.G, f.Sub, f.To, strconv.Itoa(e.cfg.Self))
+		e.subjs[k] = s
 	}
 	return s
 }
@@ -211,11 +200,11 @@ func (e *Endpoint) subject(f *channel.Out) string {
 // subscribe makes the subscriptions of incarnation g, drops those of the
 // previous incarnation, and flushes.
 func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
-	ds, err := e.nc.Subscribe(dataWildcard(e.job, g, e.self), e.onData)
+	ds, err := e.nc.Subscribe(subject(e.job, g, channel.DataSub, e.cfg.Self, "*"), e.onData)
 	if err != nil {
 		return fmt.Errorf("transport: subscribe data of g=%d: %w", g, err)
 	}
-	as, err := e.nc.Subscribe(ackWildcard(e.job, g, e.self), e.onAck)
+	as, err := e.nc.Subscribe(subject(e.job, g, channel.AckSub, e.cfg.Self, "*"), e.onAck)
 	if err != nil {
 		_ = ds.Unsubscribe()
 		return fmt.Errorf("transport: subscribe acks of g=%d: %w", g, err)
@@ -445,7 +434,7 @@ func (e *Endpoint) Enqueue(to int, msg []byte) error {
 	if e.closed {
 		return ErrClosed
 	}
-	if e.connGone && to != e.self {
+	if e.connGone && to != e.cfg.Self {
 		return ErrConnClosed
 	}
 	if err := e.m.Enqueue(to, msg); err != nil {
@@ -526,35 +515,15 @@ func (e *Endpoint) pushLocked(u upcall) {
 	e.kickDeliverer()
 }
 
-const maxQueuedEvents = 1024
-
-// emitLocked queues an event of the driver (slow consumer, disconnect,
-// reconnect) or of the machine; limited ones at most once per second per
-// kind and peer (the machine limits its own).
-func (e *Endpoint) emitLocked(ev Event, limited bool) {
-	if limited {
-		k := eventKey{ev.Kind, ev.Peer}
-		now := time.Now()
-		if t, ok := e.lastEvent[k]; ok && now.Sub(t) < time.Second {
-			return
-		}
-		e.lastEvent[k] = now
-	}
+// noteLocked gives an event of the Endpoint to the machine, which reports
+// it with its own (rate-limited alike) in the writer's next Ready.
+func (e *Endpoint) noteLocked(ev Event) {
 	if e.closed {
 		return
 	}
-	if e.dqEvents >= maxQueuedEvents {
-		e.st.eventsDropped.Add(1)
-		return
-	}
-	e.dqEvents++
-	if ev.G == 0 {
-		ev.G = e.m.G()
-	}
-	e.pushLocked(upcall{ev: &ev})
+	e.m.Note(e.now(), ev)
+	e.afterLocked()
 }
-
-var eventKinds = [...]EventKind{channel.EventGap: EventGap, channel.EventMalformed: EventMalformed, channel.EventStale: EventStale}
 
 // deliverLoop is the one goroutine that calls the Handler.
 func (e *Endpoint) deliverLoop() {
@@ -644,11 +613,9 @@ func (e *Endpoint) watchConn() {
 func (e *Endpoint) onDisconnect(st nats.Status) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.connGone || (e.connDown && st == nats.RECONNECTING) {
+	if e.connGone || (!e.m.Disconnected() && st == nats.RECONNECTING) {
 		return
 	}
-	e.connDown = true
-	e.m.Disconnected()
 	if st == nats.CLOSED || st == nats.DISCONNECTED {
 		// No reconnect will come: fail the senders instead of letting
 		// them wait for credit forever.
@@ -657,7 +624,7 @@ func (e *Endpoint) onDisconnect(st nats.Status) {
 	}
 	e.st.disconnects.Add(1)
 	err := fmt.Errorf("NATS connection %s: %v", st, e.nc.LastError())
-	e.emitLocked(Event{Kind: EventDisconnect, Peer: -1, Err: err}, false)
+	e.noteLocked(Event{Kind: EventDisconnect, Peer: -1, Err: err})
 }
 
 // onReconnect: the machine retransmits everything unacknowledged and asks
@@ -665,14 +632,11 @@ func (e *Endpoint) onDisconnect(st nats.Status) {
 func (e *Endpoint) onReconnect() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.connDown {
+	if !e.m.Reconnected() {
 		return
 	}
-	e.connDown = false
-	e.m.Reconnected()
 	e.st.reconnects.Add(1)
-	e.emitLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", natsutil.Redact(e.nc.ConnectedUrl()))}, false)
-	e.afterLocked()
+	e.noteLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", natsutil.Redact(e.nc.ConnectedUrl()))})
 }
 
 // watchSub reports the NATS client's slow-consumer drops on sub.
@@ -692,8 +656,8 @@ func (e *Endpoint) watchSub(sub *nats.Subscription, what string) {
 				dropped, _ := sub.Dropped()
 				e.mu.Lock()
 				e.st.slowConsumer.Add(1)
-				e.emitLocked(Event{Kind: EventSlowConsumer, Peer: -1,
-					Err: fmt.Errorf("NATS client dropped frames of the %s subscription (%d so far; pending limit %d bytes)", what, dropped, e.pendBytes)}, true)
+				e.noteLocked(Event{Kind: EventSlowConsumer, Peer: -1,
+					Err: fmt.Errorf("NATS client dropped frames of the %s subscription (%d so far; pending limit %d bytes)", what, dropped, e.pendBytes)})
 				e.mu.Unlock()
 			}
 		}

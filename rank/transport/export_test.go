@@ -1,6 +1,10 @@
 package transport
 
-import "github.com/cutpoint/cutpoint/rank/transport/channel"
+import (
+	"strconv"
+
+	"github.com/cutpoint/cutpoint/rank/transport/channel"
+)
 
 // Hooks for the black-box tests in package transport_test.
 
@@ -35,11 +39,11 @@ func AckFrame(from, to int, g, session, cum, credited, gapEnd, peerSession uint6
 
 // DataSubject and AckSubject are the subjects of channel from->to in g.
 func DataSubject(job string, g uint64, to, from int) string {
-	return dataSubject(jobToken(job), g, to, from)
+	return subject(jobToken(job), g, channel.DataSub, to, strconv.Itoa(from))
 }
 
 func AckSubject(job string, g uint64, to, from int) string {
-	return ackSubject(jobToken(job), g, to, from)
+	return subject(jobToken(job), g, channel.AckSub, to, strconv.Itoa(from))
 }
 
 // FrameAuth exposes the tagging of frames to benchmarks: seal appends the

@@ -126,32 +126,19 @@ func (o Options) normalize() (config, error) {
 	if o.G == 0 {
 		return bad("G must be >= 1")
 	}
+	// Peers (range, duplicates), Window, MaxMessage below 0 and the
+	// timeouts are checked by channel.New, which Open calls.
 	c := config{Options: o}
-	seen := map[int]bool{}
-	for _, p := range o.Peers {
-		if p < 0 || p > channel.MaxRankOnWire {
-			return bad("peer %d out of range", p)
-		}
-		if seen[p] {
-			return bad("peer %d declared twice", p)
-		}
-		seen[p] = true
-		if p != o.Self {
-			c.peers = append(c.peers, p)
-		}
-	}
+	c.peers = slices.DeleteFunc(slices.Clone(o.Peers), func(p int) bool { return p == o.Self })
 	slices.Sort(c.peers)
 	if c.Window == 0 {
 		c.Window = DefaultWindow
 	}
-	if c.Window < 0 {
-		return bad("Window %d < 0", o.Window)
-	}
 	if c.MaxMessage == 0 {
 		c.MaxMessage = DefaultMaxMessage
 	}
-	if c.MaxMessage < 0 || c.MaxMessage > MaxMaxMessage {
-		return bad("MaxMessage %d outside [1, %d]", o.MaxMessage, MaxMaxMessage)
+	if c.MaxMessage > MaxMaxMessage {
+		return bad("MaxMessage %d over %d", o.MaxMessage, MaxMaxMessage)
 	}
 	if c.MaxFrame != 0 && c.MaxFrame < minFrame {
 		return bad("MaxFrame %d < %d", o.MaxFrame, minFrame)
@@ -164,10 +151,6 @@ func (o Options) normalize() (config, error) {
 	}
 	if c.AckDelay == 0 {
 		c.AckDelay = DefaultAckDelay
-	}
-	if c.AckTimeout < 0 || c.MaxBackoff < c.AckTimeout || c.AckDelay < 0 {
-		return bad("timeouts must be positive and MaxBackoff >= AckTimeout (AckTimeout %v, MaxBackoff %v, AckDelay %v)",
-			c.AckTimeout, c.MaxBackoff, c.AckDelay)
 	}
 	if c.PendingBytesLimit < 0 {
 		return bad("PendingBytesLimit %d < 0", o.PendingBytesLimit)
@@ -200,19 +183,12 @@ func space(job, id string) string {
 //	cp.J.g.d.<to>.<from>   data, probe and gone frames of channel from->to
 //	cp.J.g.a.<to>.<from>   acks from rank from to the sender rank to
 //
-// A rank subscribes to cp.J.g.d.<self>.* and cp.J.g.a.<self>.*.
-func dataSubject(job string, g uint64, to, from int) string {
-	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".d." + strconv.Itoa(to) + "." + strconv.Itoa(from)
-}
-
-func ackSubject(job string, g uint64, to, from int) string {
-	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".a." + strconv.Itoa(to) + "." + strconv.Itoa(from)
-}
-
-func dataWildcard(job string, g uint64, self int) string {
-	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".d." + strconv.Itoa(self) + ".*"
-}
-
-func ackWildcard(job string, g uint64, self int) string {
-	return "cp." + job + "." + strconv.FormatUint(g, 10) + ".a." + strconv.Itoa(self) + ".*"
+// A rank subscribes to cp.J.g.d.<self>.* and cp.J.g.a.<self>.*: subject
+// makes them all, with from "*" for the wildcards.
+func subject(job string, g uint64, sub channel.Sub, to int, from string) string {
+	kind := ".d."
+	if sub == channel.AckSub {
+		kind = ".a."
+	}
+	return "cp." + job + "." + strconv.FormatUint(g, 10) + kind + strconv.Itoa(to) + "." + from
 }

@@ -25,7 +25,7 @@ func (e *Endpoint) receive(sub channel.Sub, m *nats.Msg) {
 		if err != nil {
 			e.st.authDropped.Add(1)
 			e.mu.Lock()
-			e.emitLocked(Event{Kind: EventMalformed, Peer: from, Err: err}, true)
+			e.noteLocked(Event{Kind: EventMalformed, Peer: from, Err: err})
 			e.mu.Unlock()
 			return
 		}

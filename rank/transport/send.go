@@ -53,10 +53,11 @@ func (e *Endpoint) writeLoop() {
 	}
 }
 
-// collect executes the machine's Readys until one has frames (each Ready
-// holds about one full frame of data, so acks never wait behind more):
-// deliveries and events go to the deliverer's queue, wakes to Acquire, and
-// the frames are returned for publishing.
+// collect executes the machine's Readys (channel.Execute, through ports)
+// until one has frames (each Ready holds about one full frame of data, so
+// acks never wait behind more): deliveries and events go to the
+// deliverer's queue, wakes to Acquire, and the frames are returned for
+// publishing.
 func (e *Endpoint) collect(out []outFrame) []outFrame {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -64,26 +65,45 @@ func (e *Endpoint) collect(out []outFrame) []outFrame {
 		return out
 	}
 	e.m.Tick(e.now())
-	for len(out) == 0 && e.m.HasReady() {
-		r := e.m.Ready()
-		for i := range r.Frames {
-			f := &r.Frames[i]
-			out = append(out, outFrame{subj: e.subject(f), h: f.Header, payload: f.Payload})
-		}
-		for _, d := range r.Deliver {
-			e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
-		}
-		for _, ev := range r.Events {
-			e.emitLocked(Event{Kind: eventKinds[ev.Kind], Peer: ev.Peer, G: ev.G, Err: ev.Err}, false)
-		}
-		if r.Wake {
-			e.wakeLocked()
-		}
-		e.m.Advance(r)
+	x := ports{e: e, out: out}
+	for len(x.out) == 0 && e.m.HasReady() {
+		channel.Execute(e.m, &x)
 	}
 	e.afterLocked()
-	return out
+	return x.out
 }
+
+// maxQueuedEvents bounds the events queued for the deliverer (past it
+// they are counted in EventsDropped).
+const maxQueuedEvents = 1024
+
+// ports are channel.Execute's ports over the Endpoint (e.mu held): frames
+// are collected for the writer to publish outside the lock, deliveries
+// and events queued for the deliverer, waiting Acquire calls woken.
+type ports struct {
+	e   *Endpoint
+	out []outFrame
+}
+
+func (x *ports) Publish(f *channel.Out) {
+	x.out = append(x.out, outFrame{subj: x.e.subject(f), h: f.Header, payload: f.Payload})
+}
+
+func (x *ports) Deliver(d channel.Delivery) {
+	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
+}
+
+func (x *ports) Event(ev Event) {
+	e := x.e
+	if e.dqEvents >= maxQueuedEvents {
+		e.st.eventsDropped.Add(1)
+		return
+	}
+	e.dqEvents++
+	e.pushLocked(upcall{ev: &ev})
+}
+
+func (x *ports) Wake() { x.e.wakeLocked() }
 
 func (e *Endpoint) publish(subj string, frame []byte) {
 	if e.cfg.Faults == nil {

@@ -6,9 +6,10 @@
 // fragmentation and reassembly, sessions and incarnation fencing (R11,
 // R14). It starts no goroutine, reads no clock, touches no socket and draws
 // no random number: time comes in with Tick and Receive, session ids with
-// New and Reset. Package transport (the Endpoint) is its driver over NATS;
-// the simulation in this package's tests is the other driver, and the
-// reference for how one executes the machine.
+// New and Reset. Package transport (the Endpoint) is its driver over NATS,
+// package sim its driver in the whole-stack simulation, this package's
+// TestSim a driver of many machines alone; all execute its Ready with
+// Execute.
 //
 // The wire format (version 2) is in frame.go: DecodeFrame treats bytes as
 // hostile and allocates nothing; AppendFrame encodes.
@@ -27,6 +28,7 @@
 //	Tick(now)                     time passes: retransmission timeouts, credit probes, delayed acks
 //	Reset(g, session)             rollback to incarnation g: everything queued or half-received is dropped
 //	Disconnected(), Reconnected() the connection went down / came back
+//	Note(now, ev)                 an event of the driver, reported with the machine's
 //
 // # The Ready loop
 //
@@ -34,26 +36,31 @@
 // transport channel), in etcd-io/raft's order: after inputs, while
 // HasReady, the driver calls Tick(now) if time has passed (the frames'
 // transmission times and the delayed ack are read from the machine's
-// clock), takes rd := Ready(), executes it, then calls Advance(rd):
+// clock), takes rd := Ready(), executes it, then calls Advance(rd).
+// Execute(m, ports) is this loop's body, shared by the Endpoint and the
+// simulation; it executes the fields in this order, each through one
+// method of Ports:
 //
-//  1. Frames: publish each, in order, from one publisher: the loss
+//  1. Frames (Publish): publish each, in order, from one publisher: the loss
 //     inference relies on one publisher's frames arriving in order. Out.Sub
 //     and Out.To name the subject (data or ack subject of rank To in
 //     Header.G); AppendFrame encodes Header and Payload. A publish that
 //     fails needs nothing: the frame is still unacknowledged and goes out
 //     again. Payload aliases an enqueued message, which nobody writes.
-//  2. Deliver: hand each message to the upper layer, in order, on one
+//  2. Deliver (Deliver): hand each message to the upper layer, in order, on one
 //     goroutine. A delivery whose G is no longer the current incarnation
 //     when its turn comes (a Reset in between) is dropped, never handed up.
-//  3. Events: report them (gaps, malformed and stale frames).
-//  4. Wake: senders waiting for credit call Room again.
+//  3. Events (Event): report them (the machine's gaps, malformed and
+//     stale frames, and what the driver noted).
+//  4. Wake (Wake): senders waiting for credit call Room again.
 //
 // Advance(rd) acknowledges the Ready and panics unless rd is the one handed
 // out (not yet acknowledged): its frames were taken for publishing (the
 // driver may publish them after Advance and outside its lock, as long as
 // the frames of successive Readys leave in order), its deliveries queued,
 // its events reported. Ready called again before Advance returns the same
-// Ready; inputs between Ready and Advance go to the next one. Each Ready
+// Ready; inputs between Ready and Advance (a port's Credit or Enqueue) go
+// to the next one. Each Ready
 // carries the acks that are due and about one full frame (at least 64 KiB)
 // of data taken round-robin from the channels with work, so acks never
 // queue behind more than that; HasReady stays true while there is more.

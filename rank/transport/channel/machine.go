@@ -61,23 +61,75 @@ type Delivery struct {
 	Msg  []byte
 }
 
-// EventKind says what an Event reports.
+// EventKind says what happened. Package transport names these same
+// kinds and Event (aliases): its Handler receives them.
 type EventKind int
 
-// Event kinds the machine reports (the driver adds those of the connection).
+// Event kinds. The machine reports gaps, malformed and stale frames; the
+// driver notes the others (Note), which go out with the machine's.
 const (
-	EventGap EventKind = iota + 1
+	// EventSlowConsumer: the NATS client dropped frames of this rank's
+	// subscription (pending limit hit). Retransmission repairs it; an
+	// event is still worth a warning because it costs throughput.
+	EventSlowConsumer EventKind = iota + 1
+	// EventDisconnect: the NATS connection was lost; the client is
+	// reconnecting (or gave up: Err says so).
+	EventDisconnect
+	// EventReconnect: the connection is back; unacknowledged frames are
+	// being retransmitted and peers asked to resend.
+	EventReconnect
+	// EventGap: the channel with Peer has lost messages that cannot be
+	// retransmitted (the peer lost its state within one incarnation, or the
+	// stream was corrupt). The channel is broken until Reset: the upper
+	// layer should report it so that the coordinator starts a recovery.
+	EventGap
+	// EventMalformed: a frame failed to decode or did not fit the channel
+	// (Peer is -1 when the sender is unknown); it was dropped.
 	EventMalformed
+	// EventStale: a frame of an older incarnation was dropped.
 	EventStale
 )
 
-// Event is a fault the machine noticed. Malformed and stale events are
-// limited to one per kind and peer per second of the machine's time.
+func (k EventKind) String() string {
+	switch k {
+	case EventSlowConsumer:
+		return "slow-consumer"
+	case EventDisconnect:
+		return "disconnect"
+	case EventReconnect:
+		return "reconnect"
+	case EventGap:
+		return "gap"
+	case EventMalformed:
+		return "malformed"
+	case EventStale:
+		return "stale-incarnation"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// limited: the kinds reported at most once per kind and peer per second
+// of the machine's time (a hostile or overloaded peer could otherwise
+// flood the log); the counters in Stats count them all.
+func (k EventKind) limited() bool {
+	return k == EventMalformed || k == EventStale || k == EventSlowConsumer
+}
+
+// Event is one transport event. EventMalformed, EventStale and
+// EventSlowConsumer are rate-limited to one per kind and peer per second
+// (Stats counts them all); the others are always reported.
 type Event struct {
 	Kind EventKind
-	Peer int // -1: unknown sender
-	G    uint64
-	Err  error
+	// Peer is the rank concerned, or -1.
+	Peer int
+	// G is the incarnation when the event happened.
+	G uint64
+	// Err gives the detail.
+	Err error
+}
+
+func (e Event) String() string {
+	return fmt.Sprintf("%s peer=%d g=%d: %v", e.Kind, e.Peer, e.G, e.Err)
 }
 
 // Ready is what the driver must do; see the package documentation.
@@ -87,7 +139,8 @@ type Ready struct {
 	// Deliver to the upper layer in this order (skip those whose G is no
 	// longer current when their turn comes).
 	Deliver []Delivery
-	// Events to report (gaps, malformed and stale frames).
+	// Events to report (gaps, malformed and stale frames, and those the
+	// driver noted).
 	Events []Event
 	// Wake: a window grew, a channel broke or an incarnation began:
 	// waiting senders should ask Room again.
@@ -101,20 +154,36 @@ func (r *Ready) IsEmpty() bool {
 	return len(r.Frames) == 0 && len(r.Deliver) == 0 && len(r.Events) == 0 && !r.Wake
 }
 
-// Stats are the machine's counters, cumulative over its life.
+// Stats are the machine's counters, cumulative over its life (package
+// transport's Stats embeds them).
 type Stats struct {
-	Fragmented, FramesSent, FramesReceived         uint64
-	Retransmits, Timeouts, Probes, AcksSent, Acks  uint64
-	Duplicates, ReorderDropped, StaleDropped       uint64
-	FutureDropped, Malformed, Gaps, MsgsQueued     uint64
-	BytesQueued, MsgsReadied, BytesReadied, Resets uint64
+	MsgsSent       uint64 // messages accepted by Enqueue (self-channel included)
+	BytesSent      uint64 // their bytes
+	MsgsReadied    uint64 // messages handed out in Ready.Deliver
+	BytesReadied   uint64 // their bytes
+	Fragmented     uint64 // messages sent in more than one frame
+	FramesSent     uint64 // data frames published for the first time
+	FramesReceived uint64 // data frames received (in any order, duplicates included)
+	Retransmits    uint64 // data frames published again
+	Timeouts       uint64 // retransmission timeouts fired
+	Probes         uint64 // credit probes sent
+	AcksSent       uint64
+	AcksReceived   uint64
+	Duplicates     uint64 // data frames dropped as already received
+	ReorderDropped uint64 // out-of-order frames dropped for lack of reorder room (retransmitted later)
+	StaleDropped   uint64 // frames of an older incarnation dropped
+	FutureDropped  uint64 // frames of a newer incarnation dropped (their sender retransmits them)
+	Malformed      uint64 // frames rejected by the decoder or by channel checks
+	Gaps           uint64 // unrepairable gaps reported
+	Resets         uint64
 	// Bounds on what a sender (honest or not) can make the receiver hold
-	// (each drop is also reported as a rate-limited EventMalformed):
-	// AheadDropped: data frames beyond the window in frames past the next
-	// expected seq (never held, never taken as the truth); WindowDropped:
-	// in-order data frames past the bytes the receiver granted (delivered
-	// and not credited back over max(Window, MaxMessage)); Conflicts: a
-	// second, different copy of a held fragment (the channel breaks).
+	// (each drop is also counted in Malformed and reported as a
+	// rate-limited EventMalformed): AheadDropped: data frames beyond the
+	// window in frames past the next expected seq (never held, never
+	// taken as the truth); WindowDropped: in-order data frames past the
+	// bytes the receiver granted (delivered and not credited back over
+	// max(Window, MaxMessage)); Conflicts: a second, different copy of a
+	// held fragment (the channel breaks).
 	AheadDropped, WindowDropped, Conflicts uint64
 	// Acks that claim what this sender never sent: AckPastSent (cum at or
 	// past the lowest seq never transmitted: dropped; if they persist the
@@ -381,8 +450,13 @@ func (m *Machine) Subscribed() {
 }
 
 // Disconnected: the connection is down. Data frames wait (acks still go
-// into Ready: the client buffers them) until Reconnected.
-func (m *Machine) Disconnected() { m.connDown = true }
+// into Ready: the client buffers them) until Reconnected. It reports
+// whether the connection was up.
+func (m *Machine) Disconnected() bool {
+	up := !m.connDown
+	m.connDown = true
+	return up
+}
 
 // Reconnected: the connection is back. Everything unacknowledged is resent
 // and every peer is asked to resend (NACK-all): frames in the dead socket
@@ -405,6 +479,19 @@ func (m *Machine) Reconnected() bool {
 		}
 	}
 	return true
+}
+
+// Note queues an event of the driver (the connection's, a slow
+// consumer, a frame that failed authentication) at time now: it goes out
+// in Ready.Events with the machine's own, rate-limited the same way. A
+// Peer that is not a declared peer becomes -1 (so that hostile frames
+// cannot grow the rate limiter's map); G is the current incarnation.
+func (m *Machine) Note(now int64, ev Event) {
+	m.now = max(m.now, now)
+	if _, ok := m.recv[ev.Peer]; !ok {
+		ev.Peer = -1
+	}
+	m.emit(ev)
 }
 
 // Room reports whether n more bytes fit in the window of channel Self->to:
@@ -445,8 +532,8 @@ func (m *Machine) Enqueue(to int, msg []byte) error {
 	if to == m.cfg.Self {
 		m.selfW.charged += uint64(n)
 		m.deliver(Delivery{From: to, G: m.g, Msg: msg})
-		m.st.MsgsQueued++
-		m.st.BytesQueued += uint64(n)
+		m.st.MsgsSent++
+		m.st.BytesSent += uint64(n)
 		return nil
 	}
 	sc := m.send[to]
@@ -469,8 +556,8 @@ func (m *Machine) Enqueue(to int, msg []byte) error {
 	}
 	sc.nextSeq += uint64(frames)
 	m.markReady(sc)
-	m.st.MsgsQueued++
-	m.st.BytesQueued += uint64(n)
+	m.st.MsgsSent++
+	m.st.BytesSent += uint64(n)
 	if frames > 1 {
 		m.st.Fragmented++
 	}
@@ -634,10 +721,10 @@ func (m *Machine) markAck(rc *recvChan, urgent bool) {
 
 func (m *Machine) deliver(d Delivery) { m.rd.Deliver = append(m.rd.Deliver, d) }
 
-// emit queues an event; limited ones at most once per second per kind and
-// peer of the machine's time.
-func (m *Machine) emit(ev Event, limited bool) {
-	if limited {
+// emit queues an event; those of a limited kind at most once per second
+// per kind and peer of the machine's time.
+func (m *Machine) emit(ev Event) {
+	if ev.Kind.limited() {
 		k := eventKey{ev.Kind, ev.Peer}
 		if t, ok := m.lastEvent[k]; ok && m.now-t < int64(time.Second) {
 			return
@@ -650,7 +737,7 @@ func (m *Machine) emit(ev Event, limited bool) {
 
 func (m *Machine) malformed(peer int, err error) {
 	m.st.Malformed++
-	m.emit(Event{Kind: EventMalformed, Peer: peer, Err: err}, true)
+	m.emit(Event{Kind: EventMalformed, Peer: peer, Err: err})
 }
 
 // peerOf names the sender of a frame in an event: its rank if declared,

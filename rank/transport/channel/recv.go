@@ -21,7 +21,7 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 	case h.G < m.g && plant != PlantAcceptStale:
 		m.st.StaleDropped++
 		m.emit(Event{Kind: EventStale, Peer: m.peerOf(h.From),
-			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.Type, h.G)}, true)
+			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.Type, h.G)})
 		return
 	case h.G > m.g:
 		// Not acknowledged: the sender keeps it, and this rank's hello
@@ -43,7 +43,7 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 			m.malformed(-1, fmt.Errorf("%w: ack from undeclared rank %d", ErrMalformedFrame, h.From))
 			return
 		}
-		m.st.Acks++
+		m.st.AcksReceived++
 		m.handleAck(sc, &h)
 		return
 	}
@@ -250,5 +250,5 @@ func (m *Machine) breakRecv(rc *recvChan, err error) {
 	rc.ooo, rc.oooBytes, rc.oooMin = nil, 0, 0
 	rc.asm, rc.asmLen, rc.asmOn = nil, 0, false
 	m.st.Gaps++
-	m.emit(Event{Kind: EventGap, Peer: rc.peer, Err: err}, false)
+	m.emit(Event{Kind: EventGap, Peer: rc.peer, Err: err})
 }

@@ -247,7 +247,7 @@ func (m *Machine) breakSend(sc *sendChan, err error) {
 	m.rd.Wake = true
 	m.markReady(sc)
 	m.st.Gaps++
-	m.emit(Event{Kind: EventGap, Peer: sc.peer, Err: err}, false)
+	m.emit(Event{Kind: EventGap, Peer: sc.peer, Err: err})
 }
 
 // sampleRTT folds one ack delay into the channel's estimate

@@ -359,35 +359,12 @@ func (s *sim) ready(i int) error {
 		return err
 	}
 	nd.m.Tick(s.now) // as the driver does before taking a Ready
-	for nd.m.HasReady() {
-		r := nd.m.Ready()
-		for _, f := range r.Frames {
-			if int(f.Header.From) != i || f.Header.G != nd.g {
-				return fmt.Errorf("node %d (g=%d) publishes %+v", i, nd.g, f.Header)
-			}
-			s.publish(i, f)
-		}
-		for _, d := range r.Deliver {
-			if err := s.delivered(i, d); err != nil {
-				return err
-			}
-		}
-		for _, ev := range r.Events {
-			s.trace("node %d event %d peer %d g %d: %v", i, ev.Kind, ev.Peer, ev.G, ev.Err)
-			if ev.Kind != channel.EventGap {
-				continue
-			}
-			// Only a restart within g makes a gap.
-			if !s.ch(ev.Peer, i, ev.G).relaxed {
-				return fmt.Errorf("node %d: gap with %d in g=%d, and neither rank restarted: %v", i, ev.Peer, ev.G, ev.Err)
-			}
-		}
-		nd.m.Advance(r)
-		if r.Wake {
-			if err := s.trySend(i); err != nil {
-				return err
-			}
-		}
+	x := &simPorts{s: s, i: i}
+	for x.err == nil && nd.m.HasReady() {
+		channel.Execute(nd.m, x)
+	}
+	if x.err != nil {
+		return x.err
 	}
 	if from, b, f := s.heldOver(i); from >= 0 {
 		return fmt.Errorf("node %d holds %d bytes, %d frames out of order from %d: over the bound", i, b, f, from)
@@ -401,6 +378,52 @@ func (s *sim) ready(i int) error {
 		s.armTickAt(i, at)
 	}
 	return nil
+}
+
+// simPorts are channel.Execute's ports over node i of the simulation;
+// the first violation they see is kept in err.
+type simPorts struct {
+	s   *sim
+	i   int
+	err error
+}
+
+func (x *simPorts) fail(err error) {
+	if x.err == nil {
+		x.err = err
+	}
+}
+
+func (x *simPorts) Publish(f *channel.Out) {
+	s, i := x.s, x.i
+	if g := s.nodes[i].g; int(f.Header.From) != i || f.Header.G != g {
+		x.fail(fmt.Errorf("node %d (g=%d) publishes %+v", i, g, f.Header))
+		return
+	}
+	s.publish(i, *f)
+}
+
+func (x *simPorts) Deliver(d channel.Delivery) {
+	if err := x.s.delivered(x.i, d); err != nil {
+		x.fail(err)
+	}
+}
+
+func (x *simPorts) Event(ev channel.Event) {
+	s, i := x.s, x.i
+	s.trace("node %d event %d peer %d g %d: %v", i, ev.Kind, ev.Peer, ev.G, ev.Err)
+	// Only a restart within g makes a gap.
+	if ev.Kind == channel.EventGap && !s.ch(ev.Peer, i, ev.G).relaxed {
+		x.fail(fmt.Errorf("node %d: gap with %d in g=%d, and neither rank restarted: %v", i, ev.Peer, ev.G, ev.Err))
+	}
+}
+
+// Wake: the woken senders enqueue at once, so their frames go in the
+// next Ready.
+func (x *simPorts) Wake() {
+	if err := x.s.trySend(x.i); err != nil {
+		x.fail(err)
+	}
 }
 
 func (s *sim) heldOver(i int) (int, int, int) {
@@ -630,15 +653,15 @@ func (s *sim) total() {
 		t.Timeouts += st.Timeouts
 		t.Probes += st.Probes
 		t.AcksSent += st.AcksSent
-		t.Acks += st.Acks
+		t.AcksReceived += st.AcksReceived
 		t.Duplicates += st.Duplicates
 		t.ReorderDropped += st.ReorderDropped
 		t.StaleDropped += st.StaleDropped
 		t.FutureDropped += st.FutureDropped
 		t.Malformed += st.Malformed
 		t.Gaps += st.Gaps
-		t.MsgsQueued += st.MsgsQueued
-		t.BytesQueued += st.BytesQueued
+		t.MsgsSent += st.MsgsSent
+		t.BytesSent += st.BytesSent
 		t.MsgsReadied += st.MsgsReadied
 		t.BytesReadied += st.BytesReadied
 		t.Resets += st.Resets

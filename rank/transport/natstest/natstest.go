@@ -79,16 +79,9 @@ func (s *Server) URL() string {
 	return fmt.Sprintf("nats://127.0.0.1:%d", s.port)
 }
 
-// NATS is the running server (it changes at each restart).
-func (s *Server) NATS() *server.Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.srv
-}
-
-// Stop shuts the server down and waits until it is gone; clients start
-// reconnecting.
-func (s *Server) Stop() {
+// Shutdown shuts the server down and waits until it is gone; clients
+// start reconnecting (idempotent; Restart starts it again).
+func (s *Server) Shutdown() {
 	s.mu.Lock()
 	srv := s.srv
 	s.srv = nil
@@ -99,30 +92,23 @@ func (s *Server) Stop() {
 	}
 }
 
-// Start starts a stopped server again on the same port.
-func (s *Server) Start() {
+// Restart stops the server and starts a new one on the same port: every
+// client loses its socket, with whatever was in it, and reconnects.
+func (s *Server) Restart() {
 	s.tb.Helper()
+	s.Shutdown()
 	if err := s.start(10 * time.Second); err != nil {
 		s.tb.Fatal(err)
 	}
 }
 
-// Restart stops the server and starts a new one on the same port: every
-// client loses its socket, with whatever was in it, and reconnects.
-func (s *Server) Restart() {
-	s.tb.Helper()
-	s.Stop()
-	s.Start()
-}
-
-// Shutdown stops the server for good (idempotent).
-func (s *Server) Shutdown() { s.Stop() }
-
 // SlowConsumers is the number of clients the running server dropped as
 // slow consumers (it restarts at 0 with the server).
 func (s *Server) SlowConsumers() int64 {
-	if srv := s.NATS(); srv != nil {
-		return srv.NumSlowConsumers()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return s.srv.NumSlowConsumers()
 	}
 	return 0
 }
