@@ -220,7 +220,7 @@ MULTINODE_OUT ?= bench-results/multinode
 multinode-test: build
 	MULTINODE_STEPS=$(MULTINODE_STEPS) scripts/multinode/test.sh
 
-MULTINODE_CI_CASES := cluster kill hostloss partition standby load levels levels-rs
+MULTINODE_CI_CASES := cluster kill hostloss partition standby standby-moved load levels levels-rs
 multinode-test-ci: build
 	MULTINODE_CASES="$(or $(MULTINODE_CASES),$(MULTINODE_CI_CASES))" MULTINODE_STEPS=$(MULTINODE_STEPS) timeout 480 scripts/multinode/test.sh
 

@@ -44,6 +44,12 @@
 #            does); the standby takes the job over when the lease expires,
 #            respawns ranks 0 and 1 on h3's spare slots, and the job ends
 #            with the undisturbed digest, no rank left running
+#   standby-moved the standby case after a move: --hosts h1:2,h2:2,h3:4,
+#            the standby in h3; host h2 killed whole after the first cut
+#            (its ranks move to h3, the coordinator records h2 down in
+#            jobs/<job>/placement.json), then h1 killed whole: the standby
+#            adopts the record, never tries h2, respawns ranks 0 and 1 on
+#            h3; the undisturbed digest, no rank left running
 #   load     busy loops on every core of the machine (nproc of them, for
 #            the whole job) while `run --hosts` runs the job with the
 #            DEFAULT heartbeat interval and failure timeout: no rank is
@@ -69,7 +75,7 @@ bed=$root/scripts/multinode/bed.sh
 bin=$root/bin/cutpoint
 steps=${MULTINODE_STEPS:-6000}
 size=${MULTINODE_SIZE:-96}
-cases=${MULTINODE_CASES:-cluster kill hostloss partition standby load levels levels-rs measure}
+cases=${MULTINODE_CASES:-cluster kill hostloss partition standby standby-moved load levels levels-rs measure}
 load_steps=${MULTINODE_LOAD_STEPS:-8000}
 load_size=${MULTINODE_LOAD_SIZE:-256}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
@@ -598,6 +604,65 @@ PY
       total=$(awk -v a="$killed_at" -v b="$done_at" 'BEGIN {printf "%.3f", b - a}')
       echo "standby: kill to takeover ${takeover} s (lease ttl 3s), kill to running again ${total} s"
       result standby "{\"takeover_s\": $takeover, \"kill_to_running_s\": $total, \"lease_ttl\": \"3s\", \"ranks\": $nranks, \"size\": $size, \"heartbeat\": \"100ms\"}"
+      stop_nats
+      "$bed" up >/dev/null
+      ;;
+    standby-moved)
+      say "standby-moved: host h2 killed whole, its ranks moved to h3; then the coordinator's host h1 killed; the standby in h3 adopts the placement record"
+      start_nats
+      store=$D/shared/store-standby-moved
+      rm -rf "$store"
+      mkdir -p "$store"
+      flags=(coordinator --store "$store" --ranks "$nranks" --spawn local
+        --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:4 --spawn-cmd 'ip netns exec {host} {cmd}'
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --lease-ttl 3s --size "$size" --steps "$steps")
+      sb=$D/node/h3/standby-moved
+      key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+      CUTPOINT_JOB_KEY=$key "$bed" exec h3 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" --standby \
+        </dev/null >"$sb.out" 2>"$sb.log" &
+      sbpid=$!
+      pids+=($sbpid)
+      out=$D/node/h1/coord-standby-moved
+      CUTPOINT_JOB_KEY=$key "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" "${flags[@]}" \
+        </dev/null >"$out.out" 2>"$out.log" &
+      pids+=($!)
+      wait_epoch "$out.log" 1 || fail "standby-moved: no first cut: $(tail -5 "$out.log")"
+      victims=$(ip netns pids cpbed-h2 | tr '\n' ' ')
+      # shellcheck disable=SC2086
+      kill -9 $victims 2>/dev/null || true
+      ip netns del cpbed-h2
+      echo "standby-moved: SIGKILLed every process of h2 (ranks 2 and 3, its NATS server) after cut $(last_epoch "$out.log"); h2 removed"
+      for r in 2 3; do
+        for _ in $(seq 1 600); do grep -q "msg=\"rank started\" rank=$r host=cpbed-h3" "$out.log" && break; sleep 0.1; done
+        grep -q "msg=\"rank started\" rank=$r host=cpbed-h3" "$out.log" || fail "standby-moved: rank $r not moved to h3: $(tail -5 "$out.log")"
+      done
+      # The record is written under the lease as the placement changes;
+      # a cut after the move shows the job runs again on h1 and h3.
+      rec=$store/jobs/heat2d/placement.json
+      for _ in $(seq 1 600); do grep -q cpbed-h2 "$rec" 2>/dev/null && break; sleep 0.1; done
+      grep -q cpbed-h2 "$rec" 2>/dev/null || fail "standby-moved: no placement record naming h2 down: $(cat "$rec" 2>&1)"
+      wait_epoch "$out.log" $(($(last_epoch "$out.log") + 1)) || fail "standby-moved: no cut after the move: $(tail -5 "$out.log")"
+      victims=$(ip netns pids cpbed-h1 | tr '\n' ' ')
+      # shellcheck disable=SC2086
+      kill -9 $victims 2>/dev/null || true
+      ip netns del cpbed-h1
+      echo "standby-moved: SIGKILLed every process of h1 (coordinator, NATS server, ranks 0 and 1) after cut $(last_epoch "$out.log"); h1 removed"
+      wait_pid standby-moved "$sbpid" "$sb.log"
+      digest=$(tail -1 "$sb.out" | awk '$1 == "result" {print $2}')
+      check_digest standby-moved "$digest"
+      grep -q 'expired: taking over' "$sb.log" || fail "standby-moved: no takeover in its log: $(tail -5 "$sb.log")"
+      grep -q 'msg="placement of the previous coordinator adopted"' "$sb.log" ||
+        fail "standby-moved: the standby did not adopt the placement record: $(grep -i placement "$sb.log" | tail -5)"
+      # The record kept the standby off the dead host: it never tried h2
+      # (a try would fail and log the host down, as for h1).
+      if grep -E 'msg="(rank started|spawn failed|host down: its ranks restart on other hosts)".*cpbed-h2' "$sb.log"; then
+        fail "standby-moved: the standby tried the dead host h2 again"
+      fi
+      for r in 0 1; do
+        grep -q "msg=\"rank started\" rank=$r host=cpbed-h3" "$sb.log" || fail "standby-moved: rank $r not respawned on h3"
+      done
+      no_rank_left standby-moved
+      echo "standby-moved: the standby adopted the record (h2 down), never tried h2, respawned ranks 0 and 1 on h3; no rank left running"
       stop_nats
       "$bed" up >/dev/null
       ;;
