@@ -150,6 +150,9 @@ func (f *flusher) flushRef(ctx context.Context, ref ckpt.ShardRef) error {
 			return fmt.Errorf("flush cut %d from %s: %w", e, c.level, err)
 		}
 		l.log.Debug("flushed to the shared store", "epoch", e, "from", c.level, "bytes", n, "took", time.Since(t).Round(time.Millisecond))
+		// The shard is in the shared store and checked there; the
+		// driver has not necessarily recorded the cut as shared yet.
+		f.fault("flushed")
 		return nil
 	}
 	return fmt.Errorf("flush cut %d: no node-local level holds the shard: %w", e, errors.Join(errs...))
@@ -173,6 +176,7 @@ func (f *flusher) final(ctx context.Context, e uint64, wait time.Duration) error
 	f.mu.Lock()
 	last := f.last
 	f.mu.Unlock()
+	f.fault("final-flush")
 	deadline := time.Now().Add(wait)
 	for {
 		err := f.flush(ctx, e)
