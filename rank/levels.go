@@ -129,7 +129,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		return nil, fmt.Errorf("node-local level: %w", err)
 	}
 	l.flush = newFlusher(l)
-	if l.cfg.Redundant() {
+	if l.cfg.Redundant() && nc != nil { // a flush-only process serves nothing
 		if l.serve, err = serveStore(nc, o.Job, o.JobID, o.Host, s.Backend(), log); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("node-local level: %w", err)

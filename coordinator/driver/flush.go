@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/coordinator"
+	"github.com/cutpoint/cutpoint/internal/launch"
+	"github.com/cutpoint/cutpoint/internal/levels"
 )
 
 // The flush of a multi-level job's cuts to the shared store runs in the
@@ -93,8 +97,14 @@ const finalFlushWait = time.Minute
 // has finished: the ranks flush it when they are told the job is over,
 // before they leave (their last committed cut, and the last shard they
 // reported, whose cut may commit as the job ends); this waits for that
-// (at most finalFlushWait).
-func (d *driver) recordFinalFlush() {
+// (at most finalFlushWait). A rank process that dies meanwhile (killed
+// during its final flush) without its shard in the shared store is
+// replaced, once, by a flush-only process (levels.EnvFlushOnly) that
+// flushes that shard from its host's node-local store: the job is over,
+// no recovery will run, and the last cut would else never be whole in
+// the shared store. exits and late are the loop's channels of ended
+// rank processes.
+func (d *driver) recordFinalFlush(exits <-chan launch.Exit) {
 	if !d.cfg.Levels.Enabled() {
 		return
 	}
@@ -111,11 +121,17 @@ func (d *driver) recordFinalFlush() {
 	if cuts[len(cuts)-1].Levels().Shared {
 		return
 	}
+	cut, err := d.cfg.Store.LoadCut(ctx, d.job, last)
+	if err != nil {
+		d.log.Warn("the job's last cut cannot be read: its flush is not watched", "epoch", last, "err", err)
+		return
+	}
 	d.flushMu.Lock()
 	if !slices.Contains(d.unflushed, last) {
 		d.unflushed = append(d.unflushed, last)
 	}
 	d.flushMu.Unlock()
+	replaced := map[int]bool{}
 	t := time.Now()
 	for {
 		d.markFlushes(ctx, true)
@@ -130,9 +146,42 @@ func (d *driver) recordFinalFlush() {
 		case <-ctx.Done():
 			d.log.Warn("the job's last cut is not in the shared store (a rank's final flush failed or took too long): it is on the node-local levels only", "epoch", last)
 			return
+		case ex := <-exits:
+			d.finalFlushExit(ctx, ex, cut, replaced)
+		case ex := <-d.late:
+			d.finalFlushExit(ctx, ex, cut, replaced)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// finalFlushExit handles a rank process that ended while the driver
+// waits for the final flush of cut.
+func (d *driver) finalFlushExit(ctx context.Context, ex launch.Exit, cut *ckpt.Cut, replaced map[int]bool) {
+	if ex.Code == 0 && ex.Signal == "" {
+		return // it left after its flush
+	}
+	d.log.Info("rank process ended during the final flush", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+	if d.cfg.Spawner == nil || replaced[ex.Rank] || ex.Rank < 0 || ex.Rank >= len(cut.Shards) {
+		return
+	}
+	if d.cfg.Store.HasShard(ctx, cut.Shards[ex.Rank]) == nil {
+		return // its shard made it before it died
+	}
+	replaced[ex.Rank] = true
+	// A spawn id no process of the job had (no incarnation follows a
+	// finished job's).
+	s := coordinator.Spawn{Rank: ex.Rank, G: d.c.Incarnation() + 1, Epoch: cut.Epoch, Step: cut.Step}
+	var env []string
+	if d.cfg.RankEnv != nil {
+		env = d.cfg.RankEnv(s)
+	}
+	env = append(env, levels.EnvFlushOnly+"="+strconv.FormatUint(cut.Epoch, 10))
+	if err := d.cfg.Spawner.Spawn(s.Rank, s.G, env); err != nil {
+		d.log.Error("no process could be started to flush the shard of a rank that died during the final flush", "rank", ex.Rank, "epoch", cut.Epoch, "err", err)
+		return
+	}
+	d.log.Warn("a rank died during the final flush: a process flushes its shard in its place", "rank", ex.Rank, "spawn", s.G, "epoch", cut.Epoch)
 }
 
 // latestShared is the newest committed cut whose manifest says it is in
