@@ -100,10 +100,11 @@ const finalFlushWait = time.Minute
 // (at most finalFlushWait). A rank process that dies meanwhile (killed
 // during its final flush) without its shard in the shared store is
 // replaced, once, by a flush-only process (levels.EnvFlushOnly) that
-// flushes that shard from its host's node-local store: the job is over,
-// no recovery will run, and the last cut would else never be whole in
-// the shared store. exits and late are the loop's channels of ended
-// rank processes.
+// flushes that shard from its host's node-local store, started as soon as
+// the launcher has a slot for it (the other ranks may still be flushing):
+// the job is over, no recovery will run, and the last cut would else
+// never be whole in the shared store. exits is the launcher's channel of
+// ended rank processes (d.late the loop's, for those it held back).
 func (d *driver) recordFinalFlush(exits <-chan launch.Exit) {
 	if !d.cfg.Levels.Enabled() {
 		return
@@ -131,8 +132,10 @@ func (d *driver) recordFinalFlush(exits <-chan launch.Exit) {
 		d.unflushed = append(d.unflushed, last)
 	}
 	d.flushMu.Unlock()
-	replaced := map[int]bool{}
+	ff := &finalFlush{cut: cut, replaced: map[int]bool{}, pending: map[int]bool{}}
 	t := time.Now()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		d.markFlushes(ctx, true)
 		d.flushMu.Lock()
@@ -147,41 +150,64 @@ func (d *driver) recordFinalFlush(exits <-chan launch.Exit) {
 			d.log.Warn("the job's last cut is not in the shared store (a rank's final flush failed or took too long): it is on the node-local levels only", "epoch", last)
 			return
 		case ex := <-exits:
-			d.finalFlushExit(ctx, ex, cut, replaced)
+			d.finalFlushExit(ctx, ex, ff)
 		case ex := <-d.late:
-			d.finalFlushExit(ctx, ex, cut, replaced)
+			d.finalFlushExit(ctx, ex, ff)
+		case <-retry.C:
+			d.replaceFlushers(ctx, ff)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
+// finalFlush is what recordFinalFlush knows of the ranks that died
+// during the final flush of cut.
+type finalFlush struct {
+	cut      *ckpt.Cut
+	replaced map[int]bool // a flush-only process was started
+	pending  map[int]bool // to replace; the launcher had no slot yet
+}
+
 // finalFlushExit handles a rank process that ended while the driver
-// waits for the final flush of cut.
-func (d *driver) finalFlushExit(ctx context.Context, ex launch.Exit, cut *ckpt.Cut, replaced map[int]bool) {
-	if ex.Code == 0 && ex.Signal == "" {
-		return // it left after its flush
+// waits for the final flush.
+func (d *driver) finalFlushExit(ctx context.Context, ex launch.Exit, ff *finalFlush) {
+	if ex.Code != 0 || ex.Signal != "" {
+		d.log.Info("rank process ended during the final flush", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
+		if d.cfg.Spawner != nil && !ff.replaced[ex.Rank] && ex.Rank >= 0 && ex.Rank < len(ff.cut.Shards) &&
+			d.cfg.Store.HasShard(ctx, ff.cut.Shards[ex.Rank]) != nil { // else its shard made it before it died
+			ff.pending[ex.Rank] = true
+		}
 	}
-	d.log.Info("rank process ended during the final flush", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
-	if d.cfg.Spawner == nil || replaced[ex.Rank] || ex.Rank < 0 || ex.Rank >= len(cut.Shards) {
-		return
+	// Any exit may free the slot a pending replacement waits for.
+	d.replaceFlushers(ctx, ff)
+}
+
+// replaceFlushers starts a flush-only process for each pending rank.
+func (d *driver) replaceFlushers(ctx context.Context, ff *finalFlush) {
+	for rk := range ff.pending {
+		// A spawn id no process of the job had (no incarnation follows a
+		// finished job's).
+		s := coordinator.Spawn{Rank: rk, G: d.c.Incarnation() + 1, Epoch: ff.cut.Epoch, Step: ff.cut.Step}
+		var env []string
+		if d.cfg.RankEnv != nil {
+			env = d.cfg.RankEnv(s)
+		}
+		env = append(env, levels.EnvFlushOnly+"="+strconv.FormatUint(ff.cut.Epoch, 10))
+		err := d.cfg.Spawner.Spawn(s.Rank, s.G, env)
+		if errors.Is(err, launch.ErrNoSlot) {
+			// The other ranks are still flushing on the live hosts:
+			// tried again as they leave.
+			d.log.Debug("no slot yet for the flush-only process of a rank that died during the final flush", "rank", rk, "err", err)
+			continue
+		}
+		delete(ff.pending, rk)
+		if err != nil {
+			d.log.Error("no process could be started to flush the shard of a rank that died during the final flush", "rank", rk, "epoch", ff.cut.Epoch, "err", err)
+			continue
+		}
+		ff.replaced[rk] = true
+		d.log.Warn("a rank died during the final flush: a process flushes its shard in its place", "rank", rk, "spawn", s.G, "epoch", ff.cut.Epoch)
 	}
-	if d.cfg.Store.HasShard(ctx, cut.Shards[ex.Rank]) == nil {
-		return // its shard made it before it died
-	}
-	replaced[ex.Rank] = true
-	// A spawn id no process of the job had (no incarnation follows a
-	// finished job's).
-	s := coordinator.Spawn{Rank: ex.Rank, G: d.c.Incarnation() + 1, Epoch: cut.Epoch, Step: cut.Step}
-	var env []string
-	if d.cfg.RankEnv != nil {
-		env = d.cfg.RankEnv(s)
-	}
-	env = append(env, levels.EnvFlushOnly+"="+strconv.FormatUint(cut.Epoch, 10))
-	if err := d.cfg.Spawner.Spawn(s.Rank, s.G, env); err != nil {
-		d.log.Error("no process could be started to flush the shard of a rank that died during the final flush", "rank", ex.Rank, "epoch", cut.Epoch, "err", err)
-		return
-	}
-	d.log.Warn("a rank died during the final flush: a process flushes its shard in its place", "rank", ex.Rank, "spawn", s.G, "epoch", cut.Epoch)
 }
 
 // latestShared is the newest committed cut whose manifest says it is in
