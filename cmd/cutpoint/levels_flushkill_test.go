@@ -100,7 +100,10 @@ func flushKill(t *testing.T, c flushKillCase, want string) {
 	store := filepath.Join(dir, "store")
 	local := filepath.Join(dir, "local")
 	stats := filepath.Join(dir, "stats")
-	every := "2"
+	// Every cut a flush epoch: the N-th flush of a background case is
+	// one well before the final flush, however few cuts a loaded machine
+	// makes.
+	every := "1"
 	if c.final {
 		every = "100000"
 	}
@@ -108,7 +111,7 @@ func flushKill(t *testing.T, c flushKillCase, want string) {
 	if n == "" {
 		n = "1"
 	}
-	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "200", "--keep", "100",
+	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100", "--keep", "100",
 		"--hosts", "a:2,b:2", "--spawn-cmd", "{cmd}", "--stats-dir", stats,
 		"--local", local + "/{host}", "--redundancy", "partner", "--flush-every", every}, job...)
 	// Slower heartbeats and a longer lease than job's: a rank replaced
@@ -175,9 +178,11 @@ func flushKill(t *testing.T, c flushKillCase, want string) {
 	if len(cuts) < 2 {
 		t.Fatalf("%d cuts committed", len(cuts))
 	}
-	for _, cut := range cuts {
-		if lv := cut.Levels(); lv.Shared && !c.final && cut.Epoch%2 != 0 && cut.Epoch != cuts[len(cuts)-1].Epoch {
-			t.Errorf("cut %d (not a flush epoch) recorded in the shared store: %q", cut.Epoch, lv)
+	if c.final {
+		for _, cut := range cuts[:len(cuts)-1] {
+			if lv := cut.Levels(); lv.Shared {
+				t.Errorf("cut %d (not a flush epoch) recorded in the shared store: %q", cut.Epoch, lv)
+			}
 		}
 	}
 	out, errs, code := runCLI(t, "verify", "--store", store, "--local", local+"/{host}")
