@@ -10,7 +10,7 @@ PKGS      := ./...
 RACE_PKGS := ./coordinator/... ./rank/... ./ckpt/...
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit race lint fmt vet staticcheck demo bench bench-quick goals soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim plants bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test multinode-measure-load
+.PHONY: all lib lib-cuda build build-cuda cuda-check gpu-test-bin ptx test unit flushkill-test race lint fmt vet staticcheck demo bench bench-quick goals soak soak-ci fuzz deps clean bench-ckpt fuzz-ckpt sim plants bench-coordinator slurm-test multinode-test multinode-test-ci multinode-slurm-test multinode-measure-load
 
 all: build
 
@@ -106,6 +106,12 @@ vet:
 staticcheck:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck $(PKGS)
+
+# The whole table of TestLevelsFlushKill: a rank SIGKILLed at every step
+# of a background and of the final flush, 14 jobs, 1.5 to 4 minutes on two
+# cores (make unit runs 6 of them).
+flushkill-test:
+	CUTPOINT_FLUSHKILL=all $(GO) test -count=1 -timeout 20m -run 'TestLevelsFlushKill$$' ./cmd/cutpoint
 
 demo: build
 	scripts/demo.sh

@@ -28,7 +28,9 @@ type GCOptions struct {
 	// TempHorizon is the age after which a temporary file is taken to be
 	// left by a killed writer and deleted; default one hour. Temporary
 	// packs of an epoch that is over (not newer than the latest cut, or
-	// recorded as aborted) are deleted at any age. A live writer
+	// recorded as aborted) are deleted at any age, except those of a kept
+	// cut whose levels lack shared (a background flush may be writing
+	// them). A live writer
 	// whose temporary file is deleted fails at its commit, nothing else.
 	TempHorizon time.Duration
 	// DryRun reports what would be deleted without deleting it.
@@ -122,6 +124,12 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 
 	// The live set: every pack a kept cut references.
 	live := map[string]bool{}
+	// flushing: kept cuts of a multi-level job not yet in the shared
+	// store. Their ranks may be flushing them (rank/flush.go), so a
+	// temporary pack of such an epoch may be a live flush and gets the
+	// horizon, not the at-once removal of a past epoch's (which cut every
+	// flush that outlasted a cut interval short).
+	flushing := map[uint64]bool{}
 	var unreadable []error
 	for _, e := range epochs {
 		if !keep[e] {
@@ -137,6 +145,7 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 			return rep, err
 		}
 		nodeLocal := !inShared(m.meta)
+		flushing[e] = nodeLocal
 		for _, ref := range m.shards {
 			if nodeLocal {
 				// A cut on node-local levels may still have some shards
@@ -258,8 +267,10 @@ func (s *Store) GC(ctx context.Context, job string, opts GCOptions) (GCReport, e
 				// A temporary pack of an epoch that is over (committed
 				// or past, or aborted) belongs to a killed writer or
 				// to one whose shard can no longer be used: it goes
-				// at once, not after the horizon.
-				over := dirEpoch <= latest || aborts.aborted(dirEpoch)
+				// at once, not after the horizon. A kept cut that is
+				// not in the shared store yet is not over: its flush
+				// may be writing it.
+				over := (dirEpoch <= latest && !flushing[dirEpoch]) || aborts.aborted(dirEpoch)
 				if over && now.Sub(fi.ModTime) < opts.TempHorizon {
 					fi.ModTime = now.Add(-opts.TempHorizon)
 				}

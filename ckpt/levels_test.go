@@ -5,7 +5,9 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/cutpoint/cutpoint/ckpt/backend"
 	"github.com/cutpoint/cutpoint/ckpt/backend/mem"
 )
 
@@ -171,4 +173,85 @@ func retag(refs []ShardRef, epoch uint64) []ShardRef {
 		out[i].Epoch = epoch
 	}
 	return out
+}
+
+// TestGCFlushInFlight: the shared store's GC, which the coordinator runs
+// after every commit, leaves the temporary pack of a kept cut not yet in
+// the shared store alone (a background flush writing it: removing it cut
+// every flush that outlasted a cut interval short), removes it at once
+// once the cut is recorded shared (then it is a killed flush's leftover),
+// and a stopped-job GC removes it whatever the cut.
+func TestGCFlushInFlight(t *testing.T) {
+	opts := testOptions()
+	shared, sb := newMemStore(t, opts)
+	local, _ := newMemStore(t, opts)
+	const job = "fl"
+	var refs []ShardRef
+	for e := uint64(1); e <= 2; e++ {
+		ref := writeShard(t, local, ShardSpec{Job: job, Epoch: e, Incarnation: 1, Step: int64(e)}, makeRank(e, 0, 30000))
+		if _, err := shared.Commit(bg, CutSpec{Job: job, Epoch: e, Step: int64(e), World: 1, Incarnation: 1, Shards: []ShardRef{ref},
+			Meta: map[string]string{MetaLevels: "local,partner"}}); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	// A flush of epoch 1 under way: its pack half written.
+	w, err := sb.Create(bg, refs[0].Pack())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("half a pack")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := shared.GC(bg, job, GCOptions{Keep: 2})
+	if err != nil || rep.DeletedTemps != 0 {
+		t.Fatalf("GC during a flush: %+v, %v: want the flush's temporary file kept", rep, err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	// The flush done (epoch 1 recorded shared), a killed one's leftover.
+	if _, err := local.CopyShard(bg, shared, refs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := shared.MarkShared(bg, job, 1); !ok || err != nil {
+		t.Fatalf("MarkShared: %v %v", ok, err)
+	}
+	left := func(e uint64) backend.Writer {
+		w, err := sb.Create(bg, refs[e-1].Pack())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("killed"))
+		return w
+	}
+	left(1)
+	rep, err = shared.GC(bg, job, GCOptions{Keep: 2})
+	if err != nil || rep.DeletedTemps != 1 {
+		t.Fatalf("GC after the flush was recorded: %+v, %v: want the leftover removed", rep, err)
+	}
+	// Epoch 2 never flushed: a stopped-job GC removes its leftover.
+	left(2)
+	l, err := shared.AcquireLease(bg, job, leaseOpts("h", 1, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = shared.GC(bg, job, GCOptions{Keep: 2, Stopped: true, Lease: l})
+	if err != nil || rep.DeletedTemps != 1 {
+		t.Fatalf("stopped-job GC: %+v, %v: want the leftover removed", rep, err)
+	}
+	for e := uint64(1); e <= 2; e++ {
+		err := sb.List(bg, packsDir(job)+"/"+epochString(e), func(fi backend.FileInfo) error {
+			if fi.Temp {
+				t.Errorf("left: %s", fi.Name)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, backend.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := shared.Verify(bg, job, 0, nil); err != nil {
+		t.Fatal(err)
+	}
 }

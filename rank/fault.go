@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -19,16 +20,33 @@ import (
 //	durable   after a shard is durable, before it is reported
 //	reported  after the shard report went out, before the commit is known
 //	restore   in the middle of restoring a cut
-//	flush     before a background flush of a committed cut to the shared
-//	          store copies the shard
+//	flush     before a flush of a committed cut to the shared store
+//	          copies the shard (background or final)
 //	flush-write
-//	          in the middle of a file written to the shared store by a flush
-//	          (after each write; with N, the N-th)
+//	          in the middle of a file written to the shared store by a
+//	          flush: after each write (of at most 32 KiB; with N, the N-th
+//	          over all the files of the rank's flushes)
+//	flush-commit
+//	          every byte of such a file written to its temporary file,
+//	          before the commit (fsync, rename)
+//	flush-rename
+//	          after such a file's rename, before the fsync of its
+//	          directory (local backends)
+//	flush-file
+//	          after such a file's commit, before the next file of the
+//	          shard (an older pack it reuses chunks from comes first) or
+//	          the check of the copy
+//	flushed   after the shard is in the shared store and checked there,
+//	          before the coordinator records the cut as held there
+//	final-flush
+//	          before the final flush of the last cut, once the
+//	          coordinator said the job is over
 const EnvFault = "CUTPOINT_FAULT"
 
 // faults counts passes through fault points (nil: none configured).
 type faults struct {
 	at    map[string]int // point -> pass that kills
+	mu    sync.Mutex     // the flushes pass their points on their own goroutines
 	count map[string]int
 }
 
@@ -47,7 +65,8 @@ func parseFaults(spec string, rank int, spawn uint64) (*faults, error) {
 			return nil, fmt.Errorf("%s=%q: rank %q", EnvFault, spec, parts[0])
 		}
 		switch parts[1] {
-		case "capture", "write", "durable", "reported", "restore", "flush", "flush-write":
+		case "capture", "write", "durable", "reported", "restore",
+			"flush", "flush-write", "flush-commit", "flush-rename", "flush-file", "flushed", "final-flush":
 		default:
 			return nil, fmt.Errorf("%s=%q: unknown point %q", EnvFault, spec, parts[1])
 		}
@@ -76,8 +95,11 @@ func (f *faults) hit(point string) {
 	if !ok {
 		return
 	}
+	f.mu.Lock()
 	f.count[point]++
-	if f.count[point] == n {
+	c := f.count[point]
+	f.mu.Unlock()
+	if c == n {
 		fmt.Fprintf(os.Stderr, "fault injection: SIGKILL at %s #%d\n", point, n)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way

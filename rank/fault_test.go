@@ -16,6 +16,14 @@ func TestParseFaults(t *testing.T) {
 	if f, _ := parseFaults("1:capture", 1, 2); f != nil {
 		t.Fatal("a replacement process (spawn 2) was armed")
 	}
+	// Every step of a flush has its point.
+	points := []string{"flush", "flush-write", "flush-commit", "flush-rename", "flush-file", "flushed", "final-flush"}
+	for _, p := range points {
+		f, err := parseFaults("0:"+p+":2", 0, 1)
+		if err != nil || f.at[p] != 2 {
+			t.Errorf("parseFaults(0:%s:2) = %+v, %v", p, f, err)
+		}
+	}
 	for _, bad := range []string{"x:capture", "1:nowhere", "1:write:0", "1", "1:write:2:3"} {
 		if _, err := parseFaults(bad, 1, 1); err == nil {
 			t.Errorf("parseFaults(%q) accepted", bad)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cutpoint/cutpoint/ckpt"
+	"github.com/cutpoint/cutpoint/internal/levels"
 )
 
 // The flush to the shared store (level 3) runs in the background: a cut
@@ -150,6 +151,9 @@ func (f *flusher) flushRef(ctx context.Context, ref ckpt.ShardRef) error {
 			return fmt.Errorf("flush cut %d from %s: %w", e, c.level, err)
 		}
 		l.log.Debug("flushed to the shared store", "epoch", e, "from", c.level, "bytes", n, "took", time.Since(t).Round(time.Millisecond))
+		// The shard is in the shared store and checked there; the
+		// driver has not necessarily recorded the cut as shared yet.
+		f.fault("flushed")
 		return nil
 	}
 	return fmt.Errorf("flush cut %d: no node-local level holds the shard: %w", e, errors.Join(errs...))
@@ -173,6 +177,7 @@ func (f *flusher) final(ctx context.Context, e uint64, wait time.Duration) error
 	f.mu.Lock()
 	last := f.last
 	f.mu.Unlock()
+	f.fault("final-flush")
 	deadline := time.Now().Add(wait)
 	for {
 		err := f.flush(ctx, e)
@@ -231,4 +236,35 @@ func (r *Rank) finalFlush(ctx context.Context) {
 	if err := r.lv.flush.final(ctx, e, finalFlushWait); err != nil {
 		r.log.Error("the last cut was not flushed to the shared store: it is on the node-local levels only", "epoch", e, "err", err)
 	}
+}
+
+// FlushOnly flushes rank o.Rank's shard of committed cut epoch to the
+// shared store from this host's node-local store (its own copy, or the
+// partner copy it holds for a rank of another host), retrying while the
+// shared store fails, as the final flush of a finishing rank does. It
+// reaches no other host (their ranks have left) and joins no job.
+// It is what a process started with levels.EnvFlushOnly runs.
+func FlushOnly(ctx context.Context, o Options, epoch uint64) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if !o.Levels.Enabled() || epoch == 0 {
+		return fmt.Errorf("rank %d: %s=%d: the job has no node-local levels to flush from", o.Rank, levels.EnvFlushOnly, epoch)
+	}
+	log := o.Logger.With("rank", o.Rank)
+	store, err := openStore(ctx, o, log)
+	if err != nil {
+		return fmt.Errorf("rank %d: %w", o.Rank, err)
+	}
+	defer store.Close()
+	l, err := openLevels(ctx, o, nil, store, log)
+	if err != nil {
+		return fmt.Errorf("rank %d: %w", o.Rank, err)
+	}
+	defer l.close()
+	if err := l.flush.final(ctx, epoch, finalFlushWait); err != nil {
+		return fmt.Errorf("rank %d: flush of cut %d: %w", o.Rank, epoch, err)
+	}
+	log.Info("flushed the last cut in place of a rank that died during its final flush", "epoch", epoch)
+	return nil
 }

@@ -41,13 +41,17 @@ type nodeLevels struct {
 	serve *storeServer
 	nc    *nats.Conn
 	limit *sharedBucket
-	// flushTo is the shared store as the flushes see it (paced by limit);
-	// flush runs them in the background (rank/flush.go).
-	flushTo *ckpt.Store
-	flush   *flusher
-	paced   *pacedBackend
-	rank    int
-	t0      time.Time // when the rank joined
+	// flushTo is the shared store as the flushes see it (paced by limit,
+	// through paced, whose fault points are the flushes'); flush runs them
+	// in the background (rank/flush.go). protectTo is the same store,
+	// paced too, for the shards the commit rule sends there (protect):
+	// the flush fault points do not fire in those.
+	flushTo   *ckpt.Store
+	protectTo *ckpt.Store
+	flush     *flusher
+	paced     *pacedBackend
+	rank      int
+	t0        time.Time // when the rank joined
 
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
@@ -92,7 +96,7 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		o.Host = h
 	}
 	l := &nodeLevels{
-		cfg: o.Levels, job: o.Job, jobID: o.JobID, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared,
+		cfg: o.Levels, job: o.Job, jobID: o.JobID, rank: o.Rank, host: o.Host, t0: time.Now(), log: log, shared: shared, stores: map[string]*ckpt.Store{}, final: map[uint64]bool{}, nc: nc, flushTo: shared, protectTo: shared,
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
@@ -120,8 +124,12 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		s.Close()
 		return nil, fmt.Errorf("node-local level: %w", err)
 	}
+	if l.protectTo, err = ckpt.Open(ctx, &pacedBackend{Backend: shared.Backend(), limit: l.limit}, ckpt.Options{Codec: o.Codec, Logger: log}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("node-local level: %w", err)
+	}
 	l.flush = newFlusher(l)
-	if l.cfg.Redundant() {
+	if l.cfg.Redundant() && nc != nil { // a flush-only process serves nothing
 		if l.serve, err = serveStore(nc, o.Job, o.JobID, o.Host, s.Backend(), log); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("node-local level: %w", err)
@@ -246,7 +254,7 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 		}
 	}
 	if shared {
-		if flushed, err = l.local.CopyShard(ctx, l.flushTo, ref); err != nil {
+		if flushed, err = l.local.CopyShard(ctx, l.protectTo, ref); err != nil {
 			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
 		}
 	}

@@ -574,7 +574,9 @@ const startGrace = 5 * time.Second
 type pacedBackend struct {
 	backend.Backend
 	limit *sharedBucket
-	// fault, when set, is passed every write (the "flush" fault point).
+	// fault, when set, is passed each step of a file's write (the
+	// flush-write, flush-commit, flush-rename and flush-file fault
+	// points).
 	fault func(string)
 }
 
@@ -588,6 +590,12 @@ func (p *pacedBackend) Create(ctx context.Context, name string) (backend.Writer,
 	return &pacedWriter{Writer: w, ctx: ctx, limit: p.limit, fault: p.fault}, nil
 }
 
+// pacePiece is the most a flush writes at once: the bandwidth bound is
+// spent in pieces this large rather than in CopyShard's 4 MiB blocks (a
+// burst at every block), and a kill in the middle of a pack (the
+// flush-write fault point) lands inside even a small one.
+const pacePiece = 32 << 10
+
 type pacedWriter struct {
 	backend.Writer
 	ctx   context.Context
@@ -596,12 +604,39 @@ type pacedWriter struct {
 }
 
 func (w *pacedWriter) Write(b []byte) (int, error) {
-	if err := w.limit.wait(w.ctx, len(b)); err != nil {
-		return 0, err
+	n := 0
+	for len(b) > 0 {
+		p := b[:min(len(b), pacePiece)]
+		if err := w.limit.wait(w.ctx, len(p)); err != nil {
+			return n, err
+		}
+		k, err := w.Writer.Write(p)
+		n += k
+		if w.fault != nil {
+			w.fault("flush-write") // a kill with the file half written
+		}
+		if err != nil {
+			return n, err
+		}
+		b = b[len(p):]
 	}
-	n, err := w.Writer.Write(b)
-	if w.fault != nil {
-		w.fault("flush-write") // a kill with the file half written
+	return n, nil
+}
+
+func (w *pacedWriter) Commit() error {
+	if w.fault == nil {
+		return w.Writer.Commit()
 	}
-	return n, err
+	w.fault("flush-commit") // every byte written, the file not yet in place
+	var err error
+	if sc, ok := w.Writer.(backend.StagedCommitter); ok {
+		// In place, its directory entry not yet durable.
+		err = sc.CommitStaged(func() { w.fault("flush-rename") })
+	} else {
+		err = w.Writer.Commit()
+	}
+	if err == nil {
+		w.fault("flush-file") // the file in place, the next not begun
+	}
+	return err
 }

@@ -90,6 +90,15 @@ type Writer interface {
 	Abort() error
 }
 
+// StagedCommitter is a Writer whose Commit can run a function between the
+// rename and the fsync of the directory: the one instant a test cannot
+// reach from outside Commit (a process killed there has a file in place
+// whose directory entry is not yet durable). It exists for fault
+// injection; CommitStaged(nil) is Commit.
+type StagedCommitter interface {
+	CommitStaged(afterRename func()) error
+}
+
 // Reader reads a committed file at offsets, as io.ReaderAt: a short read
 // returns an error (io.EOF at the end of the file).
 type Reader interface {

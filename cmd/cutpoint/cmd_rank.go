@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/internal/jobstats"
+	"github.com/cutpoint/cutpoint/internal/levels"
 	"github.com/cutpoint/cutpoint/internal/natsutil"
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/rank"
@@ -142,6 +144,16 @@ func runRank(ctx context.Context, g *GlobalOptions, fs *pflag.FlagSet, o rankOpt
 	}
 	if ro.World < 1 || ro.Rank < 0 || ro.Rank >= ro.World {
 		return usageError(fmt.Errorf("rank %d of %d: set --rank/--world or CUTPOINT_RANK/CUTPOINT_WORLD", ro.Rank, ro.World))
+	}
+	if v := os.Getenv(levels.EnvFlushOnly); v != "" {
+		// In place of a rank that died during its final flush: flush its
+		// shard of the job's last cut, nothing else.
+		e, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return usageError(fmt.Errorf("%s=%q: %w", levels.EnvFlushOnly, v, err))
+		}
+		ro.Logger = g.Logger
+		return rank.FlushOnly(ctx, ro, e)
 	}
 	dev, err := kernels.Open(o.workload.Device)
 	if err != nil {

@@ -506,7 +506,7 @@ func (d *driver) loop(ctx context.Context) (Result, error) {
 		}
 		if out != nil {
 			if out.Code == coordinator.CodeFinished {
-				d.recordFinalFlush()
+				d.recordFinalFlush(exits)
 			}
 			return d.finish(*out), nil
 		}

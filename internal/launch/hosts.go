@@ -104,7 +104,13 @@ func (h *Hosts) exited(ex Exit) {
 		lost = false // the rank ran and judged its cut; the host is fine
 	}
 	h.mu.Lock()
-	host, down := h.pl.Ended(ex.Rank, ex.Spawn, lost)
+	var host string
+	var down bool
+	if !ex.Killed && ex.Code == 0 && ex.Signal == "" {
+		host = h.pl.Left(ex.Rank, ex.Spawn)
+	} else {
+		host, down = h.pl.Ended(ex.Rank, ex.Spawn, lost)
+	}
 	h.lastLost[ex.Rank] = lost
 	if lost && !down && host != "" && ex.Code == SpawnCmdFailed {
 		h.pl.StartFailed(host, ex.String()+": the spawn command's own failure")

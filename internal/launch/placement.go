@@ -59,7 +59,8 @@ func ParseHosts(s string) ([]Host, error) {
 // Ranks fill the hosts in order (block placement: ranks 0..s0-1 on the
 // first host, and so on); slots beyond the ranks are spares. A host is
 // down once every process running on it was lost (ended without being
-// killed by the launcher), or a start on it failed; a down host takes no
+// killed by the launcher) and none left it with exit 0, or a start on it
+// failed; a down host takes no
 // rank again. A lost rank restarts in its own slot while its host is up,
 // else in the first free slot of a host that is up.
 type Placement struct {
@@ -76,6 +77,10 @@ type hostState struct {
 	reason string
 	used   int // ranks assigned
 	live   int // processes running
+	// left: a process on it ended with exit 0 (its job over). Later
+	// losses there do not take it down: a rank that dies after the
+	// others left (killed during its final flush) is no sign of the host.
+	left bool
 }
 
 type procKey struct {
@@ -153,12 +158,23 @@ func (p *Placement) Ended(rank int, spawn uint64, lost bool) (host string, down 
 	delete(p.running, k)
 	h := &p.hosts[i]
 	h.live--
-	if lost && h.live == 0 && !h.down {
+	if lost && h.live == 0 && !h.down && !h.left {
 		h.down = true
 		h.reason = "all its ranks were lost"
 		return h.Name, true
 	}
 	return h.Name, false
+}
+
+// Left records that rank's process spawn ended with exit 0, as a rank
+// does once its job is over: it is Ended, not lost, and the host it ran on
+// stays up whatever its other processes do from then on.
+func (p *Placement) Left(rank int, spawn uint64) string {
+	if i, ok := p.running[procKey{rank, spawn}]; ok {
+		p.hosts[i].left = true
+	}
+	host, _ := p.Ended(rank, spawn, false)
+	return host
 }
 
 // StartFailed records that starting a process on host failed: the host

@@ -72,6 +72,30 @@ func TestLostRankStaysWhileHostUp(t *testing.T) {
 	}
 }
 
+// A rank that dies after the other rank of its host left with exit 0
+// (killed during its final flush) does not take the host down: its
+// replacement (a flush-only process) starts there.
+func TestLossAfterALeaveKeepsHostUp(t *testing.T) {
+	p, _ := NewPlacement([]Host{{"a", 2}, {"b", 2}}, 4)
+	for r := range 4 {
+		p.Started(r, 1, p.HostOf(r))
+	}
+	if host := p.Left(0, 1); host != "a" {
+		t.Fatalf("Left = %q", host)
+	}
+	if host, down := p.Ended(1, 1, true); host != "a" || down {
+		t.Fatalf("Ended after a leave = %s, %v: want a, up", host, down)
+	}
+	if host, err := p.Place(1); err != nil || host != "a" {
+		t.Fatalf("Place = %s, %v", host, err)
+	}
+	// Without the leave, the same losses take b down.
+	p.Ended(2, 1, true)
+	if _, down := p.Ended(3, 1, true); !down {
+		t.Fatal("b up after every rank on it was lost")
+	}
+}
+
 func TestHostDownMovesRanksToSpares(t *testing.T) {
 	p, _ := NewPlacement([]Host{{"a", 2}, {"b", 2}, {"c", 2}}, 4)
 	for r := range 4 {

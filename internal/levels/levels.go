@@ -39,6 +39,11 @@ const (
 	// EnvBandwidth bounds the bandwidth of a rank's copies to other hosts
 	// and of its flushes to the shared store, in MiB/s.
 	EnvBandwidth = "CUTPOINT_REDUNDANCY_BANDWIDTH"
+	// EnvFlushOnly, set to a committed epoch, makes a rank process flush
+	// its shard of that cut to the shared store and leave, taking no part
+	// in the job: the coordinator starts one in place of a rank that died
+	// during the final flush of a finished job (rank.FlushOnly).
+	EnvFlushOnly = "CUTPOINT_FLUSH_ONLY"
 )
 
 // RecordFile is the job file recording a job's levels in the shared store.

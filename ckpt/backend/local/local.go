@@ -158,7 +158,13 @@ func (w *writer) removeTmp() {
 	w.dir.Close()
 }
 
-func (w *writer) Commit() error {
+func (w *writer) Commit() error { return w.CommitStaged(nil) }
+
+var _ backend.StagedCommitter = (*writer)(nil)
+
+// CommitStaged is Commit, with afterRename (when not nil) run after the
+// rename and before the fsync of the directory.
+func (w *writer) CommitStaged(afterRename func()) error {
 	if w.done {
 		return fmt.Errorf("commit %s: %w", w.name, backend.ErrFinished)
 	}
@@ -187,6 +193,9 @@ func (w *writer) Commit() error {
 	if err := unix.Renameat(dfd, w.tmp, dfd, w.final); err != nil {
 		w.removeTmp()
 		return fmt.Errorf("commit %s: rename: %w", w.name, err)
+	}
+	if afterRename != nil {
+		afterRename()
 	}
 	err := syncDirFile(w.dir)
 	w.dir.Close()
