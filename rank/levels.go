@@ -261,6 +261,9 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 	shared := final || !l.cfg.Redundant()
 	if l.cfg.Partner() {
 		c.partner, c.moved, err = l.copyToPartner(ctx, ref)
+		if err != nil && ctx.Err() != nil {
+			return c, fmt.Errorf("partner copy: %w", err) // the cut was given up (a rollback)
+		}
 		if err != nil {
 			l.log.Error("partner copy failed on every other host: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
 			shared, c.fallback = true, !final

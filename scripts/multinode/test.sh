@@ -32,7 +32,10 @@
 #            their partner copies on h1, h1's roll back from their own, the
 #            ranks' counters show 0 bytes read from the shared store (the
 #            bytes per level are printed), one finished process per rank,
-#            the undisturbed digest, no rank left running
+#            the undisturbed digest, no rank left running; h1's ranks move
+#            their partner copies from h2 to h3 (partner_changes 1, logged
+#            once each) and send no shard to the shared store for want of
+#            a copy (fallback_bytes 0)
 #   levels-rs the same with --redundancy rs:2+1 on five one-slot hosts (the
 #            bed grows to h1..h5, a NATS server on each; h5 the spare): h2's
 #            rank is rebuilt on h5 from the erasure fragments on h3 h4 h1
@@ -508,9 +511,12 @@ d, n, frm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 survivors = [int(x) for x in sys.argv[4].split()]
 moved = [int(x) for x in sys.argv[5].split()]
 per, files, total, flushed, copied = {}, {}, {}, 0, 0
+changes, fallback = {}, {}
 for f in glob.glob(d + "/rank-*-spawn-*.json"):
     r = json.load(open(f))
     files.setdefault(r["rank"], []).append((r["spawn"], r.get("error", "")))
+    changes[r["rank"]] = changes.get(r["rank"], 0) + r.get("partner_changes", 0)
+    fallback[r["rank"]] = fallback.get(r["rank"], 0) + r.get("fallback_bytes", 0)
     for lv, b in (r.get("restore_bytes") or {}).items():
         per.setdefault(r["rank"], {}).setdefault(lv, 0)
         per[r["rank"]][lv] += b
@@ -539,11 +545,30 @@ for r in moved:
         bad.append("rank %d finished in its first process, not a respawned one" % r)
 if flushed == 0 or copied == 0:
     bad.append("want bytes both flushed and copied")
+print("partner changes per rank:", json.dumps(changes, sort_keys=True), "fallback bytes per rank:", json.dumps(fallback, sort_keys=True))
+if frm == "partner":
+    # h1's partner h2 is gone: h1's ranks move their copies to h3 (once
+    # each) and send no shard to the shared store for want of a copy; the
+    # ranks respawned on h3 keep their first choice, h1.
+    for r in survivors:
+        if changes.get(r, 0) != 1:
+            bad.append("survivor rank %d: %d partner changes, want 1 (h2 to h3)" % (r, changes.get(r, 0)))
+    for r in moved:
+        if changes.get(r, 0) != 0:
+            bad.append("respawned rank %d: %d partner changes, want 0" % (r, changes.get(r, 0)))
+    for r, b in sorted(fallback.items()):
+        if b:
+            bad.append("rank %d sent %d bytes to the shared store for want of a copy on another host" % (r, b))
 for b in bad:
     print("FAIL:", b, file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
       if grep -qF "$token" "$out.log"; then fail "$c: the run log shows the NATS token"; fi
+      if [ "$c" = levels ]; then
+        n=$(grep -c 'msg="partner copies go to another host".* from=h2 to=h3' "$out.log" || true)
+        [ "$n" = 2 ] || fail "$c: $n partner moves from h2 to h3 logged, want 2 (ranks 0 and 1): $(grep 'partner copies go' "$out.log" | tail -5)"
+        echo "$c: h1's ranks moved their partner copies from h2 to h3 (logged once each), no shard sent to the shared store for want of a copy"
+      fi
       echo "$c: h2's ranks rebuilt on $spare from the $from level, the survivors from their own node-local copies; 0 bytes read from the shared store"
       stop_nats
       nhosts=3
