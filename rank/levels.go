@@ -325,14 +325,20 @@ func (l *nodeLevels) copyToPartner(ctx context.Context, ref ckpt.ShardRef) (n in
 }
 
 // copyTo copies the shard to host's node-local store, after a probe that
-// bounds what a host that does not answer costs.
+// bounds what a host that does not answer costs (store probes a host it
+// opens; one opened before is probed here).
 func (l *nodeLevels) copyTo(ctx context.Context, host string, ref ckpt.ShardRef) (int64, error) {
-	rb, err := l.remote(host)
-	if err != nil {
-		return 0, err
-	}
-	if err := rb.ping(ctx, probeTimeout); err != nil {
-		return 0, err
+	l.mu.Lock()
+	opened := l.stores[host] != nil
+	l.mu.Unlock()
+	if opened {
+		rb, err := l.remote(host)
+		if err != nil {
+			return 0, err
+		}
+		if err := rb.ping(ctx, probeTimeout); err != nil {
+			return 0, err
+		}
 	}
 	ps, err := l.store(ctx, host)
 	if err != nil {
