@@ -206,6 +206,15 @@ func TestLevelsNewPartner(t *testing.T) {
 		t.Fatalf("ls: exit %d, want the last cut on c and d (4 shards each)\n%s%s", code, out, errs)
 	}
 	lsOut := out
+	// inspect names, per rank, the hosts holding its shard of the last
+	// cut: the own copy and the new partner's, c and d, plus the final
+	// flush.
+	out, errs, code = runCLI(t, "inspect", "--store", store, "--local", tmpl)
+	for rk := range 4 {
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("\n%d     c d shared\n", rk)) {
+			t.Fatalf("inspect: exit %d, want rank %d's copies on c, d and shared\n%s%s", code, rk, out, errs)
+		}
+	}
 	out, errs, code = runCLI(t, "verify", "--store", store, "--local", tmpl)
 	if code != 0 || !strings.Contains(out, "node-local c: ") || strings.Contains(out, "node-local c: 0 shard") {
 		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
