@@ -60,43 +60,51 @@ func (s *Store) Inspect(ctx context.Context, job string, epoch uint64) (*CutDeta
 	}
 	d := &CutDetail{CutInfo: cut.CutInfo}
 	for _, ref := range cut.Shards {
-		rd := RankDetail{Ref: ref}
-		idx, err := s.readShardIndex(ctx, ref)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			rd.Err = err
-			d.Ranks = append(d.Ranks, rd)
-			continue
-		}
-		for _, p := range idx.packs {
-			rd.Packs = append(rd.Packs, jobDir(job)+"/"+p)
-		}
-		rd.MetaBytes = len(idx.meta)
-		rd.Hash = idx.alg.String()
-		for _, ls := range idx.streams() {
-			sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks),
-				Codecs: map[string]int{}, Filters: map[string]int{}}
-			for _, c := range ls.s.chunks {
-				sd.StoredBytes += int64(c.stored)
-				sd.Codecs[c.codec.String()]++
-				sd.Filters[c.filter.String()]++
-				if c.pack == 0 {
-					sd.NewChunks++
-					sd.NewStoredBytes += int64(c.stored)
-				} else {
-					sd.ReusedChunks++
-				}
-			}
-			if len(rd.Buffers) < len(idx.buffers) {
-				rd.Buffers = append(rd.Buffers, sd)
-			} else {
-				sd.Messages = len(idx.channels[len(rd.Channels)].lengths)
-				rd.Channels = append(rd.Channels, sd)
-			}
+		rd := s.InspectShard(ctx, ref)
+		if rd.Err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 		d.Ranks = append(d.Ranks, rd)
 	}
 	return d, nil
+}
+
+// InspectShard describes one shard of this store, as Inspect does each
+// rank's (a node-local store, which holds no manifests, is inspected shard
+// by shard with the refs of the shared store's manifest); an unreadable
+// shard index is reported in Err.
+func (s *Store) InspectShard(ctx context.Context, ref ShardRef) RankDetail {
+	rd := RankDetail{Ref: ref}
+	idx, err := s.readShardIndex(ctx, ref)
+	if err != nil {
+		rd.Err = err
+		return rd
+	}
+	for _, p := range idx.packs {
+		rd.Packs = append(rd.Packs, jobDir(ref.Job)+"/"+p)
+	}
+	rd.MetaBytes = len(idx.meta)
+	rd.Hash = idx.alg.String()
+	for _, ls := range idx.streams() {
+		sd := StreamDetail{Name: ls.label, Len: ls.s.length, ElemSize: ls.s.elemSize, Chunks: len(ls.s.chunks),
+			Codecs: map[string]int{}, Filters: map[string]int{}}
+		for _, c := range ls.s.chunks {
+			sd.StoredBytes += int64(c.stored)
+			sd.Codecs[c.codec.String()]++
+			sd.Filters[c.filter.String()]++
+			if c.pack == 0 {
+				sd.NewChunks++
+				sd.NewStoredBytes += int64(c.stored)
+			} else {
+				sd.ReusedChunks++
+			}
+		}
+		if len(rd.Buffers) < len(idx.buffers) {
+			rd.Buffers = append(rd.Buffers, sd)
+		} else {
+			sd.Messages = len(idx.channels[len(rd.Channels)].lengths)
+			rd.Channels = append(rd.Channels, sd)
+		}
+	}
+	return rd
 }

@@ -53,6 +53,9 @@ type nodeLevels struct {
 	rank      int
 	t0        time.Time // when the rank joined
 
+	// partners: where this rank's partner copies go (l.mu held).
+	partners *levels.Partners
+
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
 	// which go to the shared store whatever FlushEvery says.
@@ -100,9 +103,11 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		opts: ckpt.Options{Codec: o.Codec, ChunkSize: shared.ChunkSize(), Hash: shared.Hash(), Workers: o.WriterWorkers, Logger: log, BufferedIO: o.StoreIO == "buffered"},
 	}
 	if l.cfg.Partner() {
-		if _, err := l.cfg.PartnerOf(o.Host); err != nil {
+		p, err := l.cfg.NewPartners(o.Host)
+		if err != nil {
 			return nil, fmt.Errorf("partner copy: %w", err)
 		}
+		l.partners = p
 	}
 	if _, _, rs := l.cfg.Erasure(); rs {
 		if _, err := l.cfg.ErasureHosts(o.Host); err != nil {
@@ -148,20 +153,40 @@ func (l *nodeLevels) store(ctx context.Context, host string) (*ckpt.Store, error
 		return l.local, nil
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := l.stores[host]; s != nil {
+	s := l.stores[host]
+	l.mu.Unlock()
+	if s != nil {
 		return s, nil
 	}
-	if l.nc == nil {
-		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
-	}
-	rb := &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, l.jobID, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}
-	s, err := ckpt.Open(ctx, rb, l.opts)
+	rb, err := l.remote(host)
 	if err != nil {
 		return nil, err
 	}
+	// A host that does not answer costs the probe's timeout, not the
+	// retried requests of opening a store; and l.mu is not held meanwhile
+	// (the rank's own lock waits on it).
+	if err := rb.ping(ctx, probeTimeout); err != nil {
+		return nil, fmt.Errorf("%w: %w", ckpt.ErrNoStore, err)
+	}
+	if s, err = ckpt.Open(ctx, rb, l.opts); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o := l.stores[host]; o != nil {
+		s.Close() // opened meanwhile by another writer or restore
+		return o, nil
+	}
 	l.stores[host] = s
 	return s, nil
+}
+
+// remote is host's node-local store as a backend, reached over NATS.
+func (l *nodeLevels) remote(host string) (*remoteBackend, error) {
+	if l.nc == nil {
+		return nil, fmt.Errorf("host %s: no NATS connection to reach it: %w", host, ckpt.ErrNoStore)
+	}
+	return &remoteBackend{nc: l.nc, host: host, subj: storeSubject(l.job, l.jobID, host), timeout: remoteTimeout, limit: l.limit, graceUntil: l.t0.Add(startGrace)}, nil
 }
 
 func (l *nodeLevels) close() {
@@ -222,43 +247,112 @@ func (l *nodeLevels) prepare(ctx context.Context, spec ckpt.ShardSpec) ckpt.Shar
 	return spec
 }
 
+// copies is what protect copied where.
+type copies struct {
+	// partner: bytes copied to other hosts (partner copy or fragments);
+	// flushed: bytes copied to the shared store; fallback: flushed only
+	// because no copy on another host could be made.
+	partner, flushed int64
+	fallback         bool
+	// moved: the partner changed (another host took the copy).
+	moved int
+}
+
 // protect copies a shard just written to the node-local store to the
 // levels the commit rule needs before the rank reports it: the partner's
 // store (or the erasure fragments on other hosts), over the network. The
 // shared store gets it now only when the cut is final (a preemption's),
-// when there is no copy on another host, or when that copy failed (a local
-// copy alone does not survive its host); a flush epoch's shard goes there
-// in the background once the cut commits (rank/flush.go).
-func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool) (partner, flushed int64, err error) {
+// when there is no copy on another host, or when no other host took one (a
+// local copy alone does not survive its host); a flush epoch's shard goes
+// there in the background once the cut commits (rank/flush.go).
+func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool) (c copies, err error) {
 	shared := final || !l.cfg.Redundant()
 	if l.cfg.Partner() {
-		ph, err := l.cfg.PartnerOf(l.host)
-		var ps *ckpt.Store
-		if err == nil {
-			ps, err = l.store(ctx, ph)
-		}
-		if err == nil {
-			partner, err = l.local.CopyShard(ctx, ps, ref)
+		c.partner, c.moved, err = l.copyToPartner(ctx, ref)
+		if err != nil && ctx.Err() != nil {
+			return c, fmt.Errorf("partner copy: %w", err) // the cut was given up (a rollback)
 		}
 		if err != nil {
-			l.log.Error("partner copy failed: this shard goes to the shared store", "epoch", ref.Epoch, "partner", ph, "err", err)
-			shared = true
+			l.log.Error("partner copy failed on every other host: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
+			shared, c.fallback = true, !final
 		}
 	}
 	if k, m, rs := l.cfg.Erasure(); rs {
 		n, err := l.encode(ctx, ref, k, m)
-		partner += n
+		c.partner += n
 		if err != nil {
 			l.log.Error("erasure fragments failed: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
-			shared = true
+			shared, c.fallback = true, !final
 		}
 	}
 	if shared {
-		if flushed, err = l.local.CopyShard(ctx, l.protectTo, ref); err != nil {
-			return partner, flushed, fmt.Errorf("flush to the shared store: %w", err)
+		if c.flushed, err = l.local.CopyShard(ctx, l.protectTo, ref); err != nil {
+			return c, fmt.Errorf("flush to the shared store: %w", err)
 		}
 	}
-	return partner, flushed, nil
+	return c, nil
+}
+
+// copyToPartner copies the shard to the current partner host, or, when
+// that copy fails, to the next host that takes it (levels.Partners): a
+// dead partner costs one failed try, its probe bounded by probeTimeout
+// when the host does not answer, and none at the cuts after. moved is 1
+// when another host than before took the copy (logged once here).
+func (l *nodeLevels) copyToPartner(ctx context.Context, ref ckpt.ShardRef) (n int64, moved int, err error) {
+	l.mu.Lock()
+	hosts := l.partners.Candidates(time.Now())
+	l.mu.Unlock()
+	var errs []error
+	for _, h := range hosts {
+		t := time.Now()
+		n, err := l.copyTo(ctx, h, ref)
+		if err == nil {
+			l.mu.Lock()
+			from, changed, perr := l.partners.Copied(h)
+			first := l.partners.First()
+			l.mu.Unlock()
+			if perr != nil {
+				return n, 0, perr
+			}
+			if changed {
+				l.log.Warn("partner copies go to another host", "from", from, "to", h, "first_choice", first, "epoch", ref.Epoch, "failed", errors.Join(errs...))
+				moved = 1
+			}
+			return n, moved, nil
+		}
+		if ctx.Err() != nil {
+			return 0, 0, ctx.Err()
+		}
+		l.mu.Lock()
+		l.partners.Failed(h, time.Now())
+		l.mu.Unlock()
+		l.log.Debug("partner copy failed", "host", h, "epoch", ref.Epoch, "took", time.Since(t), "err", err)
+		errs = append(errs, fmt.Errorf("host %s: %w", h, err))
+	}
+	return 0, 0, errors.Join(errs...)
+}
+
+// copyTo copies the shard to host's node-local store, after a probe that
+// bounds what a host that does not answer costs (store probes a host it
+// opens; one opened before is probed here).
+func (l *nodeLevels) copyTo(ctx context.Context, host string, ref ckpt.ShardRef) (int64, error) {
+	l.mu.Lock()
+	opened := l.stores[host] != nil
+	l.mu.Unlock()
+	if opened {
+		rb, err := l.remote(host)
+		if err != nil {
+			return 0, err
+		}
+		if err := rb.ping(ctx, probeTimeout); err != nil {
+			return 0, err
+		}
+	}
+	ps, err := l.store(ctx, host)
+	if err != nil {
+		return 0, err
+	}
+	return l.local.CopyShard(ctx, ps, ref)
 }
 
 // encode writes the shard's K+M erasure fragments to the hosts after this

@@ -96,8 +96,9 @@ func TestProtectCommitRule(t *testing.T) {
 	}
 
 	ref := writeLocal(t, l.local, 1)
-	p, f, err := l.protect(ctx, ref, l.isFinal(1))
-	if err != nil || p == 0 || f != 0 {
+	c, err := l.protect(ctx, ref, l.isFinal(1))
+	p, f := c.partner, c.flushed
+	if err != nil || p == 0 || f != 0 || c.fallback || c.moved != 0 {
 		t.Fatalf("epoch 1: partner %d flushed %d, %v", p, f, err)
 	}
 	if err := partnerStore().HasShard(ctx, ref); err != nil {
@@ -118,8 +119,8 @@ func TestProtectCommitRule(t *testing.T) {
 	// A flush epoch is not flushed before it is reported: the flush runs
 	// in the background once the cut commits (TestBackgroundFlush).
 	ref = writeLocal(t, l.local, 3)
-	if _, f, err := l.protect(ctx, ref, l.isFinal(3)); err != nil || f != 0 || shared.HasShard(ctx, ref) == nil {
-		t.Fatalf("flush epoch 3: flushed %d before the commit, %v", f, err)
+	if c, err := l.protect(ctx, ref, l.isFinal(3)); err != nil || c.flushed != 0 || shared.HasShard(ctx, ref) == nil {
+		t.Fatalf("flush epoch 3: flushed %d before the commit, %v", c.flushed, err)
 	}
 
 	l.noteFinal(wire.EncodeCoord(&wire.Cut{CoordHeader: wire.CoordHeader{CGen: 1, G: 1}, Epoch: 4, Step: 4, Final: true}))
@@ -128,8 +129,8 @@ func TestProtectCommitRule(t *testing.T) {
 	if !l.isFinal(4) || l.isFinal(5) {
 		t.Fatal("final flag not remembered")
 	}
-	if _, f, err := l.protect(ctx, ref, l.isFinal(4)); err != nil || f == 0 {
-		t.Fatalf("final epoch 4: flushed %d, %v", f, err)
+	if c, err := l.protect(ctx, ref, l.isFinal(4)); err != nil || c.flushed == 0 || c.fallback {
+		t.Fatalf("final epoch 4: %+v, %v", c, err)
 	}
 
 	// No rank serves b's store any more (its host is gone): the partner
@@ -143,9 +144,9 @@ func TestProtectCommitRule(t *testing.T) {
 	others[0].serve.close()
 	others[0].serve = nil
 	ref = writeLocal(t, l.local, 5)
-	p, f, err = l.protect(ctx, ref, false)
-	if err != nil || p != 0 || f == 0 || shared.HasShard(ctx, ref) != nil {
-		t.Fatalf("partner gone: partner %d flushed %d, %v", p, f, err)
+	c, err = l.protect(ctx, ref, false)
+	if err != nil || c.partner != 0 || c.flushed == 0 || !c.fallback || shared.HasShard(ctx, ref) != nil {
+		t.Fatalf("partner gone: %+v, %v", c, err)
 	}
 
 	// Restore order: own host, then the partner's, then the shared store.
@@ -156,8 +157,8 @@ func TestProtectCommitRule(t *testing.T) {
 	if len(order) != 3 || order[0] != "local:a" || order[1] != "partner:b" || order[2] != "shared:" {
 		t.Fatalf("candidates %v", order)
 	}
-	c := l.candidates(ctx)[1]
-	if _, err := c.get(ctx); !errors.Is(err, ckpt.ErrNoStore) {
+	lc := l.candidates(ctx)[1]
+	if _, err := lc.get(ctx); !errors.Is(err, ckpt.ErrNoStore) {
 		t.Fatalf("b's store with no rank serving it: %v, want ErrNoStore", err)
 	}
 }
@@ -195,8 +196,8 @@ func TestBackgroundFlush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, f, err := l.protect(ctx, ref, false); err != nil || f != 0 {
-			t.Fatalf("protect: flushed %d, %v", f, err)
+		if c, err := l.protect(ctx, ref, false); err != nil || c.flushed != 0 {
+			t.Fatalf("protect: flushed %d, %v", c.flushed, err)
 		}
 		return ref
 	}

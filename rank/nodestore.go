@@ -292,6 +292,11 @@ var _ backend.Backend = (*remoteBackend)(nil)
 // host as it skips a missing copy.
 var errNoServer = fmt.Errorf("no rank serves that host's node-local store: %w", backend.ErrNotExist)
 
+// errNoAnswer: a host's store did not answer a probe in time (its ranks
+// are stopped, or the host is lost and the NATS server does not know yet).
+// It matches backend.ErrNotExist too: a restore skips the host.
+var errNoAnswer = fmt.Errorf("no rank answered for that host's node-local store: %w", backend.ErrNotExist)
+
 func (b *remoteBackend) String() string { return "node-local store of host " + b.host + " (over NATS)" }
 
 // call sends req to subj and waits for its reply, sending it again (the
@@ -332,6 +337,40 @@ func (b *remoteBackend) call(ctx context.Context, subj string, req nodestore.Req
 		return rep, replyErr(b.host, req, rep)
 	}
 	return nodestore.Reply{}, fmt.Errorf("host %s: %s %s: %w", b.host, req.Op, req.Name, err)
+}
+
+// ping asks host's store for its configuration once, waiting at most
+// timeout: any reply proves a rank serves it. It bounds what a host that
+// does not answer costs (its processes stopped, or the host lost without
+// its connections closing: the NATS server then keeps its subscriptions
+// for minutes and every request to it waits out its timeout, three times
+// b.timeout per call). A host where no rank serves fails at once, after
+// the start grace.
+func (b *remoteBackend) ping(ctx context.Context, timeout time.Duration) error {
+	data := nodestore.EncodeRequest(nodestore.Request{Op: nodestore.OpStat, Name: nodestore.ConfigName})
+	for {
+		c, cancel := context.WithTimeout(ctx, timeout)
+		_, err := b.nc.RequestWithContext(c, b.subj, data)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, nats.ErrNoResponders) && time.Now().Before(b.graceUntil):
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		case errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("host %s: %w", b.host, errNoServer)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			return fmt.Errorf("host %s: no reply in %v: %w", b.host, timeout, errNoAnswer)
+		}
+		return fmt.Errorf("host %s: %w", b.host, err)
+	}
 }
 
 func replyErr(host string, req nodestore.Request, rep nodestore.Reply) error {
@@ -563,6 +602,11 @@ func (r *remoteReader) ReadAt(p []byte, off int64) (int, error) {
 // remoteTimeout bounds the wait for one reply from another host's rank
 // (a commit's fsync included); a request is sent at most three times.
 const remoteTimeout = 10 * time.Second
+
+// probeTimeout bounds the wait for another host's store to answer at all
+// before a copy or a restore uses it (a Stat, which waits at most for an
+// fsync of that store's uploads in progress).
+const probeTimeout = 5 * time.Second
 
 // startGrace is how long after it joined a rank waits for another host's
 // ranks to answer at all.

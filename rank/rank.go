@@ -95,6 +95,13 @@ type Stats struct {
 	// partner's node-local store and to the shared store.
 	PartnerBytes int64
 	FlushBytes   int64
+	// FallbackBytes counts the part of FlushBytes that went to the shared
+	// store before the shard was reported only because no other host took
+	// a copy (every partner candidate, or an erasure fragment, failed).
+	FallbackBytes int64
+	// PartnerChanges counts the times the rank's partner copies moved to
+	// another host (the partner failed, or the first choice came back).
+	PartnerChanges int64
 	// ControlForged counts control messages dropped because they did not
 	// carry the coordinator's signature (Options.Keys).
 	ControlForged int64

@@ -143,13 +143,17 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 		return ref, err
 	}
 	// Persist before report, at every level the commit rule needs.
-	partner, flushed, err := r.lv.protect(w.ctx, ref, r.lv.isFinal(ref.Epoch))
+	c, err := r.lv.protect(w.ctx, ref, r.lv.isFinal(ref.Epoch))
 	if err == nil {
 		r.lv.flush.reported(ref)
 	}
 	r.mu.Lock()
-	r.stats.PartnerBytes += partner
-	r.stats.FlushBytes += flushed
+	r.stats.PartnerBytes += c.partner
+	r.stats.FlushBytes += c.flushed
+	if c.fallback {
+		r.stats.FallbackBytes += c.flushed
+	}
+	r.stats.PartnerChanges += int64(c.moved)
 	r.mu.Unlock()
 	return ref, err
 }

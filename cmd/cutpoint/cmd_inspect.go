@@ -18,25 +18,32 @@ import (
 
 type inspectOptions struct {
 	storeOptions
-	Cut uint64
+	Cut   uint64
+	local string
 }
 
 func (o *inspectOptions) AddFlags(f *pflag.FlagSet) {
 	o.storeOptions.AddFlags(f)
 	f.Uint64Var(&o.Cut, "cut", 0, "cut (epoch) to describe; default the latest")
+	addLocalFlag(f, &o.local)
 }
 
 func newInspectCommand(g *GlobalOptions) *cobra.Command {
 	var o inspectOptions
 	cmd := &cobra.Command{
-		Use:   "inspect --store DIR [--job NAME] --cut E",
+		Use:   "inspect --store DIR [--job NAME] --cut E [--local DIR]",
 		Short: "Describe a committed cut per rank and buffer",
 		Long: `Describe a committed cut: its step, ranks and metadata, then one line per
 rank and buffer (and recorded channel) with its size, element size, chunks,
 how many chunks are new in this cut and how many are reused from older cuts,
 how many are stored with the delta+shuffle filter (the others with plain
 shuffle), stored size, compression ratio and codecs. It reads indexes, not
-chunks (use verify for that).
+chunks (use verify for that). With --local, a shard the shared store does
+not hold (a cut on node-local levels only) is described from a node-local
+copy, and a last table names, per rank, the hosts whose node-local stores
+hold a copy of its shard (its own and the partner's, or the new partner's
+after a partner host was lost), and "shared" when the shared store holds
+it.
 
 Exit codes: 0 described; 2 no such store, job or cut; 3 the cut's manifest
 or a shard index is damaged.`,
@@ -78,6 +85,31 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		return withCode(exitDamaged, err)
 	case err != nil:
 		return err
+	}
+	nodes, err := openNodeDirs(ctx, g, o.local, s)
+	if err != nil {
+		return err
+	}
+	defer closeNodeDirs(nodes)
+	// copies: per rank, the hosts whose node-local stores hold its shard.
+	copies := make([][]string, len(d.Ranks))
+	for i, r := range d.Ranks {
+		for _, n := range nodes {
+			if n.st.HasShard(ctx, r.Ref) == nil {
+				copies[i] = append(copies[i], n.host)
+			}
+		}
+		// A cut not (yet) in the shared store is described from a
+		// node-local copy.
+		if r.Err != nil && !d.Levels().Shared && len(copies[i]) > 0 {
+			for _, n := range nodes {
+				if n.host == copies[i][0] {
+					if rd := n.st.InspectShard(ctx, r.Ref); rd.Err == nil {
+						d.Ranks[i] = rd
+					}
+				}
+			}
+		}
 	}
 	w := g.Stdout
 	fmt.Fprintf(w, "job %s cut %d: step %d, %d ranks, incarnation %d, committed %s\n",
@@ -127,6 +159,21 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		}
 	}
 	tw.Flush()
+	if len(nodes) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RANK\tCOPIES")
+		for i, r := range d.Ranks {
+			where := copies[i]
+			if s.HasShard(ctx, r.Ref) == nil {
+				where = append(where, ckpt.LevelShared)
+			}
+			if len(where) == 0 {
+				where = []string{"none found"}
+			}
+			fmt.Fprintf(tw, "%d\t%s\n", r.Ref.Rank, strings.Join(where, " "))
+		}
+		tw.Flush()
+	}
 	if len(damaged) > 0 {
 		return withCode(exitDamaged, errors.Join(damaged...))
 	}

@@ -267,6 +267,27 @@ func TestLevelsRestoreFallback(t *testing.T) {
 	}
 }
 
+// TestLevelsInspectNodeLocal: inspect --local describes a cut held on the
+// node-local levels only (the whole job SIGKILLed before any flush) from
+// the node-local copies and names the hosts holding each rank's shard;
+// without --local the shard indexes are not found in the shared store.
+func TestLevelsInspectNodeLocal(t *testing.T) {
+	f := newLevelsFixture(t, syscall.SIGKILL)
+	e := fmt.Sprint(f.last.Epoch)
+	out, errs, code := runCLI(t, "inspect", "--store", f.store, "--cut", e, "--local", f.local+"/{host}")
+	if code != 0 || strings.Contains(out, "unreadable") || !strings.Contains(out, "RANK  COPIES") {
+		t.Fatalf("inspect --local of node-local cut %s: exit %d\n%s%s", e, code, out, errs)
+	}
+	for rk := range 4 {
+		if !strings.Contains(out, fmt.Sprintf("\n%d     u ", rk)) || !strings.Contains(out, fmt.Sprintf("\n%d     a b\n", rk)) {
+			t.Fatalf("inspect --local: rank %d not described from its node-local copies on a and b\n%s", rk, out)
+		}
+	}
+	if _, _, code := runCLI(t, "inspect", "--store", f.store, "--cut", e); code != exitDamaged {
+		t.Fatalf("inspect of node-local cut %s without --local: exit %d, want %d (no shard index in the shared store)", e, code, exitDamaged)
+	}
+}
+
 // TestLevelsRestoreDamagedPartner: SIGTERM's final cut is in the shared
 // store as well as node-local; both node-local copies of rank 0's shard
 // (its own on a, the partner copy on b) are damaged. --restore passes

@@ -134,6 +134,11 @@ type Rank struct {
 	DamagedCopies map[string]int64 `json:"damaged_copies,omitempty"`
 	PartnerBytes  int64            `json:"partner_bytes,omitempty"` // copied to the partner's node-local store
 	FlushBytes    int64            `json:"flush_bytes,omitempty"`   // copied from node-local to the shared store
+	// FallbackBytes: the part of FlushBytes sent before the shard was
+	// reported because no other host took a copy of it.
+	FallbackBytes int64 `json:"fallback_bytes,omitempty"`
+	// PartnerChanges: times the partner copies moved to another host.
+	PartnerChanges int64 `json:"partner_changes,omitempty"`
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`

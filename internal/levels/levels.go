@@ -2,8 +2,9 @@
 // node-local directory template (L1), the redundancy across hosts (L2, a
 // partner copy) and how often cuts are flushed to the shared store (L3);
 // which host is a host's partner; and the record of these settings in the
-// store (job file levels.json), so that a restore finds them. It decides
-// nothing at run time beyond these pure functions: the rank writes the
+// store (job file levels.json), so that a restore finds them; and the
+// choice of a new partner when a copy to the partner fails (Partners, a
+// pure machine). It decides nothing else at run time: the rank writes the
 // levels, the coordinator driver records which ones hold each cut.
 package levels
 
@@ -273,14 +274,48 @@ func (c Config) PartnerOf(host string) (string, error) {
 	return "", fmt.Errorf("host %q: no other host for a partner copy", host)
 }
 
+// PartnerOrder lists the hosts that may hold the partner copies of the
+// shards written on host, in the order a rank tries them: the ring's first
+// choice (PartnerOf), then the other hosts the ranks start on, cyclically
+// after it, then the remaining hosts of the list (spares, which hold
+// copies only once ranks moved there), cyclically after host. Each host
+// once, never host itself.
+func (c Config) PartnerOrder(host string) ([]string, error) {
+	first, err := c.PartnerOf(host)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.ring()
+	if err != nil {
+		return nil, err
+	}
+	out := []string{first}
+	for _, list := range [][]string{after(r.ranks, first), after(r.all, host)} {
+		for _, h := range list {
+			if h != host && !containsStr(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out, nil
+}
+
+// after returns list rotated to start after h (from its start when h is
+// not in it).
+func after(list []string, h string) []string {
+	i := slices.Index(list, h) + 1
+	return append(slices.Clone(list[i:]), list[:i]...)
+}
+
 // ReadOrder lists the hosts whose node-local directories a rank on host
-// looks in for its shard, in order: its own, its partner's, then the other
-// hosts of the list (a rank that moved finds the copies it left). A
-// directory that is not reachable from host is simply not there.
+// looks in for its shard, in order: its own, then the hosts its partner
+// copies may have gone to, in PartnerOrder (the first choice first), then
+// any other host of the list (a rank that moved finds the copies it
+// left). A directory that is not reachable from host is simply not there.
 func (c Config) ReadOrder(host string) []string {
 	out := []string{host}
-	if p, err := c.PartnerOf(host); err == nil {
-		out = append(out, p)
+	if p, err := c.PartnerOrder(host); err == nil {
+		out = append(out, p...)
 	}
 	r, _ := c.ring()
 	for _, h := range r.all {

@@ -24,7 +24,8 @@
 #            replaced, the old ones fenced; the undisturbed digest, no rank
 #            left running
 #   levels   `run --hosts h1:2,h2:2,h3:2` (spawn command `ip netns exec
-#            cpbed-{host} {cmd}`) with the node-local level in each host's
+#            cpbed-{host} {cmd}`, 3 x MULTINODE_STEPS steps, against its
+#            own undisturbed digest) with the node-local level in each host's
 #            bed directory (--local node/{host}/..., --redundancy partner,
 #            --flush-every 3, --stats-dir); after the first cut host h2 is
 #            killed whole (its ranks and NATS server, SIGKILL) and its
@@ -32,7 +33,10 @@
 #            their partner copies on h1, h1's roll back from their own, the
 #            ranks' counters show 0 bytes read from the shared store (the
 #            bytes per level are printed), one finished process per rank,
-#            the undisturbed digest, no rank left running
+#            the undisturbed digest, no rank left running; h1's ranks move
+#            their partner copies from h2 to h3 (partner_changes 1, logged
+#            once each) and send no shard to the shared store for want of
+#            a copy (fallback_bytes 0)
 #   levels-rs the same with --redundancy rs:2+1 on five one-slot hosts (the
 #            bed grows to h1..h5, a NATS server on each; h5 the spare): h2's
 #            rank is rebuilt on h5 from the erasure fragments on h3 h4 h1
@@ -400,7 +404,7 @@ for c in $cases; do
       # the spawn command's argv.
       "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
         --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}' \
-        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$csteps" \
         </dev/null >"$out.out" 2>"$out.log" &
       runpid=$!
       pids+=($runpid)
@@ -462,8 +466,16 @@ for c in $cases; do
       # The hosts are named h1.. here (the spawn command adds the cpbed-
       # prefix) so that --local's {host} names the bed's node-local
       # directories, node/hN.
+      csteps=$steps cref=$ref
       if [ "$c" = levels ]; then
         red=partner hostlist=h1:2,h2:2,h3:2 spare=h3 survivors="0 1" moved="2 3" from=partner
+        # Long enough for cuts after the recovery, whose copies show h1's
+        # ranks moving to a new partner (with $steps the job may end
+        # first): its own undisturbed digest.
+        csteps=$((steps * 3))
+        cref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-store-$c" --interval 0 --ranks "$nranks" --size "$size" \
+          --steps "$csteps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+        [ -n "$cref" ] || fail "$c: no reference digest for $csteps steps"
       else
         nhosts=5
         CPBED_HOSTS=5 "$bed" up >/dev/null
@@ -477,7 +489,7 @@ for c in $cases; do
       "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
         --hosts "$hostlist" --spawn-cmd 'ip netns exec cpbed-{host} {cmd}' \
         --local "$D/node/{host}/local-$c" --redundancy "$red" --flush-every 3 --stats-dir "$stats" \
-        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$csteps" \
         </dev/null >"$out.out" 2>"$out.log" &
       runpid=$!
       pids+=($runpid)
@@ -493,7 +505,7 @@ for c in $cases; do
       echo "$c: SIGKILLed every process of h2 (pids $victims: its ranks and NATS server) after cut $(last_epoch "$out.log"); h2's node-local directory wiped"
       wait_pid "$c" "$runpid" "$out.log"
       digest=$(tail -1 "$out.out" | awk '$1 == "result" {print $2}')
-      [ "$digest" = "$ref" ] || fail "$c: digest ${digest:-none}, undisturbed $ref"
+      [ "$digest" = "$cref" ] || fail "$c: digest ${digest:-none}, undisturbed $cref"
       echo "$c: digest $digest = undisturbed"
       "$bin" verify --store "$store" --local "$D/node/{host}/local-$c" --log-level warn >/dev/null ||
         fail "$c: the store and node-local levels do not verify"
@@ -514,9 +526,12 @@ d, n, frm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 survivors = [int(x) for x in sys.argv[4].split()]
 moved = [int(x) for x in sys.argv[5].split()]
 per, files, total, flushed, copied = {}, {}, {}, 0, 0
+changes, fallback = {}, {}
 for f in glob.glob(d + "/rank-*-spawn-*.json"):
     r = json.load(open(f))
     files.setdefault(r["rank"], []).append((r["spawn"], r.get("error", "")))
+    changes[r["rank"]] = changes.get(r["rank"], 0) + r.get("partner_changes", 0)
+    fallback[r["rank"]] = fallback.get(r["rank"], 0) + r.get("fallback_bytes", 0)
     for lv, b in (r.get("restore_bytes") or {}).items():
         per.setdefault(r["rank"], {}).setdefault(lv, 0)
         per[r["rank"]][lv] += b
@@ -545,11 +560,30 @@ for r in moved:
         bad.append("rank %d finished in its first process, not a respawned one" % r)
 if flushed == 0 or copied == 0:
     bad.append("want bytes both flushed and copied")
+print("partner changes per rank:", json.dumps(changes, sort_keys=True), "fallback bytes per rank:", json.dumps(fallback, sort_keys=True))
+if frm == "partner":
+    # h1's partner h2 is gone: h1's ranks move their copies to h3 (once
+    # each) and send no shard to the shared store for want of a copy; the
+    # ranks respawned on h3 keep their first choice, h1.
+    for r in survivors:
+        if changes.get(r, 0) != 1:
+            bad.append("survivor rank %d: %d partner changes, want 1 (h2 to h3)" % (r, changes.get(r, 0)))
+    for r in moved:
+        if changes.get(r, 0) != 0:
+            bad.append("respawned rank %d: %d partner changes, want 0" % (r, changes.get(r, 0)))
+    for r, b in sorted(fallback.items()):
+        if b:
+            bad.append("rank %d sent %d bytes to the shared store for want of a copy on another host" % (r, b))
 for b in bad:
     print("FAIL:", b, file=sys.stderr)
 sys.exit(1 if bad else 0)
 PY
       if grep -qF "$token" "$out.log"; then fail "$c: the run log shows the NATS token"; fi
+      if [ "$c" = levels ]; then
+        n=$(grep -c 'msg="partner copies go to another host".* from=h2 to=h3' "$out.log" || true)
+        [ "$n" = 2 ] || fail "$c: $n partner moves from h2 to h3 logged, want 2 (ranks 0 and 1): $(grep 'partner copies go' "$out.log" | tail -5)"
+        echo "$c: h1's ranks moved their partner copies from h2 to h3 (logged once each), no shard sent to the shared store for want of a copy"
+      fi
       echo "$c: h2's ranks rebuilt on $spare from the $from level, the survivors from their own node-local copies; 0 bytes read from the shared store"
       stop_nats
       nhosts=3
