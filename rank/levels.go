@@ -56,6 +56,10 @@ type nodeLevels struct {
 	// partners: where this rank's partner copies go (l.mu held).
 	partners *levels.Partners
 
+	// bg: background copies into the local store (keepLocal), waited
+	// for at close.
+	bg sync.WaitGroup
+
 	gcBusy sync.Mutex
 	// final: epochs the coordinator marked final (a preemption's cut),
 	// which go to the shared store whatever FlushEvery says.
@@ -190,6 +194,7 @@ func (l *nodeLevels) remote(host string) (*remoteBackend, error) {
 }
 
 func (l *nodeLevels) close() {
+	l.bg.Wait()
 	l.flush.close()
 	if l.serve != nil {
 		l.serve.close()
@@ -293,6 +298,25 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 	return c, nil
 }
 
+// keepLocal copies a shard this rank restored from another host's store
+// into its own node-local store, in the background: the rank's flush of
+// that cut (the last one of a job that ends before the next commit, a
+// final flush) and its next incremental cut then find it on this host,
+// and need no longer the other host's ranks, which may have finished and
+// left by then.
+func (l *nodeLevels) keepLocal(from *ckpt.Store, ref ckpt.ShardRef) {
+	if l.local.HasShard(context.Background(), ref) == nil {
+		return
+	}
+	l.bg.Add(1)
+	go func() {
+		defer l.bg.Done()
+		if _, err := from.CopyShard(context.Background(), l.local, ref); err != nil {
+			l.log.Warn("node-local level: the restored shard was not kept on this host (a flush of that cut needs its other copy)", "epoch", ref.Epoch, "err", err)
+		}
+	}()
+}
+
 // copyToPartner copies the shard to the current partner host, or, when
 // that copy fails, to the next host that takes it (levels.Partners): a
 // dead partner costs one failed try, its probe bounded by probeTimeout
@@ -303,31 +327,47 @@ func (l *nodeLevels) copyToPartner(ctx context.Context, ref ckpt.ShardRef) (n in
 	hosts := l.partners.Candidates(time.Now())
 	l.mu.Unlock()
 	var errs []error
-	for _, h := range hosts {
-		t := time.Now()
-		n, err := l.copyTo(ctx, h, ref)
-		if err == nil {
+	// First the hosts that answer now; then, within the rank's start
+	// grace, those where no rank served yet (still starting): a dead
+	// first choice costs a respawned rank nothing while another host
+	// takes the copy, not the whole grace per cut.
+	var later []string
+	quick := withoutGrace(ctx)
+	for pass := 0; pass < 2; pass++ {
+		cctx := quick
+		if pass == 1 {
+			hosts, cctx = later, ctx
+		}
+		for _, h := range hosts {
+			t := time.Now()
+			n, err := l.copyTo(cctx, h, ref)
+			if err != nil && pass == 0 && errors.Is(err, errNoServer) && ctx.Err() == nil {
+				later = append(later, h)
+				continue
+			}
+			if err == nil {
+				l.mu.Lock()
+				from, changed, perr := l.partners.Copied(h)
+				first := l.partners.First()
+				l.mu.Unlock()
+				if perr != nil {
+					return n, 0, perr
+				}
+				if changed {
+					l.log.Warn("partner copies go to another host", "from", from, "to", h, "first_choice", first, "epoch", ref.Epoch, "failed", errors.Join(errs...))
+					moved = 1
+				}
+				return n, moved, nil
+			}
+			if ctx.Err() != nil {
+				return 0, 0, ctx.Err()
+			}
 			l.mu.Lock()
-			from, changed, perr := l.partners.Copied(h)
-			first := l.partners.First()
+			l.partners.Failed(h, time.Now())
 			l.mu.Unlock()
-			if perr != nil {
-				return n, 0, perr
-			}
-			if changed {
-				l.log.Warn("partner copies go to another host", "from", from, "to", h, "first_choice", first, "epoch", ref.Epoch, "failed", errors.Join(errs...))
-				moved = 1
-			}
-			return n, moved, nil
+			l.log.Debug("partner copy failed", "host", h, "epoch", ref.Epoch, "took", time.Since(t), "err", err)
+			errs = append(errs, fmt.Errorf("host %s: %w", h, err))
 		}
-		if ctx.Err() != nil {
-			return 0, 0, ctx.Err()
-		}
-		l.mu.Lock()
-		l.partners.Failed(h, time.Now())
-		l.mu.Unlock()
-		l.log.Debug("partner copy failed", "host", h, "epoch", ref.Epoch, "took", time.Since(t), "err", err)
-		errs = append(errs, fmt.Errorf("host %s: %w", h, err))
 	}
 	return 0, 0, errors.Join(errs...)
 }

@@ -297,6 +297,24 @@ var errNoServer = fmt.Errorf("no rank serves that host's node-local store: %w", 
 // It matches backend.ErrNotExist too: a restore skips the host.
 var errNoAnswer = fmt.Errorf("no rank answered for that host's node-local store: %w", backend.ErrNotExist)
 
+// noGraceKey marks a context whose requests fail at once on a host where
+// no rank serves, even within the start grace (withoutGrace).
+type noGraceKey struct{}
+
+// withoutGrace is ctx for a first look at every copy: a restore tries the
+// hosts that answer now before it waits the start grace for one that may
+// still be starting (a dead host would otherwise cost the whole grace
+// while another host holds the copy).
+func withoutGrace(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noGraceKey{}, true)
+}
+
+// inGrace: a host where no rank serves yet is asked again (the rank's
+// start grace, unless ctx says withoutGrace).
+func (b *remoteBackend) inGrace(ctx context.Context) bool {
+	return ctx.Value(noGraceKey{}) == nil && time.Now().Before(b.graceUntil)
+}
+
 func (b *remoteBackend) String() string { return "node-local store of host " + b.host + " (over NATS)" }
 
 // call sends req to subj and waits for its reply, sending it again (the
@@ -314,7 +332,7 @@ func (b *remoteBackend) call(ctx context.Context, subj string, req nodestore.Req
 		msg, err = b.nc.RequestWithContext(c, subj, data)
 		cancel()
 		if errors.Is(err, nats.ErrNoResponders) {
-			if time.Now().Before(b.graceUntil) {
+			if b.inGrace(ctx) {
 				attempt--
 				select {
 				case <-ctx.Done():
@@ -355,7 +373,7 @@ func (b *remoteBackend) ping(ctx context.Context, timeout time.Duration) error {
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, nats.ErrNoResponders) && time.Now().Before(b.graceUntil):
+		case errors.Is(err, nats.ErrNoResponders) && b.inGrace(ctx):
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -60,44 +60,72 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		n := len(cands) - 1
 		cands = append(cands[:n:n], levelStore{level: ckpt.LevelErasure, host: r.lv.host, st: r.lv.local, rebuild: true, l: r.lv}, cands[n])
 	}
-	for _, c := range cands {
+	// try restores from c; done: restored, or an error no other copy
+	// can help with.
+	try := func(ctx context.Context, c *levelStore) (rs *participant.Restore, done bool, err error) {
 		if c.rebuild {
 			if err := r.lv.rebuild(ctx, ref); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", c.level, err))
-				continue
+				return nil, false, fmt.Errorf("%s: %w", c.level, err)
 			}
 		}
 		st, err := c.get(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
-			continue
+			return nil, false, fmt.Errorf("%s: %w", c.name(), err)
 		}
 		if err := st.HasShard(ctx, ref); err != nil {
 			if !errors.Is(err, ckpt.ErrNotFound) {
-				r.damaged(epoch, c, err)
+				r.damaged(epoch, *c, err)
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
-			continue
+			return nil, false, fmt.Errorf("%s: %w", c.name(), err)
 		}
 		sr, err := st.OpenShardRef(ctx, ref)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return nil, false, err
 		}
-		rs, err := r.loadFrom(ctx, sr, epoch, step)
+		rs, err = r.loadFrom(ctx, sr, epoch, step)
 		sr.Close()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrRestoreMismatch) {
 				// Not damage: no other copy of this cut fits the job
 				// better.
-				return nil, err
+				return nil, true, err
 			}
-			r.damaged(epoch, c, err)
-			errs = append(errs, fmt.Errorf("%s: %w", c.name(), err))
-			continue
+			r.damaged(epoch, *c, err)
+			return nil, false, fmt.Errorf("%s: %w", c.name(), err)
 		}
 		r.restored(epoch, step, t, c.level, ref)
-		return rs, nil
+		if c.level == ckpt.LevelPartner {
+			r.lv.keepLocal(st, ref)
+		}
+		return rs, true, nil
+	}
+	// First the node-local copies of hosts that answer now; then those
+	// where no rank served yet, within the start grace (a host still
+	// starting); then the erasure rebuild and the shared store. A dead
+	// host costs nothing while another host holds the copy.
+	var later []int
+	for i := range cands {
+		c := &cands[i]
+		if c.rebuild || c.level == ckpt.LevelShared {
+			later = append(later, i)
+			continue
+		}
+		rs, done, err := try(withoutGrace(ctx), c)
+		if done {
+			return rs, err
+		}
+		if errors.Is(err, errNoServer) {
+			later = append(later, i)
+			continue
+		}
+		errs = append(errs, err)
+	}
+	for _, i := range later {
+		rs, done, err := try(ctx, &cands[i])
+		if done {
+			return rs, err
+		}
+		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("rank %d: restore cut %d: no level holds an intact copy: %w", r.o.Rank, epoch, errors.Join(errs...))
 }

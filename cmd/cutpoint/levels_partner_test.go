@@ -74,6 +74,9 @@ func TestLevelsNewPartner(t *testing.T) {
 	defer func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
+		if t.Failed() {
+			t.Logf("the job's log:\n%s", tail(errb.String(), 120))
+		}
 	}()
 	waitCut(t, store, "heat2d", 1, cmd, &errb)
 	shared, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
@@ -230,7 +233,7 @@ func TestLevelsNewPartner(t *testing.T) {
 	})
 	cut := latest()
 	if cut == nil || cut.Epoch < moved.Epoch+6 || len(epochs) > 5 {
-		t.Fatalf("c holds packs of %d epochs %v at the end (cut %d moved a's copies there, the last cut is %v)", len(epochs), epochs, moved.Epoch, cut)
+		t.Fatalf("c holds packs of %d epochs %v at the end (cut %d moved a's copies there, the last cut is %v)\n%s", len(epochs), epochs, moved.Epoch, cut, tail(errb.String(), 80))
 	}
 	t.Logf("ls:\n%s\nverify:\n%s\nc holds packs of %d epochs; the job's last cut %d", lsOut, out, len(epochs), cut.Epoch)
 }
