@@ -404,7 +404,7 @@ for c in $cases; do
       # the spawn command's argv.
       "$bed" exec h1 env CUTPOINT_CONFIG=/dev/null CUTPOINT_NATS="$urls" "$bin" run --store "$store" --ranks "$nranks" \
         --hosts cpbed-h1:2,cpbed-h2:2,cpbed-h3:2 --spawn-cmd 'ip netns exec {host} {cmd}' \
-        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$csteps" \
+        --interval 0 --every-steps 100 --heartbeat-interval 100ms --size "$size" --steps "$steps" \
         </dev/null >"$out.out" 2>"$out.log" &
       runpid=$!
       pids+=($runpid)
