@@ -132,44 +132,39 @@ func (f *flusher) flushRef(ctx context.Context, ref ckpt.ShardRef) error {
 	}
 	t := time.Now()
 	var errs []error
-	// First the hosts that answer now, then those where no rank served
-	// yet, within the start grace (as a restore does).
-	cands := l.candidates(ctx)
-	var later []levelStore
-	quick := withoutGrace(ctx)
-	for pass := 0; pass < 2; pass++ {
-		cctx := quick
-		if pass == 1 {
-			cands, cctx = later, ctx
+	// The node-local copies, hosts that answer now first (graceOrder, as
+	// a restore does).
+	var cands []levelStore
+	for _, c := range l.candidates(ctx) {
+		if c.level != ckpt.LevelShared {
+			cands = append(cands, c)
 		}
-		for _, c := range cands {
-			if c.level == ckpt.LevelShared {
-				continue
-			}
-			st, err := c.get(cctx)
-			if err == nil {
-				err = st.HasShard(cctx, ref)
-			}
-			if err != nil && pass == 0 && errors.Is(err, errNoServer) && ctx.Err() == nil {
-				later = append(later, c)
-				continue
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			f.fault("flush")
-			n, err := st.CopyShard(ctx, l.flushTo, ref)
-			f.added(n)
-			if err != nil {
-				return fmt.Errorf("flush cut %d from %s: %w", e, c.level, err)
-			}
-			l.log.Debug("flushed to the shared store", "epoch", e, "from", c.level, "bytes", n, "took", time.Since(t).Round(time.Millisecond))
-			// The shard is in the shared store and checked there; the
-			// driver has not necessarily recorded the cut as shared yet.
-			f.fault("flushed")
-			return nil
+	}
+	var ferr error
+	try := func(ctx context.Context, i int) (bool, error) {
+		c := &cands[i]
+		st, err := c.get(ctx)
+		if err == nil {
+			err = st.HasShard(ctx, ref)
 		}
+		if err != nil {
+			return false, err
+		}
+		f.fault("flush")
+		n, err := st.CopyShard(ctx, l.flushTo, ref)
+		f.added(n)
+		if err != nil {
+			ferr = fmt.Errorf("flush cut %d from %s: %w", e, c.level, err)
+			return true, nil
+		}
+		l.log.Debug("flushed to the shared store", "epoch", e, "from", c.level, "bytes", n, "took", time.Since(t).Round(time.Millisecond))
+		// The shard is in the shared store and checked there; the
+		// driver has not necessarily recorded the cut as shared yet.
+		f.fault("flushed")
+		return true, nil
+	}
+	if graceOrder(ctx, len(cands), try, func(_ int, err error) { errs = append(errs, err) }) {
+		return ferr
 	}
 	return fmt.Errorf("flush cut %d: no node-local level holds the shard: %w", e, errors.Join(errs...))
 }

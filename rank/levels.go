@@ -327,47 +327,44 @@ func (l *nodeLevels) copyToPartner(ctx context.Context, ref ckpt.ShardRef) (n in
 	hosts := l.partners.Candidates(time.Now())
 	l.mu.Unlock()
 	var errs []error
-	// First the hosts that answer now; then, within the rank's start
-	// grace, those where no rank served yet (still starting): a dead
-	// first choice costs a respawned rank nothing while another host
-	// takes the copy, not the whole grace per cut.
-	var later []string
-	quick := withoutGrace(ctx)
-	for pass := 0; pass < 2; pass++ {
-		cctx := quick
-		if pass == 1 {
-			hosts, cctx = later, ctx
-		}
-		for _, h := range hosts {
-			t := time.Now()
-			n, err := l.copyTo(cctx, h, ref)
-			if err != nil && pass == 0 && errors.Is(err, errNoServer) && ctx.Err() == nil {
-				later = append(later, h)
-				continue
-			}
-			if err == nil {
-				l.mu.Lock()
-				from, changed, perr := l.partners.Copied(h)
-				first := l.partners.First()
-				l.mu.Unlock()
-				if perr != nil {
-					return n, 0, perr
-				}
-				if changed {
-					l.log.Warn("partner copies go to another host", "from", from, "to", h, "first_choice", first, "epoch", ref.Epoch, "failed", errors.Join(errs...))
-					moved = 1
-				}
-				return n, moved, nil
-			}
-			if ctx.Err() != nil {
-				return 0, 0, ctx.Err()
-			}
-			l.mu.Lock()
-			l.partners.Failed(h, time.Now())
-			l.mu.Unlock()
+	// graceOrder: a dead first choice costs a respawned rank nothing
+	// while another host takes the copy, not its whole start grace per
+	// cut.
+	var perr error
+	copied := false
+	try := func(ctx context.Context, i int) (bool, error) {
+		h := hosts[i]
+		t := time.Now()
+		var err error
+		if n, err = l.copyTo(ctx, h, ref); err != nil {
 			l.log.Debug("partner copy failed", "host", h, "epoch", ref.Epoch, "took", time.Since(t), "err", err)
-			errs = append(errs, fmt.Errorf("host %s: %w", h, err))
+			return ctx.Err() != nil, err
 		}
+		l.mu.Lock()
+		from, changed, cerr := l.partners.Copied(h)
+		first := l.partners.First()
+		l.mu.Unlock()
+		copied = true
+		if perr = cerr; cerr == nil && changed {
+			l.log.Warn("partner copies go to another host", "from", from, "to", h, "first_choice", first, "epoch", ref.Epoch, "failed", errors.Join(errs...))
+			moved = 1
+		}
+		return true, nil
+	}
+	failed := func(i int, err error) {
+		l.mu.Lock()
+		l.partners.Failed(hosts[i], time.Now())
+		l.mu.Unlock()
+		errs = append(errs, fmt.Errorf("host %s: %w", hosts[i], err))
+	}
+	if graceOrder(ctx, len(hosts), try, failed) {
+		switch {
+		case !copied:
+			return 0, 0, ctx.Err() // the cut was given up
+		case perr != nil:
+			return n, 0, perr
+		}
+		return n, moved, nil
 	}
 	return 0, 0, errors.Join(errs...)
 }

@@ -309,6 +309,40 @@ func withoutGrace(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noGraceKey{}, true)
 }
 
+// graceOrder tries candidates 0..n-1 in order, each first without the
+// start grace (withoutGrace), then, after all the others, those where no
+// rank served yet (errNoServer), within the grace (a host still starting):
+// a dead host costs nothing while another candidate answers. try reports
+// done to stop (a success, or an error no other candidate can help with);
+// failed hears each candidate's last error. It returns whether a try was
+// done.
+func graceOrder(ctx context.Context, n int, try func(ctx context.Context, i int) (done bool, err error), failed func(i int, err error)) bool {
+	quick := withoutGrace(ctx)
+	var later []int
+	for i := range n {
+		done, err := try(quick, i)
+		switch {
+		case done:
+			return true
+		case err == nil:
+		case errors.Is(err, errNoServer) && ctx.Err() == nil:
+			later = append(later, i)
+		default:
+			failed(i, err)
+		}
+	}
+	for _, i := range later {
+		done, err := try(ctx, i)
+		if done {
+			return true
+		}
+		if err != nil {
+			failed(i, err)
+		}
+	}
+	return false
+}
+
 // inGrace: a host where no rank serves yet is asked again (the rank's
 // start grace, unless ctx says withoutGrace).
 func (b *remoteBackend) inGrace(ctx context.Context) bool {

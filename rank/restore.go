@@ -99,33 +99,34 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		}
 		return rs, true, nil
 	}
-	// First the node-local copies of hosts that answer now; then those
-	// where no rank served yet, within the start grace (a host still
-	// starting); then the erasure rebuild and the shared store. A dead
-	// host costs nothing while another host holds the copy.
-	var later []int
-	for i := range cands {
-		c := &cands[i]
-		if c.rebuild || c.level == ckpt.LevelShared {
-			later = append(later, i)
-			continue
-		}
-		rs, done, err := try(withoutGrace(ctx), c)
-		if done {
-			return rs, err
-		}
-		if errors.Is(err, errNoServer) {
-			later = append(later, i)
-			continue
-		}
-		errs = append(errs, err)
+	// The node-local copies first (graceOrder: hosts that answer now,
+	// then within the start grace those where no rank served yet); then
+	// the erasure rebuild and the shared store (the last candidates).
+	var rs *participant.Restore
+	var rerr error
+	local := len(cands)
+	for local > 0 && (cands[local-1].rebuild || cands[local-1].level == ckpt.LevelShared) {
+		local--
 	}
-	for _, i := range later {
-		rs, done, err := try(ctx, &cands[i])
+	tryAt := func(ctx context.Context, i int) (bool, error) {
+		var done bool
+		var err error
+		rs, done, err = try(ctx, &cands[i])
 		if done {
-			return rs, err
+			rerr = err
 		}
-		errs = append(errs, err)
+		return done, err
+	}
+	fail := func(_ int, err error) { errs = append(errs, err) }
+	if graceOrder(ctx, local, tryAt, fail) {
+		return rs, rerr
+	}
+	for i := local; i < len(cands); i++ {
+		if done, err := tryAt(ctx, i); done {
+			return rs, rerr
+		} else if err != nil {
+			fail(i, err)
+		}
 	}
 	return nil, fmt.Errorf("rank %d: restore cut %d: no level holds an intact copy: %w", r.o.Rank, epoch, errors.Join(errs...))
 }
