@@ -296,30 +296,11 @@ func TestNatsCertsCluster(t *testing.T) {
 	tlsFlags := []string{"--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"), "--tls-ca", filepath.Join(certs, "ca.pem")}
 	env := []string{"CUTPOINT_NATS_TOKEN=certs-e2e-token", "CUTPOINT_NATS_CLUSTER_TOKEN=certs-e2e-route"}
 	start := func(i int, routes string) string {
-		urlFile, routeFile := filepath.Join(dir, fmt.Sprintf("url.%d", i)), filepath.Join(dir, fmt.Sprintf("route.%d", i))
-		args := append([]string{"nats", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1", "--cluster", "0.0.0.0:0",
-			"--cluster-url-file", routeFile, "--url-file", urlFile}, tlsFlags...)
-		if routes != "" {
-			args = append(args, "--routes", routes)
+		url, nerr := startClusterServer(t, env, dir, i, routes, append([]string{"--listen", "0.0.0.0:0", "--advertise", "127.0.0.1", "--cluster", "0.0.0.0:0"}, tlsFlags...)...)
+		if strings.Contains(nerr.String(), "certs-e2e") {
+			t.Fatalf("server %d's log shows a token:\n%s", i, nerr.String())
 		}
-		n := cutpoint(t, env, args...)
-		var nerr syncBuf
-		n.Stderr = &nerr
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Process.Kill(); n.Wait() })
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if b, _ := os.ReadFile(urlFile); len(b) > 0 {
-				if strings.Contains(nerr.String(), "certs-e2e") {
-					t.Fatalf("server %d's log shows a token:\n%s", i, nerr.String())
-				}
-				return strings.TrimSpace(string(b))
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("server %d wrote no URL\n%s", i, nerr.String())
-			}
-		}
+		return url
 	}
 	u0 := start(0, "")
 	route0, err := os.ReadFile(filepath.Join(dir, "route.0"))
@@ -392,28 +373,10 @@ func TestNatsUsers(t *testing.T) {
 	env := []string{"CUTPOINT_NATS_CLUSTER_TOKEN=users-e2e-route"}
 	var logs []*syncBuf
 	start := func(i int, routes string) string {
-		urlFile, routeFile := filepath.Join(dir, fmt.Sprintf("url.%d", i)), filepath.Join(dir, fmt.Sprintf("route.%d", i))
-		args := []string{"nats", "--listen", "127.0.0.1:0", "--cluster", "127.0.0.1:0", "--auth-file", filepath.Join(users, natsutil.UsersAuthFile),
-			"--cluster-url-file", routeFile, "--url-file", urlFile}
-		if routes != "" {
-			args = append(args, "--routes", routes)
-		}
-		n := cutpoint(t, env, args...)
-		nerr := &syncBuf{}
+		url, nerr := startClusterServer(t, env, dir, i, routes, "--listen", "127.0.0.1:0", "--cluster", "127.0.0.1:0",
+			"--auth-file", filepath.Join(users, natsutil.UsersAuthFile))
 		logs = append(logs, nerr)
-		n.Stderr = nerr
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Process.Kill(); n.Wait() })
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if b, _ := os.ReadFile(urlFile); len(b) > 0 {
-				return strings.TrimSpace(string(b))
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("server %d wrote no URL\n%s", i, nerr.String())
-			}
-		}
+		return url
 	}
 	u0 := start(0, "")
 	route0, err := os.ReadFile(filepath.Join(dir, "route.0"))
@@ -449,6 +412,33 @@ func TestNatsUsers(t *testing.T) {
 		}
 		if strings.Contains(r.stderr, p) || strings.Contains(r.stdout, p) {
 			t.Errorf("the coordinator's output shows a password")
+		}
+	}
+}
+
+// startClusterServer starts `cutpoint nats` server i of a test's cluster
+// with flags, writing its URL files into dir (url.I, route.I) and routing
+// to routes, and returns its client URL once written and its log.
+func startClusterServer(t *testing.T, env []string, dir string, i int, routes string, flags ...string) (string, *syncBuf) {
+	t.Helper()
+	urlFile, routeFile := filepath.Join(dir, fmt.Sprintf("url.%d", i)), filepath.Join(dir, fmt.Sprintf("route.%d", i))
+	args := append(append([]string{"nats"}, flags...), "--cluster-url-file", routeFile, "--url-file", urlFile)
+	if routes != "" {
+		args = append(args, "--routes", routes)
+	}
+	n := cutpoint(t, env, args...)
+	nerr := &syncBuf{}
+	n.Stderr = nerr
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Process.Kill(); n.Wait() })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(urlFile); len(b) > 0 {
+			return strings.TrimSpace(string(b)), nerr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %d wrote no URL\n%s", i, nerr.String())
 		}
 	}
 }
