@@ -138,7 +138,11 @@ func StartServer(o ServerOptions) (*Server, error) {
 		if u.Responses {
 			p.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: 2 * time.Minute}
 		}
-		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: p})
+		hash, err := passwordHash(u.Name, u.Password)
+		if err != nil {
+			return nil, err
+		}
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: hash, Permissions: p})
 	}
 	if o.AuthFile != "" {
 		if err := authFile(opts, o.AuthFile); err != nil {

@@ -80,7 +80,8 @@ type authRespPolicy struct {
 // WriteUsers writes users (each with its password set) into a new private
 // directory below parent (PrivateDir: 0700; every file created with
 // CreateSecretFile: O_EXCL|O_NOFOLLOW, 0600): UsersAuthFile, the servers'
-// authorization with every user's permissions, and one file per user,
+// authorization with every user's permissions and the bcrypt hash of its
+// password (passwordHash), and one file per user,
 // named after it, holding its password. It returns the directory.
 func WriteUsers(parent string, users []User) (string, error) {
 	if len(users) == 0 || len(users) > MaxUsers {
@@ -99,7 +100,11 @@ func WriteUsers(parent string, users []User) (string, error) {
 		if u.Password == "" {
 			return "", fmt.Errorf("nats users: user %q has no password", u.Name)
 		}
-		au := authUser{User: u.Name, Password: u.Password, Permissions: authPermissions{
+		hash, err := passwordHash(u.Name, u.Password)
+		if err != nil {
+			return "", fmt.Errorf("nats users: %w", err)
+		}
+		au := authUser{User: u.Name, Password: hash, Permissions: authPermissions{
 			Publish: authAllow{nonNil(u.Publish)}, Subscribe: authAllow{nonNil(u.Subscribe)}}}
 		if u.Responses {
 			au.Permissions.Responses = &authRespPolicy{Max: 1, Expires: "2m"}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestWriteUsers(t *testing.T) {
@@ -31,8 +32,10 @@ func TestWriteUsers(t *testing.T) {
 		t.Fatalf("%d users in the auth file", len(opts.Users))
 	}
 	for i, u := range opts.Users {
-		if u.Username != users[i].Name || u.Password != users[i].Password {
-			t.Errorf("user %d: %s", i, u.Username)
+		// The servers get the password's bcrypt hash, never the password.
+		if u.Username != users[i].Name || u.Password == users[i].Password ||
+			bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(users[i].Password)) != nil {
+			t.Errorf("user %d: %s, password %q in the auth file", i, u.Username, u.Password)
 		}
 		if !slices.Equal(u.Permissions.Publish.Allow, users[i].Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, users[i].Subscribe) {
 			t.Errorf("user %s: permissions %+v %+v", u.Username, u.Permissions.Publish, u.Permissions.Subscribe)

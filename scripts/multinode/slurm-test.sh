@@ -72,9 +72,18 @@ fail() {
   if [ -n "${job:-}" ]; then
     echo "--- scontrol show job $job" >&2
     "$sl" run scontrol show job "$job" >&2 || true
+    echo "--- steps of job $job" >&2
+    "$sl" run squeue -s -j "$job" >&2 || true
     echo "--- output of job $job (last 40 lines)" >&2
     tail -n 40 "$W/job-$job.out" >&2 || true
   fi
+  echo "--- nodes" >&2
+  "$sl" run sinfo -N >&2 || true
+  for l in "$D"/slurm/cpbed-h*/slurmd.log; do
+    [ -f "$l" ] || continue
+    echo "--- $l (last 8 lines)" >&2
+    tail -n 8 "$l" >&2
+  done
   echo "--- slurmctld log (last 15 lines)" >&2
   tail -n 15 "$D/slurm/ctl/slurmctld.log" >&2 2>/dev/null || true
   exit 1
