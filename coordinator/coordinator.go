@@ -57,6 +57,10 @@ type Exit struct {
 	OOM bool
 	// Last is the process's last line of output (its own error, usually).
 	Last string
+	// World: the exit is a whole MPI world's (its launcher's), reported
+	// for each rank of it; the first one processed is no more the failed
+	// rank than any other, so the lines name the world, not the rank.
+	World bool
 }
 
 // died reports whether the process was killed rather than exiting.
@@ -785,12 +789,15 @@ func (c *Coordinator) RankEnded(rank int, spawn uint64, x Exit) {
 		return // the pending recovery respawns it already
 	}
 	how := x.String()
-	text := "process " + how
+	text, why := "process "+how, fmt.Sprintf("rank %d %s", rank, how)
+	if x.World {
+		text = fmt.Sprintf("the MPI world of %d ranks %s (its launcher's exit: the failed rank is in the launcher's output)", len(c.ranks), how)
+		why = "the MPI world " + how
+	}
 	if x.Last != "" {
 		text += ": " + x.Last
 	}
 	c.event(Event{Kind: EvRankLost, Rank: rank, Peer: -1, Step: m.step, Text: text})
-	why := fmt.Sprintf("rank %d %s", rank, how)
 	from := c.goStepFor()
 	ri := c.rec.Recovery
 	restoring := c.ph != phRunning && ri != nil

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,10 +65,19 @@ func TestWholeWorldRecovery(t *testing.T) {
 
 			d.now += int64(time.Millisecond)
 			c.Tick(d.now)
-			c.RankExited(1, 1, -1)
+			// An MPI world's launcher reports its exit for every rank
+			// (launch.MPI); the first one processed is not the failed
+			// rank, so the lines name the world.
+			c.RankEnded(1, 1, Exit{Code: -1, Signal: "SIGKILL", World: whole})
 			d.step()
 			var kills, spawns, rollbacks []int
+			var texts []string
 			for _, rd := range d.rd {
+				for _, ev := range rd.Events {
+					if ev.Kind == EvRankLost || ev.Kind == EvRecoveryStarted {
+						texts = append(texts, ev.Text)
+					}
+				}
 				for _, k := range rd.Kill {
 					kills = append(kills, k.Rank)
 				}
@@ -91,6 +101,14 @@ func TestWholeWorldRecovery(t *testing.T) {
 			}
 			if !slices.Equal(kills, wantKills) || !slices.Equal(spawns, wantSpawns) || !slices.Equal(rollbacks, wantRollbacks) {
 				t.Fatalf("kills %v spawns %v rollbacks %v, want %v %v %v", kills, spawns, rollbacks, wantKills, wantSpawns, wantRollbacks)
+			}
+			if len(texts) != 2 {
+				t.Fatalf("loss and recovery lines %q, want two", texts)
+			}
+			for _, text := range texts {
+				if world := strings.Contains(text, "MPI world"); world != whole || whole && strings.Contains(text, "rank 1") {
+					t.Errorf("line %q: names the world %v, want %v", text, world, whole)
+				}
 			}
 			if !whole {
 				return

@@ -596,13 +596,16 @@ func (d *driver) stallLimit() time.Duration {
 }
 
 func (d *driver) rankEnded(ctx context.Context, ex launch.Exit) {
-	x := coordinator.Exit{Code: ex.Code, Signal: ex.Signal, OOM: ex.OOM, Last: ex.Last}
+	x := coordinator.Exit{Code: ex.Code, Signal: ex.Signal, OOM: ex.OOM, Last: ex.Last, World: ex.World}
 	if ex.Signal != "" {
 		x.Code = -1
 	}
 	lvl := slog.LevelInfo
-	if ex.OOM {
+	switch {
+	case ex.OOM:
 		lvl = slog.LevelError
+	case ex.World:
+		lvl = slog.LevelDebug // the launcher logged the world's end once
 	}
 	d.log.Log(ctx, lvl, "rank process ended", "rank", ex.Rank, "spawn", ex.Spawn, "how", ex.String())
 	d.c.RankEnded(ex.Rank, ex.Spawn, x)

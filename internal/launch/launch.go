@@ -32,6 +32,10 @@ type Exit struct {
 	// Last is the process's last line of output (its own error, usually),
 	// at most 512 bytes.
 	Last string
+	// World: the exit is a whole MPI world's (its launcher's, as MPI
+	// reports it), delivered once for each rank; which rank failed first
+	// is in the launcher's output, not here.
+	World bool
 }
 
 func (e Exit) String() string {

@@ -164,7 +164,7 @@ func (m *MPI) forward() {
 		m.log.Info("MPI world ended", "spawn", ex.Spawn, "how", strings.TrimPrefix(ex.String(), "rank 0 "))
 		for r := range m.cfg.World {
 			e := ex
-			e.Rank, e.Killed = r, killed
+			e.Rank, e.Killed, e.World = r, killed, true
 			select {
 			case m.exits <- e:
 			case <-m.stop:

@@ -106,7 +106,7 @@ func TestMPIWorldLifecycle(t *testing.T) {
 	}
 	exits := worldExits(t, m, 3)
 	for r, e := range exits {
-		if e.Rank != r || e.Spawn != 1 || e.Killed || e.Code != 137 {
+		if e.Rank != r || e.Spawn != 1 || e.Killed || e.Code != 137 || !e.World {
 			t.Fatalf("exit %d: %+v (want rank %d, spawn 1, code 137 from the launcher)", r, e, r)
 		}
 	}
