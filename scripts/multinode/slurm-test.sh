@@ -3,7 +3,7 @@
 # the real Slurm cluster of slurm.sh (one slurmd per bed host, slurmctld in
 # cpbed-ctl). The script starts one `cutpoint nats` server per node; the
 # coordinator runs on the batch host and the ranks as job steps on all
-# three. Cases (SLURM_BED_CASES, default all four):
+# three. Cases (SLURM_BED_CASES, default all five):
 #
 #   plain     sbatch -N 3 --ntasks-per-node=2 (6 ranks) ends COMPLETED with the digest of `cutpoint
 #             run` of the same job; three servers, each advertising its
@@ -34,6 +34,14 @@
 #             the latest cut committed before the kill (every rank), and
 #             ends COMPLETED with the same digest; the node is brought
 #             back (slurm.sh revive) for the cases after it
+#   mpi       an MPI job across two nodes (examples/mpi/heat2d_mpi.c, Open
+#             MPI on libcutpoint): `cutpoint run --mpi --nats-listen
+#             0.0.0.0:0 -- srun --mpi=pmix -N 2 -n 4 ...` in sbatch -N 2;
+#             after a committed cut the MPI task of rank 3, on the node
+#             that is not the batch host, is SIGKILLed: the world of 4 is
+#             relaunched across both nodes from a cut (every rank
+#             restores) and ends with the Go heat2d's digest; skipped
+#             without mpicc or Slurm's pmix plugin
 #
 # SLURM_BED_STEPS (default 8000) and SLURM_BED_SIZE (96) size the job.
 # CPBED_KEEP=1 leaves the bed, the cluster and the logs in place;
@@ -48,7 +56,7 @@ sl=$root/scripts/multinode/slurm.sh
 bin=$root/bin/cutpoint
 steps=${SLURM_BED_STEPS:-8000}
 size=${SLURM_BED_SIZE:-96}
-cases=${SLURM_BED_CASES:-plain nodekill levels batchkill}
+cases=${SLURM_BED_CASES:-plain nodekill levels batchkill mpi}
 export CPBED_DIR=${CPBED_DIR:-/tmp/cpbed}
 D=$CPBED_DIR
 W=$D/shared/slurm-test
@@ -414,6 +422,71 @@ PY
     no_secrets "$job"
     "$sl" revive "$batch"
     say "batchkill: passed (job $job: requeued once, run 2 on $(field "$job" NodeList) restored cut $last, digest $ref; $batch back in service)"
+    ;;
+  mpi)
+    if ! command -v mpicc >/dev/null; then
+      say "mpi: skipped (no mpicc; scripts/deps.sh installs Open MPI)"
+      continue
+    fi
+    if ! sq srun --mpi=list 2>&1 | grep -qw pmix; then
+      say "mpi: skipped (this Slurm has no pmix plugin)"
+      continue
+    fi
+    mkdir -p "$W/bin"
+    (cd "$root" && go build -buildmode=c-shared -o "$W/bin/libcutpoint.so" ./cmd/libcutpoint)
+    rm -f "$W/bin/libcutpoint.h"
+    mpicc -std=c99 -O2 -ffp-contract=off -Wall -Werror -I"$root/cmd/libcutpoint/include" -I"$root/examples/c" \
+      -o "$W/bin/heat2d_mpi" "$root/examples/mpi/heat2d_mpi.c" "$root/examples/c/sha256.c" \
+      -L"$W/bin" -lcutpoint -Wl,-rpath,"$W/bin" -lm
+    # 64x64 for 20000 steps paced at 100 us a step, cuts every 200 steps
+    # (as slurm/test.sh's one-node case): several commit before the kill.
+    msize=64 msteps=20000 mranks=4
+    mref=$("$bed" exec h1 env CUTPOINT_CONFIG=/dev/null "$bin" run --store "$D/node/h1/ref-mpi" --interval 0 --ranks "$mranks" \
+      --size "$msize" --steps "$msteps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+    [ -n "$mref" ] || fail "mpi: no reference digest"
+    rm -rf "$W/mpi"
+    say "mpi: sbatch -N 2: cutpoint run --mpi --nats-listen 0.0.0.0:0 -- srun --mpi=pmix -N 2 -n $mranks heat2d_mpi; rank 3's task SIGKILLed after a cut"
+    # The embedded server listens on the batch host's bed address (TLS
+    # with the job's own certificate, whose CA reaches the ranks in their
+    # environment); Open MPI speaks TCP between the nodes (ob1, no
+    # fabric here) and yields while it waits, as on few cores it must.
+    job=$(sq env CUTPOINT_CONFIG=/dev/null OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp \
+      sbatch --parsable -N 2 --ntasks-per-node=2 --chdir "$W" -o "$W/job-%j.out" --export=ALL --wrap \
+      "$bin run --mpi --nats-listen 0.0.0.0:0 --store $W/mpi --interval 0 --heartbeat-interval 200ms --every-steps 200 -- srun --mpi=pmix --kill-on-bad-exit=1 -N 2 -n $mranks $W/bin/heat2d_mpi $msize $msteps 0.2 100")
+    wait_for "$job" 'cut committed.*component=coordinator' 120
+    batch=$(field "$job" BatchHost)
+    alloc=$(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs)
+    [ "$(wc -w <<<"$alloc")" = 2 ] || fail "mpi: allocation '$alloc', want 2 nodes"
+    other=""
+    for h in $alloc; do [ "$h" != "$batch" ] && other=$h; done
+    # Rank 3's task (block distribution: ranks 2 and 3 on the second node).
+    pid=""
+    for _ in $(seq 50); do
+      for p in $(ip netns pids "$other" 2>/dev/null); do
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q "^$W/bin/heat2d_mpi " || continue
+        e=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ") || continue
+        if grep -qx "SLURM_JOB_ID=$job" <<<"$e" && grep -qx "SLURM_PROCID=3" <<<"$e"; then pid=$p; break; fi
+      done
+      [ -n "$pid" ] && break
+      sleep 0.1
+    done
+    [ -n "$pid" ] || fail "mpi: no MPI task of rank 3 found on $other"
+    kill -9 "$pid"
+    say "mpi: SIGKILL sent to the MPI task of rank 3 (pid $pid) on $other; batch host $batch"
+    wait_end "$job" 240
+    [ "$(field "$job" JobState)" = COMPLETED ] || fail "mpi: job $job: state $(field "$job" JobState), want COMPLETED"
+    got=$(sed -n 's/^result \([0-9a-f]*\)$/\1/p' "$W/job-$job.out" | tail -n 1)
+    [ "$got" = "$mref" ] || fail "mpi: job $job: digest '$got', want $mref (the Go heat2d, cutpoint run)"
+    for p in 'recovery-started g=2 e=[1-9][0-9]* step=[1-9]' 'recovery-finished g=2' 'the MPI world'; do
+      grep -qE "$p" "$W/job-$job.out" || fail "mpi: no /$p/ in the output of job $job"
+    done
+    # The relaunched world ran on both nodes again, and every rank of it
+    # restored a cut (distinct ranks: a relaunch that fails under load
+    # and comes again is no second world).
+    n=$(grep -oE 'restored rank=[0-9]+ cut=[1-9]' "$W/job-$job.out" | sed 's/ cut=.*//' | sort -u | wc -l)
+    [ "$n" = "$mranks" ] || fail "mpi: $n ranks restored a cut, want the whole world of $mranks"
+    no_secrets "$job"
+    say "mpi: passed (job $job: rank 3 killed on $other, the world of $mranks relaunched on $alloc from a cut, digest $mref)"
     ;;
   *) fail "unknown case $c" ;;
   esac

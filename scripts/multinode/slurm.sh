@@ -76,6 +76,9 @@ conf() {
   #    job's steps on the other nodes run on).
   #  config_overrides + CPUs=4: `sbatch -N 3 -n 6` fits on a 2-core machine.
   #  proctrack/linuxproc, task/none: no cgroups needed.
+  #  TmpFS per node (%n): the hosts share one /tmp, where srun --mpi=pmix
+  #    would make one spmix_appdir_<uid>_<job>.<step> for every node of a
+  #    step (File exists on the second).
   cat <<EOF
 # written by cutpoint scripts/multinode/slurm.sh
 ClusterName=cpbed
@@ -113,6 +116,7 @@ SlurmctldLogFile=$S/ctl/slurmctld.log
 SlurmdSpoolDir=$S/%n/spool
 SlurmdPidFile=$S/%n/slurmd.pid
 SlurmdLogFile=$S/%n/slurmd.log
+TmpFS=$S/%n/tmp
 SlurmctldDebug=info
 SlurmdDebug=info
 EOF
@@ -184,7 +188,7 @@ up() {
 
   mkdir -p "$S/etc" "$S/ctl/state"
   local i
-  for i in $(seq 1 "$hosts"); do mkdir -p "$S/cpbed-h$i/spool"; done
+  for i in $(seq 1 "$hosts"); do mkdir -p "$S/cpbed-h$i/spool" "$S/cpbed-h$i/tmp"; done
   conf >"$CONF"
 
   # munge: a key of the bed's own, its socket under $M; munged refuses
