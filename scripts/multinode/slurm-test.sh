@@ -391,6 +391,12 @@ PY
     done
     [ "$(field "$job" Restarts)" = 1 ] || fail "batchkill: not requeued $((SECONDS - tk)) s after the kill (state $(field "$job" JobState), Restarts=$(field "$job" Restarts))"
     say "batchkill: requeued $((SECONDS - tk)) s after the kill (state $(field "$job" JobState)); $batch is $(sq sinfo -h -N -n "$batch" -o %T)"
+    # By cutpoint.sbatch's watcher on the live node (Slurm itself keeps a
+    # --no-kill job RUNNING without its batch host).
+    grep -q "cutpoint.sbatch: watching job $job for the loss of its batch host from $other" "$W/job-$job.out" ||
+      fail "batchkill: no watcher started on $other"
+    grep -q "cutpoint.sbatch: the batch host $batch left job $job (node failure): requeueing it from $other" "$W/job-$job.out" ||
+      fail "batchkill: the job was not requeued by the watcher on $other"
     # The node is marked DOWN (not responding, "*") once the job's
     # requeue has cleaned up: the requeued run cannot go there.
     for _ in $(seq 60); do
