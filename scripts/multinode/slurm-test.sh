@@ -25,13 +25,16 @@
 #             digest, the dead node's ranks restored from the copies on
 #             another node, and the ranks' stats (CUTPOINT_STATS_DIR) show
 #             no byte restored from the shared store
-#   batchkill sbatch -N 2 --ntasks-per-node=3; after a committed cut the
+#   batchkill sbatch -N 2 --ntasks-per-node=3 with the levels case's
+#             flags (no flush before the end); after a committed cut the
 #             batch host dies whole (coordinator, its ranks, slurmd, NATS
-#             server): Slurm takes it out of the --no-kill job and marks it
-#             DOWN, cutpoint.sbatch's watcher on the other node requeues
-#             the job, whose second run (Restarts=1) starts on the two
-#             live nodes once no rank of the first run is left, restores
-#             the latest cut committed before the kill (every rank), and
+#             server) and its node-local directory is wiped: Slurm takes
+#             it out of the --no-kill job and marks it DOWN,
+#             cutpoint.sbatch's watcher on the other node requeues the
+#             job, whose second run (Restarts=1) starts on the two live
+#             nodes once no rank of the first run is left, restores the
+#             latest cut committed before the kill (every rank, from the
+#             node-local levels: no byte from the shared store), and
 #             ends COMPLETED with the same digest; the node is brought
 #             back (slurm.sh revive) for the cases after it
 #   mpi       an MPI job across two nodes (examples/mpi/heat2d_mpi.c, Open
@@ -366,8 +369,16 @@ PY
   batchkill)
     # -N 2 on the three hosts: the requeued job finds two live nodes while
     # the dead batch host stays DOWN.
-    say "batchkill: sbatch -N 2 --ntasks-per-node=$((nranks / 2)), the batch host killed whole after a committed cut"
-    job=$(submit batchkill 2)
+    # With the node-local levels and no flush before the end: the cut
+    # the second run restores exists only on the nodes (the dead batch
+    # host's ranks' copies on their partner's node), which is what a
+    # requeue must find.
+    for i in 1 2 3; do ln -sfn "h$i" "$D/node/cpbed-h$i"; rm -rf "$D/node/h$i/levels"; done
+    st=$W/batchkill-stats
+    rm -rf "$st"
+    mkdir -p "$st"
+    say "batchkill: sbatch -N 2 --ntasks-per-node=$((nranks / 2)) --local node/{host}/levels --redundancy partner --flush-every 1000, the batch host killed whole after a committed cut, its node-local directory wiped"
+    job=$(CUTPOINT_STATS_DIR=$st submit batchkill 2 --local "$D/node/{host}/levels" --redundancy partner --flush-every 1000)
     wait_for "$job" 'cut committed.*component=coordinator' 120
     batch=$(field "$job" BatchHost)
     alloc=$(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs)
@@ -380,6 +391,7 @@ PY
     # in the instant before the kill).
     tk=$SECONDS
     "$sl" kill "$batch"
+    rm -rf "$D/node/${batch#cpbed-}/levels"
     last=$(grep -E 'msg="cut committed" component=coordinator' "$W/job-$job.out" | sed -n 's/.* epoch=\([0-9]*\) .*/\1/p' | tail -n 1)
     [ -n "$last" ] || fail "batchkill: no committed cut before the kill"
     say "batchkill: batch host $batch SIGKILLed whole (coordinator, its ranks, slurmd, NATS server) after cut $last; $other lives"
@@ -422,12 +434,23 @@ PY
     n=$(grep -cE "msg=restored .*cut=$last " "$W/job-$job.out" || true)
     [ "$n" -ge "$nranks" ] || fail "batchkill: $n ranks restored cut $last, want $nranks"
     case " $(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs) " in *" $batch "*) fail "batchkill: run 2 ran on the dead node $batch" ;; esac
+    # Run 2 restored from the node-local levels alone: cut $last was never
+    # flushed to the shared store.
+    python3 - "$st" <<'PY' || fail "batchkill: run 2's restores read the shared store (stats in $st)"
+import glob, json, sys
+tot = {}
+for f in glob.glob(sys.argv[1] + "/rank-*.json"):
+    for level, n in (json.load(open(f)).get("restore_bytes") or {}).items():
+        tot[level] = tot.get(level, 0) + n
+print("batchkill: bytes restored by level:", tot)
+sys.exit(0 if tot.get("shared", 0) == 0 and tot.get("local", 0) + tot.get("partner", 0) > 0 else 1)
+PY
     for h in h1 h2 h3; do
       [ -z "$(ranks_of "$h")" ] || fail "batchkill: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
     done
     no_secrets "$job"
     "$sl" revive "$batch"
-    say "batchkill: passed (job $job: requeued once, run 2 on $(field "$job" NodeList) restored cut $last, digest $ref; $batch back in service)"
+    say "batchkill: passed (job $job: requeued once, run 2 on $(field "$job" NodeList) restored cut $last from the node-local levels, digest $ref; $batch back in service)"
     ;;
   mpi)
     if ! command -v mpicc >/dev/null; then
