@@ -45,13 +45,7 @@ func (c *statsComm) SafePoint(ctx context.Context, step int64) (int64, error) {
 func writeRankStats(dir string, r *rank.Rank, rec *jobstats.Recorder, jobErr error) error {
 	st := r.Stats()
 	f := rec.Snapshot(func(f *jobstats.Rank) {
-		f.Captures, f.CaptureNs = st.Captures, int64(st.CaptureTime)
-		f.Rollbacks, f.RestoreNs = st.Rollbacks, int64(st.RestoreTime)
-		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
-		f.LastShardNs = int64(st.LastShardTime)
-		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
-		f.DamagedCopies = st.DamagedCopies
-		f.FallbackBytes, f.PartnerChanges = st.FallbackBytes, st.PartnerChanges
+		st.Record(f)
 		f.Usage = jobstats.SelfUsage(false)
 		if jobErr != nil {
 			f.Error = jobErr.Error()

@@ -118,7 +118,8 @@ func startOneRank(b *testing.B) *oneRank {
 	case <-time.After(30 * time.Second):
 		b.Fatal("rank did not start in 30s")
 	}
-	o := &oneRank{r: r, h: register(r, false)}
+	id, _ := register(r, false)
+	o := &oneRank{r: r, h: id}
 	o.finish = func() {
 		handles.Delete(o.h)
 		close(sp.done)

@@ -120,11 +120,12 @@ func lookup(h C.int64_t) (*handle, C.int) {
 }
 
 // register adds r to the table and returns its handle.
-func register(r *rank.Rank, mpi bool) int64 {
+func register(r *rank.Rank, mpi bool) (int64, *handle) {
 	id := nextHandle.Add(1)
 	rec, dir := newRecorder(r)
-	handles.Store(id, &handle{r: r, mpi: mpi, rec: rec, statsDir: dir, stash: map[int]stashed{}})
-	return id
+	h := &handle{r: r, mpi: mpi, rec: rec, statsDir: dir, stash: map[int]stashed{}}
+	handles.Store(id, h)
+	return id, h
 }
 
 // errMPIRollback is cutpoint_checkpoint_here's error when the coordinator
@@ -158,11 +159,22 @@ func join(fn string, peers []int, totalSteps C.int64_t, out *C.int64_t, mpi bool
 		o.Peers = peers
 	}
 	o.TotalSteps = int64(totalSteps)
+	// A failed restore alarms the coordinator, which kills this process
+	// at once: the stats file (damaged copies, bytes read) goes first, as
+	// the Go rank command's does.
+	var hd atomic.Pointer[handle]
+	o.BeforeAlarm = func(err error) {
+		if p := hd.Load(); p != nil {
+			p.writeStats(err)
+		}
+	}
 	r, err := rank.Join(context.Background(), o)
 	if err != nil {
 		return h.code(err)
 	}
-	*out = C.int64_t(register(r, mpi))
+	id, nh := register(r, mpi)
+	hd.Store(nh)
+	*out = C.int64_t(id)
 	return stOK
 }
 
@@ -450,13 +462,7 @@ func cutpoint_close(h C.int64_t) C.int {
 		return (*handle)(nil).code(invalid("unknown rank handle %d", int64(h)))
 	}
 	hd := v.(*handle)
-	if err := hd.writeStats(); err != nil {
-		// The job's result does not depend on its stats file: say so on
-		// the rank's log and close anyway.
-		if lg := hd.r.Options().Logger; lg != nil {
-			lg.Warn("stats file not written", "err", err)
-		}
-	}
+	hd.writeStats(nil)
 	return hd.code(hd.r.Close())
 }
 

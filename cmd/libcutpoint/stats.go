@@ -52,20 +52,24 @@ func (h *handle) safePoint(step int64) (int64, error) {
 }
 
 // writeStats writes the process's stats file (the same fields as the Go
-// rank command's, cmd/cutpoint writeRankStats), before the rank closes.
-func (h *handle) writeStats() error {
+// rank command's, cmd/cutpoint writeRankStats), before the rank closes or
+// alarms the coordinator (jobErr: why). The job's result does not depend
+// on its stats file: a failure is said on the rank's log, no more.
+func (h *handle) writeStats(jobErr error) {
 	if h.rec == nil {
-		return nil
+		return
 	}
 	st := h.r.Stats()
 	f := h.rec.Snapshot(func(f *jobstats.Rank) {
-		f.Captures, f.CaptureNs = st.Captures, int64(st.CaptureTime)
-		f.Rollbacks, f.RestoreNs = st.Rollbacks, int64(st.RestoreTime)
-		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
-		f.LastShardNs = int64(st.LastShardTime)
-		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
-		f.DamagedCopies = st.DamagedCopies
+		st.Record(f)
 		f.Usage = jobstats.SelfUsage(false)
+		if jobErr != nil {
+			f.Error = jobErr.Error()
+		}
 	})
-	return jobstats.WriteFile(h.statsDir, jobstats.RankFileName(f.Rank, f.Spawn), f)
+	if err := jobstats.WriteFile(h.statsDir, jobstats.RankFileName(f.Rank, f.Spawn), f); err != nil {
+		if lg := h.r.Options().Logger; lg != nil {
+			lg.Warn("stats file not written", "err", err)
+		}
+	}
 }

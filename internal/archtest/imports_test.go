@@ -54,7 +54,7 @@ var allowed = map[string][]string{
 	"rank/examples/ring":       {"kernels", "rank"},
 	"ckpt":                     {"ckpt/backend", "ckpt/backend/local", "internal/jobname", "internal/pause", "kernels/shuffle"},
 	"coordinator/driver":       {"ckpt", "coordinator", "internal/exitcode", "internal/launch", "internal/levels", "internal/subjects", "internal/wire"},
-	"rank":                     {"ckpt", "ckpt/backend", "internal/jobname", "internal/levels", "internal/natsutil", "internal/nodestore", "internal/pause", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
+	"rank":                     {"ckpt", "ckpt/backend", "internal/jobname", "internal/jobstats", "internal/levels", "internal/natsutil", "internal/nodestore", "internal/pause", "internal/subjects", "internal/wire", "kernels", "rank/participant", "rank/transport"},
 	"bench":                    {"ckpt", "ckpt/backend/discard", "ckpt/backend/local", "internal/datagen", "internal/jobstats", "internal/natsutil", "kernels", "kernels/shuffle", "rank/transport"},
 	"cmd/libcutpoint":          {"internal/jobstats", "kernels", "kernels/cuda", "rank", "rank/participant", "rank/transport"}, // kernels/cuda: tag cuda
 	"cmd/cutpoint": {"bench", "ckpt", "coordinator", "coordinator/driver", "internal/exitcode", "internal/heat2d", "internal/jobname", "internal/jobstats",

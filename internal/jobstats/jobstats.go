@@ -139,6 +139,9 @@ type Rank struct {
 	FallbackBytes int64 `json:"fallback_bytes,omitempty"`
 	// PartnerChanges: times the partner copies moved to another host.
 	PartnerChanges int64 `json:"partner_changes,omitempty"`
+	// ControlForged: control messages dropped for lacking the
+	// coordinator's signature.
+	ControlForged int64 `json:"control_forged,omitempty"`
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`
