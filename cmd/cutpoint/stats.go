@@ -51,7 +51,7 @@ func writeRankStats(dir string, r *rank.Rank, rec *jobstats.Recorder, jobErr err
 		f.LastShardNs = int64(st.LastShardTime)
 		f.RestoreBytes, f.PartnerBytes, f.FlushBytes = st.RestoreBytes, st.PartnerBytes, st.FlushBytes
 		f.DamagedCopies = st.DamagedCopies
-		f.FallbackBytes, f.PartnerChanges = st.FallbackBytes, st.PartnerChanges
+		f.FallbackBytes, f.PartnerChanges, f.FragmentMoves = st.FallbackBytes, st.PartnerChanges, st.FragmentMoves
 		f.Usage = jobstats.SelfUsage(false)
 		if jobErr != nil {
 			f.Error = jobErr.Error()

@@ -139,6 +139,9 @@ type Rank struct {
 	FallbackBytes int64 `json:"fallback_bytes,omitempty"`
 	// PartnerChanges: times the partner copies moved to another host.
 	PartnerChanges int64 `json:"partner_changes,omitempty"`
+	// FragmentMoves: erasure fragments that went to another host than
+	// the shard before's (one per fragment index that changed host).
+	FragmentMoves int64 `json:"fragment_moves,omitempty"`
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`
