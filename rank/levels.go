@@ -423,12 +423,15 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (n
 	slots, spares := l.frags.Plan(time.Now())
 	l.mu.Unlock()
 	dsts := make([]*ckpt.Store, len(slots))
+	// errs: every try that failed, for the log; failed: a host that
+	// failed for good (not one where no rank served yet while another
+	// took the fragment: asked again at the next shard, at no cost, as
+	// copyToPartner does), whose backoff starts.
 	var errs []error
-	failed := func(host string, err error) {
+	failed := func(host string) {
 		l.mu.Lock()
 		l.frags.Failed(host, time.Now())
 		l.mu.Unlock()
-		errs = append(errs, fmt.Errorf("host %s: %w", host, err))
 	}
 	// fill gives slot i a host that answers: its own first, then the
 	// spares in order (graceOrder: those where no rank served yet are
@@ -441,13 +444,14 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (n
 			st, err := l.probed(ctx, cands[j])
 			if err != nil {
 				l.log.Debug("erasure fragment host failed", "host", cands[j], "fragment", i, "epoch", ref.Epoch, "err", err)
+				errs = append(errs, fmt.Errorf("host %s: %w", cands[j], err))
 				return ctx.Err() != nil, err
 			}
 			dsts[i], slots[i] = st, cands[j]
 			return true, nil
 		}
-		graceOrder(ctx, len(cands), try, func(j int, err error) {
-			failed(cands[j], err)
+		graceOrder(ctx, len(cands), try, func(j int, _ error) {
+			failed(cands[j])
 			dead = append(dead, cands[j])
 		})
 		spares = slices.DeleteFunc(spares, func(h string) bool { return h == slots[i] || slices.Contains(dead, h) })
@@ -474,7 +478,8 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (n
 		// That host failed the write: its fragment goes to the next
 		// spare, and the encode runs again (what the others hold is
 		// skipped).
-		failed(slots[fe.Index], err)
+		failed(slots[fe.Index])
+		errs = append(errs, fmt.Errorf("host %s: %w", slots[fe.Index], err))
 		if len(spares) == 0 {
 			return n, 0, fmt.Errorf("fragment %d of %d: no live host left to take it: %w", fe.Index, len(dsts), errors.Join(errs...))
 		}

@@ -23,8 +23,8 @@ import (
 // The invariant the commit rule needs: the K+M hosts of a placement are
 // distinct and none is the writer's (every host Plan names comes from
 // ErasureOrder, which lists the writer's host never, each other host
-// once; Placed refuses a repeated host), so the loss of any M hosts, the
-// writer's among them or not, leaves K fragments of every pack.
+// once; Placed refuses a repeated host), so the loss of any M+1 hosts
+// leaves the writer's copy or K fragments of every pack.
 type Fragments struct {
 	order []string // ErasureOrder: slot i's first choice is order[i]
 	set   []string // slot i's host now

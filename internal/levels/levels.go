@@ -4,7 +4,8 @@
 // which host is a host's partner; and the record of these settings in the
 // store (job file levels.json), so that a restore finds them; and the
 // choice of a new partner when a copy to the partner fails (Partners, a
-// pure machine). It decides nothing else at run time: the rank writes the
+// pure machine), and of another host for an erasure fragment whose host
+// fails (Fragments, likewise). It decides nothing else at run time: the rank writes the
 // levels, the coordinator driver records which ones hold each cut.
 package levels
 
