@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -398,6 +399,56 @@ func (dst *Store) RebuildShard(ctx context.Context, ref ShardRef, srcs []*Store)
 		return n, fmt.Errorf("erasure rebuild: %w", err)
 	}
 	return n, nil
+}
+
+// FragmentsHeld lists, sorted, the indices of the erasure fragments of
+// the shard's own pack that this store holds: files named as fragments
+// of it whose header decodes (bounded) and matches the file's size and
+// name. Bodies are not hashed here (a rebuild does that before it uses
+// one): it says where fragments are, for tools.
+func (s *Store) FragmentsHeld(ctx context.Context, ref ShardRef) ([]int, error) {
+	if err := ref.check(); err != nil {
+		return nil, err
+	}
+	pack := ref.Pack()
+	dir, base := backend.Split(pack)
+	var names []string
+	err := s.b.List(ctx, dir, func(fi backend.FileInfo) error {
+		if _, b := backend.Split(fi.Name); !fi.Temp && !fi.IsDir && strings.HasPrefix(b, base+".rs") && len(names) < MaxErasureData+MaxErasureParity {
+			names = append(names, fi.Name)
+		}
+		return nil
+	})
+	if errors.Is(err, backend.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, name := range names {
+		if p, ok := fragmentOf(name); !ok || p != pack {
+			continue
+		}
+		r, err := s.b.Open(ctx, name)
+		if err != nil {
+			continue
+		}
+		hb := make([]byte, fragmentHdrLen)
+		_, err = r.ReadAt(hb, 0)
+		size := r.Size()
+		r.Close()
+		if err != nil {
+			continue
+		}
+		h, err := decodeFragmentHeader(hb, size)
+		if err != nil || FragmentName(pack, h.index, h.k, h.m) != name || slices.Contains(out, h.index) {
+			continue
+		}
+		out = append(out, h.index)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 type fragmentSrc struct {

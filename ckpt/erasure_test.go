@@ -2,6 +2,7 @@ package ckpt
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,6 +162,22 @@ func TestErasureReplace(t *testing.T) {
 	}
 	if after := [2]int{fileCount(t, frag[1]), fileCount(t, frag[2])}; after != [2]int{before[0] + 2, before[1] + 2} {
 		t.Fatalf("the other stores held %v files, %v after: want 2 more each (the own pack's fragment and list)", before, after)
+	}
+	// Where the fragments are (for inspect): by index, per store; a file
+	// named as a fragment whose header does not match is not one.
+	for i, st := range []*Store{repl, frag[1], frag[2], goneStore} {
+		want := []int{i}
+		if i == 3 {
+			want = nil
+		}
+		if got, err := st.FragmentsHeld(bg, r2); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("store %d holds fragments %v (%v), want %v", i, got, err, want)
+		}
+	}
+	putFile(t, rb, FragmentName(r2.Pack(), 2, 2, 1), []byte("CPTRSF\r\n short"))
+	putFile(t, rb, FragmentName(r2.Pack(), 1, 2, 1), readFile(t, rb, FragmentName(r2.Pack(), 0, 2, 1)))
+	if got, err := repl.FragmentsHeld(bg, r2); err != nil || !slices.Equal(got, []int{0}) {
+		t.Fatalf("with a short fragment and fragment 0 under fragment 1's name: %v (%v), want [0]", got, err)
 	}
 	// Store 1 is lost as well: fragments 0 (the replaced one) and 2
 	// rebuild the shard.

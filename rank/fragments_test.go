@@ -89,14 +89,30 @@ func TestFragmentsMove(t *testing.T) {
 	}
 
 	// c is lost too, and a's own copy of epoch 3: the rebuild needs the
-	// fragment that went to e (b holds none of epoch 3, c is gone).
+	// fragment that went to e (b holds none of epoch 3, c is gone). As in
+	// a rank just respawned (its start grace running, no store opened
+	// yet), the dead hosts cost nothing: d and e hold enough.
 	down("c")
 	if err := a.local.Backend().Remove(ctx, r3.Pack()); err != nil {
 		t.Fatal(err)
 	}
+	a.mu.Lock()
+	for h, s := range a.stores {
+		s.Close()
+		delete(a.stores, h)
+	}
+	a.mu.Unlock()
+	a.t0 = time.Now()
+	t0 := time.Now()
 	if err := a.rebuild(ctx, r3); err != nil {
 		t.Fatalf("rebuild of epoch 3 from the fragments on e and d: %v", err)
 	}
+	took = time.Since(t0)
+	t.Logf("rebuild within the start grace, b and c gone: %v", took)
+	if took > startGrace/2 {
+		t.Errorf("the rebuild took %v: it waited for the dead hosts (start grace %v)", took, startGrace)
+	}
+	a.t0 = time.Now().Add(-time.Minute)
 	if _, err := a.local.VerifyShard(ctx, r3); err != nil {
 		t.Fatalf("rebuilt epoch 3: %v", err)
 	}

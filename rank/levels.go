@@ -499,21 +499,45 @@ func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (n
 }
 
 // rebuild rebuilds a shard into this host's store from erasure fragments
-// in every node-local store it can reach.
+// in every node-local store it can reach (wherever the fragments went).
+// The hosts that answer now come first: a host where no rank served yet
+// (a dead one, or one still starting) is waited for, within the rank's
+// start grace, only when the others hold too few fragments, so a dead
+// host costs a respawned rank's rebuild nothing. Under withoutGrace that
+// wait is left to the caller (graceOrder asks again): the error then
+// matches errNoServer.
 func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
 	if _, _, rs := l.cfg.Erasure(); !rs {
 		return fmt.Errorf("no erasure fragments: %w", ckpt.ErrNotFound)
 	}
+	quick := withoutGrace(ctx)
 	var srcs []*ckpt.Store
+	var later []levelStore
 	for _, c := range l.candidates(ctx) {
 		if c.level == ckpt.LevelShared {
 			continue
 		}
+		st, err := c.get(quick)
+		switch {
+		case err == nil:
+			srcs = append(srcs, st)
+		case errors.Is(err, errNoServer) && ctx.Err() == nil:
+			later = append(later, c)
+		}
+	}
+	_, err := l.local.RebuildShard(quick, ref, srcs)
+	if err == nil || len(later) == 0 || !errors.Is(err, ckpt.ErrNotFound) {
+		return err
+	}
+	if ctx.Value(noGraceKey{}) != nil {
+		return fmt.Errorf("%w (%d hosts where no rank serves yet: %w)", err, len(later), errNoServer)
+	}
+	for _, c := range later {
 		if st, err := c.get(ctx); err == nil {
 			srcs = append(srcs, st)
 		}
 	}
-	_, err := l.local.RebuildShard(ctx, ref, srcs)
+	_, err = l.local.RebuildShard(ctx, ref, srcs)
 	return err
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,4 +170,14 @@ func TestLevelsErasureMoves(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
 	}
+	// inspect names, per rank, where the last cut's shard and fragments
+	// are: its own copy, the fragment hosts (b's replaced), the final
+	// flush.
+	out, errs, code = runCLI(t, "inspect", "--store", store, "--local", local+"/{host}")
+	for rk, want := range []string{"a c:rs1 d:rs2 e:rs0", "e a:rs0 c:rs2 d:rs1", "c a:rs1 d:rs0 e:rs2", "d a:rs0 c:rs2 e:rs1"} {
+		if row := fmt.Sprintf("\n%d     %s shared\n", rk, want); code != 0 || !strings.Contains(out, row) {
+			t.Fatalf("inspect: exit %d, want the row %q\n%s%s", code, row, out, errs)
+		}
+	}
+	t.Logf("inspect:\n%s", out[strings.Index(out, "RANK  COPIES"):])
 }
