@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -140,10 +141,26 @@ func fragmentOf(name string) (pack string, ok bool) {
 	return name[:i], true
 }
 
+// FragmentError is a failed write of fragment Index (to the Index-th
+// store of EncodeShard): the caller may give that fragment another store
+// and encode again (the fragments written stay and are skipped).
+type FragmentError struct {
+	Index int
+	Err   error
+}
+
+func (e *FragmentError) Error() string {
+	return fmt.Sprintf("erasure fragment %d: %v", e.Index, e.Err)
+}
+
+func (e *FragmentError) Unwrap() error { return e.Err }
+
 // EncodeShard writes the K+M erasure fragments of every pack of the shard
 // ref names (its own and the older ones it reuses chunks from) to dsts,
 // fragment i to dsts[i], skipping a fragment a store already holds with the
-// right size. It returns the bytes written.
+// right size (an older cut's, or one written before a failed try). It
+// returns the bytes written. A failed write to one of dsts is a
+// *FragmentError naming it.
 func (s *Store) EncodeShard(ctx context.Context, ref ShardRef, dsts []*Store, k, m int) (int64, error) {
 	if k < 1 || k > MaxErasureData || m < 1 || m > MaxErasureParity || len(dsts) != k+m {
 		return 0, fmt.Errorf("erasure: K=%d M=%d with %d stores", k, m, len(dsts))
@@ -165,9 +182,9 @@ func (s *Store) EncodeShard(ctx context.Context, ref ShardRef, dsts []*Store, k,
 		}
 	}
 	list := []byte(strings.Join(idx.packs, "\n") + "\n")
-	for _, d := range dsts {
+	for i, d := range dsts {
 		if err := d.b.Replace(ctx, ref.Pack()+packListSuffix, list); err != nil {
-			return n, fmt.Errorf("erasure encode job %s cut %d rank %d: %w", ref.Job, ref.Epoch, ref.Rank, err)
+			return n, fmt.Errorf("erasure encode job %s cut %d rank %d: %w", ref.Job, ref.Epoch, ref.Rank, &FragmentError{Index: i, Err: err})
 		}
 	}
 	return n, nil
@@ -219,14 +236,17 @@ func (s *Store) encodePack(ctx context.Context, enc reedsolomon.Encoder, pack st
 	block := int(min(int64(erasureBlock), max((r.Size()+int64(k)-1)/int64(k), 64)))
 	h := fragmentHeader{k: k, m: m, block: block, packSize: r.Size()}
 	fileSize := int64(fragmentHdrLen) + h.stripes()*int64(block)
+	// need: the fragments a store lacks (the others are an older cut's,
+	// or written by a try that failed at another store).
+	need := make([]bool, len(dsts))
 	done := true
 	for i, d := range dsts {
 		if fi, err := d.b.Stat(ctx, FragmentName(pack, i, k, m)); err != nil || fi.Size != fileSize {
-			done = false
+			need[i], done = true, false
 		}
 	}
 	if done {
-		return 0, nil // an older cut's fragments
+		return 0, nil
 	}
 	// Two passes: the header records the hashes of the pack and of each
 	// fragment body, so the bodies are encoded once to hash them and once
@@ -255,25 +275,31 @@ func (s *Store) encodePack(ctx context.Context, enc reedsolomon.Encoder, pack st
 		}
 	}
 	for i, d := range dsts {
+		if !need[i] {
+			continue
+		}
 		hi := h
 		hi.index = i
 		copy(hi.bodyHash[:], bodyHash[i].Sum(nil))
 		w, err := d.b.Create(ctx, FragmentName(pack, i, k, m))
 		if err != nil {
 			abort()
-			return 0, err
+			return 0, &FragmentError{Index: i, Err: err}
 		}
 		ws[i] = w
 		if _, err := w.Write(hi.encode()); err != nil {
 			abort()
-			return 0, err
+			return 0, &FragmentError{Index: i, Err: err}
 		}
 	}
 	var n int64
 	if err := stripes(ctx, r, enc, h, func(blocks [][]byte, _ int) error {
 		for i, b := range blocks {
+			if ws[i] == nil {
+				continue
+			}
 			if _, err := ws[i].Write(b); err != nil {
-				return err
+				return &FragmentError{Index: i, Err: err}
 			}
 			n += int64(len(b))
 		}
@@ -282,11 +308,15 @@ func (s *Store) encodePack(ctx context.Context, enc reedsolomon.Encoder, pack st
 		abort()
 		return n, err
 	}
-	for _, w := range ws {
+	for i, w := range ws {
+		if w == nil {
+			continue
+		}
 		if err := w.Commit(); err != nil {
 			abort()
-			return n, err
+			return n, &FragmentError{Index: i, Err: err}
 		}
+		ws[i] = nil // committed: not aborted by a later failure
 	}
 	return n, nil
 }
@@ -369,6 +399,56 @@ func (dst *Store) RebuildShard(ctx context.Context, ref ShardRef, srcs []*Store)
 		return n, fmt.Errorf("erasure rebuild: %w", err)
 	}
 	return n, nil
+}
+
+// FragmentsHeld lists, sorted, the indices of the erasure fragments of
+// the shard's own pack that this store holds: files named as fragments
+// of it whose header decodes (bounded) and matches the file's size and
+// name. Bodies are not hashed here (a rebuild does that before it uses
+// one): it says where fragments are, for tools.
+func (s *Store) FragmentsHeld(ctx context.Context, ref ShardRef) ([]int, error) {
+	if err := ref.check(); err != nil {
+		return nil, err
+	}
+	pack := ref.Pack()
+	dir, base := backend.Split(pack)
+	var names []string
+	err := s.b.List(ctx, dir, func(fi backend.FileInfo) error {
+		if _, b := backend.Split(fi.Name); !fi.Temp && !fi.IsDir && strings.HasPrefix(b, base+".rs") && len(names) < MaxErasureData+MaxErasureParity {
+			names = append(names, fi.Name)
+		}
+		return nil
+	})
+	if errors.Is(err, backend.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, name := range names {
+		if p, ok := fragmentOf(name); !ok || p != pack {
+			continue
+		}
+		r, err := s.b.Open(ctx, name)
+		if err != nil {
+			continue
+		}
+		hb := make([]byte, fragmentHdrLen)
+		_, err = r.ReadAt(hb, 0)
+		size := r.Size()
+		r.Close()
+		if err != nil {
+			continue
+		}
+		h, err := decodeFragmentHeader(hb, size)
+		if err != nil || FragmentName(pack, h.index, h.k, h.m) != name || slices.Contains(out, h.index) {
+			continue
+		}
+		out = append(out, h.index)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 type fragmentSrc struct {

@@ -2,9 +2,12 @@ package ckpt
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cutpoint/cutpoint/ckpt/backend"
+	"github.com/cutpoint/cutpoint/ckpt/backend/fault"
 	"github.com/cutpoint/cutpoint/ckpt/backend/mem"
 )
 
@@ -85,6 +88,125 @@ func TestErasureRebuild(t *testing.T) {
 			t.Fatalf("%s of an unreferenced pack kept", n)
 		}
 	}
+}
+
+// TestErasureReplace: a store that fails a fragment's write is named by
+// the error (*FragmentError, its index); encoding again with another
+// store in its place writes only what that store lacks (fragment 0 of
+// both packs and the pack list), not the fragments the others hold; the
+// shard is rebuilt with the replaced fragment, after the loss of another
+// fragment's store.
+func TestErasureReplace(t *testing.T) {
+	opts := testOptions()
+	src, _ := newMemStore(t, opts)
+	var frag []*Store
+	for range 3 {
+		s, _ := newMemStore(t, opts)
+		frag = append(frag, s)
+	}
+	const job = "rs"
+	r1 := writeShard(t, src, ShardSpec{Job: job, Epoch: 1, Rank: 0, Incarnation: 1, Step: 1}, makeRank(1, 0, 50000))
+	if _, err := src.EncodeShard(bg, r1, frag, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	d2 := makeRank(1, 0, 50000)
+	d2.data[2] = append([]byte("changed"), d2.data[2][7:]...)
+	r2 := writeShard(t, src, ShardSpec{Job: job, Epoch: 2, Rank: 0, Incarnation: 1, Step: 2, Base: &BaseRef{Epoch: 1, Ref: &r1}}, d2)
+
+	// Store 0 is gone (every write fails), as a host whose ranks left.
+	gone := fault.New(mem.New())
+	goneStore := newStoreOn(t, gone, opts)
+	gone.FailOn(func(op fault.Op, name string) error {
+		if op == fault.OpCreate || op == fault.OpReplace {
+			return fault.ErrInjected
+		}
+		return nil
+	})
+	dsts := []*Store{goneStore, frag[1], frag[2]}
+	_, err := src.EncodeShard(bg, r2, dsts, 2, 1)
+	var fe *FragmentError
+	if !errors.As(err, &fe) || fe.Index != 0 || !errors.Is(err, fault.ErrInjected) {
+		t.Fatalf("encode with store 0 failing: %v, want a FragmentError of index 0", err)
+	}
+	// Another store takes fragment 0: only it is written.
+	repl, rb := newMemStore(t, opts)
+	dsts[0] = repl
+	before := [2]int{fileCount(t, frag[1]), fileCount(t, frag[2])}
+	n, err := src.EncodeShard(bg, r2, dsts, 2, 1)
+	if err != nil || n == 0 {
+		t.Fatalf("encode with store 0 replaced: %d %v", n, err)
+	}
+	for _, name := range []string{FragmentName(r2.Pack(), 0, 2, 1), FragmentName(r1.Pack(), 0, 2, 1), r2.Pack() + packListSuffix} {
+		if _, err := rb.Stat(bg, name); err != nil {
+			t.Fatalf("the replacing store lacks %s: %v", name, err)
+		}
+	}
+	// Written: fragment 0 of the older pack, and all three of the own
+	// pack (the failed try wrote none); not the older pack's fragments 1
+	// and 2, which the other stores held.
+	var want int64
+	for i, st := range dsts {
+		for _, p := range []string{r2.Pack(), r1.Pack()} {
+			if p == r1.Pack() && i != 0 {
+				continue
+			}
+			fi, err := st.b.Stat(bg, FragmentName(p, i, 2, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want += fi.Size - fragmentHdrLen
+		}
+	}
+	if n != want {
+		t.Fatalf("encode after the replacement wrote %d bytes, want %d (fragment 0 of the older pack, the own pack's three)", n, want)
+	}
+	if after := [2]int{fileCount(t, frag[1]), fileCount(t, frag[2])}; after != [2]int{before[0] + 2, before[1] + 2} {
+		t.Fatalf("the other stores held %v files, %v after: want 2 more each (the own pack's fragment and list)", before, after)
+	}
+	// Where the fragments are (for inspect): by index, per store; a file
+	// named as a fragment whose header does not match is not one.
+	for i, st := range []*Store{repl, frag[1], frag[2], goneStore} {
+		want := []int{i}
+		if i == 3 {
+			want = nil
+		}
+		if got, err := st.FragmentsHeld(bg, r2); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("store %d holds fragments %v (%v), want %v", i, got, err, want)
+		}
+	}
+	putFile(t, rb, FragmentName(r2.Pack(), 2, 2, 1), []byte("CPTRSF\r\n short"))
+	putFile(t, rb, FragmentName(r2.Pack(), 1, 2, 1), readFile(t, rb, FragmentName(r2.Pack(), 0, 2, 1)))
+	if got, err := repl.FragmentsHeld(bg, r2); err != nil || !slices.Equal(got, []int{0}) {
+		t.Fatalf("with a short fragment and fragment 0 under fragment 1's name: %v (%v), want [0]", got, err)
+	}
+	// Store 1 is lost as well: fragments 0 (the replaced one) and 2
+	// rebuild the shard.
+	dst, _ := newMemStore(t, opts)
+	if _, err := dst.RebuildShard(bg, r2, []*Store{goneStore, repl, frag[2]}); err != nil {
+		t.Fatalf("rebuild from the replaced fragment and fragment 2: %v", err)
+	}
+	if _, err := dst.VerifyShard(bg, r2); err != nil {
+		t.Fatalf("rebuilt shard: %v", err)
+	}
+}
+
+// fileCount counts the files in s.
+func fileCount(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	var walk func(dir string)
+	walk = func(dir string) {
+		_ = s.b.List(bg, dir, func(fi backend.FileInfo) error {
+			if fi.IsDir {
+				walk(fi.Name)
+			} else {
+				n++
+			}
+			return nil
+		})
+	}
+	walk("")
+	return n
 }
 
 func TestFragmentName(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +55,10 @@ type nodeLevels struct {
 	rank      int
 	t0        time.Time // when the rank joined
 
-	// partners: where this rank's partner copies go (l.mu held).
+	// partners: where this rank's partner copies go; frags: where its
+	// erasure fragments go (l.mu held).
 	partners *levels.Partners
+	frags    *levels.Fragments
 
 	// bg: background copies into the local store (keepLocal), waited
 	// for at close.
@@ -114,9 +118,11 @@ func openLevels(ctx context.Context, o Options, nc *nats.Conn, shared *ckpt.Stor
 		l.partners = p
 	}
 	if _, _, rs := l.cfg.Erasure(); rs {
-		if _, err := l.cfg.ErasureHosts(o.Host); err != nil {
+		f, err := l.cfg.NewFragments(o.Host)
+		if err != nil {
 			return nil, fmt.Errorf("erasure fragments: %w", err)
 		}
+		l.frags = f
 	}
 	opts := l.opts
 	opts.Create = true
@@ -259,8 +265,10 @@ type copies struct {
 	// because no copy on another host could be made.
 	partner, flushed int64
 	fallback         bool
-	// moved: the partner changed (another host took the copy).
-	moved int
+	// moved: the partner changed (another host took the copy);
+	// fragMoves: the erasure fragments that went to another host than
+	// the shard before's.
+	moved, fragMoves int
 }
 
 // protect copies a shard just written to the node-local store to the
@@ -283,8 +291,12 @@ func (l *nodeLevels) protect(ctx context.Context, ref ckpt.ShardRef, final bool)
 		}
 	}
 	if k, m, rs := l.cfg.Erasure(); rs {
-		n, err := l.encode(ctx, ref, k, m)
+		n, moves, err := l.encode(ctx, ref, k, m)
 		c.partner += n
+		c.fragMoves = moves
+		if err != nil && ctx.Err() != nil {
+			return c, fmt.Errorf("erasure fragments: %w", err) // the cut was given up (a rollback)
+		}
 		if err != nil {
 			l.log.Error("erasure fragments failed: this shard goes to the shared store", "epoch", ref.Epoch, "err", err)
 			shared, c.fallback = true, !final
@@ -369,61 +381,163 @@ func (l *nodeLevels) copyToPartner(ctx context.Context, ref ckpt.ShardRef) (n in
 	return 0, 0, errors.Join(errs...)
 }
 
-// copyTo copies the shard to host's node-local store, after a probe that
-// bounds what a host that does not answer costs (store probes a host it
-// opens; one opened before is probed here).
+// copyTo copies the shard to host's node-local store (probed).
 func (l *nodeLevels) copyTo(ctx context.Context, host string, ref ckpt.ShardRef) (int64, error) {
-	l.mu.Lock()
-	opened := l.stores[host] != nil
-	l.mu.Unlock()
-	if opened {
-		rb, err := l.remote(host)
-		if err != nil {
-			return 0, err
-		}
-		if err := rb.ping(ctx, probeTimeout); err != nil {
-			return 0, err
-		}
-	}
-	ps, err := l.store(ctx, host)
+	ps, err := l.probed(ctx, host)
 	if err != nil {
 		return 0, err
 	}
 	return l.local.CopyShard(ctx, ps, ref)
 }
 
-// encode writes the shard's K+M erasure fragments to the hosts after this
-// one.
-func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (int64, error) {
-	hosts, err := l.cfg.ErasureHosts(l.host)
-	if err != nil {
-		return 0, err
-	}
-	dsts := make([]*ckpt.Store, len(hosts))
-	for i, h := range hosts {
-		if dsts[i], err = l.store(ctx, h); err != nil {
-			return 0, err
+// probed opens host's node-local store after a probe that bounds what a
+// host that does not answer costs (store probes a host it opens; one
+// opened before is probed here).
+func (l *nodeLevels) probed(ctx context.Context, host string) (*ckpt.Store, error) {
+	l.mu.Lock()
+	opened := l.stores[host] != nil
+	l.mu.Unlock()
+	if opened {
+		rb, err := l.remote(host)
+		if err != nil {
+			return nil, err
+		}
+		if err := rb.ping(ctx, probeTimeout); err != nil {
+			return nil, err
 		}
 	}
-	return l.local.EncodeShard(ctx, ref, dsts, k, m)
+	return l.store(ctx, host)
+}
+
+// encode writes the shard's K+M erasure fragments to K+M distinct other
+// hosts (levels.Fragments): fragment i to slot i's host, or, when that
+// host does not take it (no rank serves its store, none answers a probe
+// within probeTimeout, or a write fails), to the next spare host that
+// does; the hosts that took them are the slots' hosts for the shards
+// after, so a dead host costs one failed try. Only when fewer live hosts
+// than K+M remain does encode fail (the caller sends the shard to the
+// shared store). moves counts the fragments that went to another host
+// than before (logged once here).
+func (l *nodeLevels) encode(ctx context.Context, ref ckpt.ShardRef, k, m int) (n int64, moves int, err error) {
+	l.mu.Lock()
+	slots, spares := l.frags.Plan(time.Now())
+	l.mu.Unlock()
+	dsts := make([]*ckpt.Store, len(slots))
+	// errs: every try that failed, for the log; failed: a host that
+	// failed for good (not one where no rank served yet while another
+	// took the fragment: asked again at the next shard, at no cost, as
+	// copyToPartner does), whose backoff starts.
+	var errs []error
+	failed := func(host string) {
+		l.mu.Lock()
+		l.frags.Failed(host, time.Now())
+		l.mu.Unlock()
+	}
+	// fill gives slot i a host that answers: its own first, then the
+	// spares in order (graceOrder: those where no rank served yet are
+	// waited for, within the start grace, only when no other answers); a
+	// spare it takes, or one that failed, is no spare for the slots after.
+	fill := func(i int) bool {
+		cands := append([]string{slots[i]}, spares...)
+		var dead []string
+		try := func(ctx context.Context, j int) (bool, error) {
+			st, err := l.probed(ctx, cands[j])
+			if err != nil {
+				l.log.Debug("erasure fragment host failed", "host", cands[j], "fragment", i, "epoch", ref.Epoch, "err", err)
+				errs = append(errs, fmt.Errorf("host %s: %w", cands[j], err))
+				return ctx.Err() != nil, err
+			}
+			dsts[i], slots[i] = st, cands[j]
+			return true, nil
+		}
+		graceOrder(ctx, len(cands), try, func(j int, _ error) {
+			failed(cands[j])
+			dead = append(dead, cands[j])
+		})
+		spares = slices.DeleteFunc(spares, func(h string) bool { return h == slots[i] || slices.Contains(dead, h) })
+		return dsts[i] != nil
+	}
+	for {
+		for i := range dsts {
+			if dsts[i] == nil && !fill(i) {
+				if err := ctx.Err(); err != nil {
+					return n, 0, err
+				}
+				return n, 0, fmt.Errorf("fragment %d of %d: no live host left to take it (%d needed, none of them the writer's or one host twice): %w", i, len(dsts), len(dsts), errors.Join(errs...))
+			}
+		}
+		c, err := l.local.EncodeShard(ctx, ref, dsts, k, m)
+		n += c
+		if err == nil {
+			break
+		}
+		var fe *ckpt.FragmentError
+		if ctx.Err() != nil || !errors.As(err, &fe) || fe.Index < 0 || fe.Index >= len(dsts) {
+			return n, 0, err
+		}
+		// That host failed the write: its fragment goes to the next
+		// spare, and the encode runs again (what the others hold is
+		// skipped).
+		failed(slots[fe.Index])
+		errs = append(errs, fmt.Errorf("host %s: %w", slots[fe.Index], err))
+		if len(spares) == 0 {
+			return n, 0, fmt.Errorf("fragment %d of %d: no live host left to take it: %w", fe.Index, len(dsts), errors.Join(errs...))
+		}
+		dsts[fe.Index], slots[fe.Index], spares = nil, spares[0], spares[1:]
+	}
+	l.mu.Lock()
+	mv, perr := l.frags.Placed(slots)
+	first := l.frags.First()
+	l.mu.Unlock()
+	if perr != nil {
+		return n, 0, perr // a bug: the slots are distinct hosts of the order
+	}
+	if len(mv) > 0 {
+		l.log.Warn("erasure fragments go to other hosts", "moves", fmt.Sprint(mv), "hosts", strings.Join(slots, ","), "first_choice", strings.Join(first, ","), "epoch", ref.Epoch, "failed", errors.Join(errs...))
+	}
+	return n, len(mv), nil
 }
 
 // rebuild rebuilds a shard into this host's store from erasure fragments
-// in every node-local store it can reach.
+// in every node-local store it can reach (wherever the fragments went).
+// The hosts that answer now come first: a host where no rank served yet
+// (a dead one, or one still starting) is waited for, within the rank's
+// start grace, only when the others hold too few fragments, so a dead
+// host costs a respawned rank's rebuild nothing. Under withoutGrace that
+// wait is left to the caller (graceOrder asks again): the error then
+// matches errNoServer.
 func (l *nodeLevels) rebuild(ctx context.Context, ref ckpt.ShardRef) error {
 	if _, _, rs := l.cfg.Erasure(); !rs {
 		return fmt.Errorf("no erasure fragments: %w", ckpt.ErrNotFound)
 	}
+	quick := withoutGrace(ctx)
 	var srcs []*ckpt.Store
+	var later []levelStore
 	for _, c := range l.candidates(ctx) {
 		if c.level == ckpt.LevelShared {
 			continue
 		}
+		st, err := c.get(quick)
+		switch {
+		case err == nil:
+			srcs = append(srcs, st)
+		case errors.Is(err, errNoServer) && ctx.Err() == nil:
+			later = append(later, c)
+		}
+	}
+	_, err := l.local.RebuildShard(quick, ref, srcs)
+	if err == nil || len(later) == 0 || !errors.Is(err, ckpt.ErrNotFound) {
+		return err
+	}
+	if ctx.Value(noGraceKey{}) != nil {
+		return fmt.Errorf("%w (%d hosts where no rank serves yet: %w)", err, len(later), errNoServer)
+	}
+	for _, c := range later {
 		if st, err := c.get(ctx); err == nil {
 			srcs = append(srcs, st)
 		}
 	}
-	_, err := l.local.RebuildShard(ctx, ref, srcs)
+	_, err = l.local.RebuildShard(ctx, ref, srcs)
 	return err
 }
 

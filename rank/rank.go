@@ -102,6 +102,11 @@ type Stats struct {
 	// PartnerChanges counts the times the rank's partner copies moved to
 	// another host (the partner failed, or the first choice came back).
 	PartnerChanges int64
+	// FragmentMoves counts the erasure fragments (--redundancy rs:K+M)
+	// that went to another host than the same fragment of the shard
+	// before (its host failed, or a first choice came back): one per
+	// fragment index that changed host.
+	FragmentMoves int64
 	// ControlForged counts control messages dropped because they did not
 	// carry the coordinator's signature (Options.Keys).
 	ControlForged int64

@@ -99,13 +99,15 @@ func (r *Rank) loadLevels(ctx context.Context, epoch uint64, step int64, t time.
 		}
 		return rs, true, nil
 	}
-	// The node-local copies first (graceOrder: hosts that answer now,
-	// then within the start grace those where no rank served yet); then
-	// the erasure rebuild and the shared store (the last candidates).
+	// The node-local copies and the erasure rebuild first (graceOrder:
+	// hosts that answer now, and a rebuild from the fragments on them;
+	// then within the start grace those where no rank served yet, so a
+	// dead host costs a rebuild nothing); then the shared store (the last
+	// candidate).
 	var rs *participant.Restore
 	var rerr error
 	local := len(cands)
-	for local > 0 && (cands[local-1].rebuild || cands[local-1].level == ckpt.LevelShared) {
+	for local > 0 && cands[local-1].level == ckpt.LevelShared {
 		local--
 	}
 	tryAt := func(ctx context.Context, i int) (bool, error) {

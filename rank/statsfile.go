@@ -13,5 +13,5 @@ func (s Stats) Record(f *jobstats.Rank) {
 	f.RestoreBytes, f.PartnerBytes, f.FlushBytes = s.RestoreBytes, s.PartnerBytes, s.FlushBytes
 	f.DamagedCopies = s.DamagedCopies
 	f.FallbackBytes, f.PartnerChanges = s.FallbackBytes, s.PartnerChanges
-	f.ControlForged = s.ControlForged
+	f.ControlForged, f.FragmentMoves = s.ControlForged, s.FragmentMoves
 }

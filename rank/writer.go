@@ -154,6 +154,7 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 		r.stats.FallbackBytes += c.flushed
 	}
 	r.stats.PartnerChanges += int64(c.moved)
+	r.stats.FragmentMoves += int64(c.fragMoves)
 	r.mu.Unlock()
 	return ref, err
 }

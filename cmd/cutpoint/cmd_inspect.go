@@ -42,7 +42,9 @@ chunks (use verify for that). With --local, a shard the shared store does
 not hold (a cut on node-local levels only) is described from a node-local
 copy, and a last table names, per rank, the hosts whose node-local stores
 hold a copy of its shard (its own and the partner's, or the new partner's
-after a partner host was lost), and "shared" when the shared store holds
+after a partner host was lost), then, with --redundancy rs:K+M, the hosts
+holding erasure fragments of its pack ("e:rs0": fragment 0 on host e,
+wherever the fragments went), and "shared" when the shared store holds
 it.
 
 Exit codes: 0 described; 2 no such store, job or cut; 3 the cut's manifest
@@ -91,12 +93,18 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		return err
 	}
 	defer closeNodeDirs(nodes)
-	// copies: per rank, the hosts whose node-local stores hold its shard.
+	// copies: per rank, the hosts whose node-local stores hold its shard;
+	// frags: those that hold erasure fragments of it instead ("b:rs0").
 	copies := make([][]string, len(d.Ranks))
+	frags := make([][]string, len(d.Ranks))
 	for i, r := range d.Ranks {
 		for _, n := range nodes {
 			if n.st.HasShard(ctx, r.Ref) == nil {
 				copies[i] = append(copies[i], n.host)
+			} else if idx, err := n.st.FragmentsHeld(ctx, r.Ref); err == nil {
+				for _, f := range idx {
+					frags[i] = append(frags[i], fmt.Sprintf("%s:%s%d", n.host, ckpt.LevelErasure, f))
+				}
 			}
 		}
 		// A cut not (yet) in the shared store is described from a
@@ -163,7 +171,7 @@ func runInspect(ctx context.Context, g *GlobalOptions, o inspectOptions) error {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "RANK\tCOPIES")
 		for i, r := range d.Ranks {
-			where := copies[i]
+			where := append(slices.Clone(copies[i]), frags[i]...)
 			if s.HasShard(ctx, r.Ref) == nil {
 				where = append(where, ckpt.LevelShared)
 			}

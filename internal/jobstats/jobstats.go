@@ -142,6 +142,9 @@ type Rank struct {
 	// ControlForged: control messages dropped for lacking the
 	// coordinator's signature.
 	ControlForged int64 `json:"control_forged,omitempty"`
+	// FragmentMoves: erasure fragments that went to another host than
+	// the shard before's (one per fragment index that changed host).
+	FragmentMoves int64 `json:"fragment_moves,omitempty"`
 
 	// From the job's side of the SafePoint calls.
 	SafePoints   int64     `json:"safe_points"`

@@ -4,7 +4,8 @@
 // which host is a host's partner; and the record of these settings in the
 // store (job file levels.json), so that a restore finds them; and the
 // choice of a new partner when a copy to the partner fails (Partners, a
-// pure machine). It decides nothing else at run time: the rank writes the
+// pure machine), and of another host for an erasure fragment whose host
+// fails (Fragments, likewise). It decides nothing else at run time: the rank writes the
 // levels, the coordinator driver records which ones hold each cut.
 package levels
 
@@ -96,16 +97,31 @@ func (c Config) Erasure() (k, m int, ok bool) {
 }
 
 // ErasureHosts returns the K+M hosts that hold the erasure fragments of
-// the shards written on host: the hosts the ranks start on (block
-// placement of the --hosts list) after host, cyclically, then, when those
-// are too few, the other hosts of the list; never host itself. Copies go
-// over the network to a rank on each of them, so a host without ranks (a
-// spare) is taken last.
+// the shards written on host, each host's first choice (fragment i on the
+// i-th): the first K+M of ErasureOrder. Copies go over the network to a
+// rank on each of them, so a host without ranks (a spare) is taken last.
 func (c Config) ErasureHosts(host string) ([]string, error) {
 	k, m, ok := c.Erasure()
 	if !ok {
 		return nil, fmt.Errorf("--redundancy %q is not rs:K+M", c.Redundancy)
 	}
+	order, err := c.ErasureOrder(host)
+	if err != nil {
+		return nil, err
+	}
+	if len(order) < k+m {
+		return nil, fmt.Errorf("--redundancy rs:%d+%d needs %d hosts besides the writer's, the host list %q has %d", k, m, k+m, c.Hosts, len(order))
+	}
+	return order[:k+m], nil
+}
+
+// ErasureOrder lists every host of the list but host, in the order its
+// erasure fragments take them: the hosts the ranks start on (block
+// placement of the --hosts list) after host, cyclically, then the other
+// hosts of the list (spares) after host, cyclically. The first K+M are
+// the first choices (ErasureHosts); the others take a fragment in place
+// of a first choice that does not answer (Fragments).
+func (c Config) ErasureOrder(host string) ([]string, error) {
 	r, err := c.ring()
 	if err != nil {
 		return nil, err
@@ -113,13 +129,10 @@ func (c Config) ErasureHosts(host string) ([]string, error) {
 	if !containsStr(r.all, host) {
 		return nil, fmt.Errorf("host %q is not in the host list %q", host, c.Hosts)
 	}
-	if len(r.all)-1 < k+m {
-		return nil, fmt.Errorf("--redundancy rs:%d+%d needs %d hosts besides the writer's, the host list %q has %d", k, m, k+m, c.Hosts, len(r.all)-1)
-	}
-	out := make([]string, 0, k+m)
+	out := make([]string, 0, len(r.all)-1)
 	for _, list := range [][]string{r.ranks, r.all} {
 		i := slices.Index(list, host)
-		for j := 1; j <= len(list) && len(out) < k+m; j++ {
+		for j := 1; j <= len(list); j++ {
 			if h := list[(i+j)%len(list)]; h != host && !containsStr(out, h) {
 				out = append(out, h)
 			}

@@ -39,7 +39,11 @@
 #            a copy (fallback_bytes 0)
 #   levels-rs the same with --redundancy rs:2+1 on five one-slot hosts (the
 #            bed grows to h1..h5, a NATS server on each; h5 the spare): h2's
-#            rank is rebuilt on h5 from the erasure fragments on h3 h4 h1
+#            rank is rebuilt on h5 from the erasure fragments on h3 h4 h1;
+#            the other ranks move their fragment for h2 to h5, h2's rank on
+#            h5 its own to h4 (fragment_moves 1 each, logged) and send no
+#            shard to the shared store for want of a fragment host
+#            (fallback_bytes 0)
 #   standby  `cutpoint coordinator --hosts ... --spawn-cmd ...` in h1 and a
 #            standby (the same flags and --standby) in h2; after the first
 #            cut host h1 is killed whole (the coordinator, its NATS server,
@@ -466,21 +470,20 @@ for c in $cases; do
       # The hosts are named h1.. here (the spawn command adds the cpbed-
       # prefix) so that --local's {host} names the bed's node-local
       # directories, node/hN.
-      csteps=$steps cref=$ref
       if [ "$c" = levels ]; then
         red=partner hostlist=h1:2,h2:2,h3:2 spare=h3 survivors="0 1" moved="2 3" from=partner
-        # Long enough for cuts after the recovery, whose copies show h1's
-        # ranks moving to a new partner (with $steps the job may end
-        # first): its own undisturbed digest.
-        csteps=$((steps * 3))
-        cref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-store-$c" --interval 0 --ranks "$nranks" --size "$size" \
-          --steps "$csteps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
-        [ -n "$cref" ] || fail "$c: no reference digest for $csteps steps"
       else
         nhosts=5
         CPBED_HOSTS=5 "$bed" up >/dev/null
         red=rs:2+1 hostlist=h1:1,h2:1,h3:1,h4:1,h5:1 spare=h5 survivors="0 2 3" moved="1" from=rs
       fi
+      # Long enough for cuts after the recovery, whose copies show the
+      # ranks moving to a new partner or new fragment hosts (with $steps
+      # the job may end first): its own undisturbed digest.
+      csteps=$((steps * 3))
+      cref=$(run_in h1 "$bin" run --store "$D/node/h1/ref-store-$c" --interval 0 --ranks "$nranks" --size "$size" \
+        --steps "$csteps" --log-level warn | tail -1 | awk '$1 == "result" {print $2}')
+      [ -n "$cref" ] || fail "$c: no reference digest for $csteps steps"
       say "$c: run --hosts $hostlist --local node/{host} --redundancy $red --flush-every 3; host h2 killed whole and its node-local directory wiped after the first cut"
       start_nats
       store=$D/shared/store-$c out=$D/node/h1/run-$c stats=$D/shared/stats-$c
@@ -526,12 +529,13 @@ d, n, frm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 survivors = [int(x) for x in sys.argv[4].split()]
 moved = [int(x) for x in sys.argv[5].split()]
 per, files, total, flushed, copied = {}, {}, {}, 0, 0
-changes, fallback = {}, {}
+changes, fallback, fmoves = {}, {}, {}
 for f in glob.glob(d + "/rank-*-spawn-*.json"):
     r = json.load(open(f))
     files.setdefault(r["rank"], []).append((r["spawn"], r.get("error", "")))
     changes[r["rank"]] = changes.get(r["rank"], 0) + r.get("partner_changes", 0)
     fallback[r["rank"]] = fallback.get(r["rank"], 0) + r.get("fallback_bytes", 0)
+    fmoves[r["rank"]] = fmoves.get(r["rank"], 0) + r.get("fragment_moves", 0)
     for lv, b in (r.get("restore_bytes") or {}).items():
         per.setdefault(r["rank"], {}).setdefault(lv, 0)
         per[r["rank"]][lv] += b
@@ -560,7 +564,8 @@ for r in moved:
         bad.append("rank %d finished in its first process, not a respawned one" % r)
 if flushed == 0 or copied == 0:
     bad.append("want bytes both flushed and copied")
-print("partner changes per rank:", json.dumps(changes, sort_keys=True), "fallback bytes per rank:", json.dumps(fallback, sort_keys=True))
+print("partner changes per rank:", json.dumps(changes, sort_keys=True), "fragment moves per rank:", json.dumps(fmoves, sort_keys=True),
+      "fallback bytes per rank:", json.dumps(fallback, sort_keys=True))
 if frm == "partner":
     # h1's partner h2 is gone: h1's ranks move their copies to h3 (once
     # each) and send no shard to the shared store for want of a copy; the
@@ -571,9 +576,15 @@ if frm == "partner":
     for r in moved:
         if changes.get(r, 0) != 0:
             bad.append("respawned rank %d: %d partner changes, want 0" % (r, changes.get(r, 0)))
-    for r, b in sorted(fallback.items()):
-        if b:
-            bad.append("rank %d sent %d bytes to the shared store for want of a copy on another host" % (r, b))
+if frm == "rs":
+    # Every rank's fragments had a first choice on h2: the survivors move
+    # that fragment to h5 (once each), rank 1 on h5 its own to h4.
+    for r in survivors + moved:
+        if fmoves.get(r, 0) != 1:
+            bad.append("rank %d: %d fragment moves, want 1 (the fragment for h2)" % (r, fmoves.get(r, 0)))
+for r, b in sorted(fallback.items()):
+    if b:
+        bad.append("rank %d sent %d bytes to the shared store for want of a copy on another host" % (r, b))
 for b in bad:
     print("FAIL:", b, file=sys.stderr)
 sys.exit(1 if bad else 0)
@@ -583,6 +594,10 @@ PY
         n=$(grep -c 'msg="partner copies go to another host".* from=h2 to=h3' "$out.log" || true)
         [ "$n" = 2 ] || fail "$c: $n partner moves from h2 to h3 logged, want 2 (ranks 0 and 1): $(grep 'partner copies go' "$out.log" | tail -5)"
         echo "$c: h1's ranks moved their partner copies from h2 to h3 (logged once each), no shard sent to the shared store for want of a copy"
+      else
+        n=$(grep -c 'msg="erasure fragments go to other hosts".* moves="\[fragment [0-9]: h2 to h[45]\]"' "$out.log" || true)
+        [ "$n" = 4 ] || fail "$c: $n fragment moves away from h2 logged, want 4 (one per rank): $(grep 'erasure fragments go' "$out.log" | tail -5)"
+        echo "$c: every rank moved its fragment for h2 to another host (logged once each), no shard sent to the shared store for want of a fragment host"
       fi
       echo "$c: h2's ranks rebuilt on $spare from the $from level, the survivors from their own node-local copies; 0 bytes read from the shared store"
       stop_nats
