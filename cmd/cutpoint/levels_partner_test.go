@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,77 +54,16 @@ func holds(t *testing.T, dir string, c *ckpt.Cut, ranks ...int) bool {
 func TestLevelsNewPartner(t *testing.T) {
 	long := longJob()
 	wantDigest := runOK(t, nil, append([]string{"run", "--store", filepath.Join(t.TempDir(), "store"), "--interval", "0"}, long...)...).digest(t)
-	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	local := filepath.Join(dir, "local")
-	stats := filepath.Join(dir, "stats")
-	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
-	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
-		"--hosts", "a:2,b:2,c:2,d:2", "--spawn-cmd", tmpl, "--stats-dir", stats,
-		"--local", local + "/{host}", "--redundancy", "partner", "--flush-every", "1000"}, long...)
-	cmd := cutpoint(t, nil, args...)
-	var errb, outb syncBuf
-	cmd.Stderr, cmd.Stdout = &errb, &outb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			t.Logf("the job's log:\n%s", tail(errb.String(), 120))
-		}
-	}()
-	waitCut(t, store, "heat2d", 1, cmd, &errb)
-	shared, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer shared.Close()
-	latest := func() *ckpt.Cut {
-		cuts := committed(t, store, "heat2d")
-		if len(cuts) == 0 {
-			return nil
-		}
-		c, err := shared.LoadCut(context.Background(), "heat2d", cuts[len(cuts)-1].Epoch)
-		if err != nil {
-			return nil // removed meanwhile by GC
-		}
-		return c
-	}
-	// waitFor polls until a committed cut is as ok wants.
-	waitFor := func(what string, ok func(*ckpt.Cut) bool) *ckpt.Cut {
-		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			if c := latest(); c != nil && ok(c) {
-				return c
-			}
-			select {
-			case <-done:
-				t.Fatalf("the job ended before %s\n%s", what, tail(errb.String(), 60))
-			case <-time.After(50 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s after 90 s\n%s", what, tail(errb.String(), 60))
-			}
-		}
-	}
-	first := latest()
+	j := startHostsJob(t, "a:2,b:2,c:2,d:2", []string{"--redundancy", "partner", "--flush-every", "1000"}, long)
+	store, local, stats, shared := j.store, j.local, j.stats, j.shared
+	first := j.latest()
 	if !holds(t, filepath.Join(local, "b"), first, 0, 1) {
 		t.Fatalf("cut %d: a's shards not on b, the first choice", first.Epoch)
 	}
 
 	// Host b is lost.
-	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
-		t.Fatal(err)
-	}
-	moved := waitFor("cut with a's copies on c", func(c *ckpt.Cut) bool {
+	j.lose("b")
+	moved := j.waitFor("cut with a's copies on c", func(c *ckpt.Cut) bool {
 		return c.Epoch > first.Epoch && holds(t, filepath.Join(local, "c"), c, 0, 1)
 	})
 	for _, rk := range []int{0, 1} {
@@ -143,24 +81,8 @@ func TestLevelsNewPartner(t *testing.T) {
 
 	// Host a is lost too: its ranks come back on d and find their shards
 	// on c.
-	for _, pid := range pidsOf(t, filepath.Join(dir, "a.pids")) {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	if err := os.RemoveAll(filepath.Join(local, "a")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(4 * time.Minute):
-		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
-	}
-	log := errb.String()
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit %d\n%s", code, tail(log, 80))
-	}
-	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != wantDigest {
-		t.Fatalf("digest %s, undisturbed %s", got, wantDigest)
-	}
+	j.lose("a")
+	log := j.end(4*time.Minute, wantDigest)
 	if strings.Contains(log, "goes to the shared store") {
 		t.Fatalf("a shard went to the shared store for want of a copy on another host\n%s", grepLines(log, "goes to the shared store"))
 	}
@@ -202,7 +124,7 @@ func TestLevelsNewPartner(t *testing.T) {
 
 	// Where the last cut lives: ranks 2 and 3 on c, 0 and 1 on d, each
 	// host holding the other's copies.
-	tmpl = local + "/{host}"
+	tmpl := local + "/{host}"
 	out, errs, code := runCLI(t, "ls", "--store", store, "--local", tmpl)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || !strings.Contains(lines[len(lines)-1], "c=4 d=4") {
@@ -231,9 +153,9 @@ func TestLevelsNewPartner(t *testing.T) {
 		}
 		return nil
 	})
-	cut := latest()
+	cut := j.latest()
 	if cut == nil || cut.Epoch < moved.Epoch+6 || len(epochs) > 5 {
-		t.Fatalf("c holds packs of %d epochs %v at the end (cut %d moved a's copies there, the last cut is %v)\n%s", len(epochs), epochs, moved.Epoch, cut, tail(errb.String(), 80))
+		t.Fatalf("c holds packs of %d epochs %v at the end (cut %d moved a's copies there, the last cut is %v)\n%s", len(epochs), epochs, moved.Epoch, cut, tail(j.errb.String(), 80))
 	}
 	t.Logf("ls:\n%s\nverify:\n%s\nc holds packs of %d epochs; the job's last cut %d", lsOut, out, len(epochs), cut.Epoch)
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,75 +43,19 @@ func fragmentsOn(t *testing.T, dir string, c *ckpt.Cut, i int, ranks ...int) boo
 func TestLevelsErasureMoves(t *testing.T) {
 	long := longJob()
 	wantDigest := runOK(t, nil, append([]string{"run", "--store", filepath.Join(t.TempDir(), "store"), "--interval", "0"}, long...)...).digest(t)
-	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	local := filepath.Join(dir, "local")
-	stats := filepath.Join(dir, "stats")
-	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
-	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
-		"--hosts", "a:1,b:1,c:1,d:1,e:1", "--spawn-cmd", tmpl, "--stats-dir", stats,
-		"--local", local + "/{host}", "--redundancy", "rs:2+1", "--flush-every", "1000"}, long...)
-	cmd := cutpoint(t, nil, args...)
-	var errb, outb syncBuf
-	cmd.Stderr, cmd.Stdout = &errb, &outb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			t.Logf("the job's log:\n%s", tail(errb.String(), 120))
-		}
-	}()
-	waitCut(t, store, "heat2d", 1, cmd, &errb)
-	shared, err := ckpt.OpenDir(context.Background(), store, ckpt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer shared.Close()
-	latest := func() *ckpt.Cut {
-		cuts := committed(t, store, "heat2d")
-		if len(cuts) == 0 {
-			return nil
-		}
-		c, err := shared.LoadCut(context.Background(), "heat2d", cuts[len(cuts)-1].Epoch)
-		if err != nil {
-			return nil // removed meanwhile by GC
-		}
-		return c
-	}
-	first := latest()
+	j := startHostsJob(t, "a:1,b:1,c:1,d:1,e:1", []string{"--redundancy", "rs:2+1", "--flush-every", "1000"}, long)
+	store, local, stats, shared := j.store, j.local, j.stats, j.shared
+	first := j.latest()
 	if !fragmentsOn(t, filepath.Join(local, "b"), first, 0, 0) || !fragmentsOn(t, filepath.Join(local, "b"), first, 2, 2) {
 		t.Fatalf("cut %d: a's fragment 0 or c's fragment 2 not on b, the first choice", first.Epoch)
 	}
 
 	// Host b is lost.
-	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	var moved *ckpt.Cut
-	for moved == nil {
-		if c := latest(); c != nil && c.Epoch > first.Epoch && fragmentsOn(t, filepath.Join(local, "e"), c, 0, 0) &&
-			fragmentsOn(t, filepath.Join(local, "e"), c, 2, 2) && fragmentsOn(t, filepath.Join(local, "e"), c, 1, 3) {
-			moved = c
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("the job ended before a cut with fragments on e\n%s", tail(errb.String(), 60))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no cut with fragments on e after 90 s\n%s", tail(errb.String(), 60))
-		}
-	}
+	j.lose("b")
+	moved := j.waitFor("cut with fragments on e", func(c *ckpt.Cut) bool {
+		return c.Epoch > first.Epoch && fragmentsOn(t, filepath.Join(local, "e"), c, 0, 0) &&
+			fragmentsOn(t, filepath.Join(local, "e"), c, 2, 2) && fragmentsOn(t, filepath.Join(local, "e"), c, 1, 3)
+	})
 	for _, rk := range []int{0, 2, 3} {
 		if err := shared.HasShard(context.Background(), moved.Shards[rk]); !errors.Is(err, ckpt.ErrNotFound) {
 			t.Fatalf("cut %d (not a flush epoch): rank %d's shard in the shared store: %v", moved.Epoch, rk, err)
@@ -124,18 +66,7 @@ func TestLevelsErasureMoves(t *testing.T) {
 	}
 	t.Logf("cut %d: the survivors' fragments for b on e, none of their shards in the shared store", moved.Epoch)
 
-	select {
-	case <-done:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
-	}
-	log := errb.String()
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit %d\n%s", code, tail(log, 80))
-	}
-	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != wantDigest {
-		t.Fatalf("digest %s, undisturbed %s", got, wantDigest)
-	}
+	log := j.end(3*time.Minute, wantDigest)
 	moves := grepLines(log, "erasure fragments go to other hosts")
 	for _, want := range []string{"rank=0 ", "rank=2 ", "rank=3 "} {
 		if !strings.Contains(moves, want) {

@@ -45,49 +45,14 @@ func restoreBytes(t *testing.T, dir string) (map[string]int64, map[int]map[strin
 // ends with the undisturbed digest.
 func TestLevelsHostLoss(t *testing.T) {
 	want := reference(t)
-	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	local := filepath.Join(dir, "local")
-	stats := filepath.Join(dir, "stats")
-	tmpl := `echo $$ >> ` + dir + `/{host}.pids; exec {cmd}`
-	args := append([]string{"run", "--store", store, "--interval", "0", "--every-steps", "100",
-		"--hosts", "a:2,b:2,c:2", "--spawn-cmd", tmpl, "--stats-dir", stats,
-		"--local", local + "/{host}", "--redundancy", "partner", "--flush-every", "3"}, job...)
-	cmd := cutpoint(t, nil, args...)
-	var errb, outb syncBuf
-	cmd.Stderr, cmd.Stdout = &errb, &outb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}()
-	waitCut(t, store, "heat2d", 1, cmd, &errb)
+	j := startHostsJob(t, "a:2,b:2,c:2", []string{"--redundancy", "partner", "--flush-every", "3"}, job)
+	store, local, stats := j.store, j.local, j.stats
 	cuts := committed(t, store, "heat2d")
 	if lv := cuts[0].Levels(); !lv.Local || !lv.Partner {
 		t.Fatalf("cut %d levels %q, want local and partner", cuts[0].Epoch, lv)
 	}
-	for _, pid := range pidsOf(t, filepath.Join(dir, "b.pids")) {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	if err := os.RemoveAll(filepath.Join(local, "b")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("job did not finish\n%s", tail(errb.String(), 60))
-	}
-	log := errb.String()
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit %d\n%s", code, tail(log, 60))
-	}
-	if got := (result{stdout: outb.String(), stderr: log}).digest(t); got != want {
-		t.Fatalf("digest %s, undisturbed %s", got, want)
-	}
+	j.lose("b")
+	log := j.end(3*time.Minute, want)
 	if !strings.Contains(log, "recovery-finished") {
 		t.Fatalf("no recovery\n%s", tail(log, 60))
 	}
@@ -118,7 +83,7 @@ func TestLevelsHostLoss(t *testing.T) {
 	t.Logf("restore bytes by level %v; %d bytes flushed, %d copied to partners", all, flushed, partner)
 
 	// The store commands see every level.
-	tmpl = local + "/{host}"
+	tmpl := local + "/{host}"
 	out, errs, code := runCLI(t, "ls", "--store", store, "--local", tmpl)
 	if code != 0 || !strings.Contains(out, "LEVELS") || !strings.Contains(out, "local,partner") || !strings.Contains(out, "a=") {
 		t.Fatalf("ls: exit %d\n%s%s", code, out, errs)
