@@ -20,7 +20,7 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 	switch {
 	case h.G < m.g && plant != PlantAcceptStale:
 		m.st.StaleDropped++
-		m.emit(Event{Kind: EventStale, Peer: m.peerOf(h.From),
+		m.emit(Event{Kind: EventStale, Peer: int(h.From),
 			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.Type, h.G)})
 		return
 	case h.G > m.g:
@@ -30,12 +30,12 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 		return
 	}
 	if int(h.To) != m.cfg.Self {
-		m.malformed(m.peerOf(h.From), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.To, m.cfg.Self))
+		m.malformed(int(h.From), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.To, m.cfg.Self))
 		return
 	}
 	if sub == AckSub {
 		if h.Type != TypeAck {
-			m.malformed(m.peerOf(h.From), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.Type))
+			m.malformed(int(h.From), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.Type))
 			return
 		}
 		sc := m.send[int(h.From)]
