@@ -90,13 +90,13 @@ func (x *ports) Publish(f *channel.Out) {
 }
 
 func (x *ports) Deliver(d channel.Delivery) {
-	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
+	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg, epoch: x.e.epoch})
 }
 
 func (x *ports) Event(ev Event) {
 	e := x.e
 	if e.dqEvents >= maxQueuedEvents {
-		e.st.eventsDropped.Add(1)
+		e.st.EventsDropped++
 		return
 	}
 	e.dqEvents++
@@ -122,7 +122,11 @@ func (e *Endpoint) publish(subj string, frame []byte) {
 // publishFailed needs no repair of its own: the frame stays unacknowledged
 // and goes out again on the retransmission timeout or the reconnect.
 func (e *Endpoint) publishFailed(subj string, err error) {
-	if n := e.st.publishErrors.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ...
+	e.mu.Lock()
+	e.st.PublishErrors++
+	n := e.st.PublishErrors
+	e.mu.Unlock()
+	if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ...
 		e.log.Debug("transport publish failed", "subject", subj, "err", err, "count", n)
 	}
 }
