@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -128,12 +129,8 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		}
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
-	wait := o.NATSWait
-	if wait == 0 {
-		wait = 2 * time.Minute
-	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
-		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
+		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(cmp.Or(o.NATSWait, 2*time.Minute), 0),
 		// The result's reply comes to an inbox inside the job's
 		// permissions (internal/subjects).
 		InboxPrefix: subjects.RankInbox(subjects.Space(o.Job, o.JobID), o.Rank),
@@ -157,10 +154,8 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	r.peers = o.Peers
 	if r.peers == nil {
-		for i := 0; i < o.World; i++ {
-			if i != o.Rank {
-				r.peers = append(r.peers, i)
-			}
+		for i := range o.World { // Self goes below
+			r.peers = append(r.peers, i)
 		}
 		if o.World > 64 {
 			log.Warn("no peers declared: every rank is a peer; declare neighbours to avoid N^2 markers", "world", o.World)
@@ -416,14 +411,11 @@ func (r *Rank) Recv(ctx context.Context, from int) ([]byte, error) {
 func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.terminalErr(); err != nil {
-		return 0, err
-	}
-	if r.p == nil {
-		return 0, ErrNotStarted
-	}
-	if r.rollback != nil || !r.running {
+	switch err := r.callState(); {
+	case err == ErrRolledBack:
 		return r.waitRunning(ctx, step)
+	case err != nil:
+		return 0, err
 	}
 	act, err := r.p.SafePoint(step, 0)
 	if err != nil {
