@@ -70,9 +70,8 @@ type frameAuth struct {
 
 // frameKey is the GMAC of one (from, to, g, session).
 type frameKey struct {
-	from, to   uint32
-	g, session uint64
-	gcm        cipher.AEAD // safe for concurrent use: it keeps no state between calls
+	header
+	gcm cipher.AEAD // safe for concurrent use: it keeps no state between calls
 }
 
 func newFrameAuth(k Keys, peers []int) (*frameAuth, error) {
@@ -103,9 +102,7 @@ func headerOf(frame []byte) header {
 	}
 }
 
-func (k *frameKey) is(h header) bool {
-	return k != nil && k.from == h.from && k.to == h.to && k.g == h.g && k.session == h.session
-}
+func (k *frameKey) is(h header) bool { return k != nil && k.header == h }
 
 func deriveFrameKey(pair [32]byte, h header) *frameKey {
 	var in [32 + 4 + 4 + 8 + 8]byte
@@ -118,7 +115,7 @@ func deriveFrameKey(pair [32]byte, h header) *frameKey {
 	blake3.DeriveKey(frameKeyContext, in[:], key[:])
 	blk, _ := aes.NewCipher(key[:]) // 32-byte keys are always accepted
 	gcm, _ := cipher.NewGCM(blk)    // standard nonce and tag sizes are always accepted
-	return &frameKey{from: h.from, to: h.to, g: h.g, session: h.session, gcm: gcm}
+	return &frameKey{header: h, gcm: gcm}
 }
 
 // gcmNonce is the 12-byte GCM nonce of a frame's 8-byte nonce: 4 zero

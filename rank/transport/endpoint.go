@@ -453,7 +453,7 @@ func (e *Endpoint) Stats() Stats {
 // it asks for, now or when the delayed ack is due.
 func (e *Endpoint) afterLocked() {
 	if e.m.HasReady() {
-		e.kickWriter()
+		kick(e.wkick)
 	} else if due := e.m.NextAck(); due != 0 && !e.ackArmed {
 		e.ackArmed = true
 		e.ackTimer.Reset(time.Duration(max(due-e.now(), 0)))
@@ -464,19 +464,14 @@ func (e *Endpoint) ackTimerFired() {
 	e.mu.Lock()
 	e.ackArmed = false
 	e.mu.Unlock()
-	e.kickWriter()
+	kick(e.wkick)
 }
 
-func (e *Endpoint) kickWriter() {
+// kick wakes the writer (e.wkick) or the deliverer (e.dkick), unless a
+// wake is pending already.
+func kick(ch chan struct{}) {
 	select {
-	case e.wkick <- struct{}{}:
-	default:
-	}
-}
-
-func (e *Endpoint) kickDeliverer() {
-	select {
-	case e.dkick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -492,7 +487,7 @@ func (e *Endpoint) wakeLocked() {
 // pushLocked queues an upcall for the deliverer.
 func (e *Endpoint) pushLocked(u upcall) {
 	e.dq = append(e.dq, u)
-	e.kickDeliverer()
+	kick(e.dkick)
 }
 
 // noteLocked gives an event of the Endpoint to the machine, which reports

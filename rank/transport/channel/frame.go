@@ -182,45 +182,36 @@ func DecodeFrame(b []byte, maxMsg uint64) (h Header, payload []byte, err error) 
 	}
 }
 
-func putCommon(b []byte, h *Header) {
+// words are the 8-byte fields that follow the common header of a data
+// (4) or an ack (5) frame, in wire order; n of them.
+func (h *Header) words() (w [5]*uint64, n int) {
+	switch h.Type {
+	case TypeData:
+		return [5]*uint64{&h.Seq, &h.MsgLen, &h.Offset, &h.Tx}, 4
+	case TypeAck:
+		return [5]*uint64{&h.Cum, &h.Credited, &h.GapEnd, &h.PeerSession, &h.LastTx}, 5
+	}
+	return w, 0
+}
+
+// AppendFrame encodes h (and, for data, payload) onto dst.
+func AppendFrame(dst []byte, h *Header, payload []byte) []byte {
+	w, n := h.words()
+	start := len(dst)
+	dst = append(dst, make([]byte, CommonHeaderLen+8*n)...) // the reserved bytes stay zero
+	b := dst[start:]
 	b[0] = FrameVersion
 	b[1] = h.Type
 	binary.LittleEndian.PutUint16(b[2:], h.Flags)
 	binary.LittleEndian.PutUint32(b[4:], h.From)
 	binary.LittleEndian.PutUint32(b[8:], h.To)
-	binary.LittleEndian.PutUint32(b[12:], 0)
 	binary.LittleEndian.PutUint64(b[16:], h.G)
 	binary.LittleEndian.PutUint64(b[24:], h.Session)
-}
-
-// AppendFrame encodes h (and, for data, payload) onto dst.
-func AppendFrame(dst []byte, h *Header, payload []byte) []byte {
-	var n int
-	switch h.Type {
-	case TypeData:
-		n = DataHeaderLen
-	case TypeAck:
-		n = AckFrameLen
-	default:
-		n = CommonHeaderLen
+	for i := range n {
+		binary.LittleEndian.PutUint64(b[CommonHeaderLen+8*i:], *w[i])
 	}
-	start := len(dst)
-	dst = append(dst, make([]byte, n)...)
-	b := dst[start:]
-	putCommon(b, h)
-	switch h.Type {
-	case TypeData:
-		binary.LittleEndian.PutUint64(b[32:], h.Seq)
-		binary.LittleEndian.PutUint64(b[40:], h.MsgLen)
-		binary.LittleEndian.PutUint64(b[48:], h.Offset)
-		binary.LittleEndian.PutUint64(b[56:], h.Tx)
+	if h.Type == TypeData {
 		dst = append(dst, payload...)
-	case TypeAck:
-		binary.LittleEndian.PutUint64(b[32:], h.Cum)
-		binary.LittleEndian.PutUint64(b[40:], h.Credited)
-		binary.LittleEndian.PutUint64(b[48:], h.GapEnd)
-		binary.LittleEndian.PutUint64(b[56:], h.PeerSession)
-		binary.LittleEndian.PutUint64(b[64:], h.LastTx)
 	}
 	return dst
 }
