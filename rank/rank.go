@@ -43,7 +43,7 @@ type Rank struct {
 	cond     *sync.Cond
 	p        *participant.Participant
 	prot     []*protected
-	started  bool // Start returned
+	started  bool // Start was called
 	running  bool // Go received by the current participant
 	rollback *participant.Rollback
 	exit     *ExitError
@@ -334,10 +334,10 @@ func (r *Rank) Send(ctx context.Context, to int, msg []byte) error {
 			r.mu.Unlock()
 			return err
 		}
-		ep := r.ep
 		r.mu.Unlock()
 		if to != r.o.Rank {
-			if err := ep.Acquire(ctx, to, n); err != nil {
+			// r.ep is set once, before the participant callState checks.
+			if err := r.ep.Acquire(ctx, to, n); err != nil {
 				if errors.Is(err, transport.ErrReset) {
 					continue // a rollback happened: callState reports it
 				}
@@ -348,10 +348,6 @@ func (r *Rank) Send(ctx context.Context, to int, msg []byte) error {
 		if err := r.callState(); err != nil {
 			r.mu.Unlock()
 			return err
-		}
-		if r.ep != ep {
-			r.mu.Unlock()
-			continue
 		}
 		err := r.p.Send(to, msg)
 		r.process()

@@ -322,9 +322,7 @@ func (e *Endpoint) Close() error {
 	close(e.stop)
 	e.ackTimer.Stop()
 	unsubscribe(ds, as)
-	if e.statusCh != nil {
-		e.nc.RemoveStatusListener(e.statusCh)
-	}
+	e.nc.RemoveStatusListener(e.statusCh) // set by Open before any Close
 	e.wg.Wait()
 	return nil
 }
