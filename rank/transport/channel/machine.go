@@ -239,7 +239,6 @@ type sendChan struct {
 
 	frags    []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
 	base     uint64 // seq of frags[0]: everything below is acknowledged
-	nextSeq  uint64 // seq the next fragment gets
 	nextSend uint64 // lowest seq never transmitted
 	retxFrom uint64 // [retxFrom, retxTo) holds every fragment marked for resending
 	retxTo   uint64
@@ -268,8 +267,11 @@ type frag struct {
 	resend bool   // to be retransmitted
 }
 
+// nextSeq is the seq the next fragment gets.
+func (sc *sendChan) nextSeq() uint64 { return sc.base + uint64(len(sc.frags)) }
+
 func (sc *sendChan) hasWork() bool {
-	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq))
+	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq()))
 }
 
 type recvChan struct {
@@ -400,7 +402,7 @@ func (m *Machine) install(g, session uint64) {
 	m.recv = make(map[int]*recvChan, len(m.cfg.Peers))
 	m.sendList, m.recvList = m.sendList[:0], m.recvList[:0]
 	for _, p := range m.cfg.Peers {
-		sc := &sendChan{peer: p, base: 1, nextSeq: 1, nextSend: 1, nextTx: 1, rto: m.cfg.AckTimeout}
+		sc := &sendChan{peer: p, base: 1, nextSend: 1, nextTx: 1, rto: m.cfg.AckTimeout}
 		m.send[p] = sc
 		m.sendList = append(m.sendList, sc)
 		rc := &recvChan{peer: p, next: 1}
@@ -522,19 +524,13 @@ func (m *Machine) Enqueue(to int, msg []byte) error {
 		m.deliver(Delivery{From: to, G: m.g, Msg: msg})
 		return nil
 	}
-	frames := 1
-	if n == 0 {
-		sc.frags = append(sc.frags, frag{msg: msg})
-	} else {
-		p := m.cfg.FragPayload
-		frames = (n + p - 1) / p
-		for off := 0; off < n; off += p {
-			sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
-		}
+	had := len(sc.frags)
+	p := m.cfg.FragPayload
+	for off := 0; off == 0 || off < n; off += p { // an empty message is one empty fragment
+		sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
 	}
-	sc.nextSeq += uint64(frames)
 	m.markReady(sc)
-	if frames > 1 {
+	if len(sc.frags)-had > 1 {
 		m.st.Fragmented++
 	}
 	return nil

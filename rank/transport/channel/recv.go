@@ -147,14 +147,15 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		return
 	}
 	rc.maxTx = max(rc.maxTx, h.Tx)
-	if !m.accept(rc, h.MsgLen, h.Offset, payload) {
-		return
-	}
-	rc.next++
-	rc.accepted += uint64(len(payload))
-	rc.bytesSinceAck += cost
+	msgLen, offset := h.MsgLen, h.Offset
 	drained := false
-	for len(rc.ooo) > 0 {
+	for { // this frame, then the held ones that follow it
+		if !m.accept(rc, msgLen, offset, payload) {
+			return
+		}
+		rc.next++
+		rc.accepted += uint64(len(payload))
+		rc.bytesSinceAck += len(payload) + DataHeaderLen
 		f, ok := rc.ooo[rc.next]
 		if !ok {
 			break
@@ -164,13 +165,8 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		if !m.granted(rc, len(f.payload)) {
 			break // dropped: it comes again, as everything unacknowledged
 		}
-		rc.bytesSinceAck += len(f.payload) + DataHeaderLen
 		drained = true
-		if !m.accept(rc, f.msgLen, f.offset, f.payload) {
-			return
-		}
-		rc.next++
-		rc.accepted += uint64(len(f.payload))
+		msgLen, offset, payload = f.msgLen, f.offset, f.payload
 	}
 	if len(rc.ooo) == 0 {
 		rc.ooo, rc.oooBytes, rc.oooMin = nil, 0, 0

@@ -81,7 +81,7 @@ func (m *Machine) takeFrames(sc *sendChan, out *[]Out, budget int) int {
 	if sc.retxFrom >= sc.retxTo {
 		sc.retxFrom, sc.retxTo = 0, 0
 	}
-	for sc.nextSend < sc.nextSeq && used < budget {
+	for sc.nextSend < sc.nextSeq() && used < budget {
 		if sc.nextSend == sc.base {
 			sc.lastProgress = m.now // the retransmission clock starts with the first frame in flight
 		}
@@ -234,10 +234,10 @@ func (m *Machine) ackPastSent(sc *sendChan, h *Header) {
 // (gone frame) and reports it.
 func (m *Machine) breakSend(sc *sendChan, err error) {
 	sc.broken = true
+	sc.base = sc.nextSeq()
+	sc.nextSend = sc.base
 	clear(sc.frags)
 	sc.frags = nil
-	sc.base = sc.nextSeq
-	sc.nextSend = sc.nextSeq
 	sc.retxFrom, sc.retxTo = 0, 0
 	sc.gone = true
 	sc.waiting = false
