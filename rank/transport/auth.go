@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -46,11 +45,6 @@ const (
 // random bits a sender draws anew at every Open and Reset, in every
 // process (docs/format.md, Authentication, has the whole argument).
 const frameKeyContext = "cutpoint 2026-12-02 frame key v2"
-
-// errFrameVersion: a frame of another frame format version, sent by a
-// cutpoint of another release; checked before the tag, so that the
-// mismatch is named rather than reported as a forgery.
-var errFrameVersion = errors.New("frame format version mismatch")
 
 // frameAuth holds the pair keys of the declared peers and the frame keys
 // in use: the writer's (sealing, one per peer: its own current session)
@@ -158,7 +152,9 @@ func (a *frameAuth) openFrame(sub channel.Sub, b []byte) (frame []byte, from int
 		return nil, -1, fmt.Errorf("frame of %d bytes, too short for a header and its %d-byte trailer", len(b), TagLen)
 	}
 	if b[0] != channel.FrameVersion {
-		return nil, -1, fmt.Errorf("%w: frame of version %d, this rank reads version %d (ranks of different cutpoint releases in one job?)", errFrameVersion, b[0], channel.FrameVersion)
+		// Checked before the tag, so that a frame of another release is
+		// named as such rather than reported as a forgery.
+		return nil, -1, fmt.Errorf("frame format version mismatch: frame of version %d, this rank reads version %d (ranks of different cutpoint releases in one job?)", b[0], channel.FrameVersion)
 	}
 	h := headerOf(b)
 	key, ok := a.keys[int(h.from)]
