@@ -128,58 +128,45 @@ func DecodeFrame(b []byte, maxMsg uint64) (h Header, payload []byte, err error) 
 	if h.Session == 0 {
 		return h, nil, malformed("session 0")
 	}
+	w, n := h.words()
+	size := CommonHeaderLen + 8*n // data: at least size bytes; the others: exactly
+	var flags uint16              // the flags the type may carry
+	switch h.Type {
+	case TypeData, TypeProbe, TypeGone:
+	case TypeAck:
+		flags = ackFlags
+	default:
+		return h, nil, malformed("unknown frame type %d", h.Type)
+	}
+	if len(b) < size || (h.Type != TypeData && len(b) != size) {
+		return h, nil, malformed("type %d frame of %d bytes, want %d", h.Type, len(b), size)
+	}
+	if h.Flags&^flags != 0 {
+		return h, nil, malformed("type %d frame with unknown flags %#x", h.Type, h.Flags)
+	}
+	for i := range n {
+		*w[i] = binary.LittleEndian.Uint64(b[CommonHeaderLen+8*i:])
+	}
 	switch h.Type {
 	case TypeData:
-		if len(b) < DataHeaderLen {
-			return h, nil, malformed("data frame of %d bytes, shorter than its %d-byte Header", len(b), DataHeaderLen)
-		}
-		if h.Flags != 0 {
-			return h, nil, malformed("data frame with flags %#x", h.Flags)
-		}
-		h.Seq = binary.LittleEndian.Uint64(b[32:])
-		h.MsgLen = binary.LittleEndian.Uint64(b[40:])
-		h.Offset = binary.LittleEndian.Uint64(b[48:])
-		h.Tx = binary.LittleEndian.Uint64(b[56:])
 		payload = b[DataHeaderLen:]
-		n := uint64(len(payload))
+		pn := uint64(len(payload))
 		switch {
 		case h.Seq == 0 || h.Tx == 0:
 			return h, nil, malformed("data frame with seq %d, transmission %d", h.Seq, h.Tx)
 		case h.MsgLen > maxMsg:
 			return h, nil, malformed("message length %d over the limit %d", h.MsgLen, maxMsg)
-		case h.Offset > h.MsgLen || n > h.MsgLen-h.Offset:
-			return h, nil, malformed("fragment [%d, +%d) outside a message of %d bytes", h.Offset, n, h.MsgLen)
-		case n == 0 && h.MsgLen != 0:
+		case h.Offset > h.MsgLen || pn > h.MsgLen-h.Offset:
+			return h, nil, malformed("fragment [%d, +%d) outside a message of %d bytes", h.Offset, pn, h.MsgLen)
+		case pn == 0 && h.MsgLen != 0:
 			return h, nil, malformed("empty fragment of a %d-byte message", h.MsgLen)
 		}
-		return h, payload, nil
 	case TypeAck:
-		if len(b) != AckFrameLen {
-			return h, nil, malformed("ack frame of %d bytes, want %d", len(b), AckFrameLen)
-		}
-		if h.Flags&^ackFlags != 0 {
-			return h, nil, malformed("ack frame with unknown flags %#x", h.Flags)
-		}
-		h.Cum = binary.LittleEndian.Uint64(b[32:])
-		h.Credited = binary.LittleEndian.Uint64(b[40:])
-		h.GapEnd = binary.LittleEndian.Uint64(b[48:])
-		h.PeerSession = binary.LittleEndian.Uint64(b[56:])
-		h.LastTx = binary.LittleEndian.Uint64(b[64:])
 		if h.GapEnd != 0 && (h.Cum == math.MaxUint64 || h.GapEnd <= h.Cum+1) {
 			return h, nil, malformed("ack gap end %d not beyond cum+1 (cum %d)", h.GapEnd, h.Cum)
 		}
-		return h, nil, nil
-	case TypeProbe, TypeGone:
-		if len(b) != CommonHeaderLen {
-			return h, nil, malformed("type %d frame of %d bytes, want %d", h.Type, len(b), CommonHeaderLen)
-		}
-		if h.Flags != 0 {
-			return h, nil, malformed("type %d frame with flags %#x", h.Type, h.Flags)
-		}
-		return h, nil, nil
-	default:
-		return h, nil, malformed("unknown frame type %d", h.Type)
 	}
+	return h, payload, nil
 }
 
 // words are the 8-byte fields that follow the common header of a data
