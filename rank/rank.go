@@ -30,7 +30,6 @@ type Rank struct {
 	log   *slog.Logger
 	t0    time.Time
 	nc    *nats.Conn
-	ownNC bool
 	store *ckpt.Store
 	ep    *transport.Endpoint
 	subs  []*nats.Subscription
@@ -139,7 +138,7 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		store.Close()
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
-	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
+	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
 	if o.Keys != nil {
 		r.report = wire.NewMAC(o.Keys.Report)
@@ -524,11 +523,9 @@ func (r *Rank) Close() error {
 	if r.ep != nil {
 		errs = append(errs, r.ep.Close())
 	}
-	if r.ownNC {
-		// Let queued control messages (the last status) reach the server.
-		_ = r.nc.FlushTimeout(time.Second)
-		r.nc.Close()
-	}
+	// Let queued control messages (the last status) reach the server.
+	_ = r.nc.FlushTimeout(time.Second)
+	r.nc.Close()
 	errs = append(errs, r.store.Close())
 	if r.lv != nil {
 		r.lv.close()
