@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,6 @@ type Rank struct {
 	log   *slog.Logger
 	t0    time.Time
 	nc    *nats.Conn
-	ownNC bool
 	store *ckpt.Store
 	ep    *transport.Endpoint
 	subs  []*nats.Subscription
@@ -42,7 +42,7 @@ type Rank struct {
 	cond     *sync.Cond
 	p        *participant.Participant
 	prot     []*protected
-	started  bool // Start returned
+	started  bool // Start was called
 	running  bool // Go received by the current participant
 	rollback *participant.Rollback
 	exit     *ExitError
@@ -133,12 +133,8 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		}
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
-	wait := o.NATSWait
-	if wait == 0 {
-		wait = 2 * time.Minute
-	}
 	nc, err := natsutil.Connect(o.NATS, natsutil.ConnectOptions{
-		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(wait, 0),
+		Name: fmt.Sprintf("cutpoint %s rank %d", o.Job, o.Rank), Auth: o.Auth, Logger: log, Wait: max(cmp.Or(o.NATSWait, 2*time.Minute), 0),
 		// The result's reply comes to an inbox inside the job's
 		// permissions (internal/subjects).
 		InboxPrefix: subjects.RankInbox(subjects.Space(o.Job, o.JobID), o.Rank),
@@ -147,7 +143,7 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 		store.Close()
 		return nil, fmt.Errorf("rank %d: %w", o.Rank, err)
 	}
-	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, ownNC: true, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
+	r := &Rank{o: o, log: log, t0: time.Now(), nc: nc, store: store, writers: map[uint64]*shardWriter{}, faults: flt}
 	r.cond = sync.NewCond(&r.mu)
 	if o.Keys != nil {
 		r.report = wire.NewMAC(o.Keys.Report)
@@ -162,10 +158,8 @@ func Join(ctx context.Context, o Options) (*Rank, error) {
 	}
 	r.peers = o.Peers
 	if r.peers == nil {
-		for i := 0; i < o.World; i++ {
-			if i != o.Rank {
-				r.peers = append(r.peers, i)
-			}
+		for i := range o.World { // Self goes below
+			r.peers = append(r.peers, i)
 		}
 		if o.World > 64 {
 			log.Warn("no peers declared: every rank is a peer; declare neighbours to avoid N^2 markers", "world", o.World)
@@ -344,10 +338,10 @@ func (r *Rank) Send(ctx context.Context, to int, msg []byte) error {
 			r.mu.Unlock()
 			return err
 		}
-		ep := r.ep
 		r.mu.Unlock()
 		if to != r.o.Rank {
-			if err := ep.Acquire(ctx, to, n); err != nil {
+			// r.ep is set once, before the participant callState checks.
+			if err := r.ep.Acquire(ctx, to, n); err != nil {
 				if errors.Is(err, transport.ErrReset) {
 					continue // a rollback happened: callState reports it
 				}
@@ -358,10 +352,6 @@ func (r *Rank) Send(ctx context.Context, to int, msg []byte) error {
 		if err := r.callState(); err != nil {
 			r.mu.Unlock()
 			return err
-		}
-		if r.ep != ep {
-			r.mu.Unlock()
-			continue
 		}
 		err := r.p.Send(to, msg)
 		r.process()
@@ -421,14 +411,11 @@ func (r *Rank) Recv(ctx context.Context, from int) ([]byte, error) {
 func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.terminalErr(); err != nil {
-		return 0, err
-	}
-	if r.p == nil {
-		return 0, ErrNotStarted
-	}
-	if r.rollback != nil || !r.running {
+	switch err := r.callState(); {
+	case err == ErrRolledBack:
 		return r.waitRunning(ctx, step)
+	case err != nil:
+		return 0, err
 	}
 	act, err := r.p.SafePoint(step, 0)
 	if err != nil {
@@ -541,11 +528,9 @@ func (r *Rank) Close() error {
 	if r.ep != nil {
 		errs = append(errs, r.ep.Close())
 	}
-	if r.ownNC {
-		// Let queued control messages (the last status) reach the server.
-		_ = r.nc.FlushTimeout(time.Second)
-		r.nc.Close()
-	}
+	// Let queued control messages (the last status) reach the server.
+	_ = r.nc.FlushTimeout(time.Second)
+	r.nc.Close()
 	errs = append(errs, r.store.Close())
 	if r.lv != nil {
 		r.lv.close()

@@ -25,7 +25,7 @@ var (
 	// reconnecting, or its owner closed it); nothing can be sent any more.
 	ErrConnClosed = errors.New("transport: NATS connection closed")
 	// ErrStaleIncarnation: Reset to an incarnation older than the current one.
-	ErrStaleIncarnation = errors.New("transport: incarnation older than the current one")
+	ErrStaleIncarnation = channel.ErrStaleIncarnation
 	// ErrMalformedFrame is wrapped by every frame decoding error (the
 	// wire format is package channel's).
 	ErrMalformedFrame = channel.ErrMalformedFrame

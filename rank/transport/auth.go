@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -47,11 +46,6 @@ const (
 // process (docs/format.md, Authentication, has the whole argument).
 const frameKeyContext = "cutpoint 2026-12-02 frame key v2"
 
-// errFrameVersion: a frame of another frame format version, sent by a
-// cutpoint of another release; checked before the tag, so that the
-// mismatch is named rather than reported as a forgery.
-var errFrameVersion = errors.New("frame format version mismatch")
-
 // frameAuth holds the pair keys of the declared peers and the frame keys
 // in use: the writer's (sealing, one per peer: its own current session)
 // and the subscriptions' (checking, the two most recent sessions of each
@@ -70,9 +64,8 @@ type frameAuth struct {
 
 // frameKey is the GMAC of one (from, to, g, session).
 type frameKey struct {
-	from, to   uint32
-	g, session uint64
-	gcm        cipher.AEAD // safe for concurrent use: it keeps no state between calls
+	header
+	gcm cipher.AEAD // safe for concurrent use: it keeps no state between calls
 }
 
 func newFrameAuth(k Keys, peers []int) (*frameAuth, error) {
@@ -103,9 +96,7 @@ func headerOf(frame []byte) header {
 	}
 }
 
-func (k *frameKey) is(h header) bool {
-	return k != nil && k.from == h.from && k.to == h.to && k.g == h.g && k.session == h.session
-}
+func (k *frameKey) is(h header) bool { return k != nil && k.header == h }
 
 func deriveFrameKey(pair [32]byte, h header) *frameKey {
 	var in [32 + 4 + 4 + 8 + 8]byte
@@ -118,7 +109,7 @@ func deriveFrameKey(pair [32]byte, h header) *frameKey {
 	blake3.DeriveKey(frameKeyContext, in[:], key[:])
 	blk, _ := aes.NewCipher(key[:]) // 32-byte keys are always accepted
 	gcm, _ := cipher.NewGCM(blk)    // standard nonce and tag sizes are always accepted
-	return &frameKey{from: h.from, to: h.to, g: h.g, session: h.session, gcm: gcm}
+	return &frameKey{header: h, gcm: gcm}
 }
 
 // gcmNonce is the 12-byte GCM nonce of a frame's 8-byte nonce: 4 zero
@@ -161,7 +152,9 @@ func (a *frameAuth) openFrame(sub channel.Sub, b []byte) (frame []byte, from int
 		return nil, -1, fmt.Errorf("frame of %d bytes, too short for a header and its %d-byte trailer", len(b), TagLen)
 	}
 	if b[0] != channel.FrameVersion {
-		return nil, -1, fmt.Errorf("%w: frame of version %d, this rank reads version %d (ranks of different cutpoint releases in one job?)", errFrameVersion, b[0], channel.FrameVersion)
+		// Checked before the tag, so that a frame of another release is
+		// named as such rather than reported as a forgery.
+		return nil, -1, fmt.Errorf("frame format version mismatch: frame of version %d, this rank reads version %d (ranks of different cutpoint releases in one job?)", b[0], channel.FrameVersion)
 	}
 	h := headerOf(b)
 	key, ok := a.keys[int(h.from)]

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -19,19 +20,15 @@ import (
 
 // Endpoint is one rank's end of its channels: a sender for each channel
 // Self->peer and a receiver for each peer->Self, plus the in-memory
-// self-channel. Its methods are safe for concurrent use.
+// self-channel. Its methods are safe for concurrent use. It drives a
+// channel.Machine (see the package documentation for who decides what).
 //
-// It is the driver of a channel.Machine, which makes every protocol
-// decision (sequence numbers, windows, acks, retransmission, dedup,
-// reordering, reassembly, incarnations); the Endpoint owns the NATS
-// subscriptions and publishes, the clock, the session ids, the waiting of
-// Acquire and the goroutines. Goroutines: a writer (ticks the machine's
-// clock, executes its Readys with channel.Execute through ports, then
-// publishes their frames), a deliverer
-// (calls the Handler), a watcher of the connection's status, and one
-// watcher per subscription for slow-consumer reports. Frames are handed to
-// the machine on the NATS client's subscription goroutines, which only
-// take the endpoint's mutex briefly and never call the Handler.
+// Goroutines: a writer (ticks the machine's clock, executes its Readys
+// with channel.Execute through ports, then publishes their frames), a
+// deliverer (calls the Handler), a watcher of the connection's status, and
+// one watcher per subscription for slow-consumer reports. Frames are
+// handed to the machine on the NATS client's subscription goroutines,
+// which only take the endpoint's mutex briefly and never call the Handler.
 type Endpoint struct {
 	nc          *nats.Conn
 	cfg         config
@@ -48,13 +45,12 @@ type Endpoint struct {
 	m        *channel.Machine
 	subjG    uint64             // the incarnation of subjs
 	subjs    map[subjKey]string // publish subjects, by kind and peer
-	epoch    uint64             // bumped by Reset, so that Acquire notices one
+	epoch    uint64             // bumped by Reset, so that Acquire and the deliverer notice one
 	closed   bool
 	connGone bool          // the connection is closed for good
 	wait     chan struct{} // closed (and cleared) when Acquire should look again
 	ackArmed bool          // ackTimer runs for a delayed ack
 	dq       []upcall      // for the deliverer
-	dqHead   int
 	dqEvents int
 	dataSub  *nats.Subscription
 	ackSub   *nats.Subscription
@@ -66,7 +62,9 @@ type Endpoint struct {
 	ackTimer *time.Timer
 	statusCh chan nats.Status
 
-	st counters
+	// st holds the driver's own counters (its channel.Stats stays zero:
+	// Stats reads the machine's).
+	st Stats
 
 	auth *frameAuth // nil: Options.Keys unset
 }
@@ -77,10 +75,11 @@ type subjKey struct {
 }
 
 type upcall struct {
-	from int
-	g    uint64
-	msg  []byte
-	ev   *Event
+	from  int
+	g     uint64
+	msg   []byte
+	ev    *Event
+	epoch uint64 // of a delivery: e.epoch when it was queued
 }
 
 // Open starts an endpoint on nc in incarnation o.G: it subscribes to this
@@ -149,10 +148,7 @@ func newEndpoint(nc *nats.Conn, cfg config, frameMax int, h Handler) (*Endpoint,
 	if cfg.Keys != nil {
 		e.fragPayload -= TagLen // the frame and its tag fit the server's max payload
 	}
-	e.pendBytes = cfg.PendingBytesLimit
-	if e.pendBytes == 0 {
-		e.pendBytes = max(2*len(cfg.peers)*(cfg.Window+frameMax), 8<<20)
-	}
+	e.pendBytes = cmp.Or(cfg.PendingBytesLimit, max(2*len(cfg.peers)*(cfg.Window+frameMax), 8<<20))
 	m, err := channel.New(channel.Config{
 		Self: cfg.Self, Peers: cfg.peers, Window: cfg.Window, MaxMessage: cfg.MaxMessage,
 		FragPayload: e.fragPayload, AckTimeout: cfg.AckTimeout, MaxBackoff: cfg.MaxBackoff, AckDelay: cfg.AckDelay,
@@ -210,8 +206,7 @@ func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
 		return fmt.Errorf("transport: subscribe acks of g=%d: %w", g, err)
 	}
 	if err := ds.SetPendingLimits(-1, e.pendBytes); err != nil {
-		_ = ds.Unsubscribe()
-		_ = as.Unsubscribe()
+		unsubscribe(ds, as)
 		return fmt.Errorf("transport: pending limits: %w", err)
 	}
 	_ = as.SetPendingLimits(-1, 16<<20)
@@ -223,15 +218,9 @@ func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
 	e.dataSub, e.ackSub = ds, as
 	closed := e.closed
 	e.mu.Unlock()
-	if oldD != nil {
-		_ = oldD.Unsubscribe()
-	}
-	if oldA != nil {
-		_ = oldA.Unsubscribe()
-	}
+	unsubscribe(oldD, oldA)
 	if closed {
-		_ = ds.Unsubscribe()
-		_ = as.Unsubscribe()
+		unsubscribe(ds, as)
 		return ErrClosed
 	}
 
@@ -244,6 +233,15 @@ func (e *Endpoint) subscribe(ctx context.Context, g uint64) error {
 		return fmt.Errorf("transport: flush after subscribing g=%d: %w", g, err)
 	}
 	return nil
+}
+
+// unsubscribe drops subs (nil ones are skipped).
+func unsubscribe(subs ...*nats.Subscription) {
+	for _, s := range subs {
+		if s != nil {
+			_ = s.Unsubscribe()
+		}
+	}
 }
 
 // greet tells the machine the subscriptions are registered: it sends every
@@ -285,26 +283,12 @@ func (e *Endpoint) Reset(ctx context.Context, g uint64) error {
 		e.mu.Unlock()
 		return ErrClosed
 	}
-	if g < e.m.G() {
-		cur := e.m.G()
-		e.mu.Unlock()
-		return fmt.Errorf("%w: Reset(%d) at g=%d", ErrStaleIncarnation, g, cur)
-	}
 	if err := e.m.Reset(g, newSession()); err != nil {
 		e.mu.Unlock()
-		return fmt.Errorf("transport: %w", err)
+		return err // ErrStaleIncarnation
 	}
-	e.epoch++
+	e.epoch++ // queued deliveries are dropped at their turn (events stay)
 	e.wakeLocked()
-	// Queued deliveries of older incarnations go (events stay).
-	kept := e.dq[:0]
-	for _, u := range e.dq[e.dqHead:] {
-		if u.ev != nil {
-			kept = append(kept, u)
-		}
-	}
-	clear(e.dq[len(kept):])
-	e.dq, e.dqHead = kept, 0
 	e.mu.Unlock()
 	if err := e.subscribe(ctx, g); err != nil {
 		return err
@@ -332,20 +316,13 @@ func (e *Endpoint) Close() error {
 	e.wakeLocked()
 	ds, as := e.dataSub, e.ackSub
 	e.dataSub, e.ackSub = nil, nil
-	e.dq, e.dqHead = nil, 0
+	e.dq = nil
 	e.mu.Unlock()
 
 	close(e.stop)
 	e.ackTimer.Stop()
-	if ds != nil {
-		_ = ds.Unsubscribe()
-	}
-	if as != nil {
-		_ = as.Unsubscribe()
-	}
-	if e.statusCh != nil {
-		e.nc.RemoveStatusListener(e.statusCh)
-	}
+	unsubscribe(ds, as)
+	e.nc.RemoveStatusListener(e.statusCh) // set by Open before any Close
 	e.wg.Wait()
 	return nil
 }
@@ -464,16 +441,17 @@ func (e *Endpoint) Credit(from int, n int) {
 // Stats returns a snapshot of the counters.
 func (e *Endpoint) Stats() Stats {
 	e.mu.Lock()
-	m := e.m.Stats()
-	e.mu.Unlock()
-	return e.st.snapshot(m)
+	defer e.mu.Unlock()
+	st := e.st
+	st.Stats = e.m.Stats()
+	return st
 }
 
 // afterLocked follows every input to the machine: the writer executes what
 // it asks for, now or when the delayed ack is due.
 func (e *Endpoint) afterLocked() {
 	if e.m.HasReady() {
-		e.kickWriter()
+		kick(e.wkick)
 	} else if due := e.m.NextAck(); due != 0 && !e.ackArmed {
 		e.ackArmed = true
 		e.ackTimer.Reset(time.Duration(max(due-e.now(), 0)))
@@ -484,19 +462,14 @@ func (e *Endpoint) ackTimerFired() {
 	e.mu.Lock()
 	e.ackArmed = false
 	e.mu.Unlock()
-	e.kickWriter()
+	kick(e.wkick)
 }
 
-func (e *Endpoint) kickWriter() {
+// kick wakes the writer (e.wkick) or the deliverer (e.dkick), unless a
+// wake is pending already.
+func kick(ch chan struct{}) {
 	select {
-	case e.wkick <- struct{}{}:
-	default:
-	}
-}
-
-func (e *Endpoint) kickDeliverer() {
-	select {
-	case e.dkick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -512,7 +485,7 @@ func (e *Endpoint) wakeLocked() {
 // pushLocked queues an upcall for the deliverer.
 func (e *Endpoint) pushLocked(u upcall) {
 	e.dq = append(e.dq, u)
-	e.kickDeliverer()
+	kick(e.dkick)
 }
 
 // noteLocked gives an event of the Endpoint to the machine, which reports
@@ -525,48 +498,43 @@ func (e *Endpoint) noteLocked(ev Event) {
 	e.afterLocked()
 }
 
-// deliverLoop is the one goroutine that calls the Handler.
+// deliverLoop is the one goroutine that calls the Handler. It takes the
+// queue whole, and looks at Close and Reset again before each upcall: a
+// delivery queued before a Reset is dropped at its turn.
 func (e *Endpoint) deliverLoop() {
+	var batch []upcall
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-e.dkick:
 		}
-		for {
+		e.mu.Lock()
+		batch, e.dq = e.dq, batch[:0]
+		e.mu.Unlock()
+		for i, u := range batch {
+			batch[i] = upcall{}
 			e.mu.Lock()
 			if e.closed {
 				e.mu.Unlock()
 				return
 			}
-			if e.dqHead == len(e.dq) {
-				e.dq, e.dqHead = e.dq[:0], 0
-				e.mu.Unlock()
-				break
-			}
-			u := e.dq[e.dqHead]
-			e.dq[e.dqHead] = upcall{}
-			e.dqHead++
-			if e.dqHead >= 4096 && e.dqHead*2 >= len(e.dq) {
-				n := copy(e.dq, e.dq[e.dqHead:])
-				clear(e.dq[n:])
-				e.dq, e.dqHead = e.dq[:n], 0
-			}
 			if u.ev != nil {
 				e.dqEvents--
-			} else if u.g != e.m.G() {
+			} else if u.epoch != e.epoch {
 				e.mu.Unlock()
 				continue
+			} else {
+				e.st.MsgsDelivered++
+				e.st.BytesDelivered += uint64(len(u.msg))
 			}
 			e.mu.Unlock()
 			if u.ev != nil {
 				e.logEvent(*u.ev)
 				e.h.Event(*u.ev)
-				continue
+			} else {
+				e.h.Deliver(u.from, u.g, u.msg)
 			}
-			e.st.msgsDelivered.Add(1)
-			e.st.bytesDelivered.Add(uint64(len(u.msg)))
-			e.h.Deliver(u.from, u.g, u.msg)
 		}
 	}
 }
@@ -574,12 +542,10 @@ func (e *Endpoint) deliverLoop() {
 func (e *Endpoint) logEvent(ev Event) {
 	attrs := []any{"event", ev.Kind.String(), "peer", ev.Peer, "g", ev.G, "err", ev.Err}
 	switch ev.Kind {
-	case EventGap, EventSlowConsumer, EventDisconnect:
-		e.log.Warn("transport event", attrs...)
-	case EventMalformed:
-		// Dropped frames that do not fit the channel (a hostile or broken
-		// sender: past the window, far ahead, acks of what was never
-		// sent). The machine reports at most one per peer per second.
+	// EventMalformed: dropped frames that do not fit the channel (a hostile
+	// or broken sender: past the window, far ahead, acks of what was never
+	// sent). The machine reports at most one per peer per second.
+	case EventGap, EventSlowConsumer, EventDisconnect, EventMalformed:
 		e.log.Warn("transport event", attrs...)
 	case EventReconnect:
 		e.log.Info("transport event", attrs...)
@@ -622,7 +588,7 @@ func (e *Endpoint) onDisconnect(st nats.Status) {
 		e.connGone = true
 		e.wakeLocked()
 	}
-	e.st.disconnects.Add(1)
+	e.st.Disconnects++
 	err := fmt.Errorf("NATS connection %s: %v", st, e.nc.LastError())
 	e.noteLocked(Event{Kind: EventDisconnect, Peer: -1, Err: err})
 }
@@ -635,7 +601,7 @@ func (e *Endpoint) onReconnect() {
 	if !e.m.Reconnected() {
 		return
 	}
-	e.st.reconnects.Add(1)
+	e.st.Reconnects++
 	e.noteLocked(Event{Kind: EventReconnect, Peer: -1, Err: fmt.Errorf("reconnected to %s", natsutil.Redact(e.nc.ConnectedUrl()))})
 }
 
@@ -655,7 +621,7 @@ func (e *Endpoint) watchSub(sub *nats.Subscription, what string) {
 				}
 				dropped, _ := sub.Dropped()
 				e.mu.Lock()
-				e.st.slowConsumer.Add(1)
+				e.st.SlowConsumer++
 				e.noteLocked(Event{Kind: EventSlowConsumer, Peer: -1,
 					Err: fmt.Errorf("NATS client dropped frames of the %s subscription (%d so far; pending limit %d bytes)", what, dropped, e.pendBytes)})
 				e.mu.Unlock()

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,44 +121,26 @@ func (o Options) normalize() (config, error) {
 	if o.JobID != "" && !jobIDRE.MatchString(o.JobID) {
 		return bad("JobID %q is not 16 lowercase hex digits", o.JobID)
 	}
-	if o.Self < 0 || o.Self > channel.MaxRankOnWire {
-		return bad("Self %d out of range", o.Self)
-	}
-	if o.G == 0 {
-		return bad("G must be >= 1")
-	}
-	// Peers (range, duplicates), Window, MaxMessage below 0 and the
-	// timeouts are checked by channel.New, which Open calls.
+	// Self, G, Peers (range, duplicates), Window, MaxMessage below 0 and
+	// the timeouts are checked by channel.New, which Open calls.
 	c := config{Options: o}
 	c.peers = slices.DeleteFunc(slices.Clone(o.Peers), func(p int) bool { return p == o.Self })
 	slices.Sort(c.peers)
-	if c.Window == 0 {
-		c.Window = DefaultWindow
-	}
-	if c.MaxMessage == 0 {
-		c.MaxMessage = DefaultMaxMessage
-	}
+	c.Window = cmp.Or(c.Window, DefaultWindow)
+	c.MaxMessage = cmp.Or(c.MaxMessage, DefaultMaxMessage)
 	if c.MaxMessage > MaxMaxMessage {
 		return bad("MaxMessage %d over %d", o.MaxMessage, MaxMaxMessage)
 	}
 	if c.MaxFrame != 0 && c.MaxFrame < minFrame {
 		return bad("MaxFrame %d < %d", o.MaxFrame, minFrame)
 	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = DefaultAckTimeout
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = max(DefaultMaxBackoff, c.AckTimeout)
-	}
-	if c.AckDelay == 0 {
-		c.AckDelay = DefaultAckDelay
-	}
+	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, max(DefaultMaxBackoff, c.AckTimeout))
+	c.AckDelay = cmp.Or(c.AckDelay, DefaultAckDelay)
 	if c.PendingBytesLimit < 0 {
 		return bad("PendingBytesLimit %d < 0", o.PendingBytesLimit)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	return c, nil
 }
 

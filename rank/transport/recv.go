@@ -23,8 +23,8 @@ func (e *Endpoint) receive(sub channel.Sub, m *nats.Msg) {
 		// costs the subscription's goroutine, not the senders.
 		frame, from, err := e.auth.openFrame(sub, b)
 		if err != nil {
-			e.st.authDropped.Add(1)
 			e.mu.Lock()
+			e.st.AuthDropped++
 			e.noteLocked(Event{Kind: EventMalformed, Peer: from, Err: err})
 			e.mu.Unlock()
 			return

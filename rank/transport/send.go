@@ -9,9 +9,8 @@ import (
 // outFrame is a frame the machine chose under the lock, encoded and
 // published outside it.
 type outFrame struct {
-	subj    string
-	h       channel.Header
-	payload []byte
+	subj string
+	channel.Out
 }
 
 // writeLoop is the only goroutine that publishes, so frames leave in the
@@ -37,9 +36,9 @@ func (e *Endpoint) writeLoop() {
 			}
 			for i := range batch {
 				f := &batch[i]
-				scratch = channel.AppendFrame(scratch[:0], &f.h, f.payload)
+				scratch = channel.AppendFrame(scratch[:0], &f.Header, f.Payload)
 				if e.auth != nil {
-					scratch = e.auth.sealFrame(int(f.h.To), scratch)
+					scratch = e.auth.sealFrame(f.To, scratch)
 				}
 				e.publish(f.subj, scratch)
 				*f = outFrame{}
@@ -86,17 +85,17 @@ type ports struct {
 }
 
 func (x *ports) Publish(f *channel.Out) {
-	x.out = append(x.out, outFrame{subj: x.e.subject(f), h: f.Header, payload: f.Payload})
+	x.out = append(x.out, outFrame{subj: x.e.subject(f), Out: *f})
 }
 
 func (x *ports) Deliver(d channel.Delivery) {
-	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg})
+	x.e.pushLocked(upcall{from: d.From, g: d.G, msg: d.Msg, epoch: x.e.epoch})
 }
 
 func (x *ports) Event(ev Event) {
 	e := x.e
 	if e.dqEvents >= maxQueuedEvents {
-		e.st.eventsDropped.Add(1)
+		e.st.EventsDropped++
 		return
 	}
 	e.dqEvents++
@@ -105,24 +104,23 @@ func (x *ports) Event(ev Event) {
 
 func (x *ports) Wake() { x.e.wakeLocked() }
 
+// publish publishes a frame (or what Faults makes of it). A publish that
+// fails needs no repair of its own: the frame stays unacknowledged and goes
+// out again on the retransmission timeout or the reconnect.
 func (e *Endpoint) publish(subj string, frame []byte) {
-	if e.cfg.Faults == nil {
-		if err := e.nc.Publish(subj, frame); err != nil {
-			e.publishFailed(subj, err)
-		}
-		return
+	frames := [][]byte{frame}
+	if e.cfg.Faults != nil {
+		frames = e.cfg.Faults.Outgoing(subj, frame)
 	}
-	for _, f := range e.cfg.Faults.Outgoing(subj, frame) {
+	for _, f := range frames {
 		if err := e.nc.Publish(subj, f); err != nil {
-			e.publishFailed(subj, err)
+			e.mu.Lock()
+			e.st.PublishErrors++
+			n := e.st.PublishErrors
+			e.mu.Unlock()
+			if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ...
+				e.log.Debug("transport publish failed", "subject", subj, "err", err, "count", n)
+			}
 		}
-	}
-}
-
-// publishFailed needs no repair of its own: the frame stays unacknowledged
-// and goes out again on the retransmission timeout or the reconnect.
-func (e *Endpoint) publishFailed(subj string, err error) {
-	if n := e.st.publishErrors.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ...
-		e.log.Debug("transport publish failed", "subject", subj, "err", err, "count", n)
 	}
 }

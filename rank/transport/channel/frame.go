@@ -128,99 +128,77 @@ func DecodeFrame(b []byte, maxMsg uint64) (h Header, payload []byte, err error) 
 	if h.Session == 0 {
 		return h, nil, malformed("session 0")
 	}
+	w, n := h.words()
+	size := CommonHeaderLen + 8*n // data: at least size bytes; the others: exactly
+	var flags uint16              // the flags the type may carry
+	switch h.Type {
+	case TypeData, TypeProbe, TypeGone:
+	case TypeAck:
+		flags = ackFlags
+	default:
+		return h, nil, malformed("unknown frame type %d", h.Type)
+	}
+	if len(b) < size || (h.Type != TypeData && len(b) != size) {
+		return h, nil, malformed("type %d frame of %d bytes, want %d", h.Type, len(b), size)
+	}
+	if h.Flags&^flags != 0 {
+		return h, nil, malformed("type %d frame with unknown flags %#x", h.Type, h.Flags)
+	}
+	for i := range n {
+		*w[i] = binary.LittleEndian.Uint64(b[CommonHeaderLen+8*i:])
+	}
 	switch h.Type {
 	case TypeData:
-		if len(b) < DataHeaderLen {
-			return h, nil, malformed("data frame of %d bytes, shorter than its %d-byte Header", len(b), DataHeaderLen)
-		}
-		if h.Flags != 0 {
-			return h, nil, malformed("data frame with flags %#x", h.Flags)
-		}
-		h.Seq = binary.LittleEndian.Uint64(b[32:])
-		h.MsgLen = binary.LittleEndian.Uint64(b[40:])
-		h.Offset = binary.LittleEndian.Uint64(b[48:])
-		h.Tx = binary.LittleEndian.Uint64(b[56:])
 		payload = b[DataHeaderLen:]
-		n := uint64(len(payload))
+		pn := uint64(len(payload))
 		switch {
 		case h.Seq == 0 || h.Tx == 0:
 			return h, nil, malformed("data frame with seq %d, transmission %d", h.Seq, h.Tx)
 		case h.MsgLen > maxMsg:
 			return h, nil, malformed("message length %d over the limit %d", h.MsgLen, maxMsg)
-		case h.Offset > h.MsgLen || n > h.MsgLen-h.Offset:
-			return h, nil, malformed("fragment [%d, +%d) outside a message of %d bytes", h.Offset, n, h.MsgLen)
-		case n == 0 && h.MsgLen != 0:
+		case h.Offset > h.MsgLen || pn > h.MsgLen-h.Offset:
+			return h, nil, malformed("fragment [%d, +%d) outside a message of %d bytes", h.Offset, pn, h.MsgLen)
+		case pn == 0 && h.MsgLen != 0:
 			return h, nil, malformed("empty fragment of a %d-byte message", h.MsgLen)
 		}
-		return h, payload, nil
 	case TypeAck:
-		if len(b) != AckFrameLen {
-			return h, nil, malformed("ack frame of %d bytes, want %d", len(b), AckFrameLen)
-		}
-		if h.Flags&^ackFlags != 0 {
-			return h, nil, malformed("ack frame with unknown flags %#x", h.Flags)
-		}
-		h.Cum = binary.LittleEndian.Uint64(b[32:])
-		h.Credited = binary.LittleEndian.Uint64(b[40:])
-		h.GapEnd = binary.LittleEndian.Uint64(b[48:])
-		h.PeerSession = binary.LittleEndian.Uint64(b[56:])
-		h.LastTx = binary.LittleEndian.Uint64(b[64:])
 		if h.GapEnd != 0 && (h.Cum == math.MaxUint64 || h.GapEnd <= h.Cum+1) {
 			return h, nil, malformed("ack gap end %d not beyond cum+1 (cum %d)", h.GapEnd, h.Cum)
 		}
-		return h, nil, nil
-	case TypeProbe, TypeGone:
-		if len(b) != CommonHeaderLen {
-			return h, nil, malformed("type %d frame of %d bytes, want %d", h.Type, len(b), CommonHeaderLen)
-		}
-		if h.Flags != 0 {
-			return h, nil, malformed("type %d frame with flags %#x", h.Type, h.Flags)
-		}
-		return h, nil, nil
-	default:
-		return h, nil, malformed("unknown frame type %d", h.Type)
 	}
+	return h, payload, nil
 }
 
-func putCommon(b []byte, h *Header) {
+// words are the 8-byte fields that follow the common header of a data
+// (4) or an ack (5) frame, in wire order; n of them.
+func (h *Header) words() (w [5]*uint64, n int) {
+	switch h.Type {
+	case TypeData:
+		return [5]*uint64{&h.Seq, &h.MsgLen, &h.Offset, &h.Tx}, 4
+	case TypeAck:
+		return [5]*uint64{&h.Cum, &h.Credited, &h.GapEnd, &h.PeerSession, &h.LastTx}, 5
+	}
+	return w, 0
+}
+
+// AppendFrame encodes h (and, for data, payload) onto dst.
+func AppendFrame(dst []byte, h *Header, payload []byte) []byte {
+	w, n := h.words()
+	start := len(dst)
+	dst = append(dst, make([]byte, CommonHeaderLen+8*n)...) // the reserved bytes stay zero
+	b := dst[start:]
 	b[0] = FrameVersion
 	b[1] = h.Type
 	binary.LittleEndian.PutUint16(b[2:], h.Flags)
 	binary.LittleEndian.PutUint32(b[4:], h.From)
 	binary.LittleEndian.PutUint32(b[8:], h.To)
-	binary.LittleEndian.PutUint32(b[12:], 0)
 	binary.LittleEndian.PutUint64(b[16:], h.G)
 	binary.LittleEndian.PutUint64(b[24:], h.Session)
-}
-
-// AppendFrame encodes h (and, for data, payload) onto dst.
-func AppendFrame(dst []byte, h *Header, payload []byte) []byte {
-	var n int
-	switch h.Type {
-	case TypeData:
-		n = DataHeaderLen
-	case TypeAck:
-		n = AckFrameLen
-	default:
-		n = CommonHeaderLen
+	for i := range n {
+		binary.LittleEndian.PutUint64(b[CommonHeaderLen+8*i:], *w[i])
 	}
-	start := len(dst)
-	dst = append(dst, make([]byte, n)...)
-	b := dst[start:]
-	putCommon(b, h)
-	switch h.Type {
-	case TypeData:
-		binary.LittleEndian.PutUint64(b[32:], h.Seq)
-		binary.LittleEndian.PutUint64(b[40:], h.MsgLen)
-		binary.LittleEndian.PutUint64(b[48:], h.Offset)
-		binary.LittleEndian.PutUint64(b[56:], h.Tx)
+	if h.Type == TypeData {
 		dst = append(dst, payload...)
-	case TypeAck:
-		binary.LittleEndian.PutUint64(b[32:], h.Cum)
-		binary.LittleEndian.PutUint64(b[40:], h.Credited)
-		binary.LittleEndian.PutUint64(b[48:], h.GapEnd)
-		binary.LittleEndian.PutUint64(b[56:], h.PeerSession)
-		binary.LittleEndian.PutUint64(b[64:], h.LastTx)
 	}
 	return dst
 }

@@ -9,8 +9,9 @@ import (
 // Errors of the inputs. Package transport returns these same values as its
 // sentinels of the same names.
 var (
-	ErrUnknownPeer = errors.New("transport: rank is not a declared peer")
-	ErrBroken      = errors.New("transport: channel broken by an unrepairable gap")
+	ErrUnknownPeer      = errors.New("transport: rank is not a declared peer")
+	ErrBroken           = errors.New("transport: channel broken by an unrepairable gap")
+	ErrStaleIncarnation = errors.New("transport: incarnation older than the current one")
 	// ErrWait: Room says the window is full; wait for Ready.Wake.
 	ErrWait = errors.New("transport: credit window full")
 )
@@ -90,20 +91,12 @@ const (
 	EventStale
 )
 
+var eventNames = [...]string{EventSlowConsumer: "slow-consumer", EventDisconnect: "disconnect",
+	EventReconnect: "reconnect", EventGap: "gap", EventMalformed: "malformed", EventStale: "stale-incarnation"}
+
 func (k EventKind) String() string {
-	switch k {
-	case EventSlowConsumer:
-		return "slow-consumer"
-	case EventDisconnect:
-		return "disconnect"
-	case EventReconnect:
-		return "reconnect"
-	case EventGap:
-		return "gap"
-	case EventMalformed:
-		return "malformed"
-	case EventStale:
-		return "stale-incarnation"
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -219,9 +212,8 @@ type Machine struct {
 	ackUrgent bool
 	ackDue    int64 // delayed ack due at (0: none armed)
 
-	rd      Ready // accumulating for the next Ready
-	out     Ready // handed out, not yet advanced
-	handed  bool
+	rd      Ready  // accumulating for the next Ready
+	out     Ready  // handed out, not yet advanced (out.n 0: none)
 	readies uint64 // Readys handed out so far: each one's number
 
 	lastEvent map[eventKey]int64
@@ -247,7 +239,6 @@ type sendChan struct {
 
 	frags    []frag // frags[i] has seq base+i; all unacknowledged (sent or not)
 	base     uint64 // seq of frags[0]: everything below is acknowledged
-	nextSeq  uint64 // seq the next fragment gets
 	nextSend uint64 // lowest seq never transmitted
 	retxFrom uint64 // [retxFrom, retxTo) holds every fragment marked for resending
 	retxTo   uint64
@@ -276,8 +267,11 @@ type frag struct {
 	resend bool   // to be retransmitted
 }
 
+// nextSeq is the seq the next fragment gets.
+func (sc *sendChan) nextSeq() uint64 { return sc.base + uint64(len(sc.frags)) }
+
 func (sc *sendChan) hasWork() bool {
-	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq))
+	return sc.gone || (!sc.broken && (sc.probe || sc.retxFrom < sc.retxTo || sc.nextSend < sc.nextSeq()))
 }
 
 type recvChan struct {
@@ -322,6 +316,8 @@ func New(cfg Config, g, session uint64, now int64) (*Machine, error) {
 		return nil, fmt.Errorf("channel: ack timeout %v, max backoff %v, ack delay %v", cfg.AckTimeout, cfg.MaxBackoff, cfg.AckDelay)
 	case g == 0 || session == 0:
 		return nil, fmt.Errorf("channel: incarnation %d, session %#x", g, session)
+	case cfg.Self < 0 || cfg.Self > MaxRankOnWire:
+		return nil, fmt.Errorf("channel: rank %d out of range", cfg.Self)
 	}
 	seen := map[int]bool{}
 	for _, p := range cfg.Peers {
@@ -371,11 +367,8 @@ func (m *Machine) Unacked() int {
 
 // Outstanding is the bytes enqueued to `to` and not yet credited back.
 func (m *Machine) Outstanding(to int) int64 {
-	if to == m.cfg.Self {
-		return m.selfW.outstanding()
-	}
-	if sc := m.send[to]; sc != nil {
-		return sc.outstanding()
+	if w, _, _ := m.sendTo(to); w != nil {
+		return w.outstanding()
 	}
 	return 0
 }
@@ -409,7 +402,7 @@ func (m *Machine) install(g, session uint64) {
 	m.recv = make(map[int]*recvChan, len(m.cfg.Peers))
 	m.sendList, m.recvList = m.sendList[:0], m.recvList[:0]
 	for _, p := range m.cfg.Peers {
-		sc := &sendChan{peer: p, base: 1, nextSeq: 1, nextSend: 1, nextTx: 1, rto: m.cfg.AckTimeout}
+		sc := &sendChan{peer: p, base: 1, nextSend: 1, nextTx: 1, rto: m.cfg.AckTimeout}
 		m.send[p] = sc
 		m.sendList = append(m.sendList, sc)
 		rc := &recvChan{peer: p, next: 1}
@@ -429,8 +422,11 @@ func (m *Machine) install(g, session uint64) {
 // every delivery not yet handed out is dropped, and windows start full.
 // The driver then moves its subscriptions to g and calls Subscribed.
 func (m *Machine) Reset(g, session uint64) error {
-	if g < m.g || session == 0 {
-		return fmt.Errorf("channel: Reset to g=%d session %#x at g=%d", g, session, m.g)
+	switch {
+	case g < m.g:
+		return fmt.Errorf("%w: Reset(%d) at g=%d", ErrStaleIncarnation, g, m.g)
+	case session == 0:
+		return fmt.Errorf("channel: Reset to g=%d with session 0", g)
 	}
 	m.install(g, session)
 	m.rd.Wake = true // waiting senders see the new windows
@@ -483,14 +479,10 @@ func (m *Machine) Reconnected() bool {
 
 // Note queues an event of the driver (the connection's, a slow
 // consumer, a frame that failed authentication) at time now: it goes out
-// in Ready.Events with the machine's own, rate-limited the same way. A
-// Peer that is not a declared peer becomes -1 (so that hostile frames
-// cannot grow the rate limiter's map); G is the current incarnation.
+// in Ready.Events with the machine's own, rate-limited the same way (see
+// emit for its Peer and G).
 func (m *Machine) Note(now int64, ev Event) {
 	m.now = max(m.now, now)
-	if _, ok := m.recv[ev.Peer]; !ok {
-		ev.Peer = -1
-	}
 	m.emit(ev)
 }
 
@@ -499,17 +491,9 @@ func (m *Machine) Note(now int64, ev Event) {
 // is outstanding; ErrWait if the sender must wait for Ready.Wake; or
 // ErrBroken, ErrUnknownPeer.
 func (m *Machine) Room(to, n int) error {
-	var w *window
-	var sc *sendChan
-	if to == m.cfg.Self {
-		w = &m.selfW
-	} else if sc = m.send[to]; sc != nil {
-		if sc.broken {
-			return fmt.Errorf("%w: channel %d->%d", ErrBroken, m.cfg.Self, to)
-		}
-		w = &sc.window
-	} else {
-		return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
+	w, sc, err := m.sendTo(to)
+	if err != nil {
+		return err
 	}
 	out := w.outstanding()
 	if out <= 0 || out+int64(n) <= int64(m.cfg.Window) {
@@ -529,39 +513,43 @@ func (m *Machine) Enqueue(to int, msg []byte) error {
 	if n > m.cfg.MaxMessage {
 		return fmt.Errorf("channel: message of %d bytes over %d", n, m.cfg.MaxMessage)
 	}
-	if to == m.cfg.Self {
-		m.selfW.charged += uint64(n)
-		m.deliver(Delivery{From: to, G: m.g, Msg: msg})
-		m.st.MsgsSent++
-		m.st.BytesSent += uint64(n)
-		return nil
+	w, sc, err := m.sendTo(to)
+	if err != nil {
+		return err
 	}
-	sc := m.send[to]
-	if sc == nil {
-		return fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
-	}
-	if sc.broken {
-		return fmt.Errorf("%w: channel %d->%d", ErrBroken, m.cfg.Self, to)
-	}
-	sc.charged += uint64(n)
-	frames := 1
-	if n == 0 {
-		sc.frags = append(sc.frags, frag{msg: msg})
-	} else {
-		p := m.cfg.FragPayload
-		frames = (n + p - 1) / p
-		for off := 0; off < n; off += p {
-			sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
-		}
-	}
-	sc.nextSeq += uint64(frames)
-	m.markReady(sc)
+	w.charged += uint64(n)
 	m.st.MsgsSent++
 	m.st.BytesSent += uint64(n)
-	if frames > 1 {
+	if sc == nil {
+		m.deliver(Delivery{From: to, G: m.g, Msg: msg})
+		return nil
+	}
+	had := len(sc.frags)
+	p := m.cfg.FragPayload
+	for off := 0; off == 0 || off < n; off += p { // an empty message is one empty fragment
+		sc.frags = append(sc.frags, frag{msg: msg, off: off, n: min(p, n-off)})
+	}
+	m.markReady(sc)
+	if len(sc.frags)-had > 1 {
 		m.st.Fragmented++
 	}
 	return nil
+}
+
+// sendTo is the window of channel Self->to and its sender (nil for the
+// self-channel); the error is ErrUnknownPeer, or ErrBroken with both.
+func (m *Machine) sendTo(to int) (*window, *sendChan, error) {
+	if to == m.cfg.Self {
+		return &m.selfW, nil, nil
+	}
+	sc := m.send[to]
+	if sc == nil {
+		return nil, nil, fmt.Errorf("%w: rank %d", ErrUnknownPeer, to)
+	}
+	if sc.broken {
+		return &sc.window, sc, fmt.Errorf("%w: channel %d->%d", ErrBroken, m.cfg.Self, to)
+	}
+	return &sc.window, sc, nil
 }
 
 // Credit returns n bytes of window to the sender of channel from->Self; it
@@ -623,7 +611,7 @@ func (m *Machine) Tick(now int64) {
 
 // HasReady reports whether Ready would ask for anything.
 func (m *Machine) HasReady() bool {
-	if m.handed {
+	if m.out.n != 0 {
 		return true
 	}
 	return !m.rd.IsEmpty() || m.acksDue() || (!m.connDown && len(m.ready) > 0)
@@ -638,7 +626,7 @@ func (m *Machine) acksDue() bool {
 // with work, the deliveries and the events. Calling it again before
 // Advance returns the same Ready; inputs in between go to the next one.
 func (m *Machine) Ready() Ready {
-	if m.handed {
+	if m.out.n != 0 {
 		return m.out
 	}
 	r := m.rd
@@ -673,7 +661,7 @@ func (m *Machine) Ready() Ready {
 	}
 	m.readies++
 	r.n = m.readies
-	m.out, m.handed = r, true
+	m.out = r
 	return r
 }
 
@@ -683,18 +671,10 @@ func (m *Machine) Ready() Ready {
 // reported. It panics unless rd is the Ready handed out (the contract of
 // all three machines: Ready, execute, Advance; see doc.go).
 func (m *Machine) Advance(rd Ready) {
-	if !m.handed || rd.n != m.out.n {
-		panic(fmt.Sprintf("channel: Advance of Ready #%d, but %s", rd.n, handedOut(m.handed, m.out.n)))
+	if rd.n == 0 || rd.n != m.out.n {
+		panic(fmt.Sprintf("channel: Advance of Ready #%d, but the Ready handed out is #%d (0: none)", rd.n, m.out.n))
 	}
-	m.out, m.handed = Ready{}, false
-}
-
-// handedOut says which Ready is handed out, for Advance's panic.
-func handedOut(handed bool, n uint64) string {
-	if !handed {
-		return "no Ready is handed out"
-	}
-	return fmt.Sprintf("Ready #%d is handed out", n)
+	m.out = Ready{}
 }
 
 func (m *Machine) markReady(sc *sendChan) {
@@ -722,8 +702,13 @@ func (m *Machine) markAck(rc *recvChan, urgent bool) {
 func (m *Machine) deliver(d Delivery) { m.rd.Deliver = append(m.rd.Deliver, d) }
 
 // emit queues an event; those of a limited kind at most once per second
-// per kind and peer of the machine's time.
+// per kind and peer of the machine's time. A Peer that is not a declared
+// peer becomes -1 (so that hostile frames cannot grow the rate limiter's
+// map); G is the current incarnation.
 func (m *Machine) emit(ev Event) {
+	if _, ok := m.recv[ev.Peer]; !ok {
+		ev.Peer = -1
+	}
 	if ev.Kind.limited() {
 		k := eventKey{ev.Kind, ev.Peer}
 		if t, ok := m.lastEvent[k]; ok && m.now-t < int64(time.Second) {
@@ -738,13 +723,4 @@ func (m *Machine) emit(ev Event) {
 func (m *Machine) malformed(peer int, err error) {
 	m.st.Malformed++
 	m.emit(Event{Kind: EventMalformed, Peer: peer, Err: err})
-}
-
-// peerOf names the sender of a frame in an event: its rank if declared,
-// else -1 (so that hostile frames cannot grow the rate limiter's map).
-func (m *Machine) peerOf(from uint32) int {
-	if _, ok := m.recv[int(from)]; ok {
-		return int(from)
-	}
-	return -1
 }

@@ -20,7 +20,7 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 	switch {
 	case h.G < m.g && plant != PlantAcceptStale:
 		m.st.StaleDropped++
-		m.emit(Event{Kind: EventStale, Peer: m.peerOf(h.From),
+		m.emit(Event{Kind: EventStale, Peer: int(h.From),
 			Err: fmt.Errorf("dropped a type %d frame of incarnation %d", h.Type, h.G)})
 		return
 	case h.G > m.g:
@@ -30,12 +30,12 @@ func (m *Machine) Receive(now int64, sub Sub, b []byte) {
 		return
 	}
 	if int(h.To) != m.cfg.Self {
-		m.malformed(m.peerOf(h.From), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.To, m.cfg.Self))
+		m.malformed(int(h.From), fmt.Errorf("%w: frame for rank %d delivered to rank %d", ErrMalformedFrame, h.To, m.cfg.Self))
 		return
 	}
 	if sub == AckSub {
 		if h.Type != TypeAck {
-			m.malformed(m.peerOf(h.From), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.Type))
+			m.malformed(int(h.From), fmt.Errorf("%w: type %d frame on the ack subject", ErrMalformedFrame, h.Type))
 			return
 		}
 		sc := m.send[int(h.From)]
@@ -147,14 +147,15 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		return
 	}
 	rc.maxTx = max(rc.maxTx, h.Tx)
-	if !m.accept(rc, h.MsgLen, h.Offset, payload) {
-		return
-	}
-	rc.next++
-	rc.accepted += uint64(len(payload))
-	rc.bytesSinceAck += cost
+	msgLen, offset := h.MsgLen, h.Offset
 	drained := false
-	for len(rc.ooo) > 0 {
+	for { // this frame, then the held ones that follow it
+		if !m.accept(rc, msgLen, offset, payload) {
+			return
+		}
+		rc.next++
+		rc.accepted += uint64(len(payload))
+		rc.bytesSinceAck += len(payload) + DataHeaderLen
 		f, ok := rc.ooo[rc.next]
 		if !ok {
 			break
@@ -164,13 +165,8 @@ func (m *Machine) data(rc *recvChan, h *Header, payload []byte) {
 		if !m.granted(rc, len(f.payload)) {
 			break // dropped: it comes again, as everything unacknowledged
 		}
-		rc.bytesSinceAck += len(f.payload) + DataHeaderLen
 		drained = true
-		if !m.accept(rc, f.msgLen, f.offset, f.payload) {
-			return
-		}
-		rc.next++
-		rc.accepted += uint64(len(f.payload))
+		msgLen, offset, payload = f.msgLen, f.offset, f.payload
 	}
 	if len(rc.ooo) == 0 {
 		rc.ooo, rc.oooBytes, rc.oooMin = nil, 0, 0

@@ -5,11 +5,14 @@ import (
 	"time"
 )
 
+// header is the common header of a frame of this rank to peer.
+func (m *Machine) header(typ uint8, peer int) Header {
+	return Header{Type: typ, From: uint32(m.cfg.Self), To: uint32(peer), G: m.g, Session: m.session}
+}
+
 func (m *Machine) ackFrame(rc *recvChan) Out {
-	h := Header{
-		Type: TypeAck, From: uint32(m.cfg.Self), To: uint32(rc.peer), G: m.g, Session: m.session,
-		Cum: rc.next - 1, Credited: rc.credited, PeerSession: rc.sess, LastTx: rc.maxTx,
-	}
+	h := m.header(TypeAck, rc.peer)
+	h.Cum, h.Credited, h.PeerSession, h.LastTx = rc.next-1, rc.credited, rc.sess, rc.maxTx
 	if rc.nackAll {
 		h.Flags |= FlagNackAll
 	}
@@ -36,27 +39,21 @@ func (m *Machine) ackFrame(rc *recvChan) Out {
 // takeFrames appends sc's control frames, retransmissions and new frames,
 // up to about budget payload bytes, and returns the bytes used.
 func (m *Machine) takeFrames(sc *sendChan, out *[]Out, budget int) int {
-	ctl := Header{From: uint32(m.cfg.Self), To: uint32(sc.peer), G: m.g, Session: m.session}
 	if sc.gone {
 		sc.gone = false
-		h := ctl
-		h.Type = TypeGone
-		*out = append(*out, Out{Sub: DataSub, To: sc.peer, Header: h})
+		*out = append(*out, Out{Sub: DataSub, To: sc.peer, Header: m.header(TypeGone, sc.peer)})
 	}
 	if sc.broken {
 		return 0
 	}
 	if sc.probe {
 		sc.probe = false
-		h := ctl
-		h.Type = TypeProbe
-		*out = append(*out, Out{Sub: DataSub, To: sc.peer, Header: h})
+		*out = append(*out, Out{Sub: DataSub, To: sc.peer, Header: m.header(TypeProbe, sc.peer)})
 		m.st.Probes++
 	}
 	used := 0
 	data := func(seq uint64, f *frag) {
-		h := ctl
-		h.Type = TypeData
+		h := m.header(TypeData, sc.peer)
 		h.Seq, h.MsgLen, h.Offset = seq, uint64(len(f.msg)), uint64(f.off)
 		if plant == PlantMisnumberFragment && f.off > 0 && f.off+f.n == len(f.msg) {
 			h.Seq++
@@ -84,7 +81,7 @@ func (m *Machine) takeFrames(sc *sendChan, out *[]Out, budget int) int {
 	if sc.retxFrom >= sc.retxTo {
 		sc.retxFrom, sc.retxTo = 0, 0
 	}
-	for sc.nextSend < sc.nextSeq && used < budget {
+	for sc.nextSend < sc.nextSeq() && used < budget {
 		if sc.nextSend == sc.base {
 			sc.lastProgress = m.now // the retransmission clock starts with the first frame in flight
 		}
@@ -237,10 +234,10 @@ func (m *Machine) ackPastSent(sc *sendChan, h *Header) {
 // (gone frame) and reports it.
 func (m *Machine) breakSend(sc *sendChan, err error) {
 	sc.broken = true
+	sc.base = sc.nextSeq()
+	sc.nextSend = sc.base
 	clear(sc.frags)
 	sc.frags = nil
-	sc.base = sc.nextSeq
-	sc.nextSend = sc.nextSeq
 	sc.retxFrom, sc.retxTo = 0, 0
 	sc.gone = true
 	sc.waiting = false
