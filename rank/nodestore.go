@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,11 +67,16 @@ func serveStore(nc *nats.Conn, job, jobID, host string, b backend.Backend, log *
 		return nil, fmt.Errorf("serve the node-local store: %w", err)
 	}
 	s.subs = []*nats.Subscription{q, d}
-	for _, sub := range s.subs {
-		// Clients wait for each reply, so little is ever pending; the
-		// bound keeps a flood from growing the process.
-		_ = sub.SetPendingLimits(256, 64<<20)
-	}
+	// Clients wait for each reply (a read, a create), so little is ever
+	// pending on the queue subject; the bound keeps a flood from growing
+	// the process. The direct subject takes every upload's window: as many
+	// as the machine holds, each a window of writes and a commit. A
+	// message over the bound is dropped by the client library (a slow
+	// consumer); the upload it belonged to then has a gap, which the
+	// machine refuses, and its writer falls back.
+	_ = q.SetPendingLimits(256, 64<<20)
+	const inFlight = nodestore.MaxSessions * (nodestore.Window + 1)
+	_ = d.SetPendingLimits(inFlight, inFlight*nodestore.MaxMsg)
 	go s.ticker()
 	return s, nil
 }
@@ -534,8 +540,19 @@ func (b *remoteBackend) Remove(ctx context.Context, name string) error {
 	return fmt.Errorf("host %s: remove %s: each host collects its own node-local store", b.host, name)
 }
 
-// remoteWriter uploads one file: pieces of at most nodestore.MaxData,
-// each acknowledged before the next is sent, paced by the bandwidth bound.
+// remoteWriter uploads one file: pieces of at most nodestore.MaxData, up
+// to nodestore.Window of them in flight, paced by the bandwidth bound
+// piece by piece. It sends them in order from the caller's goroutine to
+// the serving rank's own subject (NATS keeps one connection's messages
+// in order: they reach the server as sent), each with a reply subject
+// naming its offset under an inbox of the upload's, and collects the
+// replies whenever the window is full and before the commit. A piece
+// whose reply does not come in the backend's timeout is sent again
+// (nodestore.MaxSends in all); a refusal (a piece lost on the way leaves
+// a gap the server refuses), a timeout, a closed connection or the
+// context's end fails the upload: the writer aborts the remote session
+// at once and every later call returns the error (callers fall back to
+// another host or the shared store).
 type remoteWriter struct {
 	b      *remoteBackend
 	ctx    context.Context
@@ -544,9 +561,26 @@ type remoteWriter struct {
 	up     nodestore.Upload
 	buf    []byte
 	done   bool
+	err    error // the upload failed: returned by every later call
+
+	inbox  string             // a piece's reply comes to inbox.<offset>
+	sub    *nats.Subscription // inbox.*, from the first piece on
+	flight []sentPiece        // the pieces sent and not acknowledged, in order
+}
+
+// sentPiece is one write in flight: its encoded request (kept to send it
+// again; the writer's buffer is reused at once) and when its reply is due.
+type sentPiece struct {
+	off   int64
+	msg   []byte
+	due   time.Time
+	acked bool // its reply came; a piece before it did not yet
 }
 
 func (w *remoteWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
 	if w.done {
 		return 0, backend.ErrFinished
 	}
@@ -567,40 +601,161 @@ func (w *remoteWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// fail ends the upload on err: the remote session is aborted (its
+// temporary file removed there) and the inbox released.
+func (w *remoteWriter) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+		w.done = true
+		w.abort()
+		w.release()
+	}
+	return w.err
+}
+
+func (w *remoteWriter) release() {
+	if w.sub != nil {
+		_ = w.sub.Unsubscribe()
+		w.sub = nil
+	}
+	w.flight = nil
+}
+
+// flush sends the buffer as the next piece, once the window has room.
 func (w *remoteWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	if w.sub == nil {
+		w.inbox = w.b.nc.NewRespInbox()
+		sub, err := w.b.nc.SubscribeSync(w.inbox + ".*")
+		if err != nil {
+			return w.fail(fmt.Errorf("host %s: upload %s: %w", w.b.host, w.name, err))
+		}
+		w.sub = sub
+	}
+	for w.up.Full() {
+		if err := w.collect(); err != nil {
+			return w.fail(err)
+		}
+	}
 	if err := w.b.limit.wait(w.ctx, len(w.buf)); err != nil {
-		return err
+		return w.fail(err)
 	}
 	req, err := w.up.Write(w.buf)
 	if err != nil {
-		return err
+		return w.fail(err)
 	}
-	rep, err := w.b.call(w.ctx, w.direct, req)
-	if err == nil {
-		err = w.up.Acked(req, rep)
-	}
-	if err != nil {
-		return err
-	}
+	p := sentPiece{off: req.Offset, msg: nodestore.EncodeRequest(req)} // a copy of the buffer
 	w.buf = w.buf[:0]
+	if err := w.send(&p); err != nil {
+		return w.fail(err)
+	}
+	w.flight = append(w.flight, p)
+	return nil
+}
+
+func (w *remoteWriter) send(p *sentPiece) error {
+	if err := w.b.nc.PublishRequest(w.direct, w.inbox+"."+strconv.FormatInt(p.off, 10), p.msg); err != nil {
+		return fmt.Errorf("host %s: write %s at %d: %w", w.b.host, w.name, p.off, err)
+	}
+	p.due = time.Now().Add(w.b.timeout)
+	return nil
+}
+
+// collect waits for one reply to a piece in flight, or for the earliest
+// due one's timeout, on which every piece overdue is sent again, in
+// order.
+func (w *remoteWriter) collect() error {
+	var due time.Time
+	for _, p := range w.flight {
+		if !p.acked && (due.IsZero() || p.due.Before(due)) {
+			due = p.due
+		}
+	}
+	c, cancel := context.WithDeadline(w.ctx, due)
+	msg, err := w.sub.NextMsgWithContext(c)
+	cancel()
+	switch {
+	case w.ctx.Err() != nil:
+		return w.ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		now := time.Now()
+		for i := range w.flight {
+			p := &w.flight[i]
+			if p.acked || p.due.After(now) {
+				continue
+			}
+			if err := w.up.Resent(p.off); err != nil {
+				return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+			}
+			if err := w.send(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+	}
+	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		// The serving rank's subject is gone: the rank ended.
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, errNoServer)
+	}
+	off, err := strconv.ParseInt(strings.TrimPrefix(msg.Subject, w.inbox+"."), 10, 64)
+	if err != nil {
+		return fmt.Errorf("host %s: write %s: reply on %q", w.b.host, w.name, msg.Subject)
+	}
+	rep, err := nodestore.DecodeReply(msg.Data)
+	if err != nil {
+		return fmt.Errorf("host %s: write reply: %w", w.b.host, err)
+	}
+	if err := replyErr(w.b.host, nodestore.Request{Op: nodestore.OpWrite, Name: w.name}, rep); err != nil {
+		return err
+	}
+	if err := w.up.Acked(off, rep); err != nil {
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+	}
+	for i := range w.flight {
+		if w.flight[i].off == off {
+			w.flight[i].acked = true
+		}
+	}
+	for len(w.flight) > 0 && w.flight[0].off < w.up.Size() {
+		w.flight[0].msg = nil // not held by the slice's array
+		w.flight = w.flight[1:]
+	}
 	return nil
 }
 
 func (w *remoteWriter) Commit() error {
+	if w.err != nil {
+		return w.err
+	}
 	if w.done {
 		return backend.ErrFinished
 	}
-	w.done = true
 	if err := w.flush(); err != nil {
+		return err
+	}
+	for w.up.InFlight() > 0 {
+		if err := w.collect(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.release()
+	req, err := w.up.Commit()
+	if err != nil {
+		return w.fail(err)
+	}
+	w.done = true
+	// The reply comes once the file is fsynced and renamed there.
+	if _, err := w.b.call(w.ctx, w.direct, req); err != nil {
+		// An abort after a commit that was done is answered and does
+		// nothing; after one that was not, it ends the session there.
 		w.abort()
 		return err
 	}
-	// The reply comes once the file is fsynced and renamed there.
-	_, err := w.b.call(w.ctx, w.direct, w.up.Commit())
-	return err
+	return nil
 }
 
 func (w *remoteWriter) Abort() error {
@@ -609,6 +764,7 @@ func (w *remoteWriter) Abort() error {
 	}
 	w.done = true
 	w.abort()
+	w.release()
 	return nil
 }
 
