@@ -775,7 +775,9 @@ func (w *remoteWriter) abort() {
 }
 
 // remoteReader reads a file of another host's store in pieces of at most
-// nodestore.MaxData.
+// nodestore.MaxData: a read of more than one piece has up to
+// nodestore.Window of them in flight (reads change nothing there, so they
+// may be answered by any of the host's ranks and in any order).
 type remoteReader struct {
 	b    *remoteBackend
 	name string
@@ -786,25 +788,139 @@ func (r *remoteReader) Size() int64  { return r.size }
 func (r *remoteReader) Close() error { return nil }
 
 func (r *remoteReader) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		if off+int64(n) >= r.size {
-			return n, io.EOF
-		}
-		k := min(len(p)-n, nodestore.MaxData)
-		rep, err := r.b.call(context.Background(), r.b.subj, nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: off + int64(n), Length: uint32(k)})
-		if err != nil {
-			return n, err
-		}
-		if rep.Size != r.size || len(rep.Data) > k {
-			return n, fmt.Errorf("host %s: read %s: the file changed (%d bytes, was %d)", r.b.host, r.name, rep.Size, r.size)
-		}
-		if len(rep.Data) == 0 {
-			return n, io.EOF
-		}
-		n += copy(p[n:], rep.Data)
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	if off < 0 {
+		return 0, fmt.Errorf("host %s: read %s at %d: negative offset", r.b.host, r.name, off)
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), r.size)
+	var err error
+	if end-off <= nodestore.MaxData {
+		err = r.readPiece(p[:end-off], off)
+	} else {
+		err = r.readWindow(p[:end-off], off)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if end < off+int64(len(p)) {
+		return int(end - off), io.EOF
+	}
+	return len(p), nil
+}
+
+// readPiece reads p (at most MaxData bytes, all within the file) at off
+// in one request.
+func (r *remoteReader) readPiece(p []byte, off int64) error {
+	req := nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: off, Length: uint32(len(p))}
+	rep, err := r.b.call(context.Background(), r.b.subj, req)
+	if err != nil {
+		return err
+	}
+	return r.fill(p, off, rep)
+}
+
+// fill checks a read's reply and copies its data into p: the file must
+// have its size still, and the piece all its bytes (a shorter one means
+// the file changed under the read).
+func (r *remoteReader) fill(p []byte, off int64, rep nodestore.Reply) error {
+	if rep.Size != r.size || len(rep.Data) != len(p) {
+		return fmt.Errorf("host %s: read %s at %d: the file changed (%d bytes, was %d; %d bytes read of %d)",
+			r.b.host, r.name, off, rep.Size, r.size, len(rep.Data), len(p))
+	}
+	copy(p, rep.Data)
+	return nil
+}
+
+// readWindow reads p (within the file) at off in pieces of MaxData, up to
+// Window requests in flight, each with a reply subject naming its offset;
+// a piece whose reply does not come in the timeout is asked again
+// (nodestore.MaxSends times in all), a reply to a piece done already is
+// dropped.
+func (r *remoteReader) readWindow(p []byte, off int64) error {
+	inbox := r.b.nc.NewRespInbox()
+	sub, err := r.b.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, err)
+	}
+	defer sub.Unsubscribe()
+	type pending struct {
+		msg   []byte
+		sends int
+		due   time.Time
+	}
+	out := map[int64]*pending{}
+	send := func(o int64, q *pending) error {
+		if err := r.b.nc.PublishRequest(r.b.subj, inbox+"."+strconv.FormatInt(o, 10), q.msg); err != nil {
+			return fmt.Errorf("host %s: read %s at %d: %w", r.b.host, r.name, o, err)
+		}
+		q.sends++
+		q.due = time.Now().Add(r.b.timeout)
+		return nil
+	}
+	end := off + int64(len(p))
+	next := off
+	for next < end || len(out) > 0 {
+		for next < end && len(out) < nodestore.Window {
+			k := min(end-next, nodestore.MaxData)
+			q := &pending{msg: nodestore.EncodeRequest(nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: next, Length: uint32(k)})}
+			if err := send(next, q); err != nil {
+				return err
+			}
+			out[next] = q
+			next += k
+		}
+		var due time.Time
+		for _, q := range out {
+			if due.IsZero() || q.due.Before(due) {
+				due = q.due
+			}
+		}
+		c, cancel := context.WithDeadline(context.Background(), due)
+		msg, err := sub.NextMsgWithContext(c)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			now := time.Now()
+			for o, q := range out {
+				if q.due.After(now) {
+					continue
+				}
+				if q.sends >= nodestore.MaxSends {
+					return fmt.Errorf("host %s: read %s at %d: sent %d times, no reply: %w", r.b.host, r.name, o, q.sends, nats.ErrTimeout)
+				}
+				if err := send(o, q); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, err)
+		}
+		if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+			return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, errNoServer)
+		}
+		o, err := strconv.ParseInt(strings.TrimPrefix(msg.Subject, inbox+"."), 10, 64)
+		if err != nil || out[o] == nil {
+			continue // a second reply to a piece asked twice
+		}
+		delete(out, o)
+		rep, err := nodestore.DecodeReply(msg.Data)
+		if err != nil {
+			return fmt.Errorf("host %s: read reply: %w", r.b.host, err)
+		}
+		if err := replyErr(r.b.host, nodestore.Request{Op: nodestore.OpRead, Name: r.name}, rep); err != nil {
+			return err
+		}
+		if err := r.fill(p[o-off:min(o-off+nodestore.MaxData, int64(len(p)))], o, rep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // remoteTimeout bounds the wait for one reply from another host's rank

@@ -163,11 +163,15 @@ type storeProxy struct {
 	nc     *nats.Conn
 	real   string
 	direct string
-	decide func(n int, req nodestore.Request) (pass, reply bool) // n: writes so far, this one included
+	// decide is asked for each write and read: whether to pass it on,
+	// and its reply back; n counts the requests of its op, this one
+	// included.
+	decide func(n int, req nodestore.Request) (pass, reply bool)
 
 	mu         sync.Mutex
 	realDirect string
 	writes     int
+	reads      int
 	dropped    int
 }
 
@@ -192,8 +196,21 @@ func newStoreProxy(t *testing.T, nc *nats.Conn, decide func(n int, req nodestore
 	}
 	q, err := nc.Subscribe(storeSubject("j", "", "h.p"), func(m *nats.Msg) {
 		req, _ := nodestore.DecodeRequest(m.Data)
+		pass, reply := true, true
+		if req.Op == nodestore.OpRead {
+			p.mu.Lock()
+			p.reads++
+			pass, reply = p.decide(p.reads, req)
+			if !reply {
+				p.dropped++
+			}
+			p.mu.Unlock()
+		}
+		if !pass {
+			return
+		}
 		rep, ok := forward(p.real, m)
-		if !ok {
+		if !ok || !reply {
 			return
 		}
 		if req.Op == nodestore.OpCreate && rep.Status == nodestore.StatusOK {
@@ -367,7 +384,7 @@ func TestNodeStoreWindowUpload(t *testing.T) {
 func TestNodeStoreWindowLostReply(t *testing.T) {
 	ctx := context.Background()
 	bed := newWindowBed(t, 300*time.Millisecond, func(n int, req nodestore.Request) (bool, bool) {
-		return true, n != 2
+		return true, req.Op != nodestore.OpWrite || n != 2
 	})
 	name := "jobs/j/packs/1/r000001-g1-00.pack"
 	data := windowData(4<<20 + 99)
@@ -411,7 +428,8 @@ func TestNodeStoreWindowLostReply(t *testing.T) {
 func TestNodeStoreWindowGap(t *testing.T) {
 	ctx := context.Background()
 	bed := newWindowBed(t, 5*time.Second, func(n int, req nodestore.Request) (bool, bool) {
-		return n != 2, n != 2
+		lost := req.Op == nodestore.OpWrite && n == 2
+		return !lost, !lost
 	})
 	w, err := bed.proxied.Create(ctx, "jobs/j/packs/1/r000002-g1-00.pack")
 	if err != nil {
@@ -446,7 +464,7 @@ func TestNodeStoreWindowGap(t *testing.T) {
 // there: no upload open, no file, temporary or not.
 func TestNodeStoreWindowCancel(t *testing.T) {
 	bed := newWindowBed(t, 20*time.Second, func(n int, req nodestore.Request) (bool, bool) {
-		return true, n <= 3
+		return true, req.Op != nodestore.OpWrite || n <= 3
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -472,6 +490,47 @@ func TestNodeStoreWindowCancel(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("x")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("write after the failure: %v", err)
+	}
+}
+
+// TestNodeStoreWindowRead: a read of many pieces has several in flight;
+// the reply to the third is lost and the piece asked again after the
+// timeout; the bytes are the file's. A read past the end returns what
+// the file has and io.EOF.
+func TestNodeStoreWindowRead(t *testing.T) {
+	ctx := context.Background()
+	bed := newWindowBed(t, 300*time.Millisecond, func(n int, req nodestore.Request) (bool, bool) {
+		return true, req.Op != nodestore.OpRead || n != 3
+	})
+	name := "jobs/j/packs/1/r000004-g1-00.pack"
+	data := windowData(3<<20 + 777)
+	if err := os.MkdirAll(filepath.Join(bed.dir, "jobs/j/packs/1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bed.dir, filepath.FromSlash(name)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := bed.proxied.Open(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2<<20)
+	if n, err := r.ReadAt(buf, 1000); err != nil || n != len(buf) || !bytes.Equal(buf, data[1000:1000+len(buf)]) {
+		t.Fatalf("read of 2 MiB at 1000: %d bytes, %v, equal %v", n, err, bytes.Equal(buf[:n], data[1000:1000+n]))
+	}
+	bed.proxy.mu.Lock()
+	reads, dropped := bed.proxy.reads, bed.proxy.dropped
+	bed.proxy.mu.Unlock()
+	if pieces := len(buf) / nodestore.MaxData; reads != pieces+1 || dropped != 1 {
+		t.Fatalf("%d reads through the proxy for %d pieces, %d replies dropped: want one piece asked again", reads, pieces, dropped)
+	}
+	n, err := r.ReadAt(buf, int64(len(data)-5000))
+	if n != 5000 || !errors.Is(err, io.EOF) || !bytes.Equal(buf[:n], data[len(data)-5000:]) {
+		t.Fatalf("read past the end: %d bytes, %v", n, err)
+	}
+	all, err := bed.proxied.ReadFile(ctx, name, 1<<30)
+	if err != nil || !bytes.Equal(all, data) {
+		t.Fatalf("whole file: %d bytes, %v", len(all), err)
 	}
 }
 
@@ -532,5 +591,65 @@ func benchUpload(b *testing.B, rtt time.Duration) {
 		if err := w.Commit(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkNodeStoreRead: a 16 MiB file of another host's store read in
+// blocks of 4 MiB (as CopyShard and a restore read), through the rank
+// serving it, on loopback and with a simulated round trip (as
+// BenchmarkNodeStoreUploadRTT).
+func BenchmarkNodeStoreRead(b *testing.B) {
+	for _, rtt := range []time.Duration{0, 500 * time.Microsecond, 2 * time.Millisecond} {
+		b.Run("rtt="+rtt.String(), func(b *testing.B) {
+			ctx := context.Background()
+			ns := natstest.Run(b)
+			dir := b.TempDir()
+			be, err := local.New(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var opts []nats.Option
+			if rtt > 0 {
+				opts = append(opts, nats.SetCustomDialer(&natstest.LatencyDialer{Delay: rtt / 2}))
+			}
+			snc, err := nats.Connect(ns.URL(), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer snc.Close()
+			srv, err := serveStore(snc, "j", "", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.close()
+			cnc, err := nats.Connect(ns.URL(), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cnc.Close()
+			name := "jobs/j/packs/1/x.pack"
+			data := make([]byte, 16<<20)
+			if err := os.MkdirAll(filepath.Join(dir, "jobs/j/packs/1"), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "", "h"), timeout: 10 * time.Second}
+			buf := make([]byte, 4<<20)
+			b.SetBytes(int64(len(data)))
+			for i := 0; i < b.N; i++ {
+				r, err := rb.Open(ctx, name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+					if _, err := r.ReadAt(buf, off); err != nil {
+						b.Fatal(err)
+					}
+				}
+				r.Close()
+			}
+		})
 	}
 }
