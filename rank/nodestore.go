@@ -627,7 +627,7 @@ func (w *remoteWriter) flush() error {
 		return nil
 	}
 	if w.sub == nil {
-		w.inbox = w.b.nc.NewRespInbox()
+		w.inbox = w.b.nc.NewInbox() // under the connection's prefix: the job's permissions allow it
 		sub, err := w.b.nc.SubscribeSync(w.inbox + ".*")
 		if err != nil {
 			return w.fail(fmt.Errorf("host %s: upload %s: %w", w.b.host, w.name, err))
@@ -842,7 +842,7 @@ func (r *remoteReader) fill(p []byte, off int64, rep nodestore.Reply) error {
 // (nodestore.MaxSends times in all), a reply to a piece done already is
 // dropped.
 func (r *remoteReader) readWindow(p []byte, off int64) error {
-	inbox := r.b.nc.NewRespInbox()
+	inbox := r.b.nc.NewInbox()
 	sub, err := r.b.nc.SubscribeSync(inbox + ".*")
 	if err != nil {
 		return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, err)

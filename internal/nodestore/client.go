@@ -11,9 +11,13 @@ import (
 // is not one round trip (request, the serving rank's write, reply) per
 // 256 KiB. An upload holds at most Window*MaxData bytes of its file in
 // messages not yet acknowledged (2 MiB); a slow receiver still slows the
-// sender, a window later. Chosen by measurement (docs/benchmarks.md): 8
-// pieces reach the throughput of the loopback fabric and the receiver's
-// disk on the measured machine, more add memory and nothing else.
+// sender, a window later. Chosen by measurement (docs/benchmarks.md,
+// BenchmarkNodeStoreUploadRTT, docs/bench/2026-12-02/copy-window): with
+// a simulated round trip of 2 ms, 8 pieces came within a quarter of what
+// the same machine copies on loopback, where the copy is bound by its
+// CPUs, not by the round trip (median 210 against 270 MB/s; 4 pieces
+// 157, one 66); 16 gained a little more (238) for twice the memory here
+// and on every serving rank (which queues every upload's window).
 const Window = 8
 
 // MaxSends is how many times a piece is sent at most (once, and twice
