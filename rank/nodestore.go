@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,11 +67,16 @@ func serveStore(nc *nats.Conn, job, jobID, host string, b backend.Backend, log *
 		return nil, fmt.Errorf("serve the node-local store: %w", err)
 	}
 	s.subs = []*nats.Subscription{q, d}
-	for _, sub := range s.subs {
-		// Clients wait for each reply, so little is ever pending; the
-		// bound keeps a flood from growing the process.
-		_ = sub.SetPendingLimits(256, 64<<20)
-	}
+	// Clients wait for each reply (a read, a create), so little is ever
+	// pending on the queue subject; the bound keeps a flood from growing
+	// the process. The direct subject takes every upload's window: as many
+	// as the machine holds, each a window of writes and a commit. A
+	// message over the bound is dropped by the client library (a slow
+	// consumer); the upload it belonged to then has a gap, which the
+	// machine refuses, and its writer falls back.
+	_ = q.SetPendingLimits(256, 64<<20)
+	const inFlight = nodestore.MaxSessions * (nodestore.Window + 1)
+	_ = d.SetPendingLimits(inFlight, inFlight*nodestore.MaxMsg)
 	go s.ticker()
 	return s, nil
 }
@@ -534,8 +540,19 @@ func (b *remoteBackend) Remove(ctx context.Context, name string) error {
 	return fmt.Errorf("host %s: remove %s: each host collects its own node-local store", b.host, name)
 }
 
-// remoteWriter uploads one file: pieces of at most nodestore.MaxData,
-// each acknowledged before the next is sent, paced by the bandwidth bound.
+// remoteWriter uploads one file: pieces of at most nodestore.MaxData, up
+// to nodestore.Window of them in flight, paced by the bandwidth bound
+// piece by piece. It sends them in order from the caller's goroutine to
+// the serving rank's own subject (NATS keeps one connection's messages
+// in order: they reach the server as sent), each with a reply subject
+// naming its offset under an inbox of the upload's, and collects the
+// replies whenever the window is full and before the commit. A piece
+// whose reply does not come in the backend's timeout is sent again
+// (nodestore.MaxSends in all); a refusal (a piece lost on the way leaves
+// a gap the server refuses), a timeout, a closed connection or the
+// context's end fails the upload: the writer aborts the remote session
+// at once and every later call returns the error (callers fall back to
+// another host or the shared store).
 type remoteWriter struct {
 	b      *remoteBackend
 	ctx    context.Context
@@ -544,9 +561,26 @@ type remoteWriter struct {
 	up     nodestore.Upload
 	buf    []byte
 	done   bool
+	err    error // the upload failed: returned by every later call
+
+	inbox  string             // a piece's reply comes to inbox.<offset>
+	sub    *nats.Subscription // inbox.*, from the first piece on
+	flight []sentPiece        // the pieces sent and not acknowledged, in order
+}
+
+// sentPiece is one write in flight: its encoded request (kept to send it
+// again; the writer's buffer is reused at once) and when its reply is due.
+type sentPiece struct {
+	off   int64
+	msg   []byte
+	due   time.Time
+	acked bool // its reply came; a piece before it did not yet
 }
 
 func (w *remoteWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
 	if w.done {
 		return 0, backend.ErrFinished
 	}
@@ -567,40 +601,161 @@ func (w *remoteWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// fail ends the upload on err: the remote session is aborted (its
+// temporary file removed there) and the inbox released.
+func (w *remoteWriter) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+		w.done = true
+		w.abort()
+		w.release()
+	}
+	return w.err
+}
+
+func (w *remoteWriter) release() {
+	if w.sub != nil {
+		_ = w.sub.Unsubscribe()
+		w.sub = nil
+	}
+	w.flight = nil
+}
+
+// flush sends the buffer as the next piece, once the window has room.
 func (w *remoteWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	if w.sub == nil {
+		w.inbox = w.b.nc.NewInbox() // under the connection's prefix: the job's permissions allow it
+		sub, err := w.b.nc.SubscribeSync(w.inbox + ".*")
+		if err != nil {
+			return w.fail(fmt.Errorf("host %s: upload %s: %w", w.b.host, w.name, err))
+		}
+		w.sub = sub
+	}
+	for w.up.Full() {
+		if err := w.collect(); err != nil {
+			return w.fail(err)
+		}
+	}
 	if err := w.b.limit.wait(w.ctx, len(w.buf)); err != nil {
-		return err
+		return w.fail(err)
 	}
 	req, err := w.up.Write(w.buf)
 	if err != nil {
-		return err
+		return w.fail(err)
 	}
-	rep, err := w.b.call(w.ctx, w.direct, req)
-	if err == nil {
-		err = w.up.Acked(req, rep)
-	}
-	if err != nil {
-		return err
-	}
+	p := sentPiece{off: req.Offset, msg: nodestore.EncodeRequest(req)} // a copy of the buffer
 	w.buf = w.buf[:0]
+	if err := w.send(&p); err != nil {
+		return w.fail(err)
+	}
+	w.flight = append(w.flight, p)
+	return nil
+}
+
+func (w *remoteWriter) send(p *sentPiece) error {
+	if err := w.b.nc.PublishRequest(w.direct, w.inbox+"."+strconv.FormatInt(p.off, 10), p.msg); err != nil {
+		return fmt.Errorf("host %s: write %s at %d: %w", w.b.host, w.name, p.off, err)
+	}
+	p.due = time.Now().Add(w.b.timeout)
+	return nil
+}
+
+// collect waits for one reply to a piece in flight, or for the earliest
+// due one's timeout, on which every piece overdue is sent again, in
+// order.
+func (w *remoteWriter) collect() error {
+	var due time.Time
+	for _, p := range w.flight {
+		if !p.acked && (due.IsZero() || p.due.Before(due)) {
+			due = p.due
+		}
+	}
+	c, cancel := context.WithDeadline(w.ctx, due)
+	msg, err := w.sub.NextMsgWithContext(c)
+	cancel()
+	switch {
+	case w.ctx.Err() != nil:
+		return w.ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		now := time.Now()
+		for i := range w.flight {
+			p := &w.flight[i]
+			if p.acked || p.due.After(now) {
+				continue
+			}
+			if err := w.up.Resent(p.off); err != nil {
+				return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+			}
+			if err := w.send(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+	}
+	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		// The serving rank's subject is gone: the rank ended.
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, errNoServer)
+	}
+	off, err := strconv.ParseInt(strings.TrimPrefix(msg.Subject, w.inbox+"."), 10, 64)
+	if err != nil {
+		return fmt.Errorf("host %s: write %s: reply on %q", w.b.host, w.name, msg.Subject)
+	}
+	rep, err := nodestore.DecodeReply(msg.Data)
+	if err != nil {
+		return fmt.Errorf("host %s: write reply: %w", w.b.host, err)
+	}
+	if err := replyErr(w.b.host, nodestore.Request{Op: nodestore.OpWrite, Name: w.name}, rep); err != nil {
+		return err
+	}
+	if err := w.up.Acked(off, rep); err != nil {
+		return fmt.Errorf("host %s: write %s: %w", w.b.host, w.name, err)
+	}
+	for i := range w.flight {
+		if w.flight[i].off == off {
+			w.flight[i].acked = true
+		}
+	}
+	for len(w.flight) > 0 && w.flight[0].off < w.up.Size() {
+		w.flight[0].msg = nil // not held by the slice's array
+		w.flight = w.flight[1:]
+	}
 	return nil
 }
 
 func (w *remoteWriter) Commit() error {
+	if w.err != nil {
+		return w.err
+	}
 	if w.done {
 		return backend.ErrFinished
 	}
-	w.done = true
 	if err := w.flush(); err != nil {
+		return err
+	}
+	for w.up.InFlight() > 0 {
+		if err := w.collect(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.release()
+	req, err := w.up.Commit()
+	if err != nil {
+		return w.fail(err)
+	}
+	w.done = true
+	// The reply comes once the file is fsynced and renamed there.
+	if _, err := w.b.call(w.ctx, w.direct, req); err != nil {
+		// An abort after a commit that was done is answered and does
+		// nothing; after one that was not, it ends the session there.
 		w.abort()
 		return err
 	}
-	// The reply comes once the file is fsynced and renamed there.
-	_, err := w.b.call(w.ctx, w.direct, w.up.Commit())
-	return err
+	return nil
 }
 
 func (w *remoteWriter) Abort() error {
@@ -609,6 +764,7 @@ func (w *remoteWriter) Abort() error {
 	}
 	w.done = true
 	w.abort()
+	w.release()
 	return nil
 }
 
@@ -619,7 +775,9 @@ func (w *remoteWriter) abort() {
 }
 
 // remoteReader reads a file of another host's store in pieces of at most
-// nodestore.MaxData.
+// nodestore.MaxData: a read of more than one piece has up to
+// nodestore.Window of them in flight (reads change nothing there, so they
+// may be answered by any of the host's ranks and in any order).
 type remoteReader struct {
 	b    *remoteBackend
 	name string
@@ -630,25 +788,139 @@ func (r *remoteReader) Size() int64  { return r.size }
 func (r *remoteReader) Close() error { return nil }
 
 func (r *remoteReader) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		if off+int64(n) >= r.size {
-			return n, io.EOF
-		}
-		k := min(len(p)-n, nodestore.MaxData)
-		rep, err := r.b.call(context.Background(), r.b.subj, nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: off + int64(n), Length: uint32(k)})
-		if err != nil {
-			return n, err
-		}
-		if rep.Size != r.size || len(rep.Data) > k {
-			return n, fmt.Errorf("host %s: read %s: the file changed (%d bytes, was %d)", r.b.host, r.name, rep.Size, r.size)
-		}
-		if len(rep.Data) == 0 {
-			return n, io.EOF
-		}
-		n += copy(p[n:], rep.Data)
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	if off < 0 {
+		return 0, fmt.Errorf("host %s: read %s at %d: negative offset", r.b.host, r.name, off)
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), r.size)
+	var err error
+	if end-off <= nodestore.MaxData {
+		err = r.readPiece(p[:end-off], off)
+	} else {
+		err = r.readWindow(p[:end-off], off)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if end < off+int64(len(p)) {
+		return int(end - off), io.EOF
+	}
+	return len(p), nil
+}
+
+// readPiece reads p (at most MaxData bytes, all within the file) at off
+// in one request.
+func (r *remoteReader) readPiece(p []byte, off int64) error {
+	req := nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: off, Length: uint32(len(p))}
+	rep, err := r.b.call(context.Background(), r.b.subj, req)
+	if err != nil {
+		return err
+	}
+	return r.fill(p, off, rep)
+}
+
+// fill checks a read's reply and copies its data into p: the file must
+// have its size still, and the piece all its bytes (a shorter one means
+// the file changed under the read).
+func (r *remoteReader) fill(p []byte, off int64, rep nodestore.Reply) error {
+	if rep.Size != r.size || len(rep.Data) != len(p) {
+		return fmt.Errorf("host %s: read %s at %d: the file changed (%d bytes, was %d; %d bytes read of %d)",
+			r.b.host, r.name, off, rep.Size, r.size, len(rep.Data), len(p))
+	}
+	copy(p, rep.Data)
+	return nil
+}
+
+// readWindow reads p (within the file) at off in pieces of MaxData, up to
+// Window requests in flight, each with a reply subject naming its offset;
+// a piece whose reply does not come in the timeout is asked again
+// (nodestore.MaxSends times in all), a reply to a piece done already is
+// dropped.
+func (r *remoteReader) readWindow(p []byte, off int64) error {
+	inbox := r.b.nc.NewInbox()
+	sub, err := r.b.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, err)
+	}
+	defer sub.Unsubscribe()
+	type pending struct {
+		msg   []byte
+		sends int
+		due   time.Time
+	}
+	out := map[int64]*pending{}
+	send := func(o int64, q *pending) error {
+		if err := r.b.nc.PublishRequest(r.b.subj, inbox+"."+strconv.FormatInt(o, 10), q.msg); err != nil {
+			return fmt.Errorf("host %s: read %s at %d: %w", r.b.host, r.name, o, err)
+		}
+		q.sends++
+		q.due = time.Now().Add(r.b.timeout)
+		return nil
+	}
+	end := off + int64(len(p))
+	next := off
+	for next < end || len(out) > 0 {
+		for next < end && len(out) < nodestore.Window {
+			k := min(end-next, nodestore.MaxData)
+			q := &pending{msg: nodestore.EncodeRequest(nodestore.Request{Op: nodestore.OpRead, Name: r.name, Offset: next, Length: uint32(k)})}
+			if err := send(next, q); err != nil {
+				return err
+			}
+			out[next] = q
+			next += k
+		}
+		var due time.Time
+		for _, q := range out {
+			if due.IsZero() || q.due.Before(due) {
+				due = q.due
+			}
+		}
+		c, cancel := context.WithDeadline(context.Background(), due)
+		msg, err := sub.NextMsgWithContext(c)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			now := time.Now()
+			for o, q := range out {
+				if q.due.After(now) {
+					continue
+				}
+				if q.sends >= nodestore.MaxSends {
+					return fmt.Errorf("host %s: read %s at %d: sent %d times, no reply: %w", r.b.host, r.name, o, q.sends, nats.ErrTimeout)
+				}
+				if err := send(o, q); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, err)
+		}
+		if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+			return fmt.Errorf("host %s: read %s: %w", r.b.host, r.name, errNoServer)
+		}
+		o, err := strconv.ParseInt(strings.TrimPrefix(msg.Subject, inbox+"."), 10, 64)
+		if err != nil || out[o] == nil {
+			continue // a second reply to a piece asked twice
+		}
+		delete(out, o)
+		rep, err := nodestore.DecodeReply(msg.Data)
+		if err != nil {
+			return fmt.Errorf("host %s: read reply: %w", r.b.host, err)
+		}
+		if err := replyErr(r.b.host, nodestore.Request{Op: nodestore.OpRead, Name: r.name}, rep); err != nil {
+			return err
+		}
+		if err := r.fill(p[o-off:min(o-off+nodestore.MaxData, int64(len(p)))], o, rep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // remoteTimeout bounds the wait for one reply from another host's rank

@@ -110,13 +110,16 @@ func TestServerPolicy(t *testing.T) {
 	if a := s.Admit(w1); a.Kind != OpWrite {
 		t.Fatalf("write: %+v", a)
 	}
-	if err := u.Acked(w1, Reply{}); err != nil {
+	if err := u.Acked(w1.Offset, Reply{}); err != nil {
 		t.Fatal(err)
 	}
 	if a := s.Admit(w1); a.Kind != 0 || a.Reply.Status != StatusOK {
 		t.Fatalf("repeated write: %+v", a)
 	}
-	c := u.Commit()
+	c, err := u.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a := s.Admit(c); a.Kind != OpCommit {
 		t.Fatalf("commit: %+v", a)
 	} else {
@@ -165,11 +168,140 @@ func TestServerPolicy(t *testing.T) {
 func TestUploadRefused(t *testing.T) {
 	u := &Upload{Session: 1}
 	w, _ := u.Write([]byte("x"))
-	if err := u.Acked(w, Reply{Status: StatusFailed, Err: "disk full"}); !errors.Is(err, ErrRefused) || u.Size() != 0 {
+	if err := u.Acked(w.Offset, Reply{Status: StatusFailed, Err: "disk full"}); !errors.Is(err, ErrRefused) || u.Size() != 0 {
 		t.Fatalf("%v, size %d", err, u.Size())
 	}
 	if _, err := u.Write(make([]byte, MaxData+1)); err == nil {
 		t.Fatal("oversized write accepted")
+	}
+	if _, err := u.Write(nil); err == nil {
+		t.Fatal("empty write accepted")
+	}
+}
+
+// TestUploadWindow: an upload has at most Window pieces in flight; their
+// replies may come in any order, the acknowledged size is the prefix with
+// no piece missing; a repeated reply changes nothing; a piece is sent at
+// most MaxSends times; the commit waits for every reply and carries the
+// CRC32C of all the pieces in their order. Driven against a Server: a
+// piece sent again whose bytes the server has (the pieces after it
+// arrived) is answered OK and not written twice; a gap is refused and
+// ends the upload; the commit's size and checksum match.
+func TestUploadWindow(t *testing.T) {
+	s := NewServer("j")
+	a := s.Admit(Request{Op: OpCreate, Name: "jobs/j/packs/0001/r0.pack"})
+	s.Done(a, nil)
+	u := &Upload{Session: a.Session}
+	var data []byte
+	var reqs []Request
+	for i := 0; i < Window; i++ {
+		p := bytes.Repeat([]byte{byte(i + 1)}, 1000+i)
+		r, err := u.Write(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Offset != int64(len(data)) {
+			t.Fatalf("piece %d at %d, want %d", i, r.Offset, len(data))
+		}
+		data = append(data, p...)
+		reqs = append(reqs, r)
+	}
+	if _, err := u.Write([]byte("x")); !errors.Is(err, ErrWindowFull) {
+		t.Fatalf("piece %d of a window of %d: %v", Window+1, Window, err)
+	}
+	if !u.Full() || u.InFlight() != Window || u.Sent() != int64(len(data)) || u.Size() != 0 {
+		t.Fatalf("in flight %d, sent %d, size %d", u.InFlight(), u.Sent(), u.Size())
+	}
+	if _, err := u.Commit(); err == nil {
+		t.Fatal("commit with pieces in flight")
+	}
+	// The server takes them in order.
+	for i, r := range reqs {
+		if a := s.Admit(r); a.Kind != OpWrite {
+			t.Fatalf("piece %d: %+v", i, a)
+		}
+	}
+	// A piece sent again whose bytes the server has: OK, nothing done.
+	for _, r := range []Request{reqs[1], reqs[Window-1], reqs[0]} {
+		if a := s.Admit(r); a.Kind != 0 || a.Reply == nil || a.Reply.Status != StatusOK {
+			t.Fatalf("piece at %d again: %+v", r.Offset, a)
+		}
+	}
+	// Replies out of order: the acknowledged size is the prefix.
+	if err := u.Acked(reqs[2].Offset, Reply{}); err != nil || u.Size() != 0 || u.InFlight() != Window-1 || !u.Full() {
+		t.Fatalf("piece 2 first: %v, size %d, in flight %d, full %v", err, u.Size(), u.InFlight(), u.Full())
+	}
+	if _, err := u.Write([]byte("x")); !errors.Is(err, ErrWindowFull) {
+		t.Fatalf("a later piece's reply made room: %v", err)
+	}
+	if err := u.Acked(reqs[0].Offset, Reply{}); err != nil || u.Size() != reqs[1].Offset || u.Full() {
+		t.Fatalf("piece 0: %v, size %d, want %d", err, u.Size(), reqs[1].Offset)
+	}
+	if err := u.Acked(reqs[0].Offset, Reply{}); err != nil || u.Size() != reqs[1].Offset {
+		t.Fatalf("piece 0's reply again: %v, size %d", err, u.Size())
+	}
+	if err := u.Acked(reqs[1].Offset, Reply{}); err != nil || u.Size() != reqs[3].Offset {
+		t.Fatalf("piece 1: %v, size %d, want %d (past the acknowledged piece 2)", err, u.Size(), reqs[3].Offset)
+	}
+	if err := u.Acked(int64(len(data))+5, Reply{}); err == nil {
+		t.Fatal("a reply to a piece never sent accepted")
+	}
+	// Resends are bounded; the window has room once a piece is acknowledged.
+	for i := 1; i < MaxSends; i++ {
+		if err := u.Resent(reqs[3].Offset); err != nil {
+			t.Fatalf("send %d: %v", i+1, err)
+		}
+	}
+	if err := u.Resent(reqs[3].Offset); err == nil {
+		t.Fatalf("piece sent %d times", MaxSends+1)
+	}
+	if err := u.Resent(reqs[0].Offset); err == nil {
+		t.Fatal("resend of an acknowledged piece")
+	}
+	last, err := u.Write([]byte("tail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, "tail"...)
+	if a := s.Admit(last); a.Kind != OpWrite {
+		t.Fatalf("tail: %+v", a)
+	}
+	for _, r := range append(reqs[3:], last) {
+		if err := u.Acked(r.Offset, Reply{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := u.Commit()
+	if err != nil || c.Offset != int64(len(data)) || c.Sum != Checksum(0, data) || u.Size() != int64(len(data)) {
+		t.Fatalf("commit %+v, %v; want %d bytes, CRC32C %08x", c, err, len(data), Checksum(0, data))
+	}
+	if a := s.Admit(c); a.Kind != OpCommit {
+		t.Fatalf("server refused the commit: %+v", a)
+	}
+
+	// A gap (a piece lost on the way, the next one arrived) is refused and
+	// ends the upload there; the client ends it on the refusal.
+	a = s.Admit(Request{Op: OpCreate, Name: "jobs/j/packs/0001/r1.pack"})
+	s.Done(a, nil)
+	u = &Upload{Session: a.Session}
+	r0, _ := u.Write([]byte("abc"))
+	r1, _ := u.Write([]byte("def"))
+	r2, _ := u.Write([]byte("ghi"))
+	if a := s.Admit(r0); a.Kind != OpWrite {
+		t.Fatalf("first piece: %+v", a)
+	}
+	b := s.Admit(r2)
+	if b.Kind != OpAbort || b.Reply == nil || b.Reply.Status != StatusInvalid {
+		t.Fatalf("gap: %+v", b)
+	}
+	if a := s.Admit(r1); a.Reply == nil || a.Reply.Status != StatusUnknown {
+		t.Fatalf("after the gap: %+v", a)
+	}
+	if err := u.Acked(r2.Offset, *b.Reply); !errors.Is(err, ErrRefused) {
+		t.Fatalf("refusal: %v", err)
+	}
+	if s.Sessions() != 0 {
+		t.Fatalf("%d sessions left", s.Sessions())
 	}
 }
 

@@ -34,11 +34,10 @@ type Server struct {
 }
 
 type upload struct {
-	name    string
-	size    int64
-	lastLen int
-	sum     uint32
-	idle    int
+	name string
+	size int64
+	sum  uint32
+	idle int
 }
 
 // NewServer is the machine of a store serving job's packs.
@@ -136,12 +135,13 @@ func (s *Server) Admit(r Request) Action {
 		switch {
 		case r.Offset == u.size && u.size+int64(len(r.Data)) <= MaxFileSize:
 			u.size += int64(len(r.Data))
-			u.lastLen = len(r.Data)
 			u.sum = Checksum(u.sum, r.Data)
 			return Action{Kind: OpWrite, Session: r.Session, Offset: r.Offset, Data: r.Data}
-		case r.Offset+int64(len(r.Data)) == u.size && len(r.Data) == u.lastLen:
-			// The client did not see the reply and sent it again; a
-			// different content would fail the commit's checksum.
+		case r.Offset+int64(len(r.Data)) <= u.size:
+			// Bytes the upload has already: a piece sent again because
+			// its reply was lost or late, while the pieces after it (a
+			// window of them) arrived. Not written twice; a different
+			// content would fail the commit's checksum.
 			return Action{Reply: &Reply{Status: StatusOK, Session: r.Session}}
 		}
 		delete(s.sessions, r.Session)

@@ -171,3 +171,68 @@ func (c *slowConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+// LatencyDialer is a nats.CustomDialer whose connections deliver what the
+// client writes Delay late, in order: a one-way network latency, with no
+// bound on the bandwidth. A requester and a responder both dialled
+// through it see a round trip of about twice Delay on top of the
+// loopback's (a sleep's precision: tens of microseconds on an idle
+// machine, more under load).
+type LatencyDialer struct {
+	Delay time.Duration
+}
+
+// Dial implements nats.CustomDialer.
+func (d *LatencyDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, address, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	lc := &latencyConn{Conn: c, delay: d.Delay, q: make(chan delayed, 1024), done: make(chan struct{})}
+	go lc.pump()
+	return lc, nil
+}
+
+type delayed struct {
+	at time.Time
+	b  []byte
+}
+
+type latencyConn struct {
+	net.Conn
+	delay time.Duration
+	q     chan delayed
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (c *latencyConn) Write(b []byte) (int, error) {
+	select {
+	case c.q <- delayed{at: time.Now().Add(c.delay), b: append([]byte(nil), b...)}:
+		return len(b), nil
+	case <-c.done:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *latencyConn) pump() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.q:
+			if d := time.Until(m.at); d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := c.Conn.Write(m.b); err != nil {
+				_ = c.Close() // the reader sees it and the client reconnects
+				return
+			}
+		}
+	}
+}
+
+func (c *latencyConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
