@@ -390,6 +390,12 @@ PY
     # requeued run must restore it (or a later one, should one commit
     # in the instant before the kill).
     tk=$SECONDS
+    # As a node that dies: its network goes silent first (no reset
+    # reaches the other hosts), then every process in it is killed. Killed
+    # one by one with the network up, the dead host's srun of the watcher
+    # step refused the watcher's step daemon on the live node, which then
+    # cancelled the watcher (seen once in CI): no real node failure does.
+    "$bed" cut "${batch#cpbed-}"
     "$sl" kill "$batch"
     rm -rf "$D/node/${batch#cpbed-}/levels"
     last=$(grep -E 'msg="cut committed" component=coordinator' "$W/job-$job.out" | sed -n 's/.* epoch=\([0-9]*\) .*/\1/p' | tail -n 1)
@@ -410,8 +416,9 @@ PY
     grep -q "cutpoint.sbatch: the batch host $batch left job $job (node failure): requeueing it from $other" "$W/job-$job.out" ||
       fail "batchkill: the job was not requeued by the watcher on $other"
     # The node is marked DOWN (not responding, "*") once the job's
-    # requeue has cleaned up: the requeued run cannot go there.
-    for _ in $(seq 60); do
+    # requeue has cleaned up (SlurmdTimeout after its last answer: up to a
+    # minute here under load): the requeued run cannot go there.
+    for _ in $(seq 120); do
       case "$(sq sinfo -h -N -n "$batch" -o %T)" in down*) break ;; esac
       sleep 0.5
     done

@@ -22,7 +22,8 @@
 #                          squeue, scontrol, ...)
 #   slurm.sh kill HOST     HOST dies whole: every process in its namespace
 #                          (slurmd, step daemons, ranks, NATS) gets SIGKILL
-#   slurm.sh revive HOST   HOST comes back: its slurmd starts again and the
+#   slurm.sh revive HOST   HOST comes back: its network (should a test have
+#                          cut it) and its slurmd start again and the
 #                          node returns to service (ReturnToService=2);
 #                          waits until it is idle
 #   slurm.sh conf          print the SLURM_CONF path
@@ -237,6 +238,7 @@ revive)
   h=cpbed-${h#cpbed-}
   has_ns "$h" || { echo "slurm.sh: no host $h" >&2; exit 2; }
   export SLURM_CONF=$CONF
+  "$bed" heal "${h#cpbed-}"
   alive "$S/$h/slurmd.pid" slurmd || in_ns "$h" "$h" slurmd -f "$CONF" -N "$h"
   wait_idle "$h"
   ;;
