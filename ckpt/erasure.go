@@ -411,10 +411,35 @@ func (s *Store) FragmentsHeld(ctx context.Context, ref ShardRef) ([]int, error) 
 		return nil, err
 	}
 	pack := ref.Pack()
+	names, err := fragmentNames(ctx, s.b, pack)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, name := range names {
+		r, h, err := openFragment(ctx, s.b, pack, name)
+		if err != nil {
+			continue
+		}
+		r.Close()
+		if FragmentName(pack, h.index, h.k, h.m) != name || slices.Contains(out, h.index) {
+			continue
+		}
+		out = append(out, h.index)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// fragmentNames lists the names in b that may be erasure fragments of
+// pack (<pack>.rs…, not temporary, not directories), at most
+// MaxErasureData+MaxErasureParity of them: a directory is no reason to
+// hold more. A pack whose directory b lacks has none.
+func fragmentNames(ctx context.Context, b backend.Backend, pack string) ([]string, error) {
 	dir, base := backend.Split(pack)
 	var names []string
-	err := s.b.List(ctx, dir, func(fi backend.FileInfo) error {
-		if _, b := backend.Split(fi.Name); !fi.Temp && !fi.IsDir && strings.HasPrefix(b, base+".rs") && len(names) < MaxErasureData+MaxErasureParity {
+	err := b.List(ctx, dir, func(fi backend.FileInfo) error {
+		if _, n := backend.Split(fi.Name); !fi.Temp && !fi.IsDir && strings.HasPrefix(n, base+".rs") && len(names) < MaxErasureData+MaxErasureParity {
 			names = append(names, fi.Name)
 		}
 		return nil
@@ -422,33 +447,31 @@ func (s *Store) FragmentsHeld(ctx context.Context, ref ShardRef) ([]int, error) 
 	if errors.Is(err, backend.ErrNotExist) {
 		return nil, nil
 	}
+	return names, err
+}
+
+// openFragment opens name, a fragment of pack, and decodes its header
+// (bounded, checked against the file's size); the caller closes the
+// reader. Its body is not read.
+func openFragment(ctx context.Context, b backend.Backend, pack, name string) (backend.Reader, fragmentHeader, error) {
+	if p, ok := fragmentOf(name); !ok || p != pack {
+		return nil, fragmentHeader{}, fmt.Errorf("%s: not a fragment of %s", name, pack)
+	}
+	r, err := b.Open(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, fragmentHeader{}, err
 	}
-	var out []int
-	for _, name := range names {
-		if p, ok := fragmentOf(name); !ok || p != pack {
-			continue
-		}
-		r, err := s.b.Open(ctx, name)
-		if err != nil {
-			continue
-		}
-		hb := make([]byte, fragmentHdrLen)
-		_, err = r.ReadAt(hb, 0)
-		size := r.Size()
+	hb := make([]byte, fragmentHdrLen)
+	if _, err := r.ReadAt(hb, 0); err != nil {
 		r.Close()
-		if err != nil {
-			continue
-		}
-		h, err := decodeFragmentHeader(hb, size)
-		if err != nil || FragmentName(pack, h.index, h.k, h.m) != name || slices.Contains(out, h.index) {
-			continue
-		}
-		out = append(out, h.index)
+		return nil, fragmentHeader{}, err
 	}
-	slices.Sort(out)
-	return out, nil
+	h, err := decodeFragmentHeader(hb, r.Size())
+	if err != nil {
+		r.Close()
+		return nil, fragmentHeader{}, err
+	}
+	return r, h, nil
 }
 
 type fragmentSrc struct {
@@ -458,7 +481,6 @@ type fragmentSrc struct {
 
 func (dst *Store) rebuildPack(ctx context.Context, pack string, srcs []*Store) (int64, error) {
 	// Find the fragments: every name <pack>.rs<i>-K-M in every store.
-	dir, base := backend.Split(pack)
 	found := map[int]fragmentSrc{}
 	var k, m int
 	var read int64
@@ -468,28 +490,13 @@ func (dst *Store) rebuildPack(ctx context.Context, pack string, srcs []*Store) (
 		}
 	}()
 	for _, s := range srcs {
-		var names []string
-		_ = s.b.List(ctx, dir, func(fi backend.FileInfo) error {
-			if _, b := backend.Split(fi.Name); !fi.Temp && strings.HasPrefix(b, base+".rs") {
-				names = append(names, fi.Name)
-			}
-			return nil
-		})
+		names, _ := fragmentNames(ctx, s.b, pack)
 		for _, name := range names {
-			if p, ok := fragmentOf(name); !ok || p != pack {
-				continue
-			}
-			r, err := s.b.Open(ctx, name)
+			r, h, err := openFragment(ctx, s.b, pack, name)
 			if err != nil {
 				continue
 			}
-			hb := make([]byte, fragmentHdrLen)
-			if _, err := r.ReadAt(hb, 0); err != nil {
-				r.Close()
-				continue
-			}
-			h, err := decodeFragmentHeader(hb, r.Size())
-			if err != nil || (k != 0 && (h.k != k || h.m != m)) {
+			if k != 0 && (h.k != k || h.m != m) {
 				r.Close()
 				continue
 			}
