@@ -551,10 +551,15 @@ func BenchmarkNodeStoreUploadRTT(b *testing.B) {
 	}
 }
 
-func benchUpload(b *testing.B, rtt time.Duration) {
-	ctx := context.Background()
+// benchStore serves a node-local store in a new directory (returned) as
+// host "h" on a test NATS server and returns a client of it, both
+// connections with the simulated round trip rtt (none for 0); all is
+// closed at the benchmark's end.
+func benchStore(b *testing.B, rtt time.Duration) (*remoteBackend, string) {
+	b.Helper()
 	ns := natstest.Run(b)
-	be, err := local.New(b.TempDir())
+	dir := b.TempDir()
+	be, err := local.New(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -562,22 +567,25 @@ func benchUpload(b *testing.B, rtt time.Duration) {
 	if rtt > 0 {
 		opts = append(opts, nats.SetCustomDialer(&natstest.LatencyDialer{Delay: rtt / 2}))
 	}
-	snc, err := nats.Connect(ns.URL(), opts...)
+	conn := func() *nats.Conn {
+		nc, err := nats.Connect(ns.URL(), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		return nc
+	}
+	srv, err := serveStore(conn(), "j", "", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer snc.Close()
-	srv, err := serveStore(snc, "j", "", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.close()
-	cnc, err := nats.Connect(ns.URL(), opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cnc.Close()
-	rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "", "h"), timeout: 10 * time.Second}
+	b.Cleanup(srv.close)
+	return &remoteBackend{nc: conn(), host: "h", subj: storeSubject("j", "", "h"), timeout: 10 * time.Second}, dir
+}
+
+func benchUpload(b *testing.B, rtt time.Duration) {
+	ctx := context.Background()
+	rb, _ := benchStore(b, rtt)
 	data := make([]byte, 16<<20)
 	b.SetBytes(int64(len(data)))
 	for i := 0; i < b.N; i++ {
@@ -602,31 +610,7 @@ func BenchmarkNodeStoreRead(b *testing.B) {
 	for _, rtt := range []time.Duration{0, 500 * time.Microsecond, 2 * time.Millisecond} {
 		b.Run("rtt="+rtt.String(), func(b *testing.B) {
 			ctx := context.Background()
-			ns := natstest.Run(b)
-			dir := b.TempDir()
-			be, err := local.New(dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var opts []nats.Option
-			if rtt > 0 {
-				opts = append(opts, nats.SetCustomDialer(&natstest.LatencyDialer{Delay: rtt / 2}))
-			}
-			snc, err := nats.Connect(ns.URL(), opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer snc.Close()
-			srv, err := serveStore(snc, "j", "", "h", be, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.close()
-			cnc, err := nats.Connect(ns.URL(), opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cnc.Close()
+			rb, dir := benchStore(b, rtt)
 			name := "jobs/j/packs/1/x.pack"
 			data := make([]byte, 16<<20)
 			if err := os.MkdirAll(filepath.Join(dir, "jobs/j/packs/1"), 0o755); err != nil {
@@ -635,7 +619,6 @@ func BenchmarkNodeStoreRead(b *testing.B) {
 			if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), data, 0o644); err != nil {
 				b.Fatal(err)
 			}
-			rb := &remoteBackend{nc: cnc, host: "h", subj: storeSubject("j", "", "h"), timeout: 10 * time.Second}
 			buf := make([]byte, 4<<20)
 			b.SetBytes(int64(len(data)))
 			for i := 0; i < b.N; i++ {
