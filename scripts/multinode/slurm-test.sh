@@ -231,6 +231,21 @@ submit() {
     --size "$size" --steps "$steps" --interval 0 --every-steps 500 "$@"
 }
 
+# node_restores CASE DIR: the rank stats files in DIR (CUTPOINT_STATS_DIR)
+# show bytes restored from the node-local levels and none from the shared
+# store; prints the bytes by level.
+node_restores() {
+  python3 - "$1" "$2" <<'PY'
+import glob, json, sys
+tot = {}
+for f in glob.glob(sys.argv[2] + "/rank-*.json"):
+    for level, n in (json.load(open(f)).get("restore_bytes") or {}).items():
+        tot[level] = tot.get(level, 0) + n
+print(sys.argv[1] + ": bytes restored by level:", tot)
+sys.exit(0 if tot.get("shared", 0) == 0 and tot.get("local", 0) + tot.get("partner", 0) > 0 else 1)
+PY
+}
+
 # check_done JOB [RESTARTS]: COMPLETED after RESTARTS requeues (default
 # 0: in its first run) with the reference digest.
 check_done() {
@@ -347,15 +362,7 @@ for c in $cases; do
     # The restores read the node-local copies (the survivors their own,
     # the respawned ranks the copies on their partner's node), no byte of
     # the shared store.
-    python3 - "$st" <<'PY' || fail "levels: the ranks' restores read the shared store (stats in $st)"
-import glob, json, sys
-tot = {}
-for f in glob.glob(sys.argv[1] + "/rank-*.json"):
-    for level, n in (json.load(open(f)).get("restore_bytes") or {}).items():
-        tot[level] = tot.get(level, 0) + n
-print("levels: bytes restored by level:", tot)
-sys.exit(0 if tot.get("shared", 0) == 0 and tot.get("local", 0) + tot.get("partner", 0) > 0 else 1)
-PY
+    node_restores levels "$st" || fail "levels: the ranks' restores read the shared store (stats in $st)"
     # The dead node's ranks were rebuilt from the copies on another node
     # (their partner's: its own directory when the rank came back there).
     for r in $lost; do
@@ -443,15 +450,7 @@ PY
     case " $(sq scontrol show hostnames "$(field "$job" NodeList)" | xargs) " in *" $batch "*) fail "batchkill: run 2 ran on the dead node $batch" ;; esac
     # Run 2 restored from the node-local levels alone: cut $last was never
     # flushed to the shared store.
-    python3 - "$st" <<'PY' || fail "batchkill: run 2's restores read the shared store (stats in $st)"
-import glob, json, sys
-tot = {}
-for f in glob.glob(sys.argv[1] + "/rank-*.json"):
-    for level, n in (json.load(open(f)).get("restore_bytes") or {}).items():
-        tot[level] = tot.get(level, 0) + n
-print("batchkill: bytes restored by level:", tot)
-sys.exit(0 if tot.get("shared", 0) == 0 and tot.get("local", 0) + tot.get("partner", 0) > 0 else 1)
-PY
+    node_restores batchkill "$st" || fail "batchkill: run 2's restores read the shared store (stats in $st)"
     for h in h1 h2 h3; do
       [ -z "$(ranks_of "$h")" ] || fail "batchkill: ranks still run in $h after the job ended: $(ranks_of "$h" | tr '\n' ' ')"
     done
