@@ -218,8 +218,13 @@ func TestDeterministicFailuresStopAtOnce(t *testing.T) {
 	}
 
 	store := filepath.Join(t.TempDir(), "store")
-	small := []string{"run", "--store", store, "--ranks", "2", "--steps", "3000", "--heartbeat-interval", "100ms", "--interval", "0", "--every-steps", "500"}
+	// Enough steps that a cut commits before the job ends on a fast
+	// machine (3,000 steps once finished before the first commit).
+	small := []string{"run", "--store", store, "--ranks", "2", "--steps", "20000", "--heartbeat-interval", "100ms", "--interval", "0", "--every-steps", "500"}
 	runOK(t, nil, append(small, "--size", "96")...)
+	if len(committed(t, store, "heat2d")) == 0 {
+		t.Fatal("the first run committed no cut to restore from")
+	}
 	r = runCmd(t, cutpoint(t, nil, append(small, "--size", "50", "--restore")...))
 	if r.code != exitDeterministic || !strings.Contains(r.stderr, "bytes in the cut") || !strings.Contains(r.stderr, "in the job") {
 		t.Fatalf("restore with another size: exit %d\n%s", r.code, tail(r.stderr, 20))
