@@ -50,6 +50,7 @@ const (
 	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvMaxStaging    = "CUTPOINT_MAX_STAGING"    // bytes of staging a cut may copy the state into (0 or unset: no bound)
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
 	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
 	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
@@ -132,6 +133,17 @@ type Options struct {
 	// is durable: the classic blocking coordinated checkpoint, for
 	// comparison in benchmarks.
 	StopTheWorld bool
+	// MaxStaging bounds the host memory (bytes) a cut copies CPU buffers
+	// into (0: no bound, every buffer is copied and the job goes on at
+	// once). Buffers are staged in the order they were protected while
+	// they fit; a buffer that does not is read in place by the shard
+	// writer (zero-copy), and SafePoint holds the job until the writer
+	// has read every one of its chunks: the state may then be as large as
+	// the memory left beside one copy of it, for a stall about as long as
+	// the write of the buffers read in place (Stats.HoldTime). Buffers of
+	// other devices are captured as always (a CUDA capture copies into
+	// device memory and a bounded set of pinned host slots).
+	MaxStaging int64
 	// Host is the host the launcher placed this rank on (EnvHost; empty
 	// when it did not say), for node-local storage.
 	Host string
@@ -226,7 +238,7 @@ func OptionsFromEnv() (Options, error) {
 	if err := CheckStoreIO(o.StoreIO); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvStoreIO, err))
 	}
-	var rank, world, spawn, epoch, hold, window, workers int64 = -1, 0, 0, 0, 0, 0, 0
+	var rank, world, spawn, epoch, hold, window, workers, staging int64 = -1, 0, 0, 0, 0, 0, 0, 0
 	rankVar := firstSet(append(append([]string{EnvRank}, mpiRankVars...), envSlurmProcID))
 	if rankVar != "" {
 		num(rankVar, &rank)
@@ -251,6 +263,8 @@ func OptionsFromEnv() (Options, error) {
 	num(EnvHoldBudget, &hold)
 	num(EnvWindow, &window)
 	num(EnvWorkers, &workers)
+	num(EnvMaxStaging, &staging)
+	o.MaxStaging = staging
 	o.Rank, o.World, o.Spawn, o.RestoreEpoch = int(rank), int(world), uint64(spawn), uint64(epoch)
 	// A users directory names no secret itself: the rank reads its own
 	// password from it. Credentials the launcher handed over win.
@@ -342,6 +356,9 @@ func (o *Options) check() error {
 	}
 	if o.Rank < 0 || (o.World >= 1 && o.Rank >= o.World) {
 		errs = append(errs, fmt.Errorf("rank %d out of 0..%d (%s, OMPI_COMM_WORLD_RANK, PMI_RANK, PMIX_RANK or %s)", o.Rank, o.World-1, EnvRank, envSlurmProcID))
+	}
+	if o.MaxStaging < 0 {
+		errs = append(errs, fmt.Errorf("max staging %d bytes < 0 (%s)", o.MaxStaging, EnvMaxStaging))
 	}
 	if o.RestoreEpoch > 0 && o.RestoreStep < 0 {
 		errs = append(errs, fmt.Errorf("restore step %d < 0", o.RestoreStep))

@@ -46,6 +46,7 @@ func writeRankStats(dir string, r *rank.Rank, rec *jobstats.Recorder, jobErr err
 	st := r.Stats()
 	f := rec.Snapshot(func(f *jobstats.Rank) {
 		f.Captures, f.CaptureNs = st.Captures, int64(st.CaptureTime)
+		f.Holds, f.HoldNs, f.InPlaceBytes = st.Holds, int64(st.HoldTime), st.InPlaceBytes
 		f.Rollbacks, f.RestoreNs = st.Rollbacks, int64(st.RestoreTime)
 		f.ShardsWritten, f.ShardBytes, f.ShardStored = st.ShardsWritten, st.ShardBytes, st.ShardStored
 		f.LastShardNs = int64(st.LastShardTime)
