@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutpoint/cutpoint/internal/jobname"
@@ -50,7 +51,7 @@ const (
 	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
-	EnvMaxStaging    = "CUTPOINT_MAX_STAGING"    // bytes of staging a cut may copy the state into (0 or unset: no bound)
+	EnvMaxStaging    = "CUTPOINT_MAX_STAGING"    // staging a cut may copy the state into: bytes, or with KiB, MiB, GiB (0 or unset: no bound)
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
 	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
 	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
@@ -238,7 +239,7 @@ func OptionsFromEnv() (Options, error) {
 	if err := CheckStoreIO(o.StoreIO); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvStoreIO, err))
 	}
-	var rank, world, spawn, epoch, hold, window, workers, staging int64 = -1, 0, 0, 0, 0, 0, 0, 0
+	var rank, world, spawn, epoch, hold, window, workers int64 = -1, 0, 0, 0, 0, 0, 0
 	rankVar := firstSet(append(append([]string{EnvRank}, mpiRankVars...), envSlurmProcID))
 	if rankVar != "" {
 		num(rankVar, &rank)
@@ -263,8 +264,13 @@ func OptionsFromEnv() (Options, error) {
 	num(EnvHoldBudget, &hold)
 	num(EnvWindow, &window)
 	num(EnvWorkers, &workers)
-	num(EnvMaxStaging, &staging)
-	o.MaxStaging = staging
+	if v := str(EnvMaxStaging); v != "" {
+		n, err := ParseBytes(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvMaxStaging, err))
+		}
+		o.MaxStaging = n
+	}
 	o.Rank, o.World, o.Spawn, o.RestoreEpoch = int(rank), int(world), uint64(spawn), uint64(epoch)
 	// A users directory names no secret itself: the rank reads its own
 	// password from it. Credentials the launcher handed over win.
@@ -428,4 +434,25 @@ func firstSet(names []string) string {
 		}
 	}
 	return ""
+}
+
+// ParseBytes reads a byte count: a non-negative integer, optionally with
+// KiB, MiB or GiB (the way the command line writes sizes).
+func ParseBytes(v string) (int64, error) {
+	mult := int64(1)
+	num := v
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n, ok := strings.CutSuffix(v, u.suf); ok {
+			num, mult = n, u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q: want a byte count, optionally with KiB, MiB or GiB", v)
+	}
+	return n * mult, nil
 }

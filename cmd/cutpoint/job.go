@@ -392,8 +392,8 @@ func (o *jobOptions) check() error {
 		}
 	}
 	o.maxStaging = 0
-	if o.MaxStaging != "0" && o.MaxStaging != "" {
-		if n, err := parseSize(o.MaxStaging); err != nil {
+	if o.MaxStaging != "" {
+		if n, err := rank.ParseBytes(o.MaxStaging); err != nil {
 			errs = append(errs, fmt.Errorf("--max-staging: %w (0: no bound)", err))
 		} else {
 			o.maxStaging = n
