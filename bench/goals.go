@@ -155,7 +155,7 @@ func evaluateGoals(res *Results) []Goal {
 		a := ovGoal.RSSAddedPerStateByte
 		note := "peak RSS of the largest rank with cuts minus without, paired by repetition, over one rank's state; the workload's own peaks (heat2d's start-up grid, the final gather on rank 0) can hide a cut's staging under them"
 		if a.Median > 1 {
-			note += "; above one copy of the state: a streaming capture into bounded staging (trading stall for memory) would bound it, and is not done"
+			note += "; above one copy of the state: --max-staging bounds it, trading stall for memory (the memory scenario measures that)"
 		}
 		add(20, "memory a cut adds to a rank <= one copy of its state", fmt.Sprintf("%.2f bytes per byte of state (min %.2f, max %.2f, %d pairs; %s of state per rank)", a.Median, a.Min, a.Max, a.N, sizeName(ovGoal.StateBytes/int64(max(1, ovGoal.Ranks)))), rangeMet(a, 1, true), note)
 	} else if memoryRow(res) == nil {
