@@ -60,6 +60,14 @@ type Config struct {
 	// Frozen is the frozen fraction of the incremental-reuse runs (0: the
 	// plan's, 0.9; negative: none).
 	Frozen float64
+	// JobMemory, when set, makes the job family run only its memory
+	// scenario: heat2d whose protected state is JobMemory bytes in all
+	// (a tile of JobState over the ranks, the rest a --frozen parameter
+	// buffer) under --max-staging JobMaxStaging, without cuts and with
+	// cuts, to measure what a cut under the staging bound adds to a
+	// rank's memory and how long it holds the job.
+	JobMemory     int64
+	JobMaxStaging int64
 	// Devices limits the device scenarios to these ("cpu", "cuda"); empty:
 	// every device of this build and machine.
 	Devices []string
@@ -338,6 +346,7 @@ func (h *harness) plan() []task {
 		jp.Intervals = h.cfg.JobIntervals
 	}
 	jp.Seed = h.res.Seed
+	jp.Memory, jp.MaxStaging = h.cfg.JobMemory, h.cfg.JobMaxStaging
 	jp.Extras = jp.Extras && !h.cfg.NoJobExtras
 	if len(h.cfg.ScaleRanks) > 0 {
 		jp.Scale = h.cfg.ScaleRanks

@@ -32,7 +32,9 @@ type jobArgs struct {
 	StoreIO      string // "": cutpoint run's default
 	Hash         string // "": cutpoint run's default
 	Frozen       float64
-	Force        bool // past the pre-checks (more ranks than cores)
+	Params       int64 // heat2d --params-size, bytes per rank (with Frozen; 0: the tile's)
+	MaxStaging   int64 // --max-staging, bytes (0: no bound)
+	Force        bool  // past the pre-checks (more ranks than cores)
 }
 
 // jobRun is what one run left: its files and its wall time.
@@ -80,6 +82,12 @@ func (h *harness) runJob(ctx context.Context, a jobArgs) (jobRun, error) {
 	}
 	if a.Frozen > 0 {
 		args = append(args, "--frozen", strconv.FormatFloat(a.Frozen, 'g', -1, 64))
+	}
+	if a.Params > 0 {
+		args = append(args, "--params-size", strconv.FormatInt(a.Params, 10))
+	}
+	if a.MaxStaging > 0 {
+		args = append(args, "--max-staging", strconv.FormatInt(a.MaxStaging, 10))
 	}
 	if a.Force {
 		args = append(args, "--force")
@@ -246,6 +254,18 @@ func (j jobRun) captureCopies() []float64 {
 	for _, r := range j.ranks {
 		if r.Captures > 0 {
 			out = append(out, float64(r.CaptureNs)/float64(r.Captures)/1e6)
+		}
+	}
+	return out
+}
+
+// holds is every rank's mean hold per cut (the runtime's HoldNs / Holds),
+// ms.
+func (j jobRun) holds() []float64 {
+	var out []float64
+	for _, r := range j.ranks {
+		if r.Holds > 0 {
+			out = append(out, float64(r.HoldNs)/float64(r.Holds)/1e6)
 		}
 	}
 	return out

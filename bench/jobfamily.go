@@ -36,6 +36,14 @@ type jobPlan struct {
 	ScaleSize      int           // their tile edge
 	ScaleWindow    time.Duration // their compute time
 	ScaleInterval  time.Duration
+	// Memory > 0 runs the memory scenario instead of the rest: heat2d
+	// with a tile of about State bytes over the ranks and a --frozen
+	// parameter buffer that brings the protected state to Memory in all,
+	// under --max-staging MaxStaging, without cuts and with a cut every
+	// Intervals[0], Reps pairs; it measures what a cut under the bound
+	// adds to a rank's peak memory and how long it holds the job.
+	Memory     int64
+	MaxStaging int64
 }
 
 type jobVariant struct {
@@ -63,6 +71,9 @@ type jobFamily struct {
 }
 
 func (h *harness) jobTasks(p jobPlan) []task {
+	if p.Memory > 0 {
+		return h.memoryTasks(p)
+	}
 	f := &jobFamily{p: p, runs: map[string][]*jobRun{}, lag: map[string][]float64{}, scale: map[int]*jobRun{}}
 	f.size = heatSize(p.State, p.Ranks)
 	f.state = heatState(f.size, p.Ranks)

@@ -194,7 +194,7 @@ func plotBlocking(res *Results) (*plot.Plot, error) {
 	// The job runs' cuts, at their state size.
 	var jobPts plotter.XYs
 	for _, r := range res.Records {
-		if r.Family == FamilyJob && r.BlockingMs != nil && !r.StopTheWorld && r.StoreIO == "" && r.Hash == "" {
+		if r.Family == FamilyJob && r.BlockingMs != nil && !r.StopTheWorld && r.StoreIO == "" && r.Hash == "" && r.What != "memory" {
 			jobPts = append(jobPts, plotter.XY{X: float64(r.StateBytes) / (1 << 20), Y: math.Max(r.BlockingMs.Median, 1e-3)})
 		}
 	}

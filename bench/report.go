@@ -76,8 +76,18 @@ func Markdown(res *Results, plotDir string) string {
 		}
 		b.WriteString("\n")
 	}
+	if rows := filter(res, func(r Record) bool { return r.What == "memory" }); len(rows) > 0 {
+		b.WriteString("### Memory under a staging bound (job family, memory scenario)\n\n")
+		b.WriteString("heat2d whose protected state is mostly a `--frozen` parameter buffer (`--params-size`), without cuts and with cuts, both under `--max-staging`: the cuts read the buffers beyond the bound in place and hold the job at its SafePoint until the writer has read them. *RSS added / byte*: the largest rank's peak RSS with cuts minus without, per byte of one rank's state, paired by repetition; *blocking*: every cut's SafePoint on every rank; *hold*: per rank, its mean hold per cut.\n\n")
+		b.WriteString("| variant | workload | state | ranks | max staging | reps | cuts/run | rank peak RSS MiB, cuts | rank peak RSS MiB, no cuts | RSS added / byte | blocking ms | hold ms | steps/s | wall s |\n|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Name[strings.LastIndex(r.Name, "/")+1:], r.Kind, sizeName(r.StateBytes), r.Ranks, sizeName(r.MaxStagingBytes), r.Reps,
+				f(r.Cuts, 1), mib(r.PeakRSSBytes), mib(r.NoCutRSSBytes), f(r.RSSAddedPerStateByte, 3), f(r.BlockingMs, 0), f(r.HoldMs, 0), f(r.StepsPerS, 2), f(r.WallS, 0))
+		}
+		b.WriteString("\n")
+	}
 	if rows := filter(res, func(r Record) bool {
-		return r.Family == FamilyJob && r.What != "recovery" && r.What != "scale" && r.What != "incremental reuse"
+		return r.Family == FamilyJob && r.What != "recovery" && r.What != "scale" && r.What != "incremental reuse" && r.What != "memory"
 	}); len(rows) > 0 {
 		b.WriteString("### heat2d under `cutpoint run` (job family)\n\n")
 		b.WriteString("Real processes: `cutpoint run --ranks R --size N --steps K` with an embedded NATS server, the variants interleaved within each repetition. *overhead*: the no-cut run's step rate over this run's, minus 1, per repetition pair (the slowest rank's rate between its first and last step: start-up and the final gather excluded); *wall*: the same for the whole command; *blocking*: every cut's SafePoint on every rank; *copy*: the capture's copy alone (the runtime's own count, mean per rank and run); *capture→commit*: the last rank's capture to the manifest rename; *request→commit*: the coordinator's cut start to the commit.\n\n")

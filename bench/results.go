@@ -158,6 +158,13 @@ type Record struct {
 	// Memory: the largest rank's peak RSS with cuts minus without, per
 	// byte of one rank's state, paired by repetition.
 	RSSAddedPerStateByte *Stat `json:"rss_added_per_state_byte,omitempty"`
+	// Memory runs (What "memory"): the staging bound the runs had
+	// (--max-staging), the largest rank's peak RSS of their no-cut runs,
+	// and per rank and cut the time the job was held at its SafePoint
+	// until the writer had read the buffers it reads in place.
+	MaxStagingBytes int64 `json:"max_staging_bytes,omitempty"`
+	NoCutRSSBytes   *Stat `json:"no_cut_peak_rss_bytes,omitempty"`
+	HoldMs          *Stat `json:"hold_per_cut_ms,omitempty"`
 	// ReusedFraction: chunks of the last cut's shards referenced from an
 	// older cut instead of written (incremental reuse), per run.
 	ReusedFraction *Stat `json:"reused_chunk_fraction,omitempty"`

@@ -175,3 +175,42 @@ func TestScrubPaths(t *testing.T) {
 		}
 	}
 }
+
+// The memory scenario's record gives issue 20's row (bytes a cut adds per
+// byte of state under the staging bound, its share of the machine, the
+// hold) and its own table; without a pair with a cut it is not measured.
+func TestMemoryRow(t *testing.T) {
+	r := &Results{Version: ResultsVersion, Machine: Machine{CPUs: 2, MemBytes: 24 << 30}}
+	r.Records = []Record{{Name: "job/cpu/heat2d/r2/12GiB/memory, every 15s, max staging 64MiB", Family: FamilyJob, Role: RoleScenario, What: "memory",
+		Kind: "heat2d + parameters, 0.99 frozen", StateBytes: 12 << 30, Ranks: 2, Device: "cpu", IntervalS: 15, MaxStagingBytes: 64 << 20, Reps: 1,
+		PeakRSSBytes: one(6.2 * (1 << 30)), NoCutRSSBytes: one(6.1 * (1 << 30)), RSSAddedPerStateByte: one(0.017), HoldMs: statOf(20000, 30000), Cuts: one(2)}}
+	var row *Goal
+	for _, g := range evaluateGoals(r) {
+		if g.Issue == 20 {
+			if row != nil {
+				t.Fatalf("two rows for issue 20: %+v, %+v", *row, g)
+			}
+			row = &g
+		}
+	}
+	if row == nil || row.Met == nil || !*row.Met {
+		t.Fatalf("issue 20: %+v", row)
+	}
+	for _, w := range []string{"0.017 bytes per byte of state", "6GiB of state per rank", "50 % of the machine's 24GiB", "--max-staging 64MiB", "6.20 GiB with cuts, 6.10 GiB without"} {
+		if !strings.Contains(row.Measured, w) {
+			t.Errorf("issue 20 row %q lacks %q", row.Measured, w)
+		}
+	}
+	if !strings.Contains(row.Note, "held the job 25.0 s") {
+		t.Errorf("issue 20 note %q does not give the hold", row.Note)
+	}
+	if md := Markdown(r, "img"); !strings.Contains(md, "| memory, every 15s, max staging 64MiB | heat2d + parameters, 0.99 frozen | 12GiB | 2 | 64MiB | 1 | 2.0 |") {
+		t.Errorf("markdown lacks the memory row:\n%s", md)
+	}
+	r.Records[0].RSSAddedPerStateByte = nil
+	for _, g := range evaluateGoals(r) {
+		if g.Issue == 20 && (g.Met != nil || !strings.Contains(g.Measured+g.Note, "no pair with a committed cut")) {
+			t.Errorf("issue 20 without a pair: %+v", g)
+		}
+	}
+}

@@ -19,3 +19,10 @@ type device interface {
 
 // deviceOf is b's device, seen through what the runtime uses of it.
 func deviceOf(b kernels.Buffer) device { return b.Device() }
+
+// inPlaceDevice captures a buffer without a copy (the CPU device): the
+// runtime uses it for buffers beyond Options.MaxStaging and holds the job
+// until the snapshot is consumed.
+type inPlaceDevice interface {
+	CaptureInPlace(b kernels.Buffer, opt kernels.CaptureOptions) (kernels.InPlaceSnapshot, error)
+}

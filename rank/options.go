@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutpoint/cutpoint/internal/jobname"
@@ -50,6 +51,7 @@ const (
 	EnvHoldBudget    = "CUTPOINT_HOLD_BUDGET"    // bytes of held+recorded messages per epoch
 	EnvWindow        = "CUTPOINT_WINDOW"         // per-channel credit window in bytes
 	EnvStopTheWorld  = "CUTPOINT_STOP_THE_WORLD" // "1": SafePoint waits until the shard is durable
+	EnvMaxStaging    = "CUTPOINT_MAX_STAGING"    // staging a cut may copy the state into: bytes, or with KiB, MiB, GiB (0 or unset: no bound)
 	EnvStoreIO       = "CUTPOINT_STORE_IO"       // "direct" (default) or "buffered": how packs are written
 	EnvHost          = "CUTPOINT_HOST"           // host the launcher placed this rank on (--hosts), for node-local storage
 	EnvLogLevel      = "CUTPOINT_LOG_LEVEL"      // the launcher's --log-level: debug, info, warn, error
@@ -132,6 +134,17 @@ type Options struct {
 	// is durable: the classic blocking coordinated checkpoint, for
 	// comparison in benchmarks.
 	StopTheWorld bool
+	// MaxStaging bounds the host memory (bytes) a cut copies CPU buffers
+	// into (0: no bound, every buffer is copied and the job goes on at
+	// once). Buffers are staged in the order they were protected while
+	// they fit; a buffer that does not is read in place by the shard
+	// writer (zero-copy), and SafePoint holds the job until the writer
+	// has read every one of its chunks: the state may then be as large as
+	// the memory left beside one copy of it, for a stall about as long as
+	// the write of the buffers read in place (Stats.HoldTime). Buffers of
+	// other devices are captured as always (a CUDA capture copies into
+	// device memory and a bounded set of pinned host slots).
+	MaxStaging int64
 	// Host is the host the launcher placed this rank on (EnvHost; empty
 	// when it did not say), for node-local storage.
 	Host string
@@ -251,6 +264,13 @@ func OptionsFromEnv() (Options, error) {
 	num(EnvHoldBudget, &hold)
 	num(EnvWindow, &window)
 	num(EnvWorkers, &workers)
+	if v := str(EnvMaxStaging); v != "" {
+		n, err := ParseBytes(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvMaxStaging, err))
+		}
+		o.MaxStaging = n
+	}
 	o.Rank, o.World, o.Spawn, o.RestoreEpoch = int(rank), int(world), uint64(spawn), uint64(epoch)
 	// A users directory names no secret itself: the rank reads its own
 	// password from it. Credentials the launcher handed over win.
@@ -343,6 +363,9 @@ func (o *Options) check() error {
 	if o.Rank < 0 || (o.World >= 1 && o.Rank >= o.World) {
 		errs = append(errs, fmt.Errorf("rank %d out of 0..%d (%s, OMPI_COMM_WORLD_RANK, PMI_RANK, PMIX_RANK or %s)", o.Rank, o.World-1, EnvRank, envSlurmProcID))
 	}
+	if o.MaxStaging < 0 {
+		errs = append(errs, fmt.Errorf("max staging %d bytes < 0 (%s)", o.MaxStaging, EnvMaxStaging))
+	}
 	if o.RestoreEpoch > 0 && o.RestoreStep < 0 {
 		errs = append(errs, fmt.Errorf("restore step %d < 0", o.RestoreStep))
 	}
@@ -411,4 +434,25 @@ func firstSet(names []string) string {
 		}
 	}
 	return ""
+}
+
+// ParseBytes reads a byte count: a non-negative integer, optionally with
+// KiB, MiB or GiB (the way the command line writes sizes).
+func ParseBytes(v string) (int64, error) {
+	mult := int64(1)
+	num := v
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n, ok := strings.CutSuffix(v, u.suf); ok {
+			num, mult = n, u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q: want a byte count, optionally with KiB, MiB or GiB", v)
+	}
+	return n * mult, nil
 }

@@ -53,3 +53,22 @@ func TestOptionsFromEnvFrameAuth(t *testing.T) {
 		t.Errorf("%s=no: %v", EnvFrameAuth, err)
 	}
 }
+
+// TestOptionsFromEnvMaxStaging: CUTPOINT_MAX_STAGING takes bytes or a
+// size with KiB, MiB or GiB (also as a user's own setting for ranks it
+// starts), 0 or unset is no bound, anything else is an error naming it.
+func TestOptionsFromEnvMaxStaging(t *testing.T) {
+	for v, want := range map[string]int64{"": 0, "0": 0, "4096": 4096, "3KiB": 3 << 10, "2MiB": 2 << 20, "12GiB": 12 << 30} {
+		t.Setenv(EnvMaxStaging, v)
+		o, err := OptionsFromEnv()
+		if err != nil || o.MaxStaging != want {
+			t.Errorf("%s=%q: MaxStaging %d, %v; want %d", EnvMaxStaging, v, o.MaxStaging, err, want)
+		}
+	}
+	for _, v := range []string{"-1", "1TB", "GiB", "1.5GiB"} {
+		t.Setenv(EnvMaxStaging, v)
+		if _, err := OptionsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvMaxStaging) {
+			t.Errorf("%s=%q: %v", EnvMaxStaging, v, err)
+		}
+	}
+}

@@ -22,6 +22,10 @@ type protected struct {
 	base      *kernels.ChunkHashes
 	baseEpoch uint64
 	pending   map[uint64]*kernels.ChunkHashes
+	// inPlace: the buffer does not fit in Options.MaxStaging beside the
+	// buffers protected before it; cuts read it where it lives and hold
+	// the job until it has been read (see Rank.hold).
+	inPlace bool
 }
 
 // Protect registers buf as state: it is captured at every cut and restored
@@ -52,13 +56,28 @@ func (r *Rank) ProtectFunc(name string, elemSize int, fn func(step int64) kernel
 			return fmt.Errorf("rank: protect %q: name already protected", name)
 		}
 	}
-	r.prot = append(r.prot, &protected{name: name, elemSize: elemSize, buf: fn, pending: map[uint64]*kernels.ChunkHashes{}})
+	p := &protected{name: name, elemSize: elemSize, buf: fn, pending: map[uint64]*kernels.ChunkHashes{}}
 	b := fn(0)
 	if b.ElemSize() != elemSize {
 		return fmt.Errorf("rank: protect %q: buffer element size %d, declared %d", name, b.ElemSize(), elemSize)
 	}
+	if m := r.o.MaxStaging; m > 0 {
+		if _, ok := deviceOf(b).(inPlaceDevice); !ok {
+			r.log.Warn("max staging applies to CPU buffers only: this buffer is captured as always", "buffer", name, "device", b.Device().Name())
+		} else if r.staged+b.Len() > m {
+			p.inPlace = true
+			r.log.Info("buffer read in place at cuts: it does not fit in the staging bound, so the job is held at each cut until the writer has read it",
+				"buffer", name, "bytes", b.Len(), "staged", r.staged, "max_staging", m)
+		} else {
+			r.staged += b.Len()
+		}
+	}
+	r.prot = append(r.prot, p)
+	if p.inPlace {
+		return nil // nothing to reserve: no staging copy is made
+	}
 	// Staging memory allocated now costs nothing at the first cut.
-	if err := deviceOf(b).Reserve(b, r.captureOptions(r.prot[len(r.prot)-1])); err != nil {
+	if err := deviceOf(b).Reserve(b, r.captureOptions(p)); err != nil {
 		r.log.Warn("staging reservation failed; the first cut will allocate", "buffer", name, "err", err)
 	}
 	return nil
@@ -83,9 +102,28 @@ func (r *Rank) captureOptions(p *protected) kernels.CaptureOptions {
 func (r *Rank) capture(e uint64, step int64) *shardWriter {
 	t := time.Now()
 	snaps := make([]capturedBuffer, 0, len(r.prot))
-	for _, p := range r.prot {
+	// The buffers read in place go first: the writer reads them before
+	// the staged copies, so the job's hold (Rank.hold) ends as early as
+	// it can.
+	order := make([]*protected, 0, len(r.prot))
+	for _, inPlace := range []bool{true, false} {
+		for _, p := range r.prot {
+			if p.inPlace == inPlace {
+				order = append(order, p)
+			}
+		}
+	}
+	for _, p := range order {
 		b := p.buf(step)
-		s, err := deviceOf(b).Capture(b, r.captureOptions(p))
+		var s kernels.Snapshot
+		var ip kernels.InPlaceSnapshot
+		var err error
+		if d, ok := deviceOf(b).(inPlaceDevice); ok && p.inPlace {
+			ip, err = d.CaptureInPlace(b, r.captureOptions(p))
+			s = ip
+		} else {
+			s, err = deviceOf(b).Capture(b, r.captureOptions(p))
+		}
 		if err != nil {
 			for _, c := range snaps {
 				c.snap.Release()
@@ -94,11 +132,16 @@ func (r *Rank) capture(e uint64, step int64) *shardWriter {
 			r.p.CaptureFailed(e, fmt.Errorf("capture %q: %w", p.name, err))
 			return nil
 		}
-		snaps = append(snaps, capturedBuffer{p: p, snap: s})
+		snaps = append(snaps, capturedBuffer{p: p, snap: s, inPlace: ip})
 		r.faults.hit("capture")
 	}
 	r.stats.Captures++
 	r.stats.CaptureTime += time.Since(t)
+	for _, c := range snaps {
+		if c.inPlace != nil {
+			r.stats.InPlaceBytes += c.snap.Len()
+		}
+	}
 	var base *ckpt.BaseRef
 	if r.committed > 0 {
 		base = &ckpt.BaseRef{Epoch: r.committed}

@@ -38,10 +38,13 @@ type Rank struct {
 	tickStop chan struct{}
 	tickDone chan struct{}
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	p        *participant.Participant
-	prot     []*protected
+	mu   sync.Mutex
+	cond *sync.Cond
+	p    *participant.Participant
+	prot []*protected
+	// staged: the bytes of the protected CPU buffers a cut copies into
+	// staging, at most Options.MaxStaging (when set).
+	staged   int64
 	started  bool // Start was called
 	running  bool // Go received by the current participant
 	rollback *participant.Rollback
@@ -76,8 +79,15 @@ type Rank struct {
 
 // Stats count what a rank did, for logs and benchmarks.
 type Stats struct {
-	Captures      int
-	CaptureTime   time.Duration // app-visible time spent capturing
+	Captures    int
+	CaptureTime time.Duration // app-visible time spent capturing
+	// Holds counts the cuts that held the job at its SafePoint until the
+	// shard writer had read the buffers it reads in place
+	// (Options.MaxStaging), HoldTime the time they held it, and
+	// InPlaceBytes the bytes those cuts read in place.
+	Holds         int
+	HoldTime      time.Duration
+	InPlaceBytes  int64
 	Rollbacks     int
 	RestoreTime   time.Duration
 	ShardsWritten int
@@ -405,7 +415,8 @@ func (r *Rank) Recv(ctx context.Context, from int) ([]byte, error) {
 // The state must be consistent: no request in flight, buffers written.
 // SafePoint takes the rank's part of a cut scheduled at step (capturing the
 // protected buffers and returning at once while the shard is written in
-// the background), and applies a rollback if one was ordered: the buffers
+// the background; buffers beyond Options.MaxStaging are read in place, and
+// SafePoint returns once the writer has read them), and applies a rollback if one was ordered: the buffers
 // are restored in place and the cut's step is returned. Otherwise it
 // returns step.
 func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
@@ -430,6 +441,14 @@ func (r *Rank) SafePoint(ctx context.Context, step int64) (int64, error) {
 		w = r.capture(act.Epoch, act.Step)
 	}
 	r.process()
+	if w != nil && w.consumed != nil {
+		if err := r.hold(ctx, w); err != nil {
+			return 0, err
+		}
+		if r.rollback != nil {
+			return r.waitRunning(ctx, step)
+		}
+	}
 	if w != nil && r.o.StopTheWorld {
 		r.mu.Unlock()
 		select {

@@ -279,12 +279,19 @@ func truncate(s string, n int) string {
 }
 
 // keepInitial copies the protected state at step 0, the state a rollback
-// returns to before any cut commits. It is dropped at the first commit.
+// returns to before any cut commits, except the buffers beyond the staging
+// bound (Options.MaxStaging). It is dropped at the first commit.
 func (r *Rank) keepInitial() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.initial = make([][]byte, len(r.prot))
 	for i, p := range r.prot {
+		if p.inPlace {
+			// Beyond the staging bound no copy is kept: the coordinator
+			// never rolls a rank back to step 0 in place (with no
+			// committed cut every rank restarts in a new process).
+			continue
+		}
 		b := p.buf(0)
 		r.initial[i] = make([]byte, b.Len())
 		if err := deviceOf(b).CopyToHost(r.initial[i], b, 0); err != nil {
@@ -334,6 +341,9 @@ func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
 		}
 		for i, p := range r.prot {
 			b := p.buf(0)
+			if initial[i] == nil && b.Len() > 0 {
+				return 0, fmt.Errorf("rank %d: rollback to step 0: no copy of buffer %q's initial state was kept (it is beyond the staging bound, %s)", r.o.Rank, p.name, EnvMaxStaging)
+			}
 			if err := deviceOf(b).Restore(b, initial[i]); err != nil {
 				return 0, fmt.Errorf("rank %d: rollback to step 0: %w", r.o.Rank, err)
 			}

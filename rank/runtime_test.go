@@ -36,6 +36,10 @@ type goSpawner struct {
 	base  rank.Options
 	cfg   heat2d.Config
 	exits chan launch.Exit
+	// job, when set, runs instead of heat2d, with peers(r) as rank r's
+	// peers.
+	job   func(ctx context.Context, rk *rank.Rank) error
+	peers func(r int) []int
 
 	mu    sync.Mutex
 	procs map[int]*goProc
@@ -62,6 +66,9 @@ func (s *goSpawner) Spawn(r int, spawn uint64, env []string) error {
 	}
 	o.Peers = heat2d.NewLayout(r, o.World, s.cfg.Size).Peers()
 	o.TotalSteps = s.cfg.Steps
+	if s.peers != nil {
+		o.Peers = s.peers(r)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &goProc{spawn: spawn, cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
@@ -75,7 +82,11 @@ func (s *goSpawner) Spawn(r int, spawn uint64, env []string) error {
 			s.mu.Lock()
 			p.rank = rk
 			s.mu.Unlock()
-			_, err = heat2d.Run(ctx, rk, kernels.CPUDevice(), s.cfg)
+			if s.job != nil {
+				err = s.job(ctx, rk)
+			} else {
+				_, err = heat2d.Run(ctx, rk, kernels.CPUDevice(), s.cfg)
+			}
 			rk.Close()
 		}
 		var ee *rank.ExitError

@@ -7,6 +7,7 @@ import "github.com/cutpoint/cutpoint/internal/jobstats"
 // rank command and libcutpoint alike, so that neither lacks a counter.
 func (s Stats) Record(f *jobstats.Rank) {
 	f.Captures, f.CaptureNs = s.Captures, int64(s.CaptureTime)
+	f.Holds, f.HoldNs, f.InPlaceBytes = s.Holds, int64(s.HoldTime), s.InPlaceBytes
 	f.Rollbacks, f.RestoreNs = s.Rollbacks, int64(s.RestoreTime)
 	f.ShardsWritten, f.ShardBytes, f.ShardStored = s.ShardsWritten, s.ShardBytes, s.ShardStored
 	f.LastShardNs = int64(s.LastShardTime)

@@ -18,6 +18,9 @@ import (
 type capturedBuffer struct {
 	p    *protected
 	snap kernels.Snapshot
+	// inPlace is snap when it reads the live buffer (Options.MaxStaging):
+	// the job must not write the buffer until it is consumed.
+	inPlace kernels.InPlaceSnapshot
 }
 
 // shardWriter writes one epoch's shard in the background: the captured
@@ -30,6 +33,10 @@ type shardWriter struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	// consumed is closed once no buffer read in place will be read again
+	// (nil when every buffer was copied); it closes at the latest when
+	// the writer ends, which releases every snapshot.
+	consumed chan struct{}
 }
 
 func (w *shardWriter) stop() {
@@ -43,6 +50,21 @@ func (r *Rank) startWriter(spec ckpt.ShardSpec, snaps []capturedBuffer) *shardWr
 	w := &shardWriter{
 		epoch: spec.Epoch, owner: r.p, seal: make(chan *participant.Seal, 1),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	var inPlace []kernels.InPlaceSnapshot
+	for _, c := range snaps {
+		if c.inPlace != nil {
+			inPlace = append(inPlace, c.inPlace)
+		}
+	}
+	if len(inPlace) > 0 {
+		w.consumed = make(chan struct{})
+		go func() {
+			for _, s := range inPlace {
+				<-s.Consumed()
+			}
+			close(w.consumed)
+		}()
 	}
 	r.writers[spec.Epoch] = w
 	go r.runWriter(w, spec, snaps)
@@ -88,6 +110,11 @@ func (r *Rank) runWriter(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedBu
 	}
 }
 
+// testHookInPlace, set by tests only, runs on the writer's goroutine
+// before it reads a buffer in place: a test slows the writer with it, to
+// hold the job as long as it needs.
+var testHookInPlace func(ctx context.Context, rank int, epoch uint64)
+
 // writeShard streams the snapshots into a new shard, waits for the seal,
 // adds the channel state and meta and makes the shard durable. Snapshots
 // are released whatever happens.
@@ -111,6 +138,9 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 		}
 	}()
 	for _, c := range snaps {
+		if c.inPlace != nil && testHookInPlace != nil {
+			testHookInPlace(w.ctx, r.o.Rank, spec.Epoch)
+		}
 		if err := sw.AddBuffer(w.ctx, c.p.name, c.snap); err != nil {
 			return ref, fmt.Errorf("buffer %q: %w", c.p.name, err)
 		}

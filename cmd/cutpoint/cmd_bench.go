@@ -37,6 +37,8 @@ type benchOptions struct {
 	NoScale  bool
 	Frozen   float64
 	StoreMax string
+	Memory   string
+	MaxStage string
 }
 
 func newBenchCommand(g *GlobalOptions) *cobra.Command {
@@ -95,6 +97,8 @@ harness could not run; 2 usage error.`,
 	f.BoolVar(&o.NoScale, "no-scale", false, "job family: leave out the scale runs")
 	f.Float64Var(&o.Frozen, "frozen", 0, "job family: frozen fraction of the incremental-reuse runs (default 0.9; negative: none)")
 	f.StringVar(&o.StoreMax, "store-max", "", "cap the store family's state sizes, e.g. 256MiB (default: the plan's, up to 4GiB)")
+	f.StringVar(&o.Memory, "job-memory", "", "job family: run only the memory scenario, heat2d whose protected state is this much in all (e.g. 12GiB: a tile of --job-state over the ranks, the rest a --frozen parameter buffer), without cuts and with a cut every --job-intervals' first, both under --job-max-staging")
+	f.StringVar(&o.MaxStage, "job-max-staging", "64MiB", "job family's memory scenario: the ranks' --max-staging")
 	cmd.AddCommand(newBenchGoalsCommand(g))
 	f.StringSliceVar(&o.From, "from", nil, "measure nothing: redraw the table and plots (and --doc) from this results.json into --out; several (comma-separated) go into --out/run1, run2, ... and one --doc section")
 	return cmd
@@ -143,6 +147,16 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			return usageError(fmt.Errorf("--store-max: %w", err))
 		}
 	}
+	var memory, maxStaging int64
+	if o.Memory != "" {
+		var err error
+		if memory, err = parseSize(o.Memory); err != nil {
+			return usageError(fmt.Errorf("--job-memory: %w", err))
+		}
+		if maxStaging, err = parseSize(o.MaxStage); err != nil {
+			return usageError(fmt.Errorf("--job-max-staging: %w", err))
+		}
+	}
 	if o.Doc != "" {
 		if _, err := os.Stat(o.Doc); err != nil {
 			return usageError(fmt.Errorf("--doc: %w", err))
@@ -187,6 +201,7 @@ func runBench(ctx context.Context, g *GlobalOptions, o benchOptions, _ []string)
 			Out: o.Out, Scratch: o.Scratch, Quick: o.Quick, Families: o.Families, Reps: o.Reps,
 			JobState: state, JobRanks: o.JobRanks, JobWindow: o.JobWin, JobIntervals: o.JobIvals, Devices: o.Devices,
 			Seed: o.Seed, NoJobExtras: o.NoExtras, ScaleRanks: o.Scale, ScaleOff: o.NoScale, Frozen: o.Frozen, StoreMax: storeMax,
+			JobMemory: memory, JobMaxStaging: maxStaging,
 			Command: "cutpoint " + strings.Join(os.Args[1:], " "),
 			Log:     g.Logger, Progress: g.Stderr,
 		})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cutpoint/cutpoint/coordinator"
 	"github.com/cutpoint/cutpoint/coordinator/driver"
+	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/internal/jobname"
 	"github.com/cutpoint/cutpoint/internal/jobstats"
 	"github.com/cutpoint/cutpoint/internal/launch"
@@ -202,11 +203,17 @@ func runJob(ctx context.Context, g *GlobalOptions, j jobRun) error {
 	if j.spawn == "local" {
 		// The ranks run on this machine: check that they fit it before
 		// anything is created or started.
-		size := 0
+		var h heat2dMem
 		if len(j.args) == 0 {
-			size = j.workload.Size
+			h = heat2dMem{size: j.workload.Size, maxStaging: o.maxStaging}
+			if j.workload.Frozen > 0 {
+				h.params = heat2d.NewLayout(0, 1, j.workload.Size).Tile.Bytes()
+				if j.workload.params > 0 {
+					h.params = j.workload.params / 8 * 8
+				}
+			}
 		}
-		if err := checkResources(o.Ranks, size, machineResources()).apply(g, o.Force); err != nil {
+		if err := checkResources(o.Ranks, h, machineResources()).apply(g, o.Force); err != nil {
 			return usageError(err)
 		}
 	}

@@ -145,6 +145,10 @@ type workloadOptions struct {
 	Size   int
 	Device string
 	Frozen float64
+	// Params is --params-size: the parameter buffer's bytes per rank
+	// ("": as large as the tile); params is it parsed (by check).
+	Params string
+	params int64
 }
 
 func (o *workloadOptions) AddFlags(f *pflag.FlagSet) {
@@ -152,13 +156,22 @@ func (o *workloadOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.Size, "size", 512, "heat2d: grid edge per rank (cells)")
 	f.StringVar(&o.Device, "device", "cpu", "device of the ranks: cpu or cuda (cuda needs the cuda build)")
 	f.Float64Var(&o.Frozen, "frozen", 0, "heat2d: add a parameter buffer as large as the tile whose first FRACTION is frozen and the rest rewritten every step (0: none), to measure incremental cuts")
+	f.StringVar(&o.Params, "params-size", "", "heat2d with --frozen: the parameter buffer's size per rank, e.g. 4GiB (default: as large as the tile), for a state far larger than the heat field")
 }
 
 func (o workloadOptions) config() heat2d.Config {
-	return heat2d.Config{Size: o.Size, Steps: o.Steps, Alpha: heat2d.DefaultAlpha, Frozen: o.Frozen}
+	return heat2d.Config{Size: o.Size, Steps: o.Steps, Alpha: heat2d.DefaultAlpha, Frozen: o.Frozen, ParamsBytes: o.params}
 }
 
-func (o workloadOptions) check() error {
+func (o *workloadOptions) check() error {
+	o.params = 0
+	if o.Params != "" {
+		n, err := parseSize(o.Params)
+		if err != nil {
+			return fmt.Errorf("--params-size: %w", err)
+		}
+		o.params = n
+	}
 	if err := o.config().Validate(); err != nil {
 		return err
 	}
@@ -173,6 +186,9 @@ func (o workloadOptions) args() []string {
 	a := []string{"--steps", strconv.FormatInt(o.Steps, 10), "--size", strconv.Itoa(o.Size), "--device", o.Device}
 	if o.Frozen > 0 {
 		a = append(a, "--frozen", strconv.FormatFloat(o.Frozen, 'g', -1, 64))
+	}
+	if o.Params != "" {
+		a = append(a, "--params-size", o.Params)
 	}
 	return a
 }
@@ -205,7 +221,11 @@ type jobOptions struct {
 	Metrics         string
 	MaxRecover      int
 	StopWorld       bool
-	StoreIO         string
+	// MaxStaging is --max-staging: the staging memory a rank's cut may
+	// copy its CPU state into ("0": no bound); maxStaging is it parsed.
+	MaxStaging string
+	maxStaging int64
+	StoreIO    string
 	// FrameAuth is --frame-auth: "on" (frames between ranks tagged and
 	// checked) or "off" (a trusted fabric; control messages stay signed).
 	FrameAuth string
@@ -255,6 +275,7 @@ func (o *jobOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (e.g. :9090)")
 	f.IntVar(&o.MaxRecover, "max-recoveries", 10, "recoveries for the same cause without a commit in between before the job fails (4x for mixed causes)")
 	f.BoolVar(&o.StopWorld, "stop-the-world", false, "ranks wait at each cut until it is durable (for comparison)")
+	f.StringVar(&o.MaxStaging, "max-staging", "0", "bound on the memory a rank's cut copies its CPU state into, e.g. 1GiB (0: none); a buffer beyond it is written from where it lives and the rank waits at the cut until it has been read: less memory, a longer stall (docs/operations.md)")
 	f.BoolVar(&o.Force, "force", false, "start the job even when the pre-checks refuse it (ranks far beyond the cores or the process limit, heat2d state beyond the available memory)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", ckpt.DefaultLeaseTTL, "ttl of the job's owner lease in the store (renewed every ttl/3); a killed coordinator's job can be taken over once it expired")
 	f.StringVar(&o.FrameAuth, "frame-auth", "on", "on: every frame between ranks is tagged and checked; off: frames go untagged, for a fabric where nobody else can publish on the job's subjects (control messages, reports and results stay authenticated; see docs/operations.md, Security)")
@@ -370,6 +391,14 @@ func (o *jobOptions) check() error {
 			errs = append(errs, fmt.Errorf("--metrics %q: want HOST:PORT or :PORT: %w", o.Metrics, err))
 		}
 	}
+	o.maxStaging = 0
+	if o.MaxStaging != "" {
+		if n, err := rank.ParseBytes(o.MaxStaging); err != nil {
+			errs = append(errs, fmt.Errorf("--max-staging: %w (0: no bound)", err))
+		} else {
+			o.maxStaging = n
+		}
+	}
 	if o.MaxRecover < 1 {
 		errs = append(errs, fmt.Errorf("--max-recoveries %d: must be >= 1", o.MaxRecover))
 	}
@@ -466,6 +495,7 @@ func (o *jobOptions) rankEnv(natsURL string) []string {
 	if o.StopWorld {
 		env = append(env, rank.EnvStopTheWorld+"=1")
 	}
+	env = append(env, rank.EnvMaxStaging+"="+strconv.FormatInt(o.maxStaging, 10))
 	// Always set, so that a rank never inherits another setting from the
 	// launcher's environment.
 	env = append(env, rank.EnvFrameAuth+"="+o.FrameAuth)

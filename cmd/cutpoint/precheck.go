@@ -27,10 +27,36 @@ const (
 	// threadsPerRank is a floor for the threads of one rank process (the
 	// Go runtime alone starts several); RLIMIT_NPROC counts threads.
 	threadsPerRank = 8
-	// heat2dMemFactor: a heat2d rank holds two tiles, the initial grid
-	// while it starts and a cut's captured copy: about 4 tiles.
-	heat2dMemFactor = 4
+	// heat2dFieldTiles: a heat2d rank holds two tiles of its field and
+	// the initial grid while it starts; cutpoint adds a cut's staging
+	// copy and the copy of the initial state kept until the first commit
+	// (heat2dMem.bytes).
+	heat2dFieldTiles = 3
 )
+
+// heat2dMem is what a heat2d rank keeps in memory: its tile edge, the
+// parameter buffer (--frozen, --params-size) and the staging bound
+// (--max-staging, 0: none).
+type heat2dMem struct {
+	size       int
+	params     int64
+	maxStaging int64
+}
+
+// bytes estimates one rank's memory: its field's tiles, the parameters,
+// and for every buffer that fits in the staging bound (protected in that
+// order, as the rank runtime stages them) a staging copy and an initial
+// copy.
+func (h heat2dMem) bytes() (state, total int64) {
+	tile := heat2d.NewLayout(0, 1, h.size).Tile.Bytes()
+	var staged int64
+	for _, b := range []int64{tile, h.params} {
+		if h.maxStaging == 0 || staged+b <= h.maxStaging {
+			staged += b
+		}
+	}
+	return tile + h.params, heat2dFieldTiles*tile + h.params + 2*staged
+}
 
 // resources is what the machine offers; tests fill it by hand.
 type resources struct {
@@ -83,9 +109,9 @@ type precheck struct {
 	refusals []string
 }
 
-// checkResources compares a job of ranks local processes (heat2d tiles of
-// edge size when heat2d is true) with the machine.
-func checkResources(ranks int, heat2dSize int, res resources) precheck {
+// checkResources compares a job of ranks local processes (heat2d ranks
+// as h says when h.size > 0) with the machine.
+func checkResources(ranks int, h heat2dMem, res resources) precheck {
 	var p precheck
 	if res.cores > 0 && ranks > res.cores {
 		msg := fmt.Sprintf("--ranks %d on %d cores: %d ranks per core, the ranks take turns on the cores", ranks, res.cores, (ranks+res.cores-1)/res.cores)
@@ -103,11 +129,11 @@ func checkResources(ranks int, heat2dSize int, res resources) precheck {
 			p.warnings = append(p.warnings, fmt.Sprintf("--ranks %d need about %d threads (%d per rank); the process limit (RLIMIT_NPROC, ulimit -u) is %d: starting ranks may fail", ranks, need, threadsPerRank, res.nproc))
 		}
 	}
-	if heat2dSize > 0 && res.memAvail > 0 {
-		tile := uint64(heat2d.NewLayout(0, 1, heat2dSize).Tile.Bytes())
-		total := tile * heat2dMemFactor * uint64(ranks)
-		msg := fmt.Sprintf("heat2d --size %d: %s of state per rank, about %s in all for %d ranks (tiles, start-up grid, a cut's copy); %s of memory available",
-			heat2dSize, humanBytes(int64(tile)), humanBytes(int64(total)), ranks, humanBytes(int64(res.memAvail)))
+	if h.size > 0 && res.memAvail > 0 {
+		state, rankMem := h.bytes()
+		total := uint64(rankMem) * uint64(ranks)
+		msg := fmt.Sprintf("heat2d --size %d: %s of state per rank, about %s in all for %d ranks (tiles, start-up grid, parameters, a cut's staging copy and the initial copy kept until the first commit, of what fits in --max-staging); %s of memory available",
+			h.size, humanBytes(state), humanBytes(int64(total)), ranks, humanBytes(int64(res.memAvail)))
 		switch {
 		case total > res.memAvail:
 			p.refusals = append(p.refusals, msg)

@@ -73,6 +73,11 @@ type Config struct {
 	// between cuts (heat2d alone rewrites every cell), to measure what
 	// incremental cuts reuse.
 	Frozen float64
+	// ParamsBytes is the size of that buffer in bytes, rounded down to
+	// whole float64s (0: as large as the tile); only with Frozen. A
+	// buffer far larger than the tile gives a rank whose memory is about
+	// its state (the field keeps two tiles, the parameters one copy).
+	ParamsBytes int64
 }
 
 // DefaultAlpha is stable for the explicit 5-point scheme (<= 0.25).
@@ -91,6 +96,12 @@ func (c Config) Validate() error {
 	}
 	if !(c.Frozen >= 0 && c.Frozen < 1) {
 		return fmt.Errorf("heat2d: --frozen %g: want 0 <= fraction < 1", c.Frozen)
+	}
+	if c.ParamsBytes < 0 || c.ParamsBytes > 1<<44 {
+		return fmt.Errorf("heat2d: --params-size %d: want 0..16 TiB", c.ParamsBytes)
+	}
+	if c.ParamsBytes > 0 && c.Frozen == 0 {
+		return fmt.Errorf("heat2d: --params-size needs --frozen (the parameter buffer exists only with a frozen fraction)")
 	}
 	return nil
 }
@@ -201,7 +212,11 @@ func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 	if err := c.ProtectFunc("u", 8, func(step int64) kernels.Buffer { return bufs[step%2] }); err != nil {
 		return nil, err
 	}
-	params, err := newParams(dev, t.Bytes(), cfg.Frozen)
+	pbytes := t.Bytes()
+	if cfg.ParamsBytes > 0 {
+		pbytes = cfg.ParamsBytes / 8 * 8
+	}
+	params, err := newParams(dev, pbytes, cfg.Frozen)
 	if err != nil {
 		return nil, err
 	}
@@ -262,12 +277,18 @@ func Run(ctx context.Context, c Comm, dev Device, cfg Config) ([]byte, error) {
 
 // params is the --frozen buffer: a frozen head written once, and a
 // trainable tail that every step rewrites as a function of the step alone,
-// so that a rank restored at step s holds what it held at s.
+// so that a rank restored at step s holds what it held at s. Both are
+// written through one block of host memory, so that the buffer is the only
+// memory the parameters take however large they are.
 type params struct {
 	buf    kernels.Buffer
 	frozen int64 // bytes
-	tail   []float64
+	block  []float64
 }
+
+// paramsBlock is the host block the parameters are written through
+// (float64s).
+const paramsBlock = 128 << 10
 
 // newParams allocates the buffer (nil when frozen is 0) and writes its
 // frozen head.
@@ -279,22 +300,23 @@ func newParams(dev Device, n int64, frozen float64) (*params, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heat2d: allocate the %d-byte parameter buffer on %s: %w", n, dev.Name(), err)
 	}
-	p := &params{buf: b, frozen: int64(float64(n/8)*frozen) * 8}
-	head := make([]float64, p.frozen/8)
+	p := &params{buf: b, frozen: int64(float64(n/8)*frozen) * 8, block: make([]float64, paramsBlock)}
 	x := uint64(0x9e3779b97f4a7c15)
-	for i := range head {
-		// A fixed pseudo-random head (xorshift): incompressible enough to
-		// be like trained weights, the same in every run.
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		head[i] = float64(x>>11) / (1 << 53)
+	for off := int64(0); off < p.frozen; off += 8 * paramsBlock {
+		head := p.block[:min(paramsBlock, (p.frozen-off)/8)]
+		for i := range head {
+			// A fixed pseudo-random head (xorshift): incompressible
+			// enough to be like trained weights, the same in every run.
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			head[i] = float64(x>>11) / (1 << 53)
+		}
+		if err := dev.CopyFromHost(b, off, kernels.Float64Bytes(head)); err != nil {
+			b.Close()
+			return nil, err
+		}
 	}
-	if err := dev.CopyFromHost(b, 0, kernels.Float64Bytes(head)); err != nil {
-		b.Close()
-		return nil, err
-	}
-	p.tail = make([]float64, (n-p.frozen)/8)
 	if err := p.update(dev, 0); err != nil {
 		b.Close()
 		return nil, err
@@ -302,16 +324,24 @@ func newParams(dev Device, n int64, frozen float64) (*params, error) {
 	return p, nil
 }
 
-// update rewrites the trainable tail for step.
+// update rewrites the trainable tail for step: element i of the tail is
+// step*1e-3 + i*1e-9.
 func (p *params) update(dev Device, step int64) error {
 	if p == nil {
 		return nil
 	}
 	s := float64(step)
-	for i := range p.tail {
-		p.tail[i] = s*1e-3 + float64(i)*1e-9
+	n := (p.buf.Len() - p.frozen) / 8
+	for i0 := int64(0); i0 < n; i0 += paramsBlock {
+		blk := p.block[:min(paramsBlock, n-i0)]
+		for i := range blk {
+			blk[i] = s*1e-3 + float64(i0+int64(i))*1e-9
+		}
+		if err := dev.CopyFromHost(p.buf, p.frozen+8*i0, kernels.Float64Bytes(blk)); err != nil {
+			return err
+		}
 	}
-	return dev.CopyFromHost(p.buf, p.frozen, kernels.Float64Bytes(p.tail))
+	return nil
 }
 
 // exchanger holds the edge buffers reused every step.

@@ -227,14 +227,51 @@ func TestFrozenParameters(t *testing.T) {
 	if string(first[head:]) == string(last[head:]) {
 		t.Fatal("the trainable tail did not change")
 	}
-	p := &params{tail: make([]float64, (len(last)-head)/8)}
-	for i := range p.tail {
-		p.tail[i] = float64(cfg.Steps)*1e-3 + float64(i)*1e-9
-	}
-	if string(kernels.Float64Bytes(p.tail)) != string(last[head:]) {
-		t.Fatal("the tail at the last step is not a function of the step alone")
-	}
+	checkParams(t, last, head, cfg.Steps)
 	if err := (Config{Size: 8, Alpha: DefaultAlpha, Frozen: 1}).Validate(); err == nil {
 		t.Fatal("--frozen 1 passed Validate")
 	}
+	if err := (Config{Size: 8, Alpha: DefaultAlpha, ParamsBytes: 1 << 20}).Validate(); err == nil {
+		t.Fatal("--params-size without --frozen passed Validate")
+	}
+}
+
+// checkParams compares a parameter buffer at step with what it must hold:
+// the xorshift head, then the tail of step.
+func checkParams(t *testing.T, got []byte, head int, step int64) {
+	t.Helper()
+	want := make([]float64, len(got)/8)
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range head / 8 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		want[i] = float64(x>>11) / (1 << 53)
+	}
+	for i := head / 8; i < len(want); i++ {
+		want[i] = float64(step)*1e-3 + float64(i-head/8)*1e-9
+	}
+	if string(kernels.Float64Bytes(want[:head/8])) != string(got[:head]) {
+		t.Fatal("the frozen head is not the xorshift sequence")
+	}
+	if string(kernels.Float64Bytes(want[head/8:])) != string(got[head:]) {
+		t.Fatalf("the tail at step %d is not a function of the step alone", step)
+	}
+}
+
+// --params-size sets the parameter buffer's size apart from the tile's;
+// the head and the tail are written through a block of host memory, and
+// a buffer of several blocks holds what one written at once would.
+func TestParamsSize(t *testing.T) {
+	n := int64(3*paramsBlock*8 + 44) // rounded down to whole float64s
+	cfg := Config{Size: 16, Steps: 3, Alpha: DefaultAlpha, Frozen: 0.6, ParamsBytes: n}
+	c := &frozenComm{memComm: &memComm{id: 0, n: 1, net: newMemNet()}, seen: map[int64][]byte{}}
+	if _, err := Run(context.Background(), c, kernels.CPUDevice(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	last := c.seen[cfg.Steps]
+	if int64(len(last)) != n/8*8 {
+		t.Fatalf("parameter buffer of %d bytes, want %d", len(last), n/8*8)
+	}
+	checkParams(t, last, int(float64(n/8)*cfg.Frozen)*8, cfg.Steps)
 }

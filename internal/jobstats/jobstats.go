@@ -118,8 +118,15 @@ type Rank struct {
 	StartNs int64 `json:"start_unix_ns"`
 
 	// From the rank runtime (rank.Stats).
-	Captures      int   `json:"captures"`
-	CaptureNs     int64 `json:"capture_ns"` // capture copies alone
+	Captures  int   `json:"captures"`
+	CaptureNs int64 `json:"capture_ns"` // capture copies alone
+	// Holds, HoldNs: the cuts that held the job at its SafePoint until
+	// the writer had read the buffers it reads in place (max staging),
+	// and how long they held it (part of the capture stalls);
+	// InPlaceBytes: the bytes those cuts read in place.
+	Holds         int   `json:"holds,omitempty"`
+	HoldNs        int64 `json:"hold_ns,omitempty"`
+	InPlaceBytes  int64 `json:"in_place_bytes,omitempty"`
 	Rollbacks     int   `json:"rollbacks"`
 	RestoreNs     int64 `json:"restore_ns"` // reading cuts back, all restores
 	ShardsWritten int   `json:"shards_written"`
