@@ -403,6 +403,10 @@ func TestDamagedDeltaChunk(t *testing.T) {
 	if err := r.ReadBuffer(bg, "u", make([]byte, len(data))); !errors.As(err, &ce) || ce.Buffer != "u" || ce.Chunk != 4 {
 		t.Fatalf("restore of a damaged delta chunk: %v", err)
 	}
+	ce = nil
+	if err := r.ReadBufferTo(bg, "u", sliceWriterAt(make([]byte, len(data)))); !errors.As(err, &ce) || ce.Buffer != "u" || ce.Chunk != 4 {
+		t.Fatalf("restore through a writer of a damaged delta chunk: %v", err)
+	}
 	if _, err := s.Verify(bg, "dmg", 1, nil); !errors.As(err, &ce) || ce.Chunk != 4 {
 		t.Fatalf("verify: %v", err)
 	}

@@ -143,6 +143,15 @@ func checkRestore(t testing.TB, s *Store, job string, epoch uint64, ds []rankDat
 			if !bytes.Equal(got, d.data[i]) {
 				t.Fatalf("cut %d rank %d buffer %s: restored bytes differ", epoch, r, n)
 			}
+			// The same bytes through a writer, chunk by chunk (how a
+			// device buffer is restored).
+			to := sliceWriterAt(make([]byte, len(d.data[i])))
+			if err := sr.ReadBufferTo(bg, n, to); err != nil {
+				t.Fatalf("ReadBufferTo(%s): %v", n, err)
+			}
+			if !bytes.Equal(to, d.data[i]) {
+				t.Fatalf("cut %d rank %d buffer %s: bytes restored through a writer differ", epoch, r, n)
+			}
 		}
 		chans, err := sr.Channels(bg)
 		if err != nil {
@@ -167,4 +176,15 @@ func checkRestore(t testing.TB, s *Store, job string, epoch uint64, ds []rankDat
 		}
 		sr.Close()
 	}
+}
+
+// sliceWriterAt is a byte slice as an io.WriterAt (writes at distinct
+// offsets may run at once).
+type sliceWriterAt []byte
+
+func (b sliceWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(b)) || int64(len(p)) > int64(len(b))-off {
+		return 0, fmt.Errorf("write of %d bytes at %d outside %d", len(p), off, len(b))
+	}
+	return copy(b[off:], p), nil
 }

@@ -207,6 +207,33 @@ func (r *ShardReader) ReadBuffer(ctx context.Context, name string, dst []byte) e
 	return fmt.Errorf("job %s cut %d rank %d: buffer %q: %w", r.ref.Job, r.ref.Epoch, r.ref.Rank, name, ErrNotFound)
 }
 
+// ReadBufferTo restores buffer name into w, chunk by chunk as the workers
+// verify and unfilter them (WriteAt from many goroutines at once, each
+// chunk's raw bytes at its offset, in no particular order), for a
+// destination that is not host memory: a device's RestoreWriter copies
+// each chunk on while the next ones are decoded. Every chunk is checked
+// before it is written; a damaged one is a *CorruptError as in
+// ReadBuffer, and the chunks written before it stay written.
+func (r *ShardReader) ReadBufferTo(ctx context.Context, name string, w io.WriterAt) error {
+	for i := range r.idx.buffers {
+		b := &r.idx.buffers[i]
+		if b.name != name {
+			continue
+		}
+		st := &b.stream
+		return r.s.forChunks(ctx, len(st.chunks), func(ctx context.Context, i int) error {
+			out := r.s.buf(st.rawLen(i))
+			defer r.s.putBuf(out)
+			if err := r.readChunk(ctx, name, st, i, out); err != nil {
+				return err
+			}
+			_, err := w.WriteAt(out, int64(i)*int64(st.chunkSize))
+			return err
+		})
+	}
+	return fmt.Errorf("job %s cut %d rank %d: buffer %q: %w", r.ref.Job, r.ref.Epoch, r.ref.Rank, name, ErrNotFound)
+}
+
 // Channels reads and checks the recorded channel states.
 func (r *ShardReader) Channels(ctx context.Context) ([]ChannelState, error) {
 	out := make([]ChannelState, 0, len(r.idx.channels))

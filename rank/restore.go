@@ -196,6 +196,12 @@ func (r *Rank) loadFrom(ctx context.Context, sr *ckpt.ShardReader, epoch uint64,
 		if h, ok := b.(*kernels.HostBuffer); ok {
 			// Host memory: decompress straight into the job's buffer.
 			err = sr.ReadBuffer(ctx, p.name, h.Bytes())
+		} else if d, ok := deviceOf(b).(kernels.StreamRestorer); ok {
+			// A device that takes the buffer in pieces (CUDA): each chunk
+			// goes on to the device as soon as it is checked, while the
+			// workers decode the next ones, and no host copy of the whole
+			// buffer is made.
+			err = restoreStream(ctx, sr, p.name, d, b)
 		} else {
 			tmp := make([]byte, n)
 			if err = sr.ReadBuffer(ctx, p.name, tmp); err == nil {
@@ -364,4 +370,19 @@ func (r *Rank) applyRollback(ctx context.Context) (int64, error) {
 	r.process()
 	r.log.Info("rolled back", "g", rb.G, "cut", rb.Epoch, "step", rb.Step, "took", time.Since(t).Round(time.Millisecond))
 	return rb.Step, nil
+}
+
+// restoreStream restores buffer name of sr into b through d's writer; the
+// writer is closed whatever happens, so that its staging is freed, and the
+// first error is returned.
+func restoreStream(ctx context.Context, sr *ckpt.ShardReader, name string, d kernels.StreamRestorer, b kernels.Buffer) error {
+	w, err := d.RestoreStream(b)
+	if err != nil {
+		return err
+	}
+	err = sr.ReadBufferTo(ctx, name, w)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

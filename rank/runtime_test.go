@@ -40,6 +40,8 @@ type goSpawner struct {
 	// peers.
 	job   func(ctx context.Context, rk *rank.Rank) error
 	peers func(r int) []int
+	// dev runs heat2d (nil: the CPU device).
+	dev heat2d.Device
 
 	mu    sync.Mutex
 	procs map[int]*goProc
@@ -85,7 +87,11 @@ func (s *goSpawner) Spawn(r int, spawn uint64, env []string) error {
 			if s.job != nil {
 				err = s.job(ctx, rk)
 			} else {
-				_, err = heat2d.Run(ctx, rk, kernels.CPUDevice(), s.cfg)
+				dev := s.dev
+				if dev == nil {
+					dev = kernels.CPUDevice()
+				}
+				_, err = heat2d.Run(ctx, rk, dev, s.cfg)
 			}
 			rk.Close()
 		}
@@ -144,6 +150,12 @@ type jobResult struct {
 // job's progress passes step s.
 func runJob(t *testing.T, cfg heat2d.Config, everySteps int64, crashAt map[int]int64) jobResult {
 	t.Helper()
+	return runJobOn(t, nil, cfg, everySteps, crashAt)
+}
+
+// runJobOn is runJob with heat2d on dev (nil: the CPU device).
+func runJobOn(t *testing.T, dev heat2d.Device, cfg heat2d.Config, everySteps int64, crashAt map[int]int64) jobResult {
+	t.Helper()
 	dir := t.TempDir()
 	var logb syncBuf
 	log := slog.New(slog.NewTextHandler(&logb, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -164,7 +176,7 @@ func runJob(t *testing.T, cfg heat2d.Config, everySteps int64, crashAt map[int]i
 	}
 	defer nc.Close()
 	hb := 50 * time.Millisecond
-	sp := &goSpawner{t: t, cfg: cfg, exits: make(chan launch.Exit, 64), procs: map[int]*goProc{},
+	sp := &goSpawner{t: t, cfg: cfg, dev: dev, exits: make(chan launch.Exit, 64), procs: map[int]*goProc{},
 		base: rank.Options{NATS: srv.ClientURL(), Job: "heat", World: 4, Store: filepath.Join(dir, "store"),
 			HeartbeatInterval: hb, Logger: log}}
 	var mu sync.Mutex

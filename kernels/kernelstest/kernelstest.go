@@ -34,6 +34,9 @@ func Run(t *testing.T, dev kernels.Device) {
 	t.Run("CaptureReadOrders", func(t *testing.T) { CaptureReadOrders(t, dev) })
 	t.Run("CaptureIncremental", func(t *testing.T) { CaptureIncremental(t, dev) })
 	t.Run("CaptureRelease", func(t *testing.T) { CaptureRelease(t, dev) })
+	if _, ok := dev.(kernels.StreamRestorer); ok {
+		t.Run("RestoreStreams", func(t *testing.T) { RestoreStreams(t, dev) })
+	}
 	hd, ok := dev.(Heat2DDevice)
 	if !ok {
 		t.Fatalf("%s has no heat2d kernels (kernels.Heat2DKernels)", dev.Name())
@@ -102,6 +105,82 @@ func read(t *testing.T, dev kernels.Device, b kernels.Buffer) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// RestoreStreams: a buffer restored from pieces written in any order from
+// many goroutines at once (sizes that are not multiples of anything,
+// pieces larger than any staging slot) holds exactly what was written
+// once Close returns, over what the buffer held before; writes outside the
+// buffer and after Close fail.
+func RestoreStreams(t *testing.T, dev kernels.Device) {
+	sr, ok := dev.(kernels.StreamRestorer)
+	if !ok {
+		t.Fatalf("%s restores no streams (kernels.StreamRestorer)", dev.Name())
+	}
+	for _, c := range []struct{ n, piece int }{{0, 1}, {1, 1}, {1000, 7}, {3 << 20, 64 << 10}, {9<<20 + 13, 1<<20 + 5}, {5 << 20, 5 << 20}} {
+		t.Run(fmt.Sprintf("%d/%d", c.n, c.piece), func(t *testing.T) {
+			b := alloc(t, dev, RandBytes(1, c.n), 8)
+			want := RandBytes(uint64(c.n)+2, c.n)
+			w, err := sr.RestoreStream(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var offs []int
+			for off := 0; off < c.n; off += c.piece {
+				offs = append(offs, off)
+			}
+			rand.New(rand.NewPCG(uint64(c.n), 3)).Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
+			var wg sync.WaitGroup
+			errs := make(chan error, len(offs))
+			next := make(chan int)
+			for range 4 {
+				wg.Go(func() {
+					for off := range next {
+						p := append([]byte(nil), want[off:min(off+c.piece, c.n)]...)
+						if n, err := w.WriteAt(p, int64(off)); err != nil || n != len(p) {
+							errs <- fmt.Errorf("WriteAt %d bytes at %d: %d, %v", len(p), off, n, err)
+						}
+						clear(p) // the writer must have copied it
+					}
+				})
+			}
+			for _, off := range offs {
+				next <- off
+			}
+			close(next)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, dev, b); !bytes.Equal(got, want) {
+				t.Fatalf("restored buffer differs from what was written (%d bytes in pieces of %d)", c.n, c.piece)
+			}
+			if _, err := w.WriteAt([]byte{1}, 0); err == nil {
+				t.Fatal("a write after Close succeeded")
+			}
+		})
+	}
+	b := alloc(t, dev, make([]byte, 100), 1)
+	w, err := sr.RestoreStream(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n   int
+		off int64
+	}{{1, 100}, {2, 99}, {1, -1}} {
+		if _, err := w.WriteAt(make([]byte, c.n), c.off); err == nil {
+			t.Errorf("WriteAt of %d bytes at %d into a 100-byte buffer succeeded", c.n, c.off)
+		}
+	}
+	w.Close()
+	if _, err := sr.RestoreStream(foreign{}); err == nil {
+		t.Error("RestoreStream of another device's buffer succeeded")
+	}
 }
 
 // Copies: host copies at offsets, restore, zeroed allocation, bounds.
