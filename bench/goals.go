@@ -226,6 +226,14 @@ func evaluateGoals(res *Results) []Goal {
 		}
 	}
 	switch {
+	case gpuJob != nil && gpuJob.StreamMs != nil:
+		// The SafePoint returns once the device-side copy is enqueued;
+		// the copy then holds the job's stream for StreamMs (timed by
+		// CUDA events): the job's stall is the sum.
+		stall := gpuJob.BlockingMs.med() + gpuJob.StreamMs.med()
+		add(5, "GPU: app-visible stall per cut <= 1 ms plus launch", fmt.Sprintf("%.3f ms median: %.3f ms at the SafePoint + %.3f ms on the job's stream (max %.3f + %.3f; heat2d under cutpoint run, %s on %d ranks, every SafePoint with a cut)",
+			stall, gpuJob.BlockingMs.med(), gpuJob.StreamMs.med(), gpuJob.BlockingMs.Max, gpuJob.StreamMs.Max, sizeName(gpuJob.StateBytes), gpuJob.Ranks), boolp(stall <= 1.5),
+			"the SafePoint's host time plus the device-side pass on the job's stream (CUDA events), medians; 1 ms plus 0.5 ms allowed for the launch")
 	case gpuJob != nil:
 		// The SafePoint of a running job is what the application sees.
 		// The SafePoint returns once the device-side copy is enqueued;

@@ -259,6 +259,19 @@ func (j jobRun) captureCopies() []float64 {
 	return out
 }
 
+// streamTimes is every rank's mean time per cut that its captures held
+// the device's stream (CUDA, timed by events: the part of the stall the
+// SafePoint does not include), ms; empty on the CPU.
+func (j jobRun) streamTimes() []float64 {
+	var out []float64
+	for _, r := range j.ranks {
+		if r.StreamCuts > 0 {
+			out = append(out, float64(r.StreamNs)/float64(r.StreamCuts)/1e6)
+		}
+	}
+	return out
+}
+
 // holds is every rank's mean hold per cut (the runtime's HoldNs / Holds),
 // ms.
 func (j jobRun) holds() []float64 {

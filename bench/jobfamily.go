@@ -275,7 +275,7 @@ func (f *jobFamily) records(prefix string) []Record {
 		}
 		r := common(v.label, what, role, v)
 		r.Reps = len(runs)
-		var rates, walls, rss, lrss, cuts, over, wover, stalls, copies, afterCap, afterReq, periods, args, rssAdd, reuse []float64
+		var rates, walls, rss, lrss, cuts, over, wover, stalls, copies, streams, afterCap, afterReq, periods, args, rssAdd, reuse []float64
 		for rep, j := range f.runs[v.label] {
 			if j == nil {
 				continue
@@ -287,6 +287,7 @@ func (f *jobFamily) records(prefix string) []Record {
 			cuts = append(cuts, float64(len(j.run.Cuts)))
 			stalls = append(stalls, j.stalls()...)
 			copies = append(copies, j.captureCopies()...)
+			streams = append(streams, j.streamTimes()...)
 			ac, ar := j.captureToCommit()
 			afterCap, afterReq = append(afterCap, ac...), append(afterReq, ar...)
 			periods = append(periods, j.period())
@@ -313,7 +314,7 @@ func (f *jobFamily) records(prefix string) []Record {
 			r.PeriodS, r.IntervalArgS = statOf(periods...), statOf(args...)
 			r.RSSAddedPerStateByte = statOf(rssAdd...)
 			r.ReusedFraction = statOf(reuse...)
-			r.BlockingMs, r.CaptureCopyMs = statOf(stalls...), statOf(copies...)
+			r.BlockingMs, r.CaptureCopyMs, r.StreamMs = statOf(stalls...), statOf(copies...), statOf(streams...)
 			r.CommittedMs, r.CutRequestToCommitMs = statOf(afterCap...), statOf(afterReq...)
 			if r.BlockingMs != nil && f.memcpyMs > 0 {
 				r.MemcpyMs = one(f.memcpyMs)

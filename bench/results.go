@@ -98,6 +98,7 @@ type Record struct {
 	// Cuts.
 	BlockingMs           *Stat `json:"blocking_per_cut_ms,omitempty"`      // app-visible, per rank and cut (max over ranks in the store family)
 	CaptureCopyMs        *Stat `json:"capture_copy_ms,omitempty"`          // job: the capture's copy alone (the runtime's CaptureTime / Captures), per rank and run
+	StreamMs             *Stat `json:"stream_per_cut_ms,omitempty"`        // job on a GPU: the captures' time on the job's stream per cut (CUDA events), per rank and run
 	MemcpyMs             *Stat `json:"memcpy_ms,omitempty"`                // the same state copied the same way (store family), or the limit row
 	BlockingVsMemcpy     *Stat `json:"blocking_vs_memcpy,omitempty"`       // ratio
 	DurableMs            *Stat `json:"durable_ms,omitempty"`               // capture start to every shard durable

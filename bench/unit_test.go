@@ -214,3 +214,34 @@ func TestMemoryRow(t *testing.T) {
 		}
 	}
 }
+
+// TestGPUStallRow: the GPU stall goal of a job run adds the captures'
+// time on the job's stream (CUDA events) to the SafePoint's, and is
+// settled only when that time was measured.
+func TestGPUStallRow(t *testing.T) {
+	const goal = "GPU: app-visible stall per cut <= 1 ms plus launch"
+	row := func(r *Results) *Goal {
+		for _, g := range evaluateGoals(r) {
+			if g.Goal == goal {
+				return &g
+			}
+		}
+		t.Fatal("no GPU stall row")
+		return nil
+	}
+	job := Record{Name: "job/cuda/heat2d/r2/1GiB/every 10s", Family: FamilyJob, Role: RoleScenario, What: "overhead", Device: "cuda",
+		StateBytes: 1 << 30, Ranks: 2, IntervalS: 10, BlockingMs: statOf(0.13, 0.14), StreamMs: statOf(0.8, 0.9)}
+	r := &Results{Version: ResultsVersion, Records: []Record{job}}
+	g := row(r)
+	if g.Met == nil || !*g.Met || !strings.Contains(g.Measured, "0.985 ms median: 0.135 ms at the SafePoint + 0.850 ms on the job's stream") {
+		t.Errorf("within the goal: %+v", *g)
+	}
+	r.Records[0].StreamMs = statOf(1.6, 1.7)
+	if g := row(r); g.Met == nil || *g.Met {
+		t.Errorf("beyond the goal: %+v", *g)
+	}
+	r.Records[0].StreamMs = nil
+	if g := row(r); g.Met != nil || !strings.Contains(g.Note, "not timed") {
+		t.Errorf("stream time not measured: %+v", *g)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // RestoreWriter receives a buffer's restored bytes piece by piece, as a
@@ -71,4 +72,13 @@ func (w *hostRestore) Close() error {
 	}
 	w.closed = true
 	return nil
+}
+
+// StreamTimed is a snapshot whose device-side work ran on the job's own
+// stream and held it (CUDA: the copy into device staging, shuffled and
+// hashed, or on the direct path the copies to the host): StreamTime is how
+// long, timed by events on the device. It waits until that work is done;
+// call it before Release.
+type StreamTimed interface {
+	StreamTime() (time.Duration, error)
 }

@@ -85,9 +85,15 @@ type Stats struct {
 	// shard writer had read the buffers it reads in place
 	// (Options.MaxStaging), HoldTime the time they held it, and
 	// InPlaceBytes the bytes those cuts read in place.
-	Holds         int
-	HoldTime      time.Duration
-	InPlaceBytes  int64
+	Holds        int
+	HoldTime     time.Duration
+	InPlaceBytes int64
+	// StreamCuts counts the shards whose captures the device timed on
+	// the job's own stream (kernels.StreamTimed: CUDA), StreamTime their
+	// time there: the part of a cut's stall the SafePoint does not see,
+	// since it returns once the work is enqueued.
+	StreamCuts    int
+	StreamTime    time.Duration
 	Rollbacks     int
 	RestoreTime   time.Duration
 	ShardsWritten int

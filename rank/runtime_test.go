@@ -144,6 +144,8 @@ type jobResult struct {
 	digest string
 	code   int
 	log    string
+	// stats: each rank's last process's counters.
+	stats []rank.Stats
 }
 
 // runJob runs a 4-rank heat2d job in process; crashAt kills rank r when the
@@ -201,15 +203,19 @@ func runJobOn(t *testing.T, dev heat2d.Device, cfg heat2d.Config, everySteps int
 	if err != nil {
 		t.Fatalf("driver: %v\n%s", err, logb.String())
 	}
+	var stats []rank.Stats
 	for r := range 4 {
 		sp.mu.Lock()
 		p := sp.procs[r]
 		sp.mu.Unlock()
 		if p != nil {
 			<-p.done
+			if p.rank != nil {
+				stats = append(stats, p.rank.Stats())
+			}
 		}
 	}
-	return jobResult{digest: hex.EncodeToString(res.JobResult), code: res.Outcome.Code, log: logb.String()}
+	return jobResult{digest: hex.EncodeToString(res.JobResult), code: res.Outcome.Code, log: logb.String(), stats: stats}
 }
 
 type syncBuf struct {

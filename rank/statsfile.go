@@ -8,6 +8,7 @@ import "github.com/cutpoint/cutpoint/internal/jobstats"
 func (s Stats) Record(f *jobstats.Rank) {
 	f.Captures, f.CaptureNs = s.Captures, int64(s.CaptureTime)
 	f.Holds, f.HoldNs, f.InPlaceBytes = s.Holds, int64(s.HoldTime), s.InPlaceBytes
+	f.StreamCuts, f.StreamNs = s.StreamCuts, int64(s.StreamTime)
 	f.Rollbacks, f.RestoreNs = s.Rollbacks, int64(s.RestoreTime)
 	f.ShardsWritten, f.ShardBytes, f.ShardStored = s.ShardsWritten, s.ShardBytes, s.ShardStored
 	f.LastShardNs = int64(s.LastShardTime)

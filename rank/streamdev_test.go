@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cutpoint/cutpoint/internal/heat2d"
 	"github.com/cutpoint/cutpoint/kernels"
@@ -52,8 +53,20 @@ func (d *streamDev) CopyToHost(dst []byte, b kernels.Buffer, off int64) error {
 	return d.CPU.CopyToHost(dst, in(b), off)
 }
 func (d *streamDev) Capture(b kernels.Buffer, o kernels.CaptureOptions) (kernels.Snapshot, error) {
-	return d.CPU.Capture(in(b), o)
+	s, err := d.CPU.Capture(in(b), o)
+	if err != nil {
+		return nil, err
+	}
+	return timedSnap{s}, nil
 }
+
+// timedSnap says that its capture held the device's stream for
+// streamTime, as a CUDA snapshot measures it with events.
+type timedSnap struct{ kernels.Snapshot }
+
+const streamTime = 250 * time.Microsecond
+
+func (timedSnap) StreamTime() (time.Duration, error) { return streamTime, nil }
 func (d *streamDev) Reserve(b kernels.Buffer, o kernels.CaptureOptions) error {
 	return d.CPU.Reserve(in(b), o)
 }
@@ -109,5 +122,12 @@ func TestDeviceRestoreInPieces(t *testing.T) {
 	}
 	if dev.pieces.Load() == 0 || dev.whole.Load() != 0 {
 		t.Fatalf("restored %d bytes in pieces and %d from whole host copies; want all in pieces", dev.pieces.Load(), dev.whole.Load())
+	}
+	// Every shard written counts its captures' time on the device's
+	// stream (heat2d protects one buffer here: one timed capture each).
+	for i, st := range hurt.stats {
+		if st.ShardsWritten == 0 || st.StreamCuts < st.ShardsWritten || st.StreamTime != time.Duration(st.StreamCuts)*streamTime {
+			t.Errorf("rank process %d: %d shards written, %d timed on the stream for %v in all", i, st.ShardsWritten, st.StreamCuts, st.StreamTime)
+		}
 	}
 }

@@ -137,6 +137,8 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 			sw.Abort()
 		}
 	}()
+	var onStream time.Duration // the captures' time on the job's device stream
+	timed := false
 	for _, c := range snaps {
 		if c.inPlace != nil && testHookInPlace != nil {
 			testHookInPlace(w.ctx, r.o.Rank, spec.Epoch)
@@ -152,9 +154,21 @@ func (r *Rank) writeShard(w *shardWriter, spec ckpt.ShardSpec, snaps []capturedB
 				r.mu.Unlock()
 			}
 		}
+		if st, ok := c.snap.(kernels.StreamTimed); ok {
+			if d, err := st.StreamTime(); err == nil {
+				onStream += d
+				timed = true
+			}
+		}
 		c.snap.Release()
 	}
 	snaps = nil
+	if timed {
+		r.mu.Lock()
+		r.stats.StreamCuts++
+		r.stats.StreamTime += onStream
+		r.mu.Unlock()
+	}
 	var seal *participant.Seal
 	select {
 	case seal = <-w.seal:

@@ -124,9 +124,14 @@ type Rank struct {
 	// the writer had read the buffers it reads in place (max staging),
 	// and how long they held it (part of the capture stalls);
 	// InPlaceBytes: the bytes those cuts read in place.
-	Holds         int   `json:"holds,omitempty"`
-	HoldNs        int64 `json:"hold_ns,omitempty"`
-	InPlaceBytes  int64 `json:"in_place_bytes,omitempty"`
+	Holds        int   `json:"holds,omitempty"`
+	HoldNs       int64 `json:"hold_ns,omitempty"`
+	InPlaceBytes int64 `json:"in_place_bytes,omitempty"`
+	// StreamCuts, StreamNs: the shards whose captures the device timed on
+	// the job's stream (CUDA) and that time, which the SafePoint does not
+	// include.
+	StreamCuts    int   `json:"stream_cuts,omitempty"`
+	StreamNs      int64 `json:"stream_ns,omitempty"`
 	Rollbacks     int   `json:"rollbacks"`
 	RestoreNs     int64 `json:"restore_ns"` // reading cuts back, all restores
 	ShardsWritten int   `json:"shards_written"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -185,6 +186,8 @@ type snapshot struct {
 	sumsD   cu.DevicePtr // per-chunk hash sums on the device
 	sumsH   pinnedB      // and their pinned host copy
 	evSnap  cu.Event     // compute stream: the device-side copy is done
+	evStart cu.Event     // compute stream: before the capture's work (timing)
+	evEnd   cu.Event     // direct: compute stream, after its last copy (timing)
 	evSums  cu.Event     // the sums are in sumsH
 	evGroup []cu.Event   // direct: chunks [g*group, (g+1)*group) are in host
 	group   int
@@ -224,7 +227,9 @@ func (s *snapshot) enqueue(cb *Buffer, opt kernels.CaptureOptions) error {
 	d := s.d
 	var err error
 	flags := cu.DisableTiming | cu.BlockingSyncEvent
-	if s.evSnap, err = cu.MakeEvent(cu.DisableTiming); err != nil {
+	// evSnap and evStart time the capture's work on the job's stream
+	// (StreamTime); timing costs an event a few microseconds at most.
+	if s.evSnap, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
 		return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
 	}
 	if s.evSums, err = cu.MakeEvent(flags); err != nil {
@@ -240,6 +245,12 @@ func (s *snapshot) enqueue(cb *Buffer, opt kernels.CaptureOptions) error {
 	}
 	if s.nchunks == 0 {
 		return nil
+	}
+	if s.evStart, err = cu.MakeEvent(cu.DefaultEvent); err != nil {
+		return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
+	}
+	if err := s.evStart.Record(d.compute); err != nil {
+		return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
 	}
 	s.direct = d.opt.DirectCapture
 	if !s.direct {
@@ -335,6 +346,12 @@ func (s *snapshot) enqueueDirect(cb *Buffer) error {
 			return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
 		}
 	}
+	if s.evEnd, err = cu.MakeEvent(cu.BlockingSyncEvent); err != nil {
+		return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
+	}
+	if err := s.evEnd.Record(d.compute); err != nil {
+		return fmt.Errorf("cuda: %s: capture: %w", d.name, err)
+	}
 	return nil
 }
 
@@ -381,6 +398,12 @@ func (s *snapshot) free() {
 	s.evGroup = nil
 	if s.evSnap != (cu.Event{}) {
 		_ = cu.DestroyEvent(&s.evSnap)
+	}
+	if s.evStart != (cu.Event{}) {
+		_ = cu.DestroyEvent(&s.evStart)
+	}
+	if s.evEnd != (cu.Event{}) {
+		_ = cu.DestroyEvent(&s.evEnd)
 	}
 	if s.evSums != (cu.Event{}) {
 		_ = cu.DestroyEvent(&s.evSums)
@@ -806,4 +829,37 @@ func (s *snapshot) Release() {
 	// The device-side copy may still be running if nothing waited for it.
 	_ = s.evSnap.Synchronize()
 	s.free()
+}
+
+// StreamTime is how long the capture's work held the compute stream (the
+// job's): the device-side copy on the staged path, the hash pass and every
+// copy to the host on the direct path, timed by events on the device. It
+// waits for that work; call it before Release (which frees the events).
+func (s *snapshot) StreamTime() (time.Duration, error) {
+	s.mu.Lock()
+	released := s.released
+	s.mu.Unlock()
+	if released {
+		return 0, kernels.ErrReleased
+	}
+	if s.evStart == (cu.Event{}) {
+		return 0, nil // an empty buffer: nothing was enqueued
+	}
+	end := s.evSnap
+	if s.direct {
+		end = s.evEnd
+	}
+	unbind, err := s.d.bind()
+	if err != nil {
+		return 0, err
+	}
+	defer unbind()
+	if err := end.Synchronize(); err != nil {
+		return 0, fmt.Errorf("cuda: %s: capture: %w", s.d.name, err)
+	}
+	ms, err := s.evStart.Elapsed(end)
+	if err != nil {
+		return 0, fmt.Errorf("cuda: %s: capture timing: %w", s.d.name, err)
+	}
+	return time.Duration(float64(ms) * float64(time.Millisecond)), nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cutpoint/cutpoint/kernels"
 	"github.com/cutpoint/cutpoint/kernels/cuda"
@@ -322,5 +323,42 @@ func TestWrapBorrowed(t *testing.T) {
 	}
 	if _, err := d.Wrap(orig.(*cuda.Buffer).Ptr(), 12, 8); err == nil {
 		t.Error("wrapping 12 bytes of 8-byte elements succeeded")
+	}
+}
+
+// TestStreamTime: a capture's time on the compute stream is measured on
+// both paths (staged and direct), is positive for a non-empty buffer, and
+// is refused after Release.
+func TestStreamTime(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		d, err := cuda.Open(0, cuda.Options{DirectCapture: direct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := d.Alloc(64<<20, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := d.Capture(b, kernels.CaptureOptions{ChunkSize: 1 << 20, Shuffle: true, Incremental: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, ok := s.(kernels.StreamTimed)
+		if !ok {
+			t.Fatal("a CUDA snapshot is not kernels.StreamTimed")
+		}
+		dt, err := st.StreamTime()
+		if err != nil || dt <= 0 || dt > 10*time.Second {
+			t.Fatalf("direct %v: StreamTime %v, %v", direct, dt, err)
+		}
+		t.Logf("direct %v: 64 MiB held the stream %v", direct, dt)
+		s.Release()
+		if _, err := st.StreamTime(); !errors.Is(err, kernels.ErrReleased) {
+			t.Fatalf("StreamTime after Release: %v", err)
+		}
+		b.Close()
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"gorgonia.org/cu"
 
 	"github.com/cutpoint/cutpoint/kernels"
+	"github.com/cutpoint/cutpoint/kernels/shuffle"
 )
 
 var (
@@ -345,4 +346,190 @@ func TestReport(t *testing.T) {
 	a.Close()
 	b.Close()
 	row("GPU heat2d step, 8192x8192 tile", "%.2f Gcells/s", float64(steps)*float64(tile.NX*tile.NY)/st.Seconds()/1e9)
+}
+
+var largeFrac = flag.Float64("large", 0, "run TestLargeState with a buffer of this fraction of the GPU's free memory (e.g. 0.55)")
+
+// TestLargeState: a buffer larger than half the GPU's free memory, so that
+// a capture cannot get a device staging copy and takes the direct path
+// (copies to pinned host memory on the job's stream), is captured whole
+// and every chunk checked against its expected hash, then restored in
+// pieces through RestoreStream and checked on the device. It logs the
+// figures as rows of the report's table.
+func TestLargeState(t *testing.T) {
+	if *largeFrac <= 0 {
+		t.Skip("pass -large FRACTION to run")
+	}
+	d, err := Open(0, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const chunk = 4 << 20
+	var free, total int64
+	func() {
+		unbind, err := d.bind()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unbind()
+		if free, total, err = cu.MemInfo(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	n := int64(float64(free)**largeFrac) &^ (chunk - 1)
+	buf, err := d.Alloc(n, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	cb := buf.(*Buffer)
+	nch := kernels.NumChunks(n, chunk)
+	gib := float64(n) / (1 << 30)
+	row := func(what string, format string, args ...any) {
+		t.Logf("| %s | %s |", what, fmt.Sprintf(format, args...))
+	}
+	t.Logf("GPU: %s, %.1f of %.1f GiB free; buffer %.1f GiB (%.0f %% of the GPU's memory), chunks of %d MiB, GOMAXPROCS %d",
+		d.GPU(), float64(free)/(1<<30), float64(total)/(1<<30), gib, 100*float64(n)/float64(total), chunk>>20, runtime.GOMAXPROCS(0))
+
+	// Chunk k holds the 32-bit word pattern(k, gen) throughout.
+	pattern := func(k, gen int) uint32 { return uint32(k)*2654435761 + uint32(gen)*40503 + 1 }
+	fillHost := func(p []byte, v uint32) {
+		for i := 0; i+4 <= len(p); i += 4 {
+			p[i], p[i+1], p[i+2], p[i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+		}
+	}
+	want := func(gen int) []uint64 {
+		sums := make([]uint64, nch)
+		next := make(chan int, nch)
+		for k := range nch {
+			next <- k
+		}
+		close(next)
+		var wg sync.WaitGroup
+		for range runtime.GOMAXPROCS(0) {
+			wg.Go(func() {
+				p := make([]byte, chunk)
+				for k := range next {
+					fillHost(p, pattern(k, gen))
+					sums[k] = kernels.ChunkHash(p)
+				}
+			})
+		}
+		wg.Wait()
+		return sums
+	}
+	checkDevice := func(gen int, what string) {
+		h, err := d.Hash(buf, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want(gen)
+		for k := range nch {
+			if h.Sums[k] != w[k] {
+				t.Fatalf("%s: chunk %d on the device has hash %x, want %x", what, k, h.Sums[k], w[k])
+			}
+		}
+	}
+	func() {
+		unbind, err := d.bind()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unbind()
+		for k := range nch {
+			if err := cu.MemsetD32Async(cb.ptr+cu.DevicePtr(int64(k)*chunk), uint(pattern(k, 0)), chunk/4, d.compute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.compute.Synchronize(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	checkDevice(0, "filled")
+
+	// Capture and drain, every chunk checked on the host.
+	w0 := want(0)
+	start := time.Now()
+	s, err := d.Capture(buf, kernels.CaptureOptions{ChunkSize: chunk, Shuffle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := time.Since(start)
+	path := "staged"
+	if s.(*snapshot).direct {
+		path = "direct"
+	}
+	ctx := context.Background()
+	next := make(chan int, nch)
+	for k := range nch {
+		next <- k
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			raw := make([]byte, chunk)
+			for k := range next {
+				c, _, err := s.Chunk(ctx, k)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b := c
+				if s.Shuffled() {
+					shuffle.Unshuffle(raw[:len(c)], c, 8)
+					b = raw[:len(c)]
+				}
+				if h := kernels.ChunkHash(b); h != w0[k] {
+					t.Errorf("captured chunk %d: hash %x, want %x", k, h, w0[k])
+				}
+				s.Done(k)
+			}
+		})
+	}
+	wg.Wait()
+	drained := time.Since(start)
+	onStream, err := s.(kernels.StreamTimed).StreamTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if t.Failed() {
+		return
+	}
+	row(fmt.Sprintf("large state: capture of %.1f GiB (%s path), Capture call", gib, path), "%v", call)
+	row("large state: capture + drain with every chunk checked", "%.1f GiB/s (%v)", gib/drained.Seconds(), drained)
+	row("large state: the capture's time on the job's stream (CUDA events)", "%v", onStream)
+
+	// Restore in pieces, checked on the device.
+	start = time.Now()
+	rw, err := d.RestoreStream(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next = make(chan int, nch)
+	for k := range nch {
+		next <- k
+	}
+	close(next)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			p := make([]byte, chunk)
+			for k := range next {
+				fillHost(p, pattern(k, 1))
+				if _, err := rw.WriteAt(p, int64(k)*chunk); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := rw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Since(start)
+	checkDevice(1, "restored in pieces")
+	row("large state: restore in pieces (RestoreStream, the pieces made on the host as it goes)", "%.1f GiB/s (%v)", gib/restored.Seconds(), restored)
 }

@@ -182,3 +182,8 @@ func (w *restoreWriter) release() {
 	}
 	w.slots = nil
 }
+
+var (
+	_ kernels.StreamRestorer = (*Device)(nil)
+	_ kernels.StreamTimed    = (*snapshot)(nil)
+)
